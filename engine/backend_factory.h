@@ -1,0 +1,23 @@
+// Picks and creates the backend for a loaded model from a device name.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/backend.h"
+#include "engine/model/model_weights.h"
+
+namespace xlserve {
+
+struct BackendOptions {
+  std::string device = "cpu";  // "cpu" (the reference) or "cuda"
+  int num_threads = 0;         // CPU backend: 0 = one per hardware thread
+  int chunk_size = 64;         // tokens per chunk of the chunkwise prefill
+};
+
+// INVALID_ARGUMENT for an unknown device; UNAVAILABLE when the device is not usable here.
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,
+                                                       const BackendOptions& options);
+
+}  // namespace xlserve

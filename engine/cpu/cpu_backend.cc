@@ -1,0 +1,214 @@
+#include "engine/cpu/cpu_backend.h"
+
+#include <string>
+
+#include "engine/cpu/cpu_ops.h"
+#include "engine/cpu/mlstm_chunkwise.h"
+
+namespace xlserve {
+
+using cpu::Linear;
+
+absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(
+    std::shared_ptr<const ModelWeights> weights, const CpuBackendOptions& options) {
+  if (weights == nullptr) return absl::InvalidArgumentError("cpu backend: no model weights");
+  if (options.chunk_size < 1) {
+    return absl::InvalidArgumentError("cpu backend: chunk_size must be >= 1, got " +
+                                      std::to_string(options.chunk_size));
+  }
+  return std::unique_ptr<CpuBackend>(new CpuBackend(std::move(weights), options));
+}
+
+CpuBackend::CpuBackend(std::shared_ptr<const ModelWeights> weights,
+                       const CpuBackendOptions& options)
+    : weights_(std::move(weights)),
+      options_(options),
+      layout_(StateLayout::ForModel(weights_->config)),
+      pool_(options.num_threads) {}
+
+absl::Status CpuBackend::AllocateSlots(int num_slots) {
+  if (num_slots < 1) return absl::InvalidArgumentError("need at least one state slot");
+  const double bytes = static_cast<double>(num_slots) * layout_.slot_floats() * sizeof(float);
+  try {
+    states_.assign(static_cast<size_t>(num_slots) * layout_.slot_floats(), 0.0f);
+  } catch (const std::bad_alloc&) {
+    return absl::ResourceExhaustedError("cannot allocate " + std::to_string(num_slots) +
+                                        " state slots (" + std::to_string(bytes / 1e6) + " MB)");
+  }
+  num_slots_ = num_slots;
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::ResetSlot(int slot) {
+  if (slot < 0 || slot >= num_slots_) {
+    return absl::OutOfRangeError("state slot " + std::to_string(slot) + " out of range");
+  }
+  std::fill_n(SlotData(slot), layout_.slot_floats(), 0.0f);
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::ReadSlot(int slot, std::span<float> out) const {
+  if (slot < 0 || slot >= num_slots_) {
+    return absl::OutOfRangeError("state slot " + std::to_string(slot) + " out of range");
+  }
+  if (static_cast<int64_t>(out.size()) != layout_.slot_floats()) {
+    return absl::InvalidArgumentError("ReadSlot: buffer has " + std::to_string(out.size()) +
+                                      " floats, a slot has " +
+                                      std::to_string(layout_.slot_floats()));
+  }
+  const float* src = states_.data() + slot * layout_.slot_floats();
+  std::copy(src, src + layout_.slot_floats(), out.begin());
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::WriteSlot(int slot, std::span<const float> in) {
+  if (slot < 0 || slot >= num_slots_) {
+    return absl::OutOfRangeError("state slot " + std::to_string(slot) + " out of range");
+  }
+  if (static_cast<int64_t>(in.size()) != layout_.slot_floats()) {
+    return absl::InvalidArgumentError("WriteSlot: buffer has " + std::to_string(in.size()) +
+                                      " floats, a slot has " +
+                                      std::to_string(layout_.slot_floats()));
+  }
+  std::copy(in.begin(), in.end(), SlotData(slot));
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::ValidateBatch(std::span<const SequenceInput> batch) const {
+  if (batch.empty()) return absl::InvalidArgumentError("forward: empty batch");
+  std::vector<bool> seen(num_slots_, false);
+  const int vocab = weights_->config.vocab_size;
+  for (const SequenceInput& s : batch) {
+    if (s.slot < 0 || s.slot >= num_slots_) {
+      return absl::OutOfRangeError("forward: state slot " + std::to_string(s.slot) +
+                                   " out of range (" + std::to_string(num_slots_) + " slots)");
+    }
+    if (seen[s.slot]) {
+      return absl::InvalidArgumentError("forward: slot " + std::to_string(s.slot) +
+                                        " appears twice in one batch");
+    }
+    seen[s.slot] = true;
+    if (s.tokens.empty()) return absl::InvalidArgumentError("forward: sequence with no tokens");
+    for (int32_t t : s.tokens) {
+      if (t < 0 || t >= vocab) {
+        return absl::OutOfRangeError("token id " + std::to_string(t) + " is outside the vocabulary [0, " +
+                                     std::to_string(vocab) + ")");
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::Forward(std::span<const SequenceInput> batch, ForwardOutput* out) {
+  if (absl::Status st = ValidateBatch(batch); !st.ok()) return st;
+  const ModelConfig& cfg = weights_->config;
+  const int64_t d = cfg.hidden_size;
+
+  // x: the residual stream, [rows, d], sequences' tokens one after another.
+  std::vector<int64_t> row_begin(batch.size() + 1, 0);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    row_begin[i + 1] = row_begin[i] + static_cast<int64_t>(batch[i].tokens.size());
+  }
+  const int64_t rows = row_begin.back();
+  std::vector<float> x(static_cast<size_t>(rows * d));
+  for (size_t i = 0; i < batch.size(); ++i) {
+    for (size_t t = 0; t < batch[i].tokens.size(); ++t) {
+      cpu::ReadRow(weights_->embeddings, batch[i].tokens[t], x.data() + (row_begin[i] + t) * d);
+    }
+  }
+  for (int l = 0; l < cfg.num_blocks; ++l) RunBlock(weights_->blocks[l], l, batch, row_begin, x);
+
+  // Only the rows whose logits were asked for go through out_norm and the unembedding.
+  out->vocab_size = cfg.vocab_size;
+  out->row_offset.assign(batch.size() + 1, 0);
+  std::vector<int64_t> picked;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (batch[i].all_logits) {
+      for (int64_t r = row_begin[i]; r < row_begin[i + 1]; ++r) picked.push_back(r);
+    } else {
+      picked.push_back(row_begin[i + 1] - 1);
+    }
+    out->row_offset[i + 1] = static_cast<int>(picked.size());
+  }
+  std::vector<float> normed(picked.size() * d);
+  for (size_t p = 0; p < picked.size(); ++p) {
+    cpu::RmsNorm(x.data() + picked[p] * d, 1, d, weights_->out_norm_w, TensorView{}, cfg.norm_eps,
+                 normed.data() + p * d);
+  }
+  out->logits.resize(picked.size() * static_cast<size_t>(cfg.vocab_size));
+  Linear(pool_, normed.data(), static_cast<int64_t>(picked.size()), d, weights_->lm_head,
+         TensorView{}, out->logits.data(), cfg.vocab_size);
+  cpu::SoftCap(out->logits, cfg.output_logit_soft_cap);
+  return absl::OkStatus();
+}
+
+void CpuBackend::RunBlock(const BlockWeights& w, int layer, std::span<const SequenceInput> batch,
+                          const std::vector<int64_t>& row_begin, std::vector<float>& x) {
+  const ModelConfig& cfg = weights_->config;
+  const int64_t d = cfg.hidden_size;
+  const int64_t rows = row_begin.back();
+  const int heads = cfg.num_heads;
+  const int qk_dim = cfg.qk_dim();
+  const int v_dim = cfg.v_dim();
+  const int dqk = cfg.qk_head_dim();
+  const int dv = cfg.v_head_dim();
+
+  // mLSTM sub-layer: x += out_proj(sigmoid(o) * MultiHeadNorm(mLSTM(q, k, v, ĩ, f̃))).
+  std::vector<float> xn(rows * d);
+  cpu::RmsNorm(x.data(), rows, d, w.norm_mlstm_w, w.norm_mlstm_b, cfg.norm_eps, xn.data());
+  std::vector<float> q(rows * qk_dim), k(rows * qk_dim), v(rows * v_dim), o(rows * v_dim);
+  std::vector<float> ig(rows * heads), fg(rows * heads);
+  Linear(pool_, xn.data(), rows, d, w.q_w, w.q_b, q.data(), qk_dim);
+  Linear(pool_, xn.data(), rows, d, w.k_w, w.k_b, k.data(), qk_dim);
+  Linear(pool_, xn.data(), rows, d, w.v_w, w.v_b, v.data(), v_dim);
+  Linear(pool_, xn.data(), rows, d, w.ogate_w, w.ogate_b, o.data(), v_dim);
+  Linear(pool_, xn.data(), rows, d, w.igate_w, w.igate_b, ig.data(), heads);
+  Linear(pool_, xn.data(), rows, d, w.fgate_w, w.fgate_b, fg.data(), heads);
+  cpu::SoftCap(ig, cfg.gate_soft_cap);
+  cpu::SoftCap(fg, cfg.gate_soft_cap);
+
+  std::vector<float> h(rows * v_dim);
+  const int64_t pairs = static_cast<int64_t>(batch.size()) * heads;
+  pool_.ParallelFor(pairs, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const int64_t seq = p / heads;
+      const int head = static_cast<int>(p % heads);
+      const int64_t r0 = row_begin[seq];
+      cpu::MlstmHeadInputs in;
+      in.q = q.data() + r0 * qk_dim + head * dqk;
+      in.k = k.data() + r0 * qk_dim + head * dqk;
+      in.v = v.data() + r0 * v_dim + head * dv;
+      in.igate = ig.data() + r0 * heads + head;
+      in.fgate = fg.data() + r0 * heads + head;
+      in.qk_stride = qk_dim;
+      in.v_stride = v_dim;
+      in.gate_stride = heads;
+      in.num_tokens = static_cast<int>(row_begin[seq + 1] - r0);
+      in.dqk = dqk;
+      in.dv = dv;
+      in.eps = static_cast<float>(cfg.eps);
+      float* slot = SlotData(batch[seq].slot);
+      cpu::MlstmHeadChunkwise(in, options_.chunk_size, slot + layout_.c_offset(layer, head),
+                              slot + layout_.n_offset(layer, head),
+                              slot + layout_.m_offset(layer, head), h.data() + r0 * v_dim + head * dv,
+                              v_dim);
+    }
+  });
+  cpu::MultiHeadLayerNorm(h.data(), rows, heads, dv, w.mh_norm_w, w.mh_norm_b, cfg.norm_eps);
+  for (int64_t i = 0; i < rows * v_dim; ++i) h[i] *= cpu::Sigmoid(o[i]);
+  std::vector<float> y(rows * d);
+  Linear(pool_, h.data(), rows, v_dim, w.out_proj_w, w.out_proj_b, y.data(), d);
+  for (int64_t i = 0; i < rows * d; ++i) x[i] += y[i];
+
+  // Feed-forward sub-layer: x += down(silu(up_gate(xn)) * up(xn)).
+  cpu::RmsNorm(x.data(), rows, d, w.norm_ffn_w, w.norm_ffn_b, cfg.norm_eps, xn.data());
+  const int ffn = cfg.ffn_dim();
+  std::vector<float> gate(rows * ffn), up(rows * ffn);
+  Linear(pool_, xn.data(), rows, d, w.up_gate_w, w.up_gate_b, gate.data(), ffn);
+  Linear(pool_, xn.data(), rows, d, w.up_w, w.up_b, up.data(), ffn);
+  for (int64_t i = 0; i < rows * ffn; ++i) gate[i] = cpu::Silu(gate[i]) * up[i];
+  Linear(pool_, gate.data(), rows, ffn, w.down_w, w.down_b, y.data(), d);
+  for (int64_t i = 0; i < rows * d; ++i) x[i] += y[i];
+}
+
+}  // namespace xlserve
