@@ -59,7 +59,7 @@ CaseRun RunCase(const testing::GoldenCase& c, int chunk_size) {
 
 TEST_CASE("CPU engine reproduces transformers on every golden case") {
   const std::vector<testing::GoldenCase> cases = testing::LoadGoldenCases();
-  // The generator script writes nine cases; fewer means the data did not travel with the test.
+  // The generator script writes eight cases; fewer means the data did not travel with the test.
   REQUIRE(cases.size() >= 8);
   for (const testing::GoldenCase& c : cases) {
     const double tol = Tolerance(c.weights_dtype);
