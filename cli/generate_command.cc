@@ -12,6 +12,7 @@
 #include "engine/generator.h"
 #include "engine/model/model_weights.h"
 #include "engine/state_cache.h"
+#include "engine/tokenizer/streaming_decoder.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "spdlog/spdlog.h"
@@ -109,7 +110,9 @@ absl::Status Run(const GenerateFlags& f) {
   auto on_token = [&](int32_t id) {
     if (f.json) return;
     if (stream) {
-      std::fputs(stream->Push(id).c_str(), stdout);
+      // Ids the model knows but the tokenizer does not (padded vocabularies) print as U+FFFD.
+      absl::StatusOr<std::string> piece = stream->Push(id);
+      std::fputs(piece.ok() ? piece->c_str() : "\xEF\xBF\xBD", stdout);
     } else {
       std::printf("%d ", id);
     }
