@@ -1,6 +1,7 @@
 #include "engine/cpu/cpu_ops.h"
 
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "engine/util/dtype.h"
@@ -20,19 +21,29 @@ float Dot(const float* a, const float* b, int64_t n) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
 }
 
+uint16_t Load16(const void* base, int64_t i) {
+  uint16_t v;
+  std::memcpy(&v, static_cast<const char*>(base) + i * 2, 2);
+  return v;
+}
+
 float ElementAt(const TensorView& t, int64_t i) {
   switch (t.dtype) {
-    case DType::kF32: return static_cast<const float*>(t.data)[i];
-    case DType::kBF16: return BF16ToFloat(static_cast<const uint16_t*>(t.data)[i]);
-    case DType::kF16: return F16ToFloat(static_cast<const uint16_t*>(t.data)[i]);
+    case DType::kF32: {
+      // Other writers may leave F32 data unaligned inside the file: load bytewise.
+      float v;
+      std::memcpy(&v, static_cast<const char*>(t.data) + i * 4, 4);
+      return v;
+    }
+    case DType::kBF16: return BF16ToFloat(Load16(t.data, i));
+    case DType::kF16: return F16ToFloat(Load16(t.data, i));
   }
   return 0.0f;
 }
 
 void WidenRange(const TensorView& t, int64_t begin, int64_t count, float* out) {
   if (t.dtype == DType::kF32) {
-    const float* src = static_cast<const float*>(t.data) + begin;
-    std::copy(src, src + count, out);
+    std::memcpy(out, static_cast<const char*>(t.data) + begin * 4, count * 4);
     return;
   }
   for (int64_t i = 0; i < count; ++i) out[i] = ElementAt(t, begin + i);

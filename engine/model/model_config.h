@@ -1,10 +1,12 @@
 // ModelConfig: the typed, validated form of a Hugging Face xLSTM `config.json`.
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 
@@ -53,10 +55,19 @@ struct ModelConfig {
   int64_t StateFloatsPerLayer() const;
 };
 
+// Checks a config built in code the way ParseModelConfig checks a file: positive sizes,
+// derived dims divisible by num_heads, token ids inside the vocabulary, MTP depth in range.
+absl::Status ValidateModelConfig(const ModelConfig& config);
+
 // Parses and validates a config.json object. Errors name the offending key.
 absl::StatusOr<ModelConfig> ParseModelConfig(const nlohmann::json& j);
 
-// Reads `path` (a config.json file) and parses it.
+// Reads `path` (a config.json file) and parses it. Errors name the file and the key.
 absl::StatusOr<ModelConfig> LoadModelConfig(const std::string& path);
+
+// The config.json object transformers would write for `config` (both spellings of the aliased
+// keys, plus our "mtp" when set). ParseModelConfig(ModelConfigToJson(c)) gives back `c`; tests
+// use it to write checkpoint directories.
+nlohmann::json ModelConfigToJson(const ModelConfig& config);
 
 }  // namespace xlserve

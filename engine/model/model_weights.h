@@ -12,26 +12,12 @@
 
 #include "absl/status/statusor.h"
 #include "engine/model/model_config.h"
+#include "engine/model/tensor_view.h"
 #include "engine/util/dtype.h"
 
 namespace xlserve {
 
 class Checkpoint;
-
-// A read-only, row-major tensor inside a checkpoint file. `data` is null for absent
-// optional tensors (e.g. biases when use_bias is false).
-struct TensorView {
-  DType dtype = DType::kF32;
-  std::vector<int64_t> shape;
-  const void* data = nullptr;
-
-  bool present() const { return data != nullptr; }
-  int64_t numel() const;
-  int64_t rows() const { return shape.empty() ? 0 : shape[0]; }
-  int64_t cols() const { return shape.size() < 2 ? 1 : shape[1]; }
-  // Rows [begin, begin + count) of a 2-D tensor, or elements of a 1-D tensor.
-  TensorView Slice(int64_t begin, int64_t count) const;
-};
 
 // One xLSTM block. Fused checkpoints are presented through the same views (slices of the
 // fused matrices), so backends see a single layout.
