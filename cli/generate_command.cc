@@ -38,6 +38,8 @@ struct GenerateFlags {
   std::string device = "cpu";
   int threads = 0;
   int chunk_size = 64;
+  std::string speculative = "auto";
+  int num_draft = 3;
 };
 
 const char* FinishReasonName(FinishReason r) { return r == FinishReason::kStop ? "stop" : "length"; }
@@ -94,6 +96,20 @@ absl::Status Run(const GenerateFlags& f) {
   request.sampling.seed = f.seed;
   if (!f.ignore_eos) request.stop_token_ids.assign(config.eos_token_ids.begin(), config.eos_token_ids.end());
 
+  if (f.speculative == "off") {
+    request.speculation = SpeculationMode::kOff;
+  } else if (f.speculative == "on") {
+    request.speculation = SpeculationMode::kOn;
+  } else if (f.speculative == "auto") {
+    request.speculation = SpeculationMode::kAuto;
+  } else {
+    return absl::InvalidArgumentError("--speculative must be off, on or auto, got '" + f.speculative + "'");
+  }
+  if (f.num_draft < 0) {
+    return absl::InvalidArgumentError("--num-draft must be >= 0, got " + std::to_string(f.num_draft));
+  }
+  request.num_draft = f.num_draft;
+
   BackendOptions backend_options;
   backend_options.device = f.device;
   backend_options.num_threads = f.threads;
@@ -138,6 +154,10 @@ absl::Status Run(const GenerateFlags& f) {
     out["text"] = nullptr;
   }
   out["finish_reason"] = FinishReasonName(result->finish_reason);
+  out["speculative"] = result->speculative;
+  out["steps"] = result->steps;
+  out["drafted_tokens"] = result->drafted_tokens;
+  out["accepted_drafts"] = result->accepted_drafts;
   out["prompt_last_logits"] = result->prompt_last_logits;
   std::puts(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   return absl::OkStatus();
@@ -164,6 +184,9 @@ int RunGenerate(const std::vector<std::string>& args) {
   flags.AddUint64("seed", &f.seed, "random seed for sampling");
   flags.AddBool("json", &f.json, "print one JSON object (ids, text, the prompt's last logits)");
   flags.AddBool("ignore-eos", &f.ignore_eos, "keep generating past end-of-sequence tokens");
+  flags.AddString("speculative", &f.speculative,
+                  "self-speculative decoding with the model's MTP heads: off, on or auto");
+  flags.AddInt("num-draft", &f.num_draft, "drafts per step at most (on: always, auto: adaptive)");
   flags.AddString("device", &f.device, "backend: cpu or cuda");
   flags.AddInt("threads", &f.threads, "CPU backend threads; 0: one per core");
   flags.AddInt("chunk-size", &f.chunk_size, "tokens per chunk of the chunkwise prefill");

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -22,6 +23,19 @@ struct SequenceInput {
   int slot = -1;
   std::span<const int32_t> tokens;  // at least one token; ids < vocab_size
   bool all_logits = false;          // logits for every position, not only the last
+  // Also run the model's multi-token-prediction heads 1..n-1 (advancing the state of stateful
+  // heads) and return their logits at the same rows. A sequence that ever drafts must set this
+  // on every call, so that its heads' states follow every token.
+  bool mtp_heads = false;
+  // Speculative verify (DESIGN §4): leave the slot's state as it is and keep what Commit()
+  // needs to advance it later by any prefix of `tokens`.
+  bool defer_commit = false;
+};
+
+// Advances `slot` by the first `num_tokens` tokens of its last deferred Forward().
+struct CommitInput {
+  int slot = -1;
+  int num_tokens = 0;
 };
 
 // Logits of a forward pass, fp32, row-major [rows, vocab]. Sequence i owns rows
@@ -30,12 +44,22 @@ struct ForwardOutput {
   int vocab_size = 0;
   std::vector<float> logits;
   std::vector<int> row_offset;
+  // With mtp_heads: logits of heads 1..num_mtp_heads at each row, [rows, num_mtp_heads, vocab]
+  // (rows of sequences without mtp_heads are zeros). Head i predicts the token i positions
+  // after the one head 0 predicts.
+  int num_mtp_heads = 0;
+  std::vector<float> mtp_logits;
 
   std::span<const float> Row(int r) const {
     return {logits.data() + static_cast<size_t>(r) * vocab_size, static_cast<size_t>(vocab_size)};
   }
   // The logits after the last token of sequence `i`.
   std::span<const float> LastRow(int i) const { return Row(row_offset[i + 1] - 1); }
+  // Logits of MTP head `head` (1-based) at row `r`.
+  std::span<const float> MtpRow(int r, int head) const {
+    return {mtp_logits.data() + (static_cast<size_t>(r) * num_mtp_heads + head - 1) * vocab_size,
+            static_cast<size_t>(vocab_size)};
+  }
 };
 
 class Backend {
@@ -55,6 +79,22 @@ class Backend {
   // Runs each sequence's tokens from its slot's state and advances the state. Sequences
   // must name distinct slots. `out` is resized and overwritten.
   virtual absl::Status Forward(std::span<const SequenceInput> batch, ForwardOutput* out) = 0;
+
+  // Applies deferred state updates: each slot advances by a prefix of the tokens of its last
+  // Forward() with defer_commit, as one rank-`num_tokens` update of the committed state.
+  // FAILED_PRECONDITION if the slot has no deferred forward or it had fewer tokens.
+  // Backends without speculation support reject mtp_heads/defer_commit inputs and Commit().
+  virtual absl::Status Commit(std::span<const CommitInput> commits) {
+    (void)commits;
+    return absl::UnimplementedError(std::string(name()) + " backend does not support speculative commit");
+  }
+  // True when Forward() honours mtp_heads and defer_commit and Commit() works.
+  virtual bool SupportsSpeculation() const { return false; }
+  // Multi-token-prediction heads beyond head 0 that the loaded model has (0: none).
+  virtual int num_mtp_heads() const { return 0; }
+  // A fixed estimate of the cost of a verify pass of `tokens` per sequence relative to a
+  // one-token step, for decisions that must not depend on timings (seeded sampling).
+  virtual double VerifyCostRatio(int tokens) const { return static_cast<double>(tokens); }
 
   // Host copies of a slot's state in StateLayout's fp32 format: snapshots, swapping, tests.
   virtual absl::Status ReadSlot(int slot, std::span<float> out) const = 0;

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <string>
 
-#include "engine/sampling/sampler.h"
+#include "engine/internal/token_emitter.h"
 #include "engine/util/status_macros.h"
 
 namespace xlserve {
@@ -18,6 +18,9 @@ absl::StatusOr<GenerationResult> Generator::Generate(
     return absl::InvalidArgumentError("max_new_tokens must be >= 0, got " +
                                       std::to_string(request.max_new_tokens));
   }
+  if (request.num_draft < 0) {
+    return absl::InvalidArgumentError("num_draft must be >= 0, got " + std::to_string(request.num_draft));
+  }
   RETURN_IF_ERROR(ValidateSamplingParams(request.sampling));
   ASSIGN_OR_RETURN(const int slot, cache_->Acquire());
   absl::StatusOr<GenerationResult> result = RunOnSlot(slot, request, on_token);
@@ -25,43 +28,55 @@ absl::StatusOr<GenerationResult> Generator::Generate(
   return result;
 }
 
-absl::StatusOr<GenerationResult> Generator::RunOnSlot(
-    int slot, const GenerationRequest& request, const std::function<void(int32_t)>& on_token) {
-  GenerationResult result;
-  ForwardOutput out;
-  const std::vector<int32_t>& prompt = request.prompt_ids;
+absl::Status Generator::Prefill(int slot, const std::vector<int32_t>& prompt, bool mtp_heads,
+                                ForwardOutput* out) {
   const size_t piece = static_cast<size_t>(std::max(1, options_.prefill_chunk_tokens));
   for (size_t begin = 0; begin < prompt.size(); begin += piece) {
     SequenceInput seq;
     seq.slot = slot;
     seq.tokens = std::span<const int32_t>(prompt).subspan(begin, std::min(piece, prompt.size() - begin));
-    RETURN_IF_ERROR(backend_->Forward(std::span<const SequenceInput>(&seq, 1), &out));
+    seq.mtp_heads = mtp_heads;
+    RETURN_IF_ERROR(backend_->Forward(std::span<const SequenceInput>(&seq, 1), out));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<GenerationResult> Generator::RunOnSlot(
+    int slot, const GenerationRequest& request, const std::function<void(int32_t)>& on_token) {
+  GenerationResult result;
+  result.speculative = request.speculation != SpeculationMode::kOff && request.num_draft > 0 &&
+                       backend_->num_mtp_heads() > 0 && backend_->SupportsSpeculation();
+  ForwardOutput out;
+  RETURN_IF_ERROR(Prefill(slot, request.prompt_ids, result.speculative, &out));
   const std::span<const float> last = out.LastRow(0);
   result.prompt_last_logits.assign(last.begin(), last.end());
+  if (request.max_new_tokens == 0) return result;
 
   ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(request.sampling));
-  std::vector<float> logits = result.prompt_last_logits;
-  while (static_cast<int>(result.tokens.size()) < request.max_new_tokens) {
-    const TokenHistory history{prompt, result.tokens};
+  Emitter emit{request, result, on_token};
+  if (result.speculative) {
+    RETURN_IF_ERROR(DecodeSpeculative(slot, request, sampler, out, emit, result));
+  } else {
+    RETURN_IF_ERROR(DecodePlain(slot, request, sampler, result.prompt_last_logits, emit));
+  }
+  return result;
+}
+
+absl::Status Generator::DecodePlain(int slot, const GenerationRequest& request, Sampler& sampler,
+                                    std::vector<float> logits, Emitter& emit) {
+  ForwardOutput out;
+  for (;;) {
+    const TokenHistory history{request.prompt_ids, emit.result.tokens};
     ASSIGN_OR_RETURN(const int32_t token, sampler.Sample(logits, history));
-    result.tokens.push_back(token);
-    if (on_token) on_token(token);
-    if (std::find(request.stop_token_ids.begin(), request.stop_token_ids.end(), token) !=
-        request.stop_token_ids.end()) {
-      result.finish_reason = FinishReason::kStop;
-      break;
-    }
-    if (static_cast<int>(result.tokens.size()) == request.max_new_tokens) break;
+    if (emit.Emit(token)) return absl::OkStatus();
     SequenceInput seq;
     seq.slot = slot;
-    seq.tokens = std::span<const int32_t>(&result.tokens.back(), 1);
+    seq.tokens = std::span<const int32_t>(&emit.result.tokens.back(), 1);
     RETURN_IF_ERROR(backend_->Forward(std::span<const SequenceInput>(&seq, 1), &out));
-    ++result.decode_steps;
+    ++emit.result.steps;
     const std::span<const float> row = out.LastRow(0);
     logits.assign(row.begin(), row.end());
   }
-  return result;
 }
 
 }  // namespace xlserve

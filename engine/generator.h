@@ -1,6 +1,8 @@
-// Generator: runs one sequence from prompt to finish on a backend — prefill, then one
-// decode step per token. The CLI's `generate` uses it directly; the server's scheduler
-// batches many sequences instead but follows the same prefill/sample/step contract.
+// Generator: runs one sequence from prompt to finish on a backend — prefill, then decode
+// steps, plain (one token a step) or self-speculative (DESIGN §4: verify the last token plus
+// k drafts from the MTP heads in one pass, keep the accepted prefix, commit the state once).
+// The CLI's `generate` uses it directly; the server's scheduler batches many sequences but
+// follows the same contract.
 #pragma once
 
 #include <cstdint>
@@ -9,16 +11,26 @@
 
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
+#include "engine/sampling/sampler.h"
 #include "engine/sampling/sampling_params.h"
 #include "engine/state_cache.h"
 
 namespace xlserve {
+
+enum class SpeculationMode {
+  kOff,   // one token per step
+  kOn,    // always draft num_draft tokens (fewer only near max_new_tokens)
+  kAuto,  // draft 0..num_draft tokens, chosen per step from measured acceptance and cost
+};
 
 struct GenerationRequest {
   std::vector<int32_t> prompt_ids;  // at least one id, each < vocab_size
   int max_new_tokens = 32;          // >= 0; 0 only prefills (the prompt's logits still come out)
   SamplingParams sampling;
   std::vector<int32_t> stop_token_ids;  // generation ends after emitting one of these
+  // Falls back to kOff when the model has no MTP heads or the backend cannot verify.
+  SpeculationMode speculation = SpeculationMode::kOff;
+  int num_draft = 3;  // at most the model's extra heads
 };
 
 enum class FinishReason { kLength, kStop };
@@ -27,7 +39,10 @@ struct GenerationResult {
   std::vector<int32_t> tokens;            // generated ids, the stop token included
   std::vector<float> prompt_last_logits;  // [vocab]: the logits after the last prompt token
   FinishReason finish_reason = FinishReason::kLength;
-  int decode_steps = 0;
+  int steps = 0;            // decode passes after prefill
+  int drafted_tokens = 0;   // drafts sent to verification
+  int accepted_drafts = 0;  // drafts kept
+  bool speculative = false; // whether speculation actually ran
 };
 
 struct GeneratorOptions {
@@ -46,8 +61,18 @@ class Generator {
                                             const std::function<void(int32_t)>& on_token = {});
 
  private:
+  // Tracks emitted tokens and the finish conditions shared by both decoding loops.
+  struct Emitter;
+
   absl::StatusOr<GenerationResult> RunOnSlot(int slot, const GenerationRequest& request,
                                              const std::function<void(int32_t)>& on_token);
+  absl::Status Prefill(int slot, const std::vector<int32_t>& prompt, bool mtp_heads,
+                       ForwardOutput* out);
+  absl::Status DecodePlain(int slot, const GenerationRequest& request, Sampler& sampler,
+                           std::vector<float> logits, Emitter& emit);
+  absl::Status DecodeSpeculative(int slot, const GenerationRequest& request, Sampler& sampler,
+                                 const ForwardOutput& prefill, Emitter& emit,
+                                 GenerationResult& result);
 
   Backend* backend_;
   StateCache* cache_;

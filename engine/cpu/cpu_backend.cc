@@ -36,6 +36,7 @@ absl::Status CpuBackend::AllocateSlots(int num_slots) {
                                         " state slots (" + std::to_string(bytes / 1e6) + " MB)");
   }
   num_slots_ = num_slots;
+  deferred_.assign(num_slots, DeferredSlot{});
   return absl::OkStatus();
 }
 
@@ -44,6 +45,7 @@ absl::Status CpuBackend::ResetSlot(int slot) {
     return absl::OutOfRangeError("state slot " + std::to_string(slot) + " out of range");
   }
   std::fill_n(SlotData(slot), layout_.slot_floats(), 0.0f);
+  deferred_[slot].num_tokens = 0;
   return absl::OkStatus();
 }
 
@@ -71,6 +73,7 @@ absl::Status CpuBackend::WriteSlot(int slot, std::span<const float> in) {
                                       std::to_string(layout_.slot_floats()));
   }
   std::copy(in.begin(), in.end(), SlotData(slot));
+  deferred_[slot].num_tokens = 0;
   return absl::OkStatus();
 }
 
@@ -89,6 +92,9 @@ absl::Status CpuBackend::ValidateBatch(std::span<const SequenceInput> batch) con
     }
     seen[s.slot] = true;
     if (s.tokens.empty()) return absl::InvalidArgumentError("forward: sequence with no tokens");
+    if (s.mtp_heads && !weights_->config.mtp) {
+      return absl::FailedPreconditionError("forward: the model has no multi-token-prediction heads");
+    }
     for (int32_t t : s.tokens) {
       if (t < 0 || t >= vocab) {
         return absl::OutOfRangeError("token id " + std::to_string(t) + " is outside the vocabulary [0, " +
@@ -116,29 +122,159 @@ absl::Status CpuBackend::Forward(std::span<const SequenceInput> batch, ForwardOu
       cpu::ReadRow(weights_->embeddings, batch[i].tokens[t], x.data() + (row_begin[i] + t) * d);
     }
   }
-  for (int l = 0; l < cfg.num_blocks; ++l) RunBlock(weights_->blocks[l], l, batch, row_begin, x);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    DeferredSlot& pending = deferred_[batch[i].slot];
+    pending.num_tokens = batch[i].defer_commit ? static_cast<int>(batch[i].tokens.size()) : 0;
+    if (batch[i].defer_commit) pending.layers.assign(layout_.num_layers, DeferredLayer{});
+  }
+  bool any_heads = false;
+  for (const SequenceInput& s : batch) any_heads = any_heads || s.mtp_heads;
+  const int trunk_layers = cfg.mtp ? cfg.mtp->trunk_layers : cfg.num_blocks;
+  std::vector<float> z;  // the residual stream the MTP heads read
+  for (int l = 0; l < cfg.num_blocks; ++l) {
+    if (any_heads && l == trunk_layers) z = x;
+    RunBlock(weights_->blocks[l], l, batch, row_begin, x);
+  }
+  if (any_heads && trunk_layers == cfg.num_blocks) z = x;
 
   // Only the rows whose logits were asked for go through out_norm and the unembedding.
   out->vocab_size = cfg.vocab_size;
   out->row_offset.assign(batch.size() + 1, 0);
   std::vector<int64_t> picked;
+  std::vector<int> picked_seq;
   for (size_t i = 0; i < batch.size(); ++i) {
-    if (batch[i].all_logits) {
-      for (int64_t r = row_begin[i]; r < row_begin[i + 1]; ++r) picked.push_back(r);
-    } else {
-      picked.push_back(row_begin[i + 1] - 1);
+    const int64_t first = batch[i].all_logits ? row_begin[i] : row_begin[i + 1] - 1;
+    for (int64_t r = first; r < row_begin[i + 1]; ++r) {
+      picked.push_back(r);
+      picked_seq.push_back(static_cast<int>(i));
     }
     out->row_offset[i + 1] = static_cast<int>(picked.size());
   }
-  std::vector<float> normed(picked.size() * d);
-  for (size_t p = 0; p < picked.size(); ++p) {
-    cpu::RmsNorm(x.data() + picked[p] * d, 1, d, weights_->out_norm_w, TensorView{}, cfg.norm_eps,
+  out->logits.resize(picked.size() * static_cast<size_t>(cfg.vocab_size));
+  Unembed(x, picked, out->logits.data());
+  out->num_mtp_heads = 0;
+  out->mtp_logits.clear();
+  if (any_heads) RunMtpHeads(batch, row_begin, z, picked, picked_seq, out);
+  return absl::OkStatus();
+}
+
+void CpuBackend::Unembed(const std::vector<float>& x, const std::vector<int64_t>& rows,
+                         float* logits) {
+  const ModelConfig& cfg = weights_->config;
+  const int64_t d = cfg.hidden_size;
+  std::vector<float> normed(rows.size() * d);
+  for (size_t p = 0; p < rows.size(); ++p) {
+    cpu::RmsNorm(x.data() + rows[p] * d, 1, d, weights_->out_norm_w, TensorView{}, cfg.norm_eps,
                  normed.data() + p * d);
   }
-  out->logits.resize(picked.size() * static_cast<size_t>(cfg.vocab_size));
-  Linear(pool_, normed.data(), static_cast<int64_t>(picked.size()), d, weights_->lm_head,
-         TensorView{}, out->logits.data(), cfg.vocab_size);
-  cpu::SoftCap(out->logits, cfg.output_logit_soft_cap);
+  Linear(pool_, normed.data(), static_cast<int64_t>(rows.size()), d, weights_->lm_head,
+         TensorView{}, logits, cfg.vocab_size);
+  cpu::SoftCap(std::span<float>(logits, rows.size() * cfg.vocab_size), cfg.output_logit_soft_cap);
+}
+
+void CpuBackend::RunMtpHeads(std::span<const SequenceInput> batch,
+                             const std::vector<int64_t>& row_begin, const std::vector<float>& z,
+                             const std::vector<int64_t>& picked, const std::vector<int>& picked_seq,
+                             ForwardOutput* out) {
+  const ModelConfig& cfg = weights_->config;
+  const int64_t d = cfg.hidden_size;
+  const int64_t vocab = cfg.vocab_size;
+  const int extra = cfg.mtp->num_heads - 1;
+  out->num_mtp_heads = extra;
+  out->mtp_logits.assign(picked.size() * extra * vocab, 0.0f);
+
+  // The heads run only on the rows of sequences that asked for them, gathered densely.
+  std::vector<SequenceInput> sub;
+  std::vector<int64_t> sub_begin = {0};
+  std::vector<int64_t> sub_row_of(row_begin.back(), -1);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!batch[i].mtp_heads) continue;
+    for (int64_t r = row_begin[i]; r < row_begin[i + 1]; ++r) sub_row_of[r] = sub_begin.back() + (r - row_begin[i]);
+    sub.push_back(batch[i]);
+    sub_begin.push_back(sub_begin.back() + (row_begin[i + 1] - row_begin[i]));
+  }
+  std::vector<float> z_sub(sub_begin.back() * d);
+  for (int64_t r = 0; r < row_begin.back(); ++r) {
+    if (sub_row_of[r] >= 0) std::copy_n(z.data() + r * d, d, z_sub.data() + sub_row_of[r] * d);
+  }
+  std::vector<int64_t> rows;  // picked rows of head-running sequences, in sub coordinates
+  std::vector<size_t> rows_at;  // and their index among all picked rows
+  for (size_t p = 0; p < picked.size(); ++p) {
+    if (batch[picked_seq[p]].mtp_heads) {
+      rows.push_back(sub_row_of[picked[p]]);
+      rows_at.push_back(p);
+    }
+  }
+  std::vector<float> logits(rows.size() * vocab);
+  for (int head = 1; head <= extra; ++head) {
+    std::vector<float> h;
+    if (cfg.mtp->head_type == MtpHeadType::kMlstmBlock) {
+      h = z_sub;
+      RunBlock(weights_->mtp_block_heads[head - 1], cfg.num_blocks + head - 1, sub, sub_begin, h);
+    } else {
+      h.resize(z_sub.size());
+      Linear(pool_, z_sub.data(), sub_begin.back(), d, weights_->mtp_linear_heads[head - 1].proj_w,
+             TensorView{}, h.data(), d);
+    }
+    Unembed(h, rows, logits.data());
+    for (size_t q = 0; q < rows.size(); ++q) {
+      std::copy_n(logits.data() + q * vocab, vocab,
+                  out->mtp_logits.data() + (rows_at[q] * extra + head - 1) * vocab);
+    }
+  }
+}
+
+absl::Status CpuBackend::Commit(std::span<const CommitInput> commits) {
+  const ModelConfig& cfg = weights_->config;
+  const int heads = cfg.num_heads;
+  const int qk_dim = cfg.qk_dim();
+  const int v_dim = cfg.v_dim();
+  for (const CommitInput& c : commits) {
+    if (c.slot < 0 || c.slot >= num_slots_) {
+      return absl::OutOfRangeError("commit: state slot " + std::to_string(c.slot) + " out of range");
+    }
+    const DeferredSlot& pending = deferred_[c.slot];
+    if (c.num_tokens < 0 || c.num_tokens > pending.num_tokens) {
+      return absl::FailedPreconditionError(
+          "commit: slot " + std::to_string(c.slot) + " has " + std::to_string(pending.num_tokens) +
+          " deferred tokens, cannot commit " + std::to_string(c.num_tokens));
+    }
+  }
+  for (const CommitInput& c : commits) {
+    DeferredSlot& pending = deferred_[c.slot];
+    if (c.num_tokens > 0) {
+      float* slot = SlotData(c.slot);
+      // One chunk of num_tokens: C_a = e^{F_a+m0-m_a} C0 + sum_s e^{F_a-F_s+ĩ_s-m_a} k_s v_sᵀ.
+      const int64_t work = static_cast<int64_t>(pending.layers.size()) * heads;
+      pool_.ParallelFor(work, 1, [&](int64_t begin, int64_t end) {
+        std::vector<float> h_scratch(static_cast<size_t>(c.num_tokens) * cfg.v_head_dim());
+        for (int64_t w = begin; w < end; ++w) {
+          const int layer = static_cast<int>(w / heads);
+          const int head = static_cast<int>(w % heads);
+          const DeferredLayer& in_layer = pending.layers[layer];
+          if (in_layer.k.empty()) continue;  // a head layer this forward did not run
+          cpu::MlstmHeadInputs in;
+          in.q = in_layer.k.data() + head * cfg.qk_head_dim();  // outputs are discarded
+          in.k = in_layer.k.data() + head * cfg.qk_head_dim();
+          in.v = in_layer.v.data() + head * cfg.v_head_dim();
+          in.igate = in_layer.igate.data() + head;
+          in.fgate = in_layer.fgate.data() + head;
+          in.qk_stride = qk_dim;
+          in.v_stride = v_dim;
+          in.gate_stride = heads;
+          in.num_tokens = c.num_tokens;
+          in.dqk = cfg.qk_head_dim();
+          in.dv = cfg.v_head_dim();
+          in.eps = static_cast<float>(cfg.eps);
+          cpu::MlstmHeadChunkwise(in, c.num_tokens, slot + layout_.c_offset(layer, head),
+                                  slot + layout_.n_offset(layer, head),
+                                  slot + layout_.m_offset(layer, head), h_scratch.data(),
+                                  cfg.v_head_dim());
+        }
+      });
+    }
+    pending.num_tokens = 0;
+  }
   return absl::OkStatus();
 }
 
@@ -167,6 +303,17 @@ void CpuBackend::RunBlock(const BlockWeights& w, int layer, std::span<const Sequ
   cpu::SoftCap(ig, cfg.gate_soft_cap);
   cpu::SoftCap(fg, cfg.gate_soft_cap);
 
+  // Deferred sequences keep their layer inputs for Commit() and run on a copy of the state.
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!batch[i].defer_commit) continue;
+    DeferredLayer& keep = deferred_[batch[i].slot].layers[layer];
+    const int64_t r0 = row_begin[i], r1 = row_begin[i + 1];
+    keep.k.assign(k.begin() + r0 * qk_dim, k.begin() + r1 * qk_dim);
+    keep.v.assign(v.begin() + r0 * v_dim, v.begin() + r1 * v_dim);
+    keep.igate.assign(ig.begin() + r0 * heads, ig.begin() + r1 * heads);
+    keep.fgate.assign(fg.begin() + r0 * heads, fg.begin() + r1 * heads);
+  }
+
   std::vector<float> h(rows * v_dim);
   const int64_t pairs = static_cast<int64_t>(batch.size()) * heads;
   pool_.ParallelFor(pairs, 1, [&](int64_t begin, int64_t end) {
@@ -188,10 +335,16 @@ void CpuBackend::RunBlock(const BlockWeights& w, int layer, std::span<const Sequ
       in.dv = dv;
       in.eps = static_cast<float>(cfg.eps);
       float* slot = SlotData(batch[seq].slot);
-      cpu::MlstmHeadChunkwise(in, options_.chunk_size, slot + layout_.c_offset(layer, head),
-                              slot + layout_.n_offset(layer, head),
-                              slot + layout_.m_offset(layer, head), h.data() + r0 * v_dim + head * dv,
-                              v_dim);
+      float* c = slot + layout_.c_offset(layer, head);
+      std::vector<float> copy;
+      if (batch[seq].defer_commit) {
+        copy.assign(c, c + layout_.head_floats());
+        c = copy.data();
+      }
+      // C, n and m of one head are contiguous (state_layout.h), so offsets carry over to copies.
+      cpu::MlstmHeadChunkwise(in, options_.chunk_size, c, c + (layout_.n_offset(layer, head) - layout_.c_offset(layer, head)),
+                              c + (layout_.m_offset(layer, head) - layout_.c_offset(layer, head)),
+                              h.data() + r0 * v_dim + head * dv, v_dim);
     }
   });
   cpu::MultiHeadLayerNorm(h.data(), rows, heads, dv, w.mh_norm_w, w.mh_norm_b, cfg.norm_eps);

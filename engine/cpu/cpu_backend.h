@@ -35,17 +35,39 @@ class CpuBackend final : public Backend {
   int num_slots() const override { return num_slots_; }
   absl::Status ResetSlot(int slot) override;
   absl::Status Forward(std::span<const SequenceInput> batch, ForwardOutput* out) override;
+  absl::Status Commit(std::span<const CommitInput> commits) override;
+  bool SupportsSpeculation() const override { return true; }
+  int num_mtp_heads() const override {
+    return weights_->config.mtp ? weights_->config.mtp->num_heads - 1 : 0;
+  }
   absl::Status ReadSlot(int slot, std::span<float> out) const override;
   absl::Status WriteSlot(int slot, std::span<const float> in) override;
 
  private:
   CpuBackend(std::shared_ptr<const ModelWeights> weights, const CpuBackendOptions& options);
 
+  // The mLSTM inputs of one stateful layer for the tokens of one deferred forward.
+  struct DeferredLayer {
+    std::vector<float> k, v, igate, fgate;  // [tokens, qk_dim], [tokens, v_dim], [tokens, heads] x2
+  };
+  // What Commit() needs for one slot: per stateful layer, the inputs of its last deferred forward.
+  struct DeferredSlot {
+    int num_tokens = 0;
+    std::vector<DeferredLayer> layers;
+  };
+
   absl::Status ValidateBatch(std::span<const SequenceInput> batch) const;
   // Runs one block over all rows of x ([rows, d]); sequence i owns rows
   // [row_begin[i], row_begin[i+1]) and the state of slot batch[i].slot at `layer`.
   void RunBlock(const BlockWeights& w, int layer, std::span<const SequenceInput> batch,
                 const std::vector<int64_t>& row_begin, std::vector<float>& x);
+  // Runs MTP heads 1..n-1 for the sequences that asked for them, from z (the residual stream
+  // at depth mtp.trunk_layers), writing their logits at the picked rows.
+  void RunMtpHeads(std::span<const SequenceInput> batch, const std::vector<int64_t>& row_begin,
+                   const std::vector<float>& z, const std::vector<int64_t>& picked,
+                   const std::vector<int>& picked_seq, ForwardOutput* out);
+  // out_norm, unembedding and soft cap of the given rows of x into `logits` ([n, vocab]).
+  void Unembed(const std::vector<float>& x, const std::vector<int64_t>& rows, float* logits);
   float* SlotData(int slot) { return states_.data() + slot * layout_.slot_floats(); }
 
   std::shared_ptr<const ModelWeights> weights_;
@@ -54,6 +76,7 @@ class CpuBackend final : public Backend {
   ThreadPool pool_;
   int num_slots_ = 0;
   std::vector<float> states_;
+  std::vector<DeferredSlot> deferred_;  // by slot; num_tokens 0 when nothing is pending
 };
 
 }  // namespace xlserve
