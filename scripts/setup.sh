@@ -30,11 +30,12 @@ else
   echo "setup: apt packages present"
 fi
 
-PYTHON="${PYTHON:-python3}"
+# Tests run under Bazel with a strict PATH, so they see the system interpreter.
+PYTHON="${PYTHON:-/usr/bin/python3}"
 pip_missing=()
 for spec in "${PIP_PACKAGES[@]}"; do
   name="${spec%%[<>=]*}"
-  if ! "$PYTHON" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('$name') is None)" 2>/dev/null; then
+  if ! "$PYTHON" -m pip show -q "$name" >/dev/null 2>&1; then
     pip_missing+=("$spec")
   fi
 done
