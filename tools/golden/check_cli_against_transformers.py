@@ -47,11 +47,13 @@ def random_case(rng, index):
     if rng.random() < 0.3:
         extra["norm_eps"] = rng.choice([1e-5, 1e-6])
         extra["eps"] = rng.choice([1e-4, 1e-6])
-    cfg = mg._small(rng.choice([200, 256, 384]), hidden, rng.choice([1, 2, 3]), heads,
-                    rng.choice([16, 32, 64]), **extra)
+    chunk = rng.choice([16, 32, 64])
+    cfg = mg._small(rng.choice([200, 256, 384]), hidden, rng.choice([1, 2, 3]), heads, chunk, **extra)
     dtype = rng.choice(["float32", "bfloat16"])
-    shards = 60_000 if rng.random() < 0.2 else None
-    return mg.Case(f"random_{index:02d}_{dtype}", dtype, cfg, long_prompt_len=rng.choice([70, 130]),
+    # Small enough that even the smallest draw is split into several shards.
+    shards = 20_000 if rng.random() < 0.2 else None
+    # Longer than two of transformers' chunks plus a remainder, as make_model_golden requires.
+    return mg.Case(f"random_{index:02d}_{dtype}", dtype, cfg, long_prompt_len=2 * chunk + rng.randint(3, 20),
                    max_shard_bytes=shards, summary=json.dumps(extra))
 
 
