@@ -40,38 +40,34 @@ absl::Status CpuBackend::AllocateSlots(int num_slots) {
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::ResetSlot(int slot) {
+absl::Status CpuBackend::CheckSlot(int slot, const char* op, int64_t buffer_floats) const {
   if (slot < 0 || slot >= num_slots_) {
-    return absl::OutOfRangeError("state slot " + std::to_string(slot) + " out of range");
+    return absl::OutOfRangeError(std::string(op) + ": state slot " + std::to_string(slot) +
+                                 " out of range (" + std::to_string(num_slots_) + " slots)");
   }
+  if (buffer_floats >= 0 && buffer_floats != layout_.slot_floats()) {
+    return absl::InvalidArgumentError(std::string(op) + ": buffer has " + std::to_string(buffer_floats) +
+                                      " floats, a slot has " + std::to_string(layout_.slot_floats()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::ResetSlot(int slot) {
+  if (absl::Status st = CheckSlot(slot, "ResetSlot", -1); !st.ok()) return st;
   std::fill_n(SlotData(slot), layout_.slot_floats(), 0.0f);
   deferred_[slot].num_tokens = 0;
   return absl::OkStatus();
 }
 
 absl::Status CpuBackend::ReadSlot(int slot, std::span<float> out) const {
-  if (slot < 0 || slot >= num_slots_) {
-    return absl::OutOfRangeError("state slot " + std::to_string(slot) + " out of range");
-  }
-  if (static_cast<int64_t>(out.size()) != layout_.slot_floats()) {
-    return absl::InvalidArgumentError("ReadSlot: buffer has " + std::to_string(out.size()) +
-                                      " floats, a slot has " +
-                                      std::to_string(layout_.slot_floats()));
-  }
+  if (absl::Status st = CheckSlot(slot, "ReadSlot", static_cast<int64_t>(out.size())); !st.ok()) return st;
   const float* src = states_.data() + slot * layout_.slot_floats();
   std::copy(src, src + layout_.slot_floats(), out.begin());
   return absl::OkStatus();
 }
 
 absl::Status CpuBackend::WriteSlot(int slot, std::span<const float> in) {
-  if (slot < 0 || slot >= num_slots_) {
-    return absl::OutOfRangeError("state slot " + std::to_string(slot) + " out of range");
-  }
-  if (static_cast<int64_t>(in.size()) != layout_.slot_floats()) {
-    return absl::InvalidArgumentError("WriteSlot: buffer has " + std::to_string(in.size()) +
-                                      " floats, a slot has " +
-                                      std::to_string(layout_.slot_floats()));
-  }
+  if (absl::Status st = CheckSlot(slot, "WriteSlot", static_cast<int64_t>(in.size())); !st.ok()) return st;
   std::copy(in.begin(), in.end(), SlotData(slot));
   deferred_[slot].num_tokens = 0;
   return absl::OkStatus();

@@ -57,6 +57,8 @@ class CpuBackend final : public Backend {
   };
 
   absl::Status ValidateBatch(std::span<const SequenceInput> batch) const;
+  // OUT_OF_RANGE for a bad slot; INVALID_ARGUMENT when buffer_floats (>= 0) is not a slot's size.
+  absl::Status CheckSlot(int slot, const char* op, int64_t buffer_floats) const;
   // Runs one block over all rows of x ([rows, d]); sequence i owns rows
   // [row_begin[i], row_begin[i+1]) and the state of slot batch[i].slot at `layer`.
   void RunBlock(const BlockWeights& w, int layer, std::span<const SequenceInput> batch,
