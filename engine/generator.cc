@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <string>
 
-#include "engine/internal/token_emitter.h"
+#include "engine/batch_decoder.h"
 #include "engine/util/status_macros.h"
 
 namespace xlserve {
@@ -43,40 +43,15 @@ absl::Status Generator::Prefill(int slot, const std::vector<int32_t>& prompt, bo
 
 absl::StatusOr<GenerationResult> Generator::RunOnSlot(
     int slot, const GenerationRequest& request, const std::function<void(int32_t)>& on_token) {
-  GenerationResult result;
-  result.speculative = request.speculation != SpeculationMode::kOff && request.num_draft > 0 &&
-                       backend_->num_mtp_heads() > 0 && backend_->SupportsSpeculation();
+  BatchDecoder decoder(backend_);
   ForwardOutput out;
-  RETURN_IF_ERROR(Prefill(slot, request.prompt_ids, result.speculative, &out));
+  RETURN_IF_ERROR(Prefill(slot, request.prompt_ids, decoder.SpeculationEnabled(request), &out));
+  ASSIGN_OR_RETURN(const int id, decoder.Add(slot, request, out, 0, on_token));
+  while (!decoder.finished(id)) RETURN_IF_ERROR(decoder.Step());
+  GenerationResult result = decoder.Remove(id);
   const std::span<const float> last = out.LastRow(0);
   result.prompt_last_logits.assign(last.begin(), last.end());
-  if (request.max_new_tokens == 0) return result;
-
-  ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(request.sampling));
-  Emitter emit{request, result, on_token};
-  if (result.speculative) {
-    RETURN_IF_ERROR(DecodeSpeculative(slot, request, sampler, out, emit, result));
-  } else {
-    RETURN_IF_ERROR(DecodePlain(slot, request, sampler, result.prompt_last_logits, emit));
-  }
   return result;
-}
-
-absl::Status Generator::DecodePlain(int slot, const GenerationRequest& request, Sampler& sampler,
-                                    std::vector<float> logits, Emitter& emit) {
-  ForwardOutput out;
-  for (;;) {
-    const TokenHistory history{request.prompt_ids, emit.result.tokens};
-    ASSIGN_OR_RETURN(const int32_t token, sampler.Sample(logits, history));
-    if (emit.Emit(token)) return absl::OkStatus();
-    SequenceInput seq;
-    seq.slot = slot;
-    seq.tokens = std::span<const int32_t>(&emit.result.tokens.back(), 1);
-    RETURN_IF_ERROR(backend_->Forward(std::span<const SequenceInput>(&seq, 1), &out));
-    ++emit.result.steps;
-    const std::span<const float> row = out.LastRow(0);
-    logits.assign(row.begin(), row.end());
-  }
 }
 
 }  // namespace xlserve

@@ -1,8 +1,8 @@
 // Generator: runs one sequence from prompt to finish on a backend — prefill, then decode
-// steps, plain (one token a step) or self-speculative (DESIGN §4: verify the last token plus
-// k drafts from the MTP heads in one pass, keep the accepted prefix, commit the state once).
-// The CLI's `generate` uses it directly; the server's scheduler batches many sequences but
-// follows the same contract.
+// steps through a BatchDecoder of one, plain (one token a step) or self-speculative
+// (DESIGN §4: verify the last token plus k drafts from the MTP heads in one pass, keep the
+// accepted prefix, commit the state once). The CLI's `generate` uses it; batched serving
+// drives BatchDecoder directly.
 #pragma once
 
 #include <cstdint>
@@ -61,18 +61,10 @@ class Generator {
                                             const std::function<void(int32_t)>& on_token = {});
 
  private:
-  // Tracks emitted tokens and the finish conditions shared by both decoding loops.
-  struct Emitter;
-
   absl::StatusOr<GenerationResult> RunOnSlot(int slot, const GenerationRequest& request,
                                              const std::function<void(int32_t)>& on_token);
   absl::Status Prefill(int slot, const std::vector<int32_t>& prompt, bool mtp_heads,
                        ForwardOutput* out);
-  absl::Status DecodePlain(int slot, const GenerationRequest& request, Sampler& sampler,
-                           std::vector<float> logits, Emitter& emit);
-  absl::Status DecodeSpeculative(int slot, const GenerationRequest& request, Sampler& sampler,
-                                 const ForwardOutput& prefill, Emitter& emit,
-                                 GenerationResult& result);
 
   Backend* backend_;
   StateCache* cache_;

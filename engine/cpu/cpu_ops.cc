@@ -1,5 +1,6 @@
 #include "engine/cpu/cpu_ops.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -61,7 +62,9 @@ void Linear(ThreadPool& pool, const float* x, int64_t rows, int64_t x_stride, co
   const int64_t k_in = w.cols();
   // Parallel over output features: each weight row is widened once and used for every row
   // of x, so weight traffic stays one pass whatever the number of rows.
-  pool.ParallelFor(n_out, 8, [&](int64_t begin, int64_t end) {
+  // A task gets at least ~64k multiply-adds, so tiny layers do not pay for thread handoffs.
+  const int64_t grain = std::max<int64_t>(8, (int64_t{1} << 16) / std::max<int64_t>(1, k_in * rows));
+  pool.ParallelFor(n_out, grain, [&](int64_t begin, int64_t end) {
     std::vector<float> wrow(k_in);
     for (int64_t n = begin; n < end; ++n) {
       WidenRange(w, n * k_in, k_in, wrow.data());

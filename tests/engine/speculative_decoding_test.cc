@@ -5,6 +5,7 @@
 #include <map>
 #include <random>
 
+#include "engine/batch_decoder.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/generator.h"
 #include "engine/model/model_weights.h"
@@ -133,6 +134,44 @@ TEST_CASE("greedy speculation gives exactly the tokens of plain decoding") {
   INFO("accepted " << total_accepted << " in " << total_steps << " steps");
   CHECK(total_accepted > 20);
   CHECK(total_steps < total_tokens);
+}
+
+TEST_CASE("one batch mixing plain and speculative sequences of different k matches each alone") {
+  auto weights = MakeModel(MtpHeadType::kMlstmBlock, true, 17);
+  constexpr int kSeqs = 6;
+  auto backend = MakeBackend(weights, kSeqs);
+  BatchDecoder decoder(backend.get());
+  std::vector<GenerationRequest> requests(kSeqs);
+  std::vector<int> ids;
+  for (int i = 0; i < kSeqs; ++i) {
+    GenerationRequest& r = requests[i];
+    r.prompt_ids = RandomPrompt(2 + 5 * i, 300 + i);
+    r.max_new_tokens = 10 + 7 * i;
+    r.speculation = i % 3 == 0 ? SpeculationMode::kOff : (i % 3 == 1 ? SpeculationMode::kOn : SpeculationMode::kAuto);
+    r.num_draft = 1 + i % 3;
+    SequenceInput s{i, r.prompt_ids, false, decoder.SpeculationEnabled(r), false};
+    ForwardOutput out;
+    REQUIRE(backend->Forward(std::span<const SequenceInput>(&s, 1), &out).ok());
+    auto id = decoder.Add(i, r, out, 0);
+    REQUIRE(id.ok());
+    ids.push_back(*id);
+  }
+  int passes = 0;
+  while (decoder.has_unfinished()) {
+    REQUIRE(decoder.Step().ok());
+    ++passes;
+  }
+  int accepted = 0;
+  for (int i = 0; i < kSeqs; ++i) {
+    INFO("sequence " << i);
+    const GenerationResult batched = decoder.Remove(ids[i]);
+    const GenerationResult alone = Run(backend.get(), requests[i].prompt_ids, SpeculationMode::kOff, 0,
+                                       requests[i].max_new_tokens);
+    CHECK(batched.tokens == alone.tokens);
+    accepted += batched.accepted_drafts;
+  }
+  CHECK(accepted > 0);
+  CHECK(passes < 10 + 7 * (kSeqs - 1));  // the longest sequence needed fewer passes than tokens
 }
 
 TEST_CASE("speculation stops exactly at max_new_tokens and at stop tokens") {

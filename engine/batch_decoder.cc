@@ -1,0 +1,221 @@
+#include "engine/batch_decoder.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "engine/sampling/distribution.h"
+#include "engine/sampling/logprobs.h"
+#include "engine/sampling/sampler.h"
+#include "engine/speculative/draft_acceptance.h"
+#include "engine/speculative/draft_length_policy.h"
+#include "engine/util/status_macros.h"
+
+namespace xlserve {
+
+struct BatchDecoder::Sequence {
+  Sequence(int slot_in, const GenerationRequest& request_in, Sampler sampler_in,
+           DraftLengthPolicy policy_in, int max_draft_in, std::function<void(int32_t)> on_token_in)
+      : slot(slot_in),
+        request(request_in),
+        sampler(std::move(sampler_in)),
+        policy(std::move(policy_in)),
+        max_draft(max_draft_in),
+        on_token(std::move(on_token_in)) {}
+
+  int slot;
+  GenerationRequest request;
+  Sampler sampler;
+  DraftLengthPolicy policy;
+  int max_draft;  // 0: plain decoding
+  std::function<void(int32_t)> on_token;
+  GenerationResult result;
+  bool finished = false;
+  int32_t pending = -1;  // emitted, not yet fed to the model
+  std::vector<int32_t> drafts;
+  std::vector<std::vector<float>> q;  // draft distributions (sampling only)
+  std::vector<int32_t> inputs;        // this step's tokens
+  int k = 0;                          // this step's draft length
+
+  TokenHistory history() const { return {request.prompt_ids, result.tokens}; }
+  int remaining() const { return request.max_new_tokens - static_cast<int>(result.tokens.size()); }
+
+  // Records `token`; returns true once the sequence is finished (stop token or length).
+  bool Emit(int32_t token) {
+    result.tokens.push_back(token);
+    if (on_token) on_token(token);
+    const auto& stops = request.stop_token_ids;
+    if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
+      result.finish_reason = FinishReason::kStop;
+      finished = true;
+    } else if (remaining() <= 0) {
+      result.finish_reason = FinishReason::kLength;
+      finished = true;
+    }
+    return finished;
+  }
+};
+
+BatchDecoder::BatchDecoder(Backend* backend) : backend_(backend) {}
+BatchDecoder::~BatchDecoder() = default;
+
+bool BatchDecoder::SpeculationEnabled(const GenerationRequest& request) const {
+  return request.speculation != SpeculationMode::kOff && request.num_draft > 0 &&
+         backend_->num_mtp_heads() > 0 && backend_->SupportsSpeculation();
+}
+
+absl::StatusOr<int> BatchDecoder::Add(int slot, const GenerationRequest& request,
+                                      const ForwardOutput& prefill, int index,
+                                      std::function<void(int32_t)> on_token) {
+  ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(request.sampling));
+  const bool speculative = SpeculationEnabled(request);
+  const int max_draft = speculative ? std::min(request.num_draft, backend_->num_mtp_heads()) : 0;
+  if (speculative && prefill.num_mtp_heads == 0) {
+    return absl::FailedPreconditionError("speculative sequence prefilled without its MTP heads");
+  }
+  // Seeded sampling must not depend on timings: its draws follow the draft lengths.
+  DraftLengthPolicy policy =
+      sampler.greedy() ? DraftLengthPolicy(max_draft)
+                       : DraftLengthPolicy(max_draft, [backend = backend_](int k) {
+                           return backend->VerifyCostRatio(1 + k);
+                         });
+  auto seq = std::make_unique<Sequence>(slot, request, std::move(sampler), std::move(policy), max_draft,
+                                        std::move(on_token));
+  seq->result.speculative = speculative;
+  const int last_row = prefill.row_offset[index + 1] - 1;
+  if (request.max_new_tokens == 0) {
+    seq->finished = true;
+  } else {
+    ASSIGN_OR_RETURN(seq->pending, seq->sampler.Sample(prefill.Row(last_row), seq->history()));
+    if (!seq->Emit(seq->pending) && speculative) RETURN_IF_ERROR(Draft(*seq, prefill, last_row));
+  }
+  const int id = next_id_++;
+  sequences_[id] = std::move(seq);
+  return id;
+}
+
+absl::Status BatchDecoder::Draft(Sequence& seq, const ForwardOutput& out, int row) {
+  // Greedy takes each head's argmax; sampling draws from the head's processed distribution q,
+  // kept for judging the draft later.
+  seq.drafts.clear();
+  seq.q.resize(seq.max_draft);
+  for (int head = 1; head <= seq.max_draft; ++head) {
+    const std::span<const float> logits = out.MtpRow(row, head);
+    if (seq.sampler.greedy()) {
+      seq.drafts.push_back(Argmax(logits));
+      continue;
+    }
+    RETURN_IF_ERROR(seq.sampler.Probabilities(logits, seq.history(), &seq.q[head - 1]));
+    seq.drafts.push_back(SampleFromDistribution(seq.q[head - 1], seq.sampler.NextUniform()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> BatchDecoder::Accept(Sequence& seq, const ForwardOutput& out, int first_row, int k) {
+  // Row j predicts the token after input j: draft j+1 is judged against row j; after the last
+  // kept draft, row `accepted` gives one more token (the bonus, or the replacement drawn at
+  // the first rejection).
+  std::vector<float> p;
+  int accepted = 0;
+  int32_t next = -1;
+  for (int j = 0; j <= k; ++j) {
+    const std::span<const float> row = out.Row(first_row + j);
+    if (j == k) {
+      ASSIGN_OR_RETURN(next, seq.sampler.Sample(row, seq.history()));
+      break;
+    }
+    const int32_t draft = seq.inputs[j + 1];
+    if (seq.sampler.greedy()) {
+      ASSIGN_OR_RETURN(const int32_t target, seq.sampler.Sample(row, seq.history()));
+      if (target != draft) {
+        next = target;
+        break;
+      }
+    } else {
+      RETURN_IF_ERROR(seq.sampler.Probabilities(row, seq.history(), &p));
+      const double u = seq.sampler.NextUniform();
+      const double u_resample = seq.sampler.NextUniform();
+      ASSIGN_OR_RETURN(const DraftVerdict verdict, JudgeSampledDraft(p, seq.q[j], draft, u, u_resample));
+      if (!verdict.accepted) {
+        next = verdict.replacement;
+        break;
+      }
+    }
+    ++accepted;
+    if (seq.Emit(draft)) return accepted;
+  }
+  if (!seq.Emit(next)) seq.pending = next;
+  return accepted;
+}
+
+absl::Status BatchDecoder::Step() {
+  std::vector<Sequence*> active;
+  std::vector<SequenceInput> batch;
+  for (auto& [id, seq] : sequences_) {
+    if (seq->finished) continue;
+    Sequence& s = *seq;
+    s.k = 0;
+    if (s.max_draft > 0) {
+      s.k = s.request.speculation == SpeculationMode::kAuto ? s.policy.Next() : s.max_draft;
+      // Never draft past max_new_tokens: a step emits at most k + 1 tokens.
+      s.k = std::min({s.k, s.remaining() - 1, static_cast<int>(s.drafts.size())});
+    }
+    s.inputs.assign(1, s.pending);
+    s.inputs.insert(s.inputs.end(), s.drafts.begin(), s.drafts.begin() + s.k);
+    SequenceInput in;
+    in.slot = s.slot;
+    in.tokens = s.inputs;
+    in.all_logits = s.max_draft > 0;
+    in.mtp_heads = s.max_draft > 0;
+    in.defer_commit = s.max_draft > 0;
+    batch.push_back(in);
+    active.push_back(&s);
+  }
+  if (active.empty()) return absl::OkStatus();
+
+  const auto start = std::chrono::steady_clock::now();
+  ForwardOutput out;
+  RETURN_IF_ERROR(backend_->Forward(batch, &out));
+  std::vector<CommitInput> commits;
+  std::vector<int> accepted(active.size(), 0);
+  for (size_t i = 0; i < active.size(); ++i) {
+    Sequence& s = *active[i];
+    ++s.result.steps;
+    if (s.max_draft == 0) {
+      ASSIGN_OR_RETURN(const int32_t next, s.sampler.Sample(out.LastRow(static_cast<int>(i)), s.history()));
+      if (!s.Emit(next)) s.pending = next;
+      continue;
+    }
+    const int first_row = out.row_offset[i];
+    ASSIGN_OR_RETURN(accepted[i], Accept(s, out, first_row, s.k));
+    s.result.drafted_tokens += s.k;
+    s.result.accepted_drafts += accepted[i];
+    commits.push_back({s.slot, accepted[i] + 1});
+    if (!s.finished) RETURN_IF_ERROR(Draft(s, out, first_row + accepted[i]));
+  }
+  if (!commits.empty()) RETURN_IF_ERROR(backend_->Commit(commits));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (size_t i = 0; i < active.size(); ++i) {
+    if (active[i]->max_draft > 0) active[i]->policy.Record(active[i]->k, accepted[i], seconds);
+  }
+  return absl::OkStatus();
+}
+
+bool BatchDecoder::has_unfinished() const {
+  for (const auto& [id, seq] : sequences_) {
+    if (!seq->finished) return true;
+  }
+  return false;
+}
+
+bool BatchDecoder::finished(int id) const { return sequences_.at(id)->finished; }
+
+const GenerationResult& BatchDecoder::result(int id) const { return sequences_.at(id)->result; }
+
+GenerationResult BatchDecoder::Remove(int id) {
+  auto it = sequences_.find(id);
+  GenerationResult result = std::move(it->second->result);
+  sequences_.erase(it);
+  return result;
+}
+
+}  // namespace xlserve

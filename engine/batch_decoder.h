@@ -1,0 +1,64 @@
+// BatchDecoder: decode steps for many sequences at once, each plain or self-speculative.
+//
+// Sequences join after their prompt has been prefilled (Add) and leave when finished or
+// dropped (Remove); every Step() runs one backend pass over all unfinished sequences. A
+// speculative sequence feeds its pending token plus k drafts (k chosen per sequence and per
+// step), keeps the accepted prefix and commits its state once (DESIGN §4); a plain sequence
+// feeds one token. Both kinds mix freely in one pass, which is what continuous batching needs.
+// Not thread-safe: one engine thread drives it.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/backend.h"
+#include "engine/generator.h"
+
+namespace xlserve {
+
+class BatchDecoder {
+ public:
+  // `backend` must outlive the decoder.
+  explicit BatchDecoder(Backend* backend);
+  ~BatchDecoder();
+
+  // Adds a sequence whose prompt is already prefilled into `slot`. `prefill` is the output of
+  // the last prefill pass and `index` the sequence's position in it (its last row gives the
+  // first token; with speculation, its MTP rows give the first drafts). The request must be
+  // validated; speculation runs only when the backend and model support it (see
+  // SpeculationEnabled). `on_token` sees each generated id. Returns the sequence's id; the
+  // sequence may already be finished (max_new_tokens 1, or a stop token first).
+  absl::StatusOr<int> Add(int slot, const GenerationRequest& request, const ForwardOutput& prefill,
+                          int index, std::function<void(int32_t)> on_token = {});
+
+  // One decode pass over every unfinished sequence.
+  absl::Status Step();
+
+  bool has_unfinished() const;
+  bool finished(int id) const;
+  const GenerationResult& result(int id) const;
+  // Forgets sequence `id` (finished or not) and returns its result; its slot is the caller's.
+  GenerationResult Remove(int id);
+
+  // Whether a request with these settings would decode speculatively on this backend; the
+  // prompt's prefill must then run with SequenceInput::mtp_heads set.
+  bool SpeculationEnabled(const GenerationRequest& request) const;
+
+ private:
+  struct Sequence;
+
+  absl::Status Draft(Sequence& seq, const ForwardOutput& out, int row);
+  // Judges the drafts of `seq` against its rows of `out`, emits the kept tokens and the next
+  // one; returns the number of drafts kept.
+  absl::StatusOr<int> Accept(Sequence& seq, const ForwardOutput& out, int first_row, int k);
+
+  Backend* backend_;
+  int next_id_ = 0;
+  std::map<int, std::unique_ptr<Sequence>> sequences_;
+};
+
+}  // namespace xlserve
