@@ -18,6 +18,7 @@ constexpr const char* kUsage =
     "  generate     generate text from a prompt with a local model\n"
     "  tokenize     turn text into token ids with a tokenizer.json\n"
     "  detokenize   turn token ids back into text\n"
+    "  bench        measure decoding speed (--speculative: self-speculation on real text)\n"
     "\n"
     "Run `xlserve <command> --help` for a command's flags.\n";
 
@@ -39,6 +40,7 @@ int main(int argc, char** argv) {
   if (command == "generate") return xlserve::cli::RunGenerate(args);
   if (command == "tokenize") return xlserve::cli::RunTokenize(args);
   if (command == "detokenize") return xlserve::cli::RunDetokenize(args);
+  if (command == "bench") return xlserve::cli::RunBench(args);
   std::fprintf(stderr, "xlserve: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

@@ -1,0 +1,132 @@
+// `xlserve bench --speculative`: self-speculative decoding measured on a model and real text.
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "cli/flags.h"
+#include "engine/backend_factory.h"
+#include "engine/model/model_weights.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "tools/bench/speculative_bench.h"
+
+namespace xlserve::cli {
+namespace {
+
+struct BenchFlags {
+  bool speculative = false;
+  std::string model = "models/xlstm-code-mtp";
+  std::string prompts_from;
+  int prompt_tokens = 128;
+  int new_tokens = 128;
+  std::optional<std::vector<int>> batch_sizes;
+  int num_draft = 3;
+  std::string device = "cpu";
+  int threads = 0;
+  std::string json;
+};
+
+// Prompts: `prompt_tokens` tokens from the middle of each .py file under `dir` (sorted, so
+// runs compare), skipping files too short to give a full prompt.
+absl::StatusOr<std::vector<std::vector<int32_t>>> LoadPrompts(const Tokenizer& tokenizer, const std::string& dir,
+                                                              int prompt_tokens, int count) {
+  namespace fs = std::filesystem;
+  if (!fs::is_directory(dir)) return absl::NotFoundError("--prompts-from: " + dir + " is not a directory");
+  std::vector<fs::path> files;
+  for (const auto& e : fs::recursive_directory_iterator(dir, fs::directory_options::skip_permission_denied)) {
+    if (e.is_regular_file() && e.path().extension() == ".py") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<std::vector<int32_t>> prompts;
+  for (const fs::path& f : files) {
+    if (static_cast<int>(prompts.size()) == count) break;
+    std::ifstream in(f, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    absl::StatusOr<std::vector<int>> ids = tokenizer.Encode(ss.str());
+    if (!ids.ok() || static_cast<int>(ids->size()) < 2 * prompt_tokens) continue;
+    const size_t start = ids->size() / 2 - prompt_tokens / 2;
+    prompts.emplace_back(ids->begin() + start, ids->begin() + start + prompt_tokens);
+  }
+  if (static_cast<int>(prompts.size()) < count) {
+    return absl::InvalidArgumentError("--prompts-from " + dir + " gave " + std::to_string(prompts.size()) +
+                                      " prompts of " + std::to_string(prompt_tokens) + " tokens; need " +
+                                      std::to_string(count));
+  }
+  return prompts;
+}
+
+absl::Status RunSpeculative(const BenchFlags& f) {
+  if (f.prompts_from.empty()) {
+    return absl::InvalidArgumentError("--prompts-from DIR is required (a directory of held-out .py files)");
+  }
+  absl::StatusOr<std::shared_ptr<const ModelWeights>> weights = LoadModelWeights(f.model);
+  if (!weights.ok()) return weights.status();
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer =
+      Tokenizer::FromFile((std::filesystem::path(f.model) / "tokenizer.json").string());
+  if (!tokenizer.ok()) return tokenizer.status();
+  bench::SpeculativeBenchOptions options;
+  if (f.batch_sizes) options.batch_sizes = *f.batch_sizes;
+  options.new_tokens = f.new_tokens;
+  options.num_draft = f.num_draft;
+  const int most = *std::max_element(options.batch_sizes.begin(), options.batch_sizes.end());
+  absl::StatusOr<std::vector<std::vector<int32_t>>> prompts =
+      LoadPrompts(**tokenizer, f.prompts_from, f.prompt_tokens, most);
+  if (!prompts.ok()) return prompts.status();
+  options.prompts = std::move(*prompts);
+
+  BackendOptions backend_options;
+  backend_options.device = f.device;
+  backend_options.num_threads = f.threads;
+  absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*weights, backend_options);
+  if (!backend.ok()) return backend.status();
+  absl::StatusOr<std::vector<bench::SpeculativeBenchRow>> rows = bench::RunSpeculativeBench(backend->get(), options);
+  if (!rows.ok()) return rows.status();
+  std::printf("self-speculative decoding, model %s, device %s, %d-token prompts from %s, %d new tokens, k <= %d\n",
+              f.model.c_str(), f.device.c_str(), f.prompt_tokens, f.prompts_from.c_str(), f.new_tokens, f.num_draft);
+  std::fputs(bench::FormatSpeculativeTable(*rows).c_str(), stdout);
+  if (!f.json.empty()) {
+    std::ofstream out(f.json);
+    out << nlohmann::json{{"model", f.model}, {"device", f.device}, {"prompt_tokens", f.prompt_tokens},
+                          {"new_tokens", f.new_tokens}, {"num_draft", f.num_draft},
+                          {"rows", bench::SpeculativeRowsToJson(*rows)}}
+               .dump(2);
+    if (!out) return absl::InternalError("cannot write " + f.json);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+int RunBench(const std::vector<std::string>& args) {
+  BenchFlags f;
+  FlagSet flags("xlserve bench", "--speculative --prompts-from DIR [flags]",
+                "Measures decoding speed. With --speculative: greedy decoding of held-out text with\n"
+                "speculation off, on (k = --num-draft) and auto, at each batch size: tokens per\n"
+                "decode step, acceptance, tokens/s and the speed-up over plain decoding.");
+  flags.AddBool("speculative", &f.speculative, "measure self-speculative decoding");
+  flags.AddString("model", &f.model, "model directory with MTP heads and tokenizer.json");
+  flags.AddString("prompts-from", &f.prompts_from, "directory of .py files the model never saw");
+  flags.AddInt("prompt-tokens", &f.prompt_tokens, "tokens per prompt");
+  flags.AddInt("new-tokens", &f.new_tokens, "tokens generated per sequence");
+  flags.AddIntList("batch-sizes", &f.batch_sizes, "batch sizes (default 1,8,32)");
+  flags.AddInt("num-draft", &f.num_draft, "drafts per step at most");
+  flags.AddString("device", &f.device, "backend: cpu or cuda");
+  flags.AddInt("threads", &f.threads, "CPU backend threads; 0: one per core");
+  flags.AddString("json", &f.json, "also write the results to this JSON file");
+  if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("bench", std::string(st.message()));
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (!f.speculative) {
+    return ReportError("bench", "only --speculative is available in this build (the 7B-shape GPU bench needs the "
+                                "CUDA backend)");
+  }
+  if (absl::Status st = RunSpeculative(f); !st.ok()) return ReportError("bench", std::string(st.message()));
+  return 0;
+}
+
+}  // namespace xlserve::cli

@@ -1,0 +1,43 @@
+// Measures self-speculative decoding on real text: tokens per decode step and tokens/s with
+// and without speculation, for several batch sizes, on any backend.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/backend.h"
+#include "nlohmann/json.hpp"
+
+namespace xlserve::bench {
+
+struct SpeculativeBenchOptions {
+  std::vector<std::vector<int32_t>> prompts;  // token ids; batch b uses the first b prompts
+  std::vector<int> batch_sizes = {1, 8, 32};
+  int new_tokens = 128;
+  int num_draft = 3;
+};
+
+struct SpeculativeBenchRow {
+  int batch = 0;
+  std::string mode;          // "off", "on" or "auto"
+  int64_t tokens = 0;        // generated, all sequences
+  int64_t sequence_steps = 0;  // decode passes summed over sequences
+  int64_t passes = 0;        // backend passes for the whole batch
+  int64_t drafted = 0;
+  int64_t accepted = 0;
+  double decode_seconds = 0;  // prefill excluded
+
+  double tokens_per_step() const { return sequence_steps ? double(tokens) / sequence_steps : 0; }
+  double tokens_per_second() const { return decode_seconds > 0 ? tokens / decode_seconds : 0; }
+};
+
+// Greedy decoding of every batch size in every mode; each run starts from freshly prefilled
+// prompts. `backend` needs at least max(batch_sizes) slots' worth of memory.
+absl::StatusOr<std::vector<SpeculativeBenchRow>> RunSpeculativeBench(Backend* backend,
+                                                                     const SpeculativeBenchOptions& options);
+
+std::string FormatSpeculativeTable(const std::vector<SpeculativeBenchRow>& rows);
+nlohmann::json SpeculativeRowsToJson(const std::vector<SpeculativeBenchRow>& rows);
+
+}  // namespace xlserve::bench
