@@ -13,8 +13,16 @@ if [ ! -f "$MODEL/config.json" ]; then
   exit 1
 fi
 if [ "$#" -eq 0 ]; then
-  set -- --prompt "import os
-def list_python_files(root):
-" --max-new-tokens 64
+  # Ends mid-line: a prompt ending in a bare newline splits the indentation token the model
+  # would have seen in training.
+  set -- --prompt "class Stack:
+    def __init__(self):
+        self.items = []
+
+    def push(self, item):
+        self.items.append(item)
+
+    def pop(self):
+        return self." --max-new-tokens 64
 fi
 exec bazel-bin/xlserve generate --model "$MODEL" "$@"
