@@ -11,6 +11,7 @@ int RunGenerate(const std::vector<std::string>& args);
 int RunTokenize(const std::vector<std::string>& args);
 int RunDetokenize(const std::vector<std::string>& args);
 int RunBench(const std::vector<std::string>& args);
+int RunServe(const std::vector<std::string>& args);
 
 // Prints "xlserve <command>: error: <message>" and returns the exit code for errors.
 int ReportError(const std::string& command, const std::string& message);

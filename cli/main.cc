@@ -15,6 +15,7 @@ constexpr const char* kUsage =
     "xlserve serves recurrent xLSTM language models.\n"
     "\n"
     "commands:\n"
+    "  serve        serve a model over gRPC with continuous batching\n"
     "  generate     generate text from a prompt with a local model\n"
     "  tokenize     turn text into token ids with a tokenizer.json\n"
     "  detokenize   turn token ids back into text\n"
@@ -37,6 +38,7 @@ int main(int argc, char** argv) {
     std::fputs(kUsage, stdout);
     return 0;
   }
+  if (command == "serve") return xlserve::cli::RunServe(args);
   if (command == "generate") return xlserve::cli::RunGenerate(args);
   if (command == "tokenize") return xlserve::cli::RunTokenize(args);
   if (command == "detokenize") return xlserve::cli::RunDetokenize(args);

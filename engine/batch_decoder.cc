@@ -14,7 +14,7 @@ namespace xlserve {
 
 struct BatchDecoder::Sequence {
   Sequence(int slot_in, const GenerationRequest& request_in, Sampler sampler_in,
-           DraftLengthPolicy policy_in, int max_draft_in, std::function<void(int32_t)> on_token_in)
+           DraftLengthPolicy policy_in, int max_draft_in, BatchDecoder::TokenCallback on_token_in)
       : slot(slot_in),
         request(request_in),
         sampler(std::move(sampler_in)),
@@ -27,7 +27,7 @@ struct BatchDecoder::Sequence {
   Sampler sampler;
   DraftLengthPolicy policy;
   int max_draft;  // 0: plain decoding
-  std::function<void(int32_t)> on_token;
+  BatchDecoder::TokenCallback on_token;
   GenerationResult result;
   bool finished = false;
   int32_t pending = -1;  // emitted, not yet fed to the model
@@ -40,9 +40,9 @@ struct BatchDecoder::Sequence {
   int remaining() const { return request.max_new_tokens - static_cast<int>(result.tokens.size()); }
 
   // Records `token`; returns true once the sequence is finished (stop token or length).
-  bool Emit(int32_t token) {
+  bool Emit(int32_t token, std::span<const float> logits) {
     result.tokens.push_back(token);
-    if (on_token) on_token(token);
+    if (on_token) on_token(token, logits);
     const auto& stops = request.stop_token_ids;
     if (std::find(stops.begin(), stops.end(), token) != stops.end()) {
       result.finish_reason = FinishReason::kStop;
@@ -65,7 +65,7 @@ bool BatchDecoder::SpeculationEnabled(const GenerationRequest& request) const {
 
 absl::StatusOr<int> BatchDecoder::Add(int slot, const GenerationRequest& request,
                                       const ForwardOutput& prefill, int index,
-                                      std::function<void(int32_t)> on_token) {
+                                      TokenCallback on_token) {
   ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(request.sampling));
   const bool speculative = SpeculationEnabled(request);
   const int max_draft = speculative ? std::min(request.num_draft, backend_->num_mtp_heads()) : 0;
@@ -86,7 +86,7 @@ absl::StatusOr<int> BatchDecoder::Add(int slot, const GenerationRequest& request
     seq->finished = true;
   } else {
     ASSIGN_OR_RETURN(seq->pending, seq->sampler.Sample(prefill.Row(last_row), seq->history()));
-    if (!seq->Emit(seq->pending) && speculative) RETURN_IF_ERROR(Draft(*seq, prefill, last_row));
+    if (!seq->Emit(seq->pending, prefill.Row(last_row)) && speculative) RETURN_IF_ERROR(Draft(*seq, prefill, last_row));
   }
   const int id = next_id_++;
   sequences_[id] = std::move(seq);
@@ -141,9 +141,9 @@ absl::StatusOr<int> BatchDecoder::Accept(Sequence& seq, const ForwardOutput& out
       }
     }
     ++accepted;
-    if (seq.Emit(draft)) return accepted;
+    if (seq.Emit(draft, row)) return accepted;
   }
-  if (!seq.Emit(next)) seq.pending = next;
+  if (!seq.Emit(next, out.Row(first_row + accepted))) seq.pending = next;
   return accepted;
 }
 
@@ -182,7 +182,7 @@ absl::Status BatchDecoder::Step() {
     ++s.result.steps;
     if (s.max_draft == 0) {
       ASSIGN_OR_RETURN(const int32_t next, s.sampler.Sample(out.LastRow(static_cast<int>(i)), s.history()));
-      if (!s.Emit(next)) s.pending = next;
+      if (!s.Emit(next, out.LastRow(static_cast<int>(i)))) s.pending = next;
       continue;
     }
     const int first_row = out.row_offset[i];
@@ -210,6 +210,11 @@ bool BatchDecoder::has_unfinished() const {
 bool BatchDecoder::finished(int id) const { return sequences_.at(id)->finished; }
 
 const GenerationResult& BatchDecoder::result(int id) const { return sequences_.at(id)->result; }
+
+int32_t BatchDecoder::pending_token(int id) const {
+  const Sequence& s = *sequences_.at(id);
+  return s.result.tokens.empty() ? -1 : s.result.tokens.back();
+}
 
 GenerationResult BatchDecoder::Remove(int id) {
   auto it = sequences_.find(id);

@@ -22,6 +22,9 @@ namespace xlserve {
 
 class BatchDecoder {
  public:
+  // Sees each generated id with the raw logits row it was chosen from (the logprobs source).
+  using TokenCallback = std::function<void(int32_t token, std::span<const float> logits)>;
+
   // `backend` must outlive the decoder.
   explicit BatchDecoder(Backend* backend);
   ~BatchDecoder();
@@ -33,7 +36,7 @@ class BatchDecoder {
   // SpeculationEnabled). `on_token` sees each generated id. Returns the sequence's id; the
   // sequence may already be finished (max_new_tokens 1, or a stop token first).
   absl::StatusOr<int> Add(int slot, const GenerationRequest& request, const ForwardOutput& prefill,
-                          int index, std::function<void(int32_t)> on_token = {});
+                          int index, TokenCallback on_token = {});
 
   // One decode pass over every unfinished sequence.
   absl::Status Step();
@@ -43,6 +46,8 @@ class BatchDecoder {
   const GenerationResult& result(int id) const;
   // Forgets sequence `id` (finished or not) and returns its result; its slot is the caller's.
   GenerationResult Remove(int id);
+  // The token emitted last and not yet fed to the model (its state lacks it), or -1.
+  int32_t pending_token(int id) const;
 
   // Whether a request with these settings would decode speculatively on this backend; the
   // prompt's prefill must then run with SequenceInput::mtp_heads set.

@@ -46,7 +46,9 @@ absl::StatusOr<GenerationResult> Generator::RunOnSlot(
   BatchDecoder decoder(backend_);
   ForwardOutput out;
   RETURN_IF_ERROR(Prefill(slot, request.prompt_ids, decoder.SpeculationEnabled(request), &out));
-  ASSIGN_OR_RETURN(const int id, decoder.Add(slot, request, out, 0, on_token));
+  BatchDecoder::TokenCallback callback;
+  if (on_token) callback = [&on_token](int32_t token, std::span<const float>) { on_token(token); };
+  ASSIGN_OR_RETURN(const int id, decoder.Add(slot, request, out, 0, std::move(callback)));
   while (!decoder.finished(id)) RETURN_IF_ERROR(decoder.Step());
   GenerationResult result = decoder.Remove(id);
   const std::span<const float> last = out.LastRow(0);

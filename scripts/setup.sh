@@ -11,6 +11,10 @@ APT_PACKAGES=(
 )
 PIP_PACKAGES=(
   "tokenizers>=0.19"
+  "grpcio>=1.51"
+  "grpcio-tools>=1.51"
+  "grpcio-health-checking>=1.51"
+  "grpcio-reflection>=1.51"
 )
 
 SUDO=""

@@ -1,0 +1,55 @@
+// Metrics: the server's counters, gauges and histograms, rendered in Prometheus text format.
+// Thread-safe; the scheduler and the gRPC threads update it, the /metrics handler reads it.
+#pragma once
+
+#include <atomic>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace xlserve::server {
+
+class Histogram {
+ public:
+  explicit Histogram(std::vector<double> bounds);
+  void Observe(double value);
+  // Appends the _bucket, _sum and _count lines of metric `name`.
+  void Render(const std::string& name, const std::string& help, std::string* out) const;
+
+ private:
+  std::vector<double> bounds_;
+  mutable std::mutex mu_;
+  std::vector<uint64_t> counts_;  // one per bound, plus +Inf
+  double sum_ = 0;
+  uint64_t count_ = 0;
+};
+
+struct Metrics {
+  Metrics();
+
+  Histogram time_to_first_token;     // seconds
+  Histogram time_per_output_token;   // seconds, after the first token
+  Histogram e2e_latency;             // seconds
+  Histogram tokens_per_decode_step;  // per finished request: completion tokens / decode steps
+
+  std::atomic<int64_t> requests_running{0};
+  std::atomic<int64_t> requests_waiting{0};
+  std::atomic<int64_t> slots_in_use{0};
+  std::atomic<int64_t> slots_total{0};
+  std::atomic<int64_t> sessions{0};
+  std::atomic<int64_t> prefix_cache_entries{0};
+
+  std::atomic<int64_t> requests_total{0};
+  std::atomic<int64_t> requests_rejected_total{0};  // queue full
+  std::atomic<int64_t> requests_cancelled_total{0};
+  std::atomic<int64_t> prompt_tokens_total{0};
+  std::atomic<int64_t> prefill_tokens_total{0};
+  std::atomic<int64_t> cached_prompt_tokens_total{0};
+  std::atomic<int64_t> generation_tokens_total{0};
+  std::atomic<int64_t> drafted_tokens_total{0};
+  std::atomic<int64_t> accepted_drafts_total{0};
+
+  std::string Render() const;
+};
+
+}  // namespace xlserve::server

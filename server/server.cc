@@ -1,0 +1,96 @@
+#include "server/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <httplib.h>
+
+#include <filesystem>
+
+#include "server/metrics.h"
+#include "server/scheduler.h"
+#include "server/xlserve_service.h"
+#include "spdlog/spdlog.h"
+
+namespace xlserve::server {
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config_in,
+                                                      std::shared_ptr<const ModelWeights> weights,
+                                                      std::unique_ptr<Backend> backend,
+                                                      std::unique_ptr<Tokenizer> tokenizer) {
+  ServerConfig config = config_in;
+  if (absl::Status st = ValidateServerConfig(config); !st.ok()) return st;
+  if (config.model_name.empty()) config.model_name = std::filesystem::path(config.model).filename().string();
+  std::unique_ptr<Server> s(new Server());
+  s->config_ = config;
+  s->weights_ = std::move(weights);
+  s->backend_ = std::move(backend);
+  s->tokenizer_ = std::move(tokenizer);
+  s->metrics_ = std::make_unique<Metrics>();
+
+  SchedulerOptions options;
+  options.max_num_seqs = config.max_num_seqs;
+  options.max_queue = config.max_queue;
+  options.prefill_token_budget = config.prefill_token_budget;
+  options.prefix_cache_bytes = config.prefix_cache_mb << 20;
+  options.max_sessions = config.max_sessions;
+  options.session_ttl = std::chrono::seconds(static_cast<int64_t>(config.session_ttl_s));
+  const ModelConfig& model = s->weights_->config;
+  s->scheduler_ = std::make_unique<Scheduler>(s->backend_.get(), s->tokenizer_.get(), model, options, s->metrics_.get());
+  if (absl::Status st = s->scheduler_->Start(); !st.ok()) return st;
+  const int64_t state_bytes = s->backend_->state_layout().slot_floats() * static_cast<int64_t>(sizeof(float));
+  s->service_ = std::make_unique<XlServeService>(s->scheduler_.get(), s->tokenizer_.get(), model, config,
+                                                 s->backend_->num_mtp_heads(), state_bytes);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string address = config.host + ":" + std::to_string(config.port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &s->port_);
+  builder.SetMaxReceiveMessageSize(2 * config.max_message_bytes);
+  builder.SetMaxSendMessageSize(config.max_message_bytes);
+  builder.RegisterService(s->service_.get());
+  s->grpc_ = builder.BuildAndStart();
+  if (!s->grpc_ || s->port_ == 0) return absl::UnavailableError("cannot listen on " + address);
+
+  if (config.metrics_port >= 0) {
+    s->http_ = std::make_unique<httplib::Server>();
+    Metrics* metrics = s->metrics_.get();
+    s->http_->Get("/metrics", [metrics](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics->Render(), "text/plain; version=0.0.4");
+    });
+    s->http_->Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+    if (config.metrics_port == 0) {
+      s->metrics_port_ = s->http_->bind_to_any_port(config.host);
+    } else {
+      s->metrics_port_ = s->http_->bind_to_port(config.host, config.metrics_port) ? config.metrics_port : -1;
+    }
+    if (s->metrics_port_ < 0) {
+      return absl::UnavailableError("cannot listen for metrics on " + config.host + ":" +
+                                    std::to_string(config.metrics_port));
+    }
+    httplib::Server* http = s->http_.get();
+    s->http_thread_ = std::thread([http] { http->listen_after_bind(); });
+  }
+  spdlog::info("serving {} on {}:{} ({} slots, device {}), metrics on port {}", config.model_name, config.host,
+               s->port_, config.max_num_seqs, config.device, s->metrics_port_);
+  return s;
+}
+
+void Server::Shutdown() {
+  if (shut_down_) return;
+  shut_down_ = true;
+  spdlog::info("shutting down: no new requests; ending in-flight streams");
+  scheduler_->Shutdown();
+  grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  if (http_) {
+    http_->stop();
+    if (http_thread_.joinable()) http_thread_.join();
+  }
+}
+
+void Server::Wait() { grpc_->Wait(); }
+
+Server::~Server() { Shutdown(); }
+
+}  // namespace xlserve::server

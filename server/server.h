@@ -1,0 +1,60 @@
+// Server: the assembled serving process — scheduler, gRPC service (with the standard health
+// service and reflection) and the HTTP /metrics endpoint — around a backend made by the caller.
+#pragma once
+
+#include <memory>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "engine/backend.h"
+#include "engine/model/model_weights.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "server/server_config.h"
+
+namespace grpc {
+class Server;
+}
+namespace httplib {
+class Server;
+}
+
+namespace xlserve::server {
+
+class Scheduler;
+class XlServeService;
+struct Metrics;
+
+class Server {
+ public:
+  // Takes ownership of the backend and tokenizer (may be null). Binds both ports before returning.
+  static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerConfig& config,
+                                                       std::shared_ptr<const ModelWeights> weights,
+                                                       std::unique_ptr<Backend> backend,
+                                                       std::unique_ptr<Tokenizer> tokenizer);
+  ~Server();
+
+  int port() const { return port_; }
+  int metrics_port() const { return metrics_port_; }
+  // Stops admitting, ends in-flight streams (finish_reason "cancelled"), closes the ports.
+  void Shutdown();
+  void Wait();
+
+ private:
+  Server() = default;
+
+  ServerConfig config_;
+  std::shared_ptr<const ModelWeights> weights_;
+  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<Scheduler> scheduler_;
+  std::unique_ptr<XlServeService> service_;
+  std::unique_ptr<grpc::Server> grpc_;
+  std::unique_ptr<httplib::Server> http_;
+  std::thread http_thread_;
+  int port_ = 0;
+  int metrics_port_ = -1;
+  bool shut_down_ = false;
+};
+
+}  // namespace xlserve::server

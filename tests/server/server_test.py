@@ -1,0 +1,306 @@
+"""The real `xlserve serve` binary driven over loopback by Python gRPC clients.
+
+Covers: streamed results equal to `xlserve generate` for each prompt alone under concurrency,
+prefix-cache and session hits (identical tokens, fewer prefill tokens), cancellation and
+deadlines freeing slots, queue overflow, malformed requests, health and reflection, a
+200-request run with random cancels, and a clean exit on SIGTERM."""
+
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+import urllib.request
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+XLSERVE = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "xlserve")
+MODEL = "models/xlstm-code-mtp"
+PROTO_DIR = "proto"
+
+STUBS = tempfile.mkdtemp(prefix="xlserve-stubs-")
+from grpc_tools import protoc  # noqa: E402
+
+if protoc.main(["protoc", f"-I{PROTO_DIR}", f"--python_out={STUBS}", f"--grpc_python_out={STUBS}",
+                f"{PROTO_DIR}/xlserve/v1/xlserve.proto"]) != 0:
+    raise RuntimeError("cannot generate Python stubs")
+sys.path.insert(0, STUBS)
+from xlserve.v1 import xlserve_pb2 as pb, xlserve_pb2_grpc as pb_grpc  # noqa: E402
+
+PROMPTS = [
+    "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
+    "import os\nimport sys\n\n\ndef main(argv):\n    parser =",
+    "class Stack:\n    def __init__(self):\n        self.items = []\n\n    def push(self, item):\n        self.",
+    "for i in range(10):\n    print(",
+    "x = {'a': 1, 'b': 2}\nfor key, value in x.",
+    "# Compute the mean of a list\ndef mean(values):\n    return sum(values) /",
+]
+
+
+class ServerProcess:
+    def __init__(self, *extra):
+        self.proc = subprocess.Popen(
+            [XLSERVE, "serve", "--model", MODEL, "--port", "0", "--metrics-port", "0", "--threads", "2", *extra],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        m = re.match(r"xlserve listening on ([\d.]+):(\d+) metrics (-?\d+)", line)
+        if not m:
+            self.proc.kill()
+            raise RuntimeError(f"server did not start: {line!r} {self.proc.stderr.read()}")
+        self.port, self.metrics_port = int(m.group(2)), int(m.group(3))
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        self.stub = pb_grpc.XlServeStub(self.channel)
+        threading.Thread(target=self.proc.stderr.read, daemon=True).start()  # keep the pipe drained
+
+    def metrics(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+        return values
+
+    def wait_slots_free(self, timeout=10.0):
+        end = time.time() + timeout
+        while time.time() < end:
+            if self.metrics()["xlserve_state_slots_in_use"] == 0:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self):
+        self.channel.close()
+        self.proc.send_signal(15)
+        return self.proc.wait(timeout=30)
+
+
+def collect(stream):
+    tokens, text, final, ids = [], "", None, set()
+    for msg in stream:
+        tokens += list(msg.token_ids)
+        text += msg.text
+        ids.add(msg.request_id)
+        if msg.finish_reason:
+            final = msg
+    return tokens, text, final, ids
+
+
+def cli_generate(prompt, max_tokens, speculative="off"):
+    r = subprocess.run([XLSERVE, "generate", "--model", MODEL, "--prompt", prompt, "--max-new-tokens", str(max_tokens),
+                        "--speculative", speculative, "--threads", "2", "--json"],
+                       capture_output=True, text=True, timeout=120, check=True)
+    return json.loads(r.stdout)
+
+
+class ServerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = ServerProcess("--max-num-seqs", "4", "--max-queue", "8")
+        cls.expected = {p: cli_generate(p, 20)["tokens"] for p in PROMPTS}
+
+    @classmethod
+    def tearDownClass(cls):
+        assert cls.server.stop() == 0
+
+    def generate(self, **kw):
+        return collect(self.server.stub.Generate(pb.GenerateRequest(**kw), timeout=120))
+
+    def test_concurrent_streams_match_generate_alone(self):
+        results = {}
+
+        def run(i, prompt):
+            mode = [pb.SPECULATION_MODE_OFF, pb.SPECULATION_MODE_ON, pb.SPECULATION_MODE_AUTO][i % 3]
+            results[i] = self.generate(prompt=prompt, max_tokens=20, speculation=mode)
+
+        prompts = PROMPTS + PROMPTS[:2]  # no more than the queue holds, even before any admission
+        threads = [threading.Thread(target=run, args=(i, p)) for i, p in enumerate(prompts)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, p in enumerate(prompts):
+            tokens, text, final, ids = results[i]
+            self.assertEqual(tokens, self.expected[p], p)
+            self.assertEqual(len(ids), 1)
+            self.assertIn(final.finish_reason, ("length", "eos"))
+            self.assertEqual(final.usage.completion_tokens, len(tokens))
+        self.assertTrue(self.server.wait_slots_free())
+
+    def test_text_streams_decode_to_the_tokens(self):
+        tokens, text, final, _ = self.generate(prompt=PROMPTS[0], max_tokens=20)
+        detok = self.server.stub.Detokenize(pb.DetokenizeRequest(token_ids=tokens))
+        self.assertEqual(text, detok.text)
+
+    def test_prefix_cache_hit_is_identical_and_cheaper(self):
+        base = list(self.server.stub.Tokenize(pb.TokenizeRequest(text=PROMPTS[2] * 2)).token_ids)
+        extra = list(self.server.stub.Tokenize(pb.TokenizeRequest(text="\n\nclass Queue:\n    def")).token_ids)
+        self.generate(prompt_token_ids=base, max_tokens=4)  # caches the state after base[:-1]
+        before = self.server.metrics()["xlserve_prefill_tokens_total"]
+        tokens, _, final, _ = self.generate(prompt_token_ids=base + extra, max_tokens=16, speculation=pb.SPECULATION_MODE_OFF)
+        self.assertEqual(final.usage.cached_prompt_tokens, len(base) - 1)
+        self.assertEqual(final.usage.prefill_tokens, len(base + extra) - (len(base) - 1))
+        self.assertEqual(self.server.metrics()["xlserve_prefill_tokens_total"] - before, final.usage.prefill_tokens)
+        self.assertEqual(tokens, self.cold_ids(base + extra, 16))
+
+    def cold_ids(self, ids, max_tokens):
+        r = subprocess.run([XLSERVE, "generate", "--model", MODEL, "--prompt-ids", ",".join(map(str, ids)),
+                            "--max-new-tokens", str(max_tokens), "--speculative", "off", "--threads", "2", "--json"],
+                           capture_output=True, text=True, timeout=120, check=True)
+        return json.loads(r.stdout)["tokens"]
+
+    def test_session_continues_from_its_state(self):
+        p1 = list(self.server.stub.Tokenize(pb.TokenizeRequest(text=PROMPTS[4])).token_ids)
+        p2 = list(self.server.stub.Tokenize(pb.TokenizeRequest(text="\n\ndef other():\n    return")).token_ids)
+        t1, _, f1, _ = self.generate(prompt_token_ids=p1, max_tokens=12, session_id="s-1", ignore_eos=True)
+        t2, _, f2, _ = self.generate(prompt_token_ids=p2, max_tokens=12, session_id="s-1", ignore_eos=True)
+        self.assertEqual(f2.usage.cached_prompt_tokens, len(p1) + len(t1) - 1)
+        self.assertEqual(f2.usage.prefill_tokens, 1 + len(p2))  # last turn's final token + the new turn
+        self.assertEqual(t2, self.cold_ids(p1 + t1 + p2, 12))
+
+    def test_cancellation_frees_the_slot(self):
+        call = self.server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[1], max_tokens=3000, ignore_eos=True))
+        next(iter(call))
+        call.cancel()
+        self.assertTrue(self.server.wait_slots_free())
+
+    def test_deadline_frees_the_slot(self):
+        with self.assertRaises(grpc.RpcError) as err:
+            collect(self.server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[3], max_tokens=3000, ignore_eos=True),
+                                              timeout=0.5))
+        self.assertEqual(err.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        self.assertTrue(self.server.wait_slots_free())
+
+    def test_queue_overflow_is_resource_exhausted(self):
+        calls = [self.server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[0], max_tokens=3000, ignore_eos=True))
+                 for _ in range(16)]
+        codes = []
+        for c in calls:
+            try:
+                next(iter(c))
+                codes.append(grpc.StatusCode.OK)
+            except grpc.RpcError as e:
+                codes.append(e.code())
+        self.assertIn(grpc.StatusCode.RESOURCE_EXHAUSTED, codes)
+        for c in calls:
+            c.cancel()
+        self.assertTrue(self.server.wait_slots_free(30))
+
+    def test_malformed_requests(self):
+        bad = [
+            (dict(), grpc.StatusCode.INVALID_ARGUMENT),
+            (dict(prompt="x", prompt_token_ids=[1]), grpc.StatusCode.INVALID_ARGUMENT),
+            (dict(prompt_token_ids=[1, 99999]), grpc.StatusCode.INVALID_ARGUMENT),
+            (dict(prompt_token_ids=[-1]), grpc.StatusCode.INVALID_ARGUMENT),
+            (dict(prompt="x", max_tokens=0), grpc.StatusCode.INVALID_ARGUMENT),
+            (dict(prompt="x", max_tokens=10 ** 8), grpc.StatusCode.INVALID_ARGUMENT),
+            (dict(prompt="x", temperature=-1), grpc.StatusCode.INVALID_ARGUMENT),
+            (dict(prompt="x", top_p=2), grpc.StatusCode.INVALID_ARGUMENT),
+            (dict(prompt="x", n=100), grpc.StatusCode.INVALID_ARGUMENT),
+            (dict(prompt="x", logprobs=50), grpc.StatusCode.INVALID_ARGUMENT),
+            (dict(prompt="x", stop=[""]), grpc.StatusCode.INVALID_ARGUMENT),
+            (dict(prompt="x", model="gpt-7"), grpc.StatusCode.NOT_FOUND),
+            (dict(prompt="y" * (5 << 20)), grpc.StatusCode.INVALID_ARGUMENT),
+            (dict(prompt="def f(): " * 3000), grpc.StatusCode.INVALID_ARGUMENT),
+        ]
+        for kw, code in bad:
+            with self.subTest(kw={k: (v if len(str(v)) < 40 else "...") for k, v in kw.items()}):
+                with self.assertRaises(grpc.RpcError) as err:
+                    self.generate(**kw)
+                self.assertEqual(err.exception.code(), code, err.exception.details())
+                self.assertTrue(err.exception.details())
+
+    def test_stop_strings_and_logprobs_and_n(self):
+        tokens, text, final, _ = self.generate(prompt=PROMPTS[0], max_tokens=20)
+        stop = text[5:8]
+        _, text2, final2, _ = self.generate(prompt=PROMPTS[0], max_tokens=20, stop=[stop])
+        self.assertEqual(final2.finish_reason, "stop")
+        self.assertEqual(text2, text[: text.find(stop)])
+        stream = self.server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[0], max_tokens=5, logprobs=3), timeout=60)
+        lps = [lp for m in stream for lp in m.logprobs]
+        self.assertEqual(len(lps), 5)
+        for lp in lps:
+            self.assertEqual(len(lp.top_logprobs), 3)
+            self.assertLessEqual(lp.logprob, 0.0)
+            self.assertGreaterEqual(lp.top_logprobs[0].logprob, lp.logprob - 1e-6)
+        finals = {}
+        for m in self.server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[3], max_tokens=8, n=3, temperature=1.0,
+                                                              seed=5), timeout=60):
+            if m.finish_reason:
+                finals[m.index] = m
+        self.assertEqual(sorted(finals), [0, 1, 2])
+
+    def test_health_reflection_and_info(self):
+        health = health_pb2_grpc.HealthStub(self.server.channel)
+        self.assertEqual(health.Check(health_pb2.HealthCheckRequest()).status, health_pb2.HealthCheckResponse.SERVING)
+        refl = reflection_pb2_grpc.ServerReflectionStub(self.server.channel)
+        responses = refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+        names = {s.name for r in responses for s in r.list_services_response.service}
+        self.assertIn("xlserve.v1.XlServe", names)
+        self.assertIn("grpc.health.v1.Health", names)
+        info = self.server.stub.GetModelInfo(pb.GetModelInfoRequest())
+        self.assertEqual(info.vocab_size, 4096)
+        self.assertEqual(info.mtp_heads, 3)
+
+
+class LoadTest(unittest.TestCase):
+    def test_200_requests_with_random_cancels(self):
+        server = ServerProcess("--max-num-seqs", "6", "--max-queue", "256")
+        try:
+            expected = {p: cli_generate(p, 12)["tokens"] for p in PROMPTS}
+            rng = random.Random(7)
+            plan = [(PROMPTS[rng.randrange(len(PROMPTS))], rng.random() < 0.25, rng.random() < 0.5) for _ in range(200)]
+            outcomes = [None] * len(plan)
+
+            def worker(indices):
+                for i in indices:
+                    prompt, cancel, spec = plan[i]
+                    call = server.stub.Generate(pb.GenerateRequest(
+                        prompt=prompt, max_tokens=12,
+                        speculation=pb.SPECULATION_MODE_ON if spec else pb.SPECULATION_MODE_OFF), timeout=300)
+                    tokens, rids, finished = [], set(), None
+                    try:
+                        for m in call:
+                            tokens += list(m.token_ids)
+                            rids.add(m.request_id)
+                            if m.finish_reason:
+                                finished = m.finish_reason
+                            if cancel and len(tokens) >= 2:
+                                call.cancel()
+                    except grpc.RpcError as e:
+                        if e.code() != grpc.StatusCode.CANCELLED:
+                            raise
+                    outcomes[i] = (tokens, rids, finished)
+
+            threads = [threading.Thread(target=worker, args=(range(k, len(plan), 16),)) for k in range(16)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            completed = 0
+            for (prompt, cancel, _), (tokens, rids, finished) in zip(plan, outcomes):
+                self.assertLessEqual(len(rids), 1)
+                # Every token a stream received belongs to its own prompt's continuation.
+                self.assertEqual(tokens, expected[prompt][: len(tokens)])
+                if finished in ("length", "eos"):
+                    completed += 1
+                    self.assertEqual(tokens, expected[prompt])
+            self.assertGreater(completed, 100)
+            self.assertTrue(server.wait_slots_free(30))
+            m = server.metrics()
+            self.assertEqual(m["xlserve_requests_running"], 0)
+            self.assertEqual(m["xlserve_requests_total"], 200)
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
