@@ -30,6 +30,7 @@ struct BatchDecoder::Sequence {
   BatchDecoder::TokenCallback on_token;
   GenerationResult result;
   bool finished = false;
+  bool suspended = false;
   int32_t pending = -1;  // emitted, not yet fed to the model
   std::vector<int32_t> drafts;
   std::vector<std::vector<float>> q;  // draft distributions (sampling only)
@@ -151,7 +152,7 @@ absl::Status BatchDecoder::Step() {
   std::vector<Sequence*> active;
   std::vector<SequenceInput> batch;
   for (auto& [id, seq] : sequences_) {
-    if (seq->finished) continue;
+    if (seq->finished || seq->suspended) continue;
     Sequence& s = *seq;
     s.k = 0;
     if (s.max_draft > 0) {
@@ -202,9 +203,17 @@ absl::Status BatchDecoder::Step() {
 
 bool BatchDecoder::has_unfinished() const {
   for (const auto& [id, seq] : sequences_) {
-    if (!seq->finished) return true;
+    if (!seq->finished && !seq->suspended) return true;
   }
   return false;
+}
+
+void BatchDecoder::Suspend(int id) { sequences_.at(id)->suspended = true; }
+
+void BatchDecoder::Resume(int id, int slot) {
+  Sequence& s = *sequences_.at(id);
+  s.suspended = false;
+  s.slot = slot;
 }
 
 bool BatchDecoder::finished(int id) const { return sequences_.at(id)->finished; }

@@ -41,11 +41,17 @@ class BatchDecoder {
   // One decode pass over every unfinished sequence.
   absl::Status Step();
 
+  // Whether any sequence that is neither finished nor suspended remains.
   bool has_unfinished() const;
   bool finished(int id) const;
   const GenerationResult& result(int id) const;
   // Forgets sequence `id` (finished or not) and returns its result; its slot is the caller's.
   GenerationResult Remove(int id);
+  // Takes sequence `id` out of the decode passes (its slot's state was copied away by the
+  // caller, e.g. to host memory); Resume() brings it back on `slot` holding that state.
+  void Suspend(int id);
+  void Resume(int id, int slot);
+
   // The token emitted last and not yet fed to the model (its state lacks it), or -1.
   int32_t pending_token(int id) const;
 

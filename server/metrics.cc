@@ -70,6 +70,8 @@ std::string Metrics::Render() const {
          requests_rejected_total.load(), &out);
   Scalar("xlserve_requests_cancelled_total", "counter", "Requests cancelled or past their deadline.",
          requests_cancelled_total.load(), &out);
+  Scalar("xlserve_preemptions_total", "counter", "Sequences swapped out to host memory for a higher priority.",
+         preemptions_total.load(), &out);
   Scalar("xlserve_prompt_tokens_total", "counter", "Prompt tokens received.", prompt_tokens_total.load(), &out);
   Scalar("xlserve_prefill_tokens_total", "counter", "Tokens run through prefill.", prefill_tokens_total.load(), &out);
   Scalar("xlserve_cached_prompt_tokens_total", "counter", "Prompt tokens served from prefix-cache or session states.",

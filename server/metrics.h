@@ -42,6 +42,7 @@ struct Metrics {
   std::atomic<int64_t> requests_total{0};
   std::atomic<int64_t> requests_rejected_total{0};  // queue full
   std::atomic<int64_t> requests_cancelled_total{0};
+  std::atomic<int64_t> preemptions_total{0};
   std::atomic<int64_t> prompt_tokens_total{0};
   std::atomic<int64_t> prefill_tokens_total{0};
   std::atomic<int64_t> cached_prompt_tokens_total{0};

@@ -32,6 +32,7 @@ struct Scheduler::Sequence {
   bool stop_string_hit = false;
   bool finished = false;
   Clock::time_point first_token_time;
+  std::vector<float> swapped_state;  // while preempted
 };
 
 Scheduler::Scheduler(Backend* backend, const Tokenizer* tokenizer, const ModelConfig& config,
@@ -92,20 +93,23 @@ void Scheduler::Loop() {
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (running_.empty() && waiting_.empty() && !stopping_) {
+      if (running_.empty() && waiting_.empty() && swapped_.empty() && !stopping_) {
         cv_.wait_for(lock, std::chrono::milliseconds(200));
       }
       if (stopping_) {
         for (auto& r : waiting_) r->cancelled = true;
         for (auto& seq : running_) seq->request->cancelled = true;
+        for (auto& seq : swapped_) seq->request->cancelled = true;
       }
     }
+    ResumeSwapped();
+    Preempt();
     Admit();
     DropCancelled();
     bool stop_now;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      stop_now = stopping_ && running_.empty() && waiting_.empty();
+      stop_now = stopping_ && running_.empty() && waiting_.empty() && swapped_.empty();
     }
     if (stop_now) return;
     if (absl::Status st = PrefillStep(); !st.ok()) FailAll(st);
@@ -117,6 +121,79 @@ void Scheduler::Loop() {
     metrics_->sessions = sessions_.size();
     metrics_->prefix_cache_entries = prefix_cache_.size();
   }
+}
+
+void Scheduler::Preempt() {
+  int want_priority;
+  int want_slots;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (waiting_.empty()) return;
+    auto best = std::max_element(waiting_.begin(), waiting_.end(),
+                                 [](const auto& a, const auto& b) { return a->priority < b->priority; });
+    want_priority = (*best)->priority;
+    want_slots = (*best)->n;
+  }
+  while (cache_->num_free() < want_slots) {
+    // The victim: lowest priority, then the latest arrival (it has done the least work).
+    Sequence* victim = nullptr;
+    for (auto& seq : running_) {
+      if (seq->finished || seq->decoder_id < 0 || seq->request->priority >= want_priority) continue;
+      if (!victim || seq->request->priority < victim->request->priority ||
+          (seq->request->priority == victim->request->priority && seq->request->arrival > victim->request->arrival)) {
+        victim = seq.get();
+      }
+    }
+    if (!victim) return;
+    victim->swapped_state.resize(backend_->state_layout().slot_floats());
+    if (!backend_->ReadSlot(victim->slot, victim->swapped_state).ok()) return;
+    decoder_.Suspend(victim->decoder_id);
+    (void)cache_->Release(victim->slot);
+    victim->slot = -1;
+    ++metrics_->preemptions_total;
+    spdlog::info("[{}] preempted: state swapped to host memory", victim->request->id);
+    for (auto it = running_.begin(); it != running_.end(); ++it) {
+      if (it->get() == victim) {
+        swapped_.splice(swapped_.end(), running_, it);
+        break;
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      --slots_in_use_;
+    }
+  }
+  metrics_->slots_in_use = cache_->num_in_use();
+}
+
+void Scheduler::ResumeSwapped() {
+  while (!swapped_.empty() && cache_->num_free() > 0) {
+    // Highest priority first; it waits while a waiting request outranks it.
+    auto best = std::max_element(swapped_.begin(), swapped_.end(), [](const auto& a, const auto& b) {
+      return a->request->priority < b->request->priority;
+    });
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& r : waiting_) {
+        if (r->priority > (*best)->request->priority) return;
+      }
+      ++slots_in_use_;
+    }
+    Sequence& seq = **best;
+    absl::StatusOr<int> slot = cache_->Acquire();
+    if (!slot.ok()) return;
+    seq.slot = *slot;
+    if (absl::Status st = backend_->WriteSlot(seq.slot, seq.swapped_state); !st.ok()) {
+      Finish(seq, "error", st);
+      swapped_.erase(best);
+      continue;
+    }
+    seq.swapped_state = {};
+    decoder_.Resume(seq.decoder_id, seq.slot);
+    spdlog::info("[{}] resumed from host memory", seq.request->id);
+    running_.splice(running_.end(), swapped_, best);
+  }
+  metrics_->slots_in_use = cache_->num_in_use();
 }
 
 void Scheduler::Admit() {
@@ -225,7 +302,12 @@ void Scheduler::DropCancelled() {
     const bool expired = seq->request->deadline && now > *seq->request->deadline;
     if (seq->request->cancelled || expired) Finish(*seq, "cancelled");
   }
+  for (auto& seq : swapped_) {
+    const bool expired = seq->request->deadline && now > *seq->request->deadline;
+    if (seq->request->cancelled || expired) Finish(*seq, "cancelled");
+  }
   running_.remove_if([](const auto& s) { return s->finished; });
+  swapped_.remove_if([](const auto& s) { return s->finished; });
 }
 
 absl::Status Scheduler::PrefillStep() {
@@ -358,7 +440,8 @@ void Scheduler::Finish(Sequence& seq, const std::string& reason, absl::Status er
     seq.usage.accepted_drafts = r.accepted_drafts;
     metrics_->drafted_tokens_total += r.drafted_tokens;
     metrics_->accepted_drafts_total += r.accepted_drafts;
-    if (reason != "cancelled" && reason != "error" && !seq.request->session_id.empty() && seq.index == 0) {
+    if (reason != "cancelled" && reason != "error" && seq.slot >= 0 && !seq.request->session_id.empty() &&
+        seq.index == 0) {
       auto snapshot = std::make_shared<StateSnapshot>();
       snapshot->state.resize(backend_->state_layout().slot_floats());
       snapshot->heads_tracked = seq.heads;
@@ -393,8 +476,8 @@ void Scheduler::Finish(Sequence& seq, const std::string& reason, absl::Status er
   e.error = std::move(error);
   e.usage = seq.usage;
   seq.request->events.Push(std::move(e));
-  (void)cache_->Release(seq.slot);
-  {
+  if (seq.slot >= 0) {  // a swapped-out sequence holds no slot
+    (void)cache_->Release(seq.slot);
     std::lock_guard<std::mutex> lock(mu_);
     --slots_in_use_;
   }

@@ -6,7 +6,9 @@
 // prompt tokens of chunked prefill, then one decode pass (BatchDecoder) over every decoding
 // sequence, and streams the new tokens and text back on each request's EventChannel. Prompt
 // prefixes and finished sessions are kept as host copies of their states, so a later request
-// that shares them prefills only what is new.
+// that shares them prefills only what is new. When a request outranks running sequences and
+// no slot is free, the lowest-priority decoding sequence is swapped out to host memory (one
+// state copy, no recompute) and resumed when a slot frees up.
 #pragma once
 
 #include <chrono>
@@ -60,6 +62,10 @@ class Scheduler {
   struct Sequence;
 
   void Loop();
+  // Swaps decoding sequences of lower priority than the best waiting request out to host
+  // memory while it lacks slots; brings swapped sequences back when slots free up.
+  void Preempt();
+  void ResumeSwapped();
   void Admit();
   absl::Status StartSequence(const std::shared_ptr<Request>& request, int index, int slot);
   void DropCancelled();
@@ -80,6 +86,7 @@ class Scheduler {
   PrefixCache prefix_cache_;
   SessionStore sessions_;
   std::list<std::unique_ptr<Sequence>> running_;
+  std::list<std::unique_ptr<Sequence>> swapped_;  // preempted: state in host memory, no slot
 
   mutable std::mutex mu_;
   std::condition_variable cv_;

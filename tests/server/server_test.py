@@ -251,6 +251,33 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(info.mtp_heads, 3)
 
 
+class PreemptionTest(unittest.TestCase):
+    def test_higher_priority_swaps_a_running_sequence_out_and_back(self):
+        server = ServerProcess("--max-num-seqs", "1", "--max-queue", "4")
+        try:
+            low_expected = cli_generate(PROMPTS[1], 60, "off")["tokens"]
+            high_expected = cli_generate(PROMPTS[2], 10, "off")["tokens"]
+            low = server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[1], max_tokens=60, priority=0,
+                                                          speculation=pb.SPECULATION_MODE_OFF), timeout=120)
+            low_iter = iter(low)
+            first = next(low_iter)  # the low-priority sequence holds the only slot now
+            tokens, _, final, _ = collect(server.stub.Generate(pb.GenerateRequest(
+                prompt=PROMPTS[2], max_tokens=10, priority=5, speculation=pb.SPECULATION_MODE_OFF), timeout=120))
+            self.assertEqual(tokens, high_expected)
+            low_tokens, low_final = list(first.token_ids), None
+            for m in low_iter:
+                low_tokens += list(m.token_ids)
+                if m.finish_reason:
+                    low_final = m
+            self.assertEqual(low_tokens, low_expected)
+            # Resumed from its copied state: the prompt was prefilled once, nothing recomputed.
+            self.assertEqual(low_final.usage.prefill_tokens, low_final.usage.prompt_tokens)
+            self.assertGreaterEqual(server.metrics()["xlserve_preemptions_total"], 1)
+            self.assertTrue(server.wait_slots_free())
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+
 class LoadTest(unittest.TestCase):
     def test_200_requests_with_random_cancels(self):
         server = ServerProcess("--max-num-seqs", "6", "--max-queue", "256")
