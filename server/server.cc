@@ -82,7 +82,7 @@ void Server::Shutdown() {
   shut_down_ = true;
   spdlog::info("shutting down: no new requests; ending in-flight streams");
   scheduler_->Shutdown();
-  grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (http_) {
     http_->stop();
     if (http_thread_.joinable()) http_thread_.join();
