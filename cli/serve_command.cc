@@ -97,6 +97,7 @@ int RunServe(const std::vector<std::string>& args) {
   flags.AddDouble("session-ttl", &config.session_ttl_s, "seconds an idle session is kept");
   int prefix_cache_mb = static_cast<int>(config.prefix_cache_mb);
   flags.AddInt("prefix-cache-mb", &prefix_cache_mb, "host memory for cached prefix states (0: off)");
+  flags.AddInt("prefix-cache-block", &config.prefix_cache_block, "prompt tokens between prefix-cache snapshots");
   flags.AddString("speculation", &config.speculation, "default speculation mode: off, on or auto");
   flags.AddInt("num-draft", &config.num_draft, "default drafts per step");
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("serve", std::string(st.message()));

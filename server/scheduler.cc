@@ -21,8 +21,10 @@ struct Scheduler::Sequence {
   bool heads = false;            // speculative: the MTP heads' states follow every token
   std::vector<int32_t> to_prefill;
   size_t prefilled = 0;
-  size_t cache_at = 0;  // snapshot for the prefix cache after this many to_prefill tokens; 0: none
-  std::vector<int32_t> cache_key;
+  // Prefix-cache snapshots are taken after these many to_prefill tokens (ascending); the key
+  // is the prompt up to prompt_offset + that count.
+  std::vector<size_t> cache_points;
+  int prompt_offset = 0;
   int history_before = 0;  // tokens already in the restored state (session or prefix)
   int decoder_id = -1;
   std::unique_ptr<StreamingDecoder> text;
@@ -275,12 +277,16 @@ absl::Status Scheduler::StartSequence(const std::shared_ptr<Request>& request, i
     seq->usage.cached_prompt_tokens = cached;
     seq->history_before = cached;
     seq->to_prefill.assign(prompt.begin() + cached, prompt.end());
-    // Keep the state after all but the last prompt token: a later prompt that extends it
-    // (the same document, a longer conversation) restores it and prefills only the rest.
+    seq->prompt_offset = cached;
+    // Keep the states at every multiple of the block size (prompts sharing a header reuse it)
+    // and after all but the last prompt token (a prompt that extends this one reuses all of it).
     const int key_len = static_cast<int>(prompt.size()) - 1;
+    const int block = std::max(1, options_.prefix_cache_block_tokens);
+    for (int at = (cached / block + 1) * block; at < key_len; at += block) {
+      if (prefix_cache_.WorthCaching(at)) seq->cache_points.push_back(static_cast<size_t>(at - cached));
+    }
     if (key_len > cached && prefix_cache_.WorthCaching(key_len)) {
-      seq->cache_at = static_cast<size_t>(key_len - cached);
-      seq->cache_key.assign(prompt.begin(), prompt.begin() + key_len);
+      seq->cache_points.push_back(static_cast<size_t>(key_len - cached));
     }
   }
   metrics_->cached_prompt_tokens_total += seq->usage.cached_prompt_tokens;
@@ -318,8 +324,13 @@ absl::Status Scheduler::PrefillStep() {
     if (budget == 0) break;
     if (seq->finished || seq->decoder_id >= 0) continue;
     size_t end = std::min(seq->to_prefill.size(), seq->prefilled + budget);
-    // Stop at the prefix-cache point so the state there can be copied out.
-    if (seq->cache_at > seq->prefilled && end > seq->cache_at) end = seq->cache_at;
+    // Stop at the next prefix-cache point so the state there can be copied out.
+    for (size_t point : seq->cache_points) {
+      if (point > seq->prefilled) {
+        end = std::min(end, point);
+        break;
+      }
+    }
     SequenceInput in;
     in.slot = seq->slot;
     in.tokens = std::span<const int32_t>(seq->to_prefill).subspan(seq->prefilled, end - seq->prefilled);
@@ -336,13 +347,14 @@ absl::Status Scheduler::PrefillStep() {
     seq.prefilled += batch[i].tokens.size();
     seq.usage.prefill_tokens += static_cast<int>(batch[i].tokens.size());
     metrics_->prefill_tokens_total += static_cast<int64_t>(batch[i].tokens.size());
-    if (seq.cache_at > 0 && seq.prefilled == seq.cache_at) {
+    if (std::find(seq.cache_points.begin(), seq.cache_points.end(), seq.prefilled) != seq.cache_points.end()) {
       auto snapshot = std::make_shared<StateSnapshot>();
       snapshot->state.resize(backend_->state_layout().slot_floats());
       snapshot->heads_tracked = seq.heads;
       RETURN_IF_ERROR(backend_->ReadSlot(seq.slot, snapshot->state));
-      prefix_cache_.Insert(std::move(seq.cache_key), std::move(snapshot));
-      seq.cache_at = 0;
+      const auto& prompt = seq.generation.prompt_ids;
+      prefix_cache_.Insert(std::vector<int32_t>(prompt.begin(), prompt.begin() + seq.prompt_offset + seq.prefilled),
+                           std::move(snapshot));
     }
     if (seq.prefilled < seq.to_prefill.size()) continue;
     Sequence* raw = &seq;

@@ -37,6 +37,7 @@ struct SchedulerOptions {
   int prefill_token_budget = 512;  // prompt tokens per loop iteration
   int64_t prefix_cache_bytes = int64_t{256} << 20;
   int prefix_cache_min_tokens = 16;
+  int prefix_cache_block_tokens = 256;  // also snapshot at every multiple of this
   int max_sessions = 256;
   std::chrono::seconds session_ttl{600};
 };

@@ -33,6 +33,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   options.max_queue = config.max_queue;
   options.prefill_token_budget = config.prefill_token_budget;
   options.prefix_cache_bytes = config.prefix_cache_mb << 20;
+  options.prefix_cache_block_tokens = config.prefix_cache_block;
   options.max_sessions = config.max_sessions;
   options.session_ttl = std::chrono::seconds(static_cast<int64_t>(config.session_ttl_s));
   const ModelConfig& model = s->weights_->config;

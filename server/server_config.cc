@@ -29,7 +29,7 @@ absl::Status ApplyServerConfigJson(const nlohmann::json& j, ServerConfig* c) {
   static const char* kKeys[] = {"model", "model_name", "host", "port", "metrics_port", "device", "threads",
                                 "max_num_seqs", "max_queue", "max_prompt_tokens", "max_tokens",
                                 "default_max_tokens", "max_n", "max_message_bytes", "prefill_token_budget",
-                                "request_timeout_s", "max_sessions", "session_ttl_s", "prefix_cache_mb",
+                                "request_timeout_s", "max_sessions", "session_ttl_s", "prefix_cache_mb", "prefix_cache_block",
                                 "speculation", "num_draft"};
   for (const auto& [key, value] : j.items()) {
     if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys)) {
@@ -47,7 +47,8 @@ absl::Status ApplyServerConfigJson(const nlohmann::json& j, ServerConfig* c) {
                          Read(j, "prefill_token_budget", &c->prefill_token_budget),
                          Read(j, "request_timeout_s", &c->request_timeout_s),
                          Read(j, "max_sessions", &c->max_sessions), Read(j, "session_ttl_s", &c->session_ttl_s),
-                         Read(j, "prefix_cache_mb", &c->prefix_cache_mb), Read(j, "speculation", &c->speculation),
+                         Read(j, "prefix_cache_mb", &c->prefix_cache_mb),
+                         Read(j, "prefix_cache_block", &c->prefix_cache_block), Read(j, "speculation", &c->speculation),
                          Read(j, "num_draft", &c->num_draft)}) {
     if (!s.ok()) return s;
   }
@@ -76,7 +77,8 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
                          std::pair{"max_n", double(c.max_n)}, std::pair{"max_message_bytes", double(c.max_message_bytes)},
                          std::pair{"prefill_token_budget", double(c.prefill_token_budget)},
                          std::pair{"request_timeout_s", c.request_timeout_s},
-                         std::pair{"session_ttl_s", c.session_ttl_s}}) {
+                         std::pair{"session_ttl_s", c.session_ttl_s},
+                         std::pair{"prefix_cache_block", double(c.prefix_cache_block)}}) {
     if (absl::Status st = Positive(name, v); !st.ok()) return st;
   }
   if (c.default_max_tokens > c.max_tokens) {

@@ -29,6 +29,7 @@ struct ServerConfig {
   int max_sessions = 256;
   double session_ttl_s = 1800;
   int64_t prefix_cache_mb = 256;
+  int prefix_cache_block = 256;  // prompt tokens between prefix-cache snapshots
   std::string speculation = "auto";  // default for requests that leave it unspecified
   int num_draft = 3;
 };
