@@ -15,6 +15,7 @@ PIP_PACKAGES=(
   "grpcio-tools>=1.51"
   "grpcio-health-checking>=1.51"
   "grpcio-reflection>=1.51"
+  "openai>=1.30"
 )
 
 SUDO=""

@@ -1,0 +1,74 @@
+// `xlserve gateway`: the OpenAI-compatible REST gateway in front of xlserve gRPC replicas.
+#include <csignal>
+#include <cstdio>
+#include <sstream>
+
+#include "cli/commands.h"
+#include "cli/flags.h"
+#include "gateway/gateway_server.h"
+#include "spdlog/spdlog.h"
+
+namespace xlserve::cli {
+
+int RunGateway(const std::vector<std::string>& raw_args) {
+  gateway::GatewayConfig config;
+  // --upstream may repeat (or hold a comma-separated list): collect it before the FlagSet.
+  std::vector<std::string> args;
+  std::vector<std::string> upstreams;
+  for (size_t i = 0; i < raw_args.size(); ++i) {
+    std::string value;
+    if (raw_args[i] == "--upstream" && i + 1 < raw_args.size()) {
+      value = raw_args[++i];
+    } else if (raw_args[i].rfind("--upstream=", 0) == 0) {
+      value = raw_args[i].substr(11);
+    } else {
+      args.push_back(raw_args[i]);
+      continue;
+    }
+    std::stringstream ss(value);
+    for (std::string item; std::getline(ss, item, ',');) {
+      if (!item.empty()) upstreams.push_back(item);
+    }
+  }
+  if (!upstreams.empty()) config.upstreams = upstreams;
+  double max_body_mb = static_cast<double>(config.max_body_bytes) / (1 << 20);
+  FlagSet flags("xlserve gateway", "[--upstream HOST:PORT ...] [--host H --port P] [flags]",
+                "OpenAI-compatible REST API (/v1/completions, /v1/chat/completions with SSE,\n"
+                "/v1/models, /health, /metrics) over xlserve gRPC replicas: least-loaded routing,\n"
+                "session affinity (session_id, else user), failover. --upstream repeats.");
+  std::string upstream_help;
+  flags.AddString("upstream", &upstream_help, "an xlserve gRPC replica (default 127.0.0.1:50051)");
+  flags.AddString("host", &config.host, "address to bind");
+  flags.AddInt("port", &config.port, "HTTP port (0: any free port)");
+  flags.AddString("api-key", &config.api_key, "require Authorization: Bearer KEY");
+  flags.AddDouble("request-timeout", &config.request_timeout_s, "seconds before an upstream call gives up");
+  flags.AddDouble("max-body-mb", &max_body_mb, "largest request body");
+  flags.AddString("model-dir", &config.model_dir, "model directory holding chat_template.json, if any");
+  flags.AddInt("threads", &config.threads, "concurrent HTTP requests served");
+  if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("gateway", std::string(st.message()));
+  if (flags.help_requested()) {
+    std::fputs(flags.Usage().c_str(), stdout);
+    return 0;
+  }
+  if (max_body_mb <= 0 || config.request_timeout_s <= 0 || config.port < 0 || config.port > 65535) {
+    return ReportError("gateway", "--max-body-mb and --request-timeout must be > 0 and --port in [0, 65535]");
+  }
+  config.max_body_bytes = static_cast<size_t>(max_body_mb * (1 << 20));
+
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  absl::StatusOr<std::unique_ptr<gateway::GatewayServer>> server = gateway::GatewayServer::Start(config);
+  if (!server.ok()) return ReportError("gateway", std::string(server.status().message()));
+  std::printf("xlserve gateway listening on %s:%d\n", config.host.c_str(), (*server)->port());
+  std::fflush(stdout);
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("gateway: received signal {}, stopping", signal_number);
+  (*server)->Shutdown();
+  return 0;
+}
+
+}  // namespace xlserve::cli

@@ -1,0 +1,42 @@
+// The OpenAI-compatible wire format: request bodies of /v1/completions and
+// /v1/chat/completions mapped onto xlserve.v1.GenerateRequest, response and stream-chunk
+// bodies built from GenerateResponse messages, and OpenAI error objects.
+#pragma once
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "nlohmann/json.hpp"
+#include "proto/xlserve/v1/xlserve.pb.h"
+
+namespace xlserve::gateway {
+
+// How chat messages become one prompt: each message is `message` with {role} and {content}
+// replaced, then `generation_prompt` opens the assistant's turn.
+struct ChatTemplate {
+  std::string message = "<|{role}|>\n{content}\n";
+  std::string generation_prompt = "<|assistant|>\n";
+};
+
+// Reads `model_dir`/chat_template.json ({"message": ..., "generation_prompt": ...}) if present.
+absl::StatusOr<ChatTemplate> LoadChatTemplate(const std::string& model_dir);
+
+struct CompletionCall {
+  bool chat = false;
+  bool stream = false;
+  bool include_usage = false;
+  bool logprobs = false;
+  std::string model;
+  std::string affinity_key;  // session_id, else user
+  v1::GenerateRequest request;
+};
+
+// INVALID_ARGUMENT naming the field for anything OpenAI's API would reject.
+absl::StatusOr<CompletionCall> ParseCompletionCall(const nlohmann::json& body, bool chat, const ChatTemplate& tmpl);
+
+// OpenAI's finish reasons: xlserve's "eos" and "stop" are both "stop".
+nlohmann::json FinishReason(const std::string& reason);
+
+nlohmann::json ErrorBody(const std::string& message, const std::string& type, const std::string& code);
+
+}  // namespace xlserve::gateway
