@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
-# Builds xlserve and serves the shipped default model over gRPC on 127.0.0.1:50051
-# (metrics on :9090) with configs/server.json. Extra arguments go to `xlserve serve`,
-# e.g. --port 6000 --device cuda. Stop with Ctrl-C (or SIGTERM): in-flight streams end cleanly.
+# Builds xlserve and serves the shipped default model: the gRPC server on 127.0.0.1:50051
+# (metrics on :9090, settings in configs/server.json) and the OpenAI-compatible REST gateway
+# on 127.0.0.1:8000. Extra arguments go to `xlserve serve` (e.g. --device cuda). Ctrl-C or
+# SIGTERM stops both; in-flight streams end cleanly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh >/dev/null
 bazel build //:xlserve >&2
-exec bazel-bin/xlserve serve --config configs/server.json "$@"
+bin=bazel-bin/xlserve
+
+"$bin" serve --config configs/server.json "$@" &
+server=$!
+"$bin" gateway --upstream 127.0.0.1:50051 --port 8000 --model-dir models/xlstm-code-mtp &
+gateway=$!
+trap 'kill -TERM "$server" "$gateway" 2>/dev/null; wait' INT TERM
+wait -n "$server" "$gateway"
+kill -TERM "$server" "$gateway" 2>/dev/null || true
+wait
