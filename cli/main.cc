@@ -17,6 +17,7 @@ constexpr const char* kUsage =
     "commands:\n"
     "  serve        serve a model over gRPC with continuous batching\n"
     "  gateway      OpenAI-compatible REST gateway in front of serve replicas\n"
+    "  health       check a server (gRPC health) or a gateway (/health)\n"
     "  generate     generate text from a prompt with a local model\n"
     "  tokenize     turn text into token ids with a tokenizer.json\n"
     "  detokenize   turn token ids back into text\n"
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   }
   if (command == "serve") return xlserve::cli::RunServe(args);
   if (command == "gateway") return xlserve::cli::RunGateway(args);
+  if (command == "health") return xlserve::cli::RunHealth(args);
   if (command == "generate") return xlserve::cli::RunGenerate(args);
   if (command == "tokenize") return xlserve::cli::RunTokenize(args);
   if (command == "detokenize") return xlserve::cli::RunDetokenize(args);
