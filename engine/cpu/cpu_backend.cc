@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "engine/backend_validation.h"
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/mlstm_chunkwise.h"
 
@@ -73,36 +74,13 @@ absl::Status CpuBackend::WriteSlot(int slot, std::span<const float> in) {
   return absl::OkStatus();
 }
 
-absl::Status CpuBackend::ValidateBatch(std::span<const SequenceInput> batch) const {
-  if (batch.empty()) return absl::InvalidArgumentError("forward: empty batch");
-  std::vector<bool> seen(num_slots_, false);
-  const int vocab = weights_->config.vocab_size;
-  for (const SequenceInput& s : batch) {
-    if (s.slot < 0 || s.slot >= num_slots_) {
-      return absl::OutOfRangeError("forward: state slot " + std::to_string(s.slot) +
-                                   " out of range (" + std::to_string(num_slots_) + " slots)");
-    }
-    if (seen[s.slot]) {
-      return absl::InvalidArgumentError("forward: slot " + std::to_string(s.slot) +
-                                        " appears twice in one batch");
-    }
-    seen[s.slot] = true;
-    if (s.tokens.empty()) return absl::InvalidArgumentError("forward: sequence with no tokens");
-    if (s.mtp_heads && !weights_->config.mtp) {
-      return absl::FailedPreconditionError("forward: the model has no multi-token-prediction heads");
-    }
-    for (int32_t t : s.tokens) {
-      if (t < 0 || t >= vocab) {
-        return absl::OutOfRangeError("token id " + std::to_string(t) + " is outside the vocabulary [0, " +
-                                     std::to_string(vocab) + ")");
-      }
-    }
-  }
-  return absl::OkStatus();
-}
 
 absl::Status CpuBackend::Forward(std::span<const SequenceInput> batch, ForwardOutput* out) {
-  if (absl::Status st = ValidateBatch(batch); !st.ok()) return st;
+  if (absl::Status st = ValidateForwardBatch(batch, num_slots_, weights_->config.vocab_size,
+                                            weights_->config.mtp.has_value(), true);
+      !st.ok()) {
+    return st;
+  }
   const ModelConfig& cfg = weights_->config;
   const int64_t d = cfg.hidden_size;
 

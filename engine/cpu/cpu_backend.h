@@ -56,7 +56,6 @@ class CpuBackend final : public Backend {
     std::vector<DeferredLayer> layers;
   };
 
-  absl::Status ValidateBatch(std::span<const SequenceInput> batch) const;
   // OUT_OF_RANGE for a bad slot; INVALID_ARGUMENT when buffer_floats (>= 0) is not a slot's size.
   absl::Status CheckSlot(int slot, const char* op, int64_t buffer_floats) const;
   // Runs one block over all rows of x ([rows, d]); sequence i owns rows
