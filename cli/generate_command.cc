@@ -35,7 +35,7 @@ struct GenerateFlags {
   uint64_t seed = 0;
   bool json = false;
   bool ignore_eos = false;
-  std::string device = "cpu";
+  std::string device = "auto";
   int threads = 0;
   int chunk_size = 64;
   std::string speculative = "auto";
@@ -187,7 +187,7 @@ int RunGenerate(const std::vector<std::string>& args) {
   flags.AddString("speculative", &f.speculative,
                   "self-speculative decoding with the model's MTP heads: off, on or auto");
   flags.AddInt("num-draft", &f.num_draft, "drafts per step at most (on: always, auto: adaptive)");
-  flags.AddString("device", &f.device, "backend: cpu or cuda");
+  flags.AddString("device", &f.device, "backend: auto (cuda when a GPU is present), cpu or cuda");
   flags.AddInt("threads", &f.threads, "CPU backend threads; 0: one per core");
   flags.AddInt("chunk-size", &f.chunk_size, "tokens per chunk of the chunkwise prefill");
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("generate", std::string(st.message()));

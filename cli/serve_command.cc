@@ -82,7 +82,7 @@ int RunServe(const std::vector<std::string>& args) {
   flags.AddString("host", &config.host, "address to bind");
   flags.AddInt("port", &config.port, "gRPC port (0: any free port)");
   flags.AddInt("metrics-port", &config.metrics_port, "HTTP port of /metrics and /health (-1: off, 0: any)");
-  flags.AddString("device", &config.device, "backend: cpu or cuda");
+  flags.AddString("device", &config.device, "backend: auto (cuda when a GPU is present), cpu or cuda");
   flags.AddInt("threads", &config.threads, "CPU backend threads; 0: one per core");
   flags.AddInt("max-num-seqs", &config.max_num_seqs, "state slots: sequences decoding at once");
   flags.AddInt("max-queue", &config.max_queue, "waiting requests before RESOURCE_EXHAUSTED");

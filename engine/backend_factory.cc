@@ -1,12 +1,15 @@
 #include "engine/backend_factory.h"
 
 #include "engine/cpu/cpu_backend.h"
+#include "kernels/cuda_backend.h"
 
 namespace xlserve {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,
                                                        const BackendOptions& options) {
-  if (options.device == "cpu") {
+  std::string device = options.device;
+  if (device == "auto") device = kernels::CudaDeviceCount() > 0 ? "cuda" : "cpu";
+  if (device == "cpu") {
     CpuBackendOptions cpu;
     cpu.num_threads = options.num_threads;
     cpu.chunk_size = options.chunk_size;
@@ -14,11 +17,8 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const Mod
     if (!backend.ok()) return backend.status();
     return std::unique_ptr<Backend>(std::move(*backend));
   }
-  if (options.device == "cuda") {
-    return absl::UnavailableError("the CUDA backend is not part of this build; use --device cpu");
-  }
-  return absl::InvalidArgumentError("unknown device '" + options.device +
-                                    "' (expected cpu or cuda)");
+  if (device == "cuda") return kernels::CreateCudaBackend(std::move(weights), kernels::CudaBackendOptions{});
+  return absl::InvalidArgumentError("unknown device '" + options.device + "' (expected auto, cpu or cuda)");
 }
 
 }  // namespace xlserve

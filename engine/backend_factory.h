@@ -11,7 +11,7 @@
 namespace xlserve {
 
 struct BackendOptions {
-  std::string device = "cpu";  // "cpu" (the reference) or "cuda"
+  std::string device = "cpu";  // "cpu" (the reference), "cuda", or "auto" (cuda when a GPU is present)
   int num_threads = 0;         // CPU backend: 0 = one per hardware thread
   int chunk_size = 64;         // tokens per chunk of the chunkwise prefill
 };

@@ -15,7 +15,7 @@ struct ServerConfig {
   std::string host = "127.0.0.1";
   int port = 50051;         // 0: any free port (printed at start)
   int metrics_port = 9090;  // /metrics and /health over HTTP; -1: off; 0: any free port
-  std::string device = "cpu";
+  std::string device = "auto";
   int threads = 0;
   int max_num_seqs = 8;
   int max_queue = 64;
