@@ -10,6 +10,8 @@
 #include "engine/backend_factory.h"
 #include "engine/model/model_weights.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "kernels/cuda_backend.h"
+#include "tools/bench/shape_bench.h"
 #include "tools/bench/speculative_bench.h"
 
 namespace xlserve::cli {
@@ -17,6 +19,7 @@ namespace {
 
 struct BenchFlags {
   bool speculative = false;
+  std::string shape;
   std::string model = "models/xlstm-code-mtp";
   std::string prompts_from;
   int prompt_tokens = 128;
@@ -98,15 +101,41 @@ absl::Status RunSpeculative(const BenchFlags& f) {
   return absl::OkStatus();
 }
 
+absl::Status RunShape(const BenchFlags& f) {
+  if (f.shape != "7b") return absl::InvalidArgumentError("--shape: only 7b is known, got '" + f.shape + "'");
+  if (kernels::CudaDeviceCount() == 0) return absl::UnavailableError("--shape 7b measures the CUDA backend: no GPU here");
+  absl::StatusOr<double> bandwidth = kernels::MeasureCopyBandwidth(int64_t{2} << 30);
+  if (!bandwidth.ok()) return bandwidth.status();
+  std::fprintf(stderr, "bench: measured copy bandwidth %.0f GB/s; making xLSTM-7b with random bf16 weights ...\n",
+               *bandwidth / 1e9);
+  bench::ShapeBenchOptions options;
+  options.copy_bandwidth = *bandwidth;
+  if (f.batch_sizes) options.batch_sizes = *f.batch_sizes;
+  std::string table;
+  absl::StatusOr<nlohmann::json> rows =
+      bench::RunShapeBench(bench::RandomBf16Weights(bench::Xlstm7bConfig(), 1), options, &table);
+  if (!rows.ok()) return rows.status();
+  std::printf("xLSTM-7b shape, bf16 weights, copy bandwidth %.0f GB/s (read + write)\n%s", *bandwidth / 1e9,
+              table.c_str());
+  if (!f.json.empty()) {
+    std::ofstream out(f.json);
+    out << nlohmann::json{{"shape", "7b"}, {"copy_bandwidth_bytes_per_s", *bandwidth}, {"rows", *rows}}.dump(2);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 int RunBench(const std::vector<std::string>& args) {
   BenchFlags f;
-  FlagSet flags("xlserve bench", "--speculative --prompts-from DIR [flags]",
+  FlagSet flags("xlserve bench", "(--speculative --prompts-from DIR | --shape 7b) [flags]",
                 "Measures decoding speed. With --speculative: greedy decoding of held-out text with\n"
                 "speculation off, on (k = --num-draft) and auto, at each batch size: tokens per\n"
-                "decode step, acceptance, tokens/s and the speed-up over plain decoding.");
+                "decode step, acceptance, tokens/s and the speed-up over plain decoding. With\n"
+                "--shape 7b: decode step time at each batch size and TTFT on the CUDA backend, beside\n"
+                "the HBM floor and the reference figures of DESIGN section 8.");
   flags.AddBool("speculative", &f.speculative, "measure self-speculative decoding");
+  flags.AddString("shape", &f.shape, "measure the CUDA backend on a model shape with random weights (7b)");
   flags.AddString("model", &f.model, "model directory with MTP heads and tokenizer.json");
   flags.AddString("prompts-from", &f.prompts_from, "directory of .py files the model never saw");
   flags.AddInt("prompt-tokens", &f.prompt_tokens, "tokens per prompt");
@@ -121,10 +150,11 @@ int RunBench(const std::vector<std::string>& args) {
     std::fputs(flags.Usage().c_str(), stdout);
     return 0;
   }
-  if (!f.speculative) {
-    return ReportError("bench", "only --speculative is available in this build (the 7B-shape GPU bench needs the "
-                                "CUDA backend)");
+  if (!f.shape.empty()) {
+    if (absl::Status st = RunShape(f); !st.ok()) return ReportError("bench", std::string(st.message()));
+    return 0;
   }
+  if (!f.speculative) return ReportError("bench", "give --speculative or --shape 7b");
   if (absl::Status st = RunSpeculative(f); !st.ok()) return ReportError("bench", std::string(st.message()));
   return 0;
 }

@@ -366,6 +366,29 @@ int CudaDeviceCount() {
   return count;
 }
 
+absl::StatusOr<double> MeasureCopyBandwidth(int64_t bytes) {
+  void* a = nullptr;
+  void* b = nullptr;
+  cudaEvent_t start, stop;
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&a, bytes));
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&b, bytes));
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
+  constexpr int kIters = 10;
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(start));
+  for (int i = 0; i < kIters; ++i) CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(stop));
+  CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
+  float ms = 0;
+  CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  cudaFree(a);
+  cudaFree(b);
+  return 2.0 * double(bytes) * kIters / (ms / 1e3);
+}
+
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(std::shared_ptr<const ModelWeights> weights,
                                                            const CudaBackendOptions& options) {
   const int count = CudaDeviceCount();

@@ -22,4 +22,8 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(std::shared_ptr<const
 // Number of usable CUDA devices (0 when there is no driver or no GPU).
 int CudaDeviceCount();
 
+// Device-to-device copy bandwidth of the current GPU in bytes/s, counting bytes read plus
+// bytes written: the practical HBM limit that decode steps are measured against.
+absl::StatusOr<double> MeasureCopyBandwidth(int64_t bytes);
+
 }  // namespace xlserve::kernels

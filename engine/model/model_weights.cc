@@ -140,6 +140,11 @@ absl::StatusOr<std::shared_ptr<const ModelWeights>> LoadModelWeights(const std::
   ASSIGN_OR_RETURN(TensorMap tensors, FindExpectedTensors(*checkpoint, config));
   WarnAboutUnusedTensors(*checkpoint, tensors, config);
 
+  return AssembleModelWeights(config, tensors, std::move(checkpoint));
+}
+
+std::shared_ptr<const ModelWeights> AssembleModelWeights(const ModelConfig& config, const TensorMap& tensors,
+                                                         std::shared_ptr<const void> storage) {
   auto weights = std::make_shared<ModelWeights>();
   weights->config = config;
   weights->embeddings = tensors.at(kEmbeddingsName);
@@ -157,8 +162,8 @@ absl::StatusOr<std::shared_ptr<const ModelWeights>> LoadModelWeights(const std::
       }
     }
   }
-  weights->checkpoint = std::move(checkpoint);
-  return std::shared_ptr<const ModelWeights>(std::move(weights));
+  weights->storage = std::move(storage);
+  return weights;
 }
 
 }  // namespace xlserve

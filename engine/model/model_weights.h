@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -50,8 +51,15 @@ struct ModelWeights {
   // Extra multi-token heads 1..n-1 (index 0 here is head 1); one of the two is filled.
   std::vector<BlockWeights> mtp_block_heads;
   std::vector<LinearHeadWeights> mtp_linear_heads;
-  std::shared_ptr<const Checkpoint> checkpoint;  // keeps the mapped files alive
+  // Keeps the tensors' memory alive: the mapped checkpoint files, or host buffers made in memory.
+  std::shared_ptr<const void> storage;
 };
+
+// Arranges named tensors (checkpoint names of DESIGN §2, already checked against `config`)
+// into ModelWeights; `storage` owns their memory. Benchmarks use it for weights made in memory.
+std::shared_ptr<const ModelWeights> AssembleModelWeights(
+    const ModelConfig& config, const std::unordered_map<std::string, TensorView>& tensors,
+    std::shared_ptr<const void> storage);
 
 // Loads `model_dir`/config.json and the weights (model.safetensors or the sharded
 // model.safetensors.index.json), checking every tensor's presence, dtype and shape.

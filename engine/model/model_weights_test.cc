@@ -240,7 +240,7 @@ TEST_CASE("a sharded checkpoint with mixed dtypes loads the same views", "[model
   REQUIRE(testing::WriteShardedSafetensors(dir, tensors, 4).ok());
   auto weights = LoadModelWeights(dir);
   REQUIRE(weights.ok());
-  CHECK((*weights)->checkpoint != nullptr);
+  CHECK((*weights)->storage != nullptr);
   CheckMatches(**weights, ByName(tensors));
 }
 
