@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "cli/termination_signals.h"
 #include "gateway/gateway_server.h"
 #include "spdlog/spdlog.h"
 
@@ -55,17 +56,12 @@ int RunGateway(const std::vector<std::string>& raw_args) {
   }
   config.max_body_bytes = static_cast<size_t>(max_body_mb * (1 << 20));
 
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockTerminationSignals();
   absl::StatusOr<std::unique_ptr<gateway::GatewayServer>> server = gateway::GatewayServer::Start(config);
   if (!server.ok()) return ReportError("gateway", std::string(server.status().message()));
   std::printf("xlserve gateway listening on %s:%d\n", config.host.c_str(), (*server)->port());
   std::fflush(stdout);
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = WaitForTerminationSignal(signals);
   spdlog::info("gateway: received signal {}, stopping", signal_number);
   (*server)->Shutdown();
   return 0;

@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "cli/termination_signals.h"
 #include "engine/backend_factory.h"
 #include "engine/model/model_weights.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -35,12 +36,7 @@ absl::Status Serve(server::ServerConfig config) {
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*weights, backend_options);
   if (!backend.ok()) return backend.status();
 
-  // Signals are taken synchronously on one thread, so shutdown runs outside signal context.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockTerminationSignals();
 
   absl::StatusOr<std::unique_ptr<server::Server>> server =
       server::Server::Start(config, *weights, std::move(*backend), std::move(tokenizer));
@@ -49,8 +45,7 @@ absl::Status Serve(server::ServerConfig config) {
   std::printf("xlserve listening on %s:%d metrics %d\n", config.host.c_str(), (*server)->port(),
               (*server)->metrics_port());
   std::fflush(stdout);
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = WaitForTerminationSignal(signals);
   spdlog::info("received signal {}", signal_number);
   (*server)->Shutdown();
   return absl::OkStatus();

@@ -21,7 +21,7 @@ echo "== Catch2 summaries"
 find "$testlogs" -name test.log | sort | while read -r log; do
   target="${log#"$testlogs"/}"
   summary="$(grep -E "^(All tests passed|test cases:)" "$log" | tail -1 || true)"
-  [ -n "$summary" ] && echo "${target%/test.log}: $summary"
+  if [ -n "$summary" ]; then echo "${target%/test.log}: $summary"; fi
 done
 passed=$(grep -cE "^//.* PASSED in" /tmp/xlserve-test.$$.log || true)
 failed=$(grep -cE "^//.* (FAILED|TIMEOUT|NO STATUS|INCOMPLETE)" /tmp/xlserve-test.$$.log || true)
