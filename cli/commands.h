@@ -14,6 +14,7 @@ int RunBench(const std::vector<std::string>& args);
 int RunServe(const std::vector<std::string>& args);
 int RunGateway(const std::vector<std::string>& args);
 int RunHealth(const std::vector<std::string>& args);
+int RunLoadtest(const std::vector<std::string>& args);
 
 // Prints "xlserve <command>: error: <message>" and returns the exit code for errors.
 int ReportError(const std::string& command, const std::string& message);

@@ -22,6 +22,7 @@ constexpr const char* kUsage =
     "  tokenize     turn text into token ids with a tokenizer.json\n"
     "  detokenize   turn token ids back into text\n"
     "  bench        measure decoding speed (--speculative: self-speculation on real text)\n"
+    "  loadtest     load-test a server (gRPC) or gateway (REST): latency, throughput, goodput\n"
     "\n"
     "Run `xlserve <command> --help` for a command's flags.\n";
 
@@ -47,6 +48,7 @@ int main(int argc, char** argv) {
   if (command == "tokenize") return xlserve::cli::RunTokenize(args);
   if (command == "detokenize") return xlserve::cli::RunDetokenize(args);
   if (command == "bench") return xlserve::cli::RunBench(args);
+  if (command == "loadtest") return xlserve::cli::RunLoadtest(args);
   std::fprintf(stderr, "xlserve: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

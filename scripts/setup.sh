@@ -8,7 +8,7 @@ APT_PACKAGES=(
   g++ python3 python3-pip
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev catch2 libcpp-httplib-dev
-  curl docker-compose prometheus
+  curl docker-compose prometheus librsvg2-bin
 )
 PIP_PACKAGES=(
   "tokenizers>=0.19"
