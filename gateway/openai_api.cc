@@ -141,6 +141,7 @@ absl::StatusOr<CompletionCall> ParseCompletionCall(const nlohmann::json& body, b
   if (body.contains("stream_options") && body["stream_options"].is_object()) {
     call.include_usage = body["stream_options"].value("include_usage", false);
   }
+  if (body.contains("ignore_eos") && body["ignore_eos"].is_boolean()) r.set_ignore_eos(body["ignore_eos"].get<bool>());
   if (body.contains("session_id")) {
     if (!body["session_id"].is_string()) return Bad("session_id", "must be a string");
     r.set_session_id(body["session_id"].get<std::string>());
