@@ -14,21 +14,31 @@ namespace xlserve::cli {
 int RunGateway(const std::vector<std::string>& raw_args) {
   gateway::GatewayConfig config;
   // --upstream may repeat (or hold a comma-separated list): collect it before the FlagSet.
+  // --upstream and --upstream-metrics repeat (or hold comma-separated lists): collect them
+  // before the FlagSet, which keeps one value per flag.
   std::vector<std::string> args;
   std::vector<std::string> upstreams;
   for (size_t i = 0; i < raw_args.size(); ++i) {
+    std::vector<std::string>* list = nullptr;
     std::string value;
-    if (raw_args[i] == "--upstream" && i + 1 < raw_args.size()) {
-      value = raw_args[++i];
-    } else if (raw_args[i].rfind("--upstream=", 0) == 0) {
-      value = raw_args[i].substr(11);
-    } else {
+    for (auto [flag, target] : {std::pair{std::string("--upstream"), &upstreams},
+                                std::pair{std::string("--upstream-metrics"), &config.upstream_metrics}}) {
+      if (raw_args[i] == flag && i + 1 < raw_args.size()) {
+        list = target;
+        value = raw_args[i + 1];
+      } else if (raw_args[i].rfind(flag + "=", 0) == 0) {
+        list = target;
+        value = raw_args[i].substr(flag.size() + 1);
+      }
+    }
+    if (!list) {
       args.push_back(raw_args[i]);
       continue;
     }
+    if (raw_args[i].find('=') == std::string::npos) ++i;
     std::stringstream ss(value);
     for (std::string item; std::getline(ss, item, ',');) {
-      if (!item.empty()) upstreams.push_back(item);
+      if (!item.empty()) list->push_back(item);
     }
   }
   if (!upstreams.empty()) config.upstreams = upstreams;
@@ -39,6 +49,7 @@ int RunGateway(const std::vector<std::string>& raw_args) {
                 "session affinity (session_id, else user), failover. --upstream repeats.");
   std::string upstream_help;
   flags.AddString("upstream", &upstream_help, "an xlserve gRPC replica (default 127.0.0.1:50051)");
+  flags.AddString("upstream-metrics", &upstream_help, "HOST:PORT of a replica's /metrics to re-export");
   flags.AddString("host", &config.host, "address to bind");
   flags.AddInt("port", &config.port, "HTTP port (0: any free port)");
   flags.AddString("api-key", &config.api_key, "require Authorization: Bearer KEY");

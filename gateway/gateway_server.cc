@@ -4,6 +4,8 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <set>
+#include <sstream>
 
 #include "spdlog/spdlog.h"
 
@@ -79,6 +81,40 @@ json UsageJson(int prompt, int completion, int cached) {
           {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
+// Each upstream's metrics with an upstream="HOST:PORT" label on every sample, so the series of
+// several replicas stay apart; HELP/TYPE lines appear once per metric. An upstream that does
+// not answer within a second is left out.
+std::string ForwardedMetrics(const std::vector<std::string>& upstreams) {
+  std::string out;
+  std::set<std::string> described;
+  for (const std::string& address : upstreams) {
+    const size_t colon = address.rfind(':');
+    if (colon == std::string::npos) continue;
+    httplib::Client client(address.substr(0, colon), std::atoi(address.c_str() + colon + 1));
+    client.set_connection_timeout(std::chrono::seconds(1));
+    client.set_read_timeout(std::chrono::seconds(1));
+    auto res = client.Get("/metrics");
+    if (!res || res->status != 200) continue;
+    std::istringstream lines(res->body);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.empty()) continue;
+      if (line[0] == '#') {
+        if (described.insert(line).second) out += line + "\n";
+        continue;
+      }
+      const size_t name_end = line.find_first_of("{ ");
+      if (name_end == std::string::npos) continue;
+      const std::string label = "upstream=\"" + address + "\"";
+      if (line[name_end] == '{') {
+        out += line.substr(0, name_end + 1) + label + "," + line.substr(name_end + 1) + "\n";
+      } else {
+        out += line.substr(0, name_end) + "{" + label + "}" + line.substr(name_end) + "\n";
+      }
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(const GatewayConfig& config) {
@@ -115,6 +151,7 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(const Gatewa
     metric("xlserve_gateway_streams_cancelled_total", "counter", "Streams whose client went away.",
            self->streams_cancelled_total_.load());
     metric("xlserve_gateway_requests_in_flight", "gauge", "Requests being served.", self->in_flight_.load());
+    out += ForwardedMetrics(self->config_.upstream_metrics);
     res.set_content(out, "text/plain; version=0.0.4");
   });
   g->http_->set_error_handler([](const httplib::Request&, httplib::Response& res) {

@@ -22,6 +22,8 @@ namespace xlserve::gateway {
 
 struct GatewayConfig {
   std::vector<std::string> upstreams = {"127.0.0.1:50051"};
+  // HOST:PORT of upstream /metrics endpoints whose series /metrics re-exports, labelled upstream="...".
+  std::vector<std::string> upstream_metrics;
   std::string host = "127.0.0.1";
   int port = 8000;  // 0: any free port
   std::string api_key;  // empty: no authentication

@@ -55,7 +55,8 @@ class GatewayTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.server, cls.grpc_port, cls.metrics_port = start_server("--max-num-seqs", "4")
-        cls.gateway, cls.port = start_gateway("--upstream", f"127.0.0.1:{cls.grpc_port}")
+        cls.gateway, cls.port = start_gateway("--upstream", f"127.0.0.1:{cls.grpc_port}",
+                                              "--upstream-metrics", f"127.0.0.1:{cls.metrics_port}")
         cls.client = openai.OpenAI(base_url=f"http://127.0.0.1:{cls.port}/v1", api_key="unused", max_retries=0)
 
     @classmethod
@@ -146,7 +147,11 @@ class GatewayTest(unittest.TestCase):
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=10) as r:
             self.assertEqual(json.loads(r.read())["status"], "ok")
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=10) as r:
-            self.assertIn("xlserve_gateway_requests_total", r.read().decode())
+            text = r.read().decode()
+        self.assertIn("xlserve_gateway_requests_total", text)
+        # The upstream's own series, forwarded with a label naming it.
+        self.assertIn(f'xlserve_requests_total{{upstream="127.0.0.1:{self.metrics_port}"}}', text)
+        self.assertEqual(text.count("# TYPE xlserve_requests_total counter"), 1)
 
 
 class GatewayLimitsTest(unittest.TestCase):
