@@ -133,6 +133,20 @@ class LoopbackStack(unittest.TestCase):
         self.assertEqual(len(series), 2)
         self.assertGreaterEqual(sum(float(s["value"][1]) for s in series), 27)
 
+    def test_loadtest_through_the_gateway(self):
+        out = os.path.join(self.state, "loadtest.json")
+        r = subprocess.run([XLSERVE, "loadtest", "--http", f"http://127.0.0.1:{BASE + 20}", "--concurrency", "4",
+                            "--num-requests", "16", "--max-tokens", "8", "--prompt-tokens", "16", "--json", out],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(out) as f:
+            report = json.load(f)
+        self.assertEqual(report["requests"]["succeeded"], 16)
+        self.assertEqual(report["errors"], {})
+        totals = [metrics(BASE + 10 + i)["xlserve_requests_total"] for i in (0, 1)]
+        self.assertEqual(sum(totals), 16)
+        self.assertTrue(all(t > 0 for t in totals), f"load spread over both replicas: {totals}")
+
     def test_losing_a_replica_mid_run_reroutes_without_hanging(self):
         outcomes = []
 
@@ -150,7 +164,8 @@ class LoopbackStack(unittest.TestCase):
         for t in threads:
             t.start()
         time.sleep(0.5)
-        os.kill(int(open(os.path.join(self.state, "xlserve-0.pid")).read()), signal.SIGKILL)
+        with open(os.path.join(self.state, "xlserve-0.pid")) as f:
+            os.kill(int(f.read()), signal.SIGKILL)
         start = time.time()
         for t in threads:
             t.join(timeout=90)
