@@ -32,6 +32,7 @@ struct BatchDecoder::Sequence {
   bool finished = false;
   bool suspended = false;
   int32_t pending = -1;  // emitted, not yet fed to the model
+  bool ended_on_draft = false;  // finished on an accepted draft: commit stops short of it
   std::vector<int32_t> drafts;
   std::vector<std::vector<float>> q;  // draft distributions (sampling only)
   std::vector<int32_t> inputs;        // this step's tokens
@@ -142,7 +143,10 @@ absl::StatusOr<int> BatchDecoder::Accept(Sequence& seq, const ForwardOutput& out
       }
     }
     ++accepted;
-    if (seq.Emit(draft, row)) return accepted;
+    if (seq.Emit(draft, row)) {
+      seq.ended_on_draft = true;
+      return accepted;
+    }
   }
   if (!seq.Emit(next, out.Row(first_row + accepted))) seq.pending = next;
   return accepted;
@@ -190,7 +194,9 @@ absl::Status BatchDecoder::Step() {
     ASSIGN_OR_RETURN(accepted[i], Accept(s, out, first_row, s.k));
     s.result.drafted_tokens += s.k;
     s.result.accepted_drafts += accepted[i];
-    commits.push_back({s.slot, accepted[i] + 1});
+    // The state takes the pending token and the kept drafts, except a draft that ended the
+    // sequence: like every last token it stays out (pending_token), so a session resumes right.
+    commits.push_back({s.slot, accepted[i] + (s.ended_on_draft ? 0 : 1)});
     if (!s.finished) RETURN_IF_ERROR(Draft(s, out, first_row + accepted[i]));
   }
   if (!commits.empty()) RETURN_IF_ERROR(backend_->Commit(commits));

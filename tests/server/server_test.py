@@ -166,6 +166,36 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(f2.usage.prefill_tokens, 1 + len(p2))  # last turn's final token + the new turn
         self.assertEqual(t2, self.cold_ids(p1 + t1 + p2, 12))
 
+    def test_session_after_a_stop_token_accepted_as_a_draft(self):
+        # Messages are decode steps: in a self-speculative step every token but the last is an
+        # accepted draft (the first message also opens with the prefill's token). Ending turn 1
+        # on such a draft must still leave the session's state one token short of the output.
+        p1 = list(self.server.stub.Tokenize(pb.TokenizeRequest(text=PROMPTS[0])).token_ids)
+        steps = [list(m.token_ids) for m in self.server.stub.Generate(pb.GenerateRequest(
+            prompt_token_ids=p1, max_tokens=24, speculation=pb.SPECULATION_MODE_ON, ignore_eos=True), timeout=60)]
+        output, drafts = [], []
+        for i, step in enumerate(steps):
+            drafts += [(len(output) + j, t) for j, t in enumerate(step[:-1]) if i > 0 or j > 0]
+            output += step
+        stop = next(t for pos, t in drafts if output.index(t) == pos)
+        t1, _, f1, _ = self.generate(prompt_token_ids=p1, max_tokens=24, session_id="s-draft-stop",
+                                     stop_token_ids=[stop], speculation=pb.SPECULATION_MODE_ON)
+        self.assertEqual(f1.finish_reason, "stop")
+        self.assertEqual(t1, output[: output.index(stop) + 1])
+        p2 = list(self.server.stub.Tokenize(pb.TokenizeRequest(text="\n\ndef other():\n    return")).token_ids)
+        # Greedy tokens barely notice a token fed twice; log-probabilities do (by ~0.2 here).
+        # Both paths run the same maths in fp32, so they agree to ~1e-6.
+        turn = dict(max_tokens=12, ignore_eos=True, speculation=pb.SPECULATION_MODE_OFF, logprobs=1)
+        session = list(self.server.stub.Generate(pb.GenerateRequest(
+            prompt_token_ids=p2, session_id="s-draft-stop", **turn), timeout=60))
+        cold = list(self.server.stub.Generate(pb.GenerateRequest(prompt_token_ids=p1 + t1 + p2, **turn), timeout=60))
+        self.assertEqual(session[-1].usage.cached_prompt_tokens, len(p1) + len(t1) - 1)
+        session_lps = [(lp.token_id, lp.logprob) for m in session for lp in m.logprobs]
+        cold_lps = [(lp.token_id, lp.logprob) for m in cold for lp in m.logprobs]
+        self.assertEqual([t for t, _ in session_lps], [t for t, _ in cold_lps])
+        for (_, a), (_, b) in zip(session_lps, cold_lps):
+            self.assertAlmostEqual(a, b, delta=1e-4)
+
     def test_cancellation_frees_the_slot(self):
         call = self.server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[1], max_tokens=3000, ignore_eos=True))
         next(iter(call))
