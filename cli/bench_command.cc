@@ -104,22 +104,30 @@ absl::Status RunSpeculative(const BenchFlags& f) {
 absl::Status RunShape(const BenchFlags& f) {
   if (f.shape != "7b") return absl::InvalidArgumentError("--shape: only 7b is known, got '" + f.shape + "'");
   if (kernels::CudaDeviceCount() == 0) return absl::UnavailableError("--shape 7b measures the CUDA backend: no GPU here");
+  bench::ShapeBenchOptions options;
   absl::StatusOr<double> bandwidth = kernels::MeasureCopyBandwidth(int64_t{2} << 30);
   if (!bandwidth.ok()) return bandwidth.status();
-  std::fprintf(stderr, "bench: measured copy bandwidth %.0f GB/s; making xLSTM-7b with random bf16 weights ...\n",
-               *bandwidth / 1e9);
-  bench::ShapeBenchOptions options;
+  absl::StatusOr<double> gemm_flops = kernels::MeasureBf16GemmFlops(8192);
+  if (!gemm_flops.ok()) return gemm_flops.status();
   options.copy_bandwidth = *bandwidth;
+  options.tensor_core_flops = *gemm_flops;
   if (f.batch_sizes) options.batch_sizes = *f.batch_sizes;
+  std::fprintf(stderr, "bench: copy bandwidth %.0f GB/s, bf16 GEMM %.0f TFLOP/s; making xLSTM-7b with random bf16 "
+               "weights ...\n", *bandwidth / 1e9, *gemm_flops / 1e12);
   std::string table;
   absl::StatusOr<nlohmann::json> rows =
       bench::RunShapeBench(bench::RandomBf16Weights(bench::Xlstm7bConfig(), 1), options, &table);
   if (!rows.ok()) return rows.status();
-  std::printf("xLSTM-7b shape, bf16 weights, copy bandwidth %.0f GB/s (read + write)\n%s", *bandwidth / 1e9,
-              table.c_str());
+  std::printf("xLSTM-7b shape, bf16 weights; measured here: copy bandwidth %.0f GB/s (read + write), bf16 GEMM "
+              "%.0f TFLOP/s\n%s", *bandwidth / 1e9, *gemm_flops / 1e12, table.c_str());
   if (!f.json.empty()) {
     std::ofstream out(f.json);
-    out << nlohmann::json{{"shape", "7b"}, {"copy_bandwidth_bytes_per_s", *bandwidth}, {"rows", *rows}}.dump(2);
+    out << nlohmann::json{{"shape", "7b"},
+                          {"copy_bandwidth_bytes_per_s", *bandwidth},
+                          {"bf16_gemm_flops", *gemm_flops},
+                          {"rows", *rows}}
+               .dump(2);
+    if (!out) return absl::InternalError("cannot write " + f.json);
   }
   return absl::OkStatus();
 }

@@ -21,7 +21,8 @@ constexpr const char* kUsage =
     "  generate     generate text from a prompt with a local model\n"
     "  tokenize     turn text into token ids with a tokenizer.json\n"
     "  detokenize   turn token ids back into text\n"
-    "  bench        measure decoding speed (--speculative: self-speculation on real text)\n"
+    "  bench        measure decoding speed (--shape 7b: CUDA backend vs the HBM floor;\n"
+    "               --speculative: self-speculation on real text)\n"
     "  loadtest     load-test a server (gRPC) or gateway (REST): latency, throughput, goodput\n"
     "\n"
     "Run `xlserve <command> --help` for a command's flags.\n";

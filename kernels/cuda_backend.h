@@ -2,20 +2,28 @@
 #pragma once
 
 #include <memory>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
 #include "engine/model/model_weights.h"
+#include "engine/util/dtype.h"
 
 namespace xlserve::kernels {
 
 struct CudaBackendOptions {
   int device = 0;
+  // Storage of the recurrent state on the GPU: kF32 or kBF16 (half the bytes per decode step;
+  // the maths stays fp32 and m stays fp32). ReadSlot/WriteSlot always speak fp32.
+  DType state_dtype = DType::kF32;
 };
 
 // MTP heads are not run on the GPU yet (SupportsSpeculation() is false), so requests decode
-// plainly there. UNAVAILABLE when no CUDA device can be used; the weights are copied to the GPU (F32 and BF16
-// as stored, F16 widened to F32) and the host copy may be dropped afterwards.
+// plainly there. UNAVAILABLE when no CUDA device can be used; INVALID_ARGUMENT for a state
+// dtype other than F32/BF16 or head sizes the kernels do not support. The weights are copied to
+// the GPU during the call (see kernels/device_weights.h); the backend keeps `weights` alive.
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(std::shared_ptr<const ModelWeights> weights,
                                                            const CudaBackendOptions& options);
 
@@ -25,5 +33,16 @@ int CudaDeviceCount();
 // Device-to-device copy bandwidth of the current GPU in bytes/s, counting bytes read plus
 // bytes written: the practical HBM limit that decode steps are measured against.
 absl::StatusOr<double> MeasureCopyBandwidth(int64_t bytes);
+
+// FLOP/s of a cuBLAS bf16 GEMM (fp32 accumulation) of n x n x n on the current GPU: the
+// practical tensor-core limit that prefill is measured against.
+absl::StatusOr<double> MeasureBf16GemmFlops(int n);
+
+// Per-stage GPU time of a CUDA backend's Forward() calls (benchmarks): while on, each stage
+// of a forward pass is bracketed by CUDA events (which adds small gaps between kernels).
+// `backend` must come from CreateCudaBackend (INVALID_ARGUMENT otherwise).
+absl::Status SetStageProfiling(Backend* backend, bool on);
+// Milliseconds per stage name summed since profiling was switched on, largest first; resets.
+absl::StatusOr<std::vector<std::pair<std::string, double>>> TakeStageProfile(Backend* backend);
 
 }  // namespace xlserve::kernels

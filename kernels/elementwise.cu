@@ -1,17 +1,17 @@
-// Elementwise and gather kernels of a decode/prefill step.
+// Elementwise, gather and GEMM-epilogue kernels of a forward pass.
 //
-//   EmbeddingGather: out[r, c] = table[ids[r], c]             grid (rows), block 256 over c
-//   AddBias:         y[r, n] += bias[n]                        1-D grid over rows*n
-//   SplitFloatToBf16: hi[i] = bf16_rn(x[i]); lo[i] = bf16_rn(x[i] - hi[i])   1-D grid
-//   SoftCap:         x[i] = cap * tanh(x[i] / cap)             1-D grid
-//   AddInPlace:      x[i] += y[i]  (residual stream)           1-D grid
-//   SwiGlu:          g[i] = g[i] * sigmoid(g[i]) * u[i]        1-D grid
-//   GatherRows:      out[i, c] = x[rows[i], c]                 grid (count), block 256 over c
-// All activations fp32 row-major; weights F32 or BF16 (weight_load.cuh).
+//   EmbeddingGather: out[r, c] = table[ids[r], c]                   grid (rows), block 256 over c
+//   GatherRows:      out[i, c] = x[rows[i], c]                      grid (count), block 256 over c
+//   CombineSplit:    y[r, c] = t[r, c] + t[rows + r, c] (+ b[c]) (+ y[r, c])
+//                    1-D grid over rows * n / 4 float4s (n % 4 == 0) or rows * n scalars
+//   AddBias:         y[r, c] += b[c]                                1-D grid
+//   SoftCap:         x[i] = cap * tanh(x[i] / cap)                  1-D grid
+//   SwiGlu:          out[r, c] = silu(gu[r, c]) * gu[r, ffn + c]    1-D grid over rows * ffn
+// Activations fp32 row-major; tables F32 or BF16; biases fp32; split pairs as in launchers.h.
 #include <cuda_bf16.h>
 
+#include "kernels/device_common.cuh"
 #include "kernels/launchers.h"
-#include "kernels/weight_load.cuh"
 
 namespace xlserve::kernels {
 namespace {
@@ -22,21 +22,50 @@ unsigned Blocks(int64_t count) { return static_cast<unsigned>((count + kThreads 
 
 __global__ void EmbeddingGatherKernel(const void* table, WeightType type, const int32_t* ids, int d, float* out) {
   const int64_t row = ids[blockIdx.x];
-  for (int c = threadIdx.x; c < d; c += blockDim.x) out[int64_t(blockIdx.x) * d + c] = LoadWeight(table, type, row * d + c);
+  for (int c = threadIdx.x; c < d; c += blockDim.x) out[int64_t(blockIdx.x) * d + c] = LoadAs(table, type, row * d + c);
 }
 
-__global__ void AddBiasKernel(float* y, const void* bias, WeightType type, int n, int64_t count) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < count) y[i] += LoadWeight(bias, type, i % n);
+__global__ void GatherRowsKernel(const float* x, const int32_t* rows, int d, float* out) {
+  const int64_t src = rows[blockIdx.x];
+  for (int c = threadIdx.x; c < d; c += blockDim.x) out[int64_t(blockIdx.x) * d + c] = x[src * d + c];
 }
 
-__global__ void SplitFloatToBf16Kernel(const float* in, __nv_bfloat16* hi, __nv_bfloat16* lo, int64_t count) {
+// Vector form: n % 4 == 0, so each float4 lies inside one row.
+__global__ void CombineSplitVec4Kernel(const float4* t, const float* bias, int n, int64_t count4, bool accumulate,
+                                       float4* y) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < count) {
-    const __nv_bfloat16 h = __float2bfloat16_rn(in[i]);
-    hi[i] = h;
-    lo[i] = __float2bfloat16_rn(in[i] - __bfloat162float(h));
+  if (i >= count4) return;
+  const float4 a = t[i], b = t[count4 + i];
+  float4 r = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+  if (bias) {
+    const int c = static_cast<int>((i * 4) % n);
+    r.x += bias[c];
+    r.y += bias[c + 1];
+    r.z += bias[c + 2];
+    r.w += bias[c + 3];
   }
+  if (accumulate) {
+    const float4 o = y[i];
+    r.x += o.x;
+    r.y += o.y;
+    r.z += o.z;
+    r.w += o.w;
+  }
+  y[i] = r;
+}
+
+__global__ void CombineSplitKernel(const float* t, const float* bias, int n, int64_t count, bool accumulate, float* y) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  float r = t[i] + t[count + i];
+  if (bias) r += bias[i % n];
+  if (accumulate) r += y[i];
+  y[i] = r;
+}
+
+__global__ void AddBiasKernel(float* y, const float* bias, int n, int64_t count) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) y[i] += bias[i % n];
 }
 
 __global__ void SoftCapKernel(float* x, int64_t count, float cap) {
@@ -44,22 +73,12 @@ __global__ void SoftCapKernel(float* x, int64_t count, float cap) {
   if (i < count) x[i] = cap * tanhf(x[i] / cap);
 }
 
-__global__ void AddInPlaceKernel(float* x, const float* y, int64_t count) {
+__global__ void SwiGluKernel(const float* gu, int ffn, int64_t count, float* out, void* split) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < count) x[i] += y[i];
-}
-
-__global__ void SwiGluKernel(float* g, const float* u, int64_t count) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < count) {
-    const float a = g[i];
-    g[i] = a / (1.0f + expf(-a)) * u[i];
-  }
-}
-
-__global__ void GatherRowsKernel(const float* x, const int32_t* rows, int d, float* out) {
-  const int64_t src = rows[blockIdx.x];
-  for (int c = threadIdx.x; c < d; c += blockDim.x) out[int64_t(blockIdx.x) * d + c] = x[src * d + c];
+  if (i >= count) return;
+  const int64_t r = i / ffn, c = i % ffn;
+  const float g = gu[r * 2 * ffn + c];
+  StoreActivation(out, split, count, i, g / (1.0f + expf(-g)) * gu[r * 2 * ffn + ffn + c]);
 }
 
 }  // namespace
@@ -71,17 +90,29 @@ cudaError_t EmbeddingGather(const void* table, WeightType type, const int32_t* i
   return cudaGetLastError();
 }
 
-cudaError_t AddBias(float* y, const void* bias, WeightType type, int rows, int n, cudaStream_t stream) {
-  const int64_t count = int64_t(rows) * n;
+cudaError_t GatherRows(const float* x, const int32_t* rows, int count, int d, float* out, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  AddBiasKernel<<<Blocks(count), kThreads, 0, stream>>>(y, bias, type, n, count);
+  GatherRowsKernel<<<count, kThreads, 0, stream>>>(x, rows, d, out);
   return cudaGetLastError();
 }
 
-cudaError_t SplitFloatToBf16(const float* in, void* hi, void* lo, int64_t count, cudaStream_t stream) {
+cudaError_t CombineSplit(const float* t, const float* bias, int rows, int n, bool accumulate, float* y,
+                         cudaStream_t stream) {
+  const int64_t count = int64_t(rows) * n;
   if (count == 0) return cudaSuccess;
-  SplitFloatToBf16Kernel<<<Blocks(count), kThreads, 0, stream>>>(in, static_cast<__nv_bfloat16*>(hi),
-                                                                  static_cast<__nv_bfloat16*>(lo), count);
+  if (n % 4 == 0) {
+    CombineSplitVec4Kernel<<<Blocks(count / 4), kThreads, 0, stream>>>(
+        reinterpret_cast<const float4*>(t), bias, n, count / 4, accumulate, reinterpret_cast<float4*>(y));
+  } else {
+    CombineSplitKernel<<<Blocks(count), kThreads, 0, stream>>>(t, bias, n, count, accumulate, y);
+  }
+  return cudaGetLastError();
+}
+
+cudaError_t AddBias(float* y, const float* bias, int rows, int n, cudaStream_t stream) {
+  const int64_t count = int64_t(rows) * n;
+  if (count == 0) return cudaSuccess;
+  AddBiasKernel<<<Blocks(count), kThreads, 0, stream>>>(y, bias, n, count);
   return cudaGetLastError();
 }
 
@@ -91,21 +122,10 @@ cudaError_t SoftCap(float* x, int64_t count, float cap, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-cudaError_t AddInPlace(float* x, const float* y, int64_t count, cudaStream_t stream) {
+cudaError_t SwiGlu(const float* gu, int rows, int ffn, float* out, void* split, cudaStream_t stream) {
+  const int64_t count = int64_t(rows) * ffn;
   if (count == 0) return cudaSuccess;
-  AddInPlaceKernel<<<Blocks(count), kThreads, 0, stream>>>(x, y, count);
-  return cudaGetLastError();
-}
-
-cudaError_t SwiGlu(float* gate, const float* up, int64_t count, cudaStream_t stream) {
-  if (count == 0) return cudaSuccess;
-  SwiGluKernel<<<Blocks(count), kThreads, 0, stream>>>(gate, up, count);
-  return cudaGetLastError();
-}
-
-cudaError_t GatherRows(const float* x, const int32_t* rows, int count, int d, float* out, cudaStream_t stream) {
-  if (count == 0) return cudaSuccess;
-  GatherRowsKernel<<<count, kThreads, 0, stream>>>(x, rows, d, out);
+  SwiGluKernel<<<Blocks(count), kThreads, 0, stream>>>(gu, ffn, count, out, split);
   return cudaGetLastError();
 }
 

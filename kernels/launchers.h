@@ -1,6 +1,12 @@
 // Host-side entry points of the CUDA kernels. Plain C++: the backend (compiled by the host
 // compiler) calls these; each launches on `stream` and returns the launch's cudaError_t.
 // Pointers are device pointers; matrices are row-major; "rows" index tokens.
+//
+// Activations are fp32. A matrix product with bf16 weights takes its input as a "split pair":
+// bf16 [2, rows, k], hi = bf16(x) in the first rows and lo = bf16(x - hi) in the next, so that
+// one bf16 tensor-core GEMM over 2*rows rows (the weights read once) followed by CombineSplit
+// keeps ~16 mantissa bits of the activations (x = hi + lo to 2^-17 relative). Kernels that
+// produce a GEMM's input write that pair directly when `split` is non-null.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -9,67 +15,97 @@
 
 namespace xlserve::kernels {
 
-// Storage type of a weight tensor: the checkpoint's own (F16 checkpoints are widened to F32
-// at upload).
+// Storage type of a weight matrix or of the recurrent state.
 enum class WeightType { kF32, kBF16 };
+using StateType = WeightType;
 
 // out[r, :] = table[ids[r], :] as fp32. table: [vocab, d].
 cudaError_t EmbeddingGather(const void* table, WeightType type, const int32_t* ids, int rows, int d, float* out,
                             cudaStream_t stream);
 
-// out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (+ b); b may be null. x, out: [rows, d].
-cudaError_t RmsNorm(const float* x, const void* w, const void* b, WeightType type, int rows, int d, float eps,
-                    float* out, cudaStream_t stream);
+// out[i, :] = x[rows[i], :], x: [*, d].
+cudaError_t GatherRows(const float* x, const int32_t* rows, int count, int d, float* out, cudaStream_t stream);
 
-// y[r, n] = sum_k x[r, k] w[n, k] (+ bias[n]) for rows <= kGemvMaxRows: one pass over w, fp32
-// activations and accumulation. x: [rows, k] (stride k), w: [n, k], y: [rows, n] (stride n).
+// out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (+ b), b may be null; x, out: [rows, d]; w, b
+// fp32. `split` (nullable): the same values as a split pair [2, rows, d].
+cudaError_t RmsNorm(const float* x, const float* w, const float* b, int rows, int d, float eps, float* out,
+                    void* split, cudaStream_t stream);
+
+// y[r, n] = sum_k x[r, k] w[n, k] (+ bias[n]) (+ y[r, n] when accumulate) for fp32 weights
+// and rows <= kGemvMaxRows: one pass over w. x: [rows, k], w: [n, k], y: [rows, n].
 constexpr int kGemvMaxRows = 8;
-cudaError_t GemvSmallRows(const float* x, const void* w, const void* bias, WeightType type, int rows, int n, int k,
+cudaError_t GemvSmallRows(const float* x, const float* w, const float* bias, int rows, int n, int k, bool accumulate,
                           float* y, cudaStream_t stream);
 
-// bias add for the cuBLAS path: y[r, n] += bias[n].
-cudaError_t AddBias(float* y, const void* bias, WeightType type, int rows, int n, cudaStream_t stream);
+// y[r, c] = t[r, c] + t[rows + r, c] (+ bias[c]) (+ y[r, c] when accumulate): the two halves
+// of a GEMM over a split pair. t: [2, rows, n], y: [rows, n], bias fp32 (nullable).
+cudaError_t CombineSplit(const float* t, const float* bias, int rows, int n, bool accumulate, float* y,
+                         cudaStream_t stream);
 
-// fp32 -> two bf16 parts, hi = bf16(x) and lo = bf16(x - hi), so that a bf16 tensor-core GEMM
-// over both keeps ~16 mantissa bits of the activations (x = hi + lo to 2^-17 relative).
-cudaError_t SplitFloatToBf16(const float* in, void* hi, void* lo, int64_t count, cudaStream_t stream);
+// y[r, c] += bias[c], y: [rows, n] (the fp32 cuBLAS path).
+cudaError_t AddBias(float* y, const float* bias, int rows, int n, cudaStream_t stream);
 
 // x[i] = cap * tanh(x[i] / cap).
 cudaError_t SoftCap(float* x, int64_t count, float cap, cudaStream_t stream);
 
-// x[i] += y[i].
-cudaError_t AddInPlace(float* x, const float* y, int64_t count, cudaStream_t stream);
+// out[r, c] = silu(gu[r, c]) * gu[r, ffn + c]: gu is the fused [rows, 2 * ffn] output of
+// (up_gate; up). out: [rows, ffn]; `split` (nullable) as for RmsNorm.
+cudaError_t SwiGlu(const float* gu, int rows, int ffn, float* out, void* split, cudaStream_t stream);
 
-// gate[i] = silu(gate[i]) * up[i].
-cudaError_t SwiGlu(float* gate, const float* up, int64_t count, cudaStream_t stream);
+// Per row and head over its head_dim values g of h: g <- LayerNorm(g) (biased variance, eps)
+// * w (+ b), then * sigmoid(o). h: [rows, heads * head_dim] (stride heads * head_dim); o: row
+// stride o_stride; w, b fp32 [heads * head_dim]. Writes out [rows, heads * head_dim] and
+// `split` (nullable).
+cudaError_t HeadNormGate(const float* h, const float* o, int64_t o_stride, const float* w, const float* b, int rows,
+                         int heads, int head_dim, float eps, float* out, void* split, cudaStream_t stream);
 
-// Per row and head: h <- LayerNorm_head(h) (biased variance, eps) * w (+ b), then * sigmoid(o).
-// h, o: [rows, heads * head_dim]; w, b: [heads * head_dim].
-cudaError_t HeadNormGate(float* h, const float* o, const void* w, const void* b, WeightType type, int rows,
-                         int heads, int head_dim, float eps, cudaStream_t stream);
+// Where each head's recurrent state lives for one layer. The pool holds num_slots slots of
+// slot_elems elements of `type`; a head's C [dqk, dv] starts at c_offset + head * head_elems
+// and its n [dqk] follows C. m (fp32) lives at m[slot * m_slot_stride + m_offset + head *
+// m_head_stride]: inside the pool for fp32 state, in a separate fp32 array for bf16 state
+// (rounding the log-scale stabiliser to bf16 would rescale the whole state).
+struct MlstmStateRef {
+  void* pool;
+  StateType type;
+  int64_t slot_elems;
+  int64_t c_offset;
+  int64_t head_elems;
+  float* m;
+  int64_t m_slot_stride;
+  int64_t m_offset;
+  int64_t m_head_stride;
+};
 
-// out[i, :] = x[rows[i], :], x: [*, d].
-cudaError_t GatherRows(const float* x, const int32_t* rows, int count, int d, float* out, cudaStream_t stream);
-
-// The mLSTM recurrence over each sequence's tokens (see mlstm_recurrent.cu for the maths).
+// One mLSTM layer over each sequence's tokens (the recurrence of DESIGN §3; see
+// mlstm_step.cu and mlstm_recurrent.cu). q, k, v and the gate pre-activations are column
+// slices of one [rows, proj_stride] buffer; gates are soft-capped here when gate_cap > 0.
 struct MlstmParams {
-  const float* q;       // [rows, heads * dqk]
-  const float* k;       // [rows, heads * dqk]
-  const float* v;       // [rows, heads * dv]
-  const float* igate;   // [rows, heads], soft-capped pre-activations
-  const float* fgate;   // [rows, heads]
-  float* h;             // [rows, heads * dv]
-  float* states;        // slot pool: num_slots x slot_floats
-  const int32_t* seq_row_begin;  // [num_seqs + 1]
-  const int32_t* seq_slot;       // [num_seqs]
+  const float* q;      // [rows, heads * dqk]
+  const float* k;      // [rows, heads * dqk]
+  const float* v;      // [rows, heads * dv]
+  const float* igate;  // [rows, heads]
+  const float* fgate;  // [rows, heads]
+  int64_t proj_stride;           // row stride of q, k, v, igate, fgate
+  float* h;                      // [rows, heads * dv], row stride heads * dv
+  MlstmStateRef state;
+  const int32_t* seq_row_begin;  // [num_seqs + 1]: sequence s owns rows [begin[s], begin[s+1])
+  const int32_t* seq_slot;       // [num_seqs]: the state slot of each sequence
   int num_seqs;
   int heads;
   int dqk;
   int dv;
-  int64_t slot_floats;
-  int64_t layer_offset;  // floats from a slot's start to this layer's first head
+  float gate_cap;  // <= 0: none
   float eps;
 };
+
+// Every sequence has exactly one row (row s is sequence s): the decode step, bandwidth-bound.
+// Needs MlstmStepSupports(dqk, dv, type).
+bool MlstmStepSupports(int dqk, int dv, StateType type);
+cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream);
+
+// Any number of tokens per sequence, one at a time with C held in registers (prefill).
+// Needs MlstmRecurrentSupports(dqk).
+bool MlstmRecurrentSupports(int dqk);
 cudaError_t MlstmRecurrent(const MlstmParams& p, cudaStream_t stream);
 
 }  // namespace xlserve::kernels

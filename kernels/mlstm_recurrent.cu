@@ -1,106 +1,158 @@
-// MlstmRecurrent: the mLSTM cell (DESIGN §3) over each sequence's tokens, one token at a time,
-// reading and writing each head's state once per call.
+// MlstmRecurrent: the mLSTM recurrence over any number of tokens per sequence (prefill and
+// mixed batches), one token at a time, with C held in registers for the whole call.
 //
-// Per sequence s, head h, token t (state C [dqk, dv], n [dqk], m scalar, fp32, in the slot):
-//   lf = logsigmoid(f̃_t);  m' = max(lf + m, ĩ_t)
-//   f  = exp(lf + m - m');  i = exp(ĩ_t - m')
-//   C  = f C + i k_t v_tᵀ;  n = f n + i k_t;  m = m'
-//   h_t = (q̂ᵀ C) / (max(|q̂ᵀ n|, exp(-m)) + eps),   q̂ = q_t / sqrt(dqk)
-// Layouts: q, k [rows, heads*dqk]; v, h [rows, heads*dv]; gates [rows, heads]; a slot holds, per
-// layer and head, C row-major [dqk, dv], then n [dqk], then m (engine/state_layout.h).
-// Launch: grid (num_seqs, heads, ceil(dv / kTile)); block kTile threads, thread j owns column
-// j of its tile: that column of C lives in shared memory for the whole call (dqk x kTile
-// fp32), so C is read once and written once whatever the number of tokens. Every block keeps
-// its own copy of n and m (identical arithmetic); the tile-0 block writes them back.
-#include "kernels/launchers.h"
-#include "kernels/weight_load.cuh"
+// Maths (DESIGN §3), per sequence s, head h, for each of its rows t in order:
+//   (m', f, i) = MlstmGates(ĩ_t, f̃_t, m);  C = f C + i k_t v_tᵀ;  n = f n + i k_t;  m = m'
+//   h_t = (q̂_tᵀ C) / (max(|q̂_tᵀ n|, exp(-m)) + eps),   q̂ = q / sqrt(dqk)
+// C is written back once at the end; n and m by MlstmNormalizer afterwards (each block here
+// advances a private copy of n in shared memory; mlstm_common.cuh says why).
+// Shapes/layout as for MlstmStep (launchers.h): q, k, v, gates column slices of [rows,
+// proj_stride]; h [rows, heads*dv]; state pool fp32 or bf16 (C kept in fp32 registers here).
+// Launch: grid (num_seqs, heads, ceil(dv / kCols)), block kCols x kRowGroups threads. Warp w
+// (= row group w) holds rows w, w + kRowGroups, ... of C; lane j holds column tile*kCols + j.
+// Per chunk of kChunk tokens: stage their q̂, k, v (this tile's columns) and gates in shared
+// memory. Per token: each thread updates its kRows values and its share of q̂ᵀC, the row
+// groups' shares meet in shared memory (double-buffered by token parity) and warp 0 (which
+// also advances n and q̂ᵀn) writes h. One barrier per token; no atomics: deterministic.
+// This is the O(T dqk dv) recurrent form; the chunkwise tensor-core form is future work.
+#include <cuda_bf16.h>
+
+#include "kernels/mlstm_common.cuh"
 
 namespace xlserve::kernels {
 namespace {
 
-constexpr int kTile = 64;
+constexpr int kCols = 32;
+constexpr int kRowGroups = 8;
+constexpr int kThreads = kCols * kRowGroups;
+constexpr int kMaxRowsPerThread = 64;  // dqk <= 512
+// Tokens whose inputs are staged in shared memory at once: one round of global-memory latency
+// per chunk instead of per token (32 KB of q̂ and k at dqk 512, under the 48 KB default).
+constexpr int kChunk = 8;
 
-__device__ float LogSigmoid(float x) { return fminf(x, 0.0f) - log1pf(expf(-fabsf(x))); }
-
-__global__ void MlstmRecurrentKernel(MlstmParams p) {
+template <typename T, int kRows>
+__global__ void __launch_bounds__(kThreads) MlstmRecurrentKernel(MlstmParams p) {
+  // Staging of one chunk: q̂ [kChunk, dqk], k [kChunk, dqk], v [kChunk, kCols], ĩ and f̃
+  // [kChunk]; then n [dqk].
   extern __shared__ float smem[];
-  float* c_tile = smem;                       // [dqk, kTile]
-  float* n_vec = c_tile + p.dqk * kTile;      // [dqk]
-  float* q_vec = n_vec + p.dqk;               // [dqk]
-  float* k_vec = q_vec + p.dqk;               // [dqk]
-  __shared__ float scratch[32];
+  float* q_s = smem;
+  float* k_s = q_s + kChunk * p.dqk;
+  float* v_s = k_s + kChunk * p.dqk;
+  float* ig_s = v_s + kChunk * kCols;
+  float* fg_s = ig_s + kChunk;
+  float* n_s = fg_s + kChunk;
+  __shared__ float part[2][kRowGroups][kCols];  // by token parity: one barrier per token
 
   const int seq = blockIdx.x, head = blockIdx.y, tile = blockIdx.z;
-  const int j = tile * kTile + threadIdx.x;  // this thread's column of C
-  const bool has_col = j < p.dv;
-  float* head_state = p.states + int64_t(p.seq_slot[seq]) * p.slot_floats + p.layer_offset +
-                      int64_t(head) * (int64_t(p.dqk) * p.dv + p.dqk + 1);
-  float* c = head_state;
-  float* n = head_state + int64_t(p.dqk) * p.dv;
-  float* m_ptr = n + p.dqk;
+  const int lane = threadIdx.x % kCols, group = threadIdx.x / kCols;
+  const int col = tile * kCols + lane;
+  const bool has_col = col < p.dv;
+  const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
 
-  for (int i = 0; i < p.dqk; ++i) c_tile[i * kTile + threadIdx.x] = has_col ? c[int64_t(i) * p.dv + j] : 0.0f;
-  for (int i = threadIdx.x; i < p.dqk; i += blockDim.x) n_vec[i] = n[i];
-  float m = *m_ptr;
+  float c[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int i = group + r * kRowGroups;
+    c[r] = has_col && i < p.dqk ? ToFloat(st.c[int64_t(i) * p.dv + col]) : 0.0f;
+  }
+  for (int i = threadIdx.x; i < p.dqk; i += kThreads) n_s[i] = ToFloat(st.n[i]);
+  float m = *st.m;
   const float scale = rsqrtf(static_cast<float>(p.dqk));
-  const int qk_width = p.heads * p.dqk, v_width = p.heads * p.dv;
+  const int end = p.seq_row_begin[seq + 1];
 
-  for (int row = p.seq_row_begin[seq]; row < p.seq_row_begin[seq + 1]; ++row) {
-    __syncthreads();
-    for (int i = threadIdx.x; i < p.dqk; i += blockDim.x) {
-      q_vec[i] = p.q[int64_t(row) * qk_width + head * p.dqk + i] * scale;
-      k_vec[i] = p.k[int64_t(row) * qk_width + head * p.dqk + i];
+  for (int chunk = p.seq_row_begin[seq]; chunk < end; chunk += kChunk) {
+    const int len = min(kChunk, end - chunk);
+    __syncthreads();  // the previous chunk is done with the staging buffers
+    for (int e = threadIdx.x; e < len * p.dqk; e += kThreads) {
+      const int t = e / p.dqk, i = e % p.dqk;
+      const int64_t at = int64_t(chunk + t) * p.proj_stride + int64_t(head) * p.dqk + i;
+      q_s[e] = p.q[at] * scale;
+      k_s[e] = p.k[at];
+    }
+    for (int e = threadIdx.x; e < len * kCols; e += kThreads) {
+      const int t = e / kCols, j = tile * kCols + e % kCols;
+      v_s[e] = j < p.dv ? p.v[int64_t(chunk + t) * p.proj_stride + int64_t(head) * p.dv + j] : 0.0f;
+    }
+    if (threadIdx.x < len) {
+      ig_s[threadIdx.x] = p.igate[int64_t(chunk + threadIdx.x) * p.proj_stride + head];
+      fg_s[threadIdx.x] = p.fgate[int64_t(chunk + threadIdx.x) * p.proj_stride + head];
     }
     __syncthreads();
-    const float lf = LogSigmoid(p.fgate[int64_t(row) * p.heads + head]);
-    const float ig = p.igate[int64_t(row) * p.heads + head];
-    const float m_new = fmaxf(lf + m, ig);
-    const float f = expf(lf + m - m_new);
-    const float i_act = expf(ig - m_new);
-    m = m_new;
-    // n and q·n: each thread a strided share of i, then a block sum.
-    float qn = 0;
-    for (int i = threadIdx.x; i < p.dqk; i += blockDim.x) {
-      const float nv = f * n_vec[i] + i_act * k_vec[i];
-      n_vec[i] = nv;
-      qn += q_vec[i] * nv;
-    }
-    qn = BlockSum(qn, scratch);
-    const float vj = has_col ? p.v[int64_t(row) * v_width + head * p.dv + j] : 0.0f;
-    float num = 0;
-    for (int i = 0; i < p.dqk; ++i) {
-      const float cv = f * c_tile[i * kTile + threadIdx.x] + i_act * k_vec[i] * vj;
-      c_tile[i * kTile + threadIdx.x] = cv;
-      num += q_vec[i] * cv;
-    }
-    if (has_col) {
-      const float denom = fmaxf(fabsf(qn), expf(-m)) + p.eps;
-      p.h[int64_t(row) * v_width + head * p.dv + j] = num / denom;
+    for (int t = 0; t < len; ++t) {
+      const float* q = q_s + t * p.dqk;
+      const float* k = k_s + t * p.dqk;
+      const GateFactors g = MlstmGates(ig_s[t], fg_s[t], m, p.gate_cap);
+      m = g.m;
+      const float v = v_s[t * kCols + lane];
+      float acc = 0;
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        const int i = group + r * kRowGroups;
+        if (i < p.dqk) {
+          c[r] = g.f * c[r] + g.i * k[i] * v;
+          acc += q[i] * c[r];
+        }
+      }
+      part[t & 1][group][lane] = acc;
+      float qn = 0;
+      if (group == 0) {
+        for (int i = lane; i < p.dqk; i += kCols) {
+          const float n = g.f * n_s[i] + g.i * k[i];
+          n_s[i] = n;
+          qn += q[i] * n;
+        }
+        qn = WarpSum(qn);
+      }
+      __syncthreads();
+      if (group == 0 && has_col) {
+        float num = 0;
+#pragma unroll
+        for (int r = 0; r < kRowGroups; ++r) num += part[t & 1][r][lane];
+        p.h[int64_t(chunk + t) * p.heads * p.dv + int64_t(head) * p.dv + col] =
+            num / (fmaxf(fabsf(qn), expf(-m)) + p.eps);
+      }
     }
   }
-  __syncthreads();
-  if (has_col) {
-    for (int i = 0; i < p.dqk; ++i) c[int64_t(i) * p.dv + j] = c_tile[i * kTile + threadIdx.x];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int i = group + r * kRowGroups;
+    if (has_col && i < p.dqk) st.c[int64_t(i) * p.dv + col] = FromFloat<T>(c[r]);
   }
-  if (tile == 0) {
-    for (int i = threadIdx.x; i < p.dqk; i += blockDim.x) n[i] = n_vec[i];
-    if (threadIdx.x == 0) *m_ptr = m;
+}
+
+template <typename T>
+cudaError_t LaunchRecurrent(const MlstmParams& p, cudaStream_t stream) {
+  const dim3 grid(p.num_seqs, p.heads, (p.dv + kCols - 1) / kCols);
+  const size_t smem = (size_t(2 * kChunk + 1) * p.dqk + kChunk * kCols + 2 * kChunk) * sizeof(float);
+  const int rows = (p.dqk + kRowGroups - 1) / kRowGroups;
+  // The fewest rows per thread that cover dqk: unused registers cost occupancy.
+  if (rows <= 2) {
+    MlstmRecurrentKernel<T, 2><<<grid, kThreads, smem, stream>>>(p);
+  } else if (rows <= 4) {
+    MlstmRecurrentKernel<T, 4><<<grid, kThreads, smem, stream>>>(p);
+  } else if (rows <= 8) {
+    MlstmRecurrentKernel<T, 8><<<grid, kThreads, smem, stream>>>(p);
+  } else if (rows <= 16) {
+    MlstmRecurrentKernel<T, 16><<<grid, kThreads, smem, stream>>>(p);
+  } else if (rows <= 32) {
+    MlstmRecurrentKernel<T, 32><<<grid, kThreads, smem, stream>>>(p);
+  } else {
+    MlstmRecurrentKernel<T, kMaxRowsPerThread><<<grid, kThreads, smem, stream>>>(p);
   }
+  return cudaGetLastError();
 }
 
 }  // namespace
 
+bool MlstmRecurrentSupports(int dqk) { return dqk <= kRowGroups * kMaxRowsPerThread; }
+
 cudaError_t MlstmRecurrent(const MlstmParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
-  const size_t smem = (size_t(p.dqk) * kTile + 3 * size_t(p.dqk)) * sizeof(float);
-  if (smem > 48 * 1024) {
-    const cudaError_t e =
-        cudaFuncSetAttribute(MlstmRecurrentKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    if (e != cudaSuccess) return e;
-  }
-  const dim3 grid(p.num_seqs, p.heads, (p.dv + kTile - 1) / kTile);
-  MlstmRecurrentKernel<<<grid, kTile, smem, stream>>>(p);
-  return cudaGetLastError();
+  if (!MlstmRecurrentSupports(p.dqk)) return cudaErrorInvalidValue;
+  const cudaError_t e = p.state.type == StateType::kF32 ? LaunchRecurrent<float>(p, stream)
+                                                        : LaunchRecurrent<__nv_bfloat16>(p, stream);
+  if (e != cudaSuccess) return e;
+  return MlstmNormalizer(p, stream);
 }
 
 }  // namespace xlserve::kernels

@@ -29,8 +29,62 @@ struct HostTensors {
   std::vector<std::vector<uint16_t>> buffers;
 };
 
-double Seconds(std::chrono::steady_clock::time_point a) {
+double SecondsSince(std::chrono::steady_clock::time_point a) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+}
+
+// Parameters a forward pass multiplies by (every matrix but the embedding table, which is
+// gathered, not multiplied).
+double MatrixParams(const ModelConfig& cfg) {
+  double params = 0;
+  for (const ExpectedTensor& e : ExpectedCheckpointTensors(cfg)) {
+    if (e.shape.size() != 2 || e.name == "backbone.embeddings.weight") continue;
+    params += double(e.shape[0]) * e.shape[1];
+  }
+  return params;
+}
+
+// Device bytes of one state slot: C and n per head in the state's type, m in fp32.
+double StateBytes(const ModelConfig& cfg, DType state) {
+  const double heads = double(cfg.num_blocks) * cfg.num_heads;
+  const double cn = double(cfg.qk_head_dim()) * cfg.v_head_dim() + cfg.qk_head_dim();
+  return heads * (cn * DTypeSize(state) + 4);
+}
+
+struct DecodeRow {
+  double step_ms = 0;
+  std::string top_stage;
+  double top_share = 0;
+  nlohmann::json stages = nlohmann::json::object();
+};
+
+absl::StatusOr<DecodeRow> MeasureDecode(Backend* backend, int batch, int steps) {
+  RETURN_IF_ERROR(backend->AllocateSlots(batch));
+  std::vector<int32_t> tokens(batch);
+  std::vector<SequenceInput> seqs(batch);
+  ForwardOutput out;
+  for (int i = 0; i < batch; ++i) {
+    tokens[i] = 3 + i;
+    seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[i], 1), false};
+  }
+  for (int w = 0; w < 3; ++w) RETURN_IF_ERROR(backend->Forward(seqs, &out));
+  DecodeRow row;
+  const auto start = std::chrono::steady_clock::now();
+  for (int s = 0; s < steps; ++s) RETURN_IF_ERROR(backend->Forward(seqs, &out));
+  row.step_ms = SecondsSince(start) / steps * 1e3;
+  // One more step with events between the stages, for the breakdown.
+  RETURN_IF_ERROR(kernels::SetStageProfiling(backend, true));
+  RETURN_IF_ERROR(backend->Forward(seqs, &out));
+  RETURN_IF_ERROR(kernels::SetStageProfiling(backend, false));
+  ASSIGN_OR_RETURN(auto stages, kernels::TakeStageProfile(backend));
+  double total = 0;
+  for (const auto& [name, ms] : stages) total += ms;
+  for (const auto& [name, ms] : stages) row.stages[name] = ms;
+  if (!stages.empty() && total > 0) {
+    row.top_stage = stages[0].first;
+    row.top_share = stages[0].second / total;
+  }
+  return row;
 }
 
 }  // namespace
@@ -102,71 +156,84 @@ std::shared_ptr<const ModelWeights> RandomBf16Weights(const ModelConfig& config,
 absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights> weights,
                                              const ShapeBenchOptions& options, std::string* table) {
   const ModelConfig& cfg = weights->config;
-  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, kernels::CreateCudaBackend(weights, {}));
-  // Bytes a decode step must move: every weight matrix once (the embedding table only by the
-  // rows it gathers), plus each sequence's state read and written.
-  double weight_bytes = 0;
-  for (const ExpectedTensor& e : ExpectedCheckpointTensors(cfg)) {
-    if (e.name == "backbone.embeddings.weight") continue;
-    double n = 2;
-    for (int64_t s : e.shape) n *= s;
-    weight_bytes += n;
-  }
-  const double state_bytes = double(backend->state_layout().slot_floats()) * sizeof(float);
-  double params = 0;
-  for (const ExpectedTensor& e : ExpectedCheckpointTensors(cfg)) {
-    double n = 1;
-    for (int64_t s : e.shape) n *= s;
-    params += n;
-  }
+  const double matrix_bytes = 2 * MatrixParams(cfg);  // bf16
   nlohmann::json rows = nlohmann::json::array();
   char line[512];
-  *table += "decode (fp32 state): step time vs the HBM floor and the reference of DESIGN §8\n";
-  std::snprintf(line, sizeof(line), "%6s %10s %10s %11s %9s %12s %10s\n", "batch", "step ms", "tok/s", "floor ms",
-                "of floor", "ref step ms", "vs ref");
-  *table += line;
-  for (int batch : options.batch_sizes) {
-    RETURN_IF_ERROR(backend->AllocateSlots(batch));
-    std::vector<int32_t> tokens(batch);
-    std::vector<SequenceInput> seqs(batch);
-    for (int i = 0; i < batch; ++i) {
-      tokens[i] = 3 + i;
-      seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[i], 1), false};
+  for (DType state : options.state_dtypes) {
+    kernels::CudaBackendOptions backend_options;
+    backend_options.state_dtype = state;
+    ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, kernels::CreateCudaBackend(weights, backend_options));
+    const double state_bytes = StateBytes(cfg, state);
+    std::snprintf(line, sizeof(line),
+                  "\ndecode, %s state (%.1f MB per sequence): Forward() per step, logits to the host included\n",
+                  state == DType::kF32 ? "fp32" : "bf16", state_bytes / 1e6);
+    *table += line;
+    std::snprintf(line, sizeof(line), "%6s %9s %9s %9s %9s %12s %8s   %s\n", "batch", "step ms", "tok/s", "floor ms",
+                  "of floor", "ref step ms", "vs ref", "largest stage of a step (share)");
+    *table += line;
+    for (int batch : options.batch_sizes) {
+      ASSIGN_OR_RETURN(DecodeRow r, MeasureDecode(backend.get(), batch, options.steps));
+      const double floor_ms = (matrix_bytes + 2 * state_bytes * batch) / options.copy_bandwidth * 1e3;
+      const double ref = ReferenceStepMs(batch);
+      std::snprintf(line, sizeof(line), "%6d %9.2f %9.0f %9.2f %8.0f%% %12.2f %7.2fx   %s (%.0f%%)\n", batch,
+                    r.step_ms, batch / r.step_ms * 1e3, floor_ms, 100 * floor_ms / r.step_ms, ref,
+                    ref > 0 ? ref / r.step_ms : 0.0, r.top_stage.c_str(), 100 * r.top_share);
+      *table += line;
+      rows.push_back({{"kind", "decode"},
+                      {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                      {"batch", batch},
+                      {"step_ms", r.step_ms},
+                      {"tokens_per_s", batch / r.step_ms * 1e3},
+                      {"floor_ms", floor_ms},
+                      {"fraction_of_floor", floor_ms / r.step_ms},
+                      {"reference_step_ms", ref},
+                      {"stage_ms", r.stages}});
     }
-    ForwardOutput out;
-    for (int w = 0; w < 3; ++w) RETURN_IF_ERROR(backend->Forward(seqs, &out));
-    const auto start = std::chrono::steady_clock::now();
-    for (int s = 0; s < options.steps; ++s) RETURN_IF_ERROR(backend->Forward(seqs, &out));
-    const double step_ms = Seconds(start) / options.steps * 1e3;
-    const double floor_ms = (weight_bytes + 2 * state_bytes * batch) / options.copy_bandwidth * 1e3;
-    const double ref = ReferenceStepMs(batch);
-    std::snprintf(line, sizeof(line), "%6d %10.2f %10.0f %11.2f %8.0f%% %12.2f %9.2fx\n", batch, step_ms,
-                  batch / step_ms * 1e3, floor_ms, 100 * floor_ms / step_ms, ref, ref > 0 ? ref / step_ms : 0.0);
+    if (state != options.state_dtypes.front()) continue;
+    std::snprintf(line, sizeof(line),
+                  "\nprefill, batch 1, %s state: time to first token vs the tensor-core roofline (%.0f TFLOP/s "
+                  "measured)\n",
+                  state == DType::kF32 ? "fp32" : "bf16", options.tensor_core_flops / 1e12);
     *table += line;
-    rows.push_back({{"kind", "decode"}, {"batch", batch}, {"step_ms", step_ms}, {"tokens_per_s", batch / step_ms * 1e3},
-                    {"floor_ms", floor_ms}, {"fraction_of_floor", floor_ms / step_ms}, {"reference_step_ms", ref}});
-  }
-  *table += "\nprefill, batch 1: time to first token vs the tensor-core roofline\n";
-  std::snprintf(line, sizeof(line), "%8s %10s %12s %14s\n", "prompt", "TTFT ms", "TFLOP/s", "of bf16 peak");
-  *table += line;
-  RETURN_IF_ERROR(backend->AllocateSlots(1));
-  for (int len : options.prompt_lengths) {
-    std::vector<int32_t> prompt(len);
-    for (int i = 0; i < len; ++i) prompt[i] = 3 + (i * 7919) % (cfg.vocab_size - 3);
-    SequenceInput s{0, prompt, false};
-    ForwardOutput out;
-    RETURN_IF_ERROR(backend->ResetSlot(0));
-    RETURN_IF_ERROR(backend->Forward(std::span<const SequenceInput>(&s, 1), &out));
-    RETURN_IF_ERROR(backend->ResetSlot(0));
-    const auto start = std::chrono::steady_clock::now();
-    RETURN_IF_ERROR(backend->Forward(std::span<const SequenceInput>(&s, 1), &out));
-    const double ms = Seconds(start) * 1e3;
-    const double flops = 2.0 * params * len;
-    std::snprintf(line, sizeof(line), "%8d %10.1f %12.1f %13.1f%%\n", len, ms, flops / (ms / 1e3) / 1e12,
-                  100 * flops / (ms / 1e3) / options.peak_flops);
+    std::snprintf(line, sizeof(line), "%8s %10s %12s %12s %16s\n", "prompt", "TTFT ms", "roofline ms",
+                  "TFLOP/s", "of roofline");
     *table += line;
-    rows.push_back({{"kind", "prefill"}, {"prompt_tokens", len}, {"ttft_ms", ms},
-                    {"tflops", flops / (ms / 1e3) / 1e12}, {"fraction_of_peak", flops / (ms / 1e3) / options.peak_flops}});
+    RETURN_IF_ERROR(backend->AllocateSlots(1));
+    for (int len : options.prompt_lengths) {
+      std::vector<int32_t> prompt(len);
+      for (int i = 0; i < len; ++i) prompt[i] = 3 + (i * 7919) % (cfg.vocab_size - 3);
+      SequenceInput s{0, prompt, false};
+      ForwardOutput out;
+      RETURN_IF_ERROR(backend->ResetSlot(0));
+      RETURN_IF_ERROR(backend->Forward(std::span<const SequenceInput>(&s, 1), &out));
+      RETURN_IF_ERROR(backend->ResetSlot(0));
+      const auto start = std::chrono::steady_clock::now();
+      RETURN_IF_ERROR(backend->Forward(std::span<const SequenceInput>(&s, 1), &out));
+      const double ms = SecondsSince(start) * 1e3;
+      RETURN_IF_ERROR(kernels::SetStageProfiling(backend.get(), true));
+      RETURN_IF_ERROR(backend->ResetSlot(0));
+      RETURN_IF_ERROR(backend->Forward(std::span<const SequenceInput>(&s, 1), &out));
+      RETURN_IF_ERROR(kernels::SetStageProfiling(backend.get(), false));
+      ASSIGN_OR_RETURN(auto stages, kernels::TakeStageProfile(backend.get()));
+      nlohmann::json stage_ms = nlohmann::json::object();
+      for (const auto& [name, t] : stages) stage_ms[name] = t;
+      // lm_head runs on the last row only.
+      const double flops = 2.0 * (MatrixParams(cfg) - double(cfg.vocab_size) * cfg.hidden_size) * len +
+                           2.0 * cfg.vocab_size * cfg.hidden_size;
+      const double roof_ms = flops / options.tensor_core_flops * 1e3;
+      std::snprintf(line, sizeof(line), "%8d %10.1f %12.1f %12.1f %15.1f%%   largest stage: %s (%.0f%%)\n", len, ms,
+                    roof_ms, flops / (ms / 1e3) / 1e12, 100 * roof_ms / ms,
+                    stages.empty() ? "" : stages[0].first.c_str(), stages.empty() ? 0.0 : 100 * stages[0].second / ms);
+      *table += line;
+      rows.push_back({{"kind", "prefill"},
+                      {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                      {"prompt_tokens", len},
+                      {"ttft_ms", ms},
+                      {"roofline_ms", roof_ms},
+                      {"tflops", flops / (ms / 1e3) / 1e12},
+                      {"fraction_of_roofline", roof_ms / ms},
+                      {"stage_ms", stage_ms}});
+    }
   }
   return rows;
 }

@@ -1,5 +1,6 @@
-// Decode and prefill speed of a backend on a model shape made in memory with random weights
-// (no checkpoint file), each figure beside its physical limit.
+// Decode and prefill speed of the CUDA backend on a model shape made in memory with random
+// weights (no checkpoint file), each figure beside its physical limit and DESIGN §8's
+// reference.
 #pragma once
 
 #include <string>
@@ -7,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/model/model_weights.h"
+#include "engine/util/dtype.h"
 #include "nlohmann/json.hpp"
 
 namespace xlserve::bench {
@@ -20,12 +22,18 @@ std::shared_ptr<const ModelWeights> RandomBf16Weights(const ModelConfig& config,
 struct ShapeBenchOptions {
   std::vector<int> batch_sizes = {1, 8, 32, 64, 128};
   std::vector<int> prompt_lengths = {128, 512, 2048};
-  int steps = 10;
-  double copy_bandwidth = 0;  // bytes/s, measured by the caller on the same device
-  double peak_flops = 989e12;  // dense bf16 tensor-core peak (H100 SXM)
+  std::vector<DType> state_dtypes = {DType::kBF16, DType::kF32};
+  int steps = 20;              // timed decode steps per batch size
+  double copy_bandwidth = 0;   // bytes/s (read + write), measured by the caller on the same device
+  double tensor_core_flops = 0;  // bf16 GEMM FLOP/s, measured by the caller on the same device
 };
 
-// Runs the measurements on a CUDA backend over `weights`; returns rows of JSON and fills `table`.
+// Runs the measurements; returns one JSON object per row and appends the tables to `table`.
+// Decode rows: Forward() wall time per step (logits copied to the host included), the HBM
+// floor ((matrix bytes + 2 x state bytes x batch) / copy bandwidth), the fraction reached, the
+// reference step time, and the largest stage of one profiled step with its share.
+// Prefill rows (bf16 state, batch 1): time to first token and the fraction of the tensor-core
+// roofline (2 x matrix parameters x tokens FLOPs at the measured GEMM rate).
 absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights> weights,
                                              const ShapeBenchOptions& options, std::string* table);
 

@@ -1,0 +1,63 @@
+// Device helpers shared by the kernels: typed loads, split-pair stores and block reductions.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include "kernels/launchers.h"
+
+namespace xlserve::kernels {
+
+__device__ __forceinline__ float LoadAs(const void* p, WeightType type, int64_t i) {
+  return type == WeightType::kF32 ? static_cast<const float*>(p)[i]
+                                  : __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+}
+
+// Element i of an activation of `count` values: out[i] = v, and the split pair (hi at i,
+// lo at count + i) when `split` is non-null.
+__device__ __forceinline__ void StoreActivation(float* out, void* split, int64_t count, int64_t i, float v) {
+  out[i] = v;
+  if (split) {
+    __nv_bfloat16* s = static_cast<__nv_bfloat16*>(split);
+    const __nv_bfloat16 hi = __float2bfloat16_rn(v);
+    s[i] = hi;
+    s[count + i] = __float2bfloat16_rn(v - __bfloat162float(hi));
+  }
+}
+
+// Sum over a warp, result in every lane.
+__device__ __forceinline__ float WarpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over a block of blockDim.x threads (a multiple of 32, at most 1024); every thread gets it.
+// `scratch` holds 32 floats of shared memory.
+__device__ __forceinline__ float BlockSum(float v, float* scratch) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = WarpSum(v);
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float total = 0;
+  for (int i = 0; i < (blockDim.x + 31) / 32; ++i) total += scratch[i];
+  return total;
+}
+
+__device__ __forceinline__ float LogSigmoid(float x) { return fminf(x, 0.0f) - log1pf(expf(-fabsf(x))); }
+
+// The gate arithmetic of one token (DESIGN §3): from pre-activations ĩ, f̃ (soft-capped when
+// cap > 0) and the old stabiliser m, the new m and the factors f (old state) and i (new).
+struct GateFactors {
+  float m, f, i;
+};
+__device__ __forceinline__ GateFactors MlstmGates(float ig, float fg, float m_old, float cap) {
+  if (cap > 0) {
+    ig = cap * tanhf(ig / cap);
+    fg = cap * tanhf(fg / cap);
+  }
+  const float lf = LogSigmoid(fg);
+  const float m = fmaxf(lf + m_old, ig);
+  return {m, expf(lf + m_old - m), expf(ig - m)};
+}
+
+}  // namespace xlserve::kernels

@@ -1,0 +1,146 @@
+#include "kernels/device_weights.h"
+
+#include <cuda_runtime_api.h>
+
+#include <cstring>
+
+#include "engine/util/dtype.h"
+#include "engine/util/status_macros.h"
+#include "kernels/cuda_check.h"
+
+namespace xlserve::kernels {
+namespace {
+
+float ElementAsFloat(const TensorView& t, int64_t i) {
+  switch (t.dtype) {
+    case DType::kBF16: return BF16ToFloat(static_cast<const uint16_t*>(t.data)[i]);
+    case DType::kF16: return F16ToFloat(static_cast<const uint16_t*>(t.data)[i]);
+    default: return static_cast<const float*>(t.data)[i];
+  }
+}
+
+}  // namespace
+
+ProjColumns ProjColumns::ForModel(const ModelConfig& c) {
+  ProjColumns p;
+  p.q = 0;
+  p.k = p.q + c.qk_dim();
+  p.v = p.k + c.qk_dim();
+  p.o = p.v + c.v_dim();
+  p.igate = p.o + c.v_dim();
+  p.fgate = p.igate + c.num_heads;
+  p.width = p.fgate + c.num_heads;
+  return p;
+}
+
+DeviceWeights::~DeviceWeights() {
+  for (void* p : allocations_) cudaFree(p);
+}
+
+absl::StatusOr<void*> DeviceWeights::Copy(const void* host, size_t bytes) {
+  void* ptr = nullptr;
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr, bytes));
+  allocations_.push_back(ptr);
+  CUDA_RETURN_IF_ERROR(cudaMemcpy(ptr, host, bytes, cudaMemcpyHostToDevice));
+  return ptr;
+}
+
+absl::StatusOr<const float*> DeviceWeights::UploadVector(const TensorView& t) {
+  if (!t.present()) return nullptr;
+  std::vector<float> v(t.numel());
+  for (int64_t i = 0; i < t.numel(); ++i) v[i] = ElementAsFloat(t, i);
+  ASSIGN_OR_RETURN(void* p, Copy(v.data(), v.size() * sizeof(float)));
+  return static_cast<const float*>(p);
+}
+
+absl::StatusOr<const float*> DeviceWeights::UploadStackedBias(
+    const std::vector<std::pair<const TensorView*, const TensorView*>>& parts) {
+  bool any = false;
+  std::vector<float> v;
+  for (auto [w, b] : parts) {
+    const size_t begin = v.size();
+    v.resize(begin + w->rows(), 0.0f);
+    if (b->present()) {
+      any = true;
+      for (int64_t i = 0; i < b->numel(); ++i) v[begin + i] = ElementAsFloat(*b, i);
+    }
+  }
+  if (!any) return nullptr;
+  ASSIGN_OR_RETURN(void* p, Copy(v.data(), v.size() * sizeof(float)));
+  return static_cast<const float*>(p);
+}
+
+absl::StatusOr<DeviceMatrix> DeviceWeights::UploadMatrix(const std::vector<const TensorView*>& parts) {
+  DeviceMatrix m;
+  bool all_bf16 = true;
+  for (const TensorView* t : parts) {
+    m.rows += static_cast<int>(t->rows());
+    m.cols = static_cast<int>(t->cols());
+    all_bf16 = all_bf16 && t->dtype == DType::kBF16;
+  }
+  m.type = all_bf16 ? WeightType::kBF16 : WeightType::kF32;
+  const int64_t count = int64_t(m.rows) * m.cols;
+  const size_t elem = all_bf16 ? 2 : 4;
+  std::vector<uint8_t> host;
+  const void* src = nullptr;
+  if (parts.size() == 1 && (all_bf16 || parts[0]->dtype == DType::kF32)) {
+    src = parts[0]->data;  // stored as needed: copy straight from the mapping
+  } else {
+    host.resize(count * elem);
+    int64_t at = 0;
+    for (const TensorView* t : parts) {
+      if (all_bf16) {
+        std::memcpy(host.data() + at * 2, t->data, t->numel() * 2);
+      } else {
+        float* dst = reinterpret_cast<float*>(host.data()) + at;
+        for (int64_t i = 0; i < t->numel(); ++i) dst[i] = ElementAsFloat(*t, i);
+      }
+      at += t->numel();
+    }
+    src = host.data();
+  }
+  ASSIGN_OR_RETURN(void* p, Copy(src, count * elem));
+  m.data = p;
+  matrix_bytes += count * elem;
+  any_bf16 = any_bf16 || all_bf16;
+  return m;
+}
+
+absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const ModelWeights& w) {
+  std::unique_ptr<DeviceWeights> d(new DeviceWeights());
+  ASSIGN_OR_RETURN(d->embeddings, d->UploadMatrix({&w.embeddings}));
+  d->matrix_bytes = 0;  // a decode step reads one row of the embedding table per token
+  if (w.lm_head.data == w.embeddings.data && w.lm_head.dtype == w.embeddings.dtype) {
+    d->lm_head = d->embeddings;
+    d->matrix_bytes += int64_t(d->lm_head.rows) * d->lm_head.cols * (d->lm_head.type == WeightType::kBF16 ? 2 : 4);
+  } else {
+    ASSIGN_OR_RETURN(d->lm_head, d->UploadMatrix({&w.lm_head}));
+  }
+  ASSIGN_OR_RETURN(d->out_norm_w, d->UploadVector(w.out_norm_w));
+  for (const BlockWeights& b : w.blocks) {
+    DeviceBlock db;
+    ASSIGN_OR_RETURN(db.norm_mlstm_w, d->UploadVector(b.norm_mlstm_w));
+    ASSIGN_OR_RETURN(db.norm_mlstm_b, d->UploadVector(b.norm_mlstm_b));
+    ASSIGN_OR_RETURN(db.proj, d->UploadMatrix({&b.q_w, &b.k_w, &b.v_w, &b.ogate_w, &b.igate_w, &b.fgate_w}));
+    ASSIGN_OR_RETURN(db.proj_b, d->UploadStackedBias({{&b.q_w, &b.q_b},
+                                                      {&b.k_w, &b.k_b},
+                                                      {&b.v_w, &b.v_b},
+                                                      {&b.ogate_w, &b.ogate_b},
+                                                      {&b.igate_w, &b.igate_b},
+                                                      {&b.fgate_w, &b.fgate_b}}));
+    ASSIGN_OR_RETURN(db.mh_norm_w, d->UploadVector(b.mh_norm_w));
+    ASSIGN_OR_RETURN(db.mh_norm_b, d->UploadVector(b.mh_norm_b));
+    ASSIGN_OR_RETURN(db.out_proj, d->UploadMatrix({&b.out_proj_w}));
+    ASSIGN_OR_RETURN(db.out_proj_b, d->UploadVector(b.out_proj_b));
+    ASSIGN_OR_RETURN(db.norm_ffn_w, d->UploadVector(b.norm_ffn_w));
+    ASSIGN_OR_RETURN(db.norm_ffn_b, d->UploadVector(b.norm_ffn_b));
+    ASSIGN_OR_RETURN(db.up, d->UploadMatrix({&b.up_gate_w, &b.up_w}));
+    ASSIGN_OR_RETURN(db.up_b, d->UploadStackedBias({{&b.up_gate_w, &b.up_gate_b}, {&b.up_w, &b.up_b}}));
+    ASSIGN_OR_RETURN(db.down, d->UploadMatrix({&b.down_w}));
+    ASSIGN_OR_RETURN(db.down_b, d->UploadVector(b.down_b));
+    d->blocks.push_back(db);
+  }
+  return d;
+}
+
+}  // namespace xlserve::kernels

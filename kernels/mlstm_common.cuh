@@ -1,0 +1,50 @@
+// Shared pieces of the mLSTM kernels: addressing one head's state in the slot pool, fp32 <->
+// state-type conversion, and the normaliser kernel that both the step and the recurrent
+// kernels leave the n/m update to.
+//
+// Why n and m are advanced by a separate kernel: the C kernels split one head's columns
+// across blocks, and every block needs q·n' for the denominator. If one of them wrote n' and
+// m' back while another block of the same head had yet to read n and m, the second would read
+// the new values. So the C kernels only read n and m (each block advances a private copy in
+// the same arithmetic), and MlstmNormalizer, ordered after them on the stream, writes them.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include "kernels/device_common.cuh"
+#include "kernels/launchers.h"
+
+namespace xlserve::kernels {
+
+template <typename T>
+struct HeadState {
+  T* c;      // [dqk, dv] row-major
+  T* n;      // [dqk]
+  float* m;  // scalar
+};
+
+template <typename T>
+__device__ __forceinline__ HeadState<T> HeadStateOf(const MlstmStateRef& s, int slot, int head, int dqk, int dv) {
+  T* base = static_cast<T*>(s.pool) + int64_t(slot) * s.slot_elems + s.c_offset + int64_t(head) * s.head_elems;
+  return {base, base + int64_t(dqk) * dv, s.m + int64_t(slot) * s.m_slot_stride + s.m_offset + head * s.m_head_stride};
+}
+
+__device__ __forceinline__ float ToFloat(float v) { return v; }
+__device__ __forceinline__ float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <typename T>
+__device__ __forceinline__ T FromFloat(float v);
+template <>
+__device__ __forceinline__ float FromFloat<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+
+// Advances n and m of every (sequence, head) over the sequence's rows and writes them to the
+// state; grid (num_seqs, heads), one block each. Launch after the C kernel of the same layer.
+cudaError_t MlstmNormalizer(const MlstmParams& p, cudaStream_t stream);
+
+}  // namespace xlserve::kernels

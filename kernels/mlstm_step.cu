@@ -1,0 +1,181 @@
+// MlstmStep: one decode token per sequence through one mLSTM layer, bandwidth-bound on the
+// state (each C read once and written once).
+//
+// Maths (DESIGN §3), per sequence s (row s of the inputs, state slot seq_slot[s]) and head h,
+// with q̂ = q / sqrt(dqk) and gates from MlstmGates (soft cap, logsigmoid, stabiliser):
+//   C' = f C + i k vᵀ            C [dqk, dv], k [dqk], v [dv]
+//   n' = f n + i k
+//   h  = (q̂ᵀ C') / (max(|q̂ᵀ n'|, exp(-m')) + eps)
+// C' is written here; n' and m' by MlstmNormalizer afterwards (mlstm_common.cuh says why).
+// Shapes/layout: q, k, v, gates are column slices of [rows, proj_stride] fp32; h [rows,
+// heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16, rows of C 16-byte aligned.
+// Launch: grid (num_seqs, heads, ceil(dv / kCols)), block kThreads. A block owns kCols columns
+// of one head's C (64 fp32 or 128 bf16: 256 bytes of each row). Thread t reads kVec
+// consecutive columns (16 bytes: 4 fp32 or 8 bf16) of the rows rg, rg + kRowGroups, ...
+// (rg = t / kGroups, at most kRows rows), all loads issued before the first use, so each
+// thread keeps up to kRows x 16 bytes in flight; a warp covers two whole 256-byte row segments. Partial sums of q̂ᵀC' per
+// thread are reduced over the row groups in shared memory. Summation order depends only on
+// the shape, so a sequence gives the same bits alone or in any batch.
+#include <cuda_bf16.h>
+
+#include "kernels/mlstm_common.cuh"
+
+namespace xlserve::kernels {
+namespace {
+
+constexpr int kThreads = 256;
+// Rows per thread at most, so dqk <= 256: with 2 blocks per SM (launch bounds) 32 rows would
+// spill; larger heads take the recurrent kernel.
+constexpr int kMaxRowsPerThread = 16;
+
+// 16 column groups of 16 bytes: 256-byte row segments whatever the state type (bf16 with 8
+// groups, 128-byte segments and half the rows per thread, reached only ~70% of the copy
+// bandwidth at batch 128).
+template <typename T>
+struct StepShape {
+  static constexpr int kVec = 16 / sizeof(T);
+  static constexpr int kGroups = 16;
+  static constexpr int kCols = kGroups * kVec;
+  static constexpr int kRowGroups = kThreads / kGroups;
+};
+
+__device__ __forceinline__ void Unpack(const uint4& raw, float* out, float) {
+  const float* f = reinterpret_cast<const float*>(&raw);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) out[e] = f[e];
+}
+__device__ __forceinline__ void Unpack(const uint4& raw, float* out, __nv_bfloat16) {
+  const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const float2 f = __bfloat1622float2(b[e]);
+    out[2 * e] = f.x;
+    out[2 * e + 1] = f.y;
+  }
+}
+__device__ __forceinline__ uint4 Pack(const float* in, float) {
+  uint4 raw;
+  float* f = reinterpret_cast<float*>(&raw);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) f[e] = in[e];
+  return raw;
+}
+__device__ __forceinline__ uint4 Pack(const float* in, __nv_bfloat16) {
+  uint4 raw;
+  __nv_bfloat162* b = reinterpret_cast<__nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) b[e] = __floats2bfloat162_rn(in[2 * e], in[2 * e + 1]);
+  return raw;
+}
+
+template <typename T, int kRows>
+__global__ void __launch_bounds__(kThreads, 2) MlstmStepKernel(MlstmParams p) {
+  using S = StepShape<T>;
+  extern __shared__ float qk_smem[];  // q̂ [dqk], then k [dqk]
+  float* q_s = qk_smem;
+  float* k_s = qk_smem + p.dqk;
+  __shared__ float part[S::kRowGroups][S::kCols + 1];
+  __shared__ float scratch[32];
+
+  const int seq = blockIdx.x, head = blockIdx.y, tile = blockIdx.z;
+  const int row = p.seq_row_begin[seq];
+  const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
+  const int64_t in_row = int64_t(row) * p.proj_stride;
+  const GateFactors g = MlstmGates(p.igate[in_row + head], p.fgate[in_row + head], *st.m, p.gate_cap);
+  const float scale = rsqrtf(static_cast<float>(p.dqk));
+
+  // q̂ and k to shared memory; q̂ᵀn' from this block's own n' (read-only here).
+  float qn = 0;
+  for (int i = threadIdx.x; i < p.dqk; i += kThreads) {
+    const float q = p.q[in_row + int64_t(head) * p.dqk + i] * scale;
+    const float k = p.k[in_row + int64_t(head) * p.dqk + i];
+    q_s[i] = q;
+    k_s[i] = k;
+    qn += q * (g.f * ToFloat(st.n[i]) + g.i * k);
+  }
+  qn = BlockSum(qn, scratch);  // its barriers also publish q_s and k_s
+
+  const int cg = threadIdx.x % S::kGroups, rg = threadIdx.x / S::kGroups;
+  const int col0 = tile * S::kCols + cg * S::kVec;
+  const bool has_cols = col0 < p.dv;
+  float v[S::kVec], acc[S::kVec];
+#pragma unroll
+  for (int e = 0; e < S::kVec; ++e) {
+    v[e] = has_cols ? p.v[in_row + int64_t(head) * p.dv + col0 + e] : 0.0f;
+    acc[e] = 0;
+  }
+  uint4 c[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int i = rg + r * S::kRowGroups;
+    if (has_cols && i < p.dqk) c[r] = *reinterpret_cast<const uint4*>(st.c + int64_t(i) * p.dv + col0);
+  }
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int i = rg + r * S::kRowGroups;
+    if (has_cols && i < p.dqk) {
+      float cf[S::kVec];
+      Unpack(c[r], cf, T{});
+      const float ik = g.i * k_s[i], q = q_s[i];
+#pragma unroll
+      for (int e = 0; e < S::kVec; ++e) {
+        cf[e] = g.f * cf[e] + ik * v[e];
+        acc[e] += q * cf[e];
+      }
+      *reinterpret_cast<uint4*>(st.c + int64_t(i) * p.dv + col0) = Pack(cf, T{});
+    }
+  }
+#pragma unroll
+  for (int e = 0; e < S::kVec; ++e) part[rg][cg * S::kVec + e] = acc[e];
+  __syncthreads();
+  if (threadIdx.x < S::kCols) {
+    const int col = tile * S::kCols + threadIdx.x;
+    if (col < p.dv) {
+      float num = 0;
+      for (int r = 0; r < S::kRowGroups; ++r) num += part[r][threadIdx.x];
+      p.h[int64_t(row) * p.heads * p.dv + int64_t(head) * p.dv + col] =
+          num / (fmaxf(fabsf(qn), expf(-g.m)) + p.eps);
+    }
+  }
+}
+
+template <typename T>
+cudaError_t LaunchStep(const MlstmParams& p, cudaStream_t stream) {
+  using S = StepShape<T>;
+  const dim3 grid(p.num_seqs, p.heads, (p.dv + S::kCols - 1) / S::kCols);
+  const size_t smem = 2 * size_t(p.dqk) * sizeof(float);
+  const int rows = (p.dqk + S::kRowGroups - 1) / S::kRowGroups;
+  // The fewest rows per thread that cover dqk: unused registers cost occupancy.
+  if (rows <= 1) {
+    MlstmStepKernel<T, 1><<<grid, kThreads, smem, stream>>>(p);
+  } else if (rows <= 2) {
+    MlstmStepKernel<T, 2><<<grid, kThreads, smem, stream>>>(p);
+  } else if (rows <= 4) {
+    MlstmStepKernel<T, 4><<<grid, kThreads, smem, stream>>>(p);
+  } else if (rows <= 8) {
+    MlstmStepKernel<T, 8><<<grid, kThreads, smem, stream>>>(p);
+  } else {
+    MlstmStepKernel<T, kMaxRowsPerThread><<<grid, kThreads, smem, stream>>>(p);
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool MlstmStepSupports(int dqk, int dv, StateType type) {
+  const int vec = type == StateType::kF32 ? StepShape<float>::kVec : StepShape<__nv_bfloat16>::kVec;
+  const int row_groups =
+      type == StateType::kF32 ? StepShape<float>::kRowGroups : StepShape<__nv_bfloat16>::kRowGroups;
+  return dqk <= row_groups * kMaxRowsPerThread && dv % vec == 0;
+}
+
+cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream) {
+  if (p.num_seqs == 0) return cudaSuccess;
+  if (!MlstmStepSupports(p.dqk, p.dv, p.state.type)) return cudaErrorInvalidValue;
+  const cudaError_t e = p.state.type == StateType::kF32 ? LaunchStep<float>(p, stream)
+                                                        : LaunchStep<__nv_bfloat16>(p, stream);
+  if (e != cudaSuccess) return e;
+  return MlstmNormalizer(p, stream);
+}
+
+}  // namespace xlserve::kernels
