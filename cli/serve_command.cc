@@ -86,8 +86,11 @@ int RunServe(const std::vector<std::string>& args) {
   flags.AddInt("default-max-tokens", &config.default_max_tokens, "max_tokens of requests that give none");
   flags.AddInt("max-n", &config.max_n, "largest n accepted");
   flags.AddInt("max-message-bytes", &config.max_message_bytes, "largest gRPC message");
-  flags.AddInt("prefill-token-budget", &config.prefill_token_budget, "prompt tokens prefilled per step");
+  flags.AddInt("step-token-budget", &config.step_token_budget,
+               "tokens per step: decode rows first, prefill chunks take the rest");
   flags.AddDouble("request-timeout", &config.request_timeout_s, "seconds before a request without a deadline ends");
+  flags.AddDouble("shutdown-grace", &config.shutdown_grace_s,
+                  "seconds running streams may finish after SIGTERM before they are cancelled");
   flags.AddInt("max-sessions", &config.max_sessions, "sessions kept (0: sessions off)");
   flags.AddDouble("session-ttl", &config.session_ttl_s, "seconds an idle session is kept");
   int prefix_cache_mb = static_cast<int>(config.prefix_cache_mb);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "engine/sampling/logprobs.h"
 #include "engine/tokenizer/streaming_decoder.h"
@@ -77,9 +78,10 @@ absl::Status Scheduler::Submit(std::shared_ptr<Request> request) {
   return absl::OkStatus();
 }
 
-void Scheduler::Shutdown() {
+void Scheduler::Shutdown(std::chrono::milliseconds grace) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (!stopping_) drain_deadline_ = Clock::now() + grace;
     stopping_ = true;
   }
   cv_.notify_one();
@@ -99,11 +101,15 @@ void Scheduler::Loop() {
         cv_.wait_for(lock, std::chrono::milliseconds(200));
       }
       if (stopping_) {
+        // Queued requests end at once; started ones may finish until the grace period ends.
         for (auto& r : waiting_) r->cancelled = true;
-        for (auto& seq : running_) seq->request->cancelled = true;
-        for (auto& seq : swapped_) seq->request->cancelled = true;
+        if (Clock::now() >= drain_deadline_) {
+          for (auto& seq : running_) seq->request->cancelled = true;
+          for (auto& seq : swapped_) seq->request->cancelled = true;
+        }
       }
     }
+    DropCancelledWaiting();
     ResumeSwapped();
     Preempt();
     Admit();
@@ -208,25 +214,11 @@ void Scheduler::Admit() {
       auto best = std::min_element(waiting_.begin(), waiting_.end(), [](const auto& a, const auto& b) {
         return a->priority != b->priority ? a->priority > b->priority : a->arrival < b->arrival;
       });
-      if ((*best)->cancelled) {
-        next = *best;
-      } else if (cache_->num_free() < (*best)->n) {
-        return;
-      } else {
-        next = *best;
-      }
+      // A request cancelled since the sweep starts anyway; DropCancelled() ends it at once.
+      if (cache_->num_free() < (*best)->n) return;
+      next = *best;
       waiting_.erase(best);
       metrics_->requests_waiting = static_cast<int64_t>(waiting_.size());
-    }
-    if (next->cancelled) {
-      for (int i = 0; i < next->n; ++i) {
-        Event e;
-        e.index = i;
-        e.finish_reason = "cancelled";
-        next->events.Push(std::move(e));
-      }
-      ++metrics_->requests_cancelled_total;
-      continue;
     }
     for (int i = 0; i < next->n; ++i) {
       absl::StatusOr<int> slot = cache_->Acquire();
@@ -301,6 +293,29 @@ absl::Status Scheduler::StartSequence(const std::shared_ptr<Request>& request, i
   return absl::OkStatus();
 }
 
+void Scheduler::DropCancelledWaiting() {
+  std::vector<std::shared_ptr<Request>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const auto now = Clock::now();
+    auto gone = [now](const std::shared_ptr<Request>& r) {
+      return r->cancelled || (r->deadline && now > *r->deadline);
+    };
+    std::copy_if(waiting_.begin(), waiting_.end(), std::back_inserter(dropped), gone);
+    std::erase_if(waiting_, gone);
+    metrics_->requests_waiting = static_cast<int64_t>(waiting_.size());
+  }
+  for (const auto& r : dropped) {
+    for (int i = 0; i < r->n; ++i) {
+      Event e;
+      e.index = i;
+      e.finish_reason = "cancelled";
+      r->events.Push(std::move(e));
+    }
+    ++metrics_->requests_cancelled_total;
+  }
+}
+
 void Scheduler::DropCancelled() {
   const auto now = Clock::now();
   for (auto& seq : running_) {
@@ -317,7 +332,15 @@ void Scheduler::DropCancelled() {
 }
 
 absl::Status Scheduler::PrefillStep() {
-  int budget = std::max(1, options_.prefill_token_budget);
+  // Decode rows come first: they bound every running stream's time per token. Prefill takes
+  // the rest, but at least a quarter of the budget, so that prompts keep moving under load.
+  int decode_rows = 0;
+  for (const auto& seq : running_) {
+    if (seq->finished || seq->decoder_id < 0 || decoder_.finished(seq->decoder_id)) continue;
+    decode_rows += seq->heads ? 1 + seq->generation.num_draft : 1;
+  }
+  const int step_budget = std::max(1, options_.step_token_budget);
+  int budget = std::max({1, step_budget / 4, step_budget - decode_rows});
   std::vector<Sequence*> seqs;
   std::vector<SequenceInput> batch;
   for (auto& seq : running_) {

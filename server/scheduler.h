@@ -2,11 +2,12 @@
 //
 // Request threads Submit() validated requests into a bounded waiting queue (higher priority
 // first, then arrival order). Each loop iteration the scheduler admits waiting requests while
-// slots are free, drops cancelled or expired sequences, runs up to `prefill_token_budget`
-// prompt tokens of chunked prefill, then one decode pass (BatchDecoder) over every decoding
-// sequence, and streams the new tokens and text back on each request's EventChannel. Prompt
-// prefixes and finished sessions are kept as host copies of their states, so a later request
-// that shares them prefills only what is new. When a request outranks running sequences and
+// slots are free, drops cancelled or expired sequences, runs chunked prefill, then one decode
+// pass (BatchDecoder) over every decoding sequence — together within `step_token_budget`
+// tokens, decode rows first, so a long prompt never stalls the streams already running — and
+// streams the new tokens and text back on each request's EventChannel. Prompt prefixes and
+// finished sessions are kept as host copies of their states, so a later request that shares
+// them prefills only what is new. When a request outranks running sequences and
 // no slot is free, the lowest-priority decoding sequence is swapped out to host memory (one
 // state copy, no recompute) and resumed when a slot frees up.
 #pragma once
@@ -34,7 +35,7 @@ namespace xlserve::server {
 struct SchedulerOptions {
   int max_num_seqs = 8;            // state slots, i.e. sequences decoding at once
   int max_queue = 64;              // waiting requests before RESOURCE_EXHAUSTED
-  int prefill_token_budget = 512;  // prompt tokens per loop iteration
+  int step_token_budget = 512;  // decode rows + prefill tokens per loop iteration
   int64_t prefix_cache_bytes = int64_t{256} << 20;
   int prefix_cache_min_tokens = 16;
   int prefix_cache_block_tokens = 256;  // also snapshot at every multiple of this
@@ -54,8 +55,9 @@ class Scheduler {
   // Queues a validated request. RESOURCE_EXHAUSTED when the queue is full (or n exceeds the
   // slots), UNAVAILABLE after Shutdown().
   absl::Status Submit(std::shared_ptr<Request> request);
-  // Stops admitting, ends queued and running requests with finish_reason "cancelled", joins.
-  void Shutdown();
+  // Stops admitting and ends queued requests (finish_reason "cancelled"); running ones may
+  // finish during `grace`, then the rest are cancelled too. Joins the thread.
+  void Shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
 
   int slots_in_use() const;
 
@@ -69,6 +71,9 @@ class Scheduler {
   void ResumeSwapped();
   void Admit();
   absl::Status StartSequence(const std::shared_ptr<Request>& request, int index, int slot);
+  // Ends queued requests that were cancelled or outlived their deadline, wherever they wait,
+  // so they hold neither a queue place nor a gRPC thread until their turn comes.
+  void DropCancelledWaiting();
   void DropCancelled();
   absl::Status PrefillStep();
   void FlushEvents();
@@ -93,6 +98,7 @@ class Scheduler {
   std::condition_variable cv_;
   std::vector<std::shared_ptr<Request>> waiting_;
   bool stopping_ = false;
+  std::chrono::steady_clock::time_point drain_deadline_;
   int slots_in_use_ = 0;
   std::thread thread_;
 };

@@ -31,7 +31,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   SchedulerOptions options;
   options.max_num_seqs = config.max_num_seqs;
   options.max_queue = config.max_queue;
-  options.prefill_token_budget = config.prefill_token_budget;
+  options.step_token_budget = config.step_token_budget;
   options.prefix_cache_bytes = config.prefix_cache_mb << 20;
   options.prefix_cache_block_tokens = config.prefix_cache_block;
   options.max_sessions = config.max_sessions;
@@ -60,7 +60,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
     s->http_->Get("/metrics", [metrics](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics->Render(), "text/plain; version=0.0.4");
     });
-    s->http_->Get("/health", [](const httplib::Request&, httplib::Response& res) { res.set_content("ok\n", "text/plain"); });
+    const std::atomic<bool>* draining = &s->draining_;
+    s->http_->Get("/health", [draining](const httplib::Request&, httplib::Response& res) {
+      if (draining->load()) {
+        res.status = 503;
+        res.set_content("shutting down\n", "text/plain");
+        return;
+      }
+      res.set_content("ok\n", "text/plain");
+    });
     if (config.metrics_port == 0) {
       s->metrics_port_ = s->http_->bind_to_any_port(config.host);
     } else {
@@ -81,8 +89,10 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
 void Server::Shutdown() {
   if (shut_down_) return;
   shut_down_ = true;
-  spdlog::info("shutting down: no new requests; ending in-flight streams");
-  scheduler_->Shutdown();
+  draining_ = true;
+  spdlog::info("shutting down: no new requests; running streams have {} s to finish", config_.shutdown_grace_s);
+  if (grpc::HealthCheckServiceInterface* health = grpc_->GetHealthCheckService()) health->SetServingStatus(false);
+  scheduler_->Shutdown(std::chrono::milliseconds(static_cast<int64_t>(config_.shutdown_grace_s * 1000)));
   grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (http_) {
     http_->stop();

@@ -2,6 +2,7 @@
 // service and reflection) and the HTTP /metrics endpoint — around a backend made by the caller.
 #pragma once
 
+#include <atomic>
 #include <memory>
 #include <thread>
 
@@ -35,7 +36,8 @@ class Server {
 
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
-  // Stops admitting, ends in-flight streams (finish_reason "cancelled"), closes the ports.
+  // Reports NOT_SERVING, stops admitting, cancels queued requests, lets running streams finish
+  // for config.shutdown_grace_s (then cancels them: finish_reason "cancelled"), closes the ports.
   void Shutdown();
   void Wait();
 
@@ -55,6 +57,7 @@ class Server {
   int port_ = 0;
   int metrics_port_ = -1;
   bool shut_down_ = false;
+  std::atomic<bool> draining_{false};  // read by the HTTP /health handler
 };
 
 }  // namespace xlserve::server

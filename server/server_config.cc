@@ -28,8 +28,9 @@ absl::Status ApplyServerConfigJson(const nlohmann::json& j, ServerConfig* c) {
   if (!j.is_object()) return absl::InvalidArgumentError("server config must be a JSON object");
   static const char* kKeys[] = {"model", "model_name", "host", "port", "metrics_port", "device", "threads",
                                 "max_num_seqs", "max_queue", "max_prompt_tokens", "max_tokens",
-                                "default_max_tokens", "max_n", "max_message_bytes", "prefill_token_budget",
-                                "request_timeout_s", "max_sessions", "session_ttl_s", "prefix_cache_mb", "prefix_cache_block",
+                                "default_max_tokens", "max_n", "max_message_bytes", "step_token_budget",
+                                "request_timeout_s", "shutdown_grace_s", "max_sessions", "session_ttl_s",
+                                "prefix_cache_mb", "prefix_cache_block",
                                 "speculation", "num_draft"};
   for (const auto& [key, value] : j.items()) {
     if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys)) {
@@ -44,8 +45,9 @@ absl::Status ApplyServerConfigJson(const nlohmann::json& j, ServerConfig* c) {
                          Read(j, "max_prompt_tokens", &c->max_prompt_tokens), Read(j, "max_tokens", &c->max_tokens),
                          Read(j, "default_max_tokens", &c->default_max_tokens), Read(j, "max_n", &c->max_n),
                          Read(j, "max_message_bytes", &c->max_message_bytes),
-                         Read(j, "prefill_token_budget", &c->prefill_token_budget),
+                         Read(j, "step_token_budget", &c->step_token_budget),
                          Read(j, "request_timeout_s", &c->request_timeout_s),
+                         Read(j, "shutdown_grace_s", &c->shutdown_grace_s),
                          Read(j, "max_sessions", &c->max_sessions), Read(j, "session_ttl_s", &c->session_ttl_s),
                          Read(j, "prefix_cache_mb", &c->prefix_cache_mb),
                          Read(j, "prefix_cache_block", &c->prefix_cache_block), Read(j, "speculation", &c->speculation),
@@ -75,7 +77,7 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
                          std::pair{"max_tokens", double(c.max_tokens)},
                          std::pair{"default_max_tokens", double(c.default_max_tokens)},
                          std::pair{"max_n", double(c.max_n)}, std::pair{"max_message_bytes", double(c.max_message_bytes)},
-                         std::pair{"prefill_token_budget", double(c.prefill_token_budget)},
+                         std::pair{"step_token_budget", double(c.step_token_budget)},
                          std::pair{"request_timeout_s", c.request_timeout_s},
                          std::pair{"session_ttl_s", c.session_ttl_s},
                          std::pair{"prefix_cache_block", double(c.prefix_cache_block)}}) {
@@ -84,8 +86,9 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   if (c.default_max_tokens > c.max_tokens) {
     return absl::InvalidArgumentError("default_max_tokens must be <= max_tokens");
   }
-  if (c.max_sessions < 0 || c.prefix_cache_mb < 0 || c.num_draft < 0 || c.threads < 0) {
-    return absl::InvalidArgumentError("max_sessions, prefix_cache_mb, num_draft and threads must be >= 0");
+  if (c.max_sessions < 0 || c.prefix_cache_mb < 0 || c.num_draft < 0 || c.threads < 0 || c.shutdown_grace_s < 0) {
+    return absl::InvalidArgumentError(
+        "max_sessions, prefix_cache_mb, num_draft, threads and shutdown_grace_s must be >= 0");
   }
   if (c.speculation != "off" && c.speculation != "on" && c.speculation != "auto") {
     return absl::InvalidArgumentError("speculation must be off, on or auto, got \"" + c.speculation + "\"");

@@ -24,8 +24,9 @@ struct ServerConfig {
   int default_max_tokens = 256;   // when a request gives none
   int max_n = 8;
   int max_message_bytes = 4 << 20;
-  int prefill_token_budget = 512;
+  int step_token_budget = 512;
   double request_timeout_s = 600;  // deadline for requests that set none
+  double shutdown_grace_s = 5;  // on SIGTERM, running streams may finish this long (docker stop waits 10 s)
   int max_sessions = 256;
   double session_ttl_s = 1800;
   int64_t prefix_cache_mb = 256;

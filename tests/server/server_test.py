@@ -1,14 +1,16 @@
 """The real `xlserve serve` binary driven over loopback by Python gRPC clients.
 
 Covers: streamed results equal to `xlserve generate` for each prompt alone under concurrency,
-prefix-cache and session hits (identical tokens, fewer prefill tokens), cancellation and
-deadlines freeing slots, queue overflow, malformed requests, health and reflection, a
-200-request run with random cancels, and a clean exit on SIGTERM."""
+prefix-cache and session hits (identical tokens, fewer prefill tokens; also after a stop token
+accepted as a draft), cancellation and deadlines freeing slots and queue places, queue overflow,
+malformed requests, health and reflection, preemption, a 200-request run with random cancels,
+and SIGTERM (queued requests cancelled, running streams drained within the grace period, exit 0)."""
 
 import json
 import os
 import random
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -209,17 +211,52 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(err.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
         self.assertTrue(self.server.wait_slots_free())
 
+    def test_queued_requests_past_their_deadline_leave_the_queue(self):
+        running = [self.server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[0], max_tokens=3000, ignore_eos=True))
+                   for _ in range(4)]  # every slot
+        for c in running:
+            next(iter(c))
+        expiring = [self.server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[1], max_tokens=8), timeout=0.3)
+                    for _ in range(8)]  # fills the queue
+        for c in expiring:
+            with self.assertRaises(grpc.RpcError) as err:
+                collect(c)
+            self.assertEqual(err.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+        # They leave while the slots are still busy, so the queue has room again.
+        end = time.time() + 5
+        while self.server.metrics()["xlserve_requests_waiting"] > 0 and time.time() < end:
+            time.sleep(0.05)
+        self.assertEqual(self.server.metrics()["xlserve_requests_waiting"], 0)
+        later = [self.server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[1], max_tokens=8), timeout=120)
+                 for _ in range(8)]
+        for c in running:
+            c.cancel()
+        for c in later:
+            _, _, final, _ = collect(c)
+            self.assertIn(final.finish_reason, ("length", "eos"))
+        self.assertTrue(self.server.wait_slots_free())
+
     def test_queue_overflow_is_resource_exhausted(self):
+        # 4 slots and 8 queue places: of 16 long requests at least 4 are refused at once (more
+        # when some arrive before the scheduler admits the first ones).
+        rejected_before = self.server.metrics()["xlserve_requests_rejected_total"]
         calls = [self.server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[0], max_tokens=3000, ignore_eos=True))
                  for _ in range(16)]
-        codes = []
-        for c in calls:
-            try:
-                next(iter(c))
-                codes.append(grpc.StatusCode.OK)
-            except grpc.RpcError as e:
-                codes.append(e.code())
-        self.assertIn(grpc.StatusCode.RESOURCE_EXHAUSTED, codes)
+        end = time.time() + 10
+        while time.time() < end:
+            m = self.server.metrics()
+            rejected = int(m["xlserve_requests_rejected_total"] - rejected_before)
+            if (rejected + m["xlserve_requests_waiting"] + m["xlserve_requests_running"] == 16
+                    and sum(c.done() for c in calls) == rejected):
+                break
+            time.sleep(0.02)
+        self.assertGreaterEqual(rejected, 4)
+        refused = [c for c in calls if c.done()]
+        self.assertEqual(len(refused), rejected)
+        for c in refused:
+            self.assertEqual(c.code(), grpc.StatusCode.RESOURCE_EXHAUSTED)
+            self.assertIn("retry", c.details())
+            self.assertIn(("retry-after-ms", "1000"), tuple(c.trailing_metadata()))
         for c in calls:
             c.cancel()
         self.assertTrue(self.server.wait_slots_free(30))
@@ -306,6 +343,48 @@ class PreemptionTest(unittest.TestCase):
             self.assertTrue(server.wait_slots_free())
         finally:
             self.assertEqual(server.stop(), 0)
+
+
+class ShutdownTest(unittest.TestCase):
+    def test_sigterm_drains_running_streams_and_cancels_queued_ones(self):
+        server = ServerProcess("--max-num-seqs", "1", "--shutdown-grace", "60")
+        # Long enough (about 4 s on 2 CPU cores) to still run while the checks below happen.
+        running = server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[2], max_tokens=600, ignore_eos=True,
+                                                          speculation=pb.SPECULATION_MODE_OFF), timeout=120)
+        running_iter = iter(running)
+        tokens = list(next(running_iter).token_ids)
+        queued = server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[3], max_tokens=8), timeout=120)
+        end = time.time() + 5
+        while server.metrics()["xlserve_requests_waiting"] < 1 and time.time() < end:
+            time.sleep(0.02)
+        server.proc.send_signal(signal.SIGTERM)
+
+        self.assertEqual(collect(queued)[2].finish_reason, "cancelled")
+        health = health_pb2_grpc.HealthStub(server.channel)
+        self.assertEqual(health.Check(health_pb2.HealthCheckRequest()).status,
+                         health_pb2.HealthCheckResponse.NOT_SERVING)
+        with self.assertRaises(grpc.RpcError) as err:
+            collect(server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[0], max_tokens=4), timeout=30))
+        self.assertEqual(err.exception.code(), grpc.StatusCode.UNAVAILABLE)
+
+        final = None
+        for m in running_iter:
+            tokens += list(m.token_ids)
+            final = m if m.finish_reason else final
+        self.assertEqual(final.finish_reason, "length")  # finished within the grace period
+        self.assertEqual(len(tokens), 600)
+        self.assertEqual(server.proc.wait(timeout=30), 0)
+
+    def test_sigterm_cancels_streams_still_running_after_the_grace_period(self):
+        server = ServerProcess("--shutdown-grace", "0.3")
+        call = server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[0], max_tokens=3000, ignore_eos=True), timeout=120)
+        stream = iter(call)
+        next(stream)
+        start = time.time()
+        server.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(collect(stream)[2].finish_reason, "cancelled")
+        self.assertEqual(server.proc.wait(timeout=30), 0)
+        self.assertLess(time.time() - start, 10)
 
 
 class LoadTest(unittest.TestCase):

@@ -1,0 +1,51 @@
+#include "server/server_config.h"
+
+#include <catch2/catch.hpp>
+
+namespace xlserve::server {
+namespace {
+
+TEST_CASE("the shipped server config loads, validates and sets every key it names") {
+  ServerConfig config;
+  config.port = 1;
+  REQUIRE(LoadServerConfigFile("configs/server.json", &config).ok());
+  CHECK(ValidateServerConfig(config).ok());
+  CHECK(config.port == 50051);
+  CHECK(config.host == "127.0.0.1");
+}
+
+TEST_CASE("config JSON errors name the offending key") {
+  ServerConfig config;
+  absl::Status unknown = ApplyServerConfigJson(nlohmann::json{{"max_num_seq", 4}}, &config);
+  CHECK(unknown.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(std::string(unknown.message()).find("max_num_seq") != std::string::npos);
+
+  absl::Status wrong_type = ApplyServerConfigJson(nlohmann::json{{"max_queue", "lots"}}, &config);
+  CHECK(wrong_type.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(std::string(wrong_type.message()).find("max_queue") != std::string::npos);
+
+  CHECK_FALSE(ApplyServerConfigJson(nlohmann::json::array(), &config).ok());
+  CHECK(LoadServerConfigFile("no/such/server.json", &config).code() == absl::StatusCode::kNotFound);
+}
+
+TEST_CASE("validation rejects settings that would leave a resource unbounded or unusable") {
+  auto rejects = [](auto change, const std::string& name) {
+    ServerConfig config;
+    change(config);
+    absl::Status st = ValidateServerConfig(config);
+    INFO(name << ": " << st.ToString());
+    CHECK(st.code() == absl::StatusCode::kInvalidArgument);
+    CHECK(std::string(st.message()).find(name) != std::string::npos);
+  };
+  rejects([](ServerConfig& c) { c.max_queue = 0; }, "max_queue");
+  rejects([](ServerConfig& c) { c.max_num_seqs = -1; }, "max_num_seqs");
+  rejects([](ServerConfig& c) { c.step_token_budget = 0; }, "step_token_budget");
+  rejects([](ServerConfig& c) { c.default_max_tokens = c.max_tokens + 1; }, "default_max_tokens");
+  rejects([](ServerConfig& c) { c.port = 70000; }, "port");
+  rejects([](ServerConfig& c) { c.speculation = "sometimes"; }, "speculation");
+  rejects([](ServerConfig& c) { c.shutdown_grace_s = -1; }, "shutdown_grace_s");
+  CHECK(ValidateServerConfig(ServerConfig{}).ok());
+}
+
+}  // namespace
+}  // namespace xlserve::server
