@@ -53,15 +53,12 @@ absl::Status Run(const GenerateFlags& f) {
   if (!weights.ok()) return weights.status();
   const ModelConfig& config = (*weights)->config;
 
-  std::unique_ptr<Tokenizer> tokenizer;
-  const std::filesystem::path tokenizer_path = std::filesystem::path(f.model) / "tokenizer.json";
-  if (std::filesystem::exists(tokenizer_path)) {
-    absl::StatusOr<std::unique_ptr<Tokenizer>> loaded = Tokenizer::FromFile(tokenizer_path.string());
-    if (!loaded.ok()) return loaded.status();
-    tokenizer = std::move(*loaded);
-  } else if (f.prompt) {
+  absl::StatusOr<std::unique_ptr<Tokenizer>> loaded = Tokenizer::FromModelDirectory(f.model);
+  if (!loaded.ok()) return loaded.status();
+  std::unique_ptr<Tokenizer> tokenizer = std::move(*loaded);
+  if (!tokenizer && f.prompt) {
     return absl::InvalidArgumentError(
-        "--prompt needs a tokenizer, but " + tokenizer_path.string() +
+        "--prompt needs a tokenizer, but " + (std::filesystem::path(f.model) / "tokenizer.json").string() +
         " does not exist; pass token ids with --prompt-ids instead");
   }
 

@@ -21,15 +21,9 @@ absl::Status Serve(server::ServerConfig config) {
   if (absl::Status st = server::ValidateServerConfig(config); !st.ok()) return st;
   absl::StatusOr<std::shared_ptr<const ModelWeights>> weights = LoadModelWeights(config.model);
   if (!weights.ok()) return weights.status();
-  std::unique_ptr<Tokenizer> tokenizer;
-  const std::filesystem::path tokenizer_path = std::filesystem::path(config.model) / "tokenizer.json";
-  if (std::filesystem::exists(tokenizer_path)) {
-    absl::StatusOr<std::unique_ptr<Tokenizer>> loaded = Tokenizer::FromFile(tokenizer_path.string());
-    if (!loaded.ok()) return loaded.status();
-    tokenizer = std::move(*loaded);
-  } else {
-    spdlog::warn("{} not found: requests must send token ids", tokenizer_path.string());
-  }
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::FromModelDirectory(config.model);
+  if (!tokenizer.ok()) return tokenizer.status();
+  if (!*tokenizer) spdlog::warn("{} has no tokenizer.json: requests must send token ids", config.model);
   BackendOptions backend_options;
   backend_options.device = config.device;
   backend_options.num_threads = config.threads;
@@ -39,7 +33,7 @@ absl::Status Serve(server::ServerConfig config) {
   const sigset_t signals = BlockTerminationSignals();
 
   absl::StatusOr<std::unique_ptr<server::Server>> server =
-      server::Server::Start(config, *weights, std::move(*backend), std::move(tokenizer));
+      server::Server::Start(config, *weights, std::move(*backend), std::move(*tokenizer));
   if (!server.ok()) return server.status();
   // Tests and scripts read this line to find the ports when they asked for port 0.
   std::printf("xlserve listening on %s:%d metrics %d\n", config.host.c_str(), (*server)->port(),

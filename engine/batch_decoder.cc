@@ -116,7 +116,7 @@ absl::StatusOr<int> BatchDecoder::Accept(Sequence& seq, const ForwardOutput& out
   // Row j predicts the token after input j: draft j+1 is judged against row j; after the last
   // kept draft, row `accepted` gives one more token (the bonus, or the replacement drawn at
   // the first rejection).
-  std::vector<float> p;
+  std::vector<float>& p = target_probs_;
   int accepted = 0;
   int32_t next = -1;
   for (int j = 0; j <= k; ++j) {
@@ -178,7 +178,7 @@ absl::Status BatchDecoder::Step() {
   if (active.empty()) return absl::OkStatus();
 
   const auto start = std::chrono::steady_clock::now();
-  ForwardOutput out;
+  ForwardOutput& out = step_output_;
   RETURN_IF_ERROR(backend_->Forward(batch, &out));
   std::vector<CommitInput> commits;
   std::vector<int> accepted(active.size(), 0);

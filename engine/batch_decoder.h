@@ -70,6 +70,9 @@ class BatchDecoder {
   Backend* backend_;
   int next_id_ = 0;
   std::map<int, std::unique_ptr<Sequence>> sequences_;
+  // Reused across steps so a decode step allocates no vocabulary-sized buffers.
+  ForwardOutput step_output_;
+  std::vector<float> target_probs_;
 };
 
 }  // namespace xlserve

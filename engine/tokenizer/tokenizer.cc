@@ -1,5 +1,7 @@
 #include "engine/tokenizer/tokenizer.h"
 
+#include <filesystem>
+
 #include <fstream>
 #include <sstream>
 
@@ -78,6 +80,12 @@ void TemplateSpecials(const json& processor, std::vector<std::string>* before,
 
 Tokenizer::Tokenizer() = default;
 Tokenizer::~Tokenizer() = default;
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromModelDirectory(const std::string& model_dir) {
+  const std::filesystem::path path = std::filesystem::path(model_dir) / "tokenizer.json";
+  if (!std::filesystem::exists(path)) return std::unique_ptr<Tokenizer>();
+  return FromFile(path.string());
+}
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);

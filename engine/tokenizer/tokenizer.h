@@ -40,6 +40,8 @@ class Tokenizer {
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromFile(const std::string& path);
   // Parses tokenizer.json content held in `json` (not retained).
   static absl::StatusOr<std::unique_ptr<Tokenizer>> FromJson(std::string_view json);
+  // `model_dir`/tokenizer.json, or null when the model directory has none (token ids only).
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> FromModelDirectory(const std::string& model_dir);
 
   ~Tokenizer();
   Tokenizer(const Tokenizer&) = delete;
