@@ -112,6 +112,7 @@ absl::Status RunShape(const BenchFlags& f) {
   options.copy_bandwidth = *bandwidth;
   options.tensor_core_flops = *gemm_flops;
   if (f.batch_sizes) options.batch_sizes = *f.batch_sizes;
+  if (f.speculative) options.verify_lengths = {2, 3, 4, 5};
   std::fprintf(stderr, "bench: copy bandwidth %.0f GB/s, bf16 GEMM %.0f TFLOP/s; making xLSTM-7b with random bf16 "
                "weights ...\n", *bandwidth / 1e9, *gemm_flops / 1e12);
   std::string table;
@@ -141,7 +142,8 @@ int RunBench(const std::vector<std::string>& args) {
                 "speculation off, on (k = --num-draft) and auto, at each batch size: tokens per\n"
                 "decode step, acceptance, tokens/s and the speed-up over plain decoding. With\n"
                 "--shape 7b: decode step time at each batch size and TTFT on the CUDA backend, beside\n"
-                "the HBM floor and the reference figures of DESIGN section 8.");
+                "the HBM floor and the reference figures of DESIGN section 8; adding --speculative\n"
+                "also measures verify passes of L = 2..5 tokens against a plain step.");
   flags.AddBool("speculative", &f.speculative, "measure self-speculative decoding");
   flags.AddString("shape", &f.shape, "measure the CUDA backend on a model shape with random weights (7b)");
   flags.AddString("model", &f.model, "model directory with MTP heads and tokenizer.json");

@@ -7,6 +7,11 @@
 // has one token, else the recurrent kernel; gate soft cap inside) -> head norm * sigmoid(o) ->
 // out_proj GEMM added to the residual -> RMSNorm -> stacked up_gate/up GEMM -> SwiGLU -> down
 // GEMM added to the residual.
+// Self-speculation (DESIGN §4): MTP heads run on the residual stream after the trunk's first
+// trunk_layers blocks, gathered densely for the sequences that ask for them. A deferred
+// forward leaves its slots' states unwritten and keeps each layer's k, v, ĩ, f̃ rows in a
+// per-slot store; Commit() advances each state by a prefix of them with the recurrent kernel
+// (one read and one write of C, whatever the prefix length).
 #include "kernels/cuda_backend.h"
 
 #include <cublas_v2.h>
@@ -146,6 +151,10 @@ class StageProfiler {
   std::map<std::string, double> totals_;
 };
 
+// Tokens a deferred forward may carry per sequence (1 + the most drafts): sizes the per-slot
+// store of verify inputs.
+constexpr int kMaxDeferredTokens = 8;
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(std::shared_ptr<const ModelWeights> weights, int device, StateType state_type)
@@ -175,12 +184,25 @@ class CudaBackend final : public Backend {
   const StateLayout& state_layout() const override { return layout_; }
   int num_slots() const override { return states_.num_slots(); }
 
-  absl::Status AllocateSlots(int num_slots) override { return states_.Allocate(num_slots); }
+  absl::Status AllocateSlots(int num_slots) override {
+    RETURN_IF_ERROR(states_.Allocate(num_slots));
+    deferred_.assign(num_slots, Deferred{});
+    return absl::OkStatus();
+  }
 
   absl::Status ResetSlot(int slot) override {
     RETURN_IF_ERROR(CheckSlot(slot, -1));
+    deferred_[slot] = Deferred{};
     return states_.Reset(slot, stream_);
   }
+
+  bool SupportsSpeculation() const override { return true; }
+  int num_mtp_heads() const override {
+    return weights_->config.mtp ? weights_->config.mtp->num_heads - 1 : 0;
+  }
+  // A verify pass reads the same weights and states as a one-token step; at the batch sizes
+  // where speculation is chosen its extra rows cost a few percent (DESIGN §8).
+  double VerifyCostRatio(int tokens) const override { return 1.0 + 0.05 * (tokens - 1); }
 
   absl::Status ReadSlot(int slot, std::span<float> out) const override {
     RETURN_IF_ERROR(CheckSlot(slot, static_cast<int64_t>(out.size())));
@@ -189,75 +211,90 @@ class CudaBackend final : public Backend {
 
   absl::Status WriteSlot(int slot, std::span<const float> in) override {
     RETURN_IF_ERROR(CheckSlot(slot, static_cast<int64_t>(in.size())));
+    deferred_[slot] = Deferred{};
     return states_.Write(slot, in, stream_);
   }
 
   absl::Status Forward(std::span<const SequenceInput> batch, ForwardOutput* out) override {
     const ModelConfig& cfg = weights_->config;
-    RETURN_IF_ERROR(ValidateForwardBatch(batch, states_.num_slots(), cfg.vocab_size, cfg.mtp.has_value(), false));
+    RETURN_IF_ERROR(ValidateForwardBatch(batch, states_.num_slots(), cfg.vocab_size, cfg.mtp.has_value(), true));
+    for (const SequenceInput& s : batch) {
+      if (s.defer_commit && s.tokens.size() > kMaxDeferredTokens) {
+        return absl::InvalidArgumentError("forward: a deferred sequence carries at most " +
+                                          std::to_string(kMaxDeferredTokens) + " tokens, got " +
+                                          std::to_string(s.tokens.size()));
+      }
+    }
     RETURN_IF_ERROR(profiler_.Mark("start", stream_));
     const int d = cfg.hidden_size;
-    // One upload of every index array: tokens, sequence row ranges, slots, rows to unembed.
-    std::vector<int32_t> packed, row_begin = {0}, slots, picked;
+    // The trunk's batch and the heads' sub-batch (sequences with mtp_heads, rows gathered
+    // densely), with every index array packed into one upload.
+    IndexPlan trunk, heads;
+    std::vector<int32_t> head_rows;  // rows of x that the heads' sub-batch takes
+    std::vector<int32_t> tokens;
     bool one_token_each = true;
     for (const SequenceInput& s : batch) {
-      packed.insert(packed.end(), s.tokens.begin(), s.tokens.end());
-      row_begin.push_back(static_cast<int32_t>(packed.size()));
-      slots.push_back(s.slot);
+      const int first = static_cast<int>(tokens.size());
+      tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
+      trunk.AddSequence(s, StoreRow(s.slot, 0));
+      if (s.mtp_heads) {
+        for (int t = 0; t < static_cast<int>(s.tokens.size()); ++t) head_rows.push_back(first + t);
+        heads.AddSequence(s, StoreRow(s.slot, 0));
+      }
       one_token_each = one_token_each && s.tokens.size() == 1;
+      deferred_[s.slot] = s.defer_commit ? Deferred{static_cast<int>(s.tokens.size()), s.mtp_heads} : Deferred{};
     }
-    const int rows = static_cast<int>(packed.size());
-    out->vocab_size = cfg.vocab_size;
-    out->row_offset.assign(batch.size() + 1, 0);
-    out->num_mtp_heads = 0;
-    out->mtp_logits.clear();
-    for (size_t i = 0; i < batch.size(); ++i) {
-      const int first = batch[i].all_logits ? row_begin[i] : row_begin[i + 1] - 1;
-      for (int r = first; r < row_begin[i + 1]; ++r) picked.push_back(r);
-      out->row_offset[i + 1] = static_cast<int>(picked.size());
-    }
-    const int n_picked = static_cast<int>(picked.size());
-    packed.insert(packed.end(), row_begin.begin(), row_begin.end());
-    packed.insert(packed.end(), slots.begin(), slots.end());
-    packed.insert(packed.end(), picked.begin(), picked.end());
+    const int rows = static_cast<int>(tokens.size());
+    const int n_picked = static_cast<int>(trunk.picked.size());
+    std::vector<int32_t> packed = tokens;
+    packed.insert(packed.end(), head_rows.begin(), head_rows.end());
+    const size_t trunk_at = packed.size();
+    trunk.AppendTo(&packed);
+    const size_t heads_at = packed.size();
+    heads.AppendTo(&packed);
     ASSIGN_OR_RETURN(int32_t* d_ints, Typed<int32_t>("ints", packed.size()));
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_ints, packed.data(), packed.size() * sizeof(int32_t),
                                          cudaMemcpyHostToDevice, stream_));
-    Indices idx;
-    idx.tokens = d_ints;
-    idx.row_begin = idx.tokens + rows;
-    idx.slots = idx.row_begin + row_begin.size();
-    idx.picked = idx.slots + slots.size();
-    idx.num_seqs = static_cast<int>(batch.size());
-    idx.decode_step =
-        one_token_each && MlstmStepSupports(cfg.qk_head_dim(), cfg.v_head_dim(), states_.type());
+    const bool any_deferred = !trunk.defer_src.empty();
+    float* store = nullptr;
+    if (any_deferred) {
+      ASSIGN_OR_RETURN(store, DeferredStore());
+    }
+    Indices idx = trunk.Resolve(d_ints + trunk_at, store);
+    idx.decode_step = one_token_each && MlstmStepSupports(cfg.qk_head_dim(), cfg.v_head_dim(), states_.type());
+    const int32_t* d_tokens = d_ints;
+    const int32_t* d_head_rows = d_ints + rows;
 
     ASSIGN_OR_RETURN(float* x, Typed<float>("x", size_t(rows) * d));
-    CUDA_RETURN_IF_ERROR(EmbeddingGather(dev_->embeddings.data, dev_->embeddings.type, idx.tokens, rows, d, x, stream_));
+    CUDA_RETURN_IF_ERROR(EmbeddingGather(dev_->embeddings.data, dev_->embeddings.type, d_tokens, rows, d, x, stream_));
     RETURN_IF_ERROR(profiler_.Mark("embedding", stream_));
-    for (int l = 0; l < cfg.num_blocks; ++l) RETURN_IF_ERROR(RunBlock(l, rows, idx, x));
-
-    ASSIGN_OR_RETURN(float* sel, Typed<float>("sel", size_t(n_picked) * d));
-    ASSIGN_OR_RETURN(float* normed, Typed<float>("normed", size_t(n_picked) * d));
-    ASSIGN_OR_RETURN(void* split, Split(n_picked));
-    ASSIGN_OR_RETURN(float* logits, Typed<float>("logits", size_t(n_picked) * cfg.vocab_size));
-    CUDA_RETURN_IF_ERROR(GatherRows(x, idx.picked, n_picked, d, sel, stream_));
-    CUDA_RETURN_IF_ERROR(
-        RmsNorm(sel, dev_->out_norm_w, nullptr, n_picked, d, static_cast<float>(cfg.norm_eps), normed, split, stream_));
-    RETURN_IF_ERROR(profiler_.Mark("out norm", stream_));
-    RETURN_IF_ERROR(Linear(normed, split, n_picked, dev_->lm_head, nullptr, false, logits));
-    if (cfg.output_logit_soft_cap) {
-      CUDA_RETURN_IF_ERROR(SoftCap(logits, int64_t(n_picked) * cfg.vocab_size,
-                                   static_cast<float>(*cfg.output_logit_soft_cap), stream_));
+    const int head_count = static_cast<int>(head_rows.size());
+    const int trunk_layers = cfg.mtp ? cfg.mtp->trunk_layers : cfg.num_blocks;
+    ASSIGN_OR_RETURN(float* z, Typed<float>("z", size_t(head_count) * d));
+    for (int l = 0; l < cfg.num_blocks; ++l) {
+      if (head_count > 0 && l == trunk_layers) CUDA_RETURN_IF_ERROR(GatherRows(x, d_head_rows, head_count, d, z, stream_));
+      RETURN_IF_ERROR(RunBlock(dev_->blocks[l], l, rows, idx, x));
     }
+    if (head_count > 0 && trunk_layers == cfg.num_blocks) {
+      CUDA_RETURN_IF_ERROR(GatherRows(x, d_head_rows, head_count, d, z, stream_));
+    }
+
+    ASSIGN_OR_RETURN(float* logits, Typed<float>("logits", size_t(n_picked) * cfg.vocab_size));
+    RETURN_IF_ERROR(Unembed(x, idx.picked, n_picked, logits));
     RETURN_IF_ERROR(profiler_.Mark("lm_head + soft cap", stream_));
+    out->vocab_size = cfg.vocab_size;
+    out->row_offset = trunk.row_offset;
     out->logits.resize(size_t(n_picked) * cfg.vocab_size);
+    out->num_mtp_heads = 0;
+    out->mtp_logits.clear();
+    ASSIGN_OR_RETURN(float* head_logits, RunMtpHeads(heads, d_ints + heads_at, store, z));
     if (profiler_.on) {
       CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
       RETURN_IF_ERROR(profiler_.Collect());
     }
     const auto copy_start = std::chrono::steady_clock::now();
     RETURN_IF_ERROR(copier_.Copy(out->logits.data(), logits, out->logits.size() * sizeof(float), stream_));
+    if (head_logits != nullptr) RETURN_IF_ERROR(ScatterHeadLogits(batch, trunk, heads, head_logits, out));
     if (profiler_.on) {
       profiler_.Add("logits to host",
                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - copy_start).count());
@@ -265,21 +302,227 @@ class CudaBackend final : public Backend {
     return absl::OkStatus();
   }
 
+  absl::Status Commit(std::span<const CommitInput> commits) override {
+    for (const CommitInput& c : commits) {
+      RETURN_IF_ERROR(CheckSlot(c.slot, -1));
+      if (c.num_tokens < 0 || c.num_tokens > deferred_[c.slot].tokens) {
+        return absl::FailedPreconditionError("commit: slot " + std::to_string(c.slot) + " has " +
+                                             std::to_string(deferred_[c.slot].tokens) +
+                                             " deferred tokens, cannot commit " + std::to_string(c.num_tokens));
+      }
+    }
+    // Sequences whose heads ran first: the head layers commit only those.
+    std::vector<CommitInput> order;
+    for (int with_heads : {1, 0}) {
+      for (const CommitInput& c : commits) {
+        if (c.num_tokens > 0 && deferred_[c.slot].heads == (with_heads == 1)) order.push_back(c);
+      }
+    }
+    int num_with_heads = 0;
+    std::vector<int32_t> packed;  // row begin, row end (in the store), slot
+    for (const CommitInput& c : order) {
+      num_with_heads += deferred_[c.slot].heads ? 1 : 0;
+      packed.push_back(StoreRow(c.slot, 0));
+    }
+    for (const CommitInput& c : order) packed.push_back(StoreRow(c.slot, c.num_tokens));
+    for (const CommitInput& c : order) packed.push_back(c.slot);
+    for (const CommitInput& c : commits) deferred_[c.slot] = Deferred{};
+    if (order.empty()) return absl::OkStatus();
+    ASSIGN_OR_RETURN(int32_t* d_ints, Typed<int32_t>("commit_ints", packed.size()));
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_ints, packed.data(), packed.size() * sizeof(int32_t),
+                                         cudaMemcpyHostToDevice, stream_));
+    ASSIGN_OR_RETURN(float* store, DeferredStore());
+    const ModelConfig& cfg = weights_->config;
+    const int n = static_cast<int>(order.size());
+    for (int l = 0; l < layout_.num_layers; ++l) {
+      const int seqs = l < cfg.num_blocks ? n : num_with_heads;
+      if (seqs == 0) continue;
+      MlstmParams p = LayerParams(l, store + StoreLayerOffset(l), StoreColumns(), nullptr, d_ints, d_ints + 2 * n, seqs);
+      p.seq_row_end = d_ints + n;
+      CUDA_RETURN_IF_ERROR(MlstmRecurrent(p, stream_));
+    }
+    return absl::OkStatus();
+  }
+
   StageProfiler& profiler() { return profiler_; }
 
  private:
+  // Device index arrays of one batch (trunk or MTP heads' sub-batch).
   struct Indices {
-    const int32_t* tokens;
-    const int32_t* row_begin;
-    const int32_t* slots;
-    const int32_t* picked;
+    const int32_t* row_begin;  // [num_seqs + 1]
+    const int32_t* slots;      // [num_seqs]
+    const int32_t* picked;     // rows to unembed
+    const int32_t* defer;      // [num_seqs] defer_commit flags
+    const int32_t* defer_src;  // rows of deferred sequences ...
+    const int32_t* defer_dst;  // ... and where the store keeps their mLSTM inputs (StoreRow)
+    int num_defer_rows;
+    float* store;
     int num_seqs;
     bool decode_step;  // every sequence has one token: the step kernel
   };
 
-  absl::Status RunBlock(int layer, int rows, const Indices& idx, float* x) {
+  // Host side of Indices, built sequence by sequence.
+  struct IndexPlan {
+    std::vector<int32_t> row_begin = {0}, slots, picked, defer, defer_src, defer_dst;
+    std::vector<int> row_offset = {0};  // ForwardOutput::row_offset of these sequences
+
+    int rows() const { return row_begin.back(); }
+    void AddSequence(const SequenceInput& s, int32_t store_row) {
+      const int first = rows(), n = static_cast<int>(s.tokens.size());
+      for (int r = s.all_logits ? first : first + n - 1; r < first + n; ++r) picked.push_back(r);
+      row_offset.push_back(static_cast<int>(picked.size()));
+      row_begin.push_back(first + n);
+      slots.push_back(s.slot);
+      defer.push_back(s.defer_commit ? 1 : 0);
+      for (int t = 0; s.defer_commit && t < n; ++t) {
+        defer_src.push_back(first + t);
+        defer_dst.push_back(store_row + t);
+      }
+    }
+    void AppendTo(std::vector<int32_t>* packed) const {
+      for (const auto* v : {&row_begin, &slots, &picked, &defer, &defer_src, &defer_dst}) {
+        packed->insert(packed->end(), v->begin(), v->end());
+      }
+    }
+    // `at`: the device copy of what AppendTo wrote.
+    Indices Resolve(const int32_t* at, float* store) const {
+      Indices idx;
+      idx.row_begin = at;
+      idx.slots = idx.row_begin + row_begin.size();
+      idx.picked = idx.slots + slots.size();
+      idx.defer = idx.picked + picked.size();
+      idx.defer_src = idx.defer + defer.size();
+      idx.defer_dst = idx.defer_src + defer_src.size();
+      idx.num_defer_rows = static_cast<int>(defer_src.size());
+      idx.store = store;
+      idx.num_seqs = static_cast<int>(slots.size());
+      idx.decode_step = false;
+      return idx;
+    }
+  };
+
+  // What a slot's last deferred forward left for Commit().
+  struct Deferred {
+    int tokens = 0;
+    bool heads = false;  // the head layers ran too
+  };
+
+  // Where q, k, v, ĩ, f̃ sit in a row of a buffer that feeds the mLSTM kernels.
+  struct MlstmColumns {
+    int q, k, v, igate, fgate;
+    int64_t stride;
+  };
+  MlstmColumns ProjMlstmColumns() const { return {cols_.q, cols_.k, cols_.v, cols_.igate, cols_.fgate, cols_.width}; }
+
+  // The store of deferred mLSTM inputs: [slot][layer][kMaxDeferredTokens][k | v | ĩ | f̃].
+  int StoreWidth() const {
     const ModelConfig& cfg = weights_->config;
-    const DeviceBlock& w = dev_->blocks[layer];
+    return cfg.qk_dim() + cfg.v_dim() + 2 * cfg.num_heads;
+  }
+  MlstmColumns StoreColumns() const {
+    const ModelConfig& cfg = weights_->config;
+    const int v = cfg.qk_dim(), ig = v + cfg.v_dim();
+    return {0, 0, v, ig, ig + cfg.num_heads, StoreWidth()};  // q unused: a commit has no outputs
+  }
+  // Row of token t of `slot` in layer 0's view of the store; layer l's view starts
+  // StoreLayerOffset(l) floats later.
+  int32_t StoreRow(int slot, int t) const { return (slot * layout_.num_layers) * kMaxDeferredTokens + t; }
+  int64_t StoreLayerOffset(int layer) const { return int64_t(layer) * kMaxDeferredTokens * StoreWidth(); }
+  absl::StatusOr<float*> DeferredStore() {
+    return Typed<float>("deferred", size_t(states_.num_slots()) * layout_.num_layers * kMaxDeferredTokens * StoreWidth());
+  }
+
+  MlstmParams LayerParams(int layer, const float* base, const MlstmColumns& c, float* h, const int32_t* row_begin,
+                          const int32_t* slots, int num_seqs) const {
+    const ModelConfig& cfg = weights_->config;
+    MlstmParams p;
+    p.q = base + c.q;
+    p.k = base + c.k;
+    p.v = base + c.v;
+    p.igate = base + c.igate;
+    p.fgate = base + c.fgate;
+    p.proj_stride = c.stride;
+    p.h = h;
+    p.state = states_.Ref(layer);
+    p.seq_row_begin = row_begin;
+    p.seq_slot = slots;
+    p.num_seqs = num_seqs;
+    p.heads = cfg.num_heads;
+    p.dqk = cfg.qk_head_dim();
+    p.dv = cfg.v_head_dim();
+    p.gate_cap = cfg.gate_soft_cap ? static_cast<float>(*cfg.gate_soft_cap) : 0.0f;
+    p.eps = static_cast<float>(cfg.eps);
+    return p;
+  }
+
+  // logits [n, vocab] = soft_cap(lm_head(out_norm(x[picked]))).
+  absl::Status Unembed(const float* x, const int32_t* picked, int n, float* logits) {
+    const ModelConfig& cfg = weights_->config;
+    const int d = cfg.hidden_size;
+    ASSIGN_OR_RETURN(float* sel, Typed<float>("sel", size_t(n) * d));
+    ASSIGN_OR_RETURN(float* normed, Typed<float>("normed", size_t(n) * d));
+    ASSIGN_OR_RETURN(void* split, Split(n));
+    CUDA_RETURN_IF_ERROR(GatherRows(x, picked, n, d, sel, stream_));
+    CUDA_RETURN_IF_ERROR(RmsNorm(sel, dev_->out_norm_w, nullptr, n, d, static_cast<float>(cfg.norm_eps), normed, split,
+                                 stream_));
+    RETURN_IF_ERROR(Linear(normed, split, n, dev_->lm_head, nullptr, false, logits));
+    if (cfg.output_logit_soft_cap) {
+      CUDA_RETURN_IF_ERROR(
+          SoftCap(logits, int64_t(n) * cfg.vocab_size, static_cast<float>(*cfg.output_logit_soft_cap), stream_));
+    }
+    return absl::OkStatus();
+  }
+
+  // Runs heads 1..n-1 on z (the sub-batch's rows of the residual stream the heads read);
+  // returns their logits [head][picked row][vocab] on the device, or null without head sequences.
+  absl::StatusOr<float*> RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, const float* z) {
+    if (plan.slots.empty()) return nullptr;
+    const ModelConfig& cfg = weights_->config;
+    const int d = cfg.hidden_size, rows = plan.rows(), n = static_cast<int>(plan.picked.size());
+    Indices idx = plan.Resolve(at, store);
+    idx.decode_step = rows == idx.num_seqs && MlstmStepSupports(cfg.qk_head_dim(), cfg.v_head_dim(), states_.type());
+    ASSIGN_OR_RETURN(float* hx, Typed<float>("head_x", size_t(rows) * d));
+    ASSIGN_OR_RETURN(float* logits, Typed<float>("head_logits", size_t(num_mtp_heads()) * n * cfg.vocab_size));
+    for (int head = 1; head <= num_mtp_heads(); ++head) {
+      if (cfg.mtp->head_type == MtpHeadType::kMlstmBlock) {
+        CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(hx, z, size_t(rows) * d * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+        RETURN_IF_ERROR(RunBlock(dev_->head_blocks[head - 1], cfg.num_blocks + head - 1, rows, idx, hx));
+      } else {
+        ASSIGN_OR_RETURN(void* split, Split(rows));
+        if (split != nullptr) CUDA_RETURN_IF_ERROR(SplitActivation(z, int64_t(rows) * d, split, stream_));
+        RETURN_IF_ERROR(Linear(z, split, rows, dev_->head_linear[head - 1], nullptr, false, hx));
+      }
+      RETURN_IF_ERROR(Unembed(hx, idx.picked, n, logits + size_t(head - 1) * n * cfg.vocab_size));
+    }
+    RETURN_IF_ERROR(profiler_.Mark("mtp heads", stream_));
+    return logits;
+  }
+
+  // Copies the heads' logits to out->mtp_logits, [row][head][vocab] over all of the batch's
+  // picked rows (zeros for sequences without heads). Synchronises the stream.
+  absl::Status ScatterHeadLogits(std::span<const SequenceInput> batch, const IndexPlan& trunk, const IndexPlan& heads,
+                                 const float* device_logits, ForwardOutput* out) {
+    const int extra = num_mtp_heads(), vocab = weights_->config.vocab_size;
+    const size_t n = heads.picked.size(), row_bytes = size_t(vocab) * sizeof(float);
+    head_logits_host_.resize(size_t(extra) * n * vocab);
+    RETURN_IF_ERROR(copier_.Copy(head_logits_host_.data(), device_logits, head_logits_host_.size() * sizeof(float), stream_));
+    out->num_mtp_heads = extra;
+    out->mtp_logits.assign(trunk.picked.size() * extra * vocab, 0.0f);
+    for (size_t i = 0, hs = 0; i < batch.size(); ++i) {
+      if (!batch[i].mtp_heads) continue;
+      for (int q = 0; q < trunk.row_offset[i + 1] - trunk.row_offset[i]; ++q) {
+        for (int head = 1; head <= extra; ++head) {
+          std::memcpy(out->mtp_logits.data() + (size_t(trunk.row_offset[i] + q) * extra + head - 1) * vocab,
+                      head_logits_host_.data() + ((head - 1) * n + heads.row_offset[hs] + q) * vocab, row_bytes);
+        }
+      }
+      ++hs;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status RunBlock(const DeviceBlock& w, int layer, int rows, const Indices& idx, float* x) {
+    const ModelConfig& cfg = weights_->config;
     const int d = cfg.hidden_size, heads = cfg.num_heads, v = cfg.v_dim(), ffn = cfg.ffn_dim();
     const float norm_eps = static_cast<float>(cfg.norm_eps);
     ASSIGN_OR_RETURN(float* xn, Typed<float>("xn", size_t(rows) * d));
@@ -296,23 +539,13 @@ class CudaBackend final : public Backend {
     // proj: [rows, q | k | v | o | ĩ | f̃] from xn [rows, d]
     RETURN_IF_ERROR(Linear(xn, split, rows, w.proj, w.proj_b, false, proj));
     RETURN_IF_ERROR(profiler_.Mark("gemm q|k|v|o|gates", stream_));
-    MlstmParams p;
-    p.q = proj + cols_.q;
-    p.k = proj + cols_.k;
-    p.v = proj + cols_.v;
-    p.igate = proj + cols_.igate;
-    p.fgate = proj + cols_.fgate;
-    p.proj_stride = cols_.width;
-    p.h = h;
-    p.state = states_.Ref(layer);
-    p.seq_row_begin = idx.row_begin;
-    p.seq_slot = idx.slots;
-    p.num_seqs = idx.num_seqs;
-    p.heads = heads;
-    p.dqk = cfg.qk_head_dim();
-    p.dv = cfg.v_head_dim();
-    p.gate_cap = cfg.gate_soft_cap ? static_cast<float>(*cfg.gate_soft_cap) : 0.0f;
-    p.eps = static_cast<float>(cfg.eps);
+    if (idx.num_defer_rows > 0) {
+      CUDA_RETURN_IF_ERROR(GatherRowSegments(proj, cols_.width, cols_.k, cfg.qk_dim() + v, cols_.igate, 2 * heads,
+                                             idx.defer_src, idx.defer_dst, idx.num_defer_rows,
+                                             idx.store + StoreLayerOffset(layer), stream_));
+    }
+    MlstmParams p = LayerParams(layer, proj, ProjMlstmColumns(), h, idx.row_begin, idx.slots, idx.num_seqs);
+    p.seq_defer = idx.defer;
     CUDA_RETURN_IF_ERROR(idx.decode_step ? MlstmStep(p, stream_) : MlstmRecurrent(p, stream_));
     RETURN_IF_ERROR(profiler_.Mark(idx.decode_step ? "mlstm step" : "mlstm recurrent", stream_));
     // hg: [rows, heads * dv], normed per head and gated by sigmoid(o)
@@ -400,6 +633,8 @@ class CudaBackend final : public Backend {
   Scratch scratch_;
   HostCopier copier_;
   StageProfiler profiler_;
+  std::vector<Deferred> deferred_;  // by slot
+  std::vector<float> head_logits_host_;
 };
 
 }  // namespace

@@ -20,8 +20,8 @@ struct CudaBackendOptions {
   DType state_dtype = DType::kF32;
 };
 
-// MTP heads are not run on the GPU yet (SupportsSpeculation() is false), so requests decode
-// plainly there. UNAVAILABLE when no CUDA device can be used; INVALID_ARGUMENT for a state
+// The backend supports self-speculation (MTP heads, deferred verify and Commit()); a deferred
+// sequence carries at most 8 tokens. UNAVAILABLE when no CUDA device can be used; INVALID_ARGUMENT for a state
 // dtype other than F32/BF16 or head sizes the kernels do not support. The weights are copied to
 // the GPU during the call (see kernels/device_weights.h); the backend keeps `weights` alive.
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(std::shared_ptr<const ModelWeights> weights,

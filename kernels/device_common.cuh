@@ -12,16 +12,19 @@ __device__ __forceinline__ float LoadAs(const void* p, WeightType type, int64_t 
                                   : __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
 }
 
-// Element i of an activation of `count` values: out[i] = v, and the split pair (hi at i,
-// lo at count + i) when `split` is non-null.
+// Element i of the split pair of an activation of `count` values: hi at i, lo at count + i.
+__device__ __forceinline__ void StoreSplit(void* split, int64_t count, int64_t i, float v) {
+  __nv_bfloat16* s = static_cast<__nv_bfloat16*>(split);
+  const __nv_bfloat16 hi = __float2bfloat16_rn(v);
+  s[i] = hi;
+  s[count + i] = __float2bfloat16_rn(v - __bfloat162float(hi));
+}
+
+// Element i of an activation of `count` values: out[i] = v, and its split pair when `split`
+// is non-null.
 __device__ __forceinline__ void StoreActivation(float* out, void* split, int64_t count, int64_t i, float v) {
   out[i] = v;
-  if (split) {
-    __nv_bfloat16* s = static_cast<__nv_bfloat16*>(split);
-    const __nv_bfloat16 hi = __float2bfloat16_rn(v);
-    s[i] = hi;
-    s[count + i] = __float2bfloat16_rn(v - __bfloat162float(hi));
-  }
+  if (split) StoreSplit(split, count, i, v);
 }
 
 // Sum over a warp, result in every lane.

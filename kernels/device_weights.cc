@@ -106,6 +106,30 @@ absl::StatusOr<DeviceMatrix> DeviceWeights::UploadMatrix(const std::vector<const
   return m;
 }
 
+absl::StatusOr<DeviceBlock> DeviceWeights::UploadBlock(const BlockWeights& b) {
+  DeviceBlock db;
+  ASSIGN_OR_RETURN(db.norm_mlstm_w, UploadVector(b.norm_mlstm_w));
+  ASSIGN_OR_RETURN(db.norm_mlstm_b, UploadVector(b.norm_mlstm_b));
+  ASSIGN_OR_RETURN(db.proj, UploadMatrix({&b.q_w, &b.k_w, &b.v_w, &b.ogate_w, &b.igate_w, &b.fgate_w}));
+  ASSIGN_OR_RETURN(db.proj_b, UploadStackedBias({{&b.q_w, &b.q_b},
+                                                    {&b.k_w, &b.k_b},
+                                                    {&b.v_w, &b.v_b},
+                                                    {&b.ogate_w, &b.ogate_b},
+                                                    {&b.igate_w, &b.igate_b},
+                                                    {&b.fgate_w, &b.fgate_b}}));
+  ASSIGN_OR_RETURN(db.mh_norm_w, UploadVector(b.mh_norm_w));
+  ASSIGN_OR_RETURN(db.mh_norm_b, UploadVector(b.mh_norm_b));
+  ASSIGN_OR_RETURN(db.out_proj, UploadMatrix({&b.out_proj_w}));
+  ASSIGN_OR_RETURN(db.out_proj_b, UploadVector(b.out_proj_b));
+  ASSIGN_OR_RETURN(db.norm_ffn_w, UploadVector(b.norm_ffn_w));
+  ASSIGN_OR_RETURN(db.norm_ffn_b, UploadVector(b.norm_ffn_b));
+  ASSIGN_OR_RETURN(db.up, UploadMatrix({&b.up_gate_w, &b.up_w}));
+  ASSIGN_OR_RETURN(db.up_b, UploadStackedBias({{&b.up_gate_w, &b.up_gate_b}, {&b.up_w, &b.up_b}}));
+  ASSIGN_OR_RETURN(db.down, UploadMatrix({&b.down_w}));
+  ASSIGN_OR_RETURN(db.down_b, UploadVector(b.down_b));
+  return db;
+}
+
 absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const ModelWeights& w) {
   std::unique_ptr<DeviceWeights> d(new DeviceWeights());
   ASSIGN_OR_RETURN(d->embeddings, d->UploadMatrix({&w.embeddings}));
@@ -118,27 +142,16 @@ absl::StatusOr<std::unique_ptr<DeviceWeights>> DeviceWeights::Upload(const Model
   }
   ASSIGN_OR_RETURN(d->out_norm_w, d->UploadVector(w.out_norm_w));
   for (const BlockWeights& b : w.blocks) {
-    DeviceBlock db;
-    ASSIGN_OR_RETURN(db.norm_mlstm_w, d->UploadVector(b.norm_mlstm_w));
-    ASSIGN_OR_RETURN(db.norm_mlstm_b, d->UploadVector(b.norm_mlstm_b));
-    ASSIGN_OR_RETURN(db.proj, d->UploadMatrix({&b.q_w, &b.k_w, &b.v_w, &b.ogate_w, &b.igate_w, &b.fgate_w}));
-    ASSIGN_OR_RETURN(db.proj_b, d->UploadStackedBias({{&b.q_w, &b.q_b},
-                                                      {&b.k_w, &b.k_b},
-                                                      {&b.v_w, &b.v_b},
-                                                      {&b.ogate_w, &b.ogate_b},
-                                                      {&b.igate_w, &b.igate_b},
-                                                      {&b.fgate_w, &b.fgate_b}}));
-    ASSIGN_OR_RETURN(db.mh_norm_w, d->UploadVector(b.mh_norm_w));
-    ASSIGN_OR_RETURN(db.mh_norm_b, d->UploadVector(b.mh_norm_b));
-    ASSIGN_OR_RETURN(db.out_proj, d->UploadMatrix({&b.out_proj_w}));
-    ASSIGN_OR_RETURN(db.out_proj_b, d->UploadVector(b.out_proj_b));
-    ASSIGN_OR_RETURN(db.norm_ffn_w, d->UploadVector(b.norm_ffn_w));
-    ASSIGN_OR_RETURN(db.norm_ffn_b, d->UploadVector(b.norm_ffn_b));
-    ASSIGN_OR_RETURN(db.up, d->UploadMatrix({&b.up_gate_w, &b.up_w}));
-    ASSIGN_OR_RETURN(db.up_b, d->UploadStackedBias({{&b.up_gate_w, &b.up_gate_b}, {&b.up_w, &b.up_b}}));
-    ASSIGN_OR_RETURN(db.down, d->UploadMatrix({&b.down_w}));
-    ASSIGN_OR_RETURN(db.down_b, d->UploadVector(b.down_b));
+    ASSIGN_OR_RETURN(DeviceBlock db, d->UploadBlock(b));
     d->blocks.push_back(db);
+  }
+  for (const BlockWeights& b : w.mtp_block_heads) {
+    ASSIGN_OR_RETURN(DeviceBlock db, d->UploadBlock(b));
+    d->head_blocks.push_back(db);
+  }
+  for (const LinearHeadWeights& h : w.mtp_linear_heads) {
+    ASSIGN_OR_RETURN(DeviceMatrix m, d->UploadMatrix({&h.proj_w}));
+    d->head_linear.push_back(m);
   }
   return d;
 }

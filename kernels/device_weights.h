@@ -50,8 +50,8 @@ struct ProjColumns {
 
 class DeviceWeights {
  public:
-  // Copies every trunk tensor of `weights` to the current CUDA device (MTP heads are not run
-  // on the GPU). The host weights are only read during the call.
+  // Copies every tensor of `weights` (trunk and MTP heads) to the current CUDA device. The
+  // host weights are only read during the call.
   static absl::StatusOr<std::unique_ptr<DeviceWeights>> Upload(const ModelWeights& weights);
   ~DeviceWeights();
   DeviceWeights(const DeviceWeights&) = delete;
@@ -61,11 +61,15 @@ class DeviceWeights {
   DeviceMatrix lm_head;     // [vocab, d]; shares the embeddings' memory when tied
   const float* out_norm_w = nullptr;
   std::vector<DeviceBlock> blocks;
+  // MTP heads 1..n-1 (one of the two, by head type).
+  std::vector<DeviceBlock> head_blocks;
+  std::vector<DeviceMatrix> head_linear;  // [d, d]
   bool any_bf16 = false;  // some matrix is bf16: GEMM inputs need their split pairs
   int64_t matrix_bytes = 0;
 
  private:
   DeviceWeights() = default;
+  absl::StatusOr<DeviceBlock> UploadBlock(const BlockWeights& b);
   absl::StatusOr<const float*> UploadVector(const TensorView& t);
   absl::StatusOr<const float*> UploadStackedBias(const std::vector<std::pair<const TensorView*, const TensorView*>>& parts);
   absl::StatusOr<DeviceMatrix> UploadMatrix(const std::vector<const TensorView*>& parts);

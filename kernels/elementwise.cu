@@ -7,6 +7,9 @@
 //   AddBias:         y[r, c] += b[c]                                1-D grid
 //   SoftCap:         x[i] = cap * tanh(x[i] / cap)                  1-D grid
 //   SwiGlu:          out[r, c] = silu(gu[r, c]) * gu[r, ffn + c]    1-D grid over rows * ffn
+//   GatherRowSegments: dst[dst_rows[i], :] = (src[src_rows[i], a:a+a_len], src[.., b:b+b_len])
+//                    grid (count), block 256 over the a_len + b_len columns
+//   SplitActivation: (hi, lo) pair of x                             1-D grid over count
 // Activations fp32 row-major; tables F32 or BF16; biases fp32; split pairs as in launchers.h.
 #include <cuda_bf16.h>
 
@@ -81,7 +84,35 @@ __global__ void SwiGluKernel(const float* gu, int ffn, int64_t count, float* out
   StoreActivation(out, split, count, i, g / (1.0f + expf(-g)) * gu[r * 2 * ffn + ffn + c]);
 }
 
+__global__ void GatherRowSegmentsKernel(const float* src, int64_t src_stride, int a, int a_len, int b, int b_len,
+                                        const int32_t* src_rows, const int32_t* dst_rows, float* dst) {
+  const float* in = src + int64_t(src_rows[blockIdx.x]) * src_stride;
+  float* out = dst + int64_t(dst_rows[blockIdx.x]) * (a_len + b_len);
+  for (int c = threadIdx.x; c < a_len + b_len; c += blockDim.x) out[c] = c < a_len ? in[a + c] : in[b + c - a_len];
+}
+
+__global__ void SplitActivationKernel(const float* x, int64_t count, void* split) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count) return;
+  StoreSplit(split, count, i, x[i]);
+}
+
 }  // namespace
+
+cudaError_t GatherRowSegments(const float* src, int64_t src_stride, int a, int a_len, int b, int b_len,
+                              const int32_t* src_rows, const int32_t* dst_rows, int count, float* dst,
+                              cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  GatherRowSegmentsKernel<<<count, kThreads, 0, stream>>>(src, src_stride, a, a_len, b, b_len, src_rows, dst_rows,
+                                                          dst);
+  return cudaGetLastError();
+}
+
+cudaError_t SplitActivation(const float* x, int64_t count, void* split, cudaStream_t stream) {
+  if (count == 0) return cudaSuccess;
+  SplitActivationKernel<<<Blocks(count), kThreads, 0, stream>>>(x, count, split);
+  return cudaGetLastError();
+}
 
 cudaError_t EmbeddingGather(const void* table, WeightType type, const int32_t* ids, int rows, int d, float* out,
                             cudaStream_t stream) {

@@ -42,6 +42,16 @@ cudaError_t GemvSmallRows(const float* x, const float* w, const float* bias, int
 cudaError_t CombineSplit(const float* t, const float* bias, int rows, int n, bool accumulate, float* y,
                          cudaStream_t stream);
 
+// dst[dst_rows[i], :] = (src[src_rows[i], a : a + a_len], src[src_rows[i], b : b + b_len]) for
+// i < count: keeps a verify pass's mLSTM inputs for the commit. dst row stride a_len + b_len.
+cudaError_t GatherRowSegments(const float* src, int64_t src_stride, int a, int a_len, int b, int b_len,
+                              const int32_t* src_rows, const int32_t* dst_rows, int count, float* dst,
+                              cudaStream_t stream);
+
+// The split pair [2, count] of x (count values): the GEMM input of a matrix that reads an
+// activation no kernel has split yet.
+cudaError_t SplitActivation(const float* x, int64_t count, void* split, cudaStream_t stream);
+
 // y[r, c] += bias[c], y: [rows, n] (the fp32 cuBLAS path).
 cudaError_t AddBias(float* y, const float* bias, int rows, int n, cudaStream_t stream);
 
@@ -86,10 +96,16 @@ struct MlstmParams {
   const float* igate;  // [rows, heads]
   const float* fgate;  // [rows, heads]
   int64_t proj_stride;           // row stride of q, k, v, igate, fgate
-  float* h;                      // [rows, heads * dv], row stride heads * dv
+  float* h;                      // [rows, heads * dv], row stride heads * dv; null: state only
   MlstmStateRef state;
   const int32_t* seq_row_begin;  // [num_seqs + 1]: sequence s owns rows [begin[s], begin[s+1])
   const int32_t* seq_slot;       // [num_seqs]: the state slot of each sequence
+  // [num_seqs] (nullable): sequence s owns rows [begin[s], end[s]) instead; the rows of
+  // different sequences need not be adjacent then (the commit of deferred inputs).
+  const int32_t* seq_row_end = nullptr;
+  // [num_seqs] (nullable): a sequence with a non-zero entry computes h from its state but leaves
+  // the state unwritten (speculative verify, DESIGN §4).
+  const int32_t* seq_defer = nullptr;
   int num_seqs;
   int heads;
   int dqk;
@@ -103,8 +119,8 @@ struct MlstmParams {
 bool MlstmStepSupports(int dqk, int dv, StateType type);
 cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream);
 
-// Any number of tokens per sequence, one at a time with C held in registers (prefill).
-// Needs MlstmRecurrentSupports(dqk).
+// Any number of tokens per sequence, one at a time with C held in registers (prefill, verify,
+// and with h null the commit of deferred tokens). Needs MlstmRecurrentSupports(dqk).
 bool MlstmRecurrentSupports(int dqk);
 cudaError_t MlstmRecurrent(const MlstmParams& p, cudaStream_t stream);
 

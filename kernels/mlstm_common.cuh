@@ -29,6 +29,13 @@ __device__ __forceinline__ HeadState<T> HeadStateOf(const MlstmStateRef& s, int 
   return {base, base + int64_t(dqk) * dv, s.m + int64_t(slot) * s.m_slot_stride + s.m_offset + head * s.m_head_stride};
 }
 
+__device__ __forceinline__ int SeqRowEnd(const MlstmParams& p, int seq) {
+  return p.seq_row_end ? p.seq_row_end[seq] : p.seq_row_begin[seq + 1];
+}
+__device__ __forceinline__ bool SeqDeferred(const MlstmParams& p, int seq) {
+  return p.seq_defer != nullptr && p.seq_defer[seq] != 0;
+}
+
 __device__ __forceinline__ float ToFloat(float v) { return v; }
 __device__ __forceinline__ float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
 

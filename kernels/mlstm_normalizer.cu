@@ -1,7 +1,8 @@
 // MlstmNormalizer: the n and m half of the mLSTM recurrence (DESIGN §3), per sequence s and
 // head h over the sequence's rows t:
 //   m' = max(lf_t + m, ĩ_t);  n' = exp(lf_t + m - m') n + exp(ĩ_t - m') k_t
-// (gates soft-capped as in MlstmGates), then n and m are written back to the slot.
+// (gates soft-capped as in MlstmGates), then n and m are written back to the slot; deferred
+// sequences (speculative verify) are skipped.
 // Launch: grid (num_seqs, heads), block kThreads; thread j owns n[j + kThreads * r] in
 // registers for r < kPerThread (dqk <= kThreads * kPerThread). Every thread advances m itself.
 // mlstm_common.cuh says why this is a kernel of its own.
@@ -16,6 +17,7 @@ constexpr int kPerThread = 8;  // dqk <= 1024
 template <typename T>
 __global__ void __launch_bounds__(kThreads) MlstmNormalizerKernel(MlstmParams p) {
   const int seq = blockIdx.x, head = blockIdx.y;
+  if (SeqDeferred(p, seq)) return;
   const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
   float n[kPerThread];
 #pragma unroll
@@ -24,11 +26,11 @@ __global__ void __launch_bounds__(kThreads) MlstmNormalizerKernel(MlstmParams p)
     n[r] = i < p.dqk ? ToFloat(st.n[i]) : 0.0f;
   }
   float m = *st.m;
-  for (int row = p.seq_row_begin[seq]; row < p.seq_row_begin[seq + 1]; ++row) {
+  for (int row = p.seq_row_begin[seq], end = SeqRowEnd(p, seq); row < end; ++row) {
     const GateFactors g =
-        MlstmGates(p.igate[row * p.proj_stride + head], p.fgate[row * p.proj_stride + head], m, p.gate_cap);
+        MlstmGates(p.igate[int64_t(row) * p.proj_stride + head], p.fgate[int64_t(row) * p.proj_stride + head], m, p.gate_cap);
     m = g.m;
-    const float* k = p.k + row * p.proj_stride + int64_t(head) * p.dqk;
+    const float* k = p.k + int64_t(row) * p.proj_stride + int64_t(head) * p.dqk;
 #pragma unroll
     for (int r = 0; r < kPerThread; ++r) {
       const int i = threadIdx.x + r * kThreads;

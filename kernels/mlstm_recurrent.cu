@@ -5,7 +5,9 @@
 //   (m', f, i) = MlstmGates(ĩ_t, f̃_t, m);  C = f C + i k_t v_tᵀ;  n = f n + i k_t;  m = m'
 //   h_t = (q̂_tᵀ C) / (max(|q̂_tᵀ n|, exp(-m)) + eps),   q̂ = q / sqrt(dqk)
 // C is written back once at the end; n and m by MlstmNormalizer afterwards (each block here
-// advances a private copy of n in shared memory; mlstm_common.cuh says why).
+// advances a private copy of n in shared memory; mlstm_common.cuh says why). A deferred
+// sequence (speculative verify) writes h only; with h null (commit of deferred inputs) only
+// the state is advanced: a rank-a update that reads and writes each C once.
 // Shapes/layout as for MlstmStep (launchers.h): q, k, v, gates column slices of [rows,
 // proj_stride]; h [rows, heads*dv]; state pool fp32 or bf16 (C kept in fp32 registers here).
 // Launch: grid (num_seqs, heads, ceil(dv / kCols)), block kCols x kRowGroups threads. Warp w
@@ -58,7 +60,7 @@ __global__ void __launch_bounds__(kThreads) MlstmRecurrentKernel(MlstmParams p) 
   for (int i = threadIdx.x; i < p.dqk; i += kThreads) n_s[i] = ToFloat(st.n[i]);
   float m = *st.m;
   const float scale = rsqrtf(static_cast<float>(p.dqk));
-  const int end = p.seq_row_begin[seq + 1];
+  const int end = SeqRowEnd(p, seq);
 
   for (int chunk = p.seq_row_begin[seq]; chunk < end; chunk += kChunk) {
     const int len = min(kChunk, end - chunk);
@@ -104,7 +106,7 @@ __global__ void __launch_bounds__(kThreads) MlstmRecurrentKernel(MlstmParams p) 
         qn = WarpSum(qn);
       }
       __syncthreads();
-      if (group == 0 && has_col) {
+      if (group == 0 && has_col && p.h != nullptr) {
         float num = 0;
 #pragma unroll
         for (int r = 0; r < kRowGroups; ++r) num += part[t & 1][r][lane];
@@ -113,6 +115,7 @@ __global__ void __launch_bounds__(kThreads) MlstmRecurrentKernel(MlstmParams p) 
       }
     }
   }
+  if (SeqDeferred(p, seq)) return;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
     const int i = group + r * kRowGroups;

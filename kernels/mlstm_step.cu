@@ -6,7 +6,8 @@
 //   C' = f C + i k vᵀ            C [dqk, dv], k [dqk], v [dv]
 //   n' = f n + i k
 //   h  = (q̂ᵀ C') / (max(|q̂ᵀ n'|, exp(-m')) + eps)
-// C' is written here; n' and m' by MlstmNormalizer afterwards (mlstm_common.cuh says why).
+// C' is written here (not for a deferred sequence: speculative verify of one token); n' and
+// m' by MlstmNormalizer afterwards (mlstm_common.cuh says why).
 // Shapes/layout: q, k, v, gates are column slices of [rows, proj_stride] fp32; h [rows,
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16, rows of C 16-byte aligned.
 // Launch: grid (num_seqs, heads, ceil(dv / kCols)), block kThreads. A block owns kCols columns
@@ -83,6 +84,7 @@ __global__ void __launch_bounds__(kThreads, 2) MlstmStepKernel(MlstmParams p) {
   const int64_t in_row = int64_t(row) * p.proj_stride;
   const GateFactors g = MlstmGates(p.igate[in_row + head], p.fgate[in_row + head], *st.m, p.gate_cap);
   const float scale = rsqrtf(static_cast<float>(p.dqk));
+  const bool write_state = !SeqDeferred(p, seq);
 
   // q̂ and k to shared memory; q̂ᵀn' from this block's own n' (read-only here).
   float qn = 0;
@@ -122,7 +124,7 @@ __global__ void __launch_bounds__(kThreads, 2) MlstmStepKernel(MlstmParams p) {
         cf[e] = g.f * cf[e] + ik * v[e];
         acc[e] += q * cf[e];
       }
-      *reinterpret_cast<uint4*>(st.c + int64_t(i) * p.dv + col0) = Pack(cf, T{});
+      if (write_state) *reinterpret_cast<uint4*>(st.c + int64_t(i) * p.dv + col0) = Pack(cf, T{});
     }
   }
 #pragma unroll

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <thread>
 
 #include "engine/model/checkpoint_layout.h"
@@ -87,6 +88,29 @@ absl::StatusOr<DecodeRow> MeasureDecode(Backend* backend, int batch, int steps) 
   return row;
 }
 
+// Milliseconds per speculative step of `length` tokens for each of `batch` sequences: a
+// deferred verify pass with all logits, then the commit of every token.
+absl::StatusOr<double> MeasureVerify(Backend* backend, int batch, int length, int steps) {
+  RETURN_IF_ERROR(backend->AllocateSlots(batch));
+  std::vector<int32_t> tokens(size_t(batch) * length);
+  std::vector<SequenceInput> seqs(batch);
+  std::vector<CommitInput> commits(batch);
+  for (int i = 0; i < batch; ++i) {
+    for (int t = 0; t < length; ++t) tokens[size_t(i) * length + t] = 3 + i + t;
+    seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[size_t(i) * length], length), true, false, true};
+    commits[i] = CommitInput{i, length};
+  }
+  ForwardOutput out;
+  auto step = [&]() -> absl::Status {
+    RETURN_IF_ERROR(backend->Forward(seqs, &out));
+    return backend->Commit(commits);
+  };
+  for (int w = 0; w < 2; ++w) RETURN_IF_ERROR(step());
+  const auto start = std::chrono::steady_clock::now();
+  for (int s = 0; s < steps; ++s) RETURN_IF_ERROR(step());
+  return SecondsSince(start) / steps * 1e3;
+}
+
 }  // namespace
 
 ModelConfig Xlstm7bConfig() {
@@ -159,6 +183,7 @@ absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights>
   const double matrix_bytes = 2 * MatrixParams(cfg);  // bf16
   nlohmann::json rows = nlohmann::json::array();
   char line[512];
+  std::map<int, double> plain_step_ms;  // first state dtype, by batch
   for (DType state : options.state_dtypes) {
     kernels::CudaBackendOptions backend_options;
     backend_options.state_dtype = state;
@@ -173,6 +198,7 @@ absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights>
     *table += line;
     for (int batch : options.batch_sizes) {
       ASSIGN_OR_RETURN(DecodeRow r, MeasureDecode(backend.get(), batch, options.steps));
+      if (state == options.state_dtypes.front()) plain_step_ms[batch] = r.step_ms;
       const double floor_ms = (matrix_bytes + 2 * state_bytes * batch) / options.copy_bandwidth * 1e3;
       const double ref = ReferenceStepMs(batch);
       std::snprintf(line, sizeof(line), "%6d %9.2f %9.0f %9.2f %8.0f%% %12.2f %7.2fx   %s (%.0f%%)\n", batch,
@@ -190,6 +216,36 @@ absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights>
                       {"stage_ms", r.stages}});
     }
     if (state != options.state_dtypes.front()) continue;
+    if (!options.verify_lengths.empty()) {
+      std::snprintf(line, sizeof(line),
+                    "\nspeculative verify, %s state: deferred pass of L tokens per sequence (all L rows' logits to "
+                    "the host) + commit, vs a plain step\n%6s %9s",
+                    state == DType::kF32 ? "fp32" : "bf16", "batch", "plain ms");
+      *table += line;
+      for (int len : options.verify_lengths) {
+        std::snprintf(line, sizeof(line), "   L=%d ms (ratio)", len);
+        *table += line;
+      }
+      *table += "\n";
+      for (int batch : options.batch_sizes) {
+        const double plain = plain_step_ms[batch];
+        std::snprintf(line, sizeof(line), "%6d %9.2f", batch, plain);
+        *table += line;
+        for (int len : options.verify_lengths) {
+          ASSIGN_OR_RETURN(const double ms, MeasureVerify(backend.get(), batch, len, std::max(3, options.steps / 2)));
+          std::snprintf(line, sizeof(line), "   %7.2f (%5.2fx)", ms, ms / plain);
+          *table += line;
+          rows.push_back({{"kind", "verify"},
+                          {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                          {"batch", batch},
+                          {"tokens_per_sequence", len},
+                          {"verify_commit_ms", ms},
+                          {"plain_step_ms", plain},
+                          {"cost_ratio", ms / plain}});
+        }
+        *table += "\n";
+      }
+    }
     std::snprintf(line, sizeof(line),
                   "\nprefill, batch 1, %s state: time to first token vs the tensor-core roofline (%.0f TFLOP/s "
                   "measured)\n",

@@ -26,6 +26,9 @@ struct ShapeBenchOptions {
   int steps = 20;              // timed decode steps per batch size
   double copy_bandwidth = 0;   // bytes/s (read + write), measured by the caller on the same device
   double tensor_core_flops = 0;  // bf16 GEMM FLOP/s, measured by the caller on the same device
+  // Speculative verify lengths L (1 + drafts) whose cost relative to a plain step is measured
+  // at every batch size with the first state dtype; empty: none.
+  std::vector<int> verify_lengths;
 };
 
 // Runs the measurements; returns one JSON object per row and appends the tables to `table`.
@@ -34,6 +37,8 @@ struct ShapeBenchOptions {
 // reference step time, and the largest stage of one profiled step with its share.
 // Prefill rows (bf16 state, batch 1): time to first token and the fraction of the tensor-core
 // roofline (2 x matrix parameters x tokens FLOPs at the measured GEMM rate).
+// Verify rows: a deferred verify pass of L tokens per sequence (every row's logits to the
+// host) plus the commit of all L, against a plain one-token step of the same batch.
 absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights> weights,
                                              const ShapeBenchOptions& options, std::string* table);
 

@@ -1,0 +1,169 @@
+// Self-speculative decoding on the CUDA backend: MTP heads, deferred verify and Commit()
+// against the CPU reference and against plain decoding, lossless greedy output (random models
+// and the shipped code model), speculative sampling's distribution and the errors. Tagged
+// "gpu": run on a CUDA machine (README "GPU tests and benchmarks").
+#include <catch2/catch.hpp>
+#include <cmath>
+
+#include "engine/cpu/cpu_backend.h"
+#include "engine/generator.h"
+#include "engine/model/model_weights.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "kernels/cuda_backend.h"
+#include "tests/engine/speculation_checks.h"
+
+namespace xlserve {
+namespace {
+
+using testing::GenerateWith;
+using testing::MakeMtpModel;
+using testing::RandomPrompt;
+
+testing::BackendFactory CudaFactory(DType state) {
+  return [state](std::shared_ptr<const ModelWeights> w, int slots) -> std::unique_ptr<Backend> {
+    kernels::CudaBackendOptions options;
+    options.state_dtype = state;
+    auto b = kernels::CreateCudaBackend(std::move(w), options);
+    REQUIRE(b.ok());
+    REQUIRE((*b)->AllocateSlots(slots).ok());
+    return std::move(*b);
+  };
+}
+
+std::unique_ptr<Backend> Cpu(std::shared_ptr<const ModelWeights> w, int slots) {
+  auto b = CpuBackend::Create(std::move(w), CpuBackendOptions{});
+  REQUIRE(b.ok());
+  REQUIRE((*b)->AllocateSlots(slots).ok());
+  return std::move(*b);
+}
+
+double MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = std::fabs(double(a[i]) - b[i]);
+    if (std::isnan(d)) return INFINITY;
+    worst = std::max(worst, d);
+  }
+  return worst;
+}
+
+TEST_CASE("CUDA verify, heads and commit agree with the CPU reference in mixed batches") {
+  // Same maths in fp32 on both sides; only summation order differs (see cuda_backend_test).
+  constexpr double kTol = 1e-3;
+  for (MtpHeadType type : {MtpHeadType::kMlstmBlock, MtpHeadType::kLinear}) {
+    INFO("head type " << int(type));
+    auto weights = MakeMtpModel(type, false, 7);
+    auto gpu = CudaFactory(DType::kF32)(weights, 3);
+    auto cpu = Cpu(weights, 3);
+    const std::vector<int32_t> p0 = RandomPrompt(11, 1), p1 = RandomPrompt(4, 2), p2 = RandomPrompt(6, 3);
+    const std::vector<int32_t> v0 = RandomPrompt(4, 4), v1 = RandomPrompt(1, 5), more = RandomPrompt(5, 6);
+    // Prefill with heads; then one batch: a 4-token verify, a 1-token verify, and a plain
+    // prefill of a sequence without heads.
+    const std::vector<std::vector<SequenceInput>> calls = {
+        {{0, p0, false, true, false}, {1, p1, true, true, false}},
+        {{0, v0, true, true, true}, {1, v1, true, true, true}, {2, p2, true, false, false}},
+    };
+    std::vector<ForwardOutput> g(2), c(2);
+    for (size_t i = 0; i < calls.size(); ++i) {
+      REQUIRE(gpu->Forward(calls[i], &g[i]).ok());
+      REQUIRE(cpu->Forward(calls[i], &c[i]).ok());
+      CHECK(g[i].row_offset == c[i].row_offset);
+      CHECK(g[i].num_mtp_heads == 3);
+      CHECK(MaxAbsDiff(g[i].logits, c[i].logits) < kTol);
+      CHECK(MaxAbsDiff(g[i].mtp_logits, c[i].mtp_logits) < kTol);
+    }
+    // Rows of the head-less sequence carry zero head logits, as on the CPU.
+    for (int r = g[1].row_offset[2]; r < g[1].row_offset[3]; ++r) {
+      for (float x : g[1].MtpRow(r, 1)) REQUIRE(x == 0.0f);
+    }
+    const std::vector<CommitInput> commits = {{0, 2}, {1, 1}};
+    REQUIRE(gpu->Commit(commits).ok());
+    REQUIRE(cpu->Commit(commits).ok());
+    for (int slot = 0; slot < 3; ++slot) {
+      std::vector<float> gs(gpu->state_layout().slot_floats()), cs(gs.size());
+      REQUIRE(gpu->ReadSlot(slot, gs).ok());
+      REQUIRE(cpu->ReadSlot(slot, cs).ok());
+      INFO("slot " << slot);
+      CHECK(MaxAbsDiff(gs, cs) < kTol);
+    }
+    // And decoding goes on from the committed states alike.
+    const std::vector<SequenceInput> next = {{0, more, true, true, false}, {1, v1, false, true, false}};
+    ForwardOutput gn, cn;
+    REQUIRE(gpu->Forward(next, &gn).ok());
+    REQUIRE(cpu->Forward(next, &cn).ok());
+    CHECK(MaxAbsDiff(gn.logits, cn.logits) < kTol);
+    CHECK(MaxAbsDiff(gn.mtp_logits, cn.mtp_logits) < kTol);
+  }
+}
+
+TEST_CASE("a deferred verify then commit(a) equals stepping a tokens one by one on the GPU") {
+  SECTION("fp32 state") { testing::CheckDeferredCommitEqualsStepping(CudaFactory(DType::kF32), 1e-4); }
+  // Stepping rounds a bf16 state after every token, a commit once after all of them: they
+  // differ by a few bf16 roundings (2^-8 relative each).
+  SECTION("bf16 state") { testing::CheckDeferredCommitEqualsStepping(CudaFactory(DType::kBF16), 3e-2); }
+}
+
+TEST_CASE("greedy speculation on the GPU gives exactly the tokens of plain decoding") {
+  testing::CheckGreedySpeculationIsLossless(CudaFactory(DType::kF32));
+}
+
+TEST_CASE("a GPU batch mixing plain and speculative sequences of different k matches each alone") {
+  testing::CheckMixedBatchMatchesAlone(CudaFactory(DType::kF32));
+}
+
+TEST_CASE("speculative sampling on the GPU is distributed as plain sampling") {
+  testing::CheckSpeculativeSamplingDistribution(CudaFactory(DType::kF32));
+}
+
+TEST_CASE("the shipped code model speculates losslessly on the GPU") {
+  const std::string dir = "models/xlstm-code-mtp";
+  auto weights = LoadModelWeights(dir);
+  REQUIRE(weights.ok());
+  auto tokenizer = Tokenizer::FromModelDirectory(dir);
+  REQUIRE(tokenizer.ok());
+  auto gpu = CudaFactory(DType::kF32)(*weights, 1);
+  REQUIRE(gpu->num_mtp_heads() == 3);
+  int tokens = 0, steps = 0;
+  for (const char* text : {"import os\nimport sys\n\n\ndef main(argv):\n    parser = ",
+                           "class Config:\n    def __init__(self, path, *, strict=False):\n        self.",
+                           "    for i, line in enumerate(lines):\n        if not line.strip():\n"}) {
+    auto ids = (*tokenizer)->Encode(text);
+    REQUIRE(ids.ok());
+    const std::vector<int32_t> prompt(ids->begin(), ids->end());
+    const GenerationResult plain = GenerateWith(gpu.get(), prompt, SpeculationMode::kOff, 0, 96);
+    const GenerationResult spec = GenerateWith(gpu.get(), prompt, SpeculationMode::kOn, 3, 96);
+    INFO(text);
+    CHECK(spec.tokens == plain.tokens);
+    tokens += static_cast<int>(spec.tokens.size()) - 1;  // the first token comes from prefill
+    steps += spec.steps;
+  }
+  INFO(tokens << " tokens in " << steps << " steps");
+  CHECK(double(tokens) / steps > 1.5);
+}
+
+TEST_CASE("CUDA speculation errors are reported") {
+  auto gpu = CudaFactory(DType::kF32)(MakeMtpModel(MtpHeadType::kMlstmBlock, false, 2), 2);
+  const CommitInput none{0, 1};
+  CHECK(gpu->Commit(std::span<const CommitInput>(&none, 1)).code() == absl::StatusCode::kFailedPrecondition);
+  const std::vector<int32_t> toks = {5, 6, 7};
+  SequenceInput v{0, toks, true, true, true};
+  ForwardOutput out;
+  REQUIRE(gpu->Forward(std::span<const SequenceInput>(&v, 1), &out).ok());
+  const CommitInput too_many{0, 4};
+  CHECK(gpu->Commit(std::span<const CommitInput>(&too_many, 1)).code() == absl::StatusCode::kFailedPrecondition);
+  const CommitInput bad_slot{7, 1};
+  CHECK(gpu->Commit(std::span<const CommitInput>(&bad_slot, 1)).code() == absl::StatusCode::kOutOfRange);
+  const std::vector<int32_t> nine = RandomPrompt(9, 1);
+  SequenceInput long_verify{1, nine, true, true, true};
+  CHECK(gpu->Forward(std::span<const SequenceInput>(&long_verify, 1), &out).code() ==
+        absl::StatusCode::kInvalidArgument);
+  // A reset slot has nothing left to commit.
+  REQUIRE(gpu->Forward(std::span<const SequenceInput>(&v, 1), &out).ok());
+  REQUIRE(gpu->ResetSlot(0).ok());
+  const CommitInput one{0, 1};
+  CHECK(gpu->Commit(std::span<const CommitInput>(&one, 1)).code() == absl::StatusCode::kFailedPrecondition);
+}
+
+}  // namespace
+}  // namespace xlserve
