@@ -153,7 +153,7 @@ class StageProfiler {
 
 // Tokens a deferred forward may carry per sequence (1 + the most drafts): sizes the per-slot
 // store of verify inputs.
-constexpr int kMaxDeferredTokens = 8;
+constexpr int kMaxDeferredTokens = kMaxVerifyTokens;
 
 class CudaBackend final : public Backend {
  public:
@@ -232,7 +232,6 @@ class CudaBackend final : public Backend {
     IndexPlan trunk, heads;
     std::vector<int32_t> head_rows;  // rows of x that the heads' sub-batch takes
     std::vector<int32_t> tokens;
-    bool one_token_each = true;
     for (const SequenceInput& s : batch) {
       const int first = static_cast<int>(tokens.size());
       tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
@@ -241,7 +240,6 @@ class CudaBackend final : public Backend {
         for (int t = 0; t < static_cast<int>(s.tokens.size()); ++t) head_rows.push_back(first + t);
         heads.AddSequence(s, StoreRow(s.slot, 0));
       }
-      one_token_each = one_token_each && s.tokens.size() == 1;
       deferred_[s.slot] = s.defer_commit ? Deferred{static_cast<int>(s.tokens.size()), s.mtp_heads} : Deferred{};
     }
     const int rows = static_cast<int>(tokens.size());
@@ -260,8 +258,7 @@ class CudaBackend final : public Backend {
     if (any_deferred) {
       ASSIGN_OR_RETURN(store, DeferredStore());
     }
-    Indices idx = trunk.Resolve(d_ints + trunk_at, store);
-    idx.decode_step = one_token_each && MlstmStepSupports(cfg.qk_head_dim(), cfg.v_head_dim(), states_.type());
+    const Indices idx = trunk.Resolve(d_ints + trunk_at, store);
     const int32_t* d_tokens = d_ints;
     const int32_t* d_head_rows = d_ints + rows;
 
@@ -328,6 +325,7 @@ class CudaBackend final : public Backend {
     for (const CommitInput& c : order) packed.push_back(c.slot);
     for (const CommitInput& c : commits) deferred_[c.slot] = Deferred{};
     if (order.empty()) return absl::OkStatus();
+    RETURN_IF_ERROR(profiler_.Mark("start", stream_));
     ASSIGN_OR_RETURN(int32_t* d_ints, Typed<int32_t>("commit_ints", packed.size()));
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_ints, packed.data(), packed.size() * sizeof(int32_t),
                                          cudaMemcpyHostToDevice, stream_));
@@ -337,9 +335,14 @@ class CudaBackend final : public Backend {
     for (int l = 0; l < layout_.num_layers; ++l) {
       const int seqs = l < cfg.num_blocks ? n : num_with_heads;
       if (seqs == 0) continue;
-      MlstmParams p = LayerParams(l, store + StoreLayerOffset(l), StoreColumns(), nullptr, d_ints, d_ints + 2 * n, seqs);
-      p.seq_row_end = d_ints + n;
-      CUDA_RETURN_IF_ERROR(MlstmRecurrent(p, stream_));
+      const DeviceSubset subset{d_ints, d_ints + n, d_ints + 2 * n, seqs, 0};
+      const MlstmParams p = SubsetParams(l, store + StoreLayerOffset(l), StoreColumns(), nullptr, subset);
+      CUDA_RETURN_IF_ERROR(Tiled() ? MlstmCommit(p, stream_) : MlstmRecurrent(p, stream_));
+    }
+    RETURN_IF_ERROR(profiler_.Mark("commit", stream_));
+    if (profiler_.on) {
+      CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+      RETURN_IF_ERROR(profiler_.Collect());
     }
     return absl::OkStatus();
   }
@@ -348,6 +351,14 @@ class CudaBackend final : public Backend {
 
  private:
   // Device index arrays of one batch (trunk or MTP heads' sub-batch).
+  // Some of the sequences of a batch, for a kernel launch over them alone.
+  struct DeviceSubset {
+    const int32_t* begin;  // [count]: rows [begin[i], end[i]) ...
+    const int32_t* end;
+    const int32_t* slots;  // ... in the state slot slots[i]
+    int count;
+    int max_tokens;
+  };
   struct Indices {
     const int32_t* row_begin;  // [num_seqs + 1]
     const int32_t* slots;      // [num_seqs]
@@ -358,13 +369,25 @@ class CudaBackend final : public Backend {
     int num_defer_rows;
     float* store;
     int num_seqs;
-    bool decode_step;  // every sequence has one token: the step kernel
+    DeviceSubset deferred, plain;  // the sequences with and without defer_commit
+  };
+
+  struct Subset {
+    std::vector<int32_t> begin, end, slots;
+    int max_tokens = 0;
+    void Add(int first, int n, int slot) {
+      begin.push_back(first);
+      end.push_back(first + n);
+      slots.push_back(slot);
+      max_tokens = std::max(max_tokens, n);
+    }
   };
 
   // Host side of Indices, built sequence by sequence.
   struct IndexPlan {
     std::vector<int32_t> row_begin = {0}, slots, picked, defer, defer_src, defer_dst;
     std::vector<int> row_offset = {0};  // ForwardOutput::row_offset of these sequences
+    Subset deferred, plain;
 
     int rows() const { return row_begin.back(); }
     void AddSequence(const SequenceInput& s, int32_t store_row) {
@@ -374,13 +397,15 @@ class CudaBackend final : public Backend {
       row_begin.push_back(first + n);
       slots.push_back(s.slot);
       defer.push_back(s.defer_commit ? 1 : 0);
+      (s.defer_commit ? deferred : plain).Add(first, n, s.slot);
       for (int t = 0; s.defer_commit && t < n; ++t) {
         defer_src.push_back(first + t);
         defer_dst.push_back(store_row + t);
       }
     }
     void AppendTo(std::vector<int32_t>* packed) const {
-      for (const auto* v : {&row_begin, &slots, &picked, &defer, &defer_src, &defer_dst}) {
+      for (const auto* v : {&row_begin, &slots, &picked, &defer, &defer_src, &defer_dst, &deferred.begin,
+                            &deferred.end, &deferred.slots, &plain.begin, &plain.end, &plain.slots}) {
         packed->insert(packed->end(), v->begin(), v->end());
       }
     }
@@ -396,7 +421,12 @@ class CudaBackend final : public Backend {
       idx.num_defer_rows = static_cast<int>(defer_src.size());
       idx.store = store;
       idx.num_seqs = static_cast<int>(slots.size());
-      idx.decode_step = false;
+      const int32_t* next = idx.defer_dst + defer_dst.size();
+      for (auto [host, dev] : {std::pair{&deferred, &idx.deferred}, std::pair{&plain, &idx.plain}}) {
+        const int n = static_cast<int>(host->slots.size());
+        *dev = DeviceSubset{next, next + n, next + 2 * n, n, host->max_tokens};
+        next += 3 * n;
+      }
       return idx;
     }
   };
@@ -479,8 +509,7 @@ class CudaBackend final : public Backend {
     if (plan.slots.empty()) return nullptr;
     const ModelConfig& cfg = weights_->config;
     const int d = cfg.hidden_size, rows = plan.rows(), n = static_cast<int>(plan.picked.size());
-    Indices idx = plan.Resolve(at, store);
-    idx.decode_step = rows == idx.num_seqs && MlstmStepSupports(cfg.qk_head_dim(), cfg.v_head_dim(), states_.type());
+    const Indices idx = plan.Resolve(at, store);
     ASSIGN_OR_RETURN(float* hx, Typed<float>("head_x", size_t(rows) * d));
     ASSIGN_OR_RETURN(float* logits, Typed<float>("head_logits", size_t(num_mtp_heads()) * n * cfg.vocab_size));
     for (int head = 1; head <= num_mtp_heads(); ++head) {
@@ -521,6 +550,41 @@ class CudaBackend final : public Backend {
     return absl::OkStatus();
   }
 
+  bool Tiled() const {
+    const ModelConfig& cfg = weights_->config;
+    return MlstmStepSupports(cfg.qk_head_dim(), cfg.v_head_dim(), states_.type());
+  }
+
+  // The mLSTM recurrence of one layer over the batch: deferred sequences through the verify
+  // kernel, the others through the step kernel (one token each) or the recurrent kernel; heads
+  // too large for the tiled kernels take the recurrent kernel for all.
+  absl::Status RunMlstm(int layer, const float* proj, float* h, const Indices& idx) {
+    if (!Tiled()) {
+      MlstmParams p = LayerParams(layer, proj, ProjMlstmColumns(), h, idx.row_begin, idx.slots, idx.num_seqs);
+      p.seq_defer = idx.defer;
+      CUDA_RETURN_IF_ERROR(MlstmRecurrent(p, stream_));
+      return profiler_.Mark("mlstm recurrent", stream_);
+    }
+    if (idx.deferred.count > 0) {
+      MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.deferred);
+      CUDA_RETURN_IF_ERROR(MlstmVerify(p, idx.deferred.max_tokens, stream_));
+      RETURN_IF_ERROR(profiler_.Mark("mlstm verify", stream_));
+    }
+    if (idx.plain.count > 0) {
+      const MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.plain);
+      const bool step = idx.plain.max_tokens == 1;
+      CUDA_RETURN_IF_ERROR(step ? MlstmStep(p, stream_) : MlstmRecurrent(p, stream_));
+      RETURN_IF_ERROR(profiler_.Mark(step ? "mlstm step" : "mlstm recurrent", stream_));
+    }
+    return absl::OkStatus();
+  }
+
+  MlstmParams SubsetParams(int layer, const float* base, const MlstmColumns& c, float* h, const DeviceSubset& s) const {
+    MlstmParams p = LayerParams(layer, base, c, h, s.begin, s.slots, s.count);
+    p.seq_row_end = s.end;
+    return p;
+  }
+
   absl::Status RunBlock(const DeviceBlock& w, int layer, int rows, const Indices& idx, float* x) {
     const ModelConfig& cfg = weights_->config;
     const int d = cfg.hidden_size, heads = cfg.num_heads, v = cfg.v_dim(), ffn = cfg.ffn_dim();
@@ -544,10 +608,7 @@ class CudaBackend final : public Backend {
                                              idx.defer_src, idx.defer_dst, idx.num_defer_rows,
                                              idx.store + StoreLayerOffset(layer), stream_));
     }
-    MlstmParams p = LayerParams(layer, proj, ProjMlstmColumns(), h, idx.row_begin, idx.slots, idx.num_seqs);
-    p.seq_defer = idx.defer;
-    CUDA_RETURN_IF_ERROR(idx.decode_step ? MlstmStep(p, stream_) : MlstmRecurrent(p, stream_));
-    RETURN_IF_ERROR(profiler_.Mark(idx.decode_step ? "mlstm step" : "mlstm recurrent", stream_));
+    RETURN_IF_ERROR(RunMlstm(layer, proj, h, idx));
     // hg: [rows, heads * dv], normed per head and gated by sigmoid(o)
     CUDA_RETURN_IF_ERROR(HeadNormGate(h, proj + cols_.o, cols_.width, w.mh_norm_w, w.mh_norm_b, rows, heads,
                                       cfg.v_head_dim(), norm_eps, hg, split, stream_));

@@ -119,9 +119,19 @@ struct MlstmParams {
 bool MlstmStepSupports(int dqk, int dv, StateType type);
 cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream);
 
-// Any number of tokens per sequence, one at a time with C held in registers (prefill, verify,
-// and with h null the commit of deferred tokens). Needs MlstmRecurrentSupports(dqk).
+// Any number of tokens per sequence, one at a time with C held in registers (prefill, and
+// verify or commit where the tiled kernels below do not apply). With h null it only advances
+// the state. Needs MlstmRecurrentSupports(dqk).
 bool MlstmRecurrentSupports(int dqk);
 cudaError_t MlstmRecurrent(const MlstmParams& p, cudaStream_t stream);
+
+// Speculative verify and commit (DESIGN §4) with the step kernel's tiling; both need
+// MlstmStepSupports(dqk, dv, type) and at most kMaxVerifyTokens rows per sequence.
+constexpr int kMaxVerifyTokens = 8;
+// h of every row from the committed state, which stays unwritten (mlstm_verify.cu);
+// `max_tokens`: the most rows of any sequence.
+cudaError_t MlstmVerify(const MlstmParams& p, int max_tokens, cudaStream_t stream);
+// Advances each state by all of its sequence's rows in one update (mlstm_commit.cu).
+cudaError_t MlstmCommit(const MlstmParams& p, cudaStream_t stream);
 
 }  // namespace xlserve::kernels

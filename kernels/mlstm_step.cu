@@ -10,7 +10,7 @@
 // m' by MlstmNormalizer afterwards (mlstm_common.cuh says why).
 // Shapes/layout: q, k, v, gates are column slices of [rows, proj_stride] fp32; h [rows,
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16, rows of C 16-byte aligned.
-// Launch: grid (num_seqs, heads, ceil(dv / kCols)), block kThreads. A block owns kCols columns
+// Launch: grid (num_seqs, heads, ceil(dv / kCols)), block kTileThreads. A block owns kCols columns
 // of one head's C (64 fp32 or 128 bf16: 256 bytes of each row). Thread t reads kVec
 // consecutive columns (16 bytes: 4 fp32 or 8 bf16) of the rows rg, rg + kRowGroups, ...
 // (rg = t / kGroups, at most kRows rows), all loads issued before the first use, so each
@@ -20,58 +20,14 @@
 #include <cuda_bf16.h>
 
 #include "kernels/mlstm_common.cuh"
+#include "kernels/mlstm_tile.cuh"
 
 namespace xlserve::kernels {
 namespace {
 
-constexpr int kThreads = 256;
-// Rows per thread at most, so dqk <= 256: with 2 blocks per SM (launch bounds) 32 rows would
-// spill; larger heads take the recurrent kernel.
-constexpr int kMaxRowsPerThread = 16;
-
-// 16 column groups of 16 bytes: 256-byte row segments whatever the state type (bf16 with 8
-// groups, 128-byte segments and half the rows per thread, reached only ~70% of the copy
-// bandwidth at batch 128).
-template <typename T>
-struct StepShape {
-  static constexpr int kVec = 16 / sizeof(T);
-  static constexpr int kGroups = 16;
-  static constexpr int kCols = kGroups * kVec;
-  static constexpr int kRowGroups = kThreads / kGroups;
-};
-
-__device__ __forceinline__ void Unpack(const uint4& raw, float* out, float) {
-  const float* f = reinterpret_cast<const float*>(&raw);
-#pragma unroll
-  for (int e = 0; e < 4; ++e) out[e] = f[e];
-}
-__device__ __forceinline__ void Unpack(const uint4& raw, float* out, __nv_bfloat16) {
-  const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const float2 f = __bfloat1622float2(b[e]);
-    out[2 * e] = f.x;
-    out[2 * e + 1] = f.y;
-  }
-}
-__device__ __forceinline__ uint4 Pack(const float* in, float) {
-  uint4 raw;
-  float* f = reinterpret_cast<float*>(&raw);
-#pragma unroll
-  for (int e = 0; e < 4; ++e) f[e] = in[e];
-  return raw;
-}
-__device__ __forceinline__ uint4 Pack(const float* in, __nv_bfloat16) {
-  uint4 raw;
-  __nv_bfloat162* b = reinterpret_cast<__nv_bfloat162*>(&raw);
-#pragma unroll
-  for (int e = 0; e < 4; ++e) b[e] = __floats2bfloat162_rn(in[2 * e], in[2 * e + 1]);
-  return raw;
-}
-
 template <typename T, int kRows>
-__global__ void __launch_bounds__(kThreads, 2) MlstmStepKernel(MlstmParams p) {
-  using S = StepShape<T>;
+__global__ void __launch_bounds__(kTileThreads, 2) MlstmStepKernel(MlstmParams p) {
+  using S = TileShape<T>;
   extern __shared__ float qk_smem[];  // q̂ [dqk], then k [dqk]
   float* q_s = qk_smem;
   float* k_s = qk_smem + p.dqk;
@@ -88,7 +44,7 @@ __global__ void __launch_bounds__(kThreads, 2) MlstmStepKernel(MlstmParams p) {
 
   // q̂ and k to shared memory; q̂ᵀn' from this block's own n' (read-only here).
   float qn = 0;
-  for (int i = threadIdx.x; i < p.dqk; i += kThreads) {
+  for (int i = threadIdx.x; i < p.dqk; i += kTileThreads) {
     const float q = p.q[in_row + int64_t(head) * p.dqk + i] * scale;
     const float k = p.k[in_row + int64_t(head) * p.dqk + i];
     q_s[i] = q;
@@ -143,21 +99,16 @@ __global__ void __launch_bounds__(kThreads, 2) MlstmStepKernel(MlstmParams p) {
 
 template <typename T>
 cudaError_t LaunchStep(const MlstmParams& p, cudaStream_t stream) {
-  using S = StepShape<T>;
+  using S = TileShape<T>;
   const dim3 grid(p.num_seqs, p.heads, (p.dv + S::kCols - 1) / S::kCols);
   const size_t smem = 2 * size_t(p.dqk) * sizeof(float);
-  const int rows = (p.dqk + S::kRowGroups - 1) / S::kRowGroups;
-  // The fewest rows per thread that cover dqk: unused registers cost occupancy.
-  if (rows <= 1) {
-    MlstmStepKernel<T, 1><<<grid, kThreads, smem, stream>>>(p);
-  } else if (rows <= 2) {
-    MlstmStepKernel<T, 2><<<grid, kThreads, smem, stream>>>(p);
-  } else if (rows <= 4) {
-    MlstmStepKernel<T, 4><<<grid, kThreads, smem, stream>>>(p);
-  } else if (rows <= 8) {
-    MlstmStepKernel<T, 8><<<grid, kThreads, smem, stream>>>(p);
-  } else {
-    MlstmStepKernel<T, kMaxRowsPerThread><<<grid, kThreads, smem, stream>>>(p);
+  switch (TileRows<T>(p.dqk)) {
+    case 1: MlstmStepKernel<T, 1><<<grid, kTileThreads, smem, stream>>>(p); break;
+    case 2: MlstmStepKernel<T, 2><<<grid, kTileThreads, smem, stream>>>(p); break;
+    case 4: MlstmStepKernel<T, 4><<<grid, kTileThreads, smem, stream>>>(p); break;
+    case 8: MlstmStepKernel<T, 8><<<grid, kTileThreads, smem, stream>>>(p); break;
+    case 16: MlstmStepKernel<T, 16><<<grid, kTileThreads, smem, stream>>>(p); break;
+    default: return cudaErrorInvalidValue;
   }
   return cudaGetLastError();
 }
@@ -165,10 +116,10 @@ cudaError_t LaunchStep(const MlstmParams& p, cudaStream_t stream) {
 }  // namespace
 
 bool MlstmStepSupports(int dqk, int dv, StateType type) {
-  const int vec = type == StateType::kF32 ? StepShape<float>::kVec : StepShape<__nv_bfloat16>::kVec;
+  const int vec = type == StateType::kF32 ? TileShape<float>::kVec : TileShape<__nv_bfloat16>::kVec;
   const int row_groups =
-      type == StateType::kF32 ? StepShape<float>::kRowGroups : StepShape<__nv_bfloat16>::kRowGroups;
-  return dqk <= row_groups * kMaxRowsPerThread && dv % vec == 0;
+      type == StateType::kF32 ? TileShape<float>::kRowGroups : TileShape<__nv_bfloat16>::kRowGroups;
+  return dqk <= row_groups * kTileMaxRows && dv % vec == 0;
 }
 
 cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream) {

@@ -88,9 +88,15 @@ absl::StatusOr<DecodeRow> MeasureDecode(Backend* backend, int batch, int steps) 
   return row;
 }
 
+struct VerifyRow {
+  double ms = 0;
+  nlohmann::json stages = nlohmann::json::object();
+};
+
 // Milliseconds per speculative step of `length` tokens for each of `batch` sequences: a
-// deferred verify pass with all logits, then the commit of every token.
-absl::StatusOr<double> MeasureVerify(Backend* backend, int batch, int length, int steps) {
+// deferred verify pass with all logits, then the commit of every token; and the stages of one
+// more, profiled.
+absl::StatusOr<VerifyRow> MeasureVerify(Backend* backend, int batch, int length, int steps) {
   RETURN_IF_ERROR(backend->AllocateSlots(batch));
   std::vector<int32_t> tokens(size_t(batch) * length);
   std::vector<SequenceInput> seqs(batch);
@@ -108,7 +114,14 @@ absl::StatusOr<double> MeasureVerify(Backend* backend, int batch, int length, in
   for (int w = 0; w < 2; ++w) RETURN_IF_ERROR(step());
   const auto start = std::chrono::steady_clock::now();
   for (int s = 0; s < steps; ++s) RETURN_IF_ERROR(step());
-  return SecondsSince(start) / steps * 1e3;
+  VerifyRow row;
+  row.ms = SecondsSince(start) / steps * 1e3;
+  RETURN_IF_ERROR(kernels::SetStageProfiling(backend, true));
+  RETURN_IF_ERROR(step());
+  RETURN_IF_ERROR(kernels::SetStageProfiling(backend, false));
+  ASSIGN_OR_RETURN(auto stages, kernels::TakeStageProfile(backend));
+  for (const auto& [name, ms] : stages) row.stages[name] = ms;
+  return row;
 }
 
 }  // namespace
@@ -232,7 +245,8 @@ absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights>
         std::snprintf(line, sizeof(line), "%6d %9.2f", batch, plain);
         *table += line;
         for (int len : options.verify_lengths) {
-          ASSIGN_OR_RETURN(const double ms, MeasureVerify(backend.get(), batch, len, std::max(3, options.steps / 2)));
+          ASSIGN_OR_RETURN(const VerifyRow v, MeasureVerify(backend.get(), batch, len, std::max(3, options.steps / 2)));
+          const double ms = v.ms;
           std::snprintf(line, sizeof(line), "   %7.2f (%5.2fx)", ms, ms / plain);
           *table += line;
           rows.push_back({{"kind", "verify"},
@@ -241,7 +255,8 @@ absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights>
                           {"tokens_per_sequence", len},
                           {"verify_commit_ms", ms},
                           {"plain_step_ms", plain},
-                          {"cost_ratio", ms / plain}});
+                          {"cost_ratio", ms / plain},
+                          {"stage_ms", v.stages}});
         }
         *table += "\n";
       }

@@ -1,0 +1,109 @@
+// MlstmCommit: advances each sequence's committed state by its first A <= kMaxVerifyTokens
+// deferred tokens as one update, reading and writing each C once (DESIGN §4, step 3).
+//
+// Maths, per sequence s and head h, with the gate factors and b_{As} of mlstm_verify.cu:
+//   C_A = a_A C0 + Σ_{s<=A} b_{As} k_s v_sᵀ        (a rank-A update of the decayed state)
+// C is written here; n and m by MlstmNormalizer afterwards (mlstm_common.cuh says why).
+// Inputs: k, v, gates as column slices of rows [seq_row_begin[s], SeqRowEnd(s)) of a
+// [*, proj_stride] fp32 buffer (the backend's store of deferred inputs); q and h unused.
+// Launch: grid (num_seqs, heads, ceil(dv / kCols)), block kTileThreads, the tiling of
+// mlstm_tile.cuh. Shared memory holds b_{As} k_s [A, dqk] and this tile's v_s [A, kCols]; each
+// thread updates its rows of C in registers.
+#include <cuda_bf16.h>
+
+#include "kernels/mlstm_common.cuh"
+#include "kernels/mlstm_tile.cuh"
+
+namespace xlserve::kernels {
+namespace {
+
+template <typename T, int kRows>
+__global__ void __launch_bounds__(kTileThreads, 2) MlstmCommitKernel(MlstmParams p) {
+  using S = TileShape<T>;
+  extern __shared__ float wk_s[];  // b_{As} k_s [A, dqk]
+  __shared__ float v_s[kMaxVerifyTokens][S::kCols];
+  __shared__ float weight[kMaxVerifyTokens];
+  __shared__ float decay;
+
+  const int seq = blockIdx.x, head = blockIdx.y, tile = blockIdx.z;
+  const int row0 = p.seq_row_begin[seq];
+  const int len = SeqRowEnd(p, seq) - row0;
+  const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
+  const int cg = threadIdx.x % S::kGroups, rg = threadIdx.x / S::kGroups;
+  const int col0 = tile * S::kCols + cg * S::kVec;
+  const bool has_cols = col0 < p.dv;
+
+  uint4 c[kRows];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int i = rg + r * S::kRowGroups;
+    if (has_cols && i < p.dqk) c[r] = *reinterpret_cast<const uint4*>(st.c + int64_t(i) * p.dv + col0);
+  }
+  if (threadIdx.x == 0) {
+    float m = *st.m, a = 1.0f;
+    for (int t = 0; t < len; ++t) {
+      const int64_t in_row = int64_t(row0 + t) * p.proj_stride;
+      const GateFactors g = MlstmGates(p.igate[in_row + head], p.fgate[in_row + head], m, p.gate_cap);
+      m = g.m;
+      a *= g.f;
+      for (int s = 0; s < t; ++s) weight[s] *= g.f;
+      weight[t] = g.i;
+    }
+    decay = a;
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < len * p.dqk; e += kTileThreads) {
+    const int t = e / p.dqk, i = e % p.dqk;
+    wk_s[e] = weight[t] * p.k[int64_t(row0 + t) * p.proj_stride + int64_t(head) * p.dqk + i];
+  }
+  for (int e = threadIdx.x; e < len * S::kCols; e += kTileThreads) {
+    const int t = e / S::kCols, j = tile * S::kCols + e % S::kCols;
+    v_s[t][e % S::kCols] = j < p.dv ? p.v[int64_t(row0 + t) * p.proj_stride + int64_t(head) * p.dv + j] : 0.0f;
+  }
+  __syncthreads();
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int i = rg + r * S::kRowGroups;
+    if (has_cols && i < p.dqk) {
+      float cf[S::kVec];
+      Unpack(c[r], cf, T{});
+#pragma unroll
+      for (int e = 0; e < S::kVec; ++e) cf[e] *= decay;
+      for (int t = 0; t < len; ++t) {
+        const float wk = wk_s[t * p.dqk + i];
+#pragma unroll
+        for (int e = 0; e < S::kVec; ++e) cf[e] += wk * v_s[t][cg * S::kVec + e];
+      }
+      *reinterpret_cast<uint4*>(st.c + int64_t(i) * p.dv + col0) = Pack(cf, T{});
+    }
+  }
+}
+
+template <typename T>
+cudaError_t LaunchCommit(const MlstmParams& p, cudaStream_t stream) {
+  using S = TileShape<T>;
+  const dim3 grid(p.num_seqs, p.heads, (p.dv + S::kCols - 1) / S::kCols);
+  const size_t smem = size_t(kMaxVerifyTokens) * p.dqk * sizeof(float);
+  switch (TileRows<T>(p.dqk)) {
+    case 1: MlstmCommitKernel<T, 1><<<grid, kTileThreads, smem, stream>>>(p); break;
+    case 2: MlstmCommitKernel<T, 2><<<grid, kTileThreads, smem, stream>>>(p); break;
+    case 4: MlstmCommitKernel<T, 4><<<grid, kTileThreads, smem, stream>>>(p); break;
+    case 8: MlstmCommitKernel<T, 8><<<grid, kTileThreads, smem, stream>>>(p); break;
+    case 16: MlstmCommitKernel<T, 16><<<grid, kTileThreads, smem, stream>>>(p); break;
+    default: return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t MlstmCommit(const MlstmParams& p, cudaStream_t stream) {
+  if (p.num_seqs == 0) return cudaSuccess;
+  if (!MlstmStepSupports(p.dqk, p.dv, p.state.type)) return cudaErrorInvalidValue;
+  const cudaError_t e = p.state.type == StateType::kF32 ? LaunchCommit<float>(p, stream)
+                                                        : LaunchCommit<__nv_bfloat16>(p, stream);
+  if (e != cudaSuccess) return e;
+  return MlstmNormalizer(p, stream);
+}
+
+}  // namespace xlserve::kernels

@@ -1,0 +1,70 @@
+// The vectorised tiling of one head's C [dqk, dv] that the bandwidth-bound mLSTM kernels share
+// (mlstm_step.cu, mlstm_verify.cu, mlstm_commit.cu): a block of kTileThreads threads owns
+// TileShape<T>::kCols columns; thread t reads 16 bytes (kVec values) of the rows rg, rg +
+// kRowGroups, ... (rg = t / kGroups), at most kTileMaxRows rows, so a warp covers two whole
+// 256-byte row segments and each thread keeps up to kTileMaxRows x 16 bytes in flight.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include "kernels/launchers.h"
+
+namespace xlserve::kernels {
+
+constexpr int kTileThreads = 256;
+// Rows per thread at most, so dqk <= 256: with 2 blocks per SM (launch bounds) 32 rows would
+// spill; larger heads take the recurrent kernel.
+constexpr int kTileMaxRows = 16;
+
+// 16 column groups of 16 bytes: 256-byte row segments whatever the state type (bf16 with 8
+// groups, 128-byte segments and half the rows per thread, reached only ~70% of the copy
+// bandwidth at batch 128).
+template <typename T>
+struct TileShape {
+  static constexpr int kVec = 16 / sizeof(T);
+  static constexpr int kGroups = 16;
+  static constexpr int kCols = kGroups * kVec;
+  static constexpr int kRowGroups = kTileThreads / kGroups;
+};
+
+__device__ __forceinline__ void Unpack(const uint4& raw, float* out, float) {
+  const float* f = reinterpret_cast<const float*>(&raw);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) out[e] = f[e];
+}
+__device__ __forceinline__ void Unpack(const uint4& raw, float* out, __nv_bfloat16) {
+  const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const float2 f = __bfloat1622float2(b[e]);
+    out[2 * e] = f.x;
+    out[2 * e + 1] = f.y;
+  }
+}
+__device__ __forceinline__ uint4 Pack(const float* in, float) {
+  uint4 raw;
+  float* f = reinterpret_cast<float*>(&raw);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) f[e] = in[e];
+  return raw;
+}
+__device__ __forceinline__ uint4 Pack(const float* in, __nv_bfloat16) {
+  uint4 raw;
+  __nv_bfloat162* b = reinterpret_cast<__nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) b[e] = __floats2bfloat162_rn(in[2 * e], in[2 * e + 1]);
+  return raw;
+}
+
+// Rows of C per thread for a head of dqk rows: the fewest of 1, 2, 4, 8, 16 that cover them
+// (unused registers cost occupancy); 0 when dqk is too large for the tiled kernels.
+template <typename T>
+inline int TileRows(int dqk) {
+  const int rows = (dqk + TileShape<T>::kRowGroups - 1) / TileShape<T>::kRowGroups;
+  for (int r = 1; r <= kTileMaxRows; r *= 2) {
+    if (rows <= r) return r;
+  }
+  return 0;
+}
+
+}  // namespace xlserve::kernels
