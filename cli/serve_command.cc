@@ -26,6 +26,7 @@ absl::Status Serve(server::ServerConfig config) {
   if (!*tokenizer) spdlog::warn("{} has no tokenizer.json: requests must send token ids", config.model);
   BackendOptions backend_options;
   backend_options.device = config.device;
+  backend_options.state_dtype = config.state_dtype;
   backend_options.num_threads = config.threads;
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*weights, backend_options);
   if (!backend.ok()) return backend.status();
@@ -72,6 +73,7 @@ int RunServe(const std::vector<std::string>& args) {
   flags.AddInt("port", &config.port, "gRPC port (0: any free port)");
   flags.AddInt("metrics-port", &config.metrics_port, "HTTP port of /metrics and /health (-1: off, 0: any)");
   flags.AddString("device", &config.device, "backend: auto (cuda when a GPU is present), cpu or cuda");
+  flags.AddString("state-dtype", &config.state_dtype, "recurrent state storage: f32, or bf16 (CUDA only)");
   flags.AddInt("threads", &config.threads, "CPU backend threads; 0: one per core");
   flags.AddInt("max-num-seqs", &config.max_num_seqs, "state slots: sequences decoding at once");
   flags.AddInt("max-queue", &config.max_queue, "waiting requests before RESOURCE_EXHAUSTED");

@@ -9,7 +9,13 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const Mod
                                                        const BackendOptions& options) {
   std::string device = options.device;
   if (device == "auto") device = kernels::CudaDeviceCount() > 0 ? "cuda" : "cpu";
+  if (options.state_dtype != "f32" && options.state_dtype != "bf16") {
+    return absl::InvalidArgumentError("unknown state dtype '" + options.state_dtype + "' (expected f32 or bf16)");
+  }
   if (device == "cpu") {
+    if (options.state_dtype != "f32") {
+      return absl::InvalidArgumentError("state dtype bf16 needs the CUDA backend; the CPU reference keeps f32");
+    }
     CpuBackendOptions cpu;
     cpu.num_threads = options.num_threads;
     cpu.chunk_size = options.chunk_size;
@@ -17,7 +23,11 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const Mod
     if (!backend.ok()) return backend.status();
     return std::unique_ptr<Backend>(std::move(*backend));
   }
-  if (device == "cuda") return kernels::CreateCudaBackend(std::move(weights), kernels::CudaBackendOptions{});
+  if (device == "cuda") {
+    kernels::CudaBackendOptions cuda;
+    cuda.state_dtype = options.state_dtype == "bf16" ? DType::kBF16 : DType::kF32;
+    return kernels::CreateCudaBackend(std::move(weights), cuda);
+  }
   return absl::InvalidArgumentError("unknown device '" + options.device + "' (expected auto, cpu or cuda)");
 }
 

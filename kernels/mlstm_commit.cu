@@ -23,6 +23,7 @@ __global__ void __launch_bounds__(kTileThreads, 2) MlstmCommitKernel(MlstmParams
   extern __shared__ float wk_s[];  // b_{As} k_s [A, dqk]
   __shared__ float v_s[kMaxVerifyTokens][S::kCols];
   __shared__ float weight[kMaxVerifyTokens];
+  __shared__ float ig_s[kMaxVerifyTokens], fg_s[kMaxVerifyTokens];
   __shared__ float decay;
 
   const int seq = blockIdx.x, head = blockIdx.y, tile = blockIdx.z;
@@ -39,11 +40,17 @@ __global__ void __launch_bounds__(kTileThreads, 2) MlstmCommitKernel(MlstmParams
     const int i = rg + r * S::kRowGroups;
     if (has_cols && i < p.dqk) c[r] = *reinterpret_cast<const uint4*>(st.c + int64_t(i) * p.dv + col0);
   }
+  // The gate pre-activations load in parallel; one thread then runs the short recurrence.
+  if (threadIdx.x < len) {
+    const int64_t in_row = int64_t(row0 + threadIdx.x) * p.proj_stride;
+    ig_s[threadIdx.x] = p.igate[in_row + head];
+    fg_s[threadIdx.x] = p.fgate[in_row + head];
+  }
+  __syncthreads();
   if (threadIdx.x == 0) {
     float m = *st.m, a = 1.0f;
     for (int t = 0; t < len; ++t) {
-      const int64_t in_row = int64_t(row0 + t) * p.proj_stride;
-      const GateFactors g = MlstmGates(p.igate[in_row + head], p.fgate[in_row + head], m, p.gate_cap);
+      const GateFactors g = MlstmGates(ig_s[t], fg_s[t], m, p.gate_cap);
       m = g.m;
       a *= g.f;
       for (int s = 0; s < t; ++s) weight[s] *= g.f;

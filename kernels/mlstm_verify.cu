@@ -32,7 +32,7 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
   __shared__ float part[S::kRowGroups][S::kCols + 1];
   __shared__ float num_s[kL][S::kCols];
   __shared__ float qk[kL][kL];  // q̂_t·k_s, then b_{ts} q̂_t·k_s
-  __shared__ float qn0[kL], decay[kL], denom[kL];
+  __shared__ float qn0[kL], decay[kL], denom[kL], ig_s[kL], fg_s[kL];
 
   const int seq = blockIdx.x, head = blockIdx.y, tile = blockIdx.z;
   const int row0 = p.seq_row_begin[seq];
@@ -56,6 +56,11 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
     q_s[e] = p.q[at] * scale;
     k_s[e] = p.k[at];
   }
+  if (threadIdx.x < len) {
+    const int64_t in_row = int64_t(row0 + threadIdx.x) * p.proj_stride;
+    ig_s[threadIdx.x] = p.igate[in_row + head];
+    fg_s[threadIdx.x] = p.fgate[in_row + head];
+  }
   __syncthreads();
   // Dots: (t, s) pairs with s <= t, then q̂_t·n0 as s = L; warp w takes dots w, w + 8, ...
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -78,8 +83,7 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
     // Sequential gates; b_{ts} kept as running products: after token t, w[s] = b_{ts}.
     float m = *st.m, a = 1.0f, w[kL];
     for (int t = 0; t < len; ++t) {
-      const int64_t in_row = int64_t(row0 + t) * p.proj_stride;
-      const GateFactors g = MlstmGates(p.igate[in_row + head], p.fgate[in_row + head], m, p.gate_cap);
+      const GateFactors g = MlstmGates(ig_s[t], fg_s[t], m, p.gate_cap);
       m = g.m;
       a *= g.f;
       float qn = a * qn0[t];

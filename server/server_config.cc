@@ -26,7 +26,7 @@ absl::Status Positive(const char* name, double v) {
 
 absl::Status ApplyServerConfigJson(const nlohmann::json& j, ServerConfig* c) {
   if (!j.is_object()) return absl::InvalidArgumentError("server config must be a JSON object");
-  static const char* kKeys[] = {"model", "model_name", "host", "port", "metrics_port", "device", "threads",
+  static const char* kKeys[] = {"model", "model_name", "host", "port", "metrics_port", "device", "state_dtype", "threads",
                                 "max_num_seqs", "max_queue", "max_prompt_tokens", "max_tokens",
                                 "default_max_tokens", "max_n", "max_message_bytes", "step_token_budget",
                                 "request_timeout_s", "shutdown_grace_s", "max_sessions", "session_ttl_s",
@@ -40,7 +40,8 @@ absl::Status ApplyServerConfigJson(const nlohmann::json& j, ServerConfig* c) {
   absl::Status st;
   for (absl::Status s : {Read(j, "model", &c->model), Read(j, "model_name", &c->model_name), Read(j, "host", &c->host),
                          Read(j, "port", &c->port), Read(j, "metrics_port", &c->metrics_port),
-                         Read(j, "device", &c->device), Read(j, "threads", &c->threads),
+                         Read(j, "device", &c->device), Read(j, "state_dtype", &c->state_dtype),
+                         Read(j, "threads", &c->threads),
                          Read(j, "max_num_seqs", &c->max_num_seqs), Read(j, "max_queue", &c->max_queue),
                          Read(j, "max_prompt_tokens", &c->max_prompt_tokens), Read(j, "max_tokens", &c->max_tokens),
                          Read(j, "default_max_tokens", &c->default_max_tokens), Read(j, "max_n", &c->max_n),
@@ -89,6 +90,9 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   if (c.max_sessions < 0 || c.prefix_cache_mb < 0 || c.num_draft < 0 || c.threads < 0 || c.shutdown_grace_s < 0) {
     return absl::InvalidArgumentError(
         "max_sessions, prefix_cache_mb, num_draft, threads and shutdown_grace_s must be >= 0");
+  }
+  if (c.state_dtype != "f32" && c.state_dtype != "bf16") {
+    return absl::InvalidArgumentError("state_dtype must be f32 or bf16, got \"" + c.state_dtype + "\"");
   }
   if (c.speculation != "off" && c.speculation != "on" && c.speculation != "auto") {
     return absl::InvalidArgumentError("speculation must be off, on or auto, got \"" + c.speculation + "\"");

@@ -16,6 +16,7 @@ struct ServerConfig {
   int port = 50051;         // 0: any free port (printed at start)
   int metrics_port = 9090;  // /metrics and /health over HTTP; -1: off; 0: any free port
   std::string device = "auto";
+  std::string state_dtype = "f32";  // f32 or bf16 (CUDA only)
   int threads = 0;
   int max_num_seqs = 8;
   int max_queue = 64;

@@ -44,6 +44,7 @@ TEST_CASE("validation rejects settings that would leave a resource unbounded or 
   rejects([](ServerConfig& c) { c.port = 70000; }, "port");
   rejects([](ServerConfig& c) { c.speculation = "sometimes"; }, "speculation");
   rejects([](ServerConfig& c) { c.shutdown_grace_s = -1; }, "shutdown_grace_s");
+  rejects([](ServerConfig& c) { c.state_dtype = "f16"; }, "state_dtype");
   CHECK(ValidateServerConfig(ServerConfig{}).ok());
 }
 
