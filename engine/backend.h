@@ -30,6 +30,9 @@ struct SequenceInput {
   // Speculative verify (DESIGN §4): leave the slot's state as it is and keep what Commit()
   // needs to advance it later by any prefix of `tokens`.
   bool defer_commit = false;
+  // The caller reads only ForwardOutput's argmax of this sequence's rows (greedy decoding):
+  // when every sequence of a call sets this, a backend may skip returning the logits.
+  bool argmax_only = false;
 };
 
 // Advances `slot` by the first `num_tokens` tokens of its last deferred Forward().
@@ -49,12 +52,18 @@ struct ForwardOutput {
   // after the one head 0 predicts.
   int num_mtp_heads = 0;
   std::vector<float> mtp_logits;
+  // Always filled: the argmax of every returned row (lowest index among ties, -1 when no logit
+  // is finite), and of every MTP head row, [rows, num_mtp_heads]. `logits` and `mtp_logits`
+  // are empty when every sequence of the call set argmax_only and the backend skipped them.
+  std::vector<int32_t> argmax;
+  std::vector<int32_t> mtp_argmax;
 
   std::span<const float> Row(int r) const {
     return {logits.data() + static_cast<size_t>(r) * vocab_size, static_cast<size_t>(vocab_size)};
   }
   // The logits after the last token of sequence `i`.
   std::span<const float> LastRow(int i) const { return Row(row_offset[i + 1] - 1); }
+  int32_t MtpArgmax(int r, int head) const { return mtp_argmax[static_cast<size_t>(r) * num_mtp_heads + head - 1]; }
   // Logits of MTP head `head` (1-based) at row `r`.
   std::span<const float> MtpRow(int r, int head) const {
     return {mtp_logits.data() + (static_cast<size_t>(r) * num_mtp_heads + head - 1) * vocab_size,

@@ -4,7 +4,6 @@
 #include <chrono>
 
 #include "engine/sampling/distribution.h"
-#include "engine/sampling/logprobs.h"
 #include "engine/sampling/sampler.h"
 #include "engine/speculative/draft_acceptance.h"
 #include "engine/speculative/draft_length_policy.h"
@@ -37,6 +36,20 @@ struct BatchDecoder::Sequence {
   std::vector<std::vector<float>> q;  // draft distributions (sampling only)
   std::vector<int32_t> inputs;        // this step's tokens
   int k = 0;                          // this step's draft length
+  // Plain greedy without logits for the callback: decoded from the backend's argmax alone.
+  bool argmax_only = sampler.plain_greedy() && !request.token_logits;
+
+  // The token after row `row` of `out`.
+  absl::StatusOr<int32_t> Next(const ForwardOutput& out, int row) {
+    if (!argmax_only) return sampler.Sample(out.Row(row), history());
+    if (out.argmax[row] < 0) return absl::InvalidArgumentError("decoder: no usable logit in a row (all NaN or -inf)");
+    return out.argmax[row];
+  }
+  // The logits row the token callback sees (empty for argmax-only sequences).
+  std::span<const float> CallbackLogits(const ForwardOutput& out, int row) const {
+    if (argmax_only && out.logits.empty()) return {};
+    return out.Row(row);
+  }
 
   TokenHistory history() const { return {request.prompt_ids, result.tokens}; }
   int remaining() const { return request.max_new_tokens - static_cast<int>(result.tokens.size()); }
@@ -87,8 +100,10 @@ absl::StatusOr<int> BatchDecoder::Add(int slot, const GenerationRequest& request
   if (request.max_new_tokens == 0) {
     seq->finished = true;
   } else {
-    ASSIGN_OR_RETURN(seq->pending, seq->sampler.Sample(prefill.Row(last_row), seq->history()));
-    if (!seq->Emit(seq->pending, prefill.Row(last_row)) && speculative) RETURN_IF_ERROR(Draft(*seq, prefill, last_row));
+    ASSIGN_OR_RETURN(seq->pending, seq->Next(prefill, last_row));
+    if (!seq->Emit(seq->pending, seq->CallbackLogits(prefill, last_row)) && speculative) {
+      RETURN_IF_ERROR(Draft(*seq, prefill, last_row));
+    }
   }
   const int id = next_id_++;
   sequences_[id] = std::move(seq);
@@ -101,11 +116,11 @@ absl::Status BatchDecoder::Draft(Sequence& seq, const ForwardOutput& out, int ro
   seq.drafts.clear();
   seq.q.resize(seq.max_draft);
   for (int head = 1; head <= seq.max_draft; ++head) {
-    const std::span<const float> logits = out.MtpRow(row, head);
     if (seq.sampler.greedy()) {
-      seq.drafts.push_back(Argmax(logits));
+      seq.drafts.push_back(out.MtpArgmax(row, head));
       continue;
     }
+    const std::span<const float> logits = out.MtpRow(row, head);
     RETURN_IF_ERROR(seq.sampler.Probabilities(logits, seq.history(), &seq.q[head - 1]));
     seq.drafts.push_back(SampleFromDistribution(seq.q[head - 1], seq.sampler.NextUniform()));
   }
@@ -120,20 +135,19 @@ absl::StatusOr<int> BatchDecoder::Accept(Sequence& seq, const ForwardOutput& out
   int accepted = 0;
   int32_t next = -1;
   for (int j = 0; j <= k; ++j) {
-    const std::span<const float> row = out.Row(first_row + j);
     if (j == k) {
-      ASSIGN_OR_RETURN(next, seq.sampler.Sample(row, seq.history()));
+      ASSIGN_OR_RETURN(next, seq.Next(out, first_row + j));
       break;
     }
     const int32_t draft = seq.inputs[j + 1];
     if (seq.sampler.greedy()) {
-      ASSIGN_OR_RETURN(const int32_t target, seq.sampler.Sample(row, seq.history()));
+      ASSIGN_OR_RETURN(const int32_t target, seq.Next(out, first_row + j));
       if (target != draft) {
         next = target;
         break;
       }
     } else {
-      RETURN_IF_ERROR(seq.sampler.Probabilities(row, seq.history(), &p));
+      RETURN_IF_ERROR(seq.sampler.Probabilities(out.Row(first_row + j), seq.history(), &p));
       const double u = seq.sampler.NextUniform();
       const double u_resample = seq.sampler.NextUniform();
       ASSIGN_OR_RETURN(const DraftVerdict verdict, JudgeSampledDraft(p, seq.q[j], draft, u, u_resample));
@@ -143,12 +157,12 @@ absl::StatusOr<int> BatchDecoder::Accept(Sequence& seq, const ForwardOutput& out
       }
     }
     ++accepted;
-    if (seq.Emit(draft, row)) {
+    if (seq.Emit(draft, seq.CallbackLogits(out, first_row + j))) {
       seq.ended_on_draft = true;
       return accepted;
     }
   }
-  if (!seq.Emit(next, out.Row(first_row + accepted))) seq.pending = next;
+  if (!seq.Emit(next, seq.CallbackLogits(out, first_row + accepted))) seq.pending = next;
   return accepted;
 }
 
@@ -172,6 +186,7 @@ absl::Status BatchDecoder::Step() {
     in.all_logits = s.max_draft > 0;
     in.mtp_heads = s.max_draft > 0;
     in.defer_commit = s.max_draft > 0;
+    in.argmax_only = s.argmax_only;
     batch.push_back(in);
     active.push_back(&s);
   }
@@ -186,8 +201,9 @@ absl::Status BatchDecoder::Step() {
     Sequence& s = *active[i];
     ++s.result.steps;
     if (s.max_draft == 0) {
-      ASSIGN_OR_RETURN(const int32_t next, s.sampler.Sample(out.LastRow(static_cast<int>(i)), s.history()));
-      if (!s.Emit(next, out.LastRow(static_cast<int>(i)))) s.pending = next;
+      const int row = out.row_offset[i + 1] - 1;
+      ASSIGN_OR_RETURN(const int32_t next, s.Next(out, row));
+      if (!s.Emit(next, s.CallbackLogits(out, row))) s.pending = next;
       continue;
     }
     const int first_row = out.row_offset[i];

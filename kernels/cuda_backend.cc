@@ -1,7 +1,8 @@
 // CudaBackend: the forward pass of engine/cpu/cpu_backend.cc on the GPU with the kernels of
 // this directory. Activations and state maths are fp32; the state is stored in fp32 or bf16.
-// Matrix products: bf16 weights through one cuBLAS bf16 tensor-core GEMM over the split pair of
-// the activations (launchers.h; the weights are read once, the products keep ~fp32
+// Matrix products: bf16 weights through the fp32 GEMV for one or two rows (decode at batch 1,
+// activations multiplied exactly; up to 8 rows for small matrices), else through one cuBLAS bf16 tensor-core GEMM over the split
+// pair of the activations (launchers.h; the weights are read once, the products keep ~fp32
 // accuracy); fp32 weights through the small-row GEMV (decode) or SGEMM without TF32.
 // Per block: RMSNorm -> stacked q/k/v/o/ĩ/f̃ GEMM -> mLSTM (step kernel when every sequence
 // has one token, else the recurrent kernel; gate soft cap inside) -> head norm * sigmoid(o) ->
@@ -62,6 +63,14 @@ class Scratch {
   };
   std::map<std::string, Buffer> buffers_;
 };
+
+// Rows up to which large bf16 matrices go through the fp32 GEMV: beyond, its FMAs (8 per
+// weight and row) fall behind the weight stream (measured on an H200 with the 7B shape: 62% of
+// the HBM floor at batch 1, 35% at batch 8, where the cuBLAS split-pair GEMM gives 54%).
+// Matrices of at most kSmallMatrixElems take it up to kGemvMaxRows rows: there a step is bound
+// by latency, and one kernel beats a GEMM plus its combine (small models, verify passes).
+constexpr int kBf16GemvMaxRows = 2;
+constexpr int64_t kSmallMatrixElems = int64_t{1} << 22;
 
 // Logits of at least this many bytes reach the host through pinned memory and a parallel
 // host copy: a pageable device-to-host copy ran at ~10 GB/s, 2.5 ms of a 20 ms step at batch
@@ -281,17 +290,38 @@ class CudaBackend final : public Backend {
     RETURN_IF_ERROR(profiler_.Mark("lm_head + soft cap", stream_));
     out->vocab_size = cfg.vocab_size;
     out->row_offset = trunk.row_offset;
-    out->logits.resize(size_t(n_picked) * cfg.vocab_size);
-    out->num_mtp_heads = 0;
-    out->mtp_logits.clear();
     ASSIGN_OR_RETURN(float* head_logits, RunMtpHeads(heads, d_ints + heads_at, store, z));
+    // Argmax of every trunk row, then of every head row ([head][sub-batch row]), in one buffer.
+    const int extra = head_logits != nullptr ? num_mtp_heads() : 0;
+    const int n_head_rows = extra * static_cast<int>(heads.picked.size());
+    ASSIGN_OR_RETURN(int32_t* d_argmax, Typed<int32_t>("argmax", size_t(n_picked) + n_head_rows));
+    CUDA_RETURN_IF_ERROR(ArgmaxRows(logits, n_picked, cfg.vocab_size, d_argmax, stream_));
+    if (extra > 0) {
+      CUDA_RETURN_IF_ERROR(ArgmaxRows(head_logits, n_head_rows, cfg.vocab_size, d_argmax + n_picked, stream_));
+    }
     if (profiler_.on) {
       CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
       RETURN_IF_ERROR(profiler_.Collect());
     }
     const auto copy_start = std::chrono::steady_clock::now();
-    RETURN_IF_ERROR(copier_.Copy(out->logits.data(), logits, out->logits.size() * sizeof(float), stream_));
-    if (head_logits != nullptr) RETURN_IF_ERROR(ScatterHeadLogits(batch, trunk, heads, head_logits, out));
+    argmax_host_.resize(size_t(n_picked) + n_head_rows);
+    RETURN_IF_ERROR(copier_.Copy(argmax_host_.data(), d_argmax, argmax_host_.size() * sizeof(int32_t), stream_));
+    out->argmax.assign(argmax_host_.begin(), argmax_host_.begin() + n_picked);
+    out->num_mtp_heads = extra;
+    ScatterHeadRows(batch, trunk, heads, argmax_host_.data() + n_picked, 1, &out->mtp_argmax);
+    bool argmax_only = true;
+    for (const SequenceInput& s : batch) argmax_only = argmax_only && s.argmax_only;
+    if (argmax_only) {
+      out->logits.clear();
+      out->mtp_logits.clear();
+    } else {
+      out->logits.resize(size_t(n_picked) * cfg.vocab_size);
+      RETURN_IF_ERROR(copier_.Copy(out->logits.data(), logits, out->logits.size() * sizeof(float), stream_));
+      head_logits_host_.resize(size_t(n_head_rows) * cfg.vocab_size);
+      RETURN_IF_ERROR(
+          copier_.Copy(head_logits_host_.data(), head_logits, head_logits_host_.size() * sizeof(float), stream_));
+      ScatterHeadRows(batch, trunk, heads, head_logits_host_.data(), cfg.vocab_size, &out->mtp_logits);
+    }
     if (profiler_.on) {
       profiler_.Add("logits to host",
                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - copy_start).count());
@@ -527,27 +557,27 @@ class CudaBackend final : public Backend {
     return logits;
   }
 
-  // Copies the heads' logits to out->mtp_logits, [row][head][vocab] over all of the batch's
-  // picked rows (zeros for sequences without heads). Synchronises the stream.
-  absl::Status ScatterHeadLogits(std::span<const SequenceInput> batch, const IndexPlan& trunk, const IndexPlan& heads,
-                                 const float* device_logits, ForwardOutput* out) {
-    const int extra = num_mtp_heads(), vocab = weights_->config.vocab_size;
-    const size_t n = heads.picked.size(), row_bytes = size_t(vocab) * sizeof(float);
-    head_logits_host_.resize(size_t(extra) * n * vocab);
-    RETURN_IF_ERROR(copier_.Copy(head_logits_host_.data(), device_logits, head_logits_host_.size() * sizeof(float), stream_));
-    out->num_mtp_heads = extra;
-    out->mtp_logits.assign(trunk.picked.size() * extra * vocab, 0.0f);
+  // Reorders per-head rows of `width` values from [head][sub-batch picked row] (host copies of
+  // RunMtpHeads' outputs) to ForwardOutput's [picked row][head] over all of the batch's picked
+  // rows; rows of sequences without heads are zeros. Empty without heads.
+  template <typename T>
+  void ScatterHeadRows(std::span<const SequenceInput> batch, const IndexPlan& trunk, const IndexPlan& heads,
+                       const T* src, size_t width, std::vector<T>* dst) const {
+    dst->clear();
+    if (heads.slots.empty()) return;
+    const int extra = num_mtp_heads();
+    const size_t n = heads.picked.size();
+    dst->assign(trunk.picked.size() * extra * width, T{});
     for (size_t i = 0, hs = 0; i < batch.size(); ++i) {
       if (!batch[i].mtp_heads) continue;
       for (int q = 0; q < trunk.row_offset[i + 1] - trunk.row_offset[i]; ++q) {
         for (int head = 1; head <= extra; ++head) {
-          std::memcpy(out->mtp_logits.data() + (size_t(trunk.row_offset[i] + q) * extra + head - 1) * vocab,
-                      head_logits_host_.data() + ((head - 1) * n + heads.row_offset[hs] + q) * vocab, row_bytes);
+          std::copy_n(src + ((head - 1) * n + heads.row_offset[hs] + q) * width, width,
+                      dst->data() + (size_t(trunk.row_offset[i] + q) * extra + head - 1) * width);
         }
       }
       ++hs;
     }
-    return absl::OkStatus();
   }
 
   bool Tiled() const {
@@ -646,6 +676,11 @@ class CudaBackend final : public Backend {
       if (bias) CUDA_RETURN_IF_ERROR(AddBias(y, bias, rows, n, stream_));
       return absl::OkStatus();
     }
+    const bool small = int64_t(n) * k <= kSmallMatrixElems;
+    if ((rows <= kBf16GemvMaxRows || (small && rows <= kGemvMaxRows)) && k % 8 == 0) {
+      CUDA_RETURN_IF_ERROR(GemvBf16SmallRows(x, w.data, bias, rows, n, k, accumulate, y, stream_));
+      return absl::OkStatus();
+    }
     // t: [2, rows, n] = (hi; lo) · wᵀ in one GEMM over 2 * rows columns (cuBLAS's view).
     ASSIGN_OR_RETURN(float* t, Typed<float>("gemm_pair", size_t(2) * rows * n));
     const float alpha = 1.0f, beta = 0.0f;
@@ -696,6 +731,7 @@ class CudaBackend final : public Backend {
   StageProfiler profiler_;
   std::vector<Deferred> deferred_;  // by slot
   std::vector<float> head_logits_host_;
+  std::vector<int32_t> argmax_host_;
 };
 
 }  // namespace

@@ -10,6 +10,7 @@
 //   GatherRowSegments: dst[dst_rows[i], :] = (src[src_rows[i], a:a+a_len], src[.., b:b+b_len])
 //                    grid (count), block 256 over the a_len + b_len columns
 //   SplitActivation: (hi, lo) pair of x                             1-D grid over count
+//   ArgmaxRows:      out[r] = argmax_c x[r, c]                      grid (rows), block 256 over c
 // Activations fp32 row-major; tables F32 or BF16; biases fp32; split pairs as in launchers.h.
 #include <cuda_bf16.h>
 
@@ -97,7 +98,45 @@ __global__ void SplitActivationKernel(const float* x, int64_t count, void* split
   StoreSplit(split, count, i, x[i]);
 }
 
+// Strict comparisons keep the lowest index among ties and skip NaN and -inf (engine/sampling's
+// Argmax on the host).
+__global__ void ArgmaxRowsKernel(const float* x, int n, int32_t* out) {
+  __shared__ float best_v[kThreads];
+  __shared__ int best_i[kThreads];
+  const float* row = x + int64_t(blockIdx.x) * n;
+  float v = -INFINITY;
+  int idx = -1;
+  for (int c = threadIdx.x; c < n; c += kThreads) {
+    if (row[c] > v) {
+      v = row[c];
+      idx = c;
+    }
+  }
+  best_v[threadIdx.x] = v;
+  best_i[threadIdx.x] = idx;
+  __syncthreads();
+  for (int stride = kThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) {
+      const float ov = best_v[threadIdx.x + stride];
+      const int oi = best_i[threadIdx.x + stride];
+      if (oi >= 0 && (ov > best_v[threadIdx.x] || (ov == best_v[threadIdx.x] && oi < best_i[threadIdx.x]) ||
+                      best_i[threadIdx.x] < 0)) {
+        best_v[threadIdx.x] = ov;
+        best_i[threadIdx.x] = oi;
+      }
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = best_i[0];
+}
+
 }  // namespace
+
+cudaError_t ArgmaxRows(const float* x, int rows, int n, int32_t* out, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  ArgmaxRowsKernel<<<rows, kThreads, 0, stream>>>(x, n, out);
+  return cudaGetLastError();
+}
 
 cudaError_t GatherRowSegments(const float* src, int64_t src_stride, int a, int a_len, int b, int b_len,
                               const int32_t* src_rows, const int32_t* dst_rows, int count, float* dst,

@@ -36,6 +36,9 @@ cudaError_t RmsNorm(const float* x, const float* w, const float* b, int rows, in
 constexpr int kGemvMaxRows = 8;
 cudaError_t GemvSmallRows(const float* x, const float* w, const float* bias, int rows, int n, int k, bool accumulate,
                           float* y, cudaStream_t stream);
+// The same for bf16 weights with fp32 activations (no split pair); needs k % 8 == 0.
+cudaError_t GemvBf16SmallRows(const float* x, const void* w, const float* bias, int rows, int n, int k,
+                              bool accumulate, float* y, cudaStream_t stream);
 
 // y[r, c] = t[r, c] + t[rows + r, c] (+ bias[c]) (+ y[r, c] when accumulate): the two halves
 // of a GEMM over a split pair. t: [2, rows, n], y: [rows, n], bias fp32 (nullable).
@@ -54,6 +57,10 @@ cudaError_t SplitActivation(const float* x, int64_t count, void* split, cudaStre
 
 // y[r, c] += bias[c], y: [rows, n] (the fp32 cuBLAS path).
 cudaError_t AddBias(float* y, const float* bias, int rows, int n, cudaStream_t stream);
+
+// out[r] = the index of the largest of x[r, 0..n) (lowest index among ties; -1 when none is
+// finite and above -inf, as engine/sampling's Argmax). x: [rows, n].
+cudaError_t ArgmaxRows(const float* x, int rows, int n, int32_t* out, cudaStream_t stream);
 
 // x[i] = cap * tanh(x[i] / cap).
 cudaError_t SoftCap(float* x, int64_t count, float cap, cudaStream_t stream);

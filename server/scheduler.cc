@@ -242,6 +242,7 @@ absl::Status Scheduler::StartSequence(const std::shared_ptr<Request>& request, i
   seq->slot = slot;
   seq->generation = request->generation;
   seq->generation.sampling.seed += static_cast<uint64_t>(index);
+  seq->generation.token_logits = request->logprobs > 0;
   seq->heads = decoder_.SpeculationEnabled(seq->generation);
   if (tokenizer_) seq->text = std::make_unique<StreamingDecoder>(*tokenizer_);
   const std::vector<int32_t>& prompt = seq->generation.prompt_ids;

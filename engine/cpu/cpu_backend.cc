@@ -5,6 +5,7 @@
 #include "engine/backend_validation.h"
 #include "engine/cpu/cpu_ops.h"
 #include "engine/cpu/mlstm_chunkwise.h"
+#include "engine/sampling/logprobs.h"
 
 namespace xlserve {
 
@@ -129,6 +130,14 @@ absl::Status CpuBackend::Forward(std::span<const SequenceInput> batch, ForwardOu
   out->num_mtp_heads = 0;
   out->mtp_logits.clear();
   if (any_heads) RunMtpHeads(batch, row_begin, z, picked, picked_seq, out);
+  // The logits stay: the CPU backend has them on the host anyway.
+  const size_t vocab = static_cast<size_t>(cfg.vocab_size);
+  out->argmax.resize(picked.size());
+  for (size_t r = 0; r < picked.size(); ++r) out->argmax[r] = Argmax({out->logits.data() + r * vocab, vocab});
+  out->mtp_argmax.resize(out->mtp_logits.size() / vocab);
+  for (size_t r = 0; r < out->mtp_argmax.size(); ++r) {
+    out->mtp_argmax[r] = Argmax({out->mtp_logits.data() + r * vocab, vocab});
+  }
   return absl::OkStatus();
 }
 

@@ -49,6 +49,11 @@ class Sampler {
   uint64_t draws_taken() const { return stream_.index(); }
   const SamplingParams& params() const { return params_; }
   bool greedy() const { return params_.temperature == 0.0f; }
+  // Greedy without penalties: the token is the argmax of the raw logits.
+  bool plain_greedy() const {
+    return greedy() && params_.repetition_penalty == 1.0f && params_.presence_penalty == 0.0f &&
+           params_.frequency_penalty == 0.0f;
+  }
 
  private:
   explicit Sampler(const SamplingParams& params) : params_(params), stream_(params.seed) {}

@@ -7,6 +7,7 @@
 #include "engine/backend_factory.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/model/model_weights.h"
+#include "engine/sampling/logprobs.h"
 #include "engine/state_cache.h"
 
 namespace xlserve {
@@ -216,6 +217,20 @@ TEST_CASE("the backend factory rejects unknown devices and state dtypes it canno
   CHECK(std::string(bf16_on_cpu.message()).find("CUDA") != std::string::npos);
   options.state_dtype = "f32";
   CHECK(CreateBackend(*weights, options).ok());
+}
+
+TEST_CASE("every returned row carries its argmax") {
+  auto weights = LoadModelWeights("tests/golden/models/f32_base");
+  REQUIRE(weights.ok());
+  auto backend = CpuBackend::Create(*weights, CpuBackendOptions{});
+  REQUIRE(backend.ok());
+  REQUIRE((*backend)->AllocateSlots(2).ok());
+  const std::vector<int32_t> a = {5, 6, 7}, b = {9};
+  const std::vector<SequenceInput> batch = {{0, a, true}, {1, b, false}};
+  ForwardOutput out;
+  REQUIRE((*backend)->Forward(batch, &out).ok());
+  REQUIRE(out.argmax.size() == 4);
+  for (int r = 0; r < 4; ++r) CHECK(out.argmax[r] == Argmax(out.Row(r)));
 }
 
 }  // namespace

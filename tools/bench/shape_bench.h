@@ -32,13 +32,14 @@ struct ShapeBenchOptions {
 };
 
 // Runs the measurements; returns one JSON object per row and appends the tables to `table`.
-// Decode rows: Forward() wall time per step (logits copied to the host included), the HBM
+// Decode rows: Forward() wall time per greedy step (argmax_only: the tokens reach the host,
+// not the logits), the HBM
 // floor ((matrix bytes + 2 x state bytes x batch) / copy bandwidth), the fraction reached, the
 // reference step time, and the largest stage of one profiled step with its share.
 // Prefill rows (bf16 state, batch 1): time to first token and the fraction of the tensor-core
 // roofline (2 x matrix parameters x tokens FLOPs at the measured GEMM rate).
-// Verify rows: a deferred verify pass of L tokens per sequence (every row's logits to the
-// host) plus the commit of all L, against a plain one-token step of the same batch.
+// Verify rows: a deferred greedy verify pass of L tokens per sequence (every row's argmax to
+// the host) plus the commit of all L, against a plain one-token step of the same batch.
 absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights> weights,
                                              const ShapeBenchOptions& options, std::string* table);
 

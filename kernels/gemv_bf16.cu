@@ -1,0 +1,129 @@
+// GemvBf16SmallRows: y[r, n] = sum_k x[r, k] * w[n, k] (+ bias[n]) (+ y[r, n]) for r < rows <=
+// kGemvMaxRows, bf16 weights and fp32 activations: the decode-step product at batch 1.
+//
+// Why not cuBLAS here: at one or two rows the product is a pass over w, bound by its bytes; this
+// kernel streams w with 16-byte loads at a higher fraction of HBM bandwidth than the bf16 GEMM
+// over the split pair (94% for the FFN's up projection of the 7B shape on an H200), and
+// multiplies the fp32 activations exactly (no hi/lo split). Its fp32 FMAs (8 per weight and
+// row) fall behind the weight stream beyond a few rows: the backend uses it for at most two.
+// Layout: x [rows, k] fp32 (row stride k, 16-byte aligned rows: k % 8 == 0), w [n, k] bf16
+// row-major, y [rows, n] fp32, bias fp32 (nullable).
+// Launch: block 256 threads = 8 warps. A block owns kOut consecutive outputs; its 8 warps split
+// k into 8 contiguous slices when k is large (kSplit = 8) or each take their own kOut outputs
+// (kSplit = 1). A lane reads 8 bf16 of each of its kOut weight rows per iteration and the
+// matching 8 fp32 of every activation row (x is tiny and stays in L1/L2), keeping kOut x rows
+// fp32 partial sums; warps reduce with shuffles, slices meet in shared memory. The summation
+// order depends only on k and n, never on rows: a row gives the same bits alone or in a batch.
+#include <cuda_bf16.h>
+
+#include "kernels/device_common.cuh"
+#include "kernels/launchers.h"
+
+namespace xlserve::kernels {
+namespace {
+
+constexpr int kWarps = 8;
+constexpr int kOut = 4;
+
+template <int kRows, int kSplit>
+__global__ void __launch_bounds__(32 * kWarps) GemvBf16Kernel(const float* x, const __nv_bfloat16* w,
+                                                              const float* bias, int n, int k, bool accumulate,
+                                                              float* y) {
+  constexpr int kGroups = kWarps / kSplit;  // output groups per block
+  __shared__ float partial[kWarps][kRows][kOut];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int group = warp / kSplit, slice = warp % kSplit;
+  const int out0 = (blockIdx.x * kGroups + group) * kOut;
+  const int chunks = k / 8;  // 8 bf16 = 16 bytes
+  const int per_slice = (chunks + kSplit - 1) / kSplit;
+  const int c_begin = slice * per_slice, c_end = min(chunks, c_begin + per_slice);
+
+  float acc[kRows][kOut];
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int o = 0; o < kOut; ++o) acc[r][o] = 0;
+  }
+  for (int c = c_begin + lane; c < c_end; c += 32) {
+    float wf[kOut][8];
+#pragma unroll
+    for (int o = 0; o < kOut; ++o) {
+      const int out = min(out0 + o, n - 1);  // rows past n read a valid row; their sums are dropped
+      const uint4 raw = __ldg(reinterpret_cast<const uint4*>(w + int64_t(out) * k) + c);
+      const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const float2 f = __bfloat1622float2(b[e]);
+        wf[o][2 * e] = f.x;
+        wf[o][2 * e + 1] = f.y;
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kRows; ++r) {
+      const float4* xr = reinterpret_cast<const float4*>(x + int64_t(r) * k) + 2 * c;
+      const float4 a = __ldg(xr), b = __ldg(xr + 1);
+      const float xv[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+      for (int o = 0; o < kOut; ++o) {
+#pragma unroll
+        for (int e = 0; e < 8; ++e) acc[r][o] += xv[e] * wf[o][e];
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+#pragma unroll
+    for (int o = 0; o < kOut; ++o) {
+      const float s = WarpSum(acc[r][o]);
+      if (lane == 0) partial[warp][r][o] = s;
+    }
+  }
+  __syncthreads();
+  // One thread per (group, row, output) adds the slices in order and writes y.
+  for (int t = threadIdx.x; t < kGroups * kRows * kOut; t += blockDim.x) {
+    const int g = t / (kRows * kOut), r = (t / kOut) % kRows, o = t % kOut;
+    const int out = (blockIdx.x * kGroups + g) * kOut + o;
+    if (out >= n) continue;
+    float s = bias ? bias[out] : 0.0f;
+    for (int sl = 0; sl < kSplit; ++sl) s += partial[g * kSplit + sl][r][o];
+    float* dst = y + int64_t(r) * n + out;
+    *dst = accumulate ? *dst + s : s;
+  }
+}
+
+template <int kRows>
+cudaError_t Launch(const float* x, const __nv_bfloat16* w, const float* bias, int n, int k, bool accumulate, float* y,
+                   cudaStream_t stream) {
+  // Split k across the warps when each warp would otherwise stream long rows alone: more
+  // loads in flight per output, and blocks enough to fill the GPU for small n.
+  if (k >= 8 * 32 * kWarps) {
+    const int blocks = (n + kOut - 1) / kOut;
+    GemvBf16Kernel<kRows, kWarps><<<blocks, 32 * kWarps, 0, stream>>>(x, w, bias, n, k, accumulate, y);
+  } else {
+    const int blocks = (n + kOut * kWarps - 1) / (kOut * kWarps);
+    GemvBf16Kernel<kRows, 1><<<blocks, 32 * kWarps, 0, stream>>>(x, w, bias, n, k, accumulate, y);
+  }
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+cudaError_t GemvBf16SmallRows(const float* x, const void* w, const float* bias, int rows, int n, int k,
+                              bool accumulate, float* y, cudaStream_t stream) {
+  if (k % 8 != 0) return cudaErrorInvalidValue;
+  const auto* wb = static_cast<const __nv_bfloat16*>(w);
+  switch (rows) {
+    case 0: return cudaSuccess;
+    case 1: return Launch<1>(x, wb, bias, n, k, accumulate, y, stream);
+    case 2: return Launch<2>(x, wb, bias, n, k, accumulate, y, stream);
+    case 3: return Launch<3>(x, wb, bias, n, k, accumulate, y, stream);
+    case 4: return Launch<4>(x, wb, bias, n, k, accumulate, y, stream);
+    case 5: return Launch<5>(x, wb, bias, n, k, accumulate, y, stream);
+    case 6: return Launch<6>(x, wb, bias, n, k, accumulate, y, stream);
+    case 7: return Launch<7>(x, wb, bias, n, k, accumulate, y, stream);
+    case 8: return Launch<8>(x, wb, bias, n, k, accumulate, y, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace xlserve::kernels
