@@ -10,9 +10,11 @@
 // GEMM added to the residual.
 // Self-speculation (DESIGN §4): MTP heads run on the residual stream after the trunk's first
 // trunk_layers blocks, gathered densely for the sequences that ask for them. A deferred
-// forward leaves its slots' states unwritten and keeps each layer's k, v, ĩ, f̃ rows in a
-// per-slot store; Commit() advances each state by a prefix of them with the recurrent kernel
-// (one read and one write of C, whatever the prefix length).
+// forward leaves its slots' states unwritten and keeps each layer's k, v, ĩ, f̃ rows in one of
+// two halves of a per-slot store. Commit() only records how many of them to apply: the slot's
+// next verify applies them inside its own pass over the state (fused commit: one read and one
+// write of C per speculative step), and anything else that needs the state (a plain step,
+// ReadSlot) applies them first with the commit kernel.
 #include "kernels/cuda_backend.h"
 
 #include <cublas_v2.h>
@@ -215,6 +217,9 @@ class CudaBackend final : public Backend {
 
   absl::Status ReadSlot(int slot, std::span<float> out) const override {
     RETURN_IF_ERROR(CheckSlot(slot, static_cast<int64_t>(out.size())));
+    // A reader sees the committed state: a recorded commit is applied first. (The backend
+    // object itself is not const; only this call's contract is.)
+    RETURN_IF_ERROR(const_cast<CudaBackend*>(this)->ApplyPendingCommits({slot}));
     return states_.Read(slot, out, stream_);
   }
 
@@ -234,22 +239,40 @@ class CudaBackend final : public Backend {
                                           std::to_string(s.tokens.size()));
       }
     }
-    RETURN_IF_ERROR(profiler_.Mark("start", stream_));
     const int d = cfg.hidden_size;
     // The trunk's batch and the heads' sub-batch (sequences with mtp_heads, rows gathered
     // densely), with every index array packed into one upload.
     IndexPlan trunk, heads;
     std::vector<int32_t> head_rows;  // rows of x that the heads' sub-batch takes
     std::vector<int32_t> tokens;
-    for (const SequenceInput& s : batch) {
+    // A recorded commit rides along with the slot's next verify when the tiled kernels run it
+    // and the same layers run (heads or not); otherwise it is applied now.
+    std::vector<int> apply_now;
+    std::vector<bool> fused(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const SequenceInput& s = batch[i];
+      const Deferred& d = deferred_[s.slot];
+      fused[i] = d.pending > 0 && s.defer_commit && Tiled() && d.pending_heads == s.mtp_heads;
+      if (d.pending > 0 && !fused[i]) apply_now.push_back(s.slot);
+    }
+    RETURN_IF_ERROR(ApplyPendingCommits(apply_now));
+    RETURN_IF_ERROR(profiler_.Mark("start", stream_));
+    bool any_fused = false;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const SequenceInput& s = batch[i];
       const int first = static_cast<int>(tokens.size());
       tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
-      trunk.AddSequence(s, StoreRow(s.slot, 0));
+      Deferred& d = deferred_[s.slot];
+      const int half = 1 - d.half;  // never the half a fused commit reads
+      const int pend = fused[i] ? d.pending : 0;
+      const int32_t pend_row = StoreRow(s.slot, d.pending_half, 0);
+      any_fused = any_fused || pend > 0;
+      trunk.AddSequence(s, StoreRow(s.slot, half, 0), pend_row, pend);
       if (s.mtp_heads) {
         for (int t = 0; t < static_cast<int>(s.tokens.size()); ++t) head_rows.push_back(first + t);
-        heads.AddSequence(s, StoreRow(s.slot, 0));
+        heads.AddSequence(s, StoreRow(s.slot, half, 0), pend_row, pend);
       }
-      deferred_[s.slot] = s.defer_commit ? Deferred{static_cast<int>(s.tokens.size()), s.mtp_heads} : Deferred{};
+      d = s.defer_commit ? Deferred{static_cast<int>(s.tokens.size()), s.mtp_heads, half} : Deferred{};
     }
     const int rows = static_cast<int>(tokens.size());
     const int n_picked = static_cast<int>(trunk.picked.size());
@@ -267,7 +290,11 @@ class CudaBackend final : public Backend {
     if (any_deferred) {
       ASSIGN_OR_RETURN(store, DeferredStore());
     }
-    const Indices idx = trunk.Resolve(d_ints + trunk_at, store);
+    Indices idx = trunk.Resolve(d_ints + trunk_at, store);
+    if (any_fused) {
+      ASSIGN_OR_RETURN(idx.commit_factors,
+                       Typed<float>("commit_factors", size_t(idx.deferred.count) * cfg.num_heads * kCommitFactorStride));
+    }
     const int32_t* d_tokens = d_ints;
     const int32_t* d_head_rows = d_ints + rows;
 
@@ -290,7 +317,7 @@ class CudaBackend final : public Backend {
     RETURN_IF_ERROR(profiler_.Mark("lm_head + soft cap", stream_));
     out->vocab_size = cfg.vocab_size;
     out->row_offset = trunk.row_offset;
-    ASSIGN_OR_RETURN(float* head_logits, RunMtpHeads(heads, d_ints + heads_at, store, z));
+    ASSIGN_OR_RETURN(float* head_logits, RunMtpHeads(heads, d_ints + heads_at, store, idx.commit_factors, z));
     // Argmax of every trunk row, then of every head row ([head][sub-batch row]), in one buffer.
     const int extra = head_logits != nullptr ? num_mtp_heads() : 0;
     const int n_head_rows = extra * static_cast<int>(heads.picked.size());
@@ -338,23 +365,39 @@ class CudaBackend final : public Backend {
                                              " deferred tokens, cannot commit " + std::to_string(c.num_tokens));
       }
     }
+    // Recorded only; a deferred forward applied or fused any earlier commit of its slot, so
+    // none is pending when tokens are.
+    for (const CommitInput& c : commits) {
+      Deferred& d = deferred_[c.slot];
+      if (c.num_tokens > 0) {
+        d.pending = c.num_tokens;
+        d.pending_heads = d.heads;
+        d.pending_half = d.half;
+      }
+      d.tokens = 0;
+    }
+    return absl::OkStatus();
+  }
+
+  // Applies the recorded commits of `slots` to their states with the commit kernel.
+  absl::Status ApplyPendingCommits(const std::vector<int>& slots) {
     // Sequences whose heads ran first: the head layers commit only those.
-    std::vector<CommitInput> order;
+    std::vector<int> order;
     for (int with_heads : {1, 0}) {
-      for (const CommitInput& c : commits) {
-        if (c.num_tokens > 0 && deferred_[c.slot].heads == (with_heads == 1)) order.push_back(c);
+      for (int slot : slots) {
+        if (deferred_[slot].pending > 0 && deferred_[slot].pending_heads == (with_heads == 1)) order.push_back(slot);
       }
     }
+    if (order.empty()) return absl::OkStatus();
     int num_with_heads = 0;
     std::vector<int32_t> packed;  // row begin, row end (in the store), slot
-    for (const CommitInput& c : order) {
-      num_with_heads += deferred_[c.slot].heads ? 1 : 0;
-      packed.push_back(StoreRow(c.slot, 0));
+    for (int slot : order) {
+      num_with_heads += deferred_[slot].pending_heads ? 1 : 0;
+      packed.push_back(StoreRow(slot, deferred_[slot].pending_half, 0));
     }
-    for (const CommitInput& c : order) packed.push_back(StoreRow(c.slot, c.num_tokens));
-    for (const CommitInput& c : order) packed.push_back(c.slot);
-    for (const CommitInput& c : commits) deferred_[c.slot] = Deferred{};
-    if (order.empty()) return absl::OkStatus();
+    for (int slot : order) packed.push_back(StoreRow(slot, deferred_[slot].pending_half, deferred_[slot].pending));
+    for (int slot : order) packed.push_back(slot);
+    for (int slot : order) deferred_[slot].pending = 0;
     RETURN_IF_ERROR(profiler_.Mark("start", stream_));
     ASSIGN_OR_RETURN(int32_t* d_ints, Typed<int32_t>("commit_ints", packed.size()));
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_ints, packed.data(), packed.size() * sizeof(int32_t),
@@ -388,6 +431,9 @@ class CudaBackend final : public Backend {
     const int32_t* slots;  // ... in the state slot slots[i]
     int count;
     int max_tokens;
+    const int32_t* pend_begin = nullptr;  // a fused commit's rows in the store (deferred subset)
+    const int32_t* pend_end = nullptr;
+    bool any_pending = false;
   };
   struct Indices {
     const int32_t* row_begin;  // [num_seqs + 1]
@@ -398,18 +444,24 @@ class CudaBackend final : public Backend {
     const int32_t* defer_dst;  // ... and where the store keeps their mLSTM inputs (StoreRow)
     int num_defer_rows;
     float* store;
+    float* commit_factors;  // [deferred count, heads, kCommitFactorStride] when deferred.any_pending
     int num_seqs;
     DeviceSubset deferred, plain;  // the sequences with and without defer_commit
   };
 
   struct Subset {
     std::vector<int32_t> begin, end, slots;
+    std::vector<int32_t> pend_begin, pend_end;  // rows of a fused commit in the store (may be empty)
     int max_tokens = 0;
-    void Add(int first, int n, int slot) {
+    bool any_pending = false;
+    void Add(int first, int n, int slot, int32_t pend_row, int pend) {
       begin.push_back(first);
       end.push_back(first + n);
       slots.push_back(slot);
+      pend_begin.push_back(pend_row);
+      pend_end.push_back(pend_row + pend);
       max_tokens = std::max(max_tokens, n);
+      any_pending = any_pending || pend > 0;
     }
   };
 
@@ -420,14 +472,16 @@ class CudaBackend final : public Backend {
     Subset deferred, plain;
 
     int rows() const { return row_begin.back(); }
-    void AddSequence(const SequenceInput& s, int32_t store_row) {
+    // store_row: where a deferred sequence's inputs go; pend_row, pend: the rows of the slot's
+    // commit that this forward applies (fused), if any.
+    void AddSequence(const SequenceInput& s, int32_t store_row, int32_t pend_row, int pend) {
       const int first = rows(), n = static_cast<int>(s.tokens.size());
       for (int r = s.all_logits ? first : first + n - 1; r < first + n; ++r) picked.push_back(r);
       row_offset.push_back(static_cast<int>(picked.size()));
       row_begin.push_back(first + n);
       slots.push_back(s.slot);
       defer.push_back(s.defer_commit ? 1 : 0);
-      (s.defer_commit ? deferred : plain).Add(first, n, s.slot);
+      (s.defer_commit ? deferred : plain).Add(first, n, s.slot, pend_row, s.defer_commit ? pend : 0);
       for (int t = 0; s.defer_commit && t < n; ++t) {
         defer_src.push_back(first + t);
         defer_dst.push_back(store_row + t);
@@ -435,7 +489,8 @@ class CudaBackend final : public Backend {
     }
     void AppendTo(std::vector<int32_t>* packed) const {
       for (const auto* v : {&row_begin, &slots, &picked, &defer, &defer_src, &defer_dst, &deferred.begin,
-                            &deferred.end, &deferred.slots, &plain.begin, &plain.end, &plain.slots}) {
+                            &deferred.end, &deferred.slots, &deferred.pend_begin, &deferred.pend_end, &plain.begin,
+                            &plain.end, &plain.slots, &plain.pend_begin, &plain.pend_end}) {
         packed->insert(packed->end(), v->begin(), v->end());
       }
     }
@@ -450,21 +505,28 @@ class CudaBackend final : public Backend {
       idx.defer_dst = idx.defer_src + defer_src.size();
       idx.num_defer_rows = static_cast<int>(defer_src.size());
       idx.store = store;
+      idx.commit_factors = nullptr;
       idx.num_seqs = static_cast<int>(slots.size());
       const int32_t* next = idx.defer_dst + defer_dst.size();
       for (auto [host, dev] : {std::pair{&deferred, &idx.deferred}, std::pair{&plain, &idx.plain}}) {
         const int n = static_cast<int>(host->slots.size());
-        *dev = DeviceSubset{next, next + n, next + 2 * n, n, host->max_tokens};
-        next += 3 * n;
+        *dev = DeviceSubset{next, next + n, next + 2 * n, n, host->max_tokens, next + 3 * n, next + 4 * n,
+                            host->any_pending};
+        next += 5 * n;
       }
       return idx;
     }
   };
 
-  // What a slot's last deferred forward left for Commit().
+  // What a slot's deferred forwards left: the inputs of the last one (for Commit()), and a
+  // commit recorded but not yet applied to the state.
   struct Deferred {
     int tokens = 0;
     bool heads = false;  // the head layers ran too
+    int half = 0;        // the store half holding its inputs
+    int pending = 0;     // committed tokens not yet in the state (from half pending_half)
+    bool pending_heads = false;
+    int pending_half = 0;
   };
 
   // Where q, k, v, ĩ, f̃ sit in a row of a buffer that feeds the mLSTM kernels.
@@ -474,7 +536,8 @@ class CudaBackend final : public Backend {
   };
   MlstmColumns ProjMlstmColumns() const { return {cols_.q, cols_.k, cols_.v, cols_.igate, cols_.fgate, cols_.width}; }
 
-  // The store of deferred mLSTM inputs: [slot][layer][kMaxDeferredTokens][k | v | ĩ | f̃].
+  // The store of deferred mLSTM inputs: [slot][half][layer][kMaxDeferredTokens][k | v | ĩ | f̃];
+  // two halves, so that a verify writes its inputs while the previous one's are applied.
   int StoreWidth() const {
     const ModelConfig& cfg = weights_->config;
     return cfg.qk_dim() + cfg.v_dim() + 2 * cfg.num_heads;
@@ -486,10 +549,13 @@ class CudaBackend final : public Backend {
   }
   // Row of token t of `slot` in layer 0's view of the store; layer l's view starts
   // StoreLayerOffset(l) floats later.
-  int32_t StoreRow(int slot, int t) const { return (slot * layout_.num_layers) * kMaxDeferredTokens + t; }
+  int32_t StoreRow(int slot, int half, int t) const {
+    return ((slot * 2 + half) * layout_.num_layers) * kMaxDeferredTokens + t;
+  }
   int64_t StoreLayerOffset(int layer) const { return int64_t(layer) * kMaxDeferredTokens * StoreWidth(); }
   absl::StatusOr<float*> DeferredStore() {
-    return Typed<float>("deferred", size_t(states_.num_slots()) * layout_.num_layers * kMaxDeferredTokens * StoreWidth());
+    return Typed<float>("deferred",
+                        size_t(states_.num_slots()) * 2 * layout_.num_layers * kMaxDeferredTokens * StoreWidth());
   }
 
   MlstmParams LayerParams(int layer, const float* base, const MlstmColumns& c, float* h, const int32_t* row_begin,
@@ -535,11 +601,13 @@ class CudaBackend final : public Backend {
 
   // Runs heads 1..n-1 on z (the sub-batch's rows of the residual stream the heads read);
   // returns their logits [head][picked row][vocab] on the device, or null without head sequences.
-  absl::StatusOr<float*> RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, const float* z) {
+  absl::StatusOr<float*> RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, float* commit_factors,
+                                     const float* z) {
     if (plan.slots.empty()) return nullptr;
     const ModelConfig& cfg = weights_->config;
     const int d = cfg.hidden_size, rows = plan.rows(), n = static_cast<int>(plan.picked.size());
-    const Indices idx = plan.Resolve(at, store);
+    Indices idx = plan.Resolve(at, store);
+    idx.commit_factors = commit_factors;
     ASSIGN_OR_RETURN(float* hx, Typed<float>("head_x", size_t(rows) * d));
     ASSIGN_OR_RETURN(float* logits, Typed<float>("head_logits", size_t(num_mtp_heads()) * n * cfg.vocab_size));
     for (int head = 1; head <= num_mtp_heads(); ++head) {
@@ -597,6 +665,22 @@ class CudaBackend final : public Backend {
     }
     if (idx.deferred.count > 0) {
       MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.deferred);
+      if (idx.deferred.any_pending) {
+        // The fused commit: n, m and the factors first, then the verify applies them to C.
+        const float* base = idx.store + StoreLayerOffset(layer);
+        const MlstmColumns sc = StoreColumns();
+        MlstmParams f = LayerParams(layer, base, sc, nullptr, idx.deferred.pend_begin, idx.deferred.slots,
+                                    idx.deferred.count);
+        f.seq_row_end = idx.deferred.pend_end;
+        f.pend_coef = idx.commit_factors;
+        CUDA_RETURN_IF_ERROR(MlstmCommitFactors(f, stream_));
+        p.pend_k = base + sc.k;
+        p.pend_v = base + sc.v;
+        p.pend_stride = sc.stride;
+        p.pend_begin = idx.deferred.pend_begin;
+        p.pend_end = idx.deferred.pend_end;
+        p.pend_coef = idx.commit_factors;
+      }
       CUDA_RETURN_IF_ERROR(MlstmVerify(p, idx.deferred.max_tokens, stream_));
       RETURN_IF_ERROR(profiler_.Mark("mlstm verify", stream_));
     }

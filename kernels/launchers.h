@@ -113,6 +113,16 @@ struct MlstmParams {
   // [num_seqs] (nullable): a sequence with a non-zero entry computes h from its state but leaves
   // the state unwritten (speculative verify, DESIGN §4).
   const int32_t* seq_defer = nullptr;
+  // A pending commit fused into MlstmVerify (nullable): before its own rows, sequence s applies
+  // rows [pend_begin[s], pend_end[s]) of pend_k / pend_v (row stride pend_stride) to its state
+  // with the factors at pend_coef[(s * heads + h) * kCommitFactorStride] (the decay of the state,
+  // then one weight per row) that MlstmCommitFactors wrote, and writes C back.
+  const float* pend_k = nullptr;
+  const float* pend_v = nullptr;
+  int64_t pend_stride = 0;
+  const int32_t* pend_begin = nullptr;
+  const int32_t* pend_end = nullptr;
+  float* pend_coef = nullptr;
   int num_seqs;
   int heads;
   int dqk;
@@ -140,5 +150,9 @@ constexpr int kMaxVerifyTokens = 8;
 cudaError_t MlstmVerify(const MlstmParams& p, int max_tokens, cudaStream_t stream);
 // Advances each state by all of its sequence's rows in one update (mlstm_commit.cu).
 cudaError_t MlstmCommit(const MlstmParams& p, cudaStream_t stream);
+// The n and m half of that update, plus the factors a verify applies to C when it fuses the
+// commit (p.pend_coef, [num_seqs, heads, kCommitFactorStride]); mlstm_normalizer.cu.
+constexpr int kCommitFactorStride = 1 + kMaxVerifyTokens;
+cudaError_t MlstmCommitFactors(const MlstmParams& p, cudaStream_t stream);
 
 }  // namespace xlserve::kernels

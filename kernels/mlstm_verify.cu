@@ -9,6 +9,10 @@
 //   h_t    = (a_t q̂_tᵀC0 + Σ_{s<=t} b_{ts} (q̂_t·k_s) v_sᵀ)
 //            / (max(|a_t q̂_t·n0 + Σ_{s<=t} b_{ts} (q̂_t·k_s)|, e^{-m_t}) + eps)
 // All factors lie in [0, 1]: the stabiliser keeps the products finite.
+// Fused commit (MlstmParams::pend_*): a sequence whose previous verify was committed but not yet
+// applied first advances C by those A rows, C0 <- a_A C0 + Σ_s b_{As} k_s v_sᵀ with the factors
+// MlstmCommitFactors wrote (it has already advanced n and m), in mlstm_commit.cu's order of
+// operations, and writes C back: one read and one write of the state per speculative step.
 // Shapes/layout: q, k, v, gates are column slices of [rows, proj_stride] fp32; h [rows,
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16.
 // Launch: grid (num_seqs, heads, ceil(dv / kCols)), block kTileThreads, the tiling of
@@ -26,9 +30,11 @@ namespace {
 template <typename T, int kRows, int kL>
 __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKernel(MlstmParams p) {
   using S = TileShape<T>;
-  extern __shared__ float smem[];  // q̂ [L, dqk], then k [L, dqk]
+  extern __shared__ float smem[];  // q̂ [L, dqk], k [L, dqk], then b_{As} k_s [A, dqk] of a fused commit
   float* q_s = smem;
   float* k_s = smem + kL * p.dqk;
+  float* wk_p = k_s + kL * p.dqk;
+  __shared__ float v_p[kMaxVerifyTokens][S::kCols];
   __shared__ float part[S::kRowGroups][S::kCols + 1];
   __shared__ float num_s[kL][S::kCols];
   __shared__ float qk[kL][kL];  // q̂_t·k_s, then b_{ts} q̂_t·k_s
@@ -49,6 +55,18 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
     const int i = rg + r * S::kRowGroups;
     if (has_cols && i < p.dqk) c[r] = *reinterpret_cast<const uint4*>(st.c + int64_t(i) * p.dv + col0);
   }
+  const int pend = p.pend_coef != nullptr ? p.pend_end[seq] - p.pend_begin[seq] : 0;
+  const float* coef = p.pend_coef + (int64_t(seq) * p.heads + head) * kCommitFactorStride;
+  for (int e = threadIdx.x; e < pend * p.dqk; e += kTileThreads) {
+    const int t = e / p.dqk, i = e % p.dqk;
+    wk_p[e] = coef[1 + t] * p.pend_k[int64_t(p.pend_begin[seq] + t) * p.pend_stride + int64_t(head) * p.dqk + i];
+  }
+  for (int e = threadIdx.x; e < pend * S::kCols; e += kTileThreads) {
+    const int t = e / S::kCols, j = tile * S::kCols + e % S::kCols;
+    v_p[t][e % S::kCols] =
+        j < p.dv ? p.pend_v[int64_t(p.pend_begin[seq] + t) * p.pend_stride + int64_t(head) * p.dv + j] : 0.0f;
+  }
+  const float pend_decay = pend > 0 ? coef[0] : 1.0f;
   const float scale = rsqrtf(static_cast<float>(p.dqk));
   for (int e = threadIdx.x; e < len * p.dqk; e += kTileThreads) {
     const int t = e / p.dqk, i = e % p.dqk;
@@ -110,6 +128,19 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
     if (has_cols && i < p.dqk) {
       float cf[S::kVec];
       Unpack(c[r], cf, T{});
+      if (pend > 0) {
+#pragma unroll
+        for (int e = 0; e < S::kVec; ++e) cf[e] *= pend_decay;
+        for (int t = 0; t < pend; ++t) {
+          const float wk = wk_p[t * p.dqk + i];
+#pragma unroll
+          for (int e = 0; e < S::kVec; ++e) cf[e] += wk * v_p[t][cg * S::kVec + e];
+        }
+        // The verify reads the state as stored: the same rounding as after an unfused commit.
+        const uint4 stored = Pack(cf, T{});
+        *reinterpret_cast<uint4*>(st.c + int64_t(i) * p.dv + col0) = stored;
+        Unpack(stored, cf, T{});
+      }
 #pragma unroll
       for (int t = 0; t < kL; ++t) {
         if (t < len) {
@@ -151,7 +182,7 @@ template <typename T, int kL>
 cudaError_t LaunchVerify(const MlstmParams& p, cudaStream_t stream) {
   using S = TileShape<T>;
   const dim3 grid(p.num_seqs, p.heads, (p.dv + S::kCols - 1) / S::kCols);
-  const size_t smem = 2 * size_t(kL) * p.dqk * sizeof(float);
+  const size_t smem = (2 * size_t(kL) + (p.pend_coef != nullptr ? kMaxVerifyTokens : 0)) * p.dqk * sizeof(float);
   switch (TileRows<T>(p.dqk)) {
     case 1: MlstmVerifyKernel<T, 1, kL><<<grid, kTileThreads, smem, stream>>>(p); break;
     case 2: MlstmVerifyKernel<T, 2, kL><<<grid, kTileThreads, smem, stream>>>(p); break;

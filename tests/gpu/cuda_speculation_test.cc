@@ -104,6 +104,44 @@ TEST_CASE("a deferred verify then commit(a) equals stepping a tokens one by one 
   SECTION("bf16 state") { testing::CheckDeferredCommitEqualsStepping(CudaFactory(DType::kBF16), 3e-2); }
 }
 
+TEST_CASE("a commit fused into the next verify gives the bits of a commit applied on its own") {
+  for (DType state : {DType::kF32, DType::kBF16}) {
+    INFO("state " << (state == DType::kF32 ? "f32" : "bf16"));
+    auto weights = MakeMtpModel(MtpHeadType::kMlstmBlock, false, 13);
+    auto fused = CudaFactory(state)(weights, 2);
+    auto apart = CudaFactory(state)(weights, 2);
+    const std::vector<int32_t> prompt = RandomPrompt(9, 1), v1 = RandomPrompt(4, 2), v2 = RandomPrompt(3, 3);
+    ForwardOutput out_fused, out_apart;
+    for (Backend* b : {fused.get(), apart.get()}) {
+      const std::vector<SequenceInput> prefill = {{0, prompt, false, true, false}, {1, v2, false, true, false}};
+      REQUIRE(b->Forward(prefill, &out_fused).ok());
+      const std::vector<SequenceInput> verify = {{0, v1, true, true, true}, {1, v1, true, true, true}};
+      REQUIRE(b->Forward(verify, &out_fused).ok());
+      const std::vector<CommitInput> commits = {{0, 3}, {1, 1}};
+      REQUIRE(b->Commit(commits).ok());
+    }
+    // Reading a slot applies its commit with the commit kernel; the other backend's next
+    // verify applies the same commit inside the verify kernel.
+    std::vector<float> st(apart->state_layout().slot_floats());
+    REQUIRE(apart->ReadSlot(0, st).ok());
+    REQUIRE(apart->ReadSlot(1, st).ok());
+    const std::vector<SequenceInput> next = {{0, v2, true, true, true}, {1, v2, true, true, true}};
+    REQUIRE(fused->Forward(next, &out_fused).ok());
+    REQUIRE(apart->Forward(next, &out_apart).ok());
+    CHECK(out_fused.logits == out_apart.logits);
+    CHECK(out_fused.mtp_logits == out_apart.mtp_logits);
+    const std::vector<CommitInput> commits = {{0, 2}, {1, 3}};
+    REQUIRE(fused->Commit(commits).ok());
+    REQUIRE(apart->Commit(commits).ok());
+    for (int slot = 0; slot < 2; ++slot) {
+      std::vector<float> a(st.size()), b(st.size());
+      REQUIRE(fused->ReadSlot(slot, a).ok());
+      REQUIRE(apart->ReadSlot(slot, b).ok());
+      CHECK(a == b);
+    }
+  }
+}
+
 TEST_CASE("greedy speculation on the GPU gives exactly the tokens of plain decoding") {
   testing::CheckGreedySpeculationIsLossless(CudaFactory(DType::kF32));
 }
