@@ -1,9 +1,10 @@
 // CudaBackend: the forward pass of engine/cpu/cpu_backend.cc on the GPU with the kernels of
 // this directory. Activations and state maths are fp32; the state is stored in fp32 or bf16.
 // Matrix products: bf16 weights through the fp32 GEMV for one or two rows (decode at batch 1,
-// activations multiplied exactly; up to 8 rows for small matrices), else through one cuBLAS bf16 tensor-core GEMM over the split
-// pair of the activations (launchers.h; the weights are read once, the products keep ~fp32
-// accuracy); fp32 weights through the small-row GEMV (decode) or SGEMM without TF32.
+// activations multiplied exactly; up to 8 rows for small matrices), else through one bf16
+// tensor-core GEMM over the split pair of the activations (launchers.h; the weights are read
+// once, the products keep ~fp32 accuracy) in cuBLASLt with a timed choice of algorithm per
+// shape (gemm_lt.h); fp32 weights through the small-row GEMV (decode) or SGEMM without TF32.
 // Per block: RMSNorm -> stacked q/k/v/o/ĩ/f̃ GEMM -> mLSTM (step kernel when every sequence
 // has one token, else the recurrent kernel; gate soft cap inside) -> head norm * sigmoid(o) ->
 // out_proj GEMM added to the residual -> RMSNorm -> stacked up_gate/up GEMM -> SwiGLU -> down
@@ -33,6 +34,7 @@
 #include "engine/util/status_macros.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_weights.h"
+#include "kernels/gemm_lt.h"
 #include "kernels/launchers.h"
 #include "kernels/state_pool.h"
 
@@ -177,6 +179,7 @@ class CudaBackend final : public Backend {
 
   ~CudaBackend() override {
     dev_.reset();
+    lt_.reset();
     if (cublas_) cublasDestroy(cublas_);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -188,6 +191,7 @@ class CudaBackend final : public Backend {
     CUBLAS_RETURN_IF_ERROR(cublasSetStream(cublas_, stream_));
     CUBLAS_RETURN_IF_ERROR(cublasSetMathMode(cublas_, CUBLAS_DEFAULT_MATH));  // no TF32 for SGEMM
     ASSIGN_OR_RETURN(dev_, DeviceWeights::Upload(*weights_));
+    ASSIGN_OR_RETURN(lt_, LtGemm::Create());
     return absl::OkStatus();
   }
 
@@ -767,10 +771,7 @@ class CudaBackend final : public Backend {
     }
     // t: [2, rows, n] = (hi; lo) · wᵀ in one GEMM over 2 * rows columns (cuBLAS's view).
     ASSIGN_OR_RETURN(float* t, Typed<float>("gemm_pair", size_t(2) * rows * n));
-    const float alpha = 1.0f, beta = 0.0f;
-    CUBLAS_RETURN_IF_ERROR(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, 2 * rows, k, &alpha, w.data,
-                                        CUDA_R_16BF, k, x_split, CUDA_R_16BF, k, &beta, t, CUDA_R_32F, n,
-                                        CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    RETURN_IF_ERROR(lt_->Run(w.data, n, k, x_split, 2 * rows, t, stream_));
     CUDA_RETURN_IF_ERROR(CombineSplit(t, bias, rows, n, accumulate, y, stream_));
     return absl::OkStatus();
   }
@@ -809,6 +810,7 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t cublas_ = nullptr;
   std::unique_ptr<DeviceWeights> dev_;
+  std::unique_ptr<LtGemm> lt_;
   StatePool states_;
   Scratch scratch_;
   HostCopier copier_;

@@ -1,0 +1,106 @@
+#include "kernels/gemm_lt.h"
+
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "engine/util/status_macros.h"
+#include "kernels/cuda_check.h"
+
+namespace xlserve::kernels {
+namespace {
+
+constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+// Activation columns up to which a new shape's candidates are timed (decode and verify).
+constexpr int kTunedMaxCols = 512;
+constexpr int kCandidates = 16;
+constexpr int kTimedRuns = 3;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<LtGemm>> LtGemm::Create() {
+  std::unique_ptr<LtGemm> g(new LtGemm());
+  CUBLAS_RETURN_IF_ERROR(cublasLtCreate(&g->handle_));
+  CUDA_RETURN_IF_ERROR(cudaMalloc(&g->workspace_, kWorkspaceBytes));
+  return g;
+}
+
+LtGemm::~LtGemm() {
+  for (auto& [key, p] : plans_) {
+    cublasLtMatrixLayoutDestroy(p.a);
+    cublasLtMatrixLayoutDestroy(p.b);
+    cublasLtMatrixLayoutDestroy(p.c);
+    cublasLtMatmulDescDestroy(p.desc);
+  }
+  if (workspace_) cudaFree(workspace_);
+  if (handle_) cublasLtDestroy(handle_);
+}
+
+absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
+                                              cudaStream_t stream) {
+  auto it = plans_.find({n, k, cols});
+  if (it != plans_.end()) return &it->second;
+  Plan p;
+  // Column-major view: D [n, cols] = op(A) B with A = w as k x n (transposed), B = x as k x cols.
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t trans = CUBLAS_OP_T, no_trans = CUBLAS_OP_N;
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof(trans)));
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &no_trans, sizeof(no_trans)));
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, k, n, k));
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, k, cols, k));
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, n, cols, n));
+  cublasLtMatmulPreference_t pref = nullptr;
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
+  const size_t ws = kWorkspaceBytes;
+  CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+  std::vector<cublasLtMatmulHeuristicResult_t> results(kCandidates);
+  int found = 0;
+  const cublasStatus_t heur = cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.c, p.c, pref,
+                                                             kCandidates, results.data(), &found);
+  cublasLtMatmulPreferenceDestroy(pref);
+  if (heur != CUBLAS_STATUS_SUCCESS || found == 0) {
+    return absl::InternalError("cuBLASLt has no algorithm for a " + std::to_string(n) + " x " + std::to_string(k) +
+                               " bf16 GEMM over " + std::to_string(cols) + " columns");
+  }
+  p.algo = results[0].algo;
+  if (cols <= kTunedMaxCols && found > 1) {
+    cudaEvent_t start, stop;
+    CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
+    CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
+    const float alpha = 1.0f, beta = 0.0f;
+    float best = std::numeric_limits<float>::infinity();
+    for (int i = 0; i < found; ++i) {
+      auto run = [&] {
+        return cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &results[i].algo,
+                              workspace_, kWorkspaceBytes, stream);
+      };
+      if (run() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate that cannot run here is skipped
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
+      for (int r = 0; r < kTimedRuns; ++r) CUBLAS_RETURN_IF_ERROR(run());
+      CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
+      CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
+      float ms = 0;
+      CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
+      if (ms < best) {
+        best = ms;
+        p.algo = results[i].algo;
+      }
+    }
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+  }
+  return &plans_.emplace(std::make_tuple(n, k, cols), p).first->second;
+}
+
+absl::Status LtGemm::Run(const void* w, int n, int k, const void* x, int cols, float* out, cudaStream_t stream) {
+  absl::StatusOr<Plan*> plan = PlanFor(w, n, k, x, cols, out, stream);
+  if (!plan.ok()) return plan.status();
+  const Plan& p = **plan;
+  const float alpha = 1.0f, beta = 0.0f;
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo,
+                                    workspace_, kWorkspaceBytes, stream));
+  return absl::OkStatus();
+}
+
+}  // namespace xlserve::kernels
