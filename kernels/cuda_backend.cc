@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <cstring>
 #include <map>
 #include <string>
@@ -51,6 +52,7 @@ class Scratch {
   absl::StatusOr<void*> Get(const std::string& name, size_t bytes) {
     Buffer& b = buffers_[name];
     if (b.bytes < bytes) {
+      ++generation_;
       cudaFree(b.ptr);
       b.ptr = nullptr;
       b.bytes = 0;
@@ -59,6 +61,8 @@ class Scratch {
     }
     return b.ptr;
   }
+  // Changes whenever a buffer moves: CUDA graphs captured before then are stale.
+  uint64_t generation() const { return generation_; }
 
  private:
   struct Buffer {
@@ -66,6 +70,65 @@ class Scratch {
     size_t bytes = 0;
   };
   std::map<std::string, Buffer> buffers_;
+  uint64_t generation_ = 0;
+};
+
+// Greedy decode and verify steps replayed as CUDA graphs, one per shape (batch-size bucket, a
+// power of two, the padding rows on a scratch slot; tokens per sequence; flags). A shape's first
+// step runs eagerly (allocating its buffers and planning its GEMMs), the second is captured,
+// later ones replay it.
+class DecodeGraphs {
+ public:
+  ~DecodeGraphs() { Clear(); }
+  void Clear() {
+    for (auto& [key, g] : graphs_) {
+      if (g.exec) cudaGraphExecDestroy(g.exec);
+    }
+    graphs_.clear();
+  }
+  // Runs `enqueue` (the step's kernels on `stream`) for shape `key` as a graph when it can.
+  // `generation` reads Scratch::generation().
+  absl::Status Run(int key, const std::function<uint64_t()>& generation, cudaStream_t stream,
+                   const std::function<absl::Status()>& enqueue) {
+    Entry& g = graphs_[key];
+    if (g.exec && g.generation != generation()) {
+      cudaGraphExecDestroy(g.exec);
+      g.exec = nullptr;
+    }
+    if (!g.exec && !g.failed && g.warm && g.warm_generation == generation()) {
+      cudaGraph_t graph = nullptr;
+      CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+      const absl::Status captured = enqueue();
+      const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
+      if (captured.ok() && ended == cudaSuccess && g.warm_generation == generation() &&
+          cudaGraphInstantiate(&g.exec, graph, 0) == cudaSuccess) {
+        g.generation = generation();
+      } else {
+        g.exec = nullptr;
+        g.failed = true;  // a step that cannot be captured runs eagerly from now on
+        cudaGetLastError();
+      }
+      if (graph) cudaGraphDestroy(graph);
+    }
+    if (g.exec) {
+      CUDA_RETURN_IF_ERROR(cudaGraphLaunch(g.exec, stream));
+      return absl::OkStatus();
+    }
+    RETURN_IF_ERROR(enqueue());
+    g.warm = true;
+    g.warm_generation = generation();
+    return absl::OkStatus();
+  }
+
+ private:
+  struct Entry {
+    cudaGraphExec_t exec = nullptr;
+    uint64_t generation = 0;  // of the buffers the graph uses
+    bool warm = false;        // an eager run at warm_generation allocated and planned everything
+    uint64_t warm_generation = 0;
+    bool failed = false;
+  };
+  std::map<int, Entry> graphs_;
 };
 
 // Rows up to which large bf16 matrices go through the fp32 GEMV: beyond, its FMAs (8 per
@@ -197,11 +260,15 @@ class CudaBackend final : public Backend {
 
   std::string_view name() const override { return "cuda"; }
   const StateLayout& state_layout() const override { return layout_; }
-  int num_slots() const override { return states_.num_slots(); }
+  // The pool has one slot more than it reports: the padding rows of graph-replayed decode
+  // steps run on it.
+  int num_slots() const override { return std::max(0, states_.num_slots() - 1); }
 
   absl::Status AllocateSlots(int num_slots) override {
-    RETURN_IF_ERROR(states_.Allocate(num_slots));
-    deferred_.assign(num_slots, Deferred{});
+    if (num_slots < 1) return absl::InvalidArgumentError("need at least one state slot");
+    graphs_.Clear();
+    RETURN_IF_ERROR(states_.Allocate(num_slots + 1));
+    deferred_.assign(num_slots + 1, Deferred{});
     return absl::OkStatus();
   }
 
@@ -235,7 +302,7 @@ class CudaBackend final : public Backend {
 
   absl::Status Forward(std::span<const SequenceInput> batch, ForwardOutput* out) override {
     const ModelConfig& cfg = weights_->config;
-    RETURN_IF_ERROR(ValidateForwardBatch(batch, states_.num_slots(), cfg.vocab_size, cfg.mtp.has_value(), true));
+    RETURN_IF_ERROR(ValidateForwardBatch(batch, num_slots(), cfg.vocab_size, cfg.mtp.has_value(), true));
     for (const SequenceInput& s : batch) {
       if (s.defer_commit && s.tokens.size() > kMaxDeferredTokens) {
         return absl::InvalidArgumentError("forward: a deferred sequence carries at most " +
@@ -243,6 +310,30 @@ class CudaBackend final : public Backend {
                                           std::to_string(s.tokens.size()));
       }
     }
+    // A greedy decode or verify step (argmax only; every sequence with the same tokens count
+    // and flags; one token each unless verifying) replays a CUDA graph of its shape, the batch
+    // padded to a power of two with sequences of token 0 on the scratch slot.
+    const SequenceInput& first = batch.front();
+    const int len = static_cast<int>(first.tokens.size());
+    bool graph_step = !profiler_.on && (len == 1 || first.defer_commit);
+    for (const SequenceInput& s : batch) {
+      graph_step = graph_step && s.argmax_only && static_cast<int>(s.tokens.size()) == len &&
+                   s.all_logits == first.all_logits && s.mtp_heads == first.mtp_heads &&
+                   s.defer_commit == first.defer_commit;
+    }
+    static constexpr int32_t kPadTokens[kMaxDeferredTokens] = {};
+    std::vector<SequenceInput> padded;
+    int bucket = 0;
+    if (graph_step) {
+      bucket = 1;
+      while (bucket < static_cast<int>(batch.size())) bucket *= 2;
+      padded.assign(batch.begin(), batch.end());
+      SequenceInput pad = first;
+      pad.slot = num_slots();
+      pad.tokens = std::span<const int32_t>(kPadTokens, len);
+      padded.resize(bucket, pad);
+    }
+    const std::span<const SequenceInput> run = graph_step ? std::span<const SequenceInput>(padded) : batch;
     const int d = cfg.hidden_size;
     // The trunk's batch and the heads' sub-batch (sequences with mtp_heads, rows gathered
     // densely), with every index array packed into one upload.
@@ -252,9 +343,9 @@ class CudaBackend final : public Backend {
     // A recorded commit rides along with the slot's next verify when the tiled kernels run it
     // and the same layers run (heads or not); otherwise it is applied now.
     std::vector<int> apply_now;
-    std::vector<bool> fused(batch.size());
-    for (size_t i = 0; i < batch.size(); ++i) {
-      const SequenceInput& s = batch[i];
+    std::vector<bool> fused(run.size());
+    for (size_t i = 0; i < run.size(); ++i) {
+      const SequenceInput& s = run[i];
       const Deferred& d = deferred_[s.slot];
       fused[i] = d.pending > 0 && s.defer_commit && Tiled() && d.pending_heads == s.mtp_heads;
       if (d.pending > 0 && !fused[i]) apply_now.push_back(s.slot);
@@ -262,8 +353,8 @@ class CudaBackend final : public Backend {
     RETURN_IF_ERROR(ApplyPendingCommits(apply_now));
     RETURN_IF_ERROR(profiler_.Mark("start", stream_));
     bool any_fused = false;
-    for (size_t i = 0; i < batch.size(); ++i) {
-      const SequenceInput& s = batch[i];
+    for (size_t i = 0; i < run.size(); ++i) {
+      const SequenceInput& s = run[i];
       const int first = static_cast<int>(tokens.size());
       tokens.insert(tokens.end(), s.tokens.begin(), s.tokens.end());
       Deferred& d = deferred_[s.slot];
@@ -302,34 +393,49 @@ class CudaBackend final : public Backend {
     const int32_t* d_tokens = d_ints;
     const int32_t* d_head_rows = d_ints + rows;
 
-    ASSIGN_OR_RETURN(float* x, Typed<float>("x", size_t(rows) * d));
-    CUDA_RETURN_IF_ERROR(EmbeddingGather(dev_->embeddings.data, dev_->embeddings.type, d_tokens, rows, d, x, stream_));
-    RETURN_IF_ERROR(profiler_.Mark("embedding", stream_));
-    const int head_count = static_cast<int>(head_rows.size());
-    const int trunk_layers = cfg.mtp ? cfg.mtp->trunk_layers : cfg.num_blocks;
-    ASSIGN_OR_RETURN(float* z, Typed<float>("z", size_t(head_count) * d));
-    for (int l = 0; l < cfg.num_blocks; ++l) {
-      if (head_count > 0 && l == trunk_layers) CUDA_RETURN_IF_ERROR(GatherRows(x, d_head_rows, head_count, d, z, stream_));
-      RETURN_IF_ERROR(RunBlock(dev_->blocks[l], l, rows, idx, x));
-    }
-    if (head_count > 0 && trunk_layers == cfg.num_blocks) {
-      CUDA_RETURN_IF_ERROR(GatherRows(x, d_head_rows, head_count, d, z, stream_));
-    }
+    // Argmax of every trunk row, then of every head row ([head][sub-batch row]), in one buffer.
+    const int extra = heads.slots.empty() ? 0 : num_mtp_heads();
+    const int n_head_rows = extra * static_cast<int>(heads.picked.size());
+    float* logits = nullptr;       // [n_picked, vocab]
+    float* head_logits = nullptr;  // [extra, head rows, vocab]
+    auto enqueue = [&]() -> absl::Status {
+      ASSIGN_OR_RETURN(float* x, Typed<float>("x", size_t(rows) * d));
+      CUDA_RETURN_IF_ERROR(EmbeddingGather(dev_->embeddings.data, dev_->embeddings.type, d_tokens, rows, d, x, stream_));
+      RETURN_IF_ERROR(profiler_.Mark("embedding", stream_));
+      const int head_count = static_cast<int>(head_rows.size());
+      const int trunk_layers = cfg.mtp ? cfg.mtp->trunk_layers : cfg.num_blocks;
+      ASSIGN_OR_RETURN(float* z, Typed<float>("z", size_t(head_count) * d));
+      for (int l = 0; l < cfg.num_blocks; ++l) {
+        if (head_count > 0 && l == trunk_layers) CUDA_RETURN_IF_ERROR(GatherRows(x, d_head_rows, head_count, d, z, stream_));
+        RETURN_IF_ERROR(RunBlock(dev_->blocks[l], l, rows, idx, x));
+      }
+      if (head_count > 0 && trunk_layers == cfg.num_blocks) {
+        CUDA_RETURN_IF_ERROR(GatherRows(x, d_head_rows, head_count, d, z, stream_));
+      }
 
-    ASSIGN_OR_RETURN(float* logits, Typed<float>("logits", size_t(n_picked) * cfg.vocab_size));
-    RETURN_IF_ERROR(Unembed(x, idx.picked, n_picked, logits));
-    RETURN_IF_ERROR(profiler_.Mark("lm_head + soft cap", stream_));
+      ASSIGN_OR_RETURN(logits, Typed<float>("logits", size_t(n_picked) * cfg.vocab_size));
+      RETURN_IF_ERROR(Unembed(x, idx.picked, n_picked, logits));
+      RETURN_IF_ERROR(profiler_.Mark("lm_head + soft cap", stream_));
+      ASSIGN_OR_RETURN(head_logits, RunMtpHeads(heads, d_ints + heads_at, store, idx.commit_factors, z));
+      ASSIGN_OR_RETURN(int32_t* d_argmax, Typed<int32_t>("argmax", size_t(n_picked) + n_head_rows));
+      CUDA_RETURN_IF_ERROR(ArgmaxRows(logits, n_picked, cfg.vocab_size, d_argmax, stream_));
+      if (extra > 0) {
+        CUDA_RETURN_IF_ERROR(ArgmaxRows(head_logits, n_head_rows, cfg.vocab_size, d_argmax + n_picked, stream_));
+      }
+      return absl::OkStatus();
+    };
+    if (graph_step) {
+      // Everything that changes the launches: sizes, flags, whether a commit is fused.
+      int key = bucket * (kMaxDeferredTokens + 1) + len;
+      for (bool bit : {first.all_logits, first.mtp_heads, first.defer_commit, any_fused}) key = key * 2 + (bit ? 1 : 0);
+      RETURN_IF_ERROR(graphs_.Run(key, [this] { return scratch_.generation(); }, stream_, enqueue));
+      ASSIGN_OR_RETURN(logits, Typed<float>("logits", size_t(n_picked) * cfg.vocab_size));
+    } else {
+      RETURN_IF_ERROR(enqueue());
+    }
+    ASSIGN_OR_RETURN(int32_t* d_argmax, Typed<int32_t>("argmax", size_t(n_picked) + n_head_rows));
     out->vocab_size = cfg.vocab_size;
     out->row_offset = trunk.row_offset;
-    ASSIGN_OR_RETURN(float* head_logits, RunMtpHeads(heads, d_ints + heads_at, store, idx.commit_factors, z));
-    // Argmax of every trunk row, then of every head row ([head][sub-batch row]), in one buffer.
-    const int extra = head_logits != nullptr ? num_mtp_heads() : 0;
-    const int n_head_rows = extra * static_cast<int>(heads.picked.size());
-    ASSIGN_OR_RETURN(int32_t* d_argmax, Typed<int32_t>("argmax", size_t(n_picked) + n_head_rows));
-    CUDA_RETURN_IF_ERROR(ArgmaxRows(logits, n_picked, cfg.vocab_size, d_argmax, stream_));
-    if (extra > 0) {
-      CUDA_RETURN_IF_ERROR(ArgmaxRows(head_logits, n_head_rows, cfg.vocab_size, d_argmax + n_picked, stream_));
-    }
     if (profiler_.on) {
       CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
       RETURN_IF_ERROR(profiler_.Collect());
@@ -337,9 +443,13 @@ class CudaBackend final : public Backend {
     const auto copy_start = std::chrono::steady_clock::now();
     argmax_host_.resize(size_t(n_picked) + n_head_rows);
     RETURN_IF_ERROR(copier_.Copy(argmax_host_.data(), d_argmax, argmax_host_.size() * sizeof(int32_t), stream_));
-    out->argmax.assign(argmax_host_.begin(), argmax_host_.begin() + n_picked);
+    // Padding rows (graph steps) are dropped: the caller's sequences come first.
+    const int real = static_cast<int>(batch.size());
+    out->row_offset.resize(real + 1);
+    out->argmax.assign(argmax_host_.begin(), argmax_host_.begin() + out->row_offset.back());
     out->num_mtp_heads = extra;
     ScatterHeadRows(batch, trunk, heads, argmax_host_.data() + n_picked, 1, &out->mtp_argmax);
+    if (extra > 0) out->mtp_argmax.resize(size_t(out->row_offset.back()) * extra);
     bool argmax_only = true;
     for (const SequenceInput& s : batch) argmax_only = argmax_only && s.argmax_only;
     if (argmax_only) {
@@ -792,9 +902,9 @@ class CudaBackend final : public Backend {
   }
 
   absl::Status CheckSlot(int slot, int64_t buffer_floats) const {
-    if (slot < 0 || slot >= states_.num_slots()) {
+    if (slot < 0 || slot >= num_slots()) {
       return absl::OutOfRangeError("state slot " + std::to_string(slot) + " out of range (" +
-                                   std::to_string(states_.num_slots()) + " slots)");
+                                   std::to_string(num_slots()) + " slots)");
     }
     if (buffer_floats >= 0 && buffer_floats != layout_.slot_floats()) {
       return absl::InvalidArgumentError("buffer has " + std::to_string(buffer_floats) + " floats, a slot has " +
@@ -815,7 +925,8 @@ class CudaBackend final : public Backend {
   Scratch scratch_;
   HostCopier copier_;
   StageProfiler profiler_;
-  std::vector<Deferred> deferred_;  // by slot
+  DecodeGraphs graphs_;
+  std::vector<Deferred> deferred_;  // by slot, the scratch slot last
   std::vector<float> head_logits_host_;
   std::vector<int32_t> argmax_host_;
 };
