@@ -16,6 +16,8 @@
 // next verify applies them inside its own pass over the state (fused commit: one read and one
 // write of C per speculative step), and anything else that needs the state (a plain step,
 // ReadSlot) applies them first with the commit kernel.
+// Greedy steps (argmax only, the same tokens count and flags for every sequence) replay CUDA
+// graphs (DecodeGraphs); the tokens come back as a GPU argmax instead of the logits.
 #include "kernels/cuda_backend.h"
 
 #include <cublas_v2.h>
