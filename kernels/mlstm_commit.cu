@@ -35,11 +35,7 @@ __global__ void __launch_bounds__(kTileThreads, 2) MlstmCommitKernel(MlstmParams
   const bool has_cols = col0 < p.dv;
 
   uint4 c[kRows];
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int i = rg + r * S::kRowGroups;
-    if (has_cols && i < p.dqk) c[r] = *reinterpret_cast<const uint4*>(st.c + int64_t(i) * p.dv + col0);
-  }
+  LoadTileRows<T, kRows>(st.c, p.dqk, p.dv, rg, col0, has_cols, c);
   // The gate pre-activations load in parallel; one thread then runs the short recurrence.
   if (threadIdx.x < len) {
     const int64_t in_row = int64_t(row0 + threadIdx.x) * p.proj_stride;
@@ -91,15 +87,9 @@ cudaError_t LaunchCommit(const MlstmParams& p, cudaStream_t stream) {
   using S = TileShape<T>;
   const dim3 grid(p.num_seqs, p.heads, (p.dv + S::kCols - 1) / S::kCols);
   const size_t smem = size_t(kMaxVerifyTokens) * p.dqk * sizeof(float);
-  switch (TileRows<T>(p.dqk)) {
-    case 1: MlstmCommitKernel<T, 1><<<grid, kTileThreads, smem, stream>>>(p); break;
-    case 2: MlstmCommitKernel<T, 2><<<grid, kTileThreads, smem, stream>>>(p); break;
-    case 4: MlstmCommitKernel<T, 4><<<grid, kTileThreads, smem, stream>>>(p); break;
-    case 8: MlstmCommitKernel<T, 8><<<grid, kTileThreads, smem, stream>>>(p); break;
-    case 16: MlstmCommitKernel<T, 16><<<grid, kTileThreads, smem, stream>>>(p); break;
-    default: return cudaErrorInvalidValue;
-  }
-  return cudaGetLastError();
+  return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
+    MlstmCommitKernel<T, decltype(rows)::value><<<grid, kTileThreads, smem, stream>>>(p);
+  });
 }
 
 }  // namespace

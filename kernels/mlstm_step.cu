@@ -63,11 +63,7 @@ __global__ void __launch_bounds__(kTileThreads, 2) MlstmStepKernel(MlstmParams p
     acc[e] = 0;
   }
   uint4 c[kRows];
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int i = rg + r * S::kRowGroups;
-    if (has_cols && i < p.dqk) c[r] = *reinterpret_cast<const uint4*>(st.c + int64_t(i) * p.dv + col0);
-  }
+  LoadTileRows<T, kRows>(st.c, p.dqk, p.dv, rg, col0, has_cols, c);
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
     const int i = rg + r * S::kRowGroups;
@@ -102,15 +98,9 @@ cudaError_t LaunchStep(const MlstmParams& p, cudaStream_t stream) {
   using S = TileShape<T>;
   const dim3 grid(p.num_seqs, p.heads, (p.dv + S::kCols - 1) / S::kCols);
   const size_t smem = 2 * size_t(p.dqk) * sizeof(float);
-  switch (TileRows<T>(p.dqk)) {
-    case 1: MlstmStepKernel<T, 1><<<grid, kTileThreads, smem, stream>>>(p); break;
-    case 2: MlstmStepKernel<T, 2><<<grid, kTileThreads, smem, stream>>>(p); break;
-    case 4: MlstmStepKernel<T, 4><<<grid, kTileThreads, smem, stream>>>(p); break;
-    case 8: MlstmStepKernel<T, 8><<<grid, kTileThreads, smem, stream>>>(p); break;
-    case 16: MlstmStepKernel<T, 16><<<grid, kTileThreads, smem, stream>>>(p); break;
-    default: return cudaErrorInvalidValue;
-  }
-  return cudaGetLastError();
+  return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
+    MlstmStepKernel<T, decltype(rows)::value><<<grid, kTileThreads, smem, stream>>>(p);
+  });
 }
 
 }  // namespace

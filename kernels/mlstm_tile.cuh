@@ -7,6 +7,8 @@
 
 #include <cuda_bf16.h>
 
+#include <type_traits>
+
 #include "kernels/launchers.h"
 
 namespace xlserve::kernels {
@@ -56,15 +58,38 @@ __device__ __forceinline__ uint4 Pack(const float* in, __nv_bfloat16) {
   return raw;
 }
 
-// Rows of C per thread for a head of dqk rows: the fewest of 1, 2, 4, 8, 16 that cover them
-// (unused registers cost occupancy); 0 when dqk is too large for the tiled kernels.
-template <typename T>
-inline int TileRows(int dqk) {
-  const int rows = (dqk + TileShape<T>::kRowGroups - 1) / TileShape<T>::kRowGroups;
-  for (int r = 1; r <= kTileMaxRows; r *= 2) {
-    if (rows <= r) return r;
+// Issues the loads of this thread's rows of C (row group rg, columns from col0): kRows x 16
+// bytes in flight before any of them is used.
+template <typename T, int kRows>
+__device__ __forceinline__ void LoadTileRows(const T* c, int dqk, int dv, int rg, int col0, bool has_cols,
+                                             uint4 (&out)[kRows]) {
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int i = rg + r * TileShape<T>::kRowGroups;
+    if (has_cols && i < dqk) out[r] = *reinterpret_cast<const uint4*>(c + int64_t(i) * dv + col0);
   }
-  return 0;
+}
+
+// Calls launch(std::integral_constant<int, kRows>) with the fewest rows per thread of 1, 2, 4,
+// 8, 16 that cover dqk (unused registers cost occupancy); cudaErrorInvalidValue when dqk is
+// too large for the tiled kernels.
+template <typename T, typename Launch>
+cudaError_t LaunchByTileRows(int dqk, Launch&& launch) {
+  const int rows = (dqk + TileShape<T>::kRowGroups - 1) / TileShape<T>::kRowGroups;
+  if (rows <= 1) {
+    launch(std::integral_constant<int, 1>{});
+  } else if (rows <= 2) {
+    launch(std::integral_constant<int, 2>{});
+  } else if (rows <= 4) {
+    launch(std::integral_constant<int, 4>{});
+  } else if (rows <= 8) {
+    launch(std::integral_constant<int, 8>{});
+  } else if (rows <= kTileMaxRows) {
+    launch(std::integral_constant<int, kTileMaxRows>{});
+  } else {
+    return cudaErrorInvalidValue;
+  }
+  return cudaGetLastError();
 }
 
 }  // namespace xlserve::kernels

@@ -50,11 +50,7 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
 
   // The loads of C0 go out first; the scalar work below hides their latency.
   uint4 c[kRows];
-#pragma unroll
-  for (int r = 0; r < kRows; ++r) {
-    const int i = rg + r * S::kRowGroups;
-    if (has_cols && i < p.dqk) c[r] = *reinterpret_cast<const uint4*>(st.c + int64_t(i) * p.dv + col0);
-  }
+  LoadTileRows<T, kRows>(st.c, p.dqk, p.dv, rg, col0, has_cols, c);
   const int pend = p.pend_coef != nullptr ? p.pend_end[seq] - p.pend_begin[seq] : 0;
   const float* coef = p.pend_coef + (int64_t(seq) * p.heads + head) * kCommitFactorStride;
   for (int e = threadIdx.x; e < pend * p.dqk; e += kTileThreads) {
@@ -183,15 +179,9 @@ cudaError_t LaunchVerify(const MlstmParams& p, cudaStream_t stream) {
   using S = TileShape<T>;
   const dim3 grid(p.num_seqs, p.heads, (p.dv + S::kCols - 1) / S::kCols);
   const size_t smem = (2 * size_t(kL) + (p.pend_coef != nullptr ? kMaxVerifyTokens : 0)) * p.dqk * sizeof(float);
-  switch (TileRows<T>(p.dqk)) {
-    case 1: MlstmVerifyKernel<T, 1, kL><<<grid, kTileThreads, smem, stream>>>(p); break;
-    case 2: MlstmVerifyKernel<T, 2, kL><<<grid, kTileThreads, smem, stream>>>(p); break;
-    case 4: MlstmVerifyKernel<T, 4, kL><<<grid, kTileThreads, smem, stream>>>(p); break;
-    case 8: MlstmVerifyKernel<T, 8, kL><<<grid, kTileThreads, smem, stream>>>(p); break;
-    case 16: MlstmVerifyKernel<T, 16, kL><<<grid, kTileThreads, smem, stream>>>(p); break;
-    default: return cudaErrorInvalidValue;
-  }
-  return cudaGetLastError();
+  return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
+    MlstmVerifyKernel<T, decltype(rows)::value, kL><<<grid, kTileThreads, smem, stream>>>(p);
+  });
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include "engine/state_cache.h"
 #include "kernels/cuda_backend.h"
 #include "tests/engine/golden_case.h"
+#include "tests/gpu/gpu_backends.h"
 #include "tools/bench/shape_bench.h"
 
 namespace xlserve {
@@ -29,19 +30,11 @@ namespace {
 constexpr double kTol = 1e-3;
 
 std::unique_ptr<Backend> Cuda(std::shared_ptr<const ModelWeights> w, int slots, DType state = DType::kF32) {
-  kernels::CudaBackendOptions options;
-  options.state_dtype = state;
-  auto b = kernels::CreateCudaBackend(std::move(w), options);
-  REQUIRE(b.ok());
-  REQUIRE((*b)->AllocateSlots(slots).ok());
-  return std::move(*b);
+  return testing::MakeCudaBackend(std::move(w), slots, state);
 }
 
 std::unique_ptr<Backend> Cpu(std::shared_ptr<const ModelWeights> w, int slots) {
-  auto b = CpuBackend::Create(std::move(w), CpuBackendOptions{});
-  REQUIRE(b.ok());
-  REQUIRE((*b)->AllocateSlots(slots).ok());
-  return std::move(*b);
+  return testing::MakeCpuBackend(std::move(w), slots);
 }
 
 double MaxAbsDiff(std::span<const float> a, std::span<const float> b) {

@@ -11,6 +11,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "kernels/cuda_backend.h"
 #include "tests/engine/speculation_checks.h"
+#include "tests/gpu/gpu_backends.h"
 
 namespace xlserve {
 namespace {
@@ -20,21 +21,13 @@ using testing::MakeMtpModel;
 using testing::RandomPrompt;
 
 testing::BackendFactory CudaFactory(DType state) {
-  return [state](std::shared_ptr<const ModelWeights> w, int slots) -> std::unique_ptr<Backend> {
-    kernels::CudaBackendOptions options;
-    options.state_dtype = state;
-    auto b = kernels::CreateCudaBackend(std::move(w), options);
-    REQUIRE(b.ok());
-    REQUIRE((*b)->AllocateSlots(slots).ok());
-    return std::move(*b);
+  return [state](std::shared_ptr<const ModelWeights> w, int slots) {
+    return testing::MakeCudaBackend(std::move(w), slots, state);
   };
 }
 
 std::unique_ptr<Backend> Cpu(std::shared_ptr<const ModelWeights> w, int slots) {
-  auto b = CpuBackend::Create(std::move(w), CpuBackendOptions{});
-  REQUIRE(b.ok());
-  REQUIRE((*b)->AllocateSlots(slots).ok());
-  return std::move(*b);
+  return testing::MakeCpuBackend(std::move(w), slots);
 }
 
 double MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {

@@ -1,0 +1,17 @@
+// Backends for the GPU tests: a CUDA backend and the CPU reference, each with allocated slots
+// (Catch2 REQUIREs that they could be made).
+#pragma once
+
+#include <memory>
+
+#include "engine/backend.h"
+#include "engine/model/model_weights.h"
+#include "engine/util/dtype.h"
+
+namespace xlserve::testing {
+
+std::unique_ptr<Backend> MakeCudaBackend(std::shared_ptr<const ModelWeights> weights, int slots,
+                                         DType state = DType::kF32);
+std::unique_ptr<Backend> MakeCpuBackend(std::shared_ptr<const ModelWeights> weights, int slots);
+
+}  // namespace xlserve::testing
