@@ -14,7 +14,7 @@
 #include "engine/state_cache.h"
 #include "kernels/cuda_backend.h"
 #include "tests/engine/golden_case.h"
-#include "tests/gpu/gpu_backends.h"
+#include "tests/gpu/gpu_test_support.h"
 #include "tools/bench/shape_bench.h"
 
 namespace xlserve {
@@ -37,16 +37,7 @@ std::unique_ptr<Backend> Cpu(std::shared_ptr<const ModelWeights> w, int slots) {
   return testing::MakeCpuBackend(std::move(w), slots);
 }
 
-double MaxAbsDiff(std::span<const float> a, std::span<const float> b) {
-  REQUIRE(a.size() == b.size());
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = std::fabs(double(a[i]) - b[i]);
-    if (std::isnan(d)) return INFINITY;
-    worst = std::max(worst, d);
-  }
-  return worst;
-}
+using testing::MaxAbsDiff;
 
 const char* StateName(DType t) { return t == DType::kF32 ? "f32" : "bf16"; }
 

@@ -11,7 +11,7 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "kernels/cuda_backend.h"
 #include "tests/engine/speculation_checks.h"
-#include "tests/gpu/gpu_backends.h"
+#include "tests/gpu/gpu_test_support.h"
 
 namespace xlserve {
 namespace {
@@ -30,16 +30,7 @@ std::unique_ptr<Backend> Cpu(std::shared_ptr<const ModelWeights> w, int slots) {
   return testing::MakeCpuBackend(std::move(w), slots);
 }
 
-double MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
-  REQUIRE(a.size() == b.size());
-  double worst = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    const double d = std::fabs(double(a[i]) - b[i]);
-    if (std::isnan(d)) return INFINITY;
-    worst = std::max(worst, d);
-  }
-  return worst;
-}
+using testing::MaxAbsDiff;
 
 TEST_CASE("CUDA verify, heads and commit agree with the CPU reference in mixed batches") {
   // Same maths in fp32 on both sides; only summation order differs (see cuda_backend_test).

@@ -1,6 +1,7 @@
-#include "tests/gpu/gpu_backends.h"
+#include "tests/gpu/gpu_test_support.h"
 
 #include <catch2/catch.hpp>
+#include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
 #include "kernels/cuda_backend.h"
@@ -21,6 +22,17 @@ std::unique_ptr<Backend> MakeCpuBackend(std::shared_ptr<const ModelWeights> weig
   REQUIRE(b.ok());
   REQUIRE((*b)->AllocateSlots(slots).ok());
   return std::move(*b);
+}
+
+double MaxAbsDiff(std::span<const float> a, std::span<const float> b) {
+  REQUIRE(a.size() == b.size());
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = std::fabs(double(a[i]) - b[i]);
+    if (std::isnan(d)) return INFINITY;
+    worst = std::max(worst, d);
+  }
+  return worst;
 }
 
 }  // namespace xlserve::testing
