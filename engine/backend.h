@@ -90,7 +90,9 @@ class Backend {
   virtual absl::Status Forward(std::span<const SequenceInput> batch, ForwardOutput* out) = 0;
 
   // Applies deferred state updates: each slot advances by a prefix of the tokens of its last
-  // Forward() with defer_commit, as one rank-`num_tokens` update of the committed state.
+  // Forward() with defer_commit, as one rank-`num_tokens` update of the committed state. A
+  // backend may carry the update out lazily (the CUDA backend folds it into the slot's next
+  // verify); every later use of the slot, ReadSlot included, sees the advanced state.
   // FAILED_PRECONDITION if the slot has no deferred forward or it had fewer tokens.
   // Backends without speculation support reject mtp_heads/defer_commit inputs and Commit().
   virtual absl::Status Commit(std::span<const CommitInput> commits) {
