@@ -28,6 +28,7 @@
 #include <functional>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -93,19 +94,17 @@ class DecodeGraphs {
   absl::Status Run(int key, const std::function<uint64_t()>& generation, cudaStream_t stream,
                    const std::function<absl::Status()>& enqueue) {
     Entry& g = graphs_[key];
-    if (g.exec && g.generation != generation()) {
+    if (g.exec && g.built_at != generation()) {  // its buffers have moved
       cudaGraphExecDestroy(g.exec);
       g.exec = nullptr;
     }
-    if (!g.exec && !g.failed && g.warm && g.warm_generation == generation()) {
+    if (!g.exec && !g.failed && g.built_at == generation()) {
       cudaGraph_t graph = nullptr;
       CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
       const absl::Status captured = enqueue();
       const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
-      if (captured.ok() && ended == cudaSuccess && g.warm_generation == generation() &&
-          cudaGraphInstantiate(&g.exec, graph, 0) == cudaSuccess) {
-        g.generation = generation();
-      } else {
+      if (!captured.ok() || ended != cudaSuccess || g.built_at != generation() ||
+          cudaGraphInstantiate(&g.exec, graph, 0) != cudaSuccess) {
         g.exec = nullptr;
         g.failed = true;  // a step that cannot be captured runs eagerly from now on
         cudaGetLastError();
@@ -117,17 +116,16 @@ class DecodeGraphs {
       return absl::OkStatus();
     }
     RETURN_IF_ERROR(enqueue());
-    g.warm = true;
-    g.warm_generation = generation();
+    g.built_at = generation();
     return absl::OkStatus();
   }
 
  private:
   struct Entry {
     cudaGraphExec_t exec = nullptr;
-    uint64_t generation = 0;  // of the buffers the graph uses
-    bool warm = false;        // an eager run at warm_generation allocated and planned everything
-    uint64_t warm_generation = 0;
+    // Buffer generation of the last eager run: it allocated and planned everything, and a graph
+    // captured at that generation stays valid while it holds.
+    std::optional<uint64_t> built_at;
     bool failed = false;
   };
   std::map<int, Entry> graphs_;
@@ -284,8 +282,9 @@ class CudaBackend final : public Backend {
   int num_mtp_heads() const override {
     return weights_->config.mtp ? weights_->config.mtp->num_heads - 1 : 0;
   }
-  // A verify pass reads the same weights and states as a one-token step; at the batch sizes
-  // where speculation is chosen its extra rows cost a few percent (DESIGN §8).
+  // A fixed estimate: a verify pass reads the same weights and states as a one-token step, and
+  // DESIGN §8 puts its extra GEMM rows at a few percent at small batch. (Measured end to end on
+  // an H200, 7B shape, L = 2..4 at batch <= 8: 1.2-1.4x.)
   double VerifyCostRatio(int tokens) const override { return 1.0 + 0.05 * (tokens - 1); }
 
   absl::Status ReadSlot(int slot, std::span<float> out) const override {
@@ -398,7 +397,9 @@ class CudaBackend final : public Backend {
     // Argmax of every trunk row, then of every head row ([head][sub-batch row]), in one buffer.
     const int extra = heads.slots.empty() ? 0 : num_mtp_heads();
     const int n_head_rows = extra * static_cast<int>(heads.picked.size());
-    float* logits = nullptr;       // [n_picked, vocab]
+    // Fetched before the kernels so that a graph capture never allocates.
+    ASSIGN_OR_RETURN(float* logits, Typed<float>("logits", size_t(n_picked) * cfg.vocab_size));
+    ASSIGN_OR_RETURN(int32_t* d_argmax, Typed<int32_t>("argmax", size_t(n_picked) + n_head_rows));
     float* head_logits = nullptr;  // [extra, head rows, vocab]
     auto enqueue = [&]() -> absl::Status {
       ASSIGN_OR_RETURN(float* x, Typed<float>("x", size_t(rows) * d));
@@ -415,11 +416,9 @@ class CudaBackend final : public Backend {
         CUDA_RETURN_IF_ERROR(GatherRows(x, d_head_rows, head_count, d, z, stream_));
       }
 
-      ASSIGN_OR_RETURN(logits, Typed<float>("logits", size_t(n_picked) * cfg.vocab_size));
       RETURN_IF_ERROR(Unembed(x, idx.picked, n_picked, logits));
       RETURN_IF_ERROR(profiler_.Mark("lm_head + soft cap", stream_));
       ASSIGN_OR_RETURN(head_logits, RunMtpHeads(heads, d_ints + heads_at, store, idx.commit_factors, z));
-      ASSIGN_OR_RETURN(int32_t* d_argmax, Typed<int32_t>("argmax", size_t(n_picked) + n_head_rows));
       CUDA_RETURN_IF_ERROR(ArgmaxRows(logits, n_picked, cfg.vocab_size, d_argmax, stream_));
       if (extra > 0) {
         CUDA_RETURN_IF_ERROR(ArgmaxRows(head_logits, n_head_rows, cfg.vocab_size, d_argmax + n_picked, stream_));
@@ -431,11 +430,9 @@ class CudaBackend final : public Backend {
       int key = bucket * (kMaxDeferredTokens + 1) + len;
       for (bool bit : {first.all_logits, first.mtp_heads, first.defer_commit, any_fused}) key = key * 2 + (bit ? 1 : 0);
       RETURN_IF_ERROR(graphs_.Run(key, [this] { return scratch_.generation(); }, stream_, enqueue));
-      ASSIGN_OR_RETURN(logits, Typed<float>("logits", size_t(n_picked) * cfg.vocab_size));
     } else {
       RETURN_IF_ERROR(enqueue());
     }
-    ASSIGN_OR_RETURN(int32_t* d_argmax, Typed<int32_t>("argmax", size_t(n_picked) + n_head_rows));
     out->vocab_size = cfg.vocab_size;
     out->row_offset = trunk.row_offset;
     if (profiler_.on) {
@@ -539,7 +536,6 @@ class CudaBackend final : public Backend {
   StageProfiler& profiler() { return profiler_; }
 
  private:
-  // Device index arrays of one batch (trunk or MTP heads' sub-batch).
   // Some of the sequences of a batch, for a kernel launch over them alone.
   struct DeviceSubset {
     const int32_t* begin;  // [count]: rows [begin[i], end[i]) ...
@@ -551,6 +547,7 @@ class CudaBackend final : public Backend {
     const int32_t* pend_end = nullptr;
     bool any_pending = false;
   };
+  // Device index arrays of one batch (trunk or MTP heads' sub-batch).
   struct Indices {
     const int32_t* row_begin;  // [num_seqs + 1]
     const int32_t* slots;      // [num_seqs]

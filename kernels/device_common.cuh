@@ -3,6 +3,8 @@
 
 #include <cuda_bf16.h>
 
+#include <type_traits>
+
 #include "kernels/launchers.h"
 
 namespace xlserve::kernels {
@@ -26,6 +28,25 @@ __device__ __forceinline__ void StoreActivation(float* out, void* split, int64_t
   out[i] = v;
   if (split) StoreSplit(split, count, i, v);
 }
+
+// Calls launch(std::integral_constant<int, rows>) for 1 <= rows <= kGemvMaxRows (the small-row
+// GEMVs' templates); nothing for 0 rows, cudaErrorInvalidValue above.
+template <typename Launch>
+cudaError_t LaunchByRowCount(int rows, Launch&& launch) {
+  switch (rows) {
+    case 0: return cudaSuccess;
+    case 1: return launch(std::integral_constant<int, 1>{});
+    case 2: return launch(std::integral_constant<int, 2>{});
+    case 3: return launch(std::integral_constant<int, 3>{});
+    case 4: return launch(std::integral_constant<int, 4>{});
+    case 5: return launch(std::integral_constant<int, 5>{});
+    case 6: return launch(std::integral_constant<int, 6>{});
+    case 7: return launch(std::integral_constant<int, 7>{});
+    case 8: return launch(std::integral_constant<int, 8>{});
+    default: return cudaErrorInvalidValue;
+  }
+}
+static_assert(kGemvMaxRows == 8, "LaunchByRowCount covers 1..kGemvMaxRows");
 
 // Sum over a warp, result in every lane.
 __device__ __forceinline__ float WarpSum(float v) {

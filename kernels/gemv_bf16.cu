@@ -112,18 +112,9 @@ cudaError_t GemvBf16SmallRows(const float* x, const void* w, const float* bias, 
                               bool accumulate, float* y, cudaStream_t stream) {
   if (k % 8 != 0) return cudaErrorInvalidValue;
   const auto* wb = static_cast<const __nv_bfloat16*>(w);
-  switch (rows) {
-    case 0: return cudaSuccess;
-    case 1: return Launch<1>(x, wb, bias, n, k, accumulate, y, stream);
-    case 2: return Launch<2>(x, wb, bias, n, k, accumulate, y, stream);
-    case 3: return Launch<3>(x, wb, bias, n, k, accumulate, y, stream);
-    case 4: return Launch<4>(x, wb, bias, n, k, accumulate, y, stream);
-    case 5: return Launch<5>(x, wb, bias, n, k, accumulate, y, stream);
-    case 6: return Launch<6>(x, wb, bias, n, k, accumulate, y, stream);
-    case 7: return Launch<7>(x, wb, bias, n, k, accumulate, y, stream);
-    case 8: return Launch<8>(x, wb, bias, n, k, accumulate, y, stream);
-    default: return cudaErrorInvalidValue;
-  }
+  return LaunchByRowCount(rows, [&](auto r) {
+    return Launch<decltype(r)::value>(x, wb, bias, n, k, accumulate, y, stream);
+  });
 }
 
 }  // namespace xlserve::kernels

@@ -63,18 +63,9 @@ cudaError_t Launch(const float* x, const float* w, const float* bias, int n, int
 
 cudaError_t GemvSmallRows(const float* x, const float* w, const float* bias, int rows, int n, int k, bool accumulate,
                           float* y, cudaStream_t stream) {
-  switch (rows) {
-    case 0: return cudaSuccess;
-    case 1: return Launch<1>(x, w, bias, n, k, accumulate, y, stream);
-    case 2: return Launch<2>(x, w, bias, n, k, accumulate, y, stream);
-    case 3: return Launch<3>(x, w, bias, n, k, accumulate, y, stream);
-    case 4: return Launch<4>(x, w, bias, n, k, accumulate, y, stream);
-    case 5: return Launch<5>(x, w, bias, n, k, accumulate, y, stream);
-    case 6: return Launch<6>(x, w, bias, n, k, accumulate, y, stream);
-    case 7: return Launch<7>(x, w, bias, n, k, accumulate, y, stream);
-    case 8: return Launch<8>(x, w, bias, n, k, accumulate, y, stream);
-    default: return cudaErrorInvalidValue;
-  }
+  return LaunchByRowCount(rows, [&](auto r) {
+    return Launch<decltype(r)::value>(x, w, bias, n, k, accumulate, y, stream);
+  });
 }
 
 }  // namespace xlserve::kernels

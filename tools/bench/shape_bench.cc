@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -52,14 +53,40 @@ double StateBytes(const ModelConfig& cfg, DType state) {
   return heads * (cn * DTypeSize(state) + 4);
 }
 
-struct DecodeRow {
+struct StepTiming {
   double step_ms = 0;
   std::string top_stage;
   double top_share = 0;
   nlohmann::json stages = nlohmann::json::object();
 };
 
-absl::StatusOr<DecodeRow> MeasureDecode(Backend* backend, int batch, int steps) {
+// Wall milliseconds per call of `step` after `warmups` untimed calls, and the stages of one more
+// call with events between them (the largest with its share).
+absl::StatusOr<StepTiming> TimeStep(Backend* backend, const std::function<absl::Status()>& step, int warmups,
+                                    int steps) {
+  for (int w = 0; w < warmups; ++w) RETURN_IF_ERROR(step());
+  StepTiming t;
+  const auto start = std::chrono::steady_clock::now();
+  for (int s = 0; s < steps; ++s) RETURN_IF_ERROR(step());
+  t.step_ms = SecondsSince(start) / steps * 1e3;
+  RETURN_IF_ERROR(kernels::SetStageProfiling(backend, true));
+  RETURN_IF_ERROR(step());
+  RETURN_IF_ERROR(kernels::SetStageProfiling(backend, false));
+  ASSIGN_OR_RETURN(auto stages, kernels::TakeStageProfile(backend));
+  double total = 0;
+  for (const auto& [name, ms] : stages) {
+    total += ms;
+    t.stages[name] = ms;
+  }
+  if (!stages.empty() && total > 0) {
+    t.top_stage = stages[0].first;
+    t.top_share = stages[0].second / total;
+  }
+  return t;
+}
+
+// One greedy decode step of `batch` sequences (the tokens come back, not the logits).
+absl::StatusOr<StepTiming> MeasureDecode(Backend* backend, int batch, int steps) {
   RETURN_IF_ERROR(backend->AllocateSlots(batch));
   std::vector<int32_t> tokens(batch);
   std::vector<SequenceInput> seqs(batch);
@@ -67,37 +94,14 @@ absl::StatusOr<DecodeRow> MeasureDecode(Backend* backend, int batch, int steps) 
   for (int i = 0; i < batch; ++i) {
     tokens[i] = 3 + i;
     seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[i], 1), false};
-    seqs[i].argmax_only = true;  // greedy serving: the tokens come back, not the logits
+    seqs[i].argmax_only = true;
   }
-  for (int w = 0; w < 3; ++w) RETURN_IF_ERROR(backend->Forward(seqs, &out));
-  DecodeRow row;
-  const auto start = std::chrono::steady_clock::now();
-  for (int s = 0; s < steps; ++s) RETURN_IF_ERROR(backend->Forward(seqs, &out));
-  row.step_ms = SecondsSince(start) / steps * 1e3;
-  // One more step with events between the stages, for the breakdown.
-  RETURN_IF_ERROR(kernels::SetStageProfiling(backend, true));
-  RETURN_IF_ERROR(backend->Forward(seqs, &out));
-  RETURN_IF_ERROR(kernels::SetStageProfiling(backend, false));
-  ASSIGN_OR_RETURN(auto stages, kernels::TakeStageProfile(backend));
-  double total = 0;
-  for (const auto& [name, ms] : stages) total += ms;
-  for (const auto& [name, ms] : stages) row.stages[name] = ms;
-  if (!stages.empty() && total > 0) {
-    row.top_stage = stages[0].first;
-    row.top_share = stages[0].second / total;
-  }
-  return row;
+  return TimeStep(backend, [&] { return backend->Forward(seqs, &out); }, 3, steps);
 }
 
-struct VerifyRow {
-  double ms = 0;
-  nlohmann::json stages = nlohmann::json::object();
-};
-
-// Milliseconds per speculative step of `length` tokens for each of `batch` sequences: a
-// deferred verify pass with all logits, then the commit of every token; and the stages of one
-// more, profiled.
-absl::StatusOr<VerifyRow> MeasureVerify(Backend* backend, int batch, int length, int steps) {
+// A speculative step of `length` tokens for each of `batch` sequences: a deferred greedy verify
+// pass with every row's argmax, then the commit of every token.
+absl::StatusOr<StepTiming> MeasureVerify(Backend* backend, int batch, int length, int steps) {
   RETURN_IF_ERROR(backend->AllocateSlots(batch));
   std::vector<int32_t> tokens(size_t(batch) * length);
   std::vector<SequenceInput> seqs(batch);
@@ -108,21 +112,13 @@ absl::StatusOr<VerifyRow> MeasureVerify(Backend* backend, int batch, int length,
     commits[i] = CommitInput{i, length};
   }
   ForwardOutput out;
-  auto step = [&]() -> absl::Status {
-    RETURN_IF_ERROR(backend->Forward(seqs, &out));
-    return backend->Commit(commits);
-  };
-  for (int w = 0; w < 2; ++w) RETURN_IF_ERROR(step());
-  const auto start = std::chrono::steady_clock::now();
-  for (int s = 0; s < steps; ++s) RETURN_IF_ERROR(step());
-  VerifyRow row;
-  row.ms = SecondsSince(start) / steps * 1e3;
-  RETURN_IF_ERROR(kernels::SetStageProfiling(backend, true));
-  RETURN_IF_ERROR(step());
-  RETURN_IF_ERROR(kernels::SetStageProfiling(backend, false));
-  ASSIGN_OR_RETURN(auto stages, kernels::TakeStageProfile(backend));
-  for (const auto& [name, ms] : stages) row.stages[name] = ms;
-  return row;
+  return TimeStep(
+      backend,
+      [&]() -> absl::Status {
+        RETURN_IF_ERROR(backend->Forward(seqs, &out));
+        return backend->Commit(commits);
+      },
+      2, steps);
 }
 
 }  // namespace
@@ -212,7 +208,7 @@ absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights>
                   "of floor", "ref step ms", "vs ref", "largest stage of a step (share)");
     *table += line;
     for (int batch : options.batch_sizes) {
-      ASSIGN_OR_RETURN(DecodeRow r, MeasureDecode(backend.get(), batch, options.steps));
+      ASSIGN_OR_RETURN(StepTiming r, MeasureDecode(backend.get(), batch, options.steps));
       if (state == options.state_dtypes.front()) plain_step_ms[batch] = r.step_ms;
       const double floor_ms = (matrix_bytes + 2 * state_bytes * batch) / options.copy_bandwidth * 1e3;
       const double ref = ReferenceStepMs(batch);
@@ -247,8 +243,8 @@ absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights>
         std::snprintf(line, sizeof(line), "%6d %9.2f", batch, plain);
         *table += line;
         for (int len : options.verify_lengths) {
-          ASSIGN_OR_RETURN(const VerifyRow v, MeasureVerify(backend.get(), batch, len, std::max(3, options.steps / 2)));
-          const double ms = v.ms;
+          ASSIGN_OR_RETURN(const StepTiming v, MeasureVerify(backend.get(), batch, len, std::max(3, options.steps / 2)));
+          const double ms = v.step_ms;
           std::snprintf(line, sizeof(line), "   %7.2f (%5.2fx)", ms, ms / plain);
           *table += line;
           rows.push_back({{"kind", "verify"},
