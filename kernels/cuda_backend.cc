@@ -8,7 +8,8 @@
 // Per block: RMSNorm -> stacked q/k/v/o/ĩ/f̃ GEMM -> mLSTM (step kernel when every sequence
 // has one token, else the recurrent kernel; gate soft cap inside) -> head norm * sigmoid(o) ->
 // out_proj GEMM added to the residual -> RMSNorm -> stacked up_gate/up GEMM -> SwiGLU -> down
-// GEMM added to the residual.
+// GEMM added to the residual. A split-pair product's two halves are added up by the pass that
+// reads it next (the RMSNorm that follows a residual add, SwiGLU), not by a pass of its own.
 // Self-speculation (DESIGN §4): MTP heads run on the residual stream after the trunk's first
 // trunk_layers blocks, gathered densely for the sequences that ask for them. A deferred
 // forward leaves its slots' states unwritten and keeps each layer's k, v, ĩ, f̃ rows in one of
@@ -408,10 +409,15 @@ class CudaBackend final : public Backend {
       const int head_count = static_cast<int>(head_rows.size());
       const int trunk_layers = cfg.mtp ? cfg.mtp->trunk_layers : cfg.num_blocks;
       ASSIGN_OR_RETURN(float* z, Typed<float>("z", size_t(head_count) * d));
+      PendingResidual residual;
       for (int l = 0; l < cfg.num_blocks; ++l) {
-        if (head_count > 0 && l == trunk_layers) CUDA_RETURN_IF_ERROR(GatherRows(x, d_head_rows, head_count, d, z, stream_));
-        RETURN_IF_ERROR(RunBlock(dev_->blocks[l], l, rows, idx, x));
+        if (head_count > 0 && l == trunk_layers) {
+          RETURN_IF_ERROR(FlushResidual(rows, &residual, x));
+          CUDA_RETURN_IF_ERROR(GatherRows(x, d_head_rows, head_count, d, z, stream_));
+        }
+        RETURN_IF_ERROR(RunBlock(dev_->blocks[l], l, rows, idx, &residual, x));
       }
+      RETURN_IF_ERROR(FlushResidual(rows, &residual, x));
       if (head_count > 0 && trunk_layers == cfg.num_blocks) {
         CUDA_RETURN_IF_ERROR(GatherRows(x, d_head_rows, head_count, d, z, stream_));
       }
@@ -726,7 +732,9 @@ class CudaBackend final : public Backend {
     for (int head = 1; head <= num_mtp_heads(); ++head) {
       if (cfg.mtp->head_type == MtpHeadType::kMlstmBlock) {
         CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(hx, z, size_t(rows) * d * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
-        RETURN_IF_ERROR(RunBlock(dev_->head_blocks[head - 1], cfg.num_blocks + head - 1, rows, idx, hx));
+        PendingResidual residual;
+        RETURN_IF_ERROR(RunBlock(dev_->head_blocks[head - 1], cfg.num_blocks + head - 1, rows, idx, &residual, hx));
+        RETURN_IF_ERROR(FlushResidual(rows, &residual, hx));
       } else {
         ASSIGN_OR_RETURN(void* split, Split(rows));
         if (split != nullptr) CUDA_RETURN_IF_ERROR(SplitActivation(z, int64_t(rows) * d, split, stream_));
@@ -812,7 +820,27 @@ class CudaBackend final : public Backend {
     return p;
   }
 
-  absl::Status RunBlock(const DeviceBlock& w, int layer, int rows, const Indices& idx, float* x) {
+  // A block's last product (down), left uncombined for the next block's first RMSNorm to fold
+  // into x (ResidualRmsNorm); t null when there is none.
+  struct PendingResidual {
+    const float* t = nullptr;
+    const float* bias = nullptr;
+    int n = 0;
+  };
+
+  // Adds a pending residual into x before anything but a block reads x.
+  absl::Status FlushResidual(int rows, PendingResidual* residual, float* x) {
+    if (residual->t != nullptr) {
+      CUDA_RETURN_IF_ERROR(CombineSplit(residual->t, residual->bias, rows, residual->n, true, x, stream_));
+    }
+    *residual = PendingResidual{};
+    return absl::OkStatus();
+  }
+
+  // x (rows of the residual stream) through one block; `residual`: in, the previous block's
+  // pending product, folded in first; out, this block's.
+  absl::Status RunBlock(const DeviceBlock& w, int layer, int rows, const Indices& idx, PendingResidual* residual,
+                        float* x) {
     const ModelConfig& cfg = weights_->config;
     const int d = cfg.hidden_size, heads = cfg.num_heads, v = cfg.v_dim(), ffn = cfg.ffn_dim();
     const float norm_eps = static_cast<float>(cfg.norm_eps);
@@ -825,7 +853,12 @@ class CudaBackend final : public Backend {
     ASSIGN_OR_RETURN(float* act, Typed<float>("act", size_t(rows) * ffn));
 
     // mLSTM sub-layer: x += out_proj(sigmoid(o) * MultiHeadNorm(mLSTM(q, k, v, ĩ, f̃))).
-    CUDA_RETURN_IF_ERROR(RmsNorm(x, w.norm_mlstm_w, w.norm_mlstm_b, rows, d, norm_eps, xn, split, stream_));
+    if (residual->t != nullptr) {
+      CUDA_RETURN_IF_ERROR(ResidualRmsNorm(x, residual->t, residual->bias, w.norm_mlstm_w, w.norm_mlstm_b, rows, d,
+                                           norm_eps, xn, split, stream_));
+    } else {
+      CUDA_RETURN_IF_ERROR(RmsNorm(x, w.norm_mlstm_w, w.norm_mlstm_b, rows, d, norm_eps, xn, split, stream_));
+    }
     RETURN_IF_ERROR(profiler_.Mark("rmsnorm", stream_));
     // proj: [rows, q | k | v | o | ĩ | f̃] from xn [rows, d]
     RETURN_IF_ERROR(Linear(xn, split, rows, w.proj, w.proj_b, false, proj));
@@ -840,18 +873,30 @@ class CudaBackend final : public Backend {
     CUDA_RETURN_IF_ERROR(HeadNormGate(h, proj + cols_.o, cols_.width, w.mh_norm_w, w.mh_norm_b, rows, heads,
                                       cfg.v_head_dim(), norm_eps, hg, split, stream_));
     RETURN_IF_ERROR(profiler_.Mark("head norm * sigmoid(o)", stream_));
-    RETURN_IF_ERROR(Linear(hg, split, rows, w.out_proj, w.out_proj_b, true, x));
+    // A split-pair product's combine rides along with the next pass over x or gu.
+    ASSIGN_OR_RETURN(const float* out_pair, LinearUncombined(hg, split, rows, w.out_proj, w.out_proj_b, true, x));
     RETURN_IF_ERROR(profiler_.Mark("gemm out_proj", stream_));
 
     // Feed-forward sub-layer: x += down(silu(up_gate(xn)) * up(xn)).
-    CUDA_RETURN_IF_ERROR(RmsNorm(x, w.norm_ffn_w, w.norm_ffn_b, rows, d, norm_eps, xn, split, stream_));
+    if (out_pair != nullptr) {
+      CUDA_RETURN_IF_ERROR(ResidualRmsNorm(x, out_pair, w.out_proj_b, w.norm_ffn_w, w.norm_ffn_b, rows, d, norm_eps,
+                                           xn, split, stream_));
+    } else {
+      CUDA_RETURN_IF_ERROR(RmsNorm(x, w.norm_ffn_w, w.norm_ffn_b, rows, d, norm_eps, xn, split, stream_));
+    }
     RETURN_IF_ERROR(profiler_.Mark("rmsnorm", stream_));
     // gu: [rows, up_gate | up]
-    RETURN_IF_ERROR(Linear(xn, split, rows, w.up, w.up_b, false, gu));
+    ASSIGN_OR_RETURN(const float* gu_pair, LinearUncombined(xn, split, rows, w.up, w.up_b, false, gu));
     RETURN_IF_ERROR(profiler_.Mark("gemm up_gate|up", stream_));
-    CUDA_RETURN_IF_ERROR(SwiGlu(gu, rows, ffn, act, split, stream_));
+    if (gu_pair != nullptr) {
+      CUDA_RETURN_IF_ERROR(
+          SwiGlu(gu_pair, gu_pair + size_t(rows) * 2 * ffn, w.up_b, rows, ffn, act, split, stream_));
+    } else {
+      CUDA_RETURN_IF_ERROR(SwiGlu(gu, nullptr, nullptr, rows, ffn, act, split, stream_));
+    }
     RETURN_IF_ERROR(profiler_.Mark("swiglu", stream_));
-    RETURN_IF_ERROR(Linear(act, split, rows, w.down, w.down_b, true, x));
+    ASSIGN_OR_RETURN(const float* down_pair, LinearUncombined(act, split, rows, w.down, w.down_b, true, x));
+    *residual = PendingResidual{down_pair, w.down_b, d};
     RETURN_IF_ERROR(profiler_.Mark("gemm down", stream_));
     return absl::OkStatus();
   }
@@ -860,29 +905,38 @@ class CudaBackend final : public Backend {
   // matrix is bf16).
   absl::Status Linear(const float* x, const void* x_split, int rows, const DeviceMatrix& w, const float* bias,
                       bool accumulate, float* y) {
+    ASSIGN_OR_RETURN(const float* t, LinearUncombined(x, x_split, rows, w, bias, accumulate, y));
+    if (t != nullptr) CUDA_RETURN_IF_ERROR(CombineSplit(t, bias, rows, w.rows, accumulate, y, stream_));
+    return absl::OkStatus();
+  }
+
+  // Linear, except that a product through the split-pair GEMM comes back uncombined: returns
+  // its t [2, rows, n] (valid until the next Linear) for the caller to add up with bias and y,
+  // and leaves y alone; null when y already holds the product.
+  absl::StatusOr<const float*> LinearUncombined(const float* x, const void* x_split, int rows, const DeviceMatrix& w,
+                                                const float* bias, bool accumulate, float* y) {
     const int n = w.rows, k = w.cols;
-    if (rows == 0) return absl::OkStatus();
+    if (rows == 0) return nullptr;
     if (w.type == WeightType::kF32) {
       if (rows <= kGemvMaxRows) {
         CUDA_RETURN_IF_ERROR(GemvSmallRows(x, static_cast<const float*>(w.data), bias, rows, n, k, accumulate, y, stream_));
-        return absl::OkStatus();
+        return nullptr;
       }
       const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
       CUBLAS_RETURN_IF_ERROR(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha,
                                          static_cast<const float*>(w.data), k, x, k, &beta, y, n));
       if (bias) CUDA_RETURN_IF_ERROR(AddBias(y, bias, rows, n, stream_));
-      return absl::OkStatus();
+      return nullptr;
     }
     const bool small = int64_t(n) * k <= kSmallMatrixElems;
     if ((rows <= kBf16GemvMaxRows || (small && rows <= kGemvMaxRows)) && k % 8 == 0) {
       CUDA_RETURN_IF_ERROR(GemvBf16SmallRows(x, w.data, bias, rows, n, k, accumulate, y, stream_));
-      return absl::OkStatus();
+      return nullptr;
     }
     // t: [2, rows, n] = (hi; lo) · wᵀ in one GEMM over 2 * rows columns (cuBLAS's view).
     ASSIGN_OR_RETURN(float* t, Typed<float>("gemm_pair", size_t(2) * rows * n));
     RETURN_IF_ERROR(lt_->Run(w.data, n, k, x_split, 2 * rows, t, stream_));
-    CUDA_RETURN_IF_ERROR(CombineSplit(t, bias, rows, n, accumulate, y, stream_));
-    return absl::OkStatus();
+    return t;
   }
 
   // The split-pair buffer for activations of `rows` rows of any width, or null when no

@@ -7,12 +7,16 @@
 //   AddBias:         y[r, c] += b[c]                                1-D grid
 //   SoftCap:         x[i] = cap * tanh(x[i] / cap)                  1-D grid
 //   SwiGlu:          out[r, c] = silu(gu[r, c]) * gu[r, ffn + c]    1-D grid over rows * ffn
+//                    (float4s of rows * ffn / 4 when ffn % 4 == 0)
+//                    (gu optionally the two halves of a split-pair GEMM plus bias)
 //   GatherRowSegments: dst[dst_rows[i], :] = (src[src_rows[i], a:a+a_len], src[.., b:b+b_len])
 //                    grid (count), block 256 over the a_len + b_len columns
 //   SplitActivation: (hi, lo) pair of x                             1-D grid over count
 //   ArgmaxRows:      out[r] = argmax_c x[r, c]                      grid (rows), block 256 over c
 // Activations fp32 row-major; tables F32 or BF16; biases fp32; split pairs as in launchers.h.
 #include <cuda_bf16.h>
+
+#include <cstdint>
 
 #include "kernels/device_common.cuh"
 #include "kernels/launchers.h"
@@ -77,12 +81,50 @@ __global__ void SoftCapKernel(float* x, int64_t count, float cap) {
   if (i < count) x[i] = cap * tanhf(x[i] / cap);
 }
 
-__global__ void SwiGluKernel(const float* gu, int ffn, int64_t count, float* out, void* split) {
+__global__ void SwiGluKernel(const float* gu, const float* gu_lo, const float* bias, int ffn, int64_t count,
+                             float* out, void* split) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
   const int64_t r = i / ffn, c = i % ffn;
-  const float g = gu[r * 2 * ffn + c];
-  StoreActivation(out, split, count, i, g / (1.0f + expf(-g)) * gu[r * 2 * ffn + ffn + c]);
+  const int64_t at_g = r * 2 * ffn + c, at_u = at_g + ffn;
+  float g = gu[at_g], u = gu[at_u];
+  if (gu_lo) {
+    g += gu_lo[at_g];
+    u += gu_lo[at_u];
+    if (bias) {
+      g += bias[c];
+      u += bias[ffn + c];
+    }
+  }
+  StoreActivation(out, split, count, i, g / (1.0f + expf(-g)) * u);
+}
+
+// Four consecutive columns per thread (ffn % 4 == 0, 16-byte aligned inputs), the same
+// arithmetic as SwiGluKernel.
+__global__ void SwiGluVec4Kernel(const float4* gu, const float4* gu_lo, const float* bias, int ffn4, int64_t count4,
+                                 float* out, void* split) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= count4) return;
+  const int64_t r = i / ffn4, c4 = i % ffn4;
+  const int64_t at_g = r * 2 * ffn4 + c4, at_u = at_g + ffn4;
+  float g[4], u[4];
+  const float4 g4 = gu[at_g], u4 = gu[at_u];
+  g[0] = g4.x, g[1] = g4.y, g[2] = g4.z, g[3] = g4.w;
+  u[0] = u4.x, u[1] = u4.y, u[2] = u4.z, u[3] = u4.w;
+  if (gu_lo) {
+    const float4 gl = gu_lo[at_g], ul = gu_lo[at_u];
+    g[0] += gl.x, g[1] += gl.y, g[2] += gl.z, g[3] += gl.w;
+    u[0] += ul.x, u[1] += ul.y, u[2] += ul.z, u[3] += ul.w;
+    if (bias) {
+      for (int e = 0; e < 4; ++e) {
+        g[e] += bias[4 * c4 + e];
+        u[e] += bias[4 * ffn4 + 4 * c4 + e];
+      }
+    }
+  }
+  const int64_t count = 4 * count4;
+#pragma unroll
+  for (int e = 0; e < 4; ++e) StoreActivation(out, split, count, 4 * i + e, g[e] / (1.0f + expf(-g[e])) * u[e]);
 }
 
 __global__ void GatherRowSegmentsKernel(const float* src, int64_t src_stride, int a, int a_len, int b, int b_len,
@@ -192,10 +234,18 @@ cudaError_t SoftCap(float* x, int64_t count, float cap, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-cudaError_t SwiGlu(const float* gu, int rows, int ffn, float* out, void* split, cudaStream_t stream) {
+cudaError_t SwiGlu(const float* gu, const float* gu_lo, const float* bias, int rows, int ffn, float* out, void* split,
+                   cudaStream_t stream) {
   const int64_t count = int64_t(rows) * ffn;
   if (count == 0) return cudaSuccess;
-  SwiGluKernel<<<Blocks(count), kThreads, 0, stream>>>(gu, ffn, count, out, split);
+  const auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  if (ffn % 4 == 0 && aligned16(gu) && aligned16(gu_lo)) {
+    SwiGluVec4Kernel<<<Blocks(count / 4), kThreads, 0, stream>>>(reinterpret_cast<const float4*>(gu),
+                                                                 reinterpret_cast<const float4*>(gu_lo), bias,
+                                                                 ffn / 4, count / 4, out, split);
+  } else {
+    SwiGluKernel<<<Blocks(count), kThreads, 0, stream>>>(gu, gu_lo, bias, ffn, count, out, split);
+  }
   return cudaGetLastError();
 }
 

@@ -30,6 +30,11 @@ cudaError_t GatherRows(const float* x, const int32_t* rows, int count, int d, fl
 // fp32. `split` (nullable): the same values as a split pair [2, rows, d].
 cudaError_t RmsNorm(const float* x, const float* w, const float* b, int rows, int d, float eps, float* out,
                     void* split, cudaStream_t stream);
+// The same after folding a pending residual into x: x[r, c] = t[r, c] + t[rows + r, c]
+// (+ t_bias[c]) + x[r, c], in CombineSplit's order (so the bits match CombineSplit with
+// accumulate, then RmsNorm). t: a split-pair GEMM's output [2, rows, d]; saves that pass over x.
+cudaError_t ResidualRmsNorm(float* x, const float* t, const float* t_bias, const float* w, const float* b, int rows,
+                            int d, float eps, float* out, void* split, cudaStream_t stream);
 
 // y[r, n] = sum_k x[r, k] w[n, k] (+ bias[n]) (+ y[r, n] when accumulate) for fp32 weights
 // and rows <= kGemvMaxRows: one pass over w. x: [rows, k], w: [n, k], y: [rows, n].
@@ -66,8 +71,11 @@ cudaError_t ArgmaxRows(const float* x, int rows, int n, int32_t* out, cudaStream
 cudaError_t SoftCap(float* x, int64_t count, float cap, cudaStream_t stream);
 
 // out[r, c] = silu(gu[r, c]) * gu[r, ffn + c]: gu is the fused [rows, 2 * ffn] output of
-// (up_gate; up). out: [rows, ffn]; `split` (nullable) as for RmsNorm.
-cudaError_t SwiGlu(const float* gu, int rows, int ffn, float* out, void* split, cudaStream_t stream);
+// (up_gate; up). out: [rows, ffn]; `split` (nullable) as for RmsNorm. With gu_lo (the second
+// half of a split-pair GEMM's output) the input is gu + gu_lo (+ bias), formed as CombineSplit
+// forms it, so the GEMM's combine pass is skipped; bias (nullable) is only read then.
+cudaError_t SwiGlu(const float* gu, const float* gu_lo, const float* bias, int rows, int ffn, float* out, void* split,
+                   cudaStream_t stream);
 
 // Per row and head over its head_dim values g of h: g <- LayerNorm(g) (biased variance, eps)
 // * w (+ b), then * sigmoid(o). h: [rows, heads * head_dim] (stride heads * head_dim); o: row

@@ -13,10 +13,12 @@
 // Launch: grid (num_seqs, heads, ceil(dv / kCols)), block kTileThreads. A block owns kCols columns
 // of one head's C (64 fp32 or 128 bf16: 256 bytes of each row). Thread t reads kVec
 // consecutive columns (16 bytes: 4 fp32 or 8 bf16) of the rows rg, rg + kRowGroups, ...
-// (rg = t / kGroups, at most kRows rows), all loads issued before the first use, so each
-// thread keeps up to kRows x 16 bytes in flight; a warp covers two whole 256-byte row segments. Partial sums of q̂ᵀC' per
-// thread are reduced over the row groups in shared memory. Summation order depends only on
-// the shape, so a sequence gives the same bits alone or in any batch.
+// (rg = t / kGroups, at most kRows rows): a warp covers two whole 256-byte row segments. The
+// thread's rows are copied with cp.async into shared memory (kRows x 16 bytes per thread, 64 KB
+// per block at 16 rows) before the q̂/k/n prologue, so C's latency overlaps it without holding
+// registers. Partial sums of q̂ᵀC' per thread are reduced over the row groups in shared memory.
+// Summation order depends only on the shape, so a sequence gives the same bits alone or in any
+// batch.
 #include <cuda_bf16.h>
 
 #include "kernels/mlstm_common.cuh"
@@ -28,15 +30,21 @@ namespace {
 template <typename T, int kRows>
 __global__ void __launch_bounds__(kTileThreads, 2) MlstmStepKernel(MlstmParams p) {
   using S = TileShape<T>;
-  extern __shared__ float qk_smem[];  // q̂ [dqk], then k [dqk]
-  float* q_s = qk_smem;
-  float* k_s = qk_smem + p.dqk;
+  extern __shared__ uint4 step_smem[];  // this block's rows of C [kRows][kTileThreads], then q̂ [dqk], k [dqk]
+  uint4* c_s = step_smem;
+  float* q_s = reinterpret_cast<float*>(step_smem + kRows * kTileThreads);
+  float* k_s = q_s + p.dqk;
   __shared__ float part[S::kRowGroups][S::kCols + 1];
   __shared__ float scratch[32];
 
   const int seq = blockIdx.x, head = blockIdx.y, tile = blockIdx.z;
   const int row = p.seq_row_begin[seq];
   const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
+  const int cg = threadIdx.x % S::kGroups, rg = threadIdx.x / S::kGroups;
+  const int col0 = tile * S::kCols + cg * S::kVec;
+  const bool has_cols = col0 < p.dv;
+  // C's loads go out first and land while the prologue below waits on its own loads.
+  StageTileRows<T, kRows>(st.c, p.dqk, p.dv, rg, col0, has_cols, c_s);
   const int64_t in_row = int64_t(row) * p.proj_stride;
   const GateFactors g = MlstmGates(p.igate[in_row + head], p.fgate[in_row + head], *st.m, p.gate_cap);
   const float scale = rsqrtf(static_cast<float>(p.dqk));
@@ -53,23 +61,19 @@ __global__ void __launch_bounds__(kTileThreads, 2) MlstmStepKernel(MlstmParams p
   }
   qn = BlockSum(qn, scratch);  // its barriers also publish q_s and k_s
 
-  const int cg = threadIdx.x % S::kGroups, rg = threadIdx.x / S::kGroups;
-  const int col0 = tile * S::kCols + cg * S::kVec;
-  const bool has_cols = col0 < p.dv;
   float v[S::kVec], acc[S::kVec];
 #pragma unroll
   for (int e = 0; e < S::kVec; ++e) {
     v[e] = has_cols ? p.v[in_row + int64_t(head) * p.dv + col0 + e] : 0.0f;
     acc[e] = 0;
   }
-  uint4 c[kRows];
-  LoadTileRows<T, kRows>(st.c, p.dqk, p.dv, rg, col0, has_cols, c);
+  WaitStagedRows();
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
     const int i = rg + r * S::kRowGroups;
     if (has_cols && i < p.dqk) {
       float cf[S::kVec];
-      Unpack(c[r], cf, T{});
+      Unpack(c_s[r * kTileThreads + threadIdx.x], cf, T{});
       const float ik = g.i * k_s[i], q = q_s[i];
 #pragma unroll
       for (int e = 0; e < S::kVec; ++e) {
@@ -97,9 +101,16 @@ template <typename T>
 cudaError_t LaunchStep(const MlstmParams& p, cudaStream_t stream) {
   using S = TileShape<T>;
   const dim3 grid(p.num_seqs, p.heads, (p.dv + S::kCols - 1) / S::kCols);
-  const size_t smem = 2 * size_t(p.dqk) * sizeof(float);
   return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
-    MlstmStepKernel<T, decltype(rows)::value><<<grid, kTileThreads, smem, stream>>>(p);
+    constexpr int kRows = decltype(rows)::value;
+    const size_t smem = size_t(kRows) * kTileThreads * sizeof(uint4) + 2 * size_t(p.dqk) * sizeof(float);
+    // Above the 48 KB default at 16 rows per thread; set once per instantiation, for the
+    // largest dqk it serves.
+    static const cudaError_t opt_in = cudaFuncSetAttribute(
+        MlstmStepKernel<T, kRows>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        int(size_t(kRows) * kTileThreads * sizeof(uint4) + 2 * size_t(kRows) * S::kRowGroups * sizeof(float)));
+    (void)opt_in;  // had it failed, the launch fails and LaunchByTileRows reports that
+    MlstmStepKernel<T, kRows><<<grid, kTileThreads, smem, stream>>>(p);
   });
 }
 

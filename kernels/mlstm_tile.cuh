@@ -70,6 +70,25 @@ __device__ __forceinline__ void LoadTileRows(const T* c, int dqk, int dv, int rg
   }
 }
 
+// The same rows copied asynchronously (cp.async, no registers held) into this thread's slots of
+// `staged` ([kRows][kTileThreads] 16-byte entries, entry r of thread t at r * kTileThreads + t),
+// so a kernel can issue them before its prologue and overlap the two; WaitStagedRows() before
+// reading. Only the issuing thread reads its entries, so no barrier is needed.
+template <typename T, int kRows>
+__device__ __forceinline__ void StageTileRows(const T* c, int dqk, int dv, int rg, int col0, bool has_cols,
+                                              uint4* staged) {
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) {
+    const int i = rg + r * TileShape<T>::kRowGroups;
+    if (has_cols && i < dqk) {
+      const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(staged + r * kTileThreads + threadIdx.x));
+      asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(c + int64_t(i) * dv + col0));
+    }
+  }
+  asm volatile("cp.async.commit_group;\n" ::);
+}
+__device__ __forceinline__ void WaitStagedRows() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
 // Calls launch(std::integral_constant<int, kRows>) with the fewest rows per thread of 1, 2, 4,
 // 8, 16 that cover dqk (unused registers cost occupancy); cudaErrorInvalidValue when dqk is
 // too large for the tiled kernels.

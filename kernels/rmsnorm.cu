@@ -1,6 +1,8 @@
 // RMSNorm and the per-head LayerNorm with the output gate.
 //
-// RmsNorm:      out[r, c] = x[r, c] / sqrt(mean_c x[r, :]^2 + eps) * w[c] (+ b[c])
+// RmsNorm:      out[r, c] = x[r, c] / sqrt(mean_c x[r, :]^2 + eps) * w[c] (+ b[c]); ResidualRmsNorm
+//               first folds a split-pair GEMM's output into x (x += hi + lo (+ bias)) and
+//               writes x back, in place of a separate CombineSplit pass.
 //               grid (rows); the sum of squares in fp32 over a block reduction. For d % 4 == 0
 //               (d <= 16384) a block of up to 1024 threads holds its row in registers as
 //               float4s, read once: a decode step runs 2 x layers of these on one row each, where
@@ -22,10 +24,22 @@
 namespace xlserve::kernels {
 namespace {
 
-__global__ void RmsNormKernel(const float* x, const float* w, const float* b, int d, int64_t count, float eps,
-                              float* out, void* split) {
+// x + the pending residual in CombineSplit's order: ((hi + lo) + bias) + x.
+__device__ __forceinline__ float WithResidual(float x, float hi, float lo, float bias) { return hi + lo + bias + x; }
+
+// kResidual: x[r] += the split-pair product t (+ t_bias) first, written back (ResidualRmsNorm).
+template <bool kResidual>
+__global__ void RmsNormKernel(float* x, const float* t, const float* t_bias, const float* w, const float* b, int d,
+                              int64_t count, float eps, float* out, void* split) {
   __shared__ float scratch[32];
-  const float* xr = x + int64_t(blockIdx.x) * d;
+  float* xr = x + int64_t(blockIdx.x) * d;
+  if (kResidual) {
+    const int64_t at = int64_t(blockIdx.x) * d;
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+      xr[c] = WithResidual(xr[c], t[at + c], t[count + at + c], t_bias ? t_bias[c] : 0.0f);
+    }
+    __syncthreads();
+  }
   float sq = 0;
   for (int c = threadIdx.x; c < d; c += blockDim.x) sq += xr[c] * xr[c];
   const float scale = rsqrtf(BlockSum(sq, scratch) / d + eps);
@@ -36,17 +50,27 @@ __global__ void RmsNormKernel(const float* x, const float* w, const float* b, in
   }
 }
 
-template <int kPer>
-__global__ void RmsNormVec4Kernel(const float4* x, const float4* w, const float4* b, int d4, int64_t count, float eps,
-                                  float* out, void* split) {
+template <int kPer, bool kResidual>
+__global__ void RmsNormVec4Kernel(float4* x, const float4* t, const float* t_bias, const float4* w, const float4* b,
+                                  int d4, int64_t count, float eps, float* out, void* split) {
   __shared__ float scratch[32];
-  const float4* xr = x + int64_t(blockIdx.x) * d4;
+  float4* xr = x + int64_t(blockIdx.x) * d4;
   float4 v[kPer];
   float sq = 0;
 #pragma unroll
   for (int p = 0; p < kPer; ++p) {
     const int i = threadIdx.x + p * blockDim.x;
     v[p] = i < d4 ? xr[i] : make_float4(0, 0, 0, 0);
+    if (kResidual && i < d4) {
+      const int64_t at = int64_t(blockIdx.x) * d4 + i;
+      const float4 hi = t[at], lo = t[count / 4 + at];
+      const int c = 4 * i;
+      v[p] = make_float4(WithResidual(v[p].x, hi.x, lo.x, t_bias ? t_bias[c] : 0.0f),
+                         WithResidual(v[p].y, hi.y, lo.y, t_bias ? t_bias[c + 1] : 0.0f),
+                         WithResidual(v[p].z, hi.z, lo.z, t_bias ? t_bias[c + 2] : 0.0f),
+                         WithResidual(v[p].w, hi.w, lo.w, t_bias ? t_bias[c + 3] : 0.0f));
+      xr[i] = v[p];
+    }
     sq += v[p].x * v[p].x + v[p].y * v[p].y + v[p].z * v[p].z + v[p].w * v[p].w;
   }
   const float scale = rsqrtf(BlockSum(sq, scratch) / (4 * d4) + eps);
@@ -84,33 +108,46 @@ __global__ void HeadNormGateKernel(const float* h, const float* o, int64_t o_str
   }
 }
 
+template <bool kResidual>
+cudaError_t LaunchRmsNorm(float* x, const float* t, const float* t_bias, const float* w, const float* b, int rows,
+                          int d, float eps, float* out, void* split, cudaStream_t stream) {
+  if (rows == 0) return cudaSuccess;
+  const int64_t count = int64_t(rows) * d;
+  const int d4 = d / 4;
+  const auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
+  // float4 access needs 16-byte aligned rows (d % 4 == 0) and aligned w, b, t.
+  const bool aligned = d % 4 == 0 && aligned16(w) && aligned16(b) && aligned16(x) && aligned16(t);
+  if (aligned && d4 <= 4 * 1024) {
+    const int threads = std::min(1024, (d4 + 31) / 32 * 32);
+    const int per = (d4 + threads - 1) / threads;
+    auto* x4 = reinterpret_cast<float4*>(x);
+    const auto* t4 = reinterpret_cast<const float4*>(t);
+    const auto* w4 = reinterpret_cast<const float4*>(w);
+    const auto* b4 = reinterpret_cast<const float4*>(b);
+    if (per == 1) {
+      RmsNormVec4Kernel<1, kResidual><<<rows, threads, 0, stream>>>(x4, t4, t_bias, w4, b4, d4, count, eps, out, split);
+    } else if (per == 2) {
+      RmsNormVec4Kernel<2, kResidual><<<rows, threads, 0, stream>>>(x4, t4, t_bias, w4, b4, d4, count, eps, out, split);
+    } else {
+      RmsNormVec4Kernel<4, kResidual><<<rows, threads, 0, stream>>>(x4, t4, t_bias, w4, b4, d4, count, eps, out, split);
+    }
+    return cudaGetLastError();
+  }
+  RmsNormKernel<kResidual><<<rows, 256, 0, stream>>>(x, t, t_bias, w, b, d, count, eps, out, split);
+  return cudaGetLastError();
+}
+
 }  // namespace
 
 cudaError_t RmsNorm(const float* x, const float* w, const float* b, int rows, int d, float eps, float* out,
                     void* split, cudaStream_t stream) {
-  if (rows == 0) return cudaSuccess;
-  const int64_t count = int64_t(rows) * d;
-  const int d4 = d / 4;
-  // float4 access needs 16-byte aligned rows (d % 4 == 0) and aligned w, b.
-  const bool aligned = d % 4 == 0 && reinterpret_cast<uintptr_t>(w) % 16 == 0 &&
-                       reinterpret_cast<uintptr_t>(b) % 16 == 0 && reinterpret_cast<uintptr_t>(x) % 16 == 0;
-  if (aligned && d4 <= 4 * 1024) {
-    const int threads = std::min(1024, (d4 + 31) / 32 * 32);
-    const int per = (d4 + threads - 1) / threads;
-    const auto* x4 = reinterpret_cast<const float4*>(x);
-    const auto* w4 = reinterpret_cast<const float4*>(w);
-    const auto* b4 = reinterpret_cast<const float4*>(b);
-    if (per == 1) {
-      RmsNormVec4Kernel<1><<<rows, threads, 0, stream>>>(x4, w4, b4, d4, count, eps, out, split);
-    } else if (per == 2) {
-      RmsNormVec4Kernel<2><<<rows, threads, 0, stream>>>(x4, w4, b4, d4, count, eps, out, split);
-    } else {
-      RmsNormVec4Kernel<4><<<rows, threads, 0, stream>>>(x4, w4, b4, d4, count, eps, out, split);
-    }
-    return cudaGetLastError();
-  }
-  RmsNormKernel<<<rows, 256, 0, stream>>>(x, w, b, d, count, eps, out, split);
-  return cudaGetLastError();
+  // Without a residual the kernels only read x.
+  return LaunchRmsNorm<false>(const_cast<float*>(x), nullptr, nullptr, w, b, rows, d, eps, out, split, stream);
+}
+
+cudaError_t ResidualRmsNorm(float* x, const float* t, const float* t_bias, const float* w, const float* b, int rows,
+                            int d, float eps, float* out, void* split, cudaStream_t stream) {
+  return LaunchRmsNorm<true>(x, t, t_bias, w, b, rows, d, eps, out, split, stream);
 }
 
 cudaError_t HeadNormGate(const float* h, const float* o, int64_t o_stride, const float* w, const float* b, int rows,
