@@ -13,9 +13,22 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "engine/sampling/penalties.h"
+#include "engine/sampling/sampling_params.h"
 #include "engine/state_layout.h"
 
 namespace xlserve {
+
+// A token picked by the backend from the logits after a sequence's last token (backends with
+// SamplesOnDevice()): exactly the token Sampler::Sample (engine/sampling/sampler.h) returns for
+// that row and `history` when its stream stands at draw `draw_index`, that is, greedy takes no
+// draw and any other setting takes draw `draw_index`. Up to the double sums that
+// engine/sampling/distribution.h allows to run in another order.
+struct DeviceSampling {
+  SamplingParams params;  // must pass ValidateSamplingParams
+  TokenHistory history;   // views: the caller keeps the ids alive during Forward()
+  uint64_t draw_index = 0;
+};
 
 // The work of one sequence in a forward pass: run `tokens` from the state held in `slot`,
 // advancing that state past the last token.
@@ -30,9 +43,13 @@ struct SequenceInput {
   // Speculative verify (DESIGN §4): leave the slot's state as it is and keep what Commit()
   // needs to advance it later by any prefix of `tokens`.
   bool defer_commit = false;
-  // The caller reads only ForwardOutput's argmax of this sequence's rows (greedy decoding):
-  // when every sequence of a call sets this, a backend may skip returning the logits.
-  bool argmax_only = false;
+  // The caller reads no logits of this sequence, only ForwardOutput's argmax of its rows or
+  // its sampled token: when every sequence of a call sets this, a backend may skip returning
+  // the logits.
+  bool tokens_only = false;
+  // Pick the token after the last row on the device (SamplesOnDevice() backends only), into
+  // ForwardOutput::sampled. Null: none. The caller keeps it alive during Forward().
+  const DeviceSampling* sample = nullptr;
 };
 
 // Advances `slot` by the first `num_tokens` tokens of its last deferred Forward().
@@ -54,9 +71,12 @@ struct ForwardOutput {
   std::vector<float> mtp_logits;
   // Always filled: the argmax of every returned row (lowest index among ties, -1 when no logit
   // is finite), and of every MTP head row, [rows, num_mtp_heads]. `logits` and `mtp_logits`
-  // are empty when every sequence of the call set argmax_only and the backend skipped them.
+  // are empty when every sequence of the call set tokens_only and the backend skipped them.
   std::vector<int32_t> argmax;
   std::vector<int32_t> mtp_argmax;
+  // Backends with SamplesOnDevice(): one per sequence, its `sample`'s token; -1 where it asked
+  // none or its last row has no usable logit (all NaN or -inf). Empty on other backends.
+  std::vector<int32_t> sampled;
 
   std::span<const float> Row(int r) const {
     return {logits.data() + static_cast<size_t>(r) * vocab_size, static_cast<size_t>(vocab_size)};
@@ -101,6 +121,8 @@ class Backend {
   }
   // True when Forward() honours mtp_heads and defer_commit and Commit() works.
   virtual bool SupportsSpeculation() const { return false; }
+  // True when Forward() honours SequenceInput::sample (other backends reject it).
+  virtual bool SamplesOnDevice() const { return false; }
   // Multi-token-prediction heads beyond head 0 that the loaded model has (0: none).
   virtual int num_mtp_heads() const { return 0; }
   // A fixed estimate of the cost of a verify pass of `tokens` per sequence relative to a

@@ -6,7 +6,7 @@
 namespace xlserve {
 
 absl::Status ValidateForwardBatch(std::span<const SequenceInput> batch, int num_slots, int vocab_size,
-                                  bool has_mtp_heads, bool supports_speculation) {
+                                  bool has_mtp_heads, bool supports_speculation, bool samples_on_device) {
   if (batch.empty()) return absl::InvalidArgumentError("forward: empty batch");
   std::vector<bool> seen(num_slots, false);
   for (const SequenceInput& s : batch) {
@@ -30,6 +30,14 @@ absl::Status ValidateForwardBatch(std::span<const SequenceInput> batch, int num_
         return absl::OutOfRangeError("token id " + std::to_string(t) + " is outside the vocabulary [0, " +
                                      std::to_string(vocab_size) + ")");
       }
+    }
+    if (s.sample != nullptr) {
+      if (!samples_on_device) {
+        return absl::UnimplementedError("forward: this backend does not sample on the device (SequenceInput::sample)");
+      }
+      // Checked here, before any state moves, rather than by the sampling kernel.
+      if (absl::Status st = ValidateSamplingParams(s.sample->params); !st.ok()) return st;
+      if (absl::Status st = ValidateTokenHistory(s.sample->history, vocab_size); !st.ok()) return st;
     }
   }
   return absl::OkStatus();

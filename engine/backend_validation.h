@@ -9,9 +9,11 @@
 namespace xlserve {
 
 // OUT_OF_RANGE for a slot outside [0, num_slots) or a token outside [0, vocab_size);
-// INVALID_ARGUMENT for an empty batch, an empty sequence or a slot named twice;
-// FAILED_PRECONDITION for MTP heads or deferred commits a backend cannot provide.
+// INVALID_ARGUMENT for an empty batch, an empty sequence, a slot named twice, or a `sample`
+// with invalid parameters or a history id outside [0, vocab_size) (the sampler's messages);
+// FAILED_PRECONDITION for MTP heads or deferred commits a backend cannot provide;
+// UNIMPLEMENTED for a `sample` on a backend that does not sample on the device.
 absl::Status ValidateForwardBatch(std::span<const SequenceInput> batch, int num_slots, int vocab_size,
-                                  bool has_mtp_heads, bool supports_speculation);
+                                  bool has_mtp_heads, bool supports_speculation, bool samples_on_device);
 
 }  // namespace xlserve

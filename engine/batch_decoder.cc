@@ -38,6 +38,13 @@ struct BatchDecoder::Sequence {
   int k = 0;                          // this step's draft length
   // Plain greedy without logits for the callback: decoded from the backend's argmax alone.
   bool argmax_only = sampler.plain_greedy() && !request.token_logits;
+  // Plain decoding that is not plain greedy, without logits for the callback, on a backend
+  // that samples on the device: decode steps take the backend's sampled token (Add sets it).
+  bool device_sample = false;
+  DeviceSampling sampling;  // this step's request to the backend when device_sample
+
+  // Whether the step's logits go unread (SequenceInput::tokens_only).
+  bool tokens_only() const { return argmax_only || device_sample; }
 
   // The token after row `row` of `out`.
   absl::StatusOr<int32_t> Next(const ForwardOutput& out, int row) {
@@ -45,9 +52,17 @@ struct BatchDecoder::Sequence {
     if (out.argmax[row] < 0) return absl::InvalidArgumentError("decoder: no usable logit in a row (all NaN or -inf)");
     return out.argmax[row];
   }
-  // The logits row the token callback sees (empty for argmax-only sequences).
+  // The token the backend sampled for sequence `i` of `out` (device_sample); the stream then
+  // moves past the draw the device took, where Sample() would have left it.
+  absl::StatusOr<int32_t> DeviceSampled(const ForwardOutput& out, size_t i) {
+    if (i >= out.sampled.size()) return absl::InternalError("decoder: the backend returned no sampled token");
+    if (out.sampled[i] < 0) return absl::InvalidArgumentError("decoder: no usable logit in a row (all NaN or -inf)");
+    if (!sampler.greedy()) sampler.SkipDraws(1);
+    return out.sampled[i];
+  }
+  // The logits row the token callback sees (empty when the backend skipped the logits).
   std::span<const float> CallbackLogits(const ForwardOutput& out, int row) const {
-    if (argmax_only && out.logits.empty()) return {};
+    if (tokens_only() && out.logits.empty()) return {};
     return out.Row(row);
   }
 
@@ -96,6 +111,10 @@ absl::StatusOr<int> BatchDecoder::Add(int slot, const GenerationRequest& request
   auto seq = std::make_unique<Sequence>(slot, request, std::move(sampler), std::move(policy), max_draft,
                                         std::move(on_token));
   seq->result.speculative = speculative;
+  // Speculative sequences judge drafts against whole distributions, and token_logits needs the
+  // rows on the host anyway: both keep sampling there.
+  seq->device_sample =
+      !speculative && !seq->argmax_only && !request.token_logits && backend_->SamplesOnDevice();
   const int last_row = prefill.row_offset[index + 1] - 1;
   if (request.max_new_tokens == 0) {
     seq->finished = true;
@@ -186,7 +205,11 @@ absl::Status BatchDecoder::Step() {
     in.all_logits = s.max_draft > 0;
     in.mtp_heads = s.max_draft > 0;
     in.defer_commit = s.max_draft > 0;
-    in.argmax_only = s.argmax_only;
+    in.tokens_only = s.tokens_only();
+    if (s.device_sample) {
+      s.sampling = DeviceSampling{s.sampler.params(), s.history(), s.sampler.draws_taken()};
+      in.sample = &s.sampling;
+    }
     batch.push_back(in);
     active.push_back(&s);
   }
@@ -202,7 +225,7 @@ absl::Status BatchDecoder::Step() {
     ++s.result.steps;
     if (s.max_draft == 0) {
       const int row = out.row_offset[i + 1] - 1;
-      ASSIGN_OR_RETURN(const int32_t next, s.Next(out, row));
+      ASSIGN_OR_RETURN(const int32_t next, s.device_sample ? s.DeviceSampled(out, i) : s.Next(out, row));
       if (!s.Emit(next, s.CallbackLogits(out, row))) s.pending = next;
       continue;
     }

@@ -22,7 +22,8 @@ namespace xlserve {
 
 class BatchDecoder {
  public:
-  // Sees each generated id with the raw logits row it was chosen from (the logprobs source).
+  // Sees each generated id with the raw logits row it was chosen from (the logprobs source;
+  // empty when the request did not ask for token_logits and the backend skipped the row).
   using TokenCallback = std::function<void(int32_t token, std::span<const float> logits)>;
 
   // `backend` must outlive the decoder.

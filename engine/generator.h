@@ -31,8 +31,9 @@ struct GenerationRequest {
   // Falls back to kOff when the model has no MTP heads or the backend cannot verify.
   SpeculationMode speculation = SpeculationMode::kOff;
   int num_draft = 3;  // at most the model's extra heads
-  // Token callbacks receive each token's logits row (logprobs). Without it, plain greedy
-  // requests may get an empty span: the backend then returns only each row's argmax.
+  // Token callbacks receive each token's logits row (logprobs). Without it, requests that do
+  // not speculate may get an empty span: the backend then returns only each row's argmax
+  // (plain greedy) or the token it sampled on the device (Backend::SamplesOnDevice).
   bool token_logits = false;
 };
 

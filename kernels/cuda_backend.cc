@@ -17,14 +17,16 @@
 // next verify applies them inside its own pass over the state (fused commit: one read and one
 // write of C per speculative step), and anything else that needs the state (a plain step,
 // ReadSlot) applies them first with the commit kernel.
-// Greedy steps (argmax only, the same tokens count and flags for every sequence) replay CUDA
-// graphs (DecodeGraphs); the tokens come back as a GPU argmax instead of the logits.
+// Steps that return no logits (tokens_only; the same tokens count and flags for every sequence)
+// replay CUDA graphs (DecodeGraphs); their tokens come back as a GPU argmax or, for sequences
+// that ask, as a token sampled on the GPU after the graph (sample_rows.cu) instead of the logits.
 #include "kernels/cuda_backend.h"
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <functional>
 #include <cstring>
@@ -41,6 +43,7 @@
 #include "kernels/device_weights.h"
 #include "kernels/gemm_lt.h"
 #include "kernels/launchers.h"
+#include "kernels/sample_plan.h"
 #include "kernels/state_pool.h"
 
 namespace xlserve::kernels {
@@ -280,6 +283,7 @@ class CudaBackend final : public Backend {
   }
 
   bool SupportsSpeculation() const override { return true; }
+  bool SamplesOnDevice() const override { return true; }
   int num_mtp_heads() const override {
     return weights_->config.mtp ? weights_->config.mtp->num_heads - 1 : 0;
   }
@@ -304,7 +308,7 @@ class CudaBackend final : public Backend {
 
   absl::Status Forward(std::span<const SequenceInput> batch, ForwardOutput* out) override {
     const ModelConfig& cfg = weights_->config;
-    RETURN_IF_ERROR(ValidateForwardBatch(batch, num_slots(), cfg.vocab_size, cfg.mtp.has_value(), true));
+    RETURN_IF_ERROR(ValidateForwardBatch(batch, num_slots(), cfg.vocab_size, cfg.mtp.has_value(), true, true));
     for (const SequenceInput& s : batch) {
       if (s.defer_commit && s.tokens.size() > kMaxDeferredTokens) {
         return absl::InvalidArgumentError("forward: a deferred sequence carries at most " +
@@ -312,14 +316,15 @@ class CudaBackend final : public Backend {
                                           std::to_string(s.tokens.size()));
       }
     }
-    // A greedy decode or verify step (argmax only; every sequence with the same tokens count
-    // and flags; one token each unless verifying) replays a CUDA graph of its shape, the batch
-    // padded to a power of two with sequences of token 0 on the scratch slot.
+    // A decode or verify step without logits (tokens_only; every sequence with the same tokens
+    // count and flags; one token each unless verifying) replays a CUDA graph of its shape, the
+    // batch padded to a power of two with sequences of token 0 on the scratch slot. Sampling
+    // runs after the graph, so it does not change the shape.
     const SequenceInput& first = batch.front();
     const int len = static_cast<int>(first.tokens.size());
     bool graph_step = !profiler_.on && (len == 1 || first.defer_commit);
     for (const SequenceInput& s : batch) {
-      graph_step = graph_step && s.argmax_only && static_cast<int>(s.tokens.size()) == len &&
+      graph_step = graph_step && s.tokens_only && static_cast<int>(s.tokens.size()) == len &&
                    s.all_logits == first.all_logits && s.mtp_heads == first.mtp_heads &&
                    s.defer_commit == first.defer_commit;
     }
@@ -333,6 +338,7 @@ class CudaBackend final : public Backend {
       SequenceInput pad = first;
       pad.slot = num_slots();
       pad.tokens = std::span<const int32_t>(kPadTokens, len);
+      pad.sample = nullptr;
       padded.resize(bucket, pad);
     }
     const std::span<const SequenceInput> run = graph_step ? std::span<const SequenceInput>(padded) : batch;
@@ -439,6 +445,7 @@ class CudaBackend final : public Backend {
     } else {
       RETURN_IF_ERROR(enqueue());
     }
+    RETURN_IF_ERROR(SampleOnDevice(batch, trunk.row_offset, logits, out));
     out->vocab_size = cfg.vocab_size;
     out->row_offset = trunk.row_offset;
     if (profiler_.on) {
@@ -455,9 +462,9 @@ class CudaBackend final : public Backend {
     out->num_mtp_heads = extra;
     ScatterHeadRows(batch, trunk, heads, argmax_host_.data() + n_picked, 1, &out->mtp_argmax);
     if (extra > 0) out->mtp_argmax.resize(size_t(out->row_offset.back()) * extra);
-    bool argmax_only = true;
-    for (const SequenceInput& s : batch) argmax_only = argmax_only && s.argmax_only;
-    if (argmax_only) {
+    bool tokens_only = true;
+    for (const SequenceInput& s : batch) tokens_only = tokens_only && s.tokens_only;
+    if (tokens_only) {
       out->logits.clear();
       out->mtp_logits.clear();
     } else {
@@ -769,6 +776,47 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // ForwardOutput::sampled: the token of each sequence's `sample` from its last row of
+  // `logits` ([picked rows, vocab]; the step's kernels or graph left them in place).
+  absl::Status SampleOnDevice(std::span<const SequenceInput> batch, const std::vector<int>& row_offset,
+                              const float* logits, ForwardOutput* out) {
+    out->sampled.assign(batch.size(), -1);
+    const int vocab = weights_->config.vocab_size;
+    sample_plan_.Reset(vocab);
+    std::vector<size_t> sampled_seqs;
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (batch[i].sample == nullptr) continue;
+      sample_plan_.Add(*batch[i].sample, row_offset[i + 1] - 1);
+      sampled_seqs.push_back(i);
+    }
+    if (sampled_seqs.empty()) return absl::OkStatus();
+    const std::vector<SampleRowSpec>& rows = sample_plan_.rows();
+    const std::vector<PenaltyEntry>& penalties = sample_plan_.penalties();
+    const size_t n = rows.size();
+    // Capacities in powers of two: a scratch buffer that grows moves, which makes the step
+    // graphs stale (Scratch::generation), and the penalty lists grow by a token a step.
+    const size_t n_cap = std::bit_ceil(n);
+    const size_t entries_cap = std::bit_ceil(std::max<size_t>(penalties.size(), 1024));
+    ASSIGN_OR_RETURN(SampleRowSpec* d_rows, Typed<SampleRowSpec>("sample_rows", n_cap));
+    ASSIGN_OR_RETURN(PenaltyEntry* d_penalties, Typed<PenaltyEntry>("sample_penalties", entries_cap));
+    ASSIGN_OR_RETURN(float* penalised, Typed<float>("sample_penalised", n_cap * vocab));
+    ASSIGN_OR_RETURN(double* weights, Typed<double>("sample_weights", n_cap * vocab));
+    ASSIGN_OR_RETURN(int32_t* d_tokens, Typed<int32_t>("sample_tokens", n_cap));
+    CUDA_RETURN_IF_ERROR(
+        cudaMemcpyAsync(d_rows, rows.data(), n * sizeof(SampleRowSpec), cudaMemcpyHostToDevice, stream_));
+    if (!penalties.empty()) {
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(d_penalties, penalties.data(), penalties.size() * sizeof(PenaltyEntry),
+                                           cudaMemcpyHostToDevice, stream_));
+    }
+    const SampleRowsParams p{logits, vocab, d_rows, static_cast<int>(n), d_penalties, penalised, weights, d_tokens};
+    CUDA_RETURN_IF_ERROR(SampleRows(p, stream_));
+    RETURN_IF_ERROR(profiler_.Mark("sample", stream_));
+    sampled_host_.resize(n);
+    RETURN_IF_ERROR(copier_.Copy(sampled_host_.data(), d_tokens, n * sizeof(int32_t), stream_));
+    for (size_t j = 0; j < n; ++j) out->sampled[sampled_seqs[j]] = sampled_host_[j];
+    return absl::OkStatus();
+  }
+
   bool Tiled() const {
     const ModelConfig& cfg = weights_->config;
     return MlstmStepSupports(cfg.qk_head_dim(), cfg.v_head_dim(), states_.type());
@@ -982,6 +1030,8 @@ class CudaBackend final : public Backend {
   std::vector<Deferred> deferred_;  // by slot, the scratch slot last
   std::vector<float> head_logits_host_;
   std::vector<int32_t> argmax_host_;
+  SamplePlan sample_plan_;
+  std::vector<int32_t> sampled_host_;
 };
 
 }  // namespace

@@ -67,6 +67,43 @@ cudaError_t AddBias(float* y, const float* bias, int rows, int n, cudaStream_t s
 // finite and above -inf, as engine/sampling's Argmax). x: [rows, n].
 cudaError_t ArgmaxRows(const float* x, int rows, int n, int32_t* out, cudaStream_t stream);
 
+// One row of SampleRows: where its logits are, its request's SamplingParams (valid), its
+// draw and its penalty entries.
+struct SampleRowSpec {
+  int32_t logits_row;  // row of SampleRowsParams::logits
+  float temperature;   // 0: greedy
+  int32_t top_k;       // 0 or >= vocab: off
+  float top_p;         // 1: off
+  float min_p;         // 0: off
+  float repetition_penalty;
+  float presence_penalty;
+  float frequency_penalty;
+  int32_t penalty_begin;  // entries [penalty_begin, penalty_begin + penalty_count) of
+  int32_t penalty_count;  // SampleRowsParams::penalties
+  uint64_t seed;
+  uint64_t draw_index;  // the Philox draw a non-greedy row takes
+};
+// A distinct token of a request's prompt + output and its count in the output: what the
+// penalties of engine/sampling/penalties.h need to know about it.
+struct PenaltyEntry {
+  int32_t token;
+  int32_t generated;
+};
+struct SampleRowsParams {
+  const float* logits;  // [*, vocab]
+  int vocab;
+  const SampleRowSpec* rows;  // [num_rows]
+  int num_rows;
+  const PenaltyEntry* penalties;  // each token at most once within a row's entries
+  float* penalised;  // scratch [num_rows, vocab]: the penalised row, later the probabilities
+  double* weights;   // scratch [num_rows, vocab]
+  int32_t* tokens;   // [num_rows]: the token, -1 when the row has no usable logit
+};
+// tokens[r] = what Sampler::Sample (engine/sampling/sampler.h) returns for logits row
+// rows[r].logits_row with its stream at draw rows[r].draw_index, the history given by the
+// penalty entries (sample_rows.cu states the algorithm and where it may differ).
+cudaError_t SampleRows(const SampleRowsParams& p, cudaStream_t stream);
+
 // x[i] = cap * tanh(x[i] / cap).
 cudaError_t SoftCap(float* x, int64_t count, float cap, cudaStream_t stream);
 

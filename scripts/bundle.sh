@@ -4,6 +4,8 @@
 # the target machine's own CUDA runtime and cuBLAS are used.
 #
 # usage: scripts/bundle.sh [bazel targets...]   (default: //:xlserve)
+#   GPU tests: scripts/bundle.sh //:xlserve //tests/gpu:cuda_backend_test \
+#     //tests/gpu:cuda_speculation_test //tests/gpu:cuda_sampling_test
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -78,7 +78,7 @@ absl::Status CpuBackend::WriteSlot(int slot, std::span<const float> in) {
 
 absl::Status CpuBackend::Forward(std::span<const SequenceInput> batch, ForwardOutput* out) {
   if (absl::Status st = ValidateForwardBatch(batch, num_slots_, weights_->config.vocab_size,
-                                            weights_->config.mtp.has_value(), true);
+                                            weights_->config.mtp.has_value(), true, false);
       !st.ok()) {
     return st;
   }
@@ -138,6 +138,7 @@ absl::Status CpuBackend::Forward(std::span<const SequenceInput> batch, ForwardOu
   for (size_t r = 0; r < out->mtp_argmax.size(); ++r) {
     out->mtp_argmax[r] = Argmax({out->mtp_logits.data() + r * vocab, vocab});
   }
+  out->sampled.clear();  // no device sampling here (validation rejects SequenceInput::sample)
   return absl::OkStatus();
 }
 

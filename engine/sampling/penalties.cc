@@ -20,11 +20,15 @@ absl::Status CheckIds(const char* list, std::span<const int32_t> ids, size_t voc
 
 }  // namespace
 
+absl::Status ValidateTokenHistory(const TokenHistory& history, size_t vocab) {
+  if (absl::Status s = CheckIds("prompt", history.prompt, vocab); !s.ok()) return s;
+  return CheckIds("generated", history.generated, vocab);
+}
+
 absl::Status ApplyPenalties(const SamplingParams& params, const TokenHistory& history,
                             std::span<float> logits) {
   const size_t vocab = logits.size();
-  if (absl::Status s = CheckIds("prompt", history.prompt, vocab); !s.ok()) return s;
-  if (absl::Status s = CheckIds("generated", history.generated, vocab); !s.ok()) return s;
+  if (absl::Status s = ValidateTokenHistory(history, vocab); !s.ok()) return s;
 
   const float r = params.repetition_penalty;
   if (r != 1.0f) {

@@ -10,6 +10,7 @@
 // NaN logits stay NaN; the sampler treats them as -inf.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -24,8 +25,11 @@ struct TokenHistory {
   std::span<const int32_t> generated;
 };
 
-// Penalises `logits` (one row, [vocab]) in place. INVALID_ARGUMENT if a history id lies
-// outside [0, vocab), naming the list and position; `logits` is then left unchanged.
+// OK, or INVALID_ARGUMENT naming the list and position of the first id outside [0, vocab).
+absl::Status ValidateTokenHistory(const TokenHistory& history, size_t vocab);
+
+// Penalises `logits` (one row, [vocab]) in place. The errors of ValidateTokenHistory (with
+// vocab = logits.size()); `logits` is then left unchanged.
 absl::Status ApplyPenalties(const SamplingParams& params, const TokenHistory& history,
                             std::span<float> logits);
 

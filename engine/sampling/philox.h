@@ -17,6 +17,7 @@
 //   (w0, w1, w2, w3) = Philox4x32_10(c = (lo32(n), hi32(n), 0, 0), k = (lo32(seed), hi32(seed)))
 //   U(seed, n) = (((uint64(w0) << 32) | w1) >> 11) * 2^-53        -- a double in [0, 1)
 // w2 and w3 are unused (kept free so that one block is one draw and draws are independent).
+// The arithmetic lives in philox_core.h, which the CUDA sampler compiles too.
 #pragma once
 
 #include <array>
@@ -39,6 +40,8 @@ class UniformStream {
   explicit UniformStream(uint64_t seed) : seed_(seed) {}
 
   double Next() { return PhiloxUniform(seed_, index_++); }
+  // Moves past `count` draws that were taken elsewhere (e.g. on the GPU from the same index).
+  void Skip(uint64_t count) { index_ += count; }
 
   uint64_t seed() const { return seed_; }
   // How many draws have been taken so far (the index of the next draw).

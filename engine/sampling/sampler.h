@@ -47,6 +47,10 @@ class Sampler {
 
   // Draws taken so far (the index of the next draw in the stream).
   uint64_t draws_taken() const { return stream_.index(); }
+  // Counts `count` draws taken elsewhere from this stream's next indices: a backend that
+  // sampled on the device took draw draws_taken() (Backend::SamplesOnDevice), and the stream
+  // must then stand where Sample() would have left it.
+  void SkipDraws(uint64_t count) { stream_.Skip(count); }
   const SamplingParams& params() const { return params_; }
   bool greedy() const { return params_.temperature == 0.0f; }
   // Greedy without penalties: the token is the argmax of the raw logits.

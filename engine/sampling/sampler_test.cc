@@ -138,6 +138,19 @@ TEST_CASE("NextUniform and Sample share one stream") {
   CHECK(SampleOk(sampler, kLogits) == SampleFromDistribution(probs, PhiloxUniform(5, 2)));
 }
 
+TEST_CASE("SkipDraws moves the stream as many draws as it is told, taken elsewhere") {
+  SamplingParams p;
+  p.temperature = 1.0f;
+  p.seed = 6;
+  Sampler sampler = MakeSampler(p);
+  sampler.SkipDraws(1);
+  CHECK(sampler.draws_taken() == 1);
+  CHECK(sampler.NextUniform() == PhiloxUniform(6, 1));
+  sampler.SkipDraws(40);
+  CHECK(sampler.draws_taken() == 42);
+  CHECK(sampler.NextUniform() == PhiloxUniform(6, 42));
+}
+
 TEST_CASE("empirical frequencies over 100k draws match p within 5 sigma") {
   SamplingParams p;
   p.seed = 2024;

@@ -218,7 +218,7 @@ TEST_CASE("the GPU argmax of every row matches the logits, and argmax-only calls
   // The same tokens from the same states, without the logits.
   REQUIRE(gpu->ResetSlot(0).ok());
   REQUIRE(gpu->ResetSlot(1).ok());
-  for (auto& s : batch) s.argmax_only = true;
+  for (auto& s : batch) s.tokens_only = true;
   ForwardOutput lean;
   REQUIRE(gpu->Forward(batch, &lean).ok());
   CHECK(lean.logits.empty());
@@ -245,7 +245,7 @@ TEST_CASE("greedy decode steps replayed as CUDA graphs match eager steps and tou
       std::vector<SequenceInput> g, e;
       for (int i = 0; i < 3; ++i) {
         g.push_back({i, std::span<const int32_t>(&next[i], 1), false});
-        g.back().argmax_only = true;
+        g.back().tokens_only = true;
         e.push_back({i, std::span<const int32_t>(&next[i], 1), false});
       }
       ForwardOutput go, eo;

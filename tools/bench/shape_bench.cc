@@ -94,7 +94,7 @@ absl::StatusOr<StepTiming> MeasureDecode(Backend* backend, int batch, int steps)
   for (int i = 0; i < batch; ++i) {
     tokens[i] = 3 + i;
     seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[i], 1), false};
-    seqs[i].argmax_only = true;
+    seqs[i].tokens_only = true;
   }
   return TimeStep(backend, [&] { return backend->Forward(seqs, &out); }, 3, steps);
 }

@@ -32,7 +32,7 @@ struct ShapeBenchOptions {
 };
 
 // Runs the measurements; returns one JSON object per row and appends the tables to `table`.
-// Decode rows: Forward() wall time per greedy step (argmax_only: the tokens reach the host,
+// Decode rows: Forward() wall time per greedy step (tokens_only: the tokens reach the host,
 // not the logits), the HBM
 // floor ((matrix bytes + 2 x state bytes x batch) / copy bandwidth), the fraction reached, the
 // reference step time, and the largest stage of one profiled step with its share.
