@@ -6,7 +6,7 @@
 // once, the products keep ~fp32 accuracy) in cuBLASLt with a timed choice of algorithm per
 // shape (gemm_lt.h); fp32 weights through the small-row GEMV (decode) or SGEMM without TF32.
 // Per block: RMSNorm -> stacked q/k/v/o/ĩ/f̃ GEMM -> mLSTM (step kernel when every sequence
-// has one token, else the recurrent kernel; gate soft cap inside) -> head norm * sigmoid(o) ->
+// has one token, else the chunkwise kernel; gate soft cap inside) -> head norm * sigmoid(o) ->
 // out_proj GEMM added to the residual -> RMSNorm -> stacked up_gate/up GEMM -> SwiGLU -> down
 // GEMM added to the residual. A split-pair product's two halves are added up by the pass that
 // reads it next (the RMSNorm that follows a residual add, SwiGLU), not by a pass of its own.
@@ -823,9 +823,10 @@ class CudaBackend final : public Backend {
   }
 
   // The mLSTM recurrence of one layer over the batch: deferred sequences through the verify
-  // kernel, the others through the step kernel (one token each) or the recurrent kernel; heads
-  // too large for the tiled kernels take the recurrent kernel for all.
-  absl::Status RunMlstm(int layer, const float* proj, float* h, const Indices& idx) {
+  // kernel, the others through the step kernel (one token each) or the chunkwise kernel (the
+  // recurrent one for heads too large for its shared memory); heads too large for the tiled
+  // kernels take the recurrent kernel for all.
+  absl::Status RunMlstm(int layer, int rows, const float* proj, float* h, const Indices& idx) {
     if (!Tiled()) {
       MlstmParams p = LayerParams(layer, proj, ProjMlstmColumns(), h, idx.row_begin, idx.slots, idx.num_seqs);
       p.seq_defer = idx.defer;
@@ -854,10 +855,18 @@ class CudaBackend final : public Backend {
       RETURN_IF_ERROR(profiler_.Mark("mlstm verify", stream_));
     }
     if (idx.plain.count > 0) {
-      const MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.plain);
-      const bool step = idx.plain.max_tokens == 1;
-      CUDA_RETURN_IF_ERROR(step ? MlstmStep(p, stream_) : MlstmRecurrent(p, stream_));
-      RETURN_IF_ERROR(profiler_.Mark(step ? "mlstm step" : "mlstm recurrent", stream_));
+      MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.plain);
+      if (idx.plain.max_tokens == 1) {
+        CUDA_RETURN_IF_ERROR(MlstmStep(p, stream_));
+        RETURN_IF_ERROR(profiler_.Mark("mlstm step", stream_));
+      } else if (MlstmChunkwiseSupports(p.dqk)) {
+        ASSIGN_OR_RETURN(p.chunk_scores, Typed<float>("chunk_scores", size_t(rows) * p.heads * kChunkTokens));
+        CUDA_RETURN_IF_ERROR(MlstmChunkwise(p, idx.plain.max_tokens, stream_));
+        RETURN_IF_ERROR(profiler_.Mark("mlstm chunkwise", stream_));
+      } else {
+        CUDA_RETURN_IF_ERROR(MlstmRecurrent(p, stream_));
+        RETURN_IF_ERROR(profiler_.Mark("mlstm recurrent", stream_));
+      }
     }
     return absl::OkStatus();
   }
@@ -916,7 +925,7 @@ class CudaBackend final : public Backend {
                                              idx.defer_src, idx.defer_dst, idx.num_defer_rows,
                                              idx.store + StoreLayerOffset(layer), stream_));
     }
-    RETURN_IF_ERROR(RunMlstm(layer, proj, h, idx));
+    RETURN_IF_ERROR(RunMlstm(layer, rows, proj, h, idx));
     // hg: [rows, heads * dv], normed per head and gated by sigmoid(o)
     CUDA_RETURN_IF_ERROR(HeadNormGate(h, proj + cols_.o, cols_.width, w.mh_norm_w, w.mh_norm_b, rows, heads,
                                       cfg.v_head_dim(), norm_eps, hg, split, stream_));

@@ -74,14 +74,21 @@ __device__ __forceinline__ float LogSigmoid(float x) { return fminf(x, 0.0f) - l
 struct GateFactors {
   float m, f, i;
 };
-__device__ __forceinline__ GateFactors MlstmGates(float ig, float fg, float m_old, float cap) {
+// The log-space gates of one token: ĩ (soft-capped) and log f = logsigmoid(f̃ soft-capped).
+struct LogGates {
+  float ig, lf;
+};
+__device__ __forceinline__ LogGates MlstmLogGates(float ig, float fg, float cap) {
   if (cap > 0) {
     ig = cap * tanhf(ig / cap);
     fg = cap * tanhf(fg / cap);
   }
-  const float lf = LogSigmoid(fg);
-  const float m = fmaxf(lf + m_old, ig);
-  return {m, expf(lf + m_old - m), expf(ig - m)};
+  return {ig, LogSigmoid(fg)};
+}
+__device__ __forceinline__ GateFactors MlstmGates(float ig, float fg, float m_old, float cap) {
+  const LogGates g = MlstmLogGates(ig, fg, cap);
+  const float m = fmaxf(g.lf + m_old, g.ig);
+  return {m, expf(g.lf + m_old - m), expf(g.ig - m)};
 }
 
 }  // namespace xlserve::kernels

@@ -168,6 +168,8 @@ struct MlstmParams {
   const int32_t* pend_begin = nullptr;
   const int32_t* pend_end = nullptr;
   float* pend_coef = nullptr;
+  // [rows, heads, kChunkTokens] scratch that MlstmChunkwise needs (null otherwise).
+  float* chunk_scores = nullptr;
   int num_seqs;
   int heads;
   int dqk;
@@ -186,6 +188,13 @@ cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream);
 // the state. Needs MlstmRecurrentSupports(dqk).
 bool MlstmRecurrentSupports(int dqk);
 cudaError_t MlstmRecurrent(const MlstmParams& p, cudaStream_t stream);
+
+// The same recurrence in chunks of kChunkTokens tokens (mlstm_chunkwise.cu): for prefill, where
+// the per-token form is latency-bound. No deferred sequences; h non-null; `max_tokens`: the most
+// rows of any sequence. Needs MlstmChunkwiseSupports(dqk) (dqk up to ~300).
+constexpr int kChunkTokens = 32;
+bool MlstmChunkwiseSupports(int dqk);
+cudaError_t MlstmChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t stream);
 
 // Speculative verify and commit (DESIGN §4) with the step kernel's tiling; both need
 // MlstmStepSupports(dqk, dv, type) and at most kMaxVerifyTokens rows per sequence.

@@ -16,7 +16,8 @@
 // memory. Per token: each thread updates its kRows values and its share of q̂ᵀC, the row
 // groups' shares meet in shared memory (double-buffered by token parity) and warp 0 (which
 // also advances n and q̂ᵀn) writes h. One barrier per token; no atomics: deterministic.
-// This is the O(T dqk dv) recurrent form; the chunkwise tensor-core form is future work.
+// Prefill takes the chunkwise form (mlstm_chunkwise.cu) where its shared memory allows; this
+// kernel serves larger heads and the commit of deferred inputs when the tiled kernels do not.
 #include <cuda_bf16.h>
 
 #include "kernels/mlstm_common.cuh"

@@ -82,20 +82,21 @@ void CompareWithCpu(std::shared_ptr<const ModelWeights> weights, DType state, co
   const bool fp32_weights = weights->blocks[0].q_w.dtype == DType::kF32;
   std::mt19937 rng(7);
   std::vector<std::vector<int32_t>> prompts;
-  for (int len : {1, 5, 17, 70}) {
+  // Chunkwise prefill takes 32 tokens per chunk: lengths below, at and across chunk boundaries.
+  for (int len : {1, 5, 17, 32, 70, 100}) {
     std::vector<int32_t> p(len);
     for (auto& t : p) t = static_cast<int32_t>(rng() % vocab);
     prompts.push_back(p);
   }
-  auto gpu = Cuda(weights, 8, state);
-  auto cpu = Cpu(weights, 8);
+  auto gpu = Cuda(weights, 12, state);
+  auto cpu = Cpu(weights, 12);
   std::vector<SequenceInput> batch;
   for (size_t i = 0; i < prompts.size(); ++i) batch.push_back({static_cast<int>(2 * i), prompts[i], true});
   ForwardOutput g, c;
   REQUIRE(gpu->Forward(batch, &g).ok());
   REQUIRE(cpu->Forward(batch, &c).ok());
   const double prefill_diff = MaxAbsDiff(g.logits, c.logits);
-  auto alone = Cuda(weights, 8, state);
+  auto alone = Cuda(weights, 12, state);
   std::vector<float> st(gpu->state_layout().slot_floats());
   for (auto& s : batch) {
     REQUIRE(gpu->ReadSlot(s.slot, st).ok());
