@@ -81,50 +81,44 @@ __global__ void SoftCapKernel(float* x, int64_t count, float cap) {
   if (i < count) x[i] = cap * tanhf(x[i] / cap);
 }
 
+// kVec consecutive floats from p into v (kVec 4: p 16-byte aligned).
+template <int kVec>
+__device__ __forceinline__ void LoadFloats(const float* p, float (&v)[kVec]) {
+  if constexpr (kVec == 4) {
+    const float4 x = *reinterpret_cast<const float4*>(p);
+    v[0] = x.x, v[1] = x.y, v[2] = x.z, v[3] = x.w;
+  } else {
+    for (int e = 0; e < kVec; ++e) v[e] = p[e];
+  }
+}
+
+// kVec consecutive columns per thread: 4 when ffn % 4 == 0 and the inputs are 16-byte aligned.
+template <int kVec>
 __global__ void SwiGluKernel(const float* gu, const float* gu_lo, const float* bias, int ffn, int64_t count,
                              float* out, void* split) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * kVec;
   if (i >= count) return;
   const int64_t r = i / ffn, c = i % ffn;
   const int64_t at_g = r * 2 * ffn + c, at_u = at_g + ffn;
-  float g = gu[at_g], u = gu[at_u];
+  float g[kVec], u[kVec];
+  LoadFloats(gu + at_g, g);
+  LoadFloats(gu + at_u, u);
   if (gu_lo) {
-    g += gu_lo[at_g];
-    u += gu_lo[at_u];
-    if (bias) {
-      g += bias[c];
-      u += bias[ffn + c];
-    }
-  }
-  StoreActivation(out, split, count, i, g / (1.0f + expf(-g)) * u);
-}
-
-// Four consecutive columns per thread (ffn % 4 == 0, 16-byte aligned inputs), the same
-// arithmetic as SwiGluKernel.
-__global__ void SwiGluVec4Kernel(const float4* gu, const float4* gu_lo, const float* bias, int ffn4, int64_t count4,
-                                 float* out, void* split) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= count4) return;
-  const int64_t r = i / ffn4, c4 = i % ffn4;
-  const int64_t at_g = r * 2 * ffn4 + c4, at_u = at_g + ffn4;
-  float g[4], u[4];
-  const float4 g4 = gu[at_g], u4 = gu[at_u];
-  g[0] = g4.x, g[1] = g4.y, g[2] = g4.z, g[3] = g4.w;
-  u[0] = u4.x, u[1] = u4.y, u[2] = u4.z, u[3] = u4.w;
-  if (gu_lo) {
-    const float4 gl = gu_lo[at_g], ul = gu_lo[at_u];
-    g[0] += gl.x, g[1] += gl.y, g[2] += gl.z, g[3] += gl.w;
-    u[0] += ul.x, u[1] += ul.y, u[2] += ul.z, u[3] += ul.w;
-    if (bias) {
-      for (int e = 0; e < 4; ++e) {
-        g[e] += bias[4 * c4 + e];
-        u[e] += bias[4 * ffn4 + 4 * c4 + e];
+    float g_lo[kVec], u_lo[kVec];
+    LoadFloats(gu_lo + at_g, g_lo);
+    LoadFloats(gu_lo + at_u, u_lo);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) {
+      g[e] += g_lo[e];
+      u[e] += u_lo[e];
+      if (bias) {
+        g[e] += bias[c + e];
+        u[e] += bias[ffn + c + e];
       }
     }
   }
-  const int64_t count = 4 * count4;
 #pragma unroll
-  for (int e = 0; e < 4; ++e) StoreActivation(out, split, count, 4 * i + e, g[e] / (1.0f + expf(-g[e])) * u[e]);
+  for (int e = 0; e < kVec; ++e) StoreActivation(out, split, count, i + e, g[e] / (1.0f + expf(-g[e])) * u[e]);
 }
 
 __global__ void GatherRowSegmentsKernel(const float* src, int64_t src_stride, int a, int a_len, int b, int b_len,
@@ -240,11 +234,9 @@ cudaError_t SwiGlu(const float* gu, const float* gu_lo, const float* bias, int r
   if (count == 0) return cudaSuccess;
   const auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
   if (ffn % 4 == 0 && aligned16(gu) && aligned16(gu_lo)) {
-    SwiGluVec4Kernel<<<Blocks(count / 4), kThreads, 0, stream>>>(reinterpret_cast<const float4*>(gu),
-                                                                 reinterpret_cast<const float4*>(gu_lo), bias,
-                                                                 ffn / 4, count / 4, out, split);
+    SwiGluKernel<4><<<Blocks(count / 4), kThreads, 0, stream>>>(gu, gu_lo, bias, ffn, count, out, split);
   } else {
-    SwiGluKernel<<<Blocks(count), kThreads, 0, stream>>>(gu, gu_lo, bias, ffn, count, out, split);
+    SwiGluKernel<1><<<Blocks(count), kThreads, 0, stream>>>(gu, gu_lo, bias, ffn, count, out, split);
   }
   return cudaGetLastError();
 }

@@ -18,14 +18,14 @@
 // proj_stride] fp32; h [rows, heads*dv]; state pool fp32 or bf16, C held in fp32 registers.
 // Launch: first MlstmChunkScoresKernel, all chunks in parallel: the dot products q̂_t · k_s
 // within each chunk (which do not depend on the state) into p.chunk_scores. Then grid
-// (num_seqs, heads, ceil(dv / kCols)), block kCols x kRowGroups threads, walking the chunks in
-// order. Warp w holds rows w * kRows .. (w + 1) * kRows - 1 of C for column tile*kCols + lane
+// (num_seqs, heads, ceil(dv / kRegCols)), block kRegCols x kRegRowGroups threads, walking the chunks in
+// order. Warp w holds rows w * kRows .. (w + 1) * kRows - 1 of C for column tile*kRegCols + lane
 // (contiguous, so its reads of q and k rows are float4 broadcasts). Per chunk, double-buffered
 // with cp.async (the next chunk's copies fly during this one): q, k ([kChunk, dqk + 4]), v
 // (this tile's columns), the gates and the chunk's scores in shared memory; warp 0 scans the
-// gates (sums and maxima over its lanes = tokens); P from the scores, q̂·n per warp; each thread forms its rows' share of q̂_tᵀC for
-// every token (reduced over the row groups in shared memory), then h, then the rank-kChunk
-// update of its C values. Five barriers per chunk instead of one per token, and the products
+// gates (sums and maxima over its lanes = tokens); P from the scores, q̂·n per warp; each
+// thread forms its rows' share of q̂_tᵀC for every token (reduced over the row groups in
+// shared memory), then h, then the rank-kChunk update of its C values. Five barriers per chunk instead of one per token, and the products
 // over the chunk's tokens are independent, so they pipeline. Fp32 CUDA cores; no atomics.
 #include <cuda_bf16.h>
 
@@ -34,14 +34,10 @@
 namespace xlserve::kernels {
 namespace {
 
-constexpr int kCols = 32;
-constexpr int kRowGroups = 8;
-constexpr int kThreads = kCols * kRowGroups;
-constexpr int kMaxRowsPerThread = 64;  // dqk <= 512
 constexpr int kChunk = kChunkTokens;   // warp 0's lanes in the gate scan: at most 32
 
 // One chunk's inputs as staged (cp.async, double-buffered): q (unscaled) and k [kChunk][dqk + 4],
-// v [kChunk][kCols], raw ĩ and f̃ [kChunk] each, and the scores [kChunk][kChunk].
+// v [kChunk][kRegCols], raw ĩ and f̃ [kChunk] each, and the scores [kChunk][kChunk].
 struct Staged {
   float* q;
   float* k;
@@ -51,7 +47,7 @@ struct Staged {
   float* scores;
 };
 __host__ __device__ inline size_t StagedFloats(int dqk) {
-  return size_t(2) * kChunk * (dqk + 4) + kChunk * kCols + 2 * kChunk + kChunk * kChunk;
+  return size_t(2) * kChunk * (dqk + 4) + kChunk * kRegCols + 2 * kChunk + kChunk * kChunk;
 }
 
 // Buffer `buf` (0 or 1) of the two at the start of shared memory.
@@ -60,7 +56,7 @@ __device__ __forceinline__ Staged StagedAt(float* base, int dqk, int buf) {
   in.q = base + buf * StagedFloats(dqk);
   in.k = in.q + kChunk * (dqk + 4);
   in.v = in.k + kChunk * (dqk + 4);
-  in.raw_i = in.v + kChunk * kCols;
+  in.raw_i = in.v + kChunk * kRegCols;
   in.raw_f = in.raw_i + kChunk;
   in.scores = in.raw_f + kChunk;
   return in;
@@ -69,7 +65,7 @@ __device__ __forceinline__ Staged StagedAt(float* base, int dqk, int buf) {
 struct ChunkSmem {
   float* n;        // [dqk]
   float* p;        // [kChunk][kChunk + 2]: P_ts for s < kChunk, then q̂_t · n at s = kChunk
-  float* part;     // [kRowGroups][kChunk][kCols]: row groups' shares of q̂_tᵀC
+  float* part;     // [kRegRowGroups][kChunk][kRegCols]: row groups' shares of q̂_tᵀC
   float* gate;     // [kGateRows][kChunk]
   float* den;      // [kChunk]
   float* scalars;  // [2]: g, m'
@@ -78,7 +74,7 @@ struct ChunkSmem {
 enum { kA, kM, kE, kIgMinusB, kB, kGateRows };
 
 __host__ __device__ inline size_t ChunkSmemFloats(int dqk) {
-  return 2 * StagedFloats(dqk) + dqk + kChunk * (kChunk + 2) + size_t(kRowGroups) * kChunk * kCols +
+  return 2 * StagedFloats(dqk) + dqk + kChunk * (kChunk + 2) + size_t(kRegRowGroups) * kChunk * kRegCols +
          kGateRows * kChunk + kChunk + 2;
 }
 
@@ -87,7 +83,7 @@ __device__ ChunkSmem CarveSmem(float* base, int dqk) {
   s.n = base + 2 * StagedFloats(dqk);
   s.p = s.n + dqk;
   s.part = s.p + kChunk * (kChunk + 2);
-  s.gate = s.part + kRowGroups * kChunk * kCols;
+  s.gate = s.part + kRegRowGroups * kChunk * kRegCols;
   s.den = s.gate + kGateRows * kChunk;
   s.scalars = s.den + kChunk;
   return s;
@@ -102,21 +98,21 @@ __device__ __forceinline__ void CopyAsync4(float* dst, const float* src) {
 // (empty when len is 0), so that waiting for all but the newest group finds the older done.
 __device__ void StageChunk(const MlstmParams& p, int head, int tile, int chunk, int len, const Staged& in) {
   const int qs = p.dqk + 4;
-  for (int e = threadIdx.x; e < len * p.dqk; e += kThreads) {
+  for (int e = threadIdx.x; e < len * p.dqk; e += kRegThreads) {
     const int t = e / p.dqk, i = e % p.dqk;
     const int64_t at = int64_t(chunk + t) * p.proj_stride + int64_t(head) * p.dqk + i;
     CopyAsync4(in.q + t * qs + i, p.q + at);
     CopyAsync4(in.k + t * qs + i, p.k + at);
   }
-  for (int e = threadIdx.x; e < len * kCols; e += kThreads) {
-    const int t = e / kCols, j = tile * kCols + e % kCols;
+  for (int e = threadIdx.x; e < len * kRegCols; e += kRegThreads) {
+    const int t = e / kRegCols, j = tile * kRegCols + e % kRegCols;
     if (j < p.dv) {
       CopyAsync4(in.v + e, p.v + int64_t(chunk + t) * p.proj_stride + int64_t(head) * p.dv + j);
     } else {
       in.v[e] = 0.0f;
     }
   }
-  for (int e = threadIdx.x; e < len * kChunk; e += kThreads) {
+  for (int e = threadIdx.x; e < len * kChunk; e += kRegThreads) {
     const int t = e / kChunk, sc = e % kChunk;
     CopyAsync4(in.scores + e, p.chunk_scores + (int64_t(chunk + t) * p.heads + head) * kChunk + sc);
   }
@@ -129,10 +125,10 @@ __device__ void StageChunk(const MlstmParams& p, int head, int tile, int chunk, 
 
 // scores[row, head, s] = q̂_row · k_(chunk start + s) for the rows of each chunk (s <= the
 // row's place in its chunk; the rest untouched). Grid (num_seqs, heads, chunks of the longest
-// sequence), block kThreads: the chunk's q and k staged in shared memory with cp.async (all of
+// sequence), block kRegThreads: the chunk's q and k staged in shared memory with cp.async (all of
 // a thread's copies in flight at once; [kChunk, dqk + 1], padded against bank conflicts), thread
 // e of a pass computes entry (e / kChunk, e % kChunk) as one dot product, scaled at the end.
-__global__ void __launch_bounds__(kThreads) MlstmChunkScoresKernel(MlstmParams p) {
+__global__ void __launch_bounds__(kRegThreads) MlstmChunkScoresKernel(MlstmParams p) {
   extern __shared__ float smem[];
   const int seq = blockIdx.x, head = blockIdx.y;
   const int chunk = p.seq_row_begin[seq] + int(blockIdx.z) * kChunk, end = SeqRowEnd(p, seq);
@@ -141,7 +137,7 @@ __global__ void __launch_bounds__(kThreads) MlstmChunkScoresKernel(MlstmParams p
   float* q = smem;
   float* k = smem + kChunk * qs;
   const float scale = rsqrtf(static_cast<float>(p.dqk));
-  for (int e = threadIdx.x; e < len * p.dqk; e += kThreads) {
+  for (int e = threadIdx.x; e < len * p.dqk; e += kRegThreads) {
     const int t = e / p.dqk, i = e % p.dqk;
     const int64_t at = int64_t(chunk + t) * p.proj_stride + int64_t(head) * p.dqk + i;
     CopyAsync4(q + t * qs + i, p.q + at);
@@ -149,7 +145,7 @@ __global__ void __launch_bounds__(kThreads) MlstmChunkScoresKernel(MlstmParams p
   }
   asm volatile("cp.async.wait_all;\n" ::: "memory");
   __syncthreads();
-  for (int e = threadIdx.x; e < len * kChunk; e += kThreads) {
+  for (int e = threadIdx.x; e < len * kChunk; e += kRegThreads) {
     const int t = e / kChunk, sc = e % kChunk;
     if (sc > t) continue;
     float dot = 0;
@@ -159,13 +155,13 @@ __global__ void __launch_bounds__(kThreads) MlstmChunkScoresKernel(MlstmParams p
 }
 
 template <typename T, int kRows>
-__global__ void __launch_bounds__(kThreads) MlstmChunkwiseKernel(MlstmParams p) {
+__global__ void __launch_bounds__(kRegThreads) MlstmChunkwiseKernel(MlstmParams p) {
   extern __shared__ float4 smem4[];  // float4: 16-byte aligned rows of q and k
   float* smem = reinterpret_cast<float*>(smem4);
   const ChunkSmem s = CarveSmem(smem, p.dqk);
   const int seq = blockIdx.x, head = blockIdx.y, tile = blockIdx.z;
-  const int lane = threadIdx.x % kCols, group = threadIdx.x / kCols;
-  const int col = tile * kCols + lane;
+  const int lane = threadIdx.x % kRegCols, group = threadIdx.x / kRegCols;
+  const int col = tile * kRegCols + lane;
   const bool has_col = col < p.dv;
   const int qs = p.dqk + 4;  // row stride of q and k: 16-byte rows, and padded
   const int i0 = group * kRows;  // this thread's rows of C: i0 .. i0 + kRows - 1
@@ -179,7 +175,7 @@ __global__ void __launch_bounds__(kThreads) MlstmChunkwiseKernel(MlstmParams p) 
     const int i = i0 + r;
     c[r] = has_col && i < p.dqk ? ToFloat(st.c[int64_t(i) * p.dv + col]) : 0.0f;
   }
-  for (int i = threadIdx.x; i < p.dqk; i += kThreads) s.n[i] = ToFloat(st.n[i]);
+  for (int i = threadIdx.x; i < p.dqk; i += kRegThreads) s.n[i] = ToFloat(st.n[i]);
   float m = *st.m;  // the stabiliser before the chunk (warp 0 keeps it current)
   const float scale = rsqrtf(static_cast<float>(p.dqk));
 
@@ -195,7 +191,8 @@ __global__ void __launch_bounds__(kThreads) MlstmChunkwiseKernel(MlstmParams p) 
     // Gate scan: lane t of warp 0 is token t.
     if (group == 0) {
       const bool live = lane < len;
-      const LogGates lg = live ? MlstmLogGates(in.raw_i[lane], in.raw_f[lane], p.gate_cap) : LogGates{-INFINITY, 0.0f};
+      const LogGates lg =
+          live ? MlstmLogGates(in.raw_i[lane], in.raw_f[lane], p.gate_cap) : LogGates{-INFINITY, 0.0f};
       float b = lg.lf;
       for (int o = 1; o < 32; o <<= 1) {
         const float up = __shfl_up_sync(0xffffffffu, b, o);
@@ -226,17 +223,17 @@ __global__ void __launch_bounds__(kThreads) MlstmChunkwiseKernel(MlstmParams p) 
     __syncthreads();
 
     // P_ts = (q̂_t · k_s) D_ts for s <= t (the dot products from MlstmChunkScores), and q̂_t · n
-    // in column kChunk (warp w takes tokens w, w + kRowGroups, ..., its lanes split i).
-    for (int e = threadIdx.x; e < len * kChunk; e += kThreads) {
+    // in column kChunk (warp w takes tokens w, w + kRegRowGroups, ..., its lanes split i).
+    for (int e = threadIdx.x; e < len * kChunk; e += kRegThreads) {
       const int t = e / kChunk, sc = e % kChunk;
       s.p[t * (kChunk + 2) + sc] =
           sc <= t ? in.scores[e] * expf(s.gate[kB * kChunk + t] + s.gate[kIgMinusB * kChunk + sc] -
                                         s.gate[kM * kChunk + t])
                   : 0.0f;
     }
-    for (int t = group; t < len; t += kRowGroups) {
+    for (int t = group; t < len; t += kRegRowGroups) {
       float dot = 0;
-      for (int i = lane; i < p.dqk; i += kCols) dot += in.q[t * qs + i] * s.n[i];
+      for (int i = lane; i < p.dqk; i += kRegCols) dot += in.q[t * qs + i] * s.n[i];
       dot = WarpSum(dot);
       if (lane == 0) s.p[t * (kChunk + 2) + kChunk] = dot * scale;
     }
@@ -263,20 +260,20 @@ __global__ void __launch_bounds__(kThreads) MlstmChunkwiseKernel(MlstmParams p) 
       }
     }
 #pragma unroll
-    for (int t = 0; t < kChunk; ++t) s.part[(group * kChunk + t) * kCols + lane] = inter[t] * scale;
+    for (int t = 0; t < kChunk; ++t) s.part[(group * kChunk + t) * kRegCols + lane] = inter[t] * scale;
     __syncthreads();
 
-    // h of the tokens group, group + kRowGroups, ...
-    for (int t = group; t < len; t += kRowGroups) {
+    // h of the tokens group, group + kRegRowGroups, ...
+    for (int t = group; t < len; t += kRegRowGroups) {
       float across = 0;
 #pragma unroll
-      for (int g = 0; g < kRowGroups; ++g) across += s.part[(g * kChunk + t) * kCols + lane];
+      for (int g = 0; g < kRegRowGroups; ++g) across += s.part[(g * kChunk + t) * kRegCols + lane];
       // Unrolled over the whole chunk (so the loads pipeline); rows past t or len are masked,
       // since their v may be stale.
       float intra = 0;
 #pragma unroll
       for (int sc = 0; sc < kChunk; ++sc) {
-        if (sc <= t) intra += s.p[t * (kChunk + 2) + sc] * in.v[sc * kCols + lane];
+        if (sc <= t) intra += s.p[t * (kChunk + 2) + sc] * in.v[sc * kRegCols + lane];
       }
       const float num = s.gate[kA * kChunk + t] * across + intra;
       if (has_col) {
@@ -291,7 +288,7 @@ __global__ void __launch_bounds__(kThreads) MlstmChunkwiseKernel(MlstmParams p) 
 #pragma unroll
     for (int r = 0; r < kRows; ++r) c[r] *= g;
     for (int sc = 0; sc < len; ++sc) {
-      const float ev = s.gate[kE * kChunk + sc] * in.v[sc * kCols + lane];
+      const float ev = s.gate[kE * kChunk + sc] * in.v[sc * kRegCols + lane];
       const float* k = in.k + sc * qs + i0;
 #pragma unroll
       for (int r = 0; r < kRows; r += 4) {
@@ -304,7 +301,7 @@ __global__ void __launch_bounds__(kThreads) MlstmChunkwiseKernel(MlstmParams p) 
         }
       }
     }
-    for (int i = threadIdx.x; i < p.dqk; i += kThreads) {
+    for (int i = threadIdx.x; i < p.dqk; i += kRegThreads) {
       float update = 0;
       for (int sc = 0; sc < len; ++sc) update += s.gate[kE * kChunk + sc] * in.k[sc * qs + i];
       s.n[i] = g * s.n[i] + update;
@@ -319,14 +316,14 @@ __global__ void __launch_bounds__(kThreads) MlstmChunkwiseKernel(MlstmParams p) 
 
 template <typename T, int kRows>
 void LaunchChunkwiseRows(const MlstmParams& p, cudaStream_t stream) {
-  const dim3 grid(p.num_seqs, p.heads, (p.dv + kCols - 1) / kCols);
+  const dim3 grid(p.num_seqs, p.heads, (p.dv + kRegCols - 1) / kRegCols);
   const size_t smem = ChunkSmemFloats(p.dqk) * sizeof(float);
   // Above the 48 KB default; set once per instantiation, for the largest dqk it serves.
   static const cudaError_t opt_in =
       cudaFuncSetAttribute(MlstmChunkwiseKernel<T, kRows>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           int(ChunkSmemFloats(kRows * kRowGroups) * sizeof(float)));
+                           int(ChunkSmemFloats(kRows * kRegRowGroups) * sizeof(float)));
   (void)opt_in;  // had it failed, the launch fails and cudaGetLastError reports that
-  MlstmChunkwiseKernel<T, kRows><<<grid, kThreads, smem, stream>>>(p);
+  MlstmChunkwiseKernel<T, kRows><<<grid, kRegThreads, smem, stream>>>(p);
 }
 
 template <typename T>
@@ -334,11 +331,11 @@ cudaError_t LaunchChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t s
   const size_t score_smem = size_t(2) * kChunk * (p.dqk + 1) * sizeof(float);
   static const cudaError_t opt_in =
       cudaFuncSetAttribute(MlstmChunkScoresKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                           int(size_t(2) * kChunk * (kRowGroups * kMaxRowsPerThread + 1) * sizeof(float)));
+                           int(size_t(2) * kChunk * (kRegRowGroups * kRegMaxRows + 1) * sizeof(float)));
   (void)opt_in;
   const dim3 score_grid(p.num_seqs, p.heads, (max_tokens + kChunk - 1) / kChunk);
-  MlstmChunkScoresKernel<<<score_grid, kThreads, score_smem, stream>>>(p);
-  const int rows = (p.dqk + kRowGroups - 1) / kRowGroups;
+  MlstmChunkScoresKernel<<<score_grid, kRegThreads, score_smem, stream>>>(p);
+  const int rows = (p.dqk + kRegRowGroups - 1) / kRegRowGroups;
   // The fewest rows per thread that cover dqk: unused registers cost occupancy.
   if (rows <= 8) {
     LaunchChunkwiseRows<T, 8>(p, stream);
@@ -347,7 +344,7 @@ cudaError_t LaunchChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t s
   } else if (rows <= 32) {
     LaunchChunkwiseRows<T, 32>(p, stream);
   } else {
-    LaunchChunkwiseRows<T, kMaxRowsPerThread>(p, stream);
+    LaunchChunkwiseRows<T, kRegMaxRows>(p, stream);
   }
   return cudaGetLastError();
 }
@@ -356,7 +353,7 @@ cudaError_t LaunchChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t s
 
 // Shared memory is the limit (227 KB a block on sm_90): dqk up to ~300.
 bool MlstmChunkwiseSupports(int dqk) {
-  return dqk % 4 == 0 && dqk <= kRowGroups * kMaxRowsPerThread && ChunkSmemFloats(dqk) * sizeof(float) <= 227 * 1024;
+  return dqk % 4 == 0 && dqk <= kRegRowGroups * kRegMaxRows && ChunkSmemFloats(dqk) * sizeof(float) <= 227 * 1024;
 }
 
 cudaError_t MlstmChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t stream) {

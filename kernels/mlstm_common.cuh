@@ -16,6 +16,14 @@
 
 namespace xlserve::kernels {
 
+// The block shape of the kernels that keep C in registers across many tokens
+// (mlstm_recurrent.cu, mlstm_chunkwise.cu): kRegCols columns x kRegRowGroups warps, at most
+// kRegMaxRows rows of C per thread (dqk <= 512).
+constexpr int kRegCols = 32;
+constexpr int kRegRowGroups = 8;
+constexpr int kRegThreads = kRegCols * kRegRowGroups;
+constexpr int kRegMaxRows = 64;
+
 template <typename T>
 struct HeadState {
   T* c;      // [dqk, dv] row-major

@@ -10,8 +10,8 @@
 // the state is advanced: a rank-a update that reads and writes each C once.
 // Shapes/layout as for MlstmStep (launchers.h): q, k, v, gates column slices of [rows,
 // proj_stride]; h [rows, heads*dv]; state pool fp32 or bf16 (C kept in fp32 registers here).
-// Launch: grid (num_seqs, heads, ceil(dv / kCols)), block kCols x kRowGroups threads. Warp w
-// (= row group w) holds rows w, w + kRowGroups, ... of C; lane j holds column tile*kCols + j.
+// Launch: grid (num_seqs, heads, ceil(dv / kRegCols)), block kRegCols x kRegRowGroups threads. Warp w
+// (= row group w) holds rows w, w + kRegRowGroups, ... of C; lane j holds column tile*kRegCols + j.
 // Per chunk of kChunk tokens: stage their q̂, k, v (this tile's columns) and gates in shared
 // memory. Per token: each thread updates its kRows values and its share of q̂ᵀC, the row
 // groups' shares meet in shared memory (double-buffered by token parity) and warp 0 (which
@@ -25,40 +25,36 @@
 namespace xlserve::kernels {
 namespace {
 
-constexpr int kCols = 32;
-constexpr int kRowGroups = 8;
-constexpr int kThreads = kCols * kRowGroups;
-constexpr int kMaxRowsPerThread = 64;  // dqk <= 512
 // Tokens whose inputs are staged in shared memory at once: one round of global-memory latency
 // per chunk instead of per token (32 KB of q̂ and k at dqk 512, under the 48 KB default).
 constexpr int kChunk = 8;
 
 template <typename T, int kRows>
-__global__ void __launch_bounds__(kThreads) MlstmRecurrentKernel(MlstmParams p) {
-  // Staging of one chunk: q̂ [kChunk, dqk], k [kChunk, dqk], v [kChunk, kCols], ĩ and f̃
+__global__ void __launch_bounds__(kRegThreads) MlstmRecurrentKernel(MlstmParams p) {
+  // Staging of one chunk: q̂ [kChunk, dqk], k [kChunk, dqk], v [kChunk, kRegCols], ĩ and f̃
   // [kChunk]; then n [dqk].
   extern __shared__ float smem[];
   float* q_s = smem;
   float* k_s = q_s + kChunk * p.dqk;
   float* v_s = k_s + kChunk * p.dqk;
-  float* ig_s = v_s + kChunk * kCols;
+  float* ig_s = v_s + kChunk * kRegCols;
   float* fg_s = ig_s + kChunk;
   float* n_s = fg_s + kChunk;
-  __shared__ float part[2][kRowGroups][kCols];  // by token parity: one barrier per token
+  __shared__ float part[2][kRegRowGroups][kRegCols];  // by token parity: one barrier per token
 
   const int seq = blockIdx.x, head = blockIdx.y, tile = blockIdx.z;
-  const int lane = threadIdx.x % kCols, group = threadIdx.x / kCols;
-  const int col = tile * kCols + lane;
+  const int lane = threadIdx.x % kRegCols, group = threadIdx.x / kRegCols;
+  const int col = tile * kRegCols + lane;
   const bool has_col = col < p.dv;
   const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
 
   float c[kRows];
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
-    const int i = group + r * kRowGroups;
+    const int i = group + r * kRegRowGroups;
     c[r] = has_col && i < p.dqk ? ToFloat(st.c[int64_t(i) * p.dv + col]) : 0.0f;
   }
-  for (int i = threadIdx.x; i < p.dqk; i += kThreads) n_s[i] = ToFloat(st.n[i]);
+  for (int i = threadIdx.x; i < p.dqk; i += kRegThreads) n_s[i] = ToFloat(st.n[i]);
   float m = *st.m;
   const float scale = rsqrtf(static_cast<float>(p.dqk));
   const int end = SeqRowEnd(p, seq);
@@ -66,14 +62,14 @@ __global__ void __launch_bounds__(kThreads) MlstmRecurrentKernel(MlstmParams p) 
   for (int chunk = p.seq_row_begin[seq]; chunk < end; chunk += kChunk) {
     const int len = min(kChunk, end - chunk);
     __syncthreads();  // the previous chunk is done with the staging buffers
-    for (int e = threadIdx.x; e < len * p.dqk; e += kThreads) {
+    for (int e = threadIdx.x; e < len * p.dqk; e += kRegThreads) {
       const int t = e / p.dqk, i = e % p.dqk;
       const int64_t at = int64_t(chunk + t) * p.proj_stride + int64_t(head) * p.dqk + i;
       q_s[e] = p.q[at] * scale;
       k_s[e] = p.k[at];
     }
-    for (int e = threadIdx.x; e < len * kCols; e += kThreads) {
-      const int t = e / kCols, j = tile * kCols + e % kCols;
+    for (int e = threadIdx.x; e < len * kRegCols; e += kRegThreads) {
+      const int t = e / kRegCols, j = tile * kRegCols + e % kRegCols;
       v_s[e] = j < p.dv ? p.v[int64_t(chunk + t) * p.proj_stride + int64_t(head) * p.dv + j] : 0.0f;
     }
     if (threadIdx.x < len) {
@@ -86,11 +82,11 @@ __global__ void __launch_bounds__(kThreads) MlstmRecurrentKernel(MlstmParams p) 
       const float* k = k_s + t * p.dqk;
       const GateFactors g = MlstmGates(ig_s[t], fg_s[t], m, p.gate_cap);
       m = g.m;
-      const float v = v_s[t * kCols + lane];
+      const float v = v_s[t * kRegCols + lane];
       float acc = 0;
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
-        const int i = group + r * kRowGroups;
+        const int i = group + r * kRegRowGroups;
         if (i < p.dqk) {
           c[r] = g.f * c[r] + g.i * k[i] * v;
           acc += q[i] * c[r];
@@ -99,7 +95,7 @@ __global__ void __launch_bounds__(kThreads) MlstmRecurrentKernel(MlstmParams p) 
       part[t & 1][group][lane] = acc;
       float qn = 0;
       if (group == 0) {
-        for (int i = lane; i < p.dqk; i += kCols) {
+        for (int i = lane; i < p.dqk; i += kRegCols) {
           const float n = g.f * n_s[i] + g.i * k[i];
           n_s[i] = n;
           qn += q[i] * n;
@@ -110,7 +106,7 @@ __global__ void __launch_bounds__(kThreads) MlstmRecurrentKernel(MlstmParams p) 
       if (group == 0 && has_col && p.h != nullptr) {
         float num = 0;
 #pragma unroll
-        for (int r = 0; r < kRowGroups; ++r) num += part[t & 1][r][lane];
+        for (int r = 0; r < kRegRowGroups; ++r) num += part[t & 1][r][lane];
         p.h[int64_t(chunk + t) * p.heads * p.dv + int64_t(head) * p.dv + col] =
             num / (fmaxf(fabsf(qn), expf(-m)) + p.eps);
       }
@@ -119,36 +115,36 @@ __global__ void __launch_bounds__(kThreads) MlstmRecurrentKernel(MlstmParams p) 
   if (SeqDeferred(p, seq)) return;
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
-    const int i = group + r * kRowGroups;
+    const int i = group + r * kRegRowGroups;
     if (has_col && i < p.dqk) st.c[int64_t(i) * p.dv + col] = FromFloat<T>(c[r]);
   }
 }
 
 template <typename T>
 cudaError_t LaunchRecurrent(const MlstmParams& p, cudaStream_t stream) {
-  const dim3 grid(p.num_seqs, p.heads, (p.dv + kCols - 1) / kCols);
-  const size_t smem = (size_t(2 * kChunk + 1) * p.dqk + kChunk * kCols + 2 * kChunk) * sizeof(float);
-  const int rows = (p.dqk + kRowGroups - 1) / kRowGroups;
+  const dim3 grid(p.num_seqs, p.heads, (p.dv + kRegCols - 1) / kRegCols);
+  const size_t smem = (size_t(2 * kChunk + 1) * p.dqk + kChunk * kRegCols + 2 * kChunk) * sizeof(float);
+  const int rows = (p.dqk + kRegRowGroups - 1) / kRegRowGroups;
   // The fewest rows per thread that cover dqk: unused registers cost occupancy.
   if (rows <= 2) {
-    MlstmRecurrentKernel<T, 2><<<grid, kThreads, smem, stream>>>(p);
+    MlstmRecurrentKernel<T, 2><<<grid, kRegThreads, smem, stream>>>(p);
   } else if (rows <= 4) {
-    MlstmRecurrentKernel<T, 4><<<grid, kThreads, smem, stream>>>(p);
+    MlstmRecurrentKernel<T, 4><<<grid, kRegThreads, smem, stream>>>(p);
   } else if (rows <= 8) {
-    MlstmRecurrentKernel<T, 8><<<grid, kThreads, smem, stream>>>(p);
+    MlstmRecurrentKernel<T, 8><<<grid, kRegThreads, smem, stream>>>(p);
   } else if (rows <= 16) {
-    MlstmRecurrentKernel<T, 16><<<grid, kThreads, smem, stream>>>(p);
+    MlstmRecurrentKernel<T, 16><<<grid, kRegThreads, smem, stream>>>(p);
   } else if (rows <= 32) {
-    MlstmRecurrentKernel<T, 32><<<grid, kThreads, smem, stream>>>(p);
+    MlstmRecurrentKernel<T, 32><<<grid, kRegThreads, smem, stream>>>(p);
   } else {
-    MlstmRecurrentKernel<T, kMaxRowsPerThread><<<grid, kThreads, smem, stream>>>(p);
+    MlstmRecurrentKernel<T, kRegMaxRows><<<grid, kRegThreads, smem, stream>>>(p);
   }
   return cudaGetLastError();
 }
 
 }  // namespace
 
-bool MlstmRecurrentSupports(int dqk) { return dqk <= kRowGroups * kMaxRowsPerThread; }
+bool MlstmRecurrentSupports(int dqk) { return dqk <= kRegRowGroups * kRegMaxRows; }
 
 cudaError_t MlstmRecurrent(const MlstmParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
