@@ -3,17 +3,25 @@
 # a CUDA machine that has no Bazel (README: "GPU machines"). CUDA libraries are not copied:
 # the target machine's own CUDA runtime and cuBLAS are used.
 #
-# usage: scripts/bundle.sh [bazel targets...]   (default: //:xlserve)
+# usage: scripts/bundle.sh [--archive] [bazel targets...]   (default: //:xlserve)
 #   GPU tests: scripts/bundle.sh //:xlserve //tests/gpu:cuda_backend_test \
 #     //tests/gpu:cuda_speculation_test //tests/gpu:cuda_sampling_test
+#   --archive: also pack dist/ into dist.tar.gz (each binary carries its own device code, so
+#     four of them with their libraries are ~70 MB; compressed ~25 MB). Unpack on the GPU
+#     machine with: tar xzf dist.tar.gz
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+archive=0
+if [ "${1:-}" = "--archive" ]; then
+  archive=1
+  shift
+fi
 targets=("$@")
 [ "${#targets[@]}" -eq 0 ] && targets=(//:xlserve)
 
 bazel build --config=portable "${targets[@]}" >&2
-rm -rf dist
+rm -rf dist dist.tar.gz
 mkdir -p dist/bin dist/lib
 
 for t in "${targets[@]}"; do
@@ -31,3 +39,7 @@ for bin in dist/bin/*; do
 done
 du -sh dist | awk '{print "bundle: " $1 " in dist/ (bin: " ENVIRON["PWD"] "/dist/bin)"}'
 echo "run there with: LD_LIBRARY_PATH=dist/lib dist/bin/xlserve --help"
+if [ "$archive" -eq 1 ]; then
+  tar czf dist.tar.gz dist
+  du -h dist.tar.gz | awk '{print "archive: " $1 " in dist.tar.gz (unpack there with: tar xzf dist.tar.gz)"}'
+fi
