@@ -25,8 +25,9 @@
 // (this tile's columns), the gates and the chunk's scores in shared memory; warp 0 scans the
 // gates (sums and maxima over its lanes = tokens); P from the scores, q̂·n per warp; each
 // thread forms its rows' share of q̂_tᵀC for every token (reduced over the row groups in
-// shared memory), then h, then the rank-kChunk update of its C values. Five barriers per chunk instead of one per token, and the products
-// over the chunk's tokens are independent, so they pipeline. Fp32 CUDA cores; no atomics.
+// shared memory), then h, then the rank-kChunk update of its C values. Five barriers per chunk
+// instead of one per token, and the products over the chunk's tokens are independent, so they
+// pipeline. Fp32 CUDA cores; no atomics.
 #include <cuda_bf16.h>
 
 #include "kernels/mlstm_common.cuh"
@@ -68,14 +69,14 @@ struct ChunkSmem {
   float* part;     // [kRegRowGroups][kChunk][kRegCols]: row groups' shares of q̂_tᵀC
   float* gate;     // [kGateRows][kChunk]
   float* den;      // [kChunk]
-  float* scalars;  // [2]: g, m'
+  float* decay;    // [1]: g, the decay of the state over the chunk
 };
 
 enum { kA, kM, kE, kIgMinusB, kB, kGateRows };
 
 __host__ __device__ inline size_t ChunkSmemFloats(int dqk) {
   return 2 * StagedFloats(dqk) + dqk + kChunk * (kChunk + 2) + size_t(kRegRowGroups) * kChunk * kRegCols +
-         kGateRows * kChunk + kChunk + 2;
+         kGateRows * kChunk + kChunk + 1;
 }
 
 __device__ ChunkSmem CarveSmem(float* base, int dqk) {
@@ -85,7 +86,7 @@ __device__ ChunkSmem CarveSmem(float* base, int dqk) {
   s.part = s.p + kChunk * (kChunk + 2);
   s.gate = s.part + kRegRowGroups * kChunk * kRegCols;
   s.den = s.gate + kGateRows * kChunk;
-  s.scalars = s.den + kChunk;
+  s.decay = s.den + kChunk;
   return s;
 }
 
@@ -214,10 +215,7 @@ __global__ void __launch_bounds__(kRegThreads) MlstmChunkwiseKernel(MlstmParams 
         s.gate[kIgMinusB * kChunk + lane] = ig_minus_b;
         s.gate[kB * kChunk + lane] = b;
       }
-      if (lane == 0) {
-        s.scalars[0] = expf(b_last + m - m_last);
-        s.scalars[1] = m_last;
-      }
+      if (lane == 0) *s.decay = expf(b_last + m - m_last);
       m = m_last;
     }
     __syncthreads();
@@ -284,7 +282,7 @@ __global__ void __launch_bounds__(kRegThreads) MlstmChunkwiseKernel(MlstmParams 
 
     // C' = g C + Σ_s e_s k_s v_sᵀ over this thread's rows; n' likewise over all of n.
     // Token-outer, so that the kRows updates of one token are independent of each other.
-    const float g = s.scalars[0];
+    const float g = *s.decay;
 #pragma unroll
     for (int r = 0; r < kRows; ++r) c[r] *= g;
     for (int sc = 0; sc < len; ++sc) {
@@ -335,18 +333,8 @@ cudaError_t LaunchChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t s
   (void)opt_in;
   const dim3 score_grid(p.num_seqs, p.heads, (max_tokens + kChunk - 1) / kChunk);
   MlstmChunkScoresKernel<<<score_grid, kRegThreads, score_smem, stream>>>(p);
-  const int rows = (p.dqk + kRegRowGroups - 1) / kRegRowGroups;
-  // The fewest rows per thread that cover dqk: unused registers cost occupancy.
-  if (rows <= 8) {
-    LaunchChunkwiseRows<T, 8>(p, stream);
-  } else if (rows <= 16) {
-    LaunchChunkwiseRows<T, 16>(p, stream);
-  } else if (rows <= 32) {
-    LaunchChunkwiseRows<T, 32>(p, stream);
-  } else {
-    LaunchChunkwiseRows<T, kRegMaxRows>(p, stream);
-  }
-  return cudaGetLastError();
+  // At least 8 rows per thread: its rows are read 4 at a time.
+  return LaunchByRegRows<8>(p.dqk, [&](auto rows) { LaunchChunkwiseRows<T, decltype(rows)::value>(p, stream); });
 }
 
 }  // namespace
@@ -361,10 +349,8 @@ cudaError_t MlstmChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t st
   if (!MlstmChunkwiseSupports(p.dqk) || p.h == nullptr || p.seq_defer != nullptr || p.chunk_scores == nullptr) {
     return cudaErrorInvalidValue;
   }
-  const cudaError_t e = p.state.type == StateType::kF32 ? LaunchChunkwise<float>(p, max_tokens, stream)
-                                                        : LaunchChunkwise<__nv_bfloat16>(p, max_tokens, stream);
-  if (e != cudaSuccess) return e;
-  return MlstmNormalizer(p, stream);
+  return LaunchByStateTypeThenNormalize(
+      p, stream, [&](auto state) { return LaunchChunkwise<decltype(state)>(p, max_tokens, stream); });
 }
 
 }  // namespace xlserve::kernels

@@ -97,10 +97,8 @@ cudaError_t LaunchCommit(const MlstmParams& p, cudaStream_t stream) {
 cudaError_t MlstmCommit(const MlstmParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
   if (!MlstmStepSupports(p.dqk, p.dv, p.state.type)) return cudaErrorInvalidValue;
-  const cudaError_t e = p.state.type == StateType::kF32 ? LaunchCommit<float>(p, stream)
-                                                        : LaunchCommit<__nv_bfloat16>(p, stream);
-  if (e != cudaSuccess) return e;
-  return MlstmNormalizer(p, stream);
+  return LaunchByStateTypeThenNormalize(
+      p, stream, [&](auto state) { return LaunchCommit<decltype(state)>(p, stream); });
 }
 
 }  // namespace xlserve::kernels

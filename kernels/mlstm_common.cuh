@@ -11,6 +11,8 @@
 
 #include <cuda_bf16.h>
 
+#include <type_traits>
+
 #include "kernels/device_common.cuh"
 #include "kernels/launchers.h"
 
@@ -23,6 +25,19 @@ constexpr int kRegCols = 32;
 constexpr int kRegRowGroups = 8;
 constexpr int kRegThreads = kRegCols * kRegRowGroups;
 constexpr int kRegMaxRows = 64;
+
+// Calls launch(std::integral_constant<int, kRows>) with the fewest rows per thread of kMinRows,
+// 2 kMinRows, ..., kRegMaxRows that cover dqk (unused registers cost occupancy); then reports
+// the launch's error. kMinRows is a power of two.
+template <int kMinRows, typename Launch>
+cudaError_t LaunchByRegRows(int dqk, Launch&& launch) {
+  const int rows = (dqk + kRegRowGroups - 1) / kRegRowGroups;
+  if constexpr (kMinRows < kRegMaxRows) {
+    if (rows > kMinRows) return LaunchByRegRows<2 * kMinRows>(dqk, launch);
+  }
+  launch(std::integral_constant<int, kMinRows>{});
+  return cudaGetLastError();
+}
 
 template <typename T>
 struct HeadState {
@@ -61,5 +76,14 @@ __device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
 // Advances n and m of every (sequence, head) over the sequence's rows and writes them to the
 // state; grid (num_seqs, heads), one block each. Launch after the C kernel of the same layer.
 cudaError_t MlstmNormalizer(const MlstmParams& p, cudaStream_t stream);
+
+// launch(float{}) or launch(__nv_bfloat16{}) by the state's storage type, then, when that
+// launched, MlstmNormalizer: the tail of every C kernel that leaves n and m to it.
+template <typename Launch>
+cudaError_t LaunchByStateTypeThenNormalize(const MlstmParams& p, cudaStream_t stream, Launch&& launch) {
+  const cudaError_t e = p.state.type == StateType::kF32 ? launch(float{}) : launch(__nv_bfloat16{});
+  if (e != cudaSuccess) return e;
+  return MlstmNormalizer(p, stream);
+}
 
 }  // namespace xlserve::kernels

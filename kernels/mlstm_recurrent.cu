@@ -124,22 +124,9 @@ template <typename T>
 cudaError_t LaunchRecurrent(const MlstmParams& p, cudaStream_t stream) {
   const dim3 grid(p.num_seqs, p.heads, (p.dv + kRegCols - 1) / kRegCols);
   const size_t smem = (size_t(2 * kChunk + 1) * p.dqk + kChunk * kRegCols + 2 * kChunk) * sizeof(float);
-  const int rows = (p.dqk + kRegRowGroups - 1) / kRegRowGroups;
-  // The fewest rows per thread that cover dqk: unused registers cost occupancy.
-  if (rows <= 2) {
-    MlstmRecurrentKernel<T, 2><<<grid, kRegThreads, smem, stream>>>(p);
-  } else if (rows <= 4) {
-    MlstmRecurrentKernel<T, 4><<<grid, kRegThreads, smem, stream>>>(p);
-  } else if (rows <= 8) {
-    MlstmRecurrentKernel<T, 8><<<grid, kRegThreads, smem, stream>>>(p);
-  } else if (rows <= 16) {
-    MlstmRecurrentKernel<T, 16><<<grid, kRegThreads, smem, stream>>>(p);
-  } else if (rows <= 32) {
-    MlstmRecurrentKernel<T, 32><<<grid, kRegThreads, smem, stream>>>(p);
-  } else {
-    MlstmRecurrentKernel<T, kRegMaxRows><<<grid, kRegThreads, smem, stream>>>(p);
-  }
-  return cudaGetLastError();
+  return LaunchByRegRows<2>(p.dqk, [&](auto rows) {
+    MlstmRecurrentKernel<T, decltype(rows)::value><<<grid, kRegThreads, smem, stream>>>(p);
+  });
 }
 
 }  // namespace
@@ -149,10 +136,8 @@ bool MlstmRecurrentSupports(int dqk) { return dqk <= kRegRowGroups * kRegMaxRows
 cudaError_t MlstmRecurrent(const MlstmParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
   if (!MlstmRecurrentSupports(p.dqk)) return cudaErrorInvalidValue;
-  const cudaError_t e = p.state.type == StateType::kF32 ? LaunchRecurrent<float>(p, stream)
-                                                        : LaunchRecurrent<__nv_bfloat16>(p, stream);
-  if (e != cudaSuccess) return e;
-  return MlstmNormalizer(p, stream);
+  return LaunchByStateTypeThenNormalize(
+      p, stream, [&](auto state) { return LaunchRecurrent<decltype(state)>(p, stream); });
 }
 
 }  // namespace xlserve::kernels

@@ -126,10 +126,8 @@ bool MlstmStepSupports(int dqk, int dv, StateType type) {
 cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
   if (!MlstmStepSupports(p.dqk, p.dv, p.state.type)) return cudaErrorInvalidValue;
-  const cudaError_t e = p.state.type == StateType::kF32 ? LaunchStep<float>(p, stream)
-                                                        : LaunchStep<__nv_bfloat16>(p, stream);
-  if (e != cudaSuccess) return e;
-  return MlstmNormalizer(p, stream);
+  return LaunchByStateTypeThenNormalize(
+      p, stream, [&](auto state) { return LaunchStep<decltype(state)>(p, stream); });
 }
 
 }  // namespace xlserve::kernels
