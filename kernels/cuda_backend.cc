@@ -715,8 +715,8 @@ class CudaBackend final : public Backend {
     ASSIGN_OR_RETURN(float* normed, Typed<float>("normed", size_t(n) * d));
     ASSIGN_OR_RETURN(void* split, Split(n));
     CUDA_RETURN_IF_ERROR(GatherRows(x, picked, n, d, sel, stream_));
-    CUDA_RETURN_IF_ERROR(RmsNorm(sel, dev_->out_norm_w, nullptr, n, d, static_cast<float>(cfg.norm_eps), normed, split,
-                                 stream_));
+    CUDA_RETURN_IF_ERROR(RmsNorm(sel, dev_->out_norm_w, nullptr, n, d, static_cast<float>(cfg.norm_eps),
+                                 Fp32InputFor(n, dev_->lm_head, normed), split, stream_));
     RETURN_IF_ERROR(Linear(normed, split, n, dev_->lm_head, nullptr, false, logits));
     if (cfg.output_logit_soft_cap) {
       CUDA_RETURN_IF_ERROR(
@@ -912,9 +912,10 @@ class CudaBackend final : public Backend {
     // mLSTM sub-layer: x += out_proj(sigmoid(o) * MultiHeadNorm(mLSTM(q, k, v, ĩ, f̃))).
     if (residual->t != nullptr) {
       CUDA_RETURN_IF_ERROR(ResidualRmsNorm(x, residual->t, residual->bias, w.norm_mlstm_w, w.norm_mlstm_b, rows, d,
-                                           norm_eps, xn, split, stream_));
+                                           norm_eps, Fp32InputFor(rows, w.proj, xn), split, stream_));
     } else {
-      CUDA_RETURN_IF_ERROR(RmsNorm(x, w.norm_mlstm_w, w.norm_mlstm_b, rows, d, norm_eps, xn, split, stream_));
+      CUDA_RETURN_IF_ERROR(RmsNorm(x, w.norm_mlstm_w, w.norm_mlstm_b, rows, d, norm_eps, Fp32InputFor(rows, w.proj, xn),
+                                   split, stream_));
     }
     RETURN_IF_ERROR(profiler_.Mark("rmsnorm", stream_));
     // proj: [rows, q | k | v | o | ĩ | f̃] from xn [rows, d]
@@ -928,7 +929,7 @@ class CudaBackend final : public Backend {
     RETURN_IF_ERROR(RunMlstm(layer, rows, proj, h, idx));
     // hg: [rows, heads * dv], normed per head and gated by sigmoid(o)
     CUDA_RETURN_IF_ERROR(HeadNormGate(h, proj + cols_.o, cols_.width, w.mh_norm_w, w.mh_norm_b, rows, heads,
-                                      cfg.v_head_dim(), norm_eps, hg, split, stream_));
+                                      cfg.v_head_dim(), norm_eps, Fp32InputFor(rows, w.out_proj, hg), split, stream_));
     RETURN_IF_ERROR(profiler_.Mark("head norm * sigmoid(o)", stream_));
     // A split-pair product's combine rides along with the next pass over x or gu.
     ASSIGN_OR_RETURN(const float* out_pair, LinearUncombined(hg, split, rows, w.out_proj, w.out_proj_b, true, x));
@@ -937,9 +938,10 @@ class CudaBackend final : public Backend {
     // Feed-forward sub-layer: x += down(silu(up_gate(xn)) * up(xn)).
     if (out_pair != nullptr) {
       CUDA_RETURN_IF_ERROR(ResidualRmsNorm(x, out_pair, w.out_proj_b, w.norm_ffn_w, w.norm_ffn_b, rows, d, norm_eps,
-                                           xn, split, stream_));
+                                           Fp32InputFor(rows, w.up, xn), split, stream_));
     } else {
-      CUDA_RETURN_IF_ERROR(RmsNorm(x, w.norm_ffn_w, w.norm_ffn_b, rows, d, norm_eps, xn, split, stream_));
+      CUDA_RETURN_IF_ERROR(
+          RmsNorm(x, w.norm_ffn_w, w.norm_ffn_b, rows, d, norm_eps, Fp32InputFor(rows, w.up, xn), split, stream_));
     }
     RETURN_IF_ERROR(profiler_.Mark("rmsnorm", stream_));
     // gu: [rows, up_gate | up]
@@ -947,9 +949,10 @@ class CudaBackend final : public Backend {
     RETURN_IF_ERROR(profiler_.Mark("gemm up_gate|up", stream_));
     if (gu_pair != nullptr) {
       CUDA_RETURN_IF_ERROR(
-          SwiGlu(gu_pair, gu_pair + size_t(rows) * 2 * ffn, w.up_b, rows, ffn, act, split, stream_));
+          SwiGlu(gu_pair, gu_pair + size_t(rows) * 2 * ffn, w.up_b, rows, ffn, Fp32InputFor(rows, w.down, act), split,
+                 stream_));
     } else {
-      CUDA_RETURN_IF_ERROR(SwiGlu(gu, nullptr, nullptr, rows, ffn, act, split, stream_));
+      CUDA_RETURN_IF_ERROR(SwiGlu(gu, nullptr, nullptr, rows, ffn, Fp32InputFor(rows, w.down, act), split, stream_));
     }
     RETURN_IF_ERROR(profiler_.Mark("swiglu", stream_));
     ASSIGN_OR_RETURN(const float* down_pair, LinearUncombined(act, split, rows, w.down, w.down_b, true, x));
@@ -985,8 +988,7 @@ class CudaBackend final : public Backend {
       if (bias) CUDA_RETURN_IF_ERROR(AddBias(y, bias, rows, n, stream_));
       return nullptr;
     }
-    const bool small = int64_t(n) * k <= kSmallMatrixElems;
-    if ((rows <= kBf16GemvMaxRows || (small && rows <= kGemvMaxRows)) && k % 8 == 0) {
+    if (!SplitPairOnly(rows, w)) {
       CUDA_RETURN_IF_ERROR(GemvBf16SmallRows(x, w.data, bias, rows, n, k, accumulate, y, stream_));
       return nullptr;
     }
@@ -994,6 +996,18 @@ class CudaBackend final : public Backend {
     ASSIGN_OR_RETURN(float* t, Typed<float>("gemm_pair", size_t(2) * rows * n));
     RETURN_IF_ERROR(lt_->Run(w.data, n, k, x_split, 2 * rows, t, stream_));
     return t;
+  }
+
+  // Whether Linear over `rows` rows of w reads only the split pair of its input (the GEMM),
+  // not the fp32 values (the GEMVs): then the kernel that makes the input need not store them.
+  static bool SplitPairOnly(int rows, const DeviceMatrix& w) {
+    if (w.type != WeightType::kBF16) return false;
+    const bool small = int64_t(w.rows) * w.cols <= kSmallMatrixElems;
+    return !((rows <= kBf16GemvMaxRows || (small && rows <= kGemvMaxRows)) && w.cols % 8 == 0);
+  }
+  // The fp32 buffer for an input of Linear over w, or null when it only reads the split pair.
+  static float* Fp32InputFor(int rows, const DeviceMatrix& w, float* buffer) {
+    return SplitPairOnly(rows, w) ? nullptr : buffer;
   }
 
   // The split-pair buffer for activations of `rows` rows of any width, or null when no

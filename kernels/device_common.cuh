@@ -22,11 +22,29 @@ __device__ __forceinline__ void StoreSplit(void* split, int64_t count, int64_t i
   s[count + i] = __float2bfloat16_rn(v - __bfloat162float(hi));
 }
 
-// Element i of an activation of `count` values: out[i] = v, and its split pair when `split`
-// is non-null.
+// Element i of an activation of `count` values: out[i] = v when `out` is non-null (null when
+// only a split-pair GEMM reads it next), and its split pair when `split` is non-null.
 __device__ __forceinline__ void StoreActivation(float* out, void* split, int64_t count, int64_t i, float v) {
-  out[i] = v;
+  if (out) out[i] = v;
   if (split) StoreSplit(split, count, i, v);
+}
+
+// Elements i..i+3 of the same (i and count multiples of 4, out and split 16-byte aligned): one
+// 16-byte and two 8-byte stores instead of twelve scalar ones.
+__device__ __forceinline__ void StoreActivation4(float* out, void* split, int64_t count, int64_t i, float4 v) {
+  if (out) *reinterpret_cast<float4*>(out + i) = v;
+  if (!split) return;
+  const float f[4] = {v.x, v.y, v.z, v.w};
+  __nv_bfloat162 hi[2], lo[2];
+#pragma unroll
+  for (int e = 0; e < 2; ++e) {
+    hi[e] = __floats2bfloat162_rn(f[2 * e], f[2 * e + 1]);
+    const float2 back = __bfloat1622float2(hi[e]);
+    lo[e] = __floats2bfloat162_rn(f[2 * e] - back.x, f[2 * e + 1] - back.y);
+  }
+  __nv_bfloat16* s = static_cast<__nv_bfloat16*>(split);
+  *reinterpret_cast<uint2*>(s + i) = *reinterpret_cast<const uint2*>(hi);
+  *reinterpret_cast<uint2*>(s + count + i) = *reinterpret_cast<const uint2*>(lo);
 }
 
 // Calls launch(std::integral_constant<int, rows>) for 1 <= rows <= kGemvMaxRows (the small-row

@@ -92,7 +92,7 @@ __device__ __forceinline__ void LoadFloats(const float* p, float (&v)[kVec]) {
   }
 }
 
-// kVec consecutive columns per thread: 4 when ffn % 4 == 0 and the inputs are 16-byte aligned.
+// kVec consecutive columns per thread: 4 when ffn % 4 == 0 and the pointers are 16-byte aligned.
 template <int kVec>
 __global__ void SwiGluKernel(const float* gu, const float* gu_lo, const float* bias, int ffn, int64_t count,
                              float* out, void* split) {
@@ -104,21 +104,31 @@ __global__ void SwiGluKernel(const float* gu, const float* gu_lo, const float* b
   LoadFloats(gu + at_g, g);
   LoadFloats(gu + at_u, u);
   if (gu_lo) {
-    float g_lo[kVec], u_lo[kVec];
+    float g_lo[kVec], u_lo[kVec], g_b[kVec] = {}, u_b[kVec] = {};
     LoadFloats(gu_lo + at_g, g_lo);
     LoadFloats(gu_lo + at_u, u_lo);
+    if (bias) {
+      LoadFloats(bias + c, g_b);
+      LoadFloats(bias + ffn + c, u_b);
+    }
 #pragma unroll
     for (int e = 0; e < kVec; ++e) {
       g[e] += g_lo[e];
       u[e] += u_lo[e];
       if (bias) {
-        g[e] += bias[c + e];
-        u[e] += bias[ffn + c + e];
+        g[e] += g_b[e];
+        u[e] += u_b[e];
       }
     }
   }
+  float a[kVec];
 #pragma unroll
-  for (int e = 0; e < kVec; ++e) StoreActivation(out, split, count, i + e, g[e] / (1.0f + expf(-g[e])) * u[e]);
+  for (int e = 0; e < kVec; ++e) a[e] = g[e] / (1.0f + expf(-g[e])) * u[e];
+  if constexpr (kVec == 4) {
+    StoreActivation4(out, split, count, i, make_float4(a[0], a[1], a[2], a[3]));
+  } else {
+    StoreActivation(out, split, count, i, a[0]);
+  }
 }
 
 __global__ void GatherRowSegmentsKernel(const float* src, int64_t src_stride, int a, int a_len, int b, int b_len,
@@ -233,7 +243,7 @@ cudaError_t SwiGlu(const float* gu, const float* gu_lo, const float* bias, int r
   const int64_t count = int64_t(rows) * ffn;
   if (count == 0) return cudaSuccess;
   const auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (ffn % 4 == 0 && aligned16(gu) && aligned16(gu_lo)) {
+  if (ffn % 4 == 0 && aligned16(gu) && aligned16(gu_lo) && aligned16(bias) && aligned16(out) && aligned16(split)) {
     SwiGluKernel<4><<<Blocks(count / 4), kThreads, 0, stream>>>(gu, gu_lo, bias, ffn, count, out, split);
   } else {
     SwiGluKernel<1><<<Blocks(count), kThreads, 0, stream>>>(gu, gu_lo, bias, ffn, count, out, split);

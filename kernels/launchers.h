@@ -27,7 +27,8 @@ cudaError_t EmbeddingGather(const void* table, WeightType type, const int32_t* i
 cudaError_t GatherRows(const float* x, const int32_t* rows, int count, int d, float* out, cudaStream_t stream);
 
 // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (+ b), b may be null; x, out: [rows, d]; w, b
-// fp32. `split` (nullable): the same values as a split pair [2, rows, d].
+// fp32. `split` (nullable): the same values as a split pair [2, rows, d]. `out` may be null
+// when `split` is not (a GEMM that reads only the pair is next); so for SwiGlu and HeadNormGate.
 cudaError_t RmsNorm(const float* x, const float* w, const float* b, int rows, int d, float eps, float* out,
                     void* split, cudaStream_t stream);
 // The same after folding a pending residual into x: x[r, c] = t[r, c] + t[rows + r, c]

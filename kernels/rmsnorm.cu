@@ -11,10 +11,14 @@
 // HeadNormGate: for each row r and head h, over its head_dim values g:
 //               g <- (g - mean g) / sqrt(var g + eps)   (biased variance, fp32)
 //               g <- g * w[h*hd + c] (+ b[...]);  g <- g * sigmoid(o[r, h*hd + c])
-//               grid (rows, heads), block 128 over c. Matches transformers' xLSTM
+//               grid (rows, heads). For head_dim % 4 == 0 (<= 16384) a block of head_dim / 4
+//               threads (at most 1024) holds the head's values and its o in registers as
+//               float4s, loaded together, so both reductions wait on one round of loads;
+//               otherwise block 128 over c, three passes. Matches transformers' xLSTM
 //               multihead_norm followed by sigmoid(ogate) * h.
-// x, h, out: fp32 [rows, width] row-major; w, b fp32; both may also write the split pair of
-// their output (launchers.h) for a bf16 GEMM that reads it next.
+// x, h: fp32 [rows, width] row-major; w, b fp32. Both write the split pair of their output
+// (launchers.h) when a bf16 GEMM reads it next, and the fp32 out unless it is null (when only
+// that GEMM reads it); the vector forms store 16 + 2 x 8 bytes per four values.
 #include <algorithm>
 #include <cstdint>
 
@@ -51,7 +55,7 @@ __global__ void RmsNormKernel(float* x, const float* t, const float* t_bias, con
 }
 
 template <int kPer, bool kResidual>
-__global__ void RmsNormVec4Kernel(float4* x, const float4* t, const float* t_bias, const float4* w, const float4* b,
+__global__ void RmsNormVec4Kernel(float4* x, const float4* t, const float4* t_bias, const float4* w, const float4* b,
                                   int d4, int64_t count, float eps, float* out, void* split) {
   __shared__ float scratch[32];
   float4* xr = x + int64_t(blockIdx.x) * d4;
@@ -64,11 +68,9 @@ __global__ void RmsNormVec4Kernel(float4* x, const float4* t, const float* t_bia
     if (kResidual && i < d4) {
       const int64_t at = int64_t(blockIdx.x) * d4 + i;
       const float4 hi = t[at], lo = t[count / 4 + at];
-      const int c = 4 * i;
-      v[p] = make_float4(WithResidual(v[p].x, hi.x, lo.x, t_bias ? t_bias[c] : 0.0f),
-                         WithResidual(v[p].y, hi.y, lo.y, t_bias ? t_bias[c + 1] : 0.0f),
-                         WithResidual(v[p].z, hi.z, lo.z, t_bias ? t_bias[c + 2] : 0.0f),
-                         WithResidual(v[p].w, hi.w, lo.w, t_bias ? t_bias[c + 3] : 0.0f));
+      const float4 tb = t_bias ? t_bias[i] : make_float4(0, 0, 0, 0);
+      v[p] = make_float4(WithResidual(v[p].x, hi.x, lo.x, tb.x), WithResidual(v[p].y, hi.y, lo.y, tb.y),
+                         WithResidual(v[p].z, hi.z, lo.z, tb.z), WithResidual(v[p].w, hi.w, lo.w, tb.w));
       xr[i] = v[p];
     }
     sq += v[p].x * v[p].x + v[p].y * v[p].y + v[p].z * v[p].z + v[p].w * v[p].w;
@@ -80,11 +82,9 @@ __global__ void RmsNormVec4Kernel(float4* x, const float4* t, const float* t_bia
     if (i >= d4) continue;
     const float4 wv = w[i];
     const float4 bv = b ? b[i] : make_float4(0, 0, 0, 0);
-    const float o[4] = {v[p].x * scale * wv.x + bv.x, v[p].y * scale * wv.y + bv.y, v[p].z * scale * wv.z + bv.z,
-                        v[p].w * scale * wv.w + bv.w};
-    const int64_t at = (int64_t(blockIdx.x) * d4 + i) * 4;
-#pragma unroll
-    for (int e = 0; e < 4; ++e) StoreActivation(out, split, count, at + e, o[e]);
+    const float4 o = make_float4(v[p].x * scale * wv.x + bv.x, v[p].y * scale * wv.y + bv.y,
+                                 v[p].z * scale * wv.z + bv.z, v[p].w * scale * wv.w + bv.w);
+    StoreActivation4(out, split, count, (int64_t(blockIdx.x) * d4 + i) * 4, o);
   }
 }
 
@@ -108,29 +108,83 @@ __global__ void HeadNormGateKernel(const float* h, const float* o, int64_t o_str
   }
 }
 
+__device__ __forceinline__ float4 Sub(float4 a, float s) { return make_float4(a.x - s, a.y - s, a.z - s, a.w - s); }
+__device__ __forceinline__ float Dot(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
+__device__ __forceinline__ float Gated(float g, float o) { return g / (1.0f + expf(-o)); }
+
+// The vector form: the head's values and its o read once, together, into registers (kPer
+// float4s per thread), so the two reductions wait on one round of loads.
+template <int kPer>
+__global__ void HeadNormGateVec4Kernel(const float4* h, const float4* o, int64_t o_stride4, const float4* w,
+                                       const float4* b, int heads, int hd4, int64_t count, float eps, float* out,
+                                       void* split) {
+  __shared__ float scratch[32];
+  const int64_t base4 = (int64_t(blockIdx.x) * heads + blockIdx.y) * hd4;
+  const float4* orow = o + int64_t(blockIdx.x) * o_stride4 + int64_t(blockIdx.y) * hd4;
+  float4 v[kPer], og[kPer];
+  float sum = 0;
+#pragma unroll
+  for (int p = 0; p < kPer; ++p) {
+    const int i = threadIdx.x + p * blockDim.x;
+    v[p] = i < hd4 ? h[base4 + i] : make_float4(0, 0, 0, 0);
+    og[p] = i < hd4 ? orow[i] : make_float4(0, 0, 0, 0);
+    sum += v[p].x + v[p].y + v[p].z + v[p].w;
+  }
+  const float mean = BlockSum(sum, scratch) / (4 * hd4);
+  float var = 0;
+#pragma unroll
+  for (int p = 0; p < kPer; ++p) {
+    const int i = threadIdx.x + p * blockDim.x;
+    if (i < hd4) var += Dot(Sub(v[p], mean), Sub(v[p], mean));
+  }
+  const float inv = rsqrtf(BlockSum(var, scratch) / (4 * hd4) + eps);
+#pragma unroll
+  for (int p = 0; p < kPer; ++p) {
+    const int i = threadIdx.x + p * blockDim.x;
+    if (i >= hd4) continue;
+    const int wi = blockIdx.y * hd4 + i;
+    const float4 wv = w[wi];
+    const float4 bv = b ? b[wi] : make_float4(0, 0, 0, 0);
+    const float4 c = Sub(v[p], mean);
+    const float4 r = make_float4(Gated(c.x * inv * wv.x + bv.x, og[p].x), Gated(c.y * inv * wv.y + bv.y, og[p].y),
+                                 Gated(c.z * inv * wv.z + bv.z, og[p].z), Gated(c.w * inv * wv.w + bv.w, og[p].w));
+    StoreActivation4(out, split, count, (base4 + i) * 4, r);
+  }
+}
+
+bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// Calls launch(std::integral_constant<int, kPer>{}, threads) for a block of up to 1024 threads
+// holding kPer (1, 2 or 4) float4s each of a row of n4 float4s; false when n4 > 4096.
+template <typename Launch>
+bool LaunchByFloat4sPerThread(int n4, Launch&& launch) {
+  if (n4 > 4 * 1024) return false;
+  const int threads = std::min(1024, (n4 + 31) / 32 * 32);
+  const int per = (n4 + threads - 1) / threads;
+  if (per == 1) {
+    launch(std::integral_constant<int, 1>{}, threads);
+  } else if (per == 2) {
+    launch(std::integral_constant<int, 2>{}, threads);
+  } else {
+    launch(std::integral_constant<int, 4>{}, threads);
+  }
+  return true;
+}
+
 template <bool kResidual>
 cudaError_t LaunchRmsNorm(float* x, const float* t, const float* t_bias, const float* w, const float* b, int rows,
                           int d, float eps, float* out, void* split, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   const int64_t count = int64_t(rows) * d;
-  const int d4 = d / 4;
-  const auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  // float4 access needs 16-byte aligned rows (d % 4 == 0) and aligned w, b, t.
-  const bool aligned = d % 4 == 0 && aligned16(w) && aligned16(b) && aligned16(x) && aligned16(t);
-  if (aligned && d4 <= 4 * 1024) {
-    const int threads = std::min(1024, (d4 + 31) / 32 * 32);
-    const int per = (d4 + threads - 1) / threads;
-    auto* x4 = reinterpret_cast<float4*>(x);
-    const auto* t4 = reinterpret_cast<const float4*>(t);
-    const auto* w4 = reinterpret_cast<const float4*>(w);
-    const auto* b4 = reinterpret_cast<const float4*>(b);
-    if (per == 1) {
-      RmsNormVec4Kernel<1, kResidual><<<rows, threads, 0, stream>>>(x4, t4, t_bias, w4, b4, d4, count, eps, out, split);
-    } else if (per == 2) {
-      RmsNormVec4Kernel<2, kResidual><<<rows, threads, 0, stream>>>(x4, t4, t_bias, w4, b4, d4, count, eps, out, split);
-    } else {
-      RmsNormVec4Kernel<4, kResidual><<<rows, threads, 0, stream>>>(x4, t4, t_bias, w4, b4, d4, count, eps, out, split);
-    }
+  // float4 access needs 16-byte aligned rows (d % 4 == 0) and aligned vectors.
+  const bool aligned = d % 4 == 0 && Aligned16(w) && Aligned16(b) && Aligned16(x) && Aligned16(t) &&
+                       Aligned16(t_bias) && Aligned16(out) && Aligned16(split);
+  if (aligned && LaunchByFloat4sPerThread(d / 4, [&](auto per, int threads) {
+        RmsNormVec4Kernel<decltype(per)::value, kResidual><<<rows, threads, 0, stream>>>(
+            reinterpret_cast<float4*>(x), reinterpret_cast<const float4*>(t),
+            reinterpret_cast<const float4*>(t_bias), reinterpret_cast<const float4*>(w),
+            reinterpret_cast<const float4*>(b), d / 4, count, eps, out, split);
+      })) {
     return cudaGetLastError();
   }
   RmsNormKernel<kResidual><<<rows, 256, 0, stream>>>(x, t, t_bias, w, b, d, count, eps, out, split);
@@ -153,8 +207,19 @@ cudaError_t ResidualRmsNorm(float* x, const float* t, const float* t_bias, const
 cudaError_t HeadNormGate(const float* h, const float* o, int64_t o_stride, const float* w, const float* b, int rows,
                          int heads, int head_dim, float eps, float* out, void* split, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
-  HeadNormGateKernel<<<dim3(rows, heads), 128, 0, stream>>>(h, o, o_stride, w, b, heads, head_dim,
-                                                            int64_t(rows) * heads * head_dim, eps, out, split);
+  const int64_t count = int64_t(rows) * heads * head_dim;
+  const bool aligned = head_dim % 4 == 0 && o_stride % 4 == 0 && Aligned16(h) && Aligned16(o) && Aligned16(w) &&
+                       Aligned16(b) && Aligned16(out) && Aligned16(split);
+  if (aligned && LaunchByFloat4sPerThread(head_dim / 4, [&](auto per, int threads) {
+        HeadNormGateVec4Kernel<decltype(per)::value><<<dim3(rows, heads), threads, 0, stream>>>(
+            reinterpret_cast<const float4*>(h), reinterpret_cast<const float4*>(o), o_stride / 4,
+            reinterpret_cast<const float4*>(w), reinterpret_cast<const float4*>(b), heads, head_dim / 4, count, eps,
+            out, split);
+      })) {
+    return cudaGetLastError();
+  }
+  HeadNormGateKernel<<<dim3(rows, heads), 128, 0, stream>>>(h, o, o_stride, w, b, heads, head_dim, count, eps, out,
+                                                            split);
   return cudaGetLastError();
 }
 
