@@ -861,6 +861,7 @@ class CudaBackend final : public Backend {
         RETURN_IF_ERROR(profiler_.Mark("mlstm step", stream_));
       } else if (MlstmChunkwiseSupports(p.dqk)) {
         ASSIGN_OR_RETURN(p.chunk_scores, Typed<float>("chunk_scores", size_t(rows) * p.heads * kChunkTokens));
+        ASSIGN_OR_RETURN(p.chunk_nm, Typed<float>("chunk_nm", size_t(p.num_seqs) * p.heads * (p.dqk + 1)));
         CUDA_RETURN_IF_ERROR(MlstmChunkwise(p, idx.plain.max_tokens, stream_));
         RETURN_IF_ERROR(profiler_.Mark("mlstm chunkwise", stream_));
       } else {

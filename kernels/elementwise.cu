@@ -3,7 +3,8 @@
 //   EmbeddingGather: out[r, c] = table[ids[r], c]                   grid (rows), block 256 over c
 //   GatherRows:      out[i, c] = x[rows[i], c]                      grid (count), block 256 over c
 //   CombineSplit:    y[r, c] = t[r, c] + t[rows + r, c] (+ b[c]) (+ y[r, c])
-//                    1-D grid over rows * n / 4 float4s (n % 4 == 0) or rows * n scalars
+//                    grid (n / 4 / 256, rows up to 65535) over float4s (n % 4 == 0), or 1-D
+//                    over rows * n scalars
 //   AddBias:         y[r, c] += b[c]                                1-D grid
 //   SoftCap:         x[i] = cap * tanh(x[i] / cap)                  1-D grid
 //   SwiGlu:          out[r, c] = silu(gu[r, c]) * gu[r, ffn + c]    1-D grid over rows * ffn
@@ -16,6 +17,7 @@
 // Activations fp32 row-major; tables F32 or BF16; biases fp32; split pairs as in launchers.h.
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/device_common.cuh"
@@ -38,28 +40,27 @@ __global__ void GatherRowsKernel(const float* x, const int32_t* rows, int d, flo
   for (int c = threadIdx.x; c < d; c += blockDim.x) out[int64_t(blockIdx.x) * d + c] = x[src * d + c];
 }
 
-// Vector form: n % 4 == 0, so each float4 lies inside one row.
-__global__ void CombineSplitVec4Kernel(const float4* t, const float* bias, int n, int64_t count4, bool accumulate,
+// Vector form: n % 4 == 0 and 16-byte aligned bias, so each float4 lies inside one row; grid
+// (ceil(n / 4 / kThreads), min(rows, kMaxGridY)) striding over rows, so the column needs no
+// 64-bit division.
+constexpr int kMaxGridY = 65535;
+__global__ void CombineSplitVec4Kernel(const float4* t, const float4* bias, int n4, int rows, bool accumulate,
                                        float4* y) {
-  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= count4) return;
-  const float4 a = t[i], b = t[count4 + i];
-  float4 r = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-  if (bias) {
-    const int c = static_cast<int>((i * 4) % n);
-    r.x += bias[c];
-    r.y += bias[c + 1];
-    r.z += bias[c + 2];
-    r.w += bias[c + 3];
+  const int c4 = blockIdx.x * blockDim.x + threadIdx.x;
+  if (c4 >= n4) return;
+  const float4 bv = bias ? bias[c4] : make_float4(0, 0, 0, 0);
+  const int64_t count4 = int64_t(rows) * n4;
+  for (int row = blockIdx.y; row < rows; row += gridDim.y) {
+    const int64_t i = int64_t(row) * n4 + c4;
+    const float4 a = t[i], b = t[count4 + i];
+    float4 r = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+    if (bias) r = make_float4(r.x + bv.x, r.y + bv.y, r.z + bv.z, r.w + bv.w);
+    if (accumulate) {
+      const float4 o = y[i];
+      r = make_float4(r.x + o.x, r.y + o.y, r.z + o.z, r.w + o.w);
+    }
+    y[i] = r;
   }
-  if (accumulate) {
-    const float4 o = y[i];
-    r.x += o.x;
-    r.y += o.y;
-    r.z += o.z;
-    r.w += o.w;
-  }
-  y[i] = r;
 }
 
 __global__ void CombineSplitKernel(const float* t, const float* bias, int n, int64_t count, bool accumulate, float* y) {
@@ -216,9 +217,10 @@ cudaError_t CombineSplit(const float* t, const float* bias, int rows, int n, boo
                          cudaStream_t stream) {
   const int64_t count = int64_t(rows) * n;
   if (count == 0) return cudaSuccess;
-  if (n % 4 == 0) {
-    CombineSplitVec4Kernel<<<Blocks(count / 4), kThreads, 0, stream>>>(
-        reinterpret_cast<const float4*>(t), bias, n, count / 4, accumulate, reinterpret_cast<float4*>(y));
+  if (n % 4 == 0 && reinterpret_cast<uintptr_t>(bias) % 16 == 0) {
+    CombineSplitVec4Kernel<<<dim3(Blocks(n / 4), std::min(rows, kMaxGridY)), kThreads, 0, stream>>>(
+        reinterpret_cast<const float4*>(t), reinterpret_cast<const float4*>(bias), n / 4, rows, accumulate,
+        reinterpret_cast<float4*>(y));
   } else {
     CombineSplitKernel<<<Blocks(count), kThreads, 0, stream>>>(t, bias, n, count, accumulate, y);
   }

@@ -169,8 +169,10 @@ struct MlstmParams {
   const int32_t* pend_begin = nullptr;
   const int32_t* pend_end = nullptr;
   float* pend_coef = nullptr;
-  // [rows, heads, kChunkTokens] scratch that MlstmChunkwise needs (null otherwise).
+  // Scratch that MlstmChunkwise needs (null otherwise): [rows, heads, kChunkTokens], and
+  // [num_seqs, heads, dqk + 1] for the n' and m' it leaves.
   float* chunk_scores = nullptr;
+  float* chunk_nm = nullptr;
   int num_seqs;
   int heads;
   int dqk;
@@ -192,7 +194,7 @@ cudaError_t MlstmRecurrent(const MlstmParams& p, cudaStream_t stream);
 
 // The same recurrence in chunks of kChunkTokens tokens (mlstm_chunkwise.cu): for prefill, where
 // the per-token form is latency-bound. No deferred sequences; h non-null; `max_tokens`: the most
-// rows of any sequence. Needs MlstmChunkwiseSupports(dqk) (dqk up to ~300).
+// rows of any sequence. Needs MlstmChunkwiseSupports(dqk) (dqk up to ~340).
 constexpr int kChunkTokens = 32;
 bool MlstmChunkwiseSupports(int dqk);
 cudaError_t MlstmChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t stream);
