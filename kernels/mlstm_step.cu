@@ -10,7 +10,7 @@
 // m' by MlstmNormalizer afterwards (mlstm_common.cuh says why).
 // Shapes/layout: q, k, v, gates are column slices of [rows, proj_stride] fp32; h [rows,
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16, rows of C 16-byte aligned.
-// Launch: grid (num_seqs, heads, ceil(dv / kCols)), block kTileThreads. A block owns kCols columns
+// Launch: grid (ceil(dv / kCols), heads, num_seqs), block kTileThreads. A block owns kCols columns
 // of one head's C (64 fp32 or 128 bf16: 256 bytes of each row). Thread t reads kVec
 // consecutive columns (16 bytes: 4 fp32 or 8 bf16) of the rows rg, rg + kRowGroups, ...
 // (rg = t / kGroups, at most kRows rows): a warp covers two whole 256-byte row segments. The
@@ -37,7 +37,8 @@ __global__ void __launch_bounds__(kTileThreads, 2) MlstmStepKernel(MlstmParams p
   __shared__ float part[S::kRowGroups][S::kCols + 1];
   __shared__ float scratch[32];
 
-  const int seq = blockIdx.x, head = blockIdx.y, tile = blockIdx.z;
+  // Column tiles fastest: the blocks that share C's rows run side by side.
+  const int seq = blockIdx.z, head = blockIdx.y, tile = blockIdx.x;
   const int row = p.seq_row_begin[seq];
   const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
   const int cg = threadIdx.x % S::kGroups, rg = threadIdx.x / S::kGroups;
@@ -100,7 +101,7 @@ __global__ void __launch_bounds__(kTileThreads, 2) MlstmStepKernel(MlstmParams p
 template <typename T>
 cudaError_t LaunchStep(const MlstmParams& p, cudaStream_t stream) {
   using S = TileShape<T>;
-  const dim3 grid(p.num_seqs, p.heads, (p.dv + S::kCols - 1) / S::kCols);
+  const dim3 grid((p.dv + S::kCols - 1) / S::kCols, p.heads, p.num_seqs);
   return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
     constexpr int kRows = decltype(rows)::value;
     const size_t smem = size_t(kRows) * kTileThreads * sizeof(uint4) + 2 * size_t(p.dqk) * sizeof(float);
