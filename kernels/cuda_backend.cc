@@ -879,16 +879,16 @@ class CudaBackend final : public Backend {
   }
 
   // A block's last product (down), left uncombined for the next block's first RMSNorm to fold
-  // into x (ResidualRmsNorm); t null when there is none.
+  // into x (ResidualRmsNorm); t.t null when there is none.
   struct PendingResidual {
-    const float* t = nullptr;
+    GemmPlanes t;
     const float* bias = nullptr;
     int n = 0;
   };
 
   // Adds a pending residual into x before anything but a block reads x.
   absl::Status FlushResidual(int rows, PendingResidual* residual, float* x) {
-    if (residual->t != nullptr) {
+    if (residual->t.t != nullptr) {
       CUDA_RETURN_IF_ERROR(CombineSplit(residual->t, residual->bias, rows, residual->n, true, x, stream_));
     }
     *residual = PendingResidual{};
@@ -911,7 +911,7 @@ class CudaBackend final : public Backend {
     ASSIGN_OR_RETURN(float* act, Typed<float>("act", size_t(rows) * ffn));
 
     // mLSTM sub-layer: x += out_proj(sigmoid(o) * MultiHeadNorm(mLSTM(q, k, v, ĩ, f̃))).
-    if (residual->t != nullptr) {
+    if (residual->t.t != nullptr) {
       CUDA_RETURN_IF_ERROR(ResidualRmsNorm(x, residual->t, residual->bias, w.norm_mlstm_w, w.norm_mlstm_b, rows, d,
                                            norm_eps, Fp32InputFor(rows, w.proj, xn), split, stream_));
     } else {
@@ -933,11 +933,11 @@ class CudaBackend final : public Backend {
                                       cfg.v_head_dim(), norm_eps, Fp32InputFor(rows, w.out_proj, hg), split, stream_));
     RETURN_IF_ERROR(profiler_.Mark("head norm * sigmoid(o)", stream_));
     // A split-pair product's combine rides along with the next pass over x or gu.
-    ASSIGN_OR_RETURN(const float* out_pair, LinearUncombined(hg, split, rows, w.out_proj, w.out_proj_b, true, x));
+    ASSIGN_OR_RETURN(const GemmPlanes out_pair, LinearUncombined(hg, split, rows, w.out_proj, w.out_proj_b, true, x));
     RETURN_IF_ERROR(profiler_.Mark("gemm out_proj", stream_));
 
     // Feed-forward sub-layer: x += down(silu(up_gate(xn)) * up(xn)).
-    if (out_pair != nullptr) {
+    if (out_pair.t != nullptr) {
       CUDA_RETURN_IF_ERROR(ResidualRmsNorm(x, out_pair, w.out_proj_b, w.norm_ffn_w, w.norm_ffn_b, rows, d, norm_eps,
                                            Fp32InputFor(rows, w.up, xn), split, stream_));
     } else {
@@ -946,17 +946,14 @@ class CudaBackend final : public Backend {
     }
     RETURN_IF_ERROR(profiler_.Mark("rmsnorm", stream_));
     // gu: [rows, up_gate | up]
-    ASSIGN_OR_RETURN(const float* gu_pair, LinearUncombined(xn, split, rows, w.up, w.up_b, false, gu));
+    ASSIGN_OR_RETURN(const GemmPlanes gu_pair, LinearUncombined(xn, split, rows, w.up, w.up_b, false, gu));
     RETURN_IF_ERROR(profiler_.Mark("gemm up_gate|up", stream_));
-    if (gu_pair != nullptr) {
-      CUDA_RETURN_IF_ERROR(
-          SwiGlu(gu_pair, gu_pair + size_t(rows) * 2 * ffn, w.up_b, rows, ffn, Fp32InputFor(rows, w.down, act), split,
-                 stream_));
-    } else {
-      CUDA_RETURN_IF_ERROR(SwiGlu(gu, nullptr, nullptr, rows, ffn, Fp32InputFor(rows, w.down, act), split, stream_));
-    }
+    // Without planes gu holds the product, bias included.
+    const bool planes = gu_pair.t != nullptr;
+    CUDA_RETURN_IF_ERROR(SwiGlu(planes ? gu_pair : GemmPlanes{gu, 1}, planes ? w.up_b : nullptr, rows, ffn,
+                                Fp32InputFor(rows, w.down, act), split, stream_));
     RETURN_IF_ERROR(profiler_.Mark("swiglu", stream_));
-    ASSIGN_OR_RETURN(const float* down_pair, LinearUncombined(act, split, rows, w.down, w.down_b, true, x));
+    ASSIGN_OR_RETURN(const GemmPlanes down_pair, LinearUncombined(act, split, rows, w.down, w.down_b, true, x));
     *residual = PendingResidual{down_pair, w.down_b, d};
     RETURN_IF_ERROR(profiler_.Mark("gemm down", stream_));
     return absl::OkStatus();
@@ -966,37 +963,38 @@ class CudaBackend final : public Backend {
   // matrix is bf16).
   absl::Status Linear(const float* x, const void* x_split, int rows, const DeviceMatrix& w, const float* bias,
                       bool accumulate, float* y) {
-    ASSIGN_OR_RETURN(const float* t, LinearUncombined(x, x_split, rows, w, bias, accumulate, y));
-    if (t != nullptr) CUDA_RETURN_IF_ERROR(CombineSplit(t, bias, rows, w.rows, accumulate, y, stream_));
+    ASSIGN_OR_RETURN(const GemmPlanes t, LinearUncombined(x, x_split, rows, w, bias, accumulate, y));
+    if (t.t != nullptr) CUDA_RETURN_IF_ERROR(CombineSplit(t, bias, rows, w.rows, accumulate, y, stream_));
     return absl::OkStatus();
   }
 
   // Linear, except that a product through the split-pair GEMM comes back uncombined: returns
-  // its t [2, rows, n] (valid until the next Linear) for the caller to add up with bias and y,
-  // and leaves y alone; null when y already holds the product.
-  absl::StatusOr<const float*> LinearUncombined(const float* x, const void* x_split, int rows, const DeviceMatrix& w,
+  // its planes [2 or 4, rows, n] (valid until the next Linear) for the caller to add up with
+  // bias and y, and leaves y alone; no planes (t null) when y already holds the product.
+  absl::StatusOr<GemmPlanes> LinearUncombined(const float* x, const void* x_split, int rows, const DeviceMatrix& w,
                                                 const float* bias, bool accumulate, float* y) {
     const int n = w.rows, k = w.cols;
-    if (rows == 0) return nullptr;
+    if (rows == 0) return GemmPlanes{};
     if (w.type == WeightType::kF32) {
       if (rows <= kGemvMaxRows) {
         CUDA_RETURN_IF_ERROR(GemvSmallRows(x, static_cast<const float*>(w.data), bias, rows, n, k, accumulate, y, stream_));
-        return nullptr;
+        return GemmPlanes{};
       }
       const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
       CUBLAS_RETURN_IF_ERROR(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha,
                                          static_cast<const float*>(w.data), k, x, k, &beta, y, n));
       if (bias) CUDA_RETURN_IF_ERROR(AddBias(y, bias, rows, n, stream_));
-      return nullptr;
+      return GemmPlanes{};
     }
     if (!SplitPairOnly(rows, w)) {
       CUDA_RETURN_IF_ERROR(GemvBf16SmallRows(x, w.data, bias, rows, n, k, accumulate, y, stream_));
-      return nullptr;
+      return GemmPlanes{};
     }
-    // t: [2, rows, n] = (hi; lo) · wᵀ in one GEMM over 2 * rows columns (cuBLAS's view).
-    ASSIGN_OR_RETURN(float* t, Typed<float>("gemm_pair", size_t(2) * rows * n));
-    RETURN_IF_ERROR(lt_->Run(w.data, n, k, x_split, 2 * rows, t, stream_));
-    return t;
+    // t: [k-slices][2, rows, n] = (hi; lo) · wᵀ in one GEMM over 2 * rows columns (cuBLAS's
+    // view), in one or two slices of k.
+    ASSIGN_OR_RETURN(float* t, Typed<float>("gemm_pair", size_t(2) * LtGemm::MaxKSlices(2 * rows) * rows * n));
+    ASSIGN_OR_RETURN(const int slices, lt_->Run(w.data, n, k, x_split, 2 * rows, t, stream_));
+    return GemmPlanes{t, 2 * slices};
   }
 
   // Whether Linear over `rows` rows of w reads only the split pair of its input (the GEMM),

@@ -14,6 +14,11 @@ __device__ __forceinline__ float LoadAs(const void* p, WeightType type, int64_t 
                                   : __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
 }
 
+__device__ __forceinline__ float Add(float a, float b) { return a + b; }
+__device__ __forceinline__ float4 Add(float4 a, float4 b) {
+  return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+}
+
 // Element i of the split pair of an activation of `count` values: hi at i, lo at count + i.
 __device__ __forceinline__ void StoreSplit(void* split, int64_t count, int64_t i, float v) {
   __nv_bfloat16* s = static_cast<__nv_bfloat16*>(split);

@@ -2,14 +2,14 @@
 //
 //   EmbeddingGather: out[r, c] = table[ids[r], c]                   grid (rows), block 256 over c
 //   GatherRows:      out[i, c] = x[rows[i], c]                      grid (count), block 256 over c
-//   CombineSplit:    y[r, c] = t[r, c] + t[rows + r, c] (+ b[c]) (+ y[r, c])
+//   CombineSplit:    y[r, c] = Σ_p t[p, r, c] (+ b[c]) (+ y[r, c])
 //                    grid (n / 4 / 256, rows up to 65535) over float4s (n % 4 == 0), or 1-D
 //                    over rows * n scalars
 //   AddBias:         y[r, c] += b[c]                                1-D grid
 //   SoftCap:         x[i] = cap * tanh(x[i] / cap)                  1-D grid
 //   SwiGlu:          out[r, c] = silu(gu[r, c]) * gu[r, ffn + c]    1-D grid over rows * ffn
 //                    (float4s of rows * ffn / 4 when ffn % 4 == 0)
-//                    (gu optionally the two halves of a split-pair GEMM plus bias)
+//                    (gu one plane, or a split-pair GEMM's planes, plus bias)
 //   GatherRowSegments: dst[dst_rows[i], :] = (src[src_rows[i], a:a+a_len], src[.., b:b+b_len])
 //                    grid (count), block 256 over the a_len + b_len columns
 //   SplitActivation: (hi, lo) pair of x                             1-D grid over count
@@ -40,33 +40,38 @@ __global__ void GatherRowsKernel(const float* x, const int32_t* rows, int d, flo
   for (int c = threadIdx.x; c < d; c += blockDim.x) out[int64_t(blockIdx.x) * d + c] = x[src * d + c];
 }
 
+// Σ_p t[p * count + i] in plane order.
+template <typename V>
+__device__ __forceinline__ V SumPlanes(const V* t, int planes, int64_t count, int64_t i) {
+  V v = t[i];
+  for (int p = 1; p < planes; ++p) v = Add(v, t[p * count + i]);
+  return v;
+}
+
 // Vector form: n % 4 == 0 and 16-byte aligned bias, so each float4 lies inside one row; grid
 // (ceil(n / 4 / kThreads), min(rows, kMaxGridY)) striding over rows, so the column needs no
 // 64-bit division.
 constexpr int kMaxGridY = 65535;
-__global__ void CombineSplitVec4Kernel(const float4* t, const float4* bias, int n4, int rows, bool accumulate,
-                                       float4* y) {
+__global__ void CombineSplitVec4Kernel(const float4* t, int planes, const float4* bias, int n4, int rows,
+                                       bool accumulate, float4* y) {
   const int c4 = blockIdx.x * blockDim.x + threadIdx.x;
   if (c4 >= n4) return;
   const float4 bv = bias ? bias[c4] : make_float4(0, 0, 0, 0);
   const int64_t count4 = int64_t(rows) * n4;
   for (int row = blockIdx.y; row < rows; row += gridDim.y) {
     const int64_t i = int64_t(row) * n4 + c4;
-    const float4 a = t[i], b = t[count4 + i];
-    float4 r = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-    if (bias) r = make_float4(r.x + bv.x, r.y + bv.y, r.z + bv.z, r.w + bv.w);
-    if (accumulate) {
-      const float4 o = y[i];
-      r = make_float4(r.x + o.x, r.y + o.y, r.z + o.z, r.w + o.w);
-    }
+    float4 r = SumPlanes(t, planes, count4, i);
+    if (bias) r = Add(r, bv);
+    if (accumulate) r = Add(r, y[i]);
     y[i] = r;
   }
 }
 
-__global__ void CombineSplitKernel(const float* t, const float* bias, int n, int64_t count, bool accumulate, float* y) {
+__global__ void CombineSplitKernel(const float* t, int planes, const float* bias, int n, int64_t count,
+                                   bool accumulate, float* y) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
-  float r = t[i] + t[count + i];
+  float r = SumPlanes(t, planes, count, i);
   if (bias) r += bias[i % n];
   if (accumulate) r += y[i];
   y[i] = r;
@@ -95,31 +100,33 @@ __device__ __forceinline__ void LoadFloats(const float* p, float (&v)[kVec]) {
 
 // kVec consecutive columns per thread: 4 when ffn % 4 == 0 and the pointers are 16-byte aligned.
 template <int kVec>
-__global__ void SwiGluKernel(const float* gu, const float* gu_lo, const float* bias, int ffn, int64_t count,
-                             float* out, void* split) {
+__global__ void SwiGluKernel(const float* gu, int planes, const float* bias, int ffn, int64_t count, float* out,
+                             void* split) {
   const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * kVec;
   if (i >= count) return;
   const int64_t r = i / ffn, c = i % ffn;
-  const int64_t at_g = r * 2 * ffn + c, at_u = at_g + ffn;
+  const int64_t at_g = r * 2 * ffn + c, at_u = at_g + ffn, plane = 2 * count;
   float g[kVec], u[kVec];
   LoadFloats(gu + at_g, g);
   LoadFloats(gu + at_u, u);
-  if (gu_lo) {
-    float g_lo[kVec], u_lo[kVec], g_b[kVec] = {}, u_b[kVec] = {};
-    LoadFloats(gu_lo + at_g, g_lo);
-    LoadFloats(gu_lo + at_u, u_lo);
-    if (bias) {
-      LoadFloats(bias + c, g_b);
-      LoadFloats(bias + ffn + c, u_b);
-    }
+  for (int p = 1; p < planes; ++p) {
+    float g_p[kVec], u_p[kVec];
+    LoadFloats(gu + p * plane + at_g, g_p);
+    LoadFloats(gu + p * plane + at_u, u_p);
 #pragma unroll
     for (int e = 0; e < kVec; ++e) {
-      g[e] += g_lo[e];
-      u[e] += u_lo[e];
-      if (bias) {
-        g[e] += g_b[e];
-        u[e] += u_b[e];
-      }
+      g[e] += g_p[e];
+      u[e] += u_p[e];
+    }
+  }
+  if (bias) {
+    float g_b[kVec], u_b[kVec];
+    LoadFloats(bias + c, g_b);
+    LoadFloats(bias + ffn + c, u_b);
+#pragma unroll
+    for (int e = 0; e < kVec; ++e) {
+      g[e] += g_b[e];
+      u[e] += u_b[e];
     }
   }
   float a[kVec];
@@ -213,16 +220,17 @@ cudaError_t GatherRows(const float* x, const int32_t* rows, int count, int d, fl
   return cudaGetLastError();
 }
 
-cudaError_t CombineSplit(const float* t, const float* bias, int rows, int n, bool accumulate, float* y,
+cudaError_t CombineSplit(const GemmPlanes& t, const float* bias, int rows, int n, bool accumulate, float* y,
                          cudaStream_t stream) {
   const int64_t count = int64_t(rows) * n;
   if (count == 0) return cudaSuccess;
+  if (t.planes < 1) return cudaErrorInvalidValue;
   if (n % 4 == 0 && reinterpret_cast<uintptr_t>(bias) % 16 == 0) {
     CombineSplitVec4Kernel<<<dim3(Blocks(n / 4), std::min(rows, kMaxGridY)), kThreads, 0, stream>>>(
-        reinterpret_cast<const float4*>(t), reinterpret_cast<const float4*>(bias), n / 4, rows, accumulate,
-        reinterpret_cast<float4*>(y));
+        reinterpret_cast<const float4*>(t.t), t.planes, reinterpret_cast<const float4*>(bias), n / 4, rows,
+        accumulate, reinterpret_cast<float4*>(y));
   } else {
-    CombineSplitKernel<<<Blocks(count), kThreads, 0, stream>>>(t, bias, n, count, accumulate, y);
+    CombineSplitKernel<<<Blocks(count), kThreads, 0, stream>>>(t.t, t.planes, bias, n, count, accumulate, y);
   }
   return cudaGetLastError();
 }
@@ -240,15 +248,16 @@ cudaError_t SoftCap(float* x, int64_t count, float cap, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-cudaError_t SwiGlu(const float* gu, const float* gu_lo, const float* bias, int rows, int ffn, float* out, void* split,
+cudaError_t SwiGlu(const GemmPlanes& gu, const float* bias, int rows, int ffn, float* out, void* split,
                    cudaStream_t stream) {
   const int64_t count = int64_t(rows) * ffn;
   if (count == 0) return cudaSuccess;
+  if (gu.planes < 1) return cudaErrorInvalidValue;
   const auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (ffn % 4 == 0 && aligned16(gu) && aligned16(gu_lo) && aligned16(bias) && aligned16(out) && aligned16(split)) {
-    SwiGluKernel<4><<<Blocks(count / 4), kThreads, 0, stream>>>(gu, gu_lo, bias, ffn, count, out, split);
+  if (ffn % 4 == 0 && aligned16(gu.t) && aligned16(bias) && aligned16(out) && aligned16(split)) {
+    SwiGluKernel<4><<<Blocks(count / 4), kThreads, 0, stream>>>(gu.t, gu.planes, bias, ffn, count, out, split);
   } else {
-    SwiGluKernel<1><<<Blocks(count), kThreads, 0, stream>>>(gu, gu_lo, bias, ffn, count, out, split);
+    SwiGluKernel<1><<<Blocks(count), kThreads, 0, stream>>>(gu.t, gu.planes, bias, ffn, count, out, split);
   }
   return cudaGetLastError();
 }

@@ -15,6 +15,8 @@ constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 constexpr int kTunedMaxCols = 512;
 constexpr int kCandidates = 16;
 constexpr int kTimedRuns = 3;
+// Two k-slices are taken only when this much faster: their extra plane costs the reader a pass.
+constexpr float kSliceGain = 0.9f;
 
 }  // namespace
 
@@ -26,29 +28,47 @@ absl::StatusOr<std::unique_ptr<LtGemm>> LtGemm::Create() {
 }
 
 LtGemm::~LtGemm() {
-  for (auto& [key, p] : plans_) {
-    cublasLtMatrixLayoutDestroy(p.a);
-    cublasLtMatrixLayoutDestroy(p.b);
-    cublasLtMatrixLayoutDestroy(p.c);
-    cublasLtMatmulDescDestroy(p.desc);
-  }
+  for (auto& [key, p] : plans_) Destroy(&p);
   if (workspace_) cudaFree(workspace_);
   if (handle_) cublasLtDestroy(handle_);
 }
 
-absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
-                                              cudaStream_t stream) {
-  auto it = plans_.find({n, k, cols});
-  if (it != plans_.end()) return &it->second;
-  Plan p;
-  // Column-major view: D [n, cols] = op(A) B with A = w as k x n (transposed), B = x as k x cols.
-  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+void LtGemm::Destroy(Plan* p) {
+  if (p->a) cublasLtMatrixLayoutDestroy(p->a);
+  if (p->b) cublasLtMatrixLayoutDestroy(p->b);
+  if (p->c) cublasLtMatrixLayoutDestroy(p->c);
+  if (p->desc) cublasLtMatmulDescDestroy(p->desc);
+  *p = Plan{};
+}
+
+absl::StatusOr<float> LtGemm::Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
+                                      bool timed, Plan* p, cudaStream_t stream) {
+  p->k_slices = slices;
+  const int ks = k / slices;
+  // Column-major view: D [n, cols] = op(A) B with A = w as k x n (transposed), B = x as k x cols;
+  // slice s starts s * ks into each row of w and x, and s * n * cols into out.
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t trans = CUBLAS_OP_T, no_trans = CUBLAS_OP_N;
-  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof(trans)));
-  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &no_trans, sizeof(no_trans)));
-  CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, k, n, k));
-  CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, k, cols, k));
-  CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, n, cols, n));
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof(trans)));
+  CUBLAS_RETURN_IF_ERROR(
+      cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &no_trans, sizeof(no_trans)));
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, ks, n, k));
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, ks, cols, k));
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, n, cols, n));
+  if (slices > 1) {
+    const int32_t batch = slices;
+    const int64_t ab_stride = ks, c_stride = int64_t(n) * cols;
+    for (cublasLtMatrixLayout_t l : {p->a, p->b, p->c}) {
+      CUBLAS_RETURN_IF_ERROR(
+          cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &batch, sizeof(batch)));
+    }
+    CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutSetAttribute(p->a, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                            &ab_stride, sizeof(ab_stride)));
+    CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutSetAttribute(p->b, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                            &ab_stride, sizeof(ab_stride)));
+    CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutSetAttribute(p->c, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
+                                                            &c_stride, sizeof(c_stride)));
+  }
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
   const size_t ws = kWorkspaceBytes;
@@ -56,51 +76,79 @@ absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const
       cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
   std::vector<cublasLtMatmulHeuristicResult_t> results(kCandidates);
   int found = 0;
-  const cublasStatus_t heur = cublasLtMatmulAlgoGetHeuristic(handle_, p.desc, p.a, p.b, p.c, p.c, pref,
+  const cublasStatus_t heur = cublasLtMatmulAlgoGetHeuristic(handle_, p->desc, p->a, p->b, p->c, p->c, pref,
                                                              kCandidates, results.data(), &found);
   cublasLtMatmulPreferenceDestroy(pref);
   if (heur != CUBLAS_STATUS_SUCCESS || found == 0) {
     return absl::InternalError("cuBLASLt has no algorithm for a " + std::to_string(n) + " x " + std::to_string(k) +
-                               " bf16 GEMM over " + std::to_string(cols) + " columns");
+                               " bf16 GEMM over " + std::to_string(cols) + " columns in " + std::to_string(slices) +
+                               " k-slice(s)");
   }
-  p.algo = results[0].algo;
-  if (cols <= kTunedMaxCols && found > 1) {
-    cudaEvent_t start, stop;
-    CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-    CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
-    const float alpha = 1.0f, beta = 0.0f;
-    float best = std::numeric_limits<float>::infinity();
-    for (int i = 0; i < found; ++i) {
-      auto run = [&] {
-        return cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &results[i].algo,
-                              workspace_, kWorkspaceBytes, stream);
-      };
-      if (run() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate that cannot run here is skipped
-      CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
-      for (int r = 0; r < kTimedRuns; ++r) CUBLAS_RETURN_IF_ERROR(run());
-      CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
-      CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
-      float ms = 0;
-      CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
-      if (ms < best) {
-        best = ms;
-        p.algo = results[i].algo;
-      }
+  p->algo = results[0].algo;
+  float best = std::numeric_limits<float>::infinity();
+  if (!timed) return best;
+  cudaEvent_t start, stop;
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
+  const float alpha = 1.0f, beta = 0.0f;
+  for (int i = 0; i < found; ++i) {
+    auto run = [&] {
+      return cublasLtMatmul(handle_, p->desc, &alpha, w, p->a, x, p->b, &beta, out, p->c, out, p->c, &results[i].algo,
+                            workspace_, kWorkspaceBytes, stream);
+    };
+    if (run() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate that cannot run here is skipped
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
+    for (int r = 0; r < kTimedRuns; ++r) CUBLAS_RETURN_IF_ERROR(run());
+    CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
+    CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
+    float ms = 0;
+    CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
+    if (ms < best) {
+      best = ms;
+      p->algo = results[i].algo;
     }
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
   }
-  return &plans_.emplace(std::make_tuple(n, k, cols), p).first->second;
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return best;
 }
 
-absl::Status LtGemm::Run(const void* w, int n, int k, const void* x, int cols, float* out, cudaStream_t stream) {
+int LtGemm::MaxKSlices(int cols) { return cols <= kTunedMaxCols ? 2 : 1; }
+
+absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
+                                              cudaStream_t stream) {
+  auto it = plans_.find({n, k, cols});
+  if (it != plans_.end()) return &it->second;
+  const bool timed = cols <= kTunedMaxCols;
+  Plan whole;
+  absl::StatusOr<float> whole_ms = Prepare(w, n, k, x, cols, out, 1, timed, &whole, stream);
+  if (!whole_ms.ok()) {
+    Destroy(&whole);
+    return whole_ms.status();
+  }
+  // Two k-slices need 16-byte aligned slice starts (k % 16 == 0 for bf16 rows).
+  if (timed && MaxKSlices(cols) == 2 && k % 16 == 0) {
+    Plan sliced;
+    absl::StatusOr<float> sliced_ms = Prepare(w, n, k, x, cols, out, 2, timed, &sliced, stream);
+    if (sliced_ms.ok() && *sliced_ms < *whole_ms * kSliceGain) {
+      Destroy(&whole);
+      whole = sliced;
+    } else {
+      Destroy(&sliced);
+    }
+  }
+  return &plans_.emplace(std::make_tuple(n, k, cols), whole).first->second;
+}
+
+absl::StatusOr<int> LtGemm::Run(const void* w, int n, int k, const void* x, int cols, float* out,
+                                cudaStream_t stream) {
   absl::StatusOr<Plan*> plan = PlanFor(w, n, k, x, cols, out, stream);
   if (!plan.ok()) return plan.status();
   const Plan& p = **plan;
   const float alpha = 1.0f, beta = 0.0f;
   CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo,
-                                    workspace_, kWorkspaceBytes, stream));
-  return absl::OkStatus();
+                                        workspace_, kWorkspaceBytes, stream));
+  return p.k_slices;
 }
 
 }  // namespace xlserve::kernels

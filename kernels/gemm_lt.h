@@ -6,6 +6,11 @@
 // bandwidth on an H200; cuBLASLt's heuristic lists split-k and other tilings that stream the
 // weights faster. Shapes with more rows (prefill) take the heuristic's first choice untimed.
 // The chosen algorithm is fixed per shape for the life of the object.
+//
+// A timed shape may also run as two k-slices: a strided batch of two GEMMs over the halves of
+// k (the weights still read once) whose partial products the caller adds up. For outputs of
+// few tiles (n = 4096 over 256 rows: 64 tiles of 128 x 128 on 132 SMs) that doubles the tiles
+// and halves each one's work.
 #pragma once
 
 #include <cublasLt.h>
@@ -26,9 +31,13 @@ class LtGemm {
   LtGemm(const LtGemm&) = delete;
   LtGemm& operator=(const LtGemm&) = delete;
 
-  // out [cols, n] fp32 (row-major; cuBLAS's n x cols column-major) = x [cols, k] · w[n, k]ᵀ,
-  // x and w bf16 row-major, fp32 accumulation. Timing a new shape synchronises `stream`.
-  absl::Status Run(const void* w, int n, int k, const void* x, int cols, float* out, cudaStream_t stream);
+  // out [s, cols, n] fp32 (row-major; cuBLAS's n x cols column-major) = the products
+  // x[:, slice s of k] · w[:, slice s of k]ᵀ for each of the returned number of k-slices (1 or
+  // 2, at most MaxKSlices(cols)); x and w bf16 row-major, fp32 accumulation. Timing a new
+  // shape synchronises `stream`.
+  absl::StatusOr<int> Run(const void* w, int n, int k, const void* x, int cols, float* out, cudaStream_t stream);
+  // The most k-slices Run may return for `cols` columns (out must hold that many products).
+  static int MaxKSlices(int cols);
 
  private:
   LtGemm() = default;
@@ -36,7 +45,13 @@ class LtGemm {
     cublasLtMatmulDesc_t desc = nullptr;
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
+    int k_slices = 1;
   };
+  // The layouts of `slices` k-slices of the shape into p, and its fastest algorithm (timed when
+  // `timed`) with its time in ms (infinity when untimed).
+  absl::StatusOr<float> Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
+                                bool timed, Plan* p, cudaStream_t stream);
+  static void Destroy(Plan* p);
   absl::StatusOr<Plan*> PlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
                                 cudaStream_t stream);
 

@@ -31,11 +31,19 @@ cudaError_t GatherRows(const float* x, const int32_t* rows, int count, int d, fl
 // when `split` is not (a GEMM that reads only the pair is next); so for SwiGlu and HeadNormGate.
 cudaError_t RmsNorm(const float* x, const float* w, const float* b, int rows, int d, float eps, float* out,
                     void* split, cudaStream_t stream);
-// The same after folding a pending residual into x: x[r, c] = t[r, c] + t[rows + r, c]
-// (+ t_bias[c]) + x[r, c], in CombineSplit's order (so the bits match CombineSplit with
-// accumulate, then RmsNorm). t: a split-pair GEMM's output [2, rows, d]; saves that pass over x.
-cudaError_t ResidualRmsNorm(float* x, const float* t, const float* t_bias, const float* w, const float* b, int rows,
-                            int d, float eps, float* out, void* split, cudaStream_t stream);
+// A GEMM's output left for the pass that reads it next to add up: `planes` partial products
+// [planes, rows, n], summed in plane order (then the bias, then anything accumulated into).
+// A split-pair GEMM leaves hi and lo for each of planes / 2 slices of k; one plane is a plain
+// product.
+struct GemmPlanes {
+  const float* t = nullptr;
+  int planes = 0;
+};
+// The same after folding a pending residual into x: x[r, c] = Σ_p t[p, r, c] (+ t_bias[c]) +
+// x[r, c], in CombineSplit's order (so the bits match CombineSplit with accumulate, then
+// RmsNorm). t: a split-pair GEMM's output [planes, rows, d]; saves that pass over x.
+cudaError_t ResidualRmsNorm(float* x, const GemmPlanes& t, const float* t_bias, const float* w, const float* b,
+                            int rows, int d, float eps, float* out, void* split, cudaStream_t stream);
 
 // y[r, n] = sum_k x[r, k] w[n, k] (+ bias[n]) (+ y[r, n] when accumulate) for fp32 weights
 // and rows <= kGemvMaxRows: one pass over w. x: [rows, k], w: [n, k], y: [rows, n].
@@ -46,9 +54,9 @@ cudaError_t GemvSmallRows(const float* x, const float* w, const float* bias, int
 cudaError_t GemvBf16SmallRows(const float* x, const void* w, const float* bias, int rows, int n, int k,
                               bool accumulate, float* y, cudaStream_t stream);
 
-// y[r, c] = t[r, c] + t[rows + r, c] (+ bias[c]) (+ y[r, c] when accumulate): the two halves
-// of a GEMM over a split pair. t: [2, rows, n], y: [rows, n], bias fp32 (nullable).
-cudaError_t CombineSplit(const float* t, const float* bias, int rows, int n, bool accumulate, float* y,
+// y[r, c] = Σ_p t[p, r, c] (+ bias[c]) (+ y[r, c] when accumulate): the planes of a GEMM over
+// a split pair. t: [planes, rows, n], y: [rows, n], bias fp32 (nullable).
+cudaError_t CombineSplit(const GemmPlanes& t, const float* bias, int rows, int n, bool accumulate, float* y,
                          cudaStream_t stream);
 
 // dst[dst_rows[i], :] = (src[src_rows[i], a : a + a_len], src[src_rows[i], b : b + b_len]) for
@@ -108,11 +116,11 @@ cudaError_t SampleRows(const SampleRowsParams& p, cudaStream_t stream);
 // x[i] = cap * tanh(x[i] / cap).
 cudaError_t SoftCap(float* x, int64_t count, float cap, cudaStream_t stream);
 
-// out[r, c] = silu(gu[r, c]) * gu[r, ffn + c]: gu is the fused [rows, 2 * ffn] output of
-// (up_gate; up). out: [rows, ffn]; `split` (nullable) as for RmsNorm. With gu_lo (the second
-// half of a split-pair GEMM's output) the input is gu + gu_lo (+ bias), formed as CombineSplit
-// forms it, so the GEMM's combine pass is skipped; bias (nullable) is only read then.
-cudaError_t SwiGlu(const float* gu, const float* gu_lo, const float* bias, int rows, int ffn, float* out, void* split,
+// out[r, c] = silu(g[r, c]) * g[r, ffn + c] with g = Σ_p gu[p] (+ bias): the fused [rows,
+// 2 * ffn] output of (up_gate; up), in one plane or as a split-pair GEMM's planes, formed as
+// CombineSplit forms it, so the GEMM's combine pass is skipped. out: [rows, ffn]; `split`
+// (nullable) as for RmsNorm.
+cudaError_t SwiGlu(const GemmPlanes& gu, const float* bias, int rows, int ffn, float* out, void* split,
                    cudaStream_t stream);
 
 // Per row and head over its head_dim values g of h: g <- LayerNorm(g) (biased variance, eps)

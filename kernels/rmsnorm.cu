@@ -1,8 +1,8 @@
 // RMSNorm and the per-head LayerNorm with the output gate.
 //
 // RmsNorm:      out[r, c] = x[r, c] / sqrt(mean_c x[r, :]^2 + eps) * w[c] (+ b[c]); ResidualRmsNorm
-//               first folds a split-pair GEMM's output into x (x += hi + lo (+ bias)) and
-//               writes x back, in place of a separate CombineSplit pass.
+//               first folds a split-pair GEMM's output planes into x (x += Σ_p t[p] (+ bias))
+//               and writes x back, in place of a separate CombineSplit pass.
 //               grid (rows); the sum of squares in fp32 over a block reduction. For d % 4 == 0
 //               (d <= 16384) a block of up to 1024 threads holds its row in registers as
 //               float4s, read once: a decode step runs 2 x layers of these on one row each, where
@@ -28,19 +28,25 @@
 namespace xlserve::kernels {
 namespace {
 
-// x + the pending residual in CombineSplit's order: ((hi + lo) + bias) + x.
-__device__ __forceinline__ float WithResidual(float x, float hi, float lo, float bias) { return hi + lo + bias + x; }
+// The planes of a pending residual at element i (of `count` per plane), in CombineSplit's
+// order: ((t0 + t1) + t2) + ...; bias and x are added after.
+template <typename V>
+__device__ __forceinline__ V SumPlanes(const V* t, int planes, int64_t count, int64_t i) {
+  V v = t[i];
+  for (int p = 1; p < planes; ++p) v = Add(v, t[p * count + i]);
+  return v;
+}
 
 // kResidual: x[r] += the split-pair product t (+ t_bias) first, written back (ResidualRmsNorm).
 template <bool kResidual>
-__global__ void RmsNormKernel(float* x, const float* t, const float* t_bias, const float* w, const float* b, int d,
-                              int64_t count, float eps, float* out, void* split) {
+__global__ void RmsNormKernel(float* x, const float* t, int planes, const float* t_bias, const float* w,
+                              const float* b, int d, int64_t count, float eps, float* out, void* split) {
   __shared__ float scratch[32];
   float* xr = x + int64_t(blockIdx.x) * d;
   if (kResidual) {
     const int64_t at = int64_t(blockIdx.x) * d;
     for (int c = threadIdx.x; c < d; c += blockDim.x) {
-      xr[c] = WithResidual(xr[c], t[at + c], t[count + at + c], t_bias ? t_bias[c] : 0.0f);
+      xr[c] = SumPlanes(t, planes, count, at + c) + (t_bias ? t_bias[c] : 0.0f) + xr[c];
     }
     __syncthreads();
   }
@@ -55,8 +61,8 @@ __global__ void RmsNormKernel(float* x, const float* t, const float* t_bias, con
 }
 
 template <int kPer, bool kResidual>
-__global__ void RmsNormVec4Kernel(float4* x, const float4* t, const float4* t_bias, const float4* w, const float4* b,
-                                  int d4, int64_t count, float eps, float* out, void* split) {
+__global__ void RmsNormVec4Kernel(float4* x, const float4* t, int planes, const float4* t_bias, const float4* w,
+                                  const float4* b, int d4, int64_t count, float eps, float* out, void* split) {
   __shared__ float scratch[32];
   float4* xr = x + int64_t(blockIdx.x) * d4;
   float4 v[kPer];
@@ -67,10 +73,9 @@ __global__ void RmsNormVec4Kernel(float4* x, const float4* t, const float4* t_bi
     v[p] = i < d4 ? xr[i] : make_float4(0, 0, 0, 0);
     if (kResidual && i < d4) {
       const int64_t at = int64_t(blockIdx.x) * d4 + i;
-      const float4 hi = t[at], lo = t[count / 4 + at];
+      const float4 sum = SumPlanes(t, planes, count / 4, at);
       const float4 tb = t_bias ? t_bias[i] : make_float4(0, 0, 0, 0);
-      v[p] = make_float4(WithResidual(v[p].x, hi.x, lo.x, tb.x), WithResidual(v[p].y, hi.y, lo.y, tb.y),
-                         WithResidual(v[p].z, hi.z, lo.z, tb.z), WithResidual(v[p].w, hi.w, lo.w, tb.w));
+      v[p] = Add(Add(sum, tb), v[p]);
       xr[i] = v[p];
     }
     sq += v[p].x * v[p].x + v[p].y * v[p].y + v[p].z * v[p].z + v[p].w * v[p].w;
@@ -172,8 +177,8 @@ bool LaunchByFloat4sPerThread(int n4, Launch&& launch) {
 }
 
 template <bool kResidual>
-cudaError_t LaunchRmsNorm(float* x, const float* t, const float* t_bias, const float* w, const float* b, int rows,
-                          int d, float eps, float* out, void* split, cudaStream_t stream) {
+cudaError_t LaunchRmsNorm(float* x, const float* t, int planes, const float* t_bias, const float* w, const float* b,
+                          int rows, int d, float eps, float* out, void* split, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   const int64_t count = int64_t(rows) * d;
   // float4 access needs 16-byte aligned rows (d % 4 == 0) and aligned vectors.
@@ -181,13 +186,13 @@ cudaError_t LaunchRmsNorm(float* x, const float* t, const float* t_bias, const f
                        Aligned16(t_bias) && Aligned16(out) && Aligned16(split);
   if (aligned && LaunchByFloat4sPerThread(d / 4, [&](auto per, int threads) {
         RmsNormVec4Kernel<decltype(per)::value, kResidual><<<rows, threads, 0, stream>>>(
-            reinterpret_cast<float4*>(x), reinterpret_cast<const float4*>(t),
+            reinterpret_cast<float4*>(x), reinterpret_cast<const float4*>(t), planes,
             reinterpret_cast<const float4*>(t_bias), reinterpret_cast<const float4*>(w),
             reinterpret_cast<const float4*>(b), d / 4, count, eps, out, split);
       })) {
     return cudaGetLastError();
   }
-  RmsNormKernel<kResidual><<<rows, 256, 0, stream>>>(x, t, t_bias, w, b, d, count, eps, out, split);
+  RmsNormKernel<kResidual><<<rows, 256, 0, stream>>>(x, t, planes, t_bias, w, b, d, count, eps, out, split);
   return cudaGetLastError();
 }
 
@@ -196,12 +201,13 @@ cudaError_t LaunchRmsNorm(float* x, const float* t, const float* t_bias, const f
 cudaError_t RmsNorm(const float* x, const float* w, const float* b, int rows, int d, float eps, float* out,
                     void* split, cudaStream_t stream) {
   // Without a residual the kernels only read x.
-  return LaunchRmsNorm<false>(const_cast<float*>(x), nullptr, nullptr, w, b, rows, d, eps, out, split, stream);
+  return LaunchRmsNorm<false>(const_cast<float*>(x), nullptr, 0, nullptr, w, b, rows, d, eps, out, split, stream);
 }
 
-cudaError_t ResidualRmsNorm(float* x, const float* t, const float* t_bias, const float* w, const float* b, int rows,
-                            int d, float eps, float* out, void* split, cudaStream_t stream) {
-  return LaunchRmsNorm<true>(x, t, t_bias, w, b, rows, d, eps, out, split, stream);
+cudaError_t ResidualRmsNorm(float* x, const GemmPlanes& t, const float* t_bias, const float* w, const float* b,
+                            int rows, int d, float eps, float* out, void* split, cudaStream_t stream) {
+  if (t.planes < 1) return cudaErrorInvalidValue;
+  return LaunchRmsNorm<true>(x, t.t, t.planes, t_bias, w, b, rows, d, eps, out, split, stream);
 }
 
 cudaError_t HeadNormGate(const float* h, const float* o, int64_t o_stride, const float* w, const float* b, int rows,
