@@ -15,10 +15,12 @@
 // This equals the recurrent form (mlstm_recurrent.cu) up to rounding.
 //
 // Tensor cores: the three products with a dqk-long or chunk-long sum, Q̂ Kᵀ (scores), Q̂ C
-// (inter-chunk) and Kᵀ diag(e) V (the state update), run as mma.sync m16n8k8 TF32 with fp32
-// accumulation, each operand split into a TF32 hi part and a TF32 lo part (x - hi) and the
-// product formed as lo·hi + hi·lo + hi·hi ("3xTF32"): ~fp32 accuracy, which the fp32 state
-// maths needs (plain TF32 keeps 10 mantissa bits). Fragment layouts (PTX ISA, m16n8k8 .tf32),
+// (inter-chunk) and Kᵀ diag(e) V (the state update), run as mma.sync m16n8k8 TF32, each
+// operand split into a TF32 hi part and a TF32 lo part (x - hi) and the product formed as
+// lo·hi + hi·lo + hi·hi ("3xTF32") into a zeroed tile that is added to the running sum in fp32
+// with round-to-nearest (the tensor core's own accumulation truncates, and a truncated C drifts
+// over a prompt): ~fp32 accuracy, which the fp32 state maths needs (plain TF32 keeps 10
+// mantissa bits). Fragment layouts (PTX ISA, m16n8k8 .tf32),
 // with g = lane / 4 and t4 = lane % 4: A (16x8, row) a0 (g, t4), a1 (g+8, t4), a2 (g, t4+4),
 // a3 (g+8, t4+4); B (8x8, col) b0 (t4, g), b1 (t4+4, g); C/D (16x8) c0 (g, 2 t4), c1 (g,
 // 2 t4+1), c2 (g+8, 2 t4), c3 (g+8, 2 t4+1).
