@@ -120,6 +120,39 @@ __device__ __forceinline__ void CopyAsync4(float* dst, const float* src) {
   const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
   asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d), "l"(src));
 }
+__device__ __forceinline__ void CopyAsync16(float* dst, const float* src) {
+  const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
+}
+
+// Whether q and k rows can be copied 16 bytes at a time (every row start 16-byte aligned).
+__host__ __device__ inline bool QkVectorCopies(const MlstmParams& p) {
+  const auto aligned16 = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
+  return p.proj_stride % 4 == 0 && aligned16(p.q) && aligned16(p.k);
+}
+
+// Issues the copies of the head's q and k rows of tokens chunk .. chunk + len - 1 into q_s and
+// k_s (row stride qs, a multiple of 4): warp w takes rows w, w + 8, ..., its lanes the row's 16-
+// or 4-byte pieces, so no index needs a division.
+__device__ __forceinline__ void StageQk(const MlstmParams& p, int head, int chunk, int len, int qs, float* q_s,
+                                        float* k_s) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const bool vec = QkVectorCopies(p);
+  for (int t = warp; t < len; t += kRegThreads / 32) {
+    const int64_t at = int64_t(chunk + t) * p.proj_stride + int64_t(head) * p.dqk;
+    if (vec) {
+      for (int i = 4 * lane; i < p.dqk; i += 4 * 32) {
+        CopyAsync16(q_s + t * qs + i, p.q + at + i);
+        CopyAsync16(k_s + t * qs + i, p.k + at + i);
+      }
+    } else {
+      for (int i = lane; i < p.dqk; i += 32) {
+        CopyAsync4(q_s + t * qs + i, p.q + at + i);
+        CopyAsync4(k_s + t * qs + i, p.k + at + i);
+      }
+    }
+  }
+}
 
 // An fp32 value as the TF32 pair (hi, lo) with hi + lo ≈ x to ~2^-22 relative.
 struct Tf32Pair {
@@ -171,13 +204,7 @@ __device__ __forceinline__ void Mma3xTf32(float (&d)[4], const float (&a)[4], co
 // Issues the copies of the chunk of `len` rows from `chunk` into `in` as one commit group
 // (empty when len is 0), so that waiting for all but the newest group finds the older done.
 __device__ void StageChunk(const MlstmParams& p, int head, int tile, int chunk, int len, const Staged& in) {
-  const int qs = QkStride(p.dqk);
-  for (int e = threadIdx.x; e < len * p.dqk; e += kRegThreads) {
-    const int t = e / p.dqk, i = e % p.dqk;
-    const int64_t at = int64_t(chunk + t) * p.proj_stride + int64_t(head) * p.dqk + i;
-    CopyAsync4(in.q + t * qs + i, p.q + at);
-    CopyAsync4(in.k + t * qs + i, p.k + at);
-  }
+  StageQk(p, head, chunk, len, QkStride(p.dqk), in.q, in.k);
   for (int e = threadIdx.x; e < len * kRegCols; e += kRegThreads) {
     const int t = e / kRegCols, c = e % kRegCols, j = tile * kRegCols + c;
     if (j < p.dv) {
@@ -209,12 +236,8 @@ __global__ void __launch_bounds__(kRegThreads) MlstmChunkScoresKernel(MlstmParam
   const int len = min(kChunk, end - chunk), qs = p.dqk + 4;
   float* q = smem;
   float* k = smem + kChunk * qs;
-  for (int e = threadIdx.x; e < len * p.dqk; e += kRegThreads) {
-    const int t = e / p.dqk, i = e % p.dqk;
-    const int64_t at = int64_t(chunk + t) * p.proj_stride + int64_t(head) * p.dqk + i;
-    CopyAsync4(q + t * qs + i, p.q + at);
-    CopyAsync4(k + t * qs + i, p.k + at);
-  }
+  StageQk(p, head, chunk, len, qs, q, k);
+  asm volatile("cp.async.commit_group;\n" ::);
   asm volatile("cp.async.wait_all;\n" ::: "memory");
   __syncthreads();
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t4 = lane % 4;
