@@ -176,27 +176,32 @@ __device__ __forceinline__ void MmaTf32(float (&d)[4], const uint32_t (&a)[4], c
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// An mma operand fragment of N values as TF32 (hi, lo) pairs: split once, used by every
+// product that reads it.
+template <int N>
+struct Tf32Frag {
+  uint32_t hi[N], lo[N];
+};
+template <int N>
+__device__ __forceinline__ Tf32Frag<N> SplitFrag(const float (&x)[N]) {
+  Tf32Frag<N> f;
+#pragma unroll
+  for (int e = 0; e < N; ++e) {
+    const Tf32Pair s = SplitTf32(x[e]);
+    f.hi[e] = s.hi;
+    f.lo[e] = s.lo;
+  }
+  return f;
+}
+
 // d += a b in 3xTF32: the small cross terms first, then hi·hi, into a zeroed tile that is then
 // added to d in fp32 (round to nearest): the tensor core's own accumulation truncates, which
 // over a long sum (dqk terms; C over a whole prompt) drifts one way.
-__device__ __forceinline__ void Mma3xTf32(float (&d)[4], const float (&a)[4], const float (&b)[2]) {
-  uint32_t a_hi[4], a_lo[4], b_hi[2], b_lo[2];
-#pragma unroll
-  for (int e = 0; e < 4; ++e) {
-    const Tf32Pair s = SplitTf32(a[e]);
-    a_hi[e] = s.hi;
-    a_lo[e] = s.lo;
-  }
-#pragma unroll
-  for (int e = 0; e < 2; ++e) {
-    const Tf32Pair s = SplitTf32(b[e]);
-    b_hi[e] = s.hi;
-    b_lo[e] = s.lo;
-  }
+__device__ __forceinline__ void Mma3xTf32(float (&d)[4], const Tf32Frag<4>& a, const Tf32Frag<2>& b) {
   float t[4] = {0, 0, 0, 0};
-  MmaTf32(t, a_lo, b_hi);
-  MmaTf32(t, a_hi, b_lo);
-  MmaTf32(t, a_hi, b_hi);
+  MmaTf32(t, a.lo, b.hi);
+  MmaTf32(t, a.hi, b.lo);
+  MmaTf32(t, a.hi, b.hi);
 #pragma unroll
   for (int e = 0; e < 4; ++e) d[e] += t[e];
 }
@@ -249,7 +254,7 @@ __global__ void __launch_bounds__(kRegThreads) MlstmChunkScoresKernel(MlstmParam
     const float a[4] = {at(q, t0 + g, i0 + t4), at(q, t0 + g + 8, i0 + t4), at(q, t0 + g, i0 + t4 + 4),
                         at(q, t0 + g + 8, i0 + t4 + 4)};
     const float b[2] = {at(k, s0 + g, i0 + t4), at(k, s0 + g, i0 + t4 + 4)};
-    Mma3xTf32(d, a, b);
+    Mma3xTf32(d, SplitFrag(a), SplitFrag(b));
   }
   const float scale = rsqrtf(static_cast<float>(p.dqk));
 #pragma unroll
@@ -356,15 +361,15 @@ __global__ void __launch_bounds__(kRegThreads) MlstmChunkwiseKernel(MlstmParams 
     for (int ib = 0; ib < kIBlocks; ++ib) {
       const int i = i0 + 8 * ib + 2 * t4;
       const bool live_i = i < p.dqk;  // dqk % 4 == 0: i and i + 1 are both in or both out
-      const float b_lo_cols[2] = {acc[ib][0], acc[ib][1]};  // columns jl0 + g
-      const float b_hi_cols[2] = {acc[ib][2], acc[ib][3]};  // columns jl0 + g + 8
+      const Tf32Frag<2> b_lo_cols = SplitFrag({acc[ib][0], acc[ib][1]});  // columns jl0 + g
+      const Tf32Frag<2> b_hi_cols = SplitFrag({acc[ib][2], acc[ib][3]});  // columns jl0 + g + 8
 #pragma unroll
       for (int mt = 0; mt < 2; ++mt) {
         const int t = 16 * mt + g;
         float2 r0 = make_float2(0, 0), r1 = make_float2(0, 0);
         if (live_i && t < len) r0 = *reinterpret_cast<const float2*>(in.q + t * qs + i);
         if (live_i && t + 8 < len) r1 = *reinterpret_cast<const float2*>(in.q + (t + 8) * qs + i);
-        const float a[4] = {r0.x, r1.x, r0.y, r1.y};
+        const Tf32Frag<4> a = SplitFrag({r0.x, r1.x, r0.y, r1.y});
         Mma3xTf32(inter[mt][0], a, b_lo_cols);
         Mma3xTf32(inter[mt][1], a, b_hi_cols);
       }
@@ -420,13 +425,13 @@ __global__ void __launch_bounds__(kRegThreads) MlstmChunkwiseKernel(MlstmParams 
       const int ta = 8 * ts + t4, tb = ta + 4;
       // Rows past len: e is zero there, but v may be stale or never written (NaN bits).
       const auto ev = [&](int t, int jl) { return t < len ? s.gate[kE * kChunk + t] * in.v[t * kVStride + jl] : 0.0f; };
-      const float a[4] = {ev(ta, jl0 + g), ev(ta, jl0 + g + 8), ev(tb, jl0 + g), ev(tb, jl0 + g + 8)};
+      const Tf32Frag<4> a = SplitFrag({ev(ta, jl0 + g), ev(ta, jl0 + g + 8), ev(tb, jl0 + g), ev(tb, jl0 + g + 8)});
 #pragma unroll
       for (int ib = 0; ib < kIBlocks; ++ib) {
         const int i = i0 + 8 * ib + g;
-        const float b[2] = {ta < len && i < p.dqk ? in.k[ta * qs + i] : 0.0f,
-                            tb < len && i < p.dqk ? in.k[tb * qs + i] : 0.0f};
-        Mma3xTf32(acc[ib], a, b);
+        Mma3xTf32(acc[ib], a,
+                  SplitFrag({ta < len && i < p.dqk ? in.k[ta * qs + i] : 0.0f,
+                             tb < len && i < p.dqk ? in.k[tb * qs + i] : 0.0f}));
       }
     }
     for (int i = threadIdx.x; i < p.dqk; i += kRegThreads) {
