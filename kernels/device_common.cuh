@@ -3,6 +3,8 @@
 
 #include <cuda_bf16.h>
 
+#include <cstdint>
+
 #include <type_traits>
 
 #include "kernels/launchers.h"
@@ -18,6 +20,18 @@ __device__ __forceinline__ float Add(float a, float b) { return a + b; }
 __device__ __forceinline__ float4 Add(float4 a, float4 b) {
   return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
 }
+
+// Σ_p t[p * count + i] over the planes of a GEMM's output (GemmPlanes), in plane order:
+// ((t0 + t1) + t2) + ...; readers add the bias and anything accumulated into after.
+template <typename V>
+__device__ __forceinline__ V SumPlanes(const V* t, int planes, int64_t count, int64_t i) {
+  V v = t[i];
+  for (int p = 1; p < planes; ++p) v = Add(v, t[p * count + i]);
+  return v;
+}
+
+// Whether p may be read or written as float4s (null counts as aligned: nothing is accessed).
+__host__ __device__ inline bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // Element i of the split pair of an activation of `count` values: hi at i, lo at count + i.
 __device__ __forceinline__ void StoreSplit(void* split, int64_t count, int64_t i, float v) {

@@ -40,14 +40,6 @@ __global__ void GatherRowsKernel(const float* x, const int32_t* rows, int d, flo
   for (int c = threadIdx.x; c < d; c += blockDim.x) out[int64_t(blockIdx.x) * d + c] = x[src * d + c];
 }
 
-// Σ_p t[p * count + i] in plane order.
-template <typename V>
-__device__ __forceinline__ V SumPlanes(const V* t, int planes, int64_t count, int64_t i) {
-  V v = t[i];
-  for (int p = 1; p < planes; ++p) v = Add(v, t[p * count + i]);
-  return v;
-}
-
 // Vector form: n % 4 == 0 and 16-byte aligned bias, so each float4 lies inside one row; grid
 // (ceil(n / 4 / kThreads), min(rows, kMaxGridY)) striding over rows, so the column needs no
 // 64-bit division.
@@ -225,7 +217,7 @@ cudaError_t CombineSplit(const GemmPlanes& t, const float* bias, int rows, int n
   const int64_t count = int64_t(rows) * n;
   if (count == 0) return cudaSuccess;
   if (t.planes < 1) return cudaErrorInvalidValue;
-  if (n % 4 == 0 && reinterpret_cast<uintptr_t>(bias) % 16 == 0) {
+  if (n % 4 == 0 && Aligned16(bias)) {
     CombineSplitVec4Kernel<<<dim3(Blocks(n / 4), std::min(rows, kMaxGridY)), kThreads, 0, stream>>>(
         reinterpret_cast<const float4*>(t.t), t.planes, reinterpret_cast<const float4*>(bias), n / 4, rows,
         accumulate, reinterpret_cast<float4*>(y));
@@ -253,8 +245,7 @@ cudaError_t SwiGlu(const GemmPlanes& gu, const float* bias, int rows, int ffn, f
   const int64_t count = int64_t(rows) * ffn;
   if (count == 0) return cudaSuccess;
   if (gu.planes < 1) return cudaErrorInvalidValue;
-  const auto aligned16 = [](const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; };
-  if (ffn % 4 == 0 && aligned16(gu.t) && aligned16(bias) && aligned16(out) && aligned16(split)) {
+  if (ffn % 4 == 0 && Aligned16(gu.t) && Aligned16(bias) && Aligned16(out) && Aligned16(split)) {
     SwiGluKernel<4><<<Blocks(count / 4), kThreads, 0, stream>>>(gu.t, gu.planes, bias, ffn, count, out, split);
   } else {
     SwiGluKernel<1><<<Blocks(count), kThreads, 0, stream>>>(gu.t, gu.planes, bias, ffn, count, out, split);

@@ -127,8 +127,7 @@ __device__ __forceinline__ void CopyAsync16(float* dst, const float* src) {
 
 // Whether q and k rows can be copied 16 bytes at a time (every row start 16-byte aligned).
 __host__ __device__ inline bool QkVectorCopies(const MlstmParams& p) {
-  const auto aligned16 = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % 16 == 0; };
-  return p.proj_stride % 4 == 0 && aligned16(p.q) && aligned16(p.k);
+  return p.proj_stride % 4 == 0 && Aligned16(p.q) && Aligned16(p.k);
 }
 
 // Issues the copies of the head's q and k rows of tokens chunk .. chunk + len - 1 into q_s and

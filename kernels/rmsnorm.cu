@@ -28,15 +28,6 @@
 namespace xlserve::kernels {
 namespace {
 
-// The planes of a pending residual at element i (of `count` per plane), in CombineSplit's
-// order: ((t0 + t1) + t2) + ...; bias and x are added after.
-template <typename V>
-__device__ __forceinline__ V SumPlanes(const V* t, int planes, int64_t count, int64_t i) {
-  V v = t[i];
-  for (int p = 1; p < planes; ++p) v = Add(v, t[p * count + i]);
-  return v;
-}
-
 // kResidual: x[r] += the split-pair product t (+ t_bias) first, written back (ResidualRmsNorm).
 template <bool kResidual>
 __global__ void RmsNormKernel(float* x, const float* t, int planes, const float* t_bias, const float* w,
@@ -93,6 +84,9 @@ __global__ void RmsNormVec4Kernel(float4* x, const float4* t, int planes, const 
   }
 }
 
+// g * sigmoid(o).
+__device__ __forceinline__ float Gated(float g, float o) { return g / (1.0f + expf(-o)); }
+
 __global__ void HeadNormGateKernel(const float* h, const float* o, int64_t o_stride, const float* w, const float* b,
                                    int heads, int head_dim, int64_t count, float eps, float* out, void* split) {
   __shared__ float scratch[32];
@@ -109,13 +103,12 @@ __global__ void HeadNormGateKernel(const float* h, const float* o, int64_t o_str
     const int wi = blockIdx.y * head_dim + c;
     float v = (h[base + c] - mean) * inv * w[wi];
     if (b) v += b[wi];
-    StoreActivation(out, split, count, base + c, v / (1.0f + expf(-orow[c])));
+    StoreActivation(out, split, count, base + c, Gated(v, orow[c]));
   }
 }
 
 __device__ __forceinline__ float4 Sub(float4 a, float s) { return make_float4(a.x - s, a.y - s, a.z - s, a.w - s); }
 __device__ __forceinline__ float Dot(float4 a, float4 b) { return a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w; }
-__device__ __forceinline__ float Gated(float g, float o) { return g / (1.0f + expf(-o)); }
 
 // The vector form: the head's values and its o read once, together, into registers (kPer
 // float4s per thread), so the two reductions wait on one round of loads.
@@ -156,8 +149,6 @@ __global__ void HeadNormGateVec4Kernel(const float4* h, const float4* o, int64_t
     StoreActivation4(out, split, count, (base4 + i) * 4, r);
   }
 }
-
-bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // Calls launch(std::integral_constant<int, kPer>{}, threads) for a block of up to 1024 threads
 // holding kPer (1, 2 or 4) float4s each of a row of n4 float4s; false when n4 > 4096.
