@@ -52,6 +52,15 @@ struct SequenceInput {
   const DeviceSampling* sample = nullptr;
 };
 
+// Where a snapshot buffer lives: kDevice beside the state slots (GPU memory on CUDA; host
+// memory on the CPU backend), kHost in pinned host memory.
+enum class SnapshotTier : int { kDevice = 0, kHost = 1 };
+struct SnapshotRef {
+  SnapshotTier tier = SnapshotTier::kDevice;
+  int index = -1;
+  bool operator==(const SnapshotRef&) const = default;
+};
+
 // Advances `slot` by the first `num_tokens` tokens of its last deferred Forward().
 struct CommitInput {
   int slot = -1;
@@ -129,7 +138,33 @@ class Backend {
   // one-token step, for decisions that must not depend on timings (seeded sampling).
   virtual double VerifyCostRatio(int tokens) const { return static_cast<double>(tokens); }
 
-  // Host copies of a slot's state in StateLayout's fp32 format: snapshots, swapping, tests.
+  // Snapshots: copies of a slot's state in the backend's own dtype and layout, kept in buffers
+  // of two tiers (SnapshotTier) for the state store (prefix cache, sessions, preemption).
+  // Copies are asynchronous: each is ordered after every earlier call that wrote its source and
+  // before every later call that reads or writes its destination, so the caller never waits
+  // for one. A slot's recorded commit (Commit) is in the state that SaveSnapshot copies;
+  // RestoreSnapshot drops any deferred forward of the slot.
+  // Bytes of one snapshot (what one buffer of either tier holds).
+  virtual int64_t snapshot_bytes() const = 0;
+  // Replaces all snapshot buffers by `device` buffers of kDevice and `host` of kHost;
+  // RESOURCE_EXHAUSTED when the memory is not there (the earlier buffers are gone either way).
+  virtual absl::Status AllocateSnapshots(int device, int host) = 0;
+  virtual absl::Status SaveSnapshot(int slot, SnapshotRef dst) = 0;
+  virtual absl::Status RestoreSnapshot(SnapshotRef src, int slot) = 0;
+  // Tier moves (spill to host, promotion back): off the forward pass's way where the device
+  // has a second copy engine.
+  virtual absl::Status CopySnapshot(SnapshotRef src, SnapshotRef dst) = 0;
+  // Device memory still free for snapshot buffers after weights, slots and working memory
+  // (0 where snapshots of kDevice live in host memory, as on the CPU backend).
+  virtual int64_t FreeDeviceBytes() const { return 0; }
+
+  // Start-up warm-up (engine/warm_up.h): whether running each step shape once before serving
+  // pays (tuned GEMM choices, captured graphs), and the call that ends it: shapes first seen
+  // later run with untuned choices instead of being timed inside a live step.
+  virtual bool WantsWarmUp() const { return false; }
+  virtual void EndWarmUp() {}
+
+  // Host copies of a slot's state in StateLayout's fp32 format, for tests and tools.
   virtual absl::Status ReadSlot(int slot, std::span<float> out) const = 0;
   virtual absl::Status WriteSlot(int slot, std::span<const float> in) = 0;
 };

@@ -33,17 +33,18 @@
 #include <map>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "engine/backend_validation.h"
 #include "engine/state_layout.h"
 #include "engine/util/status_macros.h"
+#include "engine/util/thread_pool.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_weights.h"
 #include "kernels/gemm_lt.h"
 #include "kernels/launchers.h"
 #include "kernels/sample_plan.h"
+#include "kernels/snapshot_pool.h"
 #include "kernels/state_pool.h"
 
 namespace xlserve::kernels {
@@ -149,9 +150,12 @@ constexpr int64_t kSmallMatrixElems = int64_t{1} << 22;
 constexpr size_t kPinnedCopyMinBytes = size_t{4} << 20;
 constexpr int kHostCopyThreads = 8;
 
-// Copies device memory to pageable host memory; owns its pinned staging buffer.
+// Copies device memory to pageable host memory; owns its pinned staging buffer and the
+// threads that spread a large copy out of it (started once: a thread per copy cost more than
+// the copy at small batch).
 class HostCopier {
  public:
+  HostCopier() : threads_(kHostCopyThreads) {}
   ~HostCopier() {
     if (pinned_) cudaFreeHost(pinned_);
   }
@@ -171,18 +175,15 @@ class HostCopier {
     }
     CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pinned_, src, bytes, cudaMemcpyDeviceToHost, stream));
     CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-    std::vector<std::thread> threads;
-    const size_t part = (bytes + kHostCopyThreads - 1) / kHostCopyThreads;
-    for (size_t at = 0; at < bytes; at += part) {
-      threads.emplace_back([=, this] {
-        std::memcpy(static_cast<char*>(dst) + at, static_cast<const char*>(pinned_) + at, std::min(part, bytes - at));
-      });
-    }
-    for (std::thread& t : threads) t.join();
+    const int64_t grain = int64_t{1} << 20;
+    threads_.ParallelFor(static_cast<int64_t>(bytes), grain, [&](int64_t begin, int64_t end) {
+      std::memcpy(static_cast<char*>(dst) + begin, static_cast<const char*>(pinned_) + begin, end - begin);
+    });
     return absl::OkStatus();
   }
 
  private:
+  ThreadPool threads_;
   void* pinned_ = nullptr;
   size_t pinned_bytes_ = 0;
 };
@@ -242,9 +243,11 @@ class CudaBackend final : public Backend {
         device_(device),
         layout_(StateLayout::ForModel(weights_->config)),
         cols_(ProjColumns::ForModel(weights_->config)),
-        states_(layout_, state_type) {}
+        states_(layout_, state_type),
+        snapshots_(std::make_unique<SnapshotPool>(&states_)) {}
 
   ~CudaBackend() override {
+    snapshots_.reset();
     dev_.reset();
     lt_.reset();
     if (cublas_) cublasDestroy(cublas_);
@@ -305,6 +308,30 @@ class CudaBackend final : public Backend {
     deferred_[slot] = Deferred{};
     return states_.Write(slot, in, stream_);
   }
+
+  int64_t snapshot_bytes() const override { return snapshots_->bytes(); }
+  absl::Status AllocateSnapshots(int device, int host) override { return snapshots_->Allocate(device, host); }
+  absl::Status SaveSnapshot(int slot, SnapshotRef dst) override {
+    RETURN_IF_ERROR(CheckSlot(slot, -1));
+    RETURN_IF_ERROR(ApplyPendingCommits({slot}));
+    return snapshots_->Save(slot, dst, stream_);
+  }
+  absl::Status RestoreSnapshot(SnapshotRef src, int slot) override {
+    RETURN_IF_ERROR(CheckSlot(slot, -1));
+    deferred_[slot] = Deferred{};
+    return snapshots_->Restore(src, slot, stream_);
+  }
+  absl::Status CopySnapshot(SnapshotRef src, SnapshotRef dst) override { return snapshots_->Copy(src, dst); }
+  int64_t FreeDeviceBytes() const override {
+    size_t free = 0, total = 0;
+    if (cudaMemGetInfo(&free, &total) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return static_cast<int64_t>(free);
+  }
+  bool WantsWarmUp() const override { return true; }
+  void EndWarmUp() override { lt_->FreezeTuning(); }
 
   absl::Status Forward(std::span<const SequenceInput> batch, ForwardOutput* out) override {
     const ModelConfig& cfg = weights_->config;
@@ -1045,6 +1072,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<DeviceWeights> dev_;
   std::unique_ptr<LtGemm> lt_;
   StatePool states_;
+  std::unique_ptr<SnapshotPool> snapshots_;
   Scratch scratch_;
   HostCopier copier_;
   StageProfiler profiler_;

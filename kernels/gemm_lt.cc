@@ -120,7 +120,7 @@ absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const
                                               cudaStream_t stream) {
   auto it = plans_.find({n, k, cols});
   if (it != plans_.end()) return &it->second;
-  const bool timed = cols <= kTunedMaxCols;
+  const bool timed = !frozen_ && cols <= kTunedMaxCols;
   Plan whole;
   absl::StatusOr<float> whole_ms = Prepare(w, n, k, x, cols, out, 1, timed, &whole, stream);
   if (!whole_ms.ok()) {
@@ -128,7 +128,7 @@ absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const
     return whole_ms.status();
   }
   // Two k-slices need 16-byte aligned slice starts (k % 16 == 0 for bf16 rows).
-  if (MaxKSlices(cols) == 2 && k % 16 == 0) {
+  if (timed && MaxKSlices(cols) == 2 && k % 16 == 0) {
     Plan sliced;
     absl::StatusOr<float> sliced_ms = Prepare(w, n, k, x, cols, out, 2, /*timed=*/true, &sliced, stream);
     if (sliced_ms.ok() && *sliced_ms < *whole_ms * kSliceGain) {

@@ -38,6 +38,9 @@ class LtGemm {
   absl::StatusOr<int> Run(const void* w, int n, int k, const void* x, int cols, float* out, cudaStream_t stream);
   // The most k-slices Run may return for `cols` columns (out must hold that many products).
   static int MaxKSlices(int cols);
+  // From now on a new shape takes the heuristic's first choice, untimed and whole: timing
+  // stalls the stream for tens of milliseconds at the 7B shape, which a live step must not.
+  void FreezeTuning() { frozen_ = true; }
 
  private:
   LtGemm() = default;
@@ -58,6 +61,7 @@ class LtGemm {
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   std::map<std::tuple<int, int, int>, Plan> plans_;  // (n, k, cols)
+  bool frozen_ = false;
 };
 
 }  // namespace xlserve::kernels

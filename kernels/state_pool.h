@@ -38,6 +38,13 @@ class StatePool {
   absl::Status Read(int slot, std::span<float> out, cudaStream_t stream) const;
   absl::Status Write(int slot, std::span<const float> in, cudaStream_t stream);
 
+  // A slot's two regions, for whole-state copies (snapshots): C and n of every layer and head
+  // (state_bytes()), then m (m_bytes()).
+  void* state_of(int slot) const { return static_cast<char*>(pool_) + slot * state_bytes(); }
+  float* m_of(int slot) const { return m_ + slot * m_per_slot(); }
+  int64_t state_bytes() const { return slot_elems() * static_cast<int64_t>(elem_bytes()); }
+  int64_t m_bytes() const { return m_per_slot() * static_cast<int64_t>(sizeof(float)); }
+
   // Where layer `layer`'s heads live, for the mLSTM kernels.
   MlstmStateRef Ref(int layer) const;
 

@@ -75,6 +75,51 @@ absl::Status CpuBackend::WriteSlot(int slot, std::span<const float> in) {
   return absl::OkStatus();
 }
 
+absl::Status CpuBackend::AllocateSnapshots(int device, int host) {
+  if (device < 0 || host < 0) return absl::InvalidArgumentError("snapshot buffer counts must be >= 0");
+  snapshots_[0].clear();
+  snapshots_[1].clear();
+  snapshots_[0].resize(device);
+  snapshots_[1].resize(host);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>*> CpuBackend::Snapshot(SnapshotRef ref, const char* op) {
+  auto& tier = snapshots_[static_cast<int>(ref.tier)];
+  if (ref.index < 0 || ref.index >= static_cast<int>(tier.size())) {
+    return absl::OutOfRangeError(std::string(op) + ": snapshot buffer " + std::to_string(ref.index) +
+                                 " out of range (" + std::to_string(tier.size()) + " in its tier)");
+  }
+  std::vector<float>& buffer = tier[ref.index];
+  if (buffer.empty()) buffer.resize(layout_.slot_floats());
+  return &buffer;
+}
+
+absl::Status CpuBackend::SaveSnapshot(int slot, SnapshotRef dst) {
+  if (absl::Status st = CheckSlot(slot, "SaveSnapshot", -1); !st.ok()) return st;
+  absl::StatusOr<std::vector<float>*> buffer = Snapshot(dst, "SaveSnapshot");
+  if (!buffer.ok()) return buffer.status();
+  std::copy_n(SlotData(slot), layout_.slot_floats(), (*buffer)->data());
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::RestoreSnapshot(SnapshotRef src, int slot) {
+  if (absl::Status st = CheckSlot(slot, "RestoreSnapshot", -1); !st.ok()) return st;
+  absl::StatusOr<std::vector<float>*> buffer = Snapshot(src, "RestoreSnapshot");
+  if (!buffer.ok()) return buffer.status();
+  std::copy((*buffer)->begin(), (*buffer)->end(), SlotData(slot));
+  deferred_[slot].num_tokens = 0;
+  return absl::OkStatus();
+}
+
+absl::Status CpuBackend::CopySnapshot(SnapshotRef src, SnapshotRef dst) {
+  absl::StatusOr<std::vector<float>*> from = Snapshot(src, "CopySnapshot");
+  if (!from.ok()) return from.status();
+  absl::StatusOr<std::vector<float>*> to = Snapshot(dst, "CopySnapshot");
+  if (!to.ok()) return to.status();
+  if (*from != *to) **to = **from;
+  return absl::OkStatus();
+}
 
 absl::Status CpuBackend::Forward(std::span<const SequenceInput> batch, ForwardOutput* out) {
   if (absl::Status st = ValidateForwardBatch(batch, num_slots_, weights_->config.vocab_size,

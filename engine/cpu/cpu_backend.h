@@ -40,6 +40,11 @@ class CpuBackend final : public Backend {
   int num_mtp_heads() const override {
     return weights_->config.mtp ? weights_->config.mtp->num_heads - 1 : 0;
   }
+  int64_t snapshot_bytes() const override { return layout_.slot_floats() * static_cast<int64_t>(sizeof(float)); }
+  absl::Status AllocateSnapshots(int device, int host) override;
+  absl::Status SaveSnapshot(int slot, SnapshotRef dst) override;
+  absl::Status RestoreSnapshot(SnapshotRef src, int slot) override;
+  absl::Status CopySnapshot(SnapshotRef src, SnapshotRef dst) override;
   absl::Status ReadSlot(int slot, std::span<float> out) const override;
   absl::Status WriteSlot(int slot, std::span<const float> in) override;
 
@@ -70,6 +75,9 @@ class CpuBackend final : public Backend {
   // out_norm, unembedding and soft cap of the given rows of x into `logits` ([n, vocab]).
   void Unembed(const std::vector<float>& x, const std::vector<int64_t>& rows, float* logits);
   float* SlotData(int slot) { return states_.data() + slot * layout_.slot_floats(); }
+  // The buffer `ref` names, allocated on first use (both tiers are host memory here, so an
+  // unused buffer costs nothing); OUT_OF_RANGE for a bad reference.
+  absl::StatusOr<std::vector<float>*> Snapshot(SnapshotRef ref, const char* op);
 
   std::shared_ptr<const ModelWeights> weights_;
   CpuBackendOptions options_;
@@ -78,6 +86,7 @@ class CpuBackend final : public Backend {
   int num_slots_ = 0;
   std::vector<float> states_;
   std::vector<DeferredSlot> deferred_;  // by slot; num_tokens 0 when nothing is pending
+  std::vector<std::vector<float>> snapshots_[2];  // by SnapshotTier, then index; empty until used
 };
 
 }  // namespace xlserve

@@ -38,6 +38,11 @@ class HostSamplingBackend final : public Backend {
   bool SupportsSpeculation() const override { return inner_->SupportsSpeculation(); }
   bool SamplesOnDevice() const override { return true; }
   int num_mtp_heads() const override { return inner_->num_mtp_heads(); }
+  int64_t snapshot_bytes() const override { return inner_->snapshot_bytes(); }
+  absl::Status AllocateSnapshots(int device, int host) override { return inner_->AllocateSnapshots(device, host); }
+  absl::Status SaveSnapshot(int slot, SnapshotRef dst) override { return inner_->SaveSnapshot(slot, dst); }
+  absl::Status RestoreSnapshot(SnapshotRef src, int slot) override { return inner_->RestoreSnapshot(src, slot); }
+  absl::Status CopySnapshot(SnapshotRef src, SnapshotRef dst) override { return inner_->CopySnapshot(src, dst); }
   absl::Status ReadSlot(int slot, std::span<float> out) const override { return inner_->ReadSlot(slot, out); }
   absl::Status WriteSlot(int slot, std::span<const float> in) override { return inner_->WriteSlot(slot, in); }
 
