@@ -48,7 +48,10 @@ struct BatchDecoder::Sequence {
 
   // The token after row `row` of `out`.
   absl::StatusOr<int32_t> Next(const ForwardOutput& out, int row) {
-    if (!argmax_only) return sampler.Sample(out.Row(row), history());
+    if (!argmax_only) {
+      if (out.logits.empty()) return absl::InternalError("decoder: the backend returned no logits to sample from");
+      return sampler.Sample(out.Row(row), history());
+    }
     if (out.argmax[row] < 0) return absl::InvalidArgumentError("decoder: no usable logit in a row (all NaN or -inf)");
     return out.argmax[row];
   }
@@ -119,7 +122,11 @@ absl::StatusOr<int> BatchDecoder::Add(int slot, const GenerationRequest& request
   if (request.max_new_tokens == 0) {
     seq->finished = true;
   } else {
-    ASSIGN_OR_RETURN(seq->pending, seq->Next(prefill, last_row));
+    // A last prefill chunk prepared by PrepareLastPrefill may come back with the token the
+    // backend sampled instead of the logits.
+    const bool sampled_on_device = seq->device_sample && prefill.logits.empty();
+    ASSIGN_OR_RETURN(seq->pending,
+                     sampled_on_device ? seq->DeviceSampled(prefill, index) : seq->Next(prefill, last_row));
     if (!seq->Emit(seq->pending, seq->CallbackLogits(prefill, last_row)) && speculative) {
       RETURN_IF_ERROR(Draft(*seq, prefill, last_row));
     }
@@ -185,9 +192,9 @@ absl::StatusOr<int> BatchDecoder::Accept(Sequence& seq, const ForwardOutput& out
   return accepted;
 }
 
-absl::Status BatchDecoder::Step() {
-  std::vector<Sequence*> active;
-  std::vector<SequenceInput> batch;
+int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {
+  planned_.clear();
+  planned_first_ = static_cast<int>(batch->size());
   for (auto& [id, seq] : sequences_) {
     if (seq->finished || seq->suspended) continue;
     Sequence& s = *seq;
@@ -210,18 +217,18 @@ absl::Status BatchDecoder::Step() {
       s.sampling = DeviceSampling{s.sampler.params(), s.history(), s.sampler.draws_taken()};
       in.sample = &s.sampling;
     }
-    batch.push_back(in);
-    active.push_back(&s);
+    batch->push_back(in);
+    planned_.push_back(&s);
   }
-  if (active.empty()) return absl::OkStatus();
+  return static_cast<int>(planned_.size());
+}
 
-  const auto start = std::chrono::steady_clock::now();
-  ForwardOutput& out = step_output_;
-  RETURN_IF_ERROR(backend_->Forward(batch, &out));
+absl::Status BatchDecoder::CompleteStep(const ForwardOutput& out, double seconds) {
   std::vector<CommitInput> commits;
-  std::vector<int> accepted(active.size(), 0);
-  for (size_t i = 0; i < active.size(); ++i) {
-    Sequence& s = *active[i];
+  std::vector<int> accepted(planned_.size(), 0);
+  for (size_t j = 0; j < planned_.size(); ++j) {
+    Sequence& s = *planned_[j];
+    const int i = planned_first_ + static_cast<int>(j);
     ++s.result.steps;
     if (s.max_draft == 0) {
       const int row = out.row_offset[i + 1] - 1;
@@ -230,20 +237,43 @@ absl::Status BatchDecoder::Step() {
       continue;
     }
     const int first_row = out.row_offset[i];
-    ASSIGN_OR_RETURN(accepted[i], Accept(s, out, first_row, s.k));
+    ASSIGN_OR_RETURN(accepted[j], Accept(s, out, first_row, s.k));
     s.result.drafted_tokens += s.k;
-    s.result.accepted_drafts += accepted[i];
+    s.result.accepted_drafts += accepted[j];
     // The state takes the pending token and the kept drafts, except a draft that ended the
     // sequence: like every last token it stays out (pending_token), so a session resumes right.
-    commits.push_back({s.slot, accepted[i] + (s.ended_on_draft ? 0 : 1)});
-    if (!s.finished) RETURN_IF_ERROR(Draft(s, out, first_row + accepted[i]));
+    commits.push_back({s.slot, accepted[j] + (s.ended_on_draft ? 0 : 1)});
+    if (!s.finished) RETURN_IF_ERROR(Draft(s, out, first_row + accepted[j]));
   }
   if (!commits.empty()) RETURN_IF_ERROR(backend_->Commit(commits));
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  for (size_t i = 0; i < active.size(); ++i) {
-    if (active[i]->max_draft > 0) active[i]->policy.Record(active[i]->k, accepted[i], seconds);
+  for (size_t j = 0; j < planned_.size(); ++j) {
+    if (planned_[j]->max_draft > 0) planned_[j]->policy.Record(planned_[j]->k, accepted[j], seconds);
   }
+  planned_.clear();
   return absl::OkStatus();
+}
+
+absl::Status BatchDecoder::Step() {
+  std::vector<SequenceInput> batch;
+  if (PlanStep(&batch) == 0) return absl::OkStatus();
+  const auto start = std::chrono::steady_clock::now();
+  RETURN_IF_ERROR(backend_->Forward(batch, &step_output_));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return CompleteStep(step_output_, seconds);
+}
+
+void BatchDecoder::PrepareLastPrefill(const GenerationRequest& request, SequenceInput* in,
+                                      DeviceSampling* sampling) const {
+  if (request.token_logits) return;
+  const absl::StatusOr<Sampler> sampler = Sampler::Create(request.sampling);
+  if (!sampler.ok()) return;  // Add reports it
+  if (sampler->plain_greedy()) {
+    in->tokens_only = true;  // the argmax (and the heads' argmax for the drafts) suffices
+  } else if (!SpeculationEnabled(request) && backend_->SamplesOnDevice()) {
+    *sampling = DeviceSampling{request.sampling, TokenHistory{request.prompt_ids, {}}, 0};
+    in->sample = sampling;
+    in->tokens_only = true;
+  }
 }
 
 bool BatchDecoder::has_unfinished() const {

@@ -39,8 +39,24 @@ class BatchDecoder {
   absl::StatusOr<int> Add(int slot, const GenerationRequest& request, const ForwardOutput& prefill,
                           int index, TokenCallback on_token = {});
 
-  // One decode pass over every unfinished sequence.
+  // One decode pass over every unfinished sequence: PlanStep, Forward, CompleteStep.
   absl::Status Step();
+
+  // A step in two halves, for callers that put other work into the same forward pass:
+  // PlanStep appends one input per unfinished sequence to `batch` (from index `first` =
+  // batch->size() on; the inputs' token spans stay valid until CompleteStep), and returns how
+  // many it added. CompleteStep reads their rows of `out` (the pass over the whole batch),
+  // emits the tokens, and commits the speculative sequences' states; `seconds` is the pass's
+  // time, which `auto` speculation weighs against acceptance. Nothing else may call Add,
+  // Remove, Suspend or Resume in between.
+  int PlanStep(std::vector<SequenceInput>* batch);
+  absl::Status CompleteStep(const ForwardOutput& out, double seconds);
+
+  // Sets the fields of `in` (the last prefill chunk of a sequence that Add will take with
+  // `request`) that let the backend skip the logits: the argmax suffices (greedy, no
+  // token_logits), or the backend samples the first token itself (`sampling`, which the
+  // caller keeps alive until the Forward returns). Leaves `in` alone otherwise.
+  void PrepareLastPrefill(const GenerationRequest& request, SequenceInput* in, DeviceSampling* sampling) const;
 
   // Whether any sequence that is neither finished nor suspended remains.
   bool has_unfinished() const;
@@ -70,6 +86,9 @@ class BatchDecoder {
 
   Backend* backend_;
   int next_id_ = 0;
+  // The sequences of the planned step, in batch order from planned_first_.
+  std::vector<Sequence*> planned_;
+  int planned_first_ = 0;
   std::map<int, std::unique_ptr<Sequence>> sequences_;
   // Reused across steps so a decode step allocates no vocabulary-sized buffers.
   ForwardOutput step_output_;

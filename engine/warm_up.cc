@@ -1,0 +1,145 @@
+#include "engine/warm_up.h"
+
+#include <algorithm>
+#include <bit>
+#include <vector>
+
+#include "engine/util/status_macros.h"
+
+namespace xlserve {
+namespace {
+
+// Runs `seqs` sequences of `len` copies of token 0 on slots [0, seqs), as a decode step
+// (len 1, plain) or a verify (deferred, heads, every row's logits) followed by a commit of
+// all of them.
+class Runner {
+ public:
+  explicit Runner(Backend* backend) : backend_(backend) {}
+
+  absl::Status Step(int seqs, int len, bool verify) {
+    zeros_.assign(std::max<size_t>(zeros_.size(), len), 0);
+    std::vector<SequenceInput> batch(seqs);
+    for (int i = 0; i < seqs; ++i) {
+      SequenceInput& in = batch[i];
+      in.slot = i;
+      in.tokens = std::span<const int32_t>(zeros_.data(), len);
+      in.tokens_only = true;
+      in.all_logits = verify;
+      in.mtp_heads = verify;
+      in.defer_commit = verify;
+    }
+    return RunAndCommit(batch);
+  }
+
+  absl::Status RunAndCommit(std::span<const SequenceInput> batch) {
+    RETURN_IF_ERROR(backend_->Forward(batch, &out_));
+    std::vector<CommitInput> commits;
+    for (const SequenceInput& in : batch) {
+      if (in.defer_commit) commits.push_back({in.slot, static_cast<int>(in.tokens.size())});
+    }
+    if (!commits.empty()) RETURN_IF_ERROR(backend_->Commit(commits));
+    return absl::OkStatus();
+  }
+
+  absl::Status Reset(int seqs) {
+    for (int i = 0; i < seqs; ++i) RETURN_IF_ERROR(backend_->ResetSlot(i));
+    return absl::OkStatus();
+  }
+
+  std::vector<int32_t>& zeros() { return zeros_; }
+
+ private:
+  Backend* backend_;
+  std::vector<int32_t> zeros_;
+  ForwardOutput out_;
+};
+
+}  // namespace
+
+absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
+                    const std::function<void(const std::string&)>& progress) {
+  if (!backend->WantsWarmUp()) return absl::OkStatus();
+  const int max_batch = options.max_batch;
+  if (max_batch < 1 || max_batch > backend->num_slots()) {
+    return absl::InvalidArgumentError("warm-up: batch " + std::to_string(max_batch) + " does not fit " +
+                                      std::to_string(backend->num_slots()) + " slots");
+  }
+  const bool drafts = options.max_draft > 0 && backend->SupportsSpeculation() && backend->num_mtp_heads() > 0;
+  const int verify_len = drafts ? 1 + std::min(options.max_draft, backend->num_mtp_heads()) : 1;
+  auto say = [&](const std::string& line) {
+    if (progress) progress(line);
+  };
+  Runner run(backend);
+
+  // The largest passes first: a mixed one (every other sequence verifying, one prefill taking
+  // the rest of the budget) and a verify of every sequence with all its logits to the host.
+  say("warm-up: largest passes (" + std::to_string(options.max_step_tokens) + " rows)");
+  {
+    const int others = std::min(max_batch - 1, std::max(0, (options.max_step_tokens - 1) / verify_len));
+    const int prefill = std::max(1, options.max_step_tokens - others * verify_len);
+    run.zeros().assign(std::max(prefill, verify_len), 0);
+    std::vector<SequenceInput> batch(others + 1);
+    for (int i = 0; i <= others; ++i) {
+      SequenceInput& in = batch[i];
+      in.slot = i;
+      const bool last = i == others;
+      in.tokens = std::span<const int32_t>(run.zeros().data(), last ? prefill : verify_len);
+      in.mtp_heads = drafts;
+      in.defer_commit = drafts && !last;
+      in.all_logits = drafts && !last;
+    }
+    RETURN_IF_ERROR(run.RunAndCommit(batch));
+    if (drafts) {
+      std::vector<SequenceInput> verify(max_batch);
+      for (int i = 0; i < max_batch; ++i) {
+        verify[i] = SequenceInput{};
+        verify[i].slot = i;
+        verify[i].tokens = std::span<const int32_t>(run.zeros().data(), verify_len);
+        verify[i].all_logits = verify[i].mtp_heads = verify[i].defer_commit = true;
+      }
+      RETURN_IF_ERROR(run.RunAndCommit(verify));
+    }
+    if (backend->SamplesOnDevice()) {
+      // Sampling's buffers at their largest batch; a long history sizes the penalty list.
+      std::vector<int32_t> history(1024, 0);
+      DeviceSampling sampling;
+      sampling.params.temperature = 1.0f;
+      sampling.params.top_k = 50;
+      sampling.params.top_p = 0.9f;
+      sampling.params.repetition_penalty = 1.1f;
+      sampling.history = TokenHistory{history, {}};
+      std::vector<SequenceInput> sampled(max_batch);
+      for (int i = 0; i < max_batch; ++i) {
+        sampled[i] = SequenceInput{};
+        sampled[i].slot = i;
+        sampled[i].tokens = std::span<const int32_t>(run.zeros().data(), 1);
+        sampled[i].tokens_only = true;
+        sampled[i].sample = &sampling;
+      }
+      RETURN_IF_ERROR(run.RunAndCommit(sampled));
+    }
+    RETURN_IF_ERROR(run.Reset(max_batch));
+  }
+
+  for (int bucket = 1; bucket < 2 * max_batch && bucket <= static_cast<int>(std::bit_ceil(unsigned(max_batch)));
+       bucket *= 2) {
+    const int seqs = std::min(bucket, max_batch);
+    say("warm-up: batch " + std::to_string(seqs) + (drafts ? ", decode and verify" : ", decode"));
+    for (int i = 0; i < 3; ++i) RETURN_IF_ERROR(run.Step(seqs, 1, false));
+    for (int len = 1; drafts && len <= verify_len; ++len) {
+      // Unfused, then fused (a commit recorded by the previous verify) three times, then the
+      // unfused shape again so that it is captured too.
+      RETURN_IF_ERROR(run.Reset(seqs));
+      for (int i = 0; i < 4; ++i) RETURN_IF_ERROR(run.Step(seqs, len, true));
+      for (int i = 0; i < 2; ++i) {
+        RETURN_IF_ERROR(run.Reset(seqs));
+        RETURN_IF_ERROR(run.Step(seqs, len, true));
+      }
+    }
+    RETURN_IF_ERROR(run.Reset(seqs));
+  }
+  backend->EndWarmUp();
+  return absl::OkStatus();
+}
+
+}  // namespace xlserve

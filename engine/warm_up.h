@@ -1,0 +1,30 @@
+// WarmUp: runs every step shape a server will use once before it serves, so that a backend's
+// one-time work — timing GEMM algorithms per shape, capturing CUDA graphs per batch bucket,
+// growing scratch buffers to their largest size — happens at start-up, not inside a live step
+// where it would stall every running stream.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "engine/backend.h"
+
+namespace xlserve {
+
+struct WarmUpOptions {
+  int max_batch = 1;        // sequences decoding at once; slots [0, max_batch) must be free
+  int max_step_tokens = 1;  // rows of the largest forward pass (the scheduler's step budget)
+  int max_draft = 0;        // drafts per speculative step; 0: no speculation
+};
+
+// Does nothing on backends that do not want it (Backend::WantsWarmUp). Otherwise runs, on
+// token 0 in slots [0, max_batch): the largest mixed pass and the largest verify pass first
+// (so that later shapes find their buffers in place), then for each power-of-two batch bucket
+// up to max_batch a plain greedy step and, with drafts, a verify of each length 1..1+max_draft
+// with and without a recorded commit, each three times (eager, captured, replayed). Resets the
+// slots and calls Backend::EndWarmUp. `progress` (may be empty) sees one line per stage.
+absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
+                    const std::function<void(const std::string&)>& progress);
+
+}  // namespace xlserve
