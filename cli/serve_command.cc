@@ -1,9 +1,12 @@
 // `xlserve serve`: the gRPC server on a local model, until SIGTERM or SIGINT.
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <optional>
 #include <thread>
+#include <type_traits>
+#include <variant>
 
 #include "cli/commands.h"
 #include "cli/flags.h"
@@ -19,8 +22,15 @@ namespace {
 
 absl::Status Serve(server::ServerConfig config) {
   if (absl::Status st = server::ValidateServerConfig(config); !st.ok()) return st;
+  const auto start = std::chrono::steady_clock::now();
+  auto seconds = [](std::chrono::steady_clock::time_point since) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count();
+  };
+  auto t = std::chrono::steady_clock::now();
+  spdlog::info("start-up: loading {}", config.model);
   absl::StatusOr<std::shared_ptr<const ModelWeights>> weights = LoadModelWeights(config.model);
   if (!weights.ok()) return weights.status();
+  spdlog::info("start-up: checkpoint mapped in {:.2f} s", seconds(t));
   absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Tokenizer::FromModelDirectory(config.model);
   if (!tokenizer.ok()) return tokenizer.status();
   if (!*tokenizer) spdlog::warn("{} has no tokenizer.json: requests must send token ids", config.model);
@@ -28,14 +38,17 @@ absl::Status Serve(server::ServerConfig config) {
   backend_options.device = config.device;
   backend_options.state_dtype = config.state_dtype;
   backend_options.num_threads = config.threads;
+  t = std::chrono::steady_clock::now();
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*weights, backend_options);
   if (!backend.ok()) return backend.status();
+  spdlog::info("start-up: {} backend ready (weights in place) in {:.2f} s", (*backend)->name(), seconds(t));
 
   const sigset_t signals = BlockTerminationSignals();
 
   absl::StatusOr<std::unique_ptr<server::Server>> server =
       server::Server::Start(config, *weights, std::move(*backend), std::move(*tokenizer));
   if (!server.ok()) return server.status();
+  spdlog::info("start-up: serving after {:.2f} s", seconds(start));
   // Tests and scripts read this line to find the ports when they asked for port 0.
   std::printf("xlserve listening on %s:%d metrics %d\n", config.host.c_str(), (*server)->port(),
               (*server)->metrics_port());
@@ -67,39 +80,31 @@ int RunServe(const std::vector<std::string>& args) {
                 "Stops on SIGTERM/SIGINT: no new requests, in-flight streams end, exit 0.");
   std::string ignored_config;
   flags.AddString("config", &ignored_config, "JSON file with any of the settings below (configs/server.json)");
-  flags.AddString("model", &config.model, "model directory");
-  flags.AddString("model-name", &config.model_name, "name reported and matched (default: directory name)");
-  flags.AddString("host", &config.host, "address to bind");
-  flags.AddInt("port", &config.port, "gRPC port (0: any free port)");
-  flags.AddInt("metrics-port", &config.metrics_port, "HTTP port of /metrics and /health (-1: off, 0: any)");
-  flags.AddString("device", &config.device, "backend: auto (cuda when a GPU is present), cpu or cuda");
-  flags.AddString("state-dtype", &config.state_dtype, "recurrent state storage: f32, or bf16 (CUDA only)");
-  flags.AddInt("threads", &config.threads, "CPU backend threads; 0: one per core");
-  flags.AddInt("max-num-seqs", &config.max_num_seqs, "state slots: sequences decoding at once");
-  flags.AddInt("max-queue", &config.max_queue, "waiting requests before RESOURCE_EXHAUSTED");
-  flags.AddInt("max-prompt-tokens", &config.max_prompt_tokens, "longest prompt accepted");
-  flags.AddInt("max-tokens", &config.max_tokens, "largest max_tokens accepted");
-  flags.AddInt("default-max-tokens", &config.default_max_tokens, "max_tokens of requests that give none");
-  flags.AddInt("max-n", &config.max_n, "largest n accepted");
-  flags.AddInt("max-message-bytes", &config.max_message_bytes, "largest gRPC message");
-  flags.AddInt("step-token-budget", &config.step_token_budget,
-               "tokens per step: decode rows first, prefill chunks take the rest");
-  flags.AddDouble("request-timeout", &config.request_timeout_s, "seconds before a request without a deadline ends");
-  flags.AddDouble("shutdown-grace", &config.shutdown_grace_s,
-                  "seconds running streams may finish after SIGTERM before they are cancelled");
-  flags.AddInt("max-sessions", &config.max_sessions, "sessions kept (0: sessions off)");
-  flags.AddDouble("session-ttl", &config.session_ttl_s, "seconds an idle session is kept");
-  int prefix_cache_mb = static_cast<int>(config.prefix_cache_mb);
-  flags.AddInt("prefix-cache-mb", &prefix_cache_mb, "host memory for cached prefix states (0: off)");
-  flags.AddInt("prefix-cache-block", &config.prefix_cache_block, "prompt tokens between prefix-cache snapshots");
-  flags.AddString("speculation", &config.speculation, "default speculation mode: off, on or auto");
-  flags.AddInt("num-draft", &config.num_draft, "default drafts per step");
+  // Every setting is a flag: --key with '-' for '_' (server/server_config.h).
+  for (const server::ServerSetting& setting : server::ServerSettings()) {
+    const std::string name = server::FlagName(setting.key);
+    const std::string help(setting.help);
+    std::visit(
+        [&](auto member) {
+          auto* value = &(config.*member);
+          using T = std::remove_pointer_t<decltype(value)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            flags.AddString(name, value, help);
+          } else if constexpr (std::is_same_v<T, int>) {
+            flags.AddInt(name, value, help);
+          } else if constexpr (std::is_same_v<T, double>) {
+            flags.AddDouble(name, value, help);
+          } else {
+            flags.AddBool(name, value, help);
+          }
+        },
+        setting.field);
+  }
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("serve", std::string(st.message()));
   if (flags.help_requested()) {
     std::fputs(flags.Usage().c_str(), stdout);
     return 0;
   }
-  config.prefix_cache_mb = prefix_cache_mb;
   if (absl::Status st = Serve(config); !st.ok()) return ReportError("serve", std::string(st.message()));
   return 0;
 }

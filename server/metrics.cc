@@ -64,7 +64,6 @@ std::string Metrics::Render() const {
   Scalar("xlserve_state_slots_in_use", "gauge", "State slots in use.", slots_in_use.load(), &out);
   Scalar("xlserve_state_slots_total", "gauge", "State slots allocated.", slots_total.load(), &out);
   Scalar("xlserve_sessions", "gauge", "Sessions with a stored state.", sessions.load(), &out);
-  Scalar("xlserve_prefix_cache_entries", "gauge", "Cached prefix states.", prefix_cache_entries.load(), &out);
   Scalar("xlserve_requests_total", "counter", "Generate requests accepted.", requests_total.load(), &out);
   Scalar("xlserve_requests_rejected_total", "counter", "Requests refused with a full queue.",
          requests_rejected_total.load(), &out);
@@ -79,6 +78,52 @@ std::string Metrics::Render() const {
   Scalar("xlserve_generation_tokens_total", "counter", "Tokens generated.", generation_tokens_total.load(), &out);
   Scalar("xlserve_drafted_tokens_total", "counter", "Draft tokens verified.", drafted_tokens_total.load(), &out);
   Scalar("xlserve_accepted_drafts_total", "counter", "Draft tokens accepted.", accepted_drafts_total.load(), &out);
+  Scalar("xlserve_sessions_resumed_total", "counter", "Requests that continued a stored session state.",
+         sessions_resumed_total.load(), &out);
+  Scalar("xlserve_sessions_missed_total", "counter",
+         "Requests naming a session that was unknown or evicted (run from the empty state).",
+         sessions_missed_total.load(), &out);
+  Scalar("xlserve_engine_steps_total", "counter", "Forward passes of the engine thread.", engine_steps_total.load(),
+         &out);
+  Scalar("xlserve_engine_step_seconds_total", "counter", "Time in forward passes (host clock).",
+         engine_step_seconds_total.load(), &out);
+  Scalar("xlserve_state_store_seconds_total", "counter",
+         "Engine-thread time spent issuing state-store snapshots and restores (the copies run asynchronously).",
+         state_store_seconds_total.load(), &out);
+  StateStoreStats st;
+  {
+    std::lock_guard<std::mutex> lock(store_mu);
+    st = store;
+  }
+  auto tiers = [&](const std::string& name, const char* type, const std::string& help, const int64_t (&v)[2]) {
+    out += "# HELP " + name + " " + help + "\n# TYPE " + name + " " + type + "\n";
+    out += name + "{tier=\"device\"} " + Number(double(v[0])) + "\n";
+    out += name + "{tier=\"host\"} " + Number(double(v[1])) + "\n";
+  };
+  tiers("xlserve_state_store_capacity_bytes", "gauge", "Bytes of snapshot buffers per tier.", st.capacity_bytes);
+  tiers("xlserve_state_store_used_bytes", "gauge", "Bytes of snapshot buffers holding an entry, per tier.",
+        st.used_bytes);
+  tiers("xlserve_state_store_restores_total", "counter", "States restored into a slot, by the tier read.",
+        st.restores);
+  tiers("xlserve_state_store_evictions_total", "counter", "Entries dropped to make room, by the tier they left.",
+        st.evictions);
+  out += "# HELP xlserve_state_store_entries Entries in the state store by kind.\n"
+         "# TYPE xlserve_state_store_entries gauge\n";
+  out += "xlserve_state_store_entries{kind=\"prefix\"} " + Number(double(st.prefix_entries)) + "\n";
+  out += "xlserve_state_store_entries{kind=\"session\"} " + Number(double(st.session_entries)) + "\n";
+  out += "xlserve_state_store_entries{kind=\"preempted\"} " + Number(double(st.swapped_entries)) + "\n";
+  Scalar("xlserve_state_store_saves_total", "counter", "Snapshots taken into the state store.", double(st.saves),
+         &out);
+  Scalar("xlserve_state_store_spills_total", "counter", "Entries moved from the device tier to the host tier.",
+         double(st.spills), &out);
+  Scalar("xlserve_prefix_cache_lookups_total", "counter", "Prompts looked up in the prefix cache.",
+         double(st.prefix_lookups), &out);
+  Scalar("xlserve_prefix_cache_hits_total", "counter", "Prompts that restored a cached prefix state.",
+         double(st.prefix_hits), &out);
+  Scalar("xlserve_prefix_cache_hit_tokens_total", "counter", "Prompt tokens served from cached prefix states.",
+         double(st.prefix_hit_tokens), &out);
+  Scalar("xlserve_prefix_tree_tokens", "gauge", "Token ids of seen prompts held by the prefix tree.",
+         double(st.tree_tokens), &out);
   return out;
 }
 

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "server/state_store.h"
+
 namespace xlserve::server {
 
 class Histogram {
@@ -37,7 +39,6 @@ struct Metrics {
   std::atomic<int64_t> slots_in_use{0};
   std::atomic<int64_t> slots_total{0};
   std::atomic<int64_t> sessions{0};
-  std::atomic<int64_t> prefix_cache_entries{0};
 
   std::atomic<int64_t> requests_total{0};
   std::atomic<int64_t> requests_rejected_total{0};  // queue full
@@ -49,6 +50,15 @@ struct Metrics {
   std::atomic<int64_t> generation_tokens_total{0};
   std::atomic<int64_t> drafted_tokens_total{0};
   std::atomic<int64_t> accepted_drafts_total{0};
+  std::atomic<int64_t> sessions_resumed_total{0};
+  std::atomic<int64_t> sessions_missed_total{0};  // named a session that was unknown or evicted
+  std::atomic<int64_t> engine_steps_total{0};
+  std::atomic<double> engine_step_seconds_total{0};  // host time in forward passes
+  std::atomic<double> state_store_seconds_total{0};  // engine-thread time in state-store calls
+
+  // The state store's figures as of the engine's last iteration.
+  mutable std::mutex store_mu;
+  StateStoreStats store;
 
   std::string Render() const;
 };

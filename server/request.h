@@ -39,6 +39,9 @@ struct Usage {
   int decode_steps = 0;
   int drafted_tokens = 0;
   int accepted_drafts = 0;
+  // With a session id: whether the session's state was found and continued (false: unknown
+  // or evicted, so the prompt ran from the empty state).
+  bool session_resumed = false;
 };
 
 // What the scheduler sends back: new tokens and text, or the end of the completion.
@@ -72,6 +75,7 @@ struct Request {
   int n = 1;
   int priority = 0;
   std::string session_id;
+  bool require_session = false;  // NOT_FOUND instead of a fresh state when the session is unknown
   std::chrono::steady_clock::time_point arrival;
   std::optional<std::chrono::steady_clock::time_point> deadline;
   std::atomic<bool> cancelled{false};

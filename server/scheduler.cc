@@ -1,19 +1,34 @@
 #include "server/scheduler.h"
 
+#include <unistd.h>
+
 #include <algorithm>
-#include <cmath>
 #include <iterator>
 
-#include "engine/sampling/logprobs.h"
-#include "engine/tokenizer/streaming_decoder.h"
 #include "engine/util/status_macros.h"
+#include "engine/warm_up.h"
 #include "spdlog/spdlog.h"
 
 namespace xlserve::server {
 
 using Clock = std::chrono::steady_clock;
 
-// One completion in flight: it owns a slot from admission to finish.
+namespace {
+
+double SecondsSince(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// The auto-sized device tier leaves this much of the GPU's free memory unused: room for the
+// allocator's fragmentation, cuBLAS and graph workspaces, and other processes' contexts.
+int64_t DeviceMargin(int64_t free) { return std::max<int64_t>(int64_t{2} << 30, free / 10); }
+
+int64_t AutoHostBytes() {
+  const int64_t physical = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+  return std::min<int64_t>(int64_t{8} << 30, std::max<int64_t>(0, physical / 8));
+}
+
+}  // namespace
+
+// One completion in flight: it owns a slot from admission to finish (none while preempted).
 struct Scheduler::Sequence {
   std::shared_ptr<Request> request;
   int index = 0;
@@ -22,20 +37,18 @@ struct Scheduler::Sequence {
   bool heads = false;            // speculative: the MTP heads' states follow every token
   std::vector<int32_t> to_prefill;
   size_t prefilled = 0;
-  // Prefix-cache snapshots are taken after these many to_prefill tokens (ascending); the key
-  // is the prompt up to prompt_offset + that count.
-  std::vector<size_t> cache_points;
-  int prompt_offset = 0;
-  int history_before = 0;  // tokens already in the restored state (session or prefix)
+  // Counts of to_prefill tokens after which the state is kept as a prefix (ascending).
+  std::vector<size_t> snapshot_points;
+  int prompt_offset = 0;      // prompt tokens restored from the prefix cache
+  bool session_turn = false;  // continuing a session's state: to_prefill is not a prompt prefix
+  int history_before = 0;     // tokens already in the restored state
   int decoder_id = -1;
-  std::unique_ptr<StreamingDecoder> text;
-  std::string unsent_text;  // held back while it could still grow into a stop string
-  std::vector<TokenEvent> new_tokens;
+  int64_t swapped = -1;       // the store's entry while preempted
+  std::shared_ptr<SequenceOutput> out;
+  OutputWork work;  // what this iteration made, for the output stage
   Usage usage;
-  bool stop_string_hit = false;
   bool finished = false;
-  Clock::time_point first_token_time;
-  std::vector<float> swapped_state;  // while preempted
+  DeviceSampling first_sampling;  // the last prefill chunk's, when the backend samples
 };
 
 Scheduler::Scheduler(Backend* backend, const Tokenizer* tokenizer, const ModelConfig& config,
@@ -46,16 +59,46 @@ Scheduler::Scheduler(Backend* backend, const Tokenizer* tokenizer, const ModelCo
       options_(options),
       metrics_(metrics),
       decoder_(backend),
-      prefix_cache_(options.prefix_cache_bytes, options.prefix_cache_min_tokens),
-      sessions_(options.max_sessions, options.session_ttl) {}
+      output_(tokenizer, metrics) {}
 
 Scheduler::~Scheduler() { Shutdown(); }
 
 absl::Status Scheduler::Start() {
+  Clock::time_point t = Clock::now();
   ASSIGN_OR_RETURN(StateCache cache, StateCache::Create(backend_, options_.max_num_seqs));
   cache_ = std::make_unique<StateCache>(std::move(cache));
+  spdlog::info("start-up: {} state slots in {:.2f} s", options_.max_num_seqs, SecondsSince(t));
+  if (options_.warm_up && backend_->WantsWarmUp()) {
+    t = Clock::now();
+    const WarmUpOptions warm{options_.max_num_seqs, options_.step_token_budget, options_.num_draft};
+    RETURN_IF_ERROR(WarmUp(backend_, warm, [](const std::string& line) { spdlog::info("{}", line); }));
+    spdlog::info("start-up: warm-up done in {:.2f} s", SecondsSince(t));
+  }
+  StateStoreOptions store;
+  store.device_bytes = options_.state_cache_device_bytes;
+  if (store.device_bytes < 0) {
+    const int64_t free = backend_->FreeDeviceBytes();
+    store.device_bytes = free > 0 ? std::max<int64_t>(0, free - DeviceMargin(free)) : 0;
+  }
+  store.host_bytes = options_.state_cache_host_bytes < 0 ? AutoHostBytes() : options_.state_cache_host_bytes;
+  store.min_prefix_tokens = options_.prefix_cache_min_tokens;
+  store.max_sessions = options_.max_sessions;
+  store.session_ttl = options_.session_ttl;
+  t = Clock::now();
+  store_ = std::make_unique<StateStore>(backend_, store);
+  RETURN_IF_ERROR(store_->Init());
+  const double mib = static_cast<double>(backend_->snapshot_bytes()) / (1 << 20);
+  spdlog::info("start-up: state store of {} device + {} host snapshots ({:.1f} MiB each: {:.2f} + {:.2f} GiB) in {:.2f} s",
+               store_->capacity(SnapshotTier::kDevice), store_->capacity(SnapshotTier::kHost), mib,
+               store_->capacity(SnapshotTier::kDevice) * mib / 1024, store_->capacity(SnapshotTier::kHost) * mib / 1024,
+               SecondsSince(t));
   metrics_->slots_total = options_.max_num_seqs;
-  thread_ = std::thread([this] { Loop(); });
+  PublishMetrics();
+  next_expiry_ = Clock::now();
+  if (options_.threads) {
+    output_.Start();
+    thread_ = std::thread([this] { Loop(); });
+  }
   return absl::OkStatus();
 }
 
@@ -86,6 +129,7 @@ void Scheduler::Shutdown(std::chrono::milliseconds grace) {
   }
   cv_.notify_one();
   if (thread_.joinable()) thread_.join();
+  output_.Stop();
 }
 
 int Scheduler::slots_in_use() const {
@@ -100,35 +144,44 @@ void Scheduler::Loop() {
       if (running_.empty() && waiting_.empty() && swapped_.empty() && !stopping_) {
         cv_.wait_for(lock, std::chrono::milliseconds(200));
       }
-      if (stopping_) {
-        // Queued requests end at once; started ones may finish until the grace period ends.
-        for (auto& r : waiting_) r->cancelled = true;
-        if (Clock::now() >= drain_deadline_) {
-          for (auto& seq : running_) seq->request->cancelled = true;
-          for (auto& seq : swapped_) seq->request->cancelled = true;
-        }
+    }
+    if (!RunIteration()) return;
+  }
+}
+
+bool Scheduler::RunIteration() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      // Queued requests end at once; started ones may finish until the grace period ends.
+      for (auto& r : waiting_) r->cancelled = true;
+      if (Clock::now() >= drain_deadline_) {
+        for (auto& seq : running_) seq->request->cancelled = true;
+        for (auto& seq : swapped_) seq->request->cancelled = true;
       }
     }
-    DropCancelledWaiting();
-    ResumeSwapped();
-    Preempt();
-    Admit();
-    DropCancelled();
-    bool stop_now;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_now = stopping_ && running_.empty() && waiting_.empty() && swapped_.empty();
-    }
-    if (stop_now) return;
-    if (absl::Status st = PrefillStep(); !st.ok()) FailAll(st);
-    if (decoder_.has_unfinished()) {
-      if (absl::Status st = decoder_.Step(); !st.ok()) FailAll(st);
-    }
-    FlushEvents();
-    sessions_.Expire(Clock::now());
-    metrics_->sessions = sessions_.size();
-    metrics_->prefix_cache_entries = prefix_cache_.size();
   }
+  DropCancelledWaiting();
+  ResumeSwapped();
+  Preempt();
+  Admit();
+  DropCancelled();
+  bool stop_now;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_now = stopping_ && running_.empty() && waiting_.empty() && swapped_.empty();
+  }
+  if (!stop_now) {
+    if (absl::Status st = Step(); !st.ok()) FailAll(st);
+    FinishDecoded();
+  }
+  Deliver();
+  if (Clock::now() >= next_expiry_) {
+    store_->ExpireSessions();
+    next_expiry_ = Clock::now() + std::chrono::seconds(1);
+  }
+  PublishMetrics();
+  return !stop_now;
 }
 
 void Scheduler::Preempt() {
@@ -153,25 +206,23 @@ void Scheduler::Preempt() {
       }
     }
     if (!victim) return;
-    victim->swapped_state.resize(backend_->state_layout().slot_floats());
-    if (!backend_->ReadSlot(victim->slot, victim->swapped_state).ok()) return;
+    absl::StatusOr<int64_t> saved = store_->SaveSwapped(victim->slot);
+    if (!saved.ok()) return;  // the store is full of preempted states
+    victim->swapped = *saved;
     decoder_.Suspend(victim->decoder_id);
     (void)cache_->Release(victim->slot);
     victim->slot = -1;
     ++metrics_->preemptions_total;
-    spdlog::info("[{}] preempted: state swapped to host memory", victim->request->id);
+    spdlog::info("[{}] preempted: state kept in the state store", victim->request->id);
     for (auto it = running_.begin(); it != running_.end(); ++it) {
       if (it->get() == victim) {
         swapped_.splice(swapped_.end(), running_, it);
         break;
       }
     }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      --slots_in_use_;
-    }
+    std::lock_guard<std::mutex> lock(mu_);
+    --slots_in_use_;
   }
-  metrics_->slots_in_use = cache_->num_in_use();
 }
 
 void Scheduler::ResumeSwapped() {
@@ -185,23 +236,26 @@ void Scheduler::ResumeSwapped() {
       for (const auto& r : waiting_) {
         if (r->priority > (*best)->request->priority) return;
       }
-      ++slots_in_use_;
     }
     Sequence& seq = **best;
     absl::StatusOr<int> slot = cache_->Acquire();
     if (!slot.ok()) return;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++slots_in_use_;
+    }
     seq.slot = *slot;
-    if (absl::Status st = backend_->WriteSlot(seq.slot, seq.swapped_state); !st.ok()) {
+    const absl::Status st = store_->RestoreSwapped(seq.swapped, seq.slot);
+    seq.swapped = -1;
+    if (!st.ok()) {
       Finish(seq, "error", st);
       swapped_.erase(best);
       continue;
     }
-    seq.swapped_state = {};
     decoder_.Resume(seq.decoder_id, seq.slot);
-    spdlog::info("[{}] resumed from host memory", seq.request->id);
+    spdlog::info("[{}] resumed from the state store", seq.request->id);
     running_.splice(running_.end(), swapped_, best);
   }
-  metrics_->slots_in_use = cache_->num_in_use();
 }
 
 void Scheduler::Admit() {
@@ -244,52 +298,52 @@ absl::Status Scheduler::StartSequence(const std::shared_ptr<Request>& request, i
   seq->generation.sampling.seed += static_cast<uint64_t>(index);
   seq->generation.token_logits = request->logprobs > 0;
   seq->heads = decoder_.SpeculationEnabled(seq->generation);
-  if (tokenizer_) seq->text = std::make_unique<StreamingDecoder>(*tokenizer_);
   const std::vector<int32_t>& prompt = seq->generation.prompt_ids;
   seq->usage.prompt_tokens = static_cast<int>(prompt.size());
 
-  std::optional<Session> session;
-  if (!request->session_id.empty() && index == 0) session = sessions_.Get(request->session_id, Clock::now());
-  if (session && seq->heads && !session->snapshot->heads_tracked) {
-    // The stored state's MTP heads did not follow the conversation: decode it plainly.
-    seq->heads = false;
-    seq->generation.speculation = SpeculationMode::kOff;
+  const auto start = Clock::now();
+  std::optional<StateStore::Session> session;
+  if (!request->session_id.empty() && index == 0) {
+    ASSIGN_OR_RETURN(session, store_->RestoreSession(request->session_id, slot));
+    if (!session) {
+      if (request->require_session) {
+        return absl::NotFoundError("session \"" + request->session_id + "\" is unknown or was evicted");
+      }
+      ++metrics_->sessions_missed_total;
+    } else {
+      ++metrics_->sessions_resumed_total;
+    }
   }
   if (session) {
-    RETURN_IF_ERROR(backend_->WriteSlot(slot, session->snapshot->state));
+    seq->usage.session_resumed = true;
+    seq->session_turn = true;
+    if (seq->heads && !session->heads_tracked) {
+      // The stored state's MTP heads did not follow the conversation: decode it plainly.
+      seq->heads = false;
+      seq->generation.speculation = SpeculationMode::kOff;
+    }
     if (session->pending_token >= 0) seq->to_prefill.push_back(session->pending_token);
     seq->history_before = session->history_tokens;
     seq->usage.cached_prompt_tokens = session->history_tokens;
     seq->to_prefill.insert(seq->to_prefill.end(), prompt.begin(), prompt.end());
   } else {
-    int cached = 0;
-    if (auto hit = prefix_cache_.Lookup(prompt, seq->heads)) {
-      RETURN_IF_ERROR(backend_->WriteSlot(slot, hit->second->state));
-      cached = hit->first;
-    }
-    seq->usage.cached_prompt_tokens = cached;
-    seq->history_before = cached;
-    seq->to_prefill.assign(prompt.begin() + cached, prompt.end());
-    seq->prompt_offset = cached;
-    // Keep the states at every multiple of the block size (prompts sharing a header reuse it)
-    // and after all but the last prompt token (a prompt that extends this one reuses all of it).
-    const int key_len = static_cast<int>(prompt.size()) - 1;
-    const int block = std::max(1, options_.prefix_cache_block_tokens);
-    for (int at = (cached / block + 1) * block; at < key_len; at += block) {
-      if (prefix_cache_.WorthCaching(at)) seq->cache_points.push_back(static_cast<size_t>(at - cached));
-    }
-    if (key_len > cached && prefix_cache_.WorthCaching(key_len)) {
-      seq->cache_points.push_back(static_cast<size_t>(key_len - cached));
-    }
+    ASSIGN_OR_RETURN(const StateStore::PromptPlan plan, store_->BeginPrompt(prompt, seq->heads, slot));
+    seq->usage.cached_prompt_tokens = plan.cached_tokens;
+    seq->history_before = plan.cached_tokens;
+    seq->prompt_offset = plan.cached_tokens;
+    seq->to_prefill.assign(prompt.begin() + plan.cached_tokens, prompt.end());
+    for (int point : plan.snapshot_points) seq->snapshot_points.push_back(static_cast<size_t>(point - plan.cached_tokens));
   }
+  metrics_->state_store_seconds_total += SecondsSince(start);
   metrics_->cached_prompt_tokens_total += seq->usage.cached_prompt_tokens;
   metrics_->prompt_tokens_total += seq->usage.prompt_tokens;
+  seq->out = std::make_shared<SequenceOutput>(request, index);
+  if (tokenizer_) seq->out->text = std::make_unique<StreamingDecoder>(*tokenizer_);
+  seq->work.seq = seq->out;
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++slots_in_use_;
   }
-  metrics_->slots_in_use = cache_->num_in_use();
-  metrics_->requests_running = static_cast<int64_t>(running_.size() + 1);
   running_.push_back(std::move(seq));
   return absl::OkStatus();
 }
@@ -319,205 +373,168 @@ void Scheduler::DropCancelledWaiting() {
 
 void Scheduler::DropCancelled() {
   const auto now = Clock::now();
-  for (auto& seq : running_) {
-    if (seq->finished) continue;
-    const bool expired = seq->request->deadline && now > *seq->request->deadline;
-    if (seq->request->cancelled || expired) Finish(*seq, "cancelled");
+  for (auto* list : {&running_, &swapped_}) {
+    for (auto& seq : *list) {
+      if (seq->finished) continue;
+      const bool expired = seq->request->deadline && now > *seq->request->deadline;
+      if (seq->request->cancelled || expired) {
+        Finish(*seq, "cancelled");
+      } else if (seq->out->stop_requested) {
+        Finish(*seq, "stop");
+      }
+    }
+    list->remove_if([](const auto& s) { return s->finished; });
   }
-  for (auto& seq : swapped_) {
-    const bool expired = seq->request->deadline && now > *seq->request->deadline;
-    if (seq->request->cancelled || expired) Finish(*seq, "cancelled");
-  }
-  running_.remove_if([](const auto& s) { return s->finished; });
-  swapped_.remove_if([](const auto& s) { return s->finished; });
 }
 
-absl::Status Scheduler::PrefillStep() {
-  // Decode rows come first: they bound every running stream's time per token. Prefill takes
-  // the rest, but at least a quarter of the budget, so that prompts keep moving under load.
-  int decode_rows = 0;
-  for (const auto& seq : running_) {
-    if (seq->finished || seq->decoder_id < 0 || decoder_.finished(seq->decoder_id)) continue;
-    decode_rows += seq->heads ? 1 + seq->generation.num_draft : 1;
-  }
-  const int step_budget = std::max(1, options_.step_token_budget);
-  int budget = std::max({1, step_budget / 4, step_budget - decode_rows});
-  std::vector<Sequence*> seqs;
-  std::vector<SequenceInput> batch;
-  for (auto& seq : running_) {
+absl::Status Scheduler::Step() {
+  batch_.clear();
+  const int decoding = decoder_.PlanStep(&batch_);
+  int rows = 0;
+  for (const SequenceInput& in : batch_) rows += static_cast<int>(in.tokens.size());
+  // Decode rows first: they bound every running stream's time per token. Prompts take the
+  // rest of the budget, and only a bounded chunk of it while streams are decoding.
+  int budget = std::max(1, options_.step_token_budget - rows);
+  if (decoding > 0) budget = std::min(budget, std::max(1, options_.prefill_chunk_while_decoding));
+  std::vector<Sequence*> prefilling;
+  for (auto& seq_ptr : running_) {
+    Sequence& seq = *seq_ptr;
     if (budget == 0) break;
-    if (seq->finished || seq->decoder_id >= 0) continue;
-    size_t end = std::min(seq->to_prefill.size(), seq->prefilled + budget);
-    // Stop at the next prefix-cache point so the state there can be copied out.
-    for (size_t point : seq->cache_points) {
-      if (point > seq->prefilled) {
+    if (seq.finished || seq.decoder_id >= 0 || seq.slot < 0) continue;
+    size_t end = std::min(seq.to_prefill.size(), seq.prefilled + budget);
+    // Stop at the next snapshot point so the state there can be kept.
+    for (size_t point : seq.snapshot_points) {
+      if (point > seq.prefilled) {
         end = std::min(end, point);
         break;
       }
     }
     SequenceInput in;
-    in.slot = seq->slot;
-    in.tokens = std::span<const int32_t>(seq->to_prefill).subspan(seq->prefilled, end - seq->prefilled);
-    in.mtp_heads = seq->heads;
-    budget -= static_cast<int>(in.tokens.size());
-    batch.push_back(in);
-    seqs.push_back(seq.get());
-  }
-  if (batch.empty()) return absl::OkStatus();
-  ForwardOutput out;
-  RETURN_IF_ERROR(backend_->Forward(batch, &out));
-  for (size_t i = 0; i < seqs.size(); ++i) {
-    Sequence& seq = *seqs[i];
-    seq.prefilled += batch[i].tokens.size();
-    seq.usage.prefill_tokens += static_cast<int>(batch[i].tokens.size());
-    metrics_->prefill_tokens_total += static_cast<int64_t>(batch[i].tokens.size());
-    if (std::find(seq.cache_points.begin(), seq.cache_points.end(), seq.prefilled) != seq.cache_points.end()) {
-      auto snapshot = std::make_shared<StateSnapshot>();
-      snapshot->state.resize(backend_->state_layout().slot_floats());
-      snapshot->heads_tracked = seq.heads;
-      RETURN_IF_ERROR(backend_->ReadSlot(seq.slot, snapshot->state));
-      const auto& prompt = seq.generation.prompt_ids;
-      prefix_cache_.Insert(std::vector<int32_t>(prompt.begin(), prompt.begin() + seq.prompt_offset + seq.prefilled),
-                           std::move(snapshot));
+    in.slot = seq.slot;
+    in.tokens = std::span<const int32_t>(seq.to_prefill).subspan(seq.prefilled, end - seq.prefilled);
+    in.mtp_heads = seq.heads;
+    if (end == seq.to_prefill.size()) {
+      decoder_.PrepareLastPrefill(seq.generation, &in, &seq.first_sampling);
+    } else {
+      in.tokens_only = true;  // nothing is read from a chunk that leaves prompt tokens to run
     }
-    if (seq.prefilled < seq.to_prefill.size()) continue;
-    Sequence* raw = &seq;
-    ASSIGN_OR_RETURN(seq.decoder_id,
-                     decoder_.Add(seq.slot, seq.generation, out, static_cast<int>(i),
-                                  [this, raw](int32_t token, std::span<const float> logits) {
-                                    OnToken(*raw, token, logits);
-                                  }));
+    budget -= static_cast<int>(in.tokens.size());
+    batch_.push_back(in);
+    prefilling.push_back(&seq);
+  }
+  if (batch_.empty()) return absl::OkStatus();
+  const auto start = Clock::now();
+  RETURN_IF_ERROR(backend_->Forward(batch_, &step_out_));
+  const double seconds = SecondsSince(start);
+  ++metrics_->engine_steps_total;
+  metrics_->engine_step_seconds_total += seconds;
+  if (decoding > 0) RETURN_IF_ERROR(decoder_.CompleteStep(step_out_, seconds));
+  for (size_t j = 0; j < prefilling.size(); ++j) {
+    RETURN_IF_ERROR(AfterPrefill(*prefilling[j], step_out_, decoding + static_cast<int>(j)));
   }
   return absl::OkStatus();
 }
 
-void Scheduler::OnToken(Sequence& seq, int32_t token, std::span<const float> logits) {
-  if (seq.new_tokens.empty() && seq.usage.completion_tokens == 0) {
-    seq.first_token_time = Clock::now();
-    metrics_->time_to_first_token.Observe(
-        std::chrono::duration<double>(seq.first_token_time - seq.request->arrival).count());
+absl::Status Scheduler::AfterPrefill(Sequence& seq, const ForwardOutput& out, int index) {
+  const size_t n = batch_[index].tokens.size();
+  seq.prefilled += n;
+  seq.usage.prefill_tokens += static_cast<int>(n);
+  metrics_->prefill_tokens_total += static_cast<int64_t>(n);
+  if (!seq.snapshot_points.empty() && seq.snapshot_points.front() == seq.prefilled) {
+    seq.snapshot_points.erase(seq.snapshot_points.begin());
+    const auto start = Clock::now();
+    const std::vector<int32_t>& prompt = seq.generation.prompt_ids;
+    RETURN_IF_ERROR(store_->SavePrefix(std::span<const int32_t>(prompt).first(seq.prompt_offset + seq.prefilled),
+                                       seq.heads, seq.slot));
+    metrics_->state_store_seconds_total += SecondsSince(start);
   }
-  ++seq.usage.completion_tokens;
-  TokenEvent event{token, 0.0f, {}};
-  if (seq.request->logprobs > 0) {
-    std::vector<float> logp(logits.size());
-    if (LogSoftmax(logits, logp).ok()) {
-      event.logprob = logp[token];
-      for (const auto& top : TopLogprobs(logp, seq.request->logprobs)) event.top.push_back({top.token, top.logprob});
-    }
-  }
-  seq.new_tokens.push_back(std::move(event));
-  if (!seq.text) return;
-  absl::StatusOr<std::string> piece = seq.text->Push(token);
-  seq.unsent_text += piece.ok() ? *piece : "\xEF\xBF\xBD";
+  if (seq.prefilled < seq.to_prefill.size()) return absl::OkStatus();
+  Sequence* raw = &seq;
+  ASSIGN_OR_RETURN(seq.decoder_id, decoder_.Add(seq.slot, seq.generation, out, index,
+                                                [this, raw](int32_t token, std::span<const float> logits) {
+                                                  OnToken(*raw, token, logits);
+                                                }));
+  return absl::OkStatus();
 }
 
-void Scheduler::FlushEvents() {
+void Scheduler::OnToken(Sequence& seq, int32_t token, std::span<const float> logits) {
+  seq.work.tokens.push_back(token);
+  if (seq.request->logprobs > 0 && !logits.empty()) {
+    seq.work.vocab_size = static_cast<int>(logits.size());
+    seq.work.logits.insert(seq.work.logits.end(), logits.begin(), logits.end());
+  }
+}
+
+void Scheduler::FinishDecoded() {
   for (auto& seq_ptr : running_) {
     Sequence& seq = *seq_ptr;
-    if (seq.finished || seq.decoder_id < 0) continue;
-    const bool done = decoder_.finished(seq.decoder_id);
-    Event e;
-    e.index = seq.index;
-    e.tokens = std::move(seq.new_tokens);
-    seq.new_tokens.clear();
-    if (done && seq.text) seq.unsent_text += seq.text->Flush();
-    // Stop strings: cut at the first match; otherwise hold back any tail that could still
-    // become one, so no part of a stop string is ever sent.
-    size_t send = seq.unsent_text.size();
-    for (const std::string& stop : seq.request->stop_strings) {
-      const size_t at = seq.unsent_text.find(stop);
-      if (at != std::string::npos && (!seq.stop_string_hit || at < send)) {
-        seq.stop_string_hit = true;
-        send = at;
-      }
-    }
-    if (!seq.stop_string_hit && !done) {
-      for (const std::string& stop : seq.request->stop_strings) {
-        for (size_t k = std::min(stop.size() - 1, seq.unsent_text.size()); k > 0; --k) {
-          if (seq.unsent_text.compare(seq.unsent_text.size() - k, k, stop, 0, k) == 0) {
-            send = std::min(send, seq.unsent_text.size() - k);
-            break;
-          }
-        }
-      }
-    }
-    e.text = seq.unsent_text.substr(0, send);
-    seq.unsent_text.erase(0, send);
-    if (seq.stop_string_hit) seq.unsent_text.clear();
-    if (!done && !seq.stop_string_hit) {
-      if (!e.tokens.empty() || !e.text.empty()) seq.request->events.Push(std::move(e));
-      continue;
-    }
-    std::string reason = "length";
+    if (seq.finished || seq.decoder_id < 0 || !decoder_.finished(seq.decoder_id)) continue;
     const GenerationResult& r = decoder_.result(seq.decoder_id);
-    if (seq.stop_string_hit) {
-      reason = "stop";
-    } else if (r.finish_reason == FinishReason::kStop) {
+    std::string reason = "length";
+    if (r.finish_reason == FinishReason::kStop) {
       const int32_t last = r.tokens.back();
       const auto& eos = config_.eos_token_ids;
       const auto& user = seq.request->user_stop_token_ids;
       const bool user_stop = std::find(user.begin(), user.end(), last) != user.end();
       reason = !user_stop && std::find(eos.begin(), eos.end(), last) != eos.end() ? "eos" : "stop";
     }
-    if (!e.tokens.empty() || !e.text.empty()) seq.request->events.Push(std::move(e));
     Finish(seq, reason);
   }
   running_.remove_if([](const auto& s) { return s->finished; });
-  metrics_->requests_running = static_cast<int64_t>(running_.size());
 }
 
 void Scheduler::Finish(Sequence& seq, const std::string& reason, absl::Status error) {
-  const auto now = Clock::now();
+  const bool completed = reason != "cancelled" && reason != "error";
   if (seq.decoder_id >= 0) {
     const GenerationResult r = decoder_.Remove(seq.decoder_id);
+    seq.decoder_id = -1;
     seq.usage.decode_steps = r.steps;
     seq.usage.drafted_tokens = r.drafted_tokens;
     seq.usage.accepted_drafts = r.accepted_drafts;
     metrics_->drafted_tokens_total += r.drafted_tokens;
     metrics_->accepted_drafts_total += r.accepted_drafts;
-    if (reason != "cancelled" && reason != "error" && seq.slot >= 0 && !seq.request->session_id.empty() &&
-        seq.index == 0) {
-      auto snapshot = std::make_shared<StateSnapshot>();
-      snapshot->state.resize(backend_->state_layout().slot_floats());
-      snapshot->heads_tracked = seq.heads;
-      if (backend_->ReadSlot(seq.slot, snapshot->state).ok()) {
-        Session s;
-        s.snapshot = std::move(snapshot);
-        s.pending_token = r.tokens.empty() ? -1 : r.tokens.back();
+    if (seq.usage.decode_steps > 0) {
+      metrics_->tokens_per_decode_step.Observe(static_cast<double>(r.tokens.size() - 1) / r.steps);
+    }
+    // Keep the final state (every token but the last, which the state has not seen): as the
+    // session's, or as the prefix a client resending the conversation would start with.
+    if (completed && seq.slot >= 0 && !r.tokens.empty()) {
+      const auto start = Clock::now();
+      absl::Status st;
+      if (!seq.request->session_id.empty() && seq.index == 0) {
+        StateStore::Session s;
+        s.pending_token = r.tokens.back();
         s.history_tokens = seq.history_before + static_cast<int>(seq.to_prefill.size()) +
                            static_cast<int>(r.tokens.size()) - 1;
-        s.last_used = now;
-        sessions_.Put(seq.request->session_id, std::move(s));
+        s.heads_tracked = seq.heads;
+        st = store_->SaveSession(seq.request->session_id, s, seq.slot);
+      } else if (!seq.session_turn) {
+        std::vector<int32_t> key = seq.generation.prompt_ids;
+        key.insert(key.end(), r.tokens.begin(), r.tokens.end() - 1);
+        st = store_->SavePrefix(key, seq.heads, seq.slot);
       }
-    }
-    if (seq.usage.completion_tokens > 0) {
-      const double e2e = std::chrono::duration<double>(now - seq.request->arrival).count();
-      metrics_->e2e_latency.Observe(e2e);
-      if (seq.usage.completion_tokens > 1) {
-        metrics_->time_per_output_token.Observe(std::chrono::duration<double>(now - seq.first_token_time).count() /
-                                                (seq.usage.completion_tokens - 1));
-      }
-      if (r.steps > 0) {
-        metrics_->tokens_per_decode_step.Observe(static_cast<double>(seq.usage.completion_tokens - 1) / r.steps);
-      }
+      if (!st.ok()) spdlog::warn("[{}] state not kept: {}", seq.request->id, st.ToString());
+      metrics_->state_store_seconds_total += SecondsSince(start);
     }
   }
-  metrics_->generation_tokens_total += seq.usage.completion_tokens;
+  if (seq.swapped >= 0) {
+    store_->DropSwapped(seq.swapped);
+    seq.swapped = -1;
+  }
   if (reason == "cancelled") ++metrics_->requests_cancelled_total;
-  Event e;
-  e.index = seq.index;
-  e.tokens = std::move(seq.new_tokens);
-  e.finish_reason = reason;
-  e.error = std::move(error);
-  e.usage = seq.usage;
-  seq.request->events.Push(std::move(e));
-  if (seq.slot >= 0) {  // a swapped-out sequence holds no slot
+  OutputWork work = std::move(seq.work);
+  work.seq = seq.out;
+  work.finish_reason = reason;
+  work.error = std::move(error);
+  work.usage = seq.usage;
+  works_.push_back(std::move(work));
+  seq.work = OutputWork{};
+  if (seq.slot >= 0) {
     (void)cache_->Release(seq.slot);
+    seq.slot = -1;
     std::lock_guard<std::mutex> lock(mu_);
     --slots_in_use_;
   }
-  metrics_->slots_in_use = cache_->num_in_use();
   seq.finished = true;
 }
 
@@ -527,6 +544,26 @@ void Scheduler::FailAll(const absl::Status& error) {
     if (!seq->finished) Finish(*seq, "error", error);
   }
   running_.remove_if([](const auto& s) { return s->finished; });
+}
+
+void Scheduler::Deliver() {
+  for (auto& seq : running_) {
+    if (seq->work.tokens.empty()) continue;
+    works_.push_back(std::move(seq->work));
+    seq->work = OutputWork{};
+    seq->work.seq = seq->out;
+  }
+  output_.Push(std::move(works_));
+  works_.clear();
+}
+
+void Scheduler::PublishMetrics() {
+  metrics_->slots_in_use = cache_->num_in_use();
+  metrics_->requests_running = static_cast<int64_t>(running_.size());
+  const StateStoreStats& s = store_->stats();
+  std::lock_guard<std::mutex> lock(metrics_->store_mu);
+  metrics_->store = s;
+  metrics_->sessions = store_->num_sessions();
 }
 
 }  // namespace xlserve::server

@@ -32,14 +32,18 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   options.max_num_seqs = config.max_num_seqs;
   options.max_queue = config.max_queue;
   options.step_token_budget = config.step_token_budget;
-  options.prefix_cache_bytes = config.prefix_cache_mb << 20;
-  options.prefix_cache_block_tokens = config.prefix_cache_block;
+  options.prefill_chunk_while_decoding = config.prefill_chunk_while_decoding;
+  options.state_cache_device_bytes = config.state_cache_gpu_mb < 0 ? -1 : int64_t{config.state_cache_gpu_mb} << 20;
+  options.state_cache_host_bytes = config.state_cache_host_mb < 0 ? -1 : int64_t{config.state_cache_host_mb} << 20;
+  options.prefix_cache_min_tokens = config.prefix_cache_min_tokens;
   options.max_sessions = config.max_sessions;
   options.session_ttl = std::chrono::seconds(static_cast<int64_t>(config.session_ttl_s));
+  options.num_draft = config.num_draft;
+  options.warm_up = config.warm_up;
   const ModelConfig& model = s->weights_->config;
   s->scheduler_ = std::make_unique<Scheduler>(s->backend_.get(), s->tokenizer_.get(), model, options, s->metrics_.get());
   if (absl::Status st = s->scheduler_->Start(); !st.ok()) return st;
-  const int64_t state_bytes = s->backend_->state_layout().slot_floats() * static_cast<int64_t>(sizeof(float));
+  const int64_t state_bytes = s->backend_->snapshot_bytes();
   s->service_ = std::make_unique<XlServeService>(s->scheduler_.get(), s->tokenizer_.get(), model, config,
                                                  s->backend_->num_mtp_heads(), state_bytes);
 

@@ -1,61 +1,102 @@
 #include "server/server_config.h"
 
 #include <fstream>
+#include <sstream>
 
 namespace xlserve::server {
 namespace {
 
-template <typename T>
-absl::Status Read(const nlohmann::json& j, const char* key, T* out) {
-  if (!j.contains(key)) return absl::OkStatus();
-  try {
-    *out = j.at(key).get<T>();
-  } catch (const nlohmann::json::exception&) {
-    return absl::InvalidArgumentError(std::string("server config key \"") + key + "\" has the wrong type: " +
-                                      j.at(key).dump());
-  }
-  return absl::OkStatus();
-}
+using C = ServerConfig;
+constexpr double kPorts = 65535;
+constexpr double kLarge = 1 << 30;
 
-absl::Status Positive(const char* name, double v) {
-  if (v > 0) return absl::OkStatus();
-  return absl::InvalidArgumentError(std::string(name) + " must be > 0, got " + std::to_string(v));
+std::string Number(double v) {
+  std::ostringstream out;
+  out << v;
+  return out.str();
 }
 
 }  // namespace
 
+const std::vector<ServerSetting>& ServerSettings() {
+  static const std::vector<ServerSetting> settings = {
+      {"model", &C::model, "model directory (config.json, safetensors, tokenizer.json)"},
+      {"model_name", &C::model_name, "name reported and matched against requests (default: the directory name)"},
+      {"host", &C::host, "address to bind"},
+      {"port", &C::port, "gRPC port (0: any free port, printed at start)", 0, kPorts},
+      {"metrics_port", &C::metrics_port, "HTTP port of /metrics and /health (-1: off, 0: any free port)", -1, kPorts},
+      {"device", &C::device, "backend: auto (cuda when a GPU is present), cpu or cuda", -1e300, 1e300,
+       {"auto", "cpu", "cuda"}},
+      {"state_dtype", &C::state_dtype, "recurrent state storage: f32, or bf16 (CUDA only; the maths stays fp32)",
+       -1e300, 1e300, {"f32", "bf16"}},
+      {"threads", &C::threads, "CPU backend threads (0: one per core)", 0, 4096},
+      {"max_num_seqs", &C::max_num_seqs, "state slots: sequences decoding at once", 1, 1 << 16},
+      {"max_queue", &C::max_queue, "waiting requests before RESOURCE_EXHAUSTED", 1, kLarge},
+      {"max_prompt_tokens", &C::max_prompt_tokens, "longest prompt accepted", 1, kLarge},
+      {"max_tokens", &C::max_tokens, "largest max_tokens a request may ask", 1, kLarge},
+      {"default_max_tokens", &C::default_max_tokens, "max_tokens of requests that give none", 1, kLarge},
+      {"max_n", &C::max_n, "largest n (completions per request)", 1, 1 << 16},
+      {"max_message_bytes", &C::max_message_bytes, "largest gRPC message", 1, kLarge},
+      {"step_token_budget", &C::step_token_budget,
+       "rows of one forward pass: decode and verify rows first, prompt chunks the rest", 1, kLarge},
+      {"prefill_chunk_while_decoding", &C::prefill_chunk_while_decoding,
+       "prompt tokens in a forward pass that also decodes: bounds running streams' time per token when a long "
+       "prompt arrives",
+       1, kLarge},
+      {"request_timeout_s", &C::request_timeout_s, "seconds before a request without a deadline ends", 1e-3, 1e9},
+      {"shutdown_grace_s", &C::shutdown_grace_s,
+       "seconds running streams may finish after SIGTERM before they are cancelled", 0, 1e9},
+      {"state_cache_gpu_mb", &C::state_cache_gpu_mb,
+       "GPU memory for kept states (prefix cache, sessions, preemption), MiB; -1: what is free after weights, "
+       "slots and warm-up, less a margin; 0: none",
+       -1, kLarge},
+      {"state_cache_host_mb", &C::state_cache_host_mb,
+       "pinned host memory for kept states, MiB; -1: an eighth of the machine's memory, at most 8 GiB; 0: none", -1,
+       kLarge},
+      {"prefix_cache_min_tokens", &C::prefix_cache_min_tokens, "shortest prompt prefix worth keeping a state for", 1,
+       kLarge},
+      {"max_sessions", &C::max_sessions, "sessions kept at most, besides the byte bound (0: sessions off)", 0, kLarge},
+      {"session_ttl_s", &C::session_ttl_s, "seconds an idle session is kept", 1e-3, 1e9},
+      {"speculation", &C::speculation, "default speculation mode of requests: off, on or auto", -1e300, 1e300,
+       {"off", "on", "auto"}},
+      {"num_draft", &C::num_draft, "default drafts per speculative step", 0, 16},
+      {"warm_up", &C::warm_up,
+       "run every step shape once before serving (GEMM choices and CUDA graphs ready; nothing tuned in a live "
+       "step)"},
+  };
+  return settings;
+}
+
+std::string FlagName(std::string_view key) {
+  std::string flag(key);
+  for (char& c : flag) c = c == '_' ? '-' : c;
+  return flag;
+}
+
 absl::Status ApplyServerConfigJson(const nlohmann::json& j, ServerConfig* c) {
   if (!j.is_object()) return absl::InvalidArgumentError("server config must be a JSON object");
-  static const char* kKeys[] = {"model", "model_name", "host", "port", "metrics_port", "device", "state_dtype", "threads",
-                                "max_num_seqs", "max_queue", "max_prompt_tokens", "max_tokens",
-                                "default_max_tokens", "max_n", "max_message_bytes", "step_token_budget",
-                                "request_timeout_s", "shutdown_grace_s", "max_sessions", "session_ttl_s",
-                                "prefix_cache_mb", "prefix_cache_block",
-                                "speculation", "num_draft"};
   for (const auto& [key, value] : j.items()) {
-    if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys)) {
-      return absl::InvalidArgumentError("unknown server config key \"" + key + "\"");
+    const ServerSetting* setting = nullptr;
+    for (const ServerSetting& s : ServerSettings()) {
+      if (s.key == key) setting = &s;
+    }
+    if (!setting) return absl::InvalidArgumentError("unknown server config key \"" + key + "\"");
+    const bool ok = std::visit(
+        [&](auto member) {
+          using T = std::remove_cvref_t<decltype(c->*member)>;
+          const bool right = std::is_same_v<T, bool>          ? value.is_boolean()
+                             : std::is_same_v<T, std::string> ? value.is_string()
+                             : std::is_same_v<T, int>         ? value.is_number_integer()
+                                                              : value.is_number();
+          if (right) c->*member = value.get<T>();
+          return right;
+        },
+        setting->field);
+    if (!ok) {
+      return absl::InvalidArgumentError("server config key \"" + key + "\" has the wrong type: " + value.dump());
     }
   }
-  absl::Status st;
-  for (absl::Status s : {Read(j, "model", &c->model), Read(j, "model_name", &c->model_name), Read(j, "host", &c->host),
-                         Read(j, "port", &c->port), Read(j, "metrics_port", &c->metrics_port),
-                         Read(j, "device", &c->device), Read(j, "state_dtype", &c->state_dtype),
-                         Read(j, "threads", &c->threads),
-                         Read(j, "max_num_seqs", &c->max_num_seqs), Read(j, "max_queue", &c->max_queue),
-                         Read(j, "max_prompt_tokens", &c->max_prompt_tokens), Read(j, "max_tokens", &c->max_tokens),
-                         Read(j, "default_max_tokens", &c->default_max_tokens), Read(j, "max_n", &c->max_n),
-                         Read(j, "max_message_bytes", &c->max_message_bytes),
-                         Read(j, "step_token_budget", &c->step_token_budget),
-                         Read(j, "request_timeout_s", &c->request_timeout_s),
-                         Read(j, "shutdown_grace_s", &c->shutdown_grace_s),
-                         Read(j, "max_sessions", &c->max_sessions), Read(j, "session_ttl_s", &c->session_ttl_s),
-                         Read(j, "prefix_cache_mb", &c->prefix_cache_mb),
-                         Read(j, "prefix_cache_block", &c->prefix_cache_block), Read(j, "speculation", &c->speculation),
-                         Read(j, "num_draft", &c->num_draft)}) {
-    if (!s.ok()) return s;
-  }
-  return st;
+  return absl::OkStatus();
 }
 
 absl::Status LoadServerConfigFile(const std::string& path, ServerConfig* config) {
@@ -69,33 +110,40 @@ absl::Status LoadServerConfigFile(const std::string& path, ServerConfig* config)
 }
 
 absl::Status ValidateServerConfig(const ServerConfig& c) {
-  if (c.port < 0 || c.port > 65535) return absl::InvalidArgumentError("port must be in [0, 65535]");
-  if (c.metrics_port < -1 || c.metrics_port > 65535) {
-    return absl::InvalidArgumentError("metrics_port must be -1 (off) or in [0, 65535]");
-  }
-  for (auto [name, v] : {std::pair{"max_num_seqs", double(c.max_num_seqs)}, std::pair{"max_queue", double(c.max_queue)},
-                         std::pair{"max_prompt_tokens", double(c.max_prompt_tokens)},
-                         std::pair{"max_tokens", double(c.max_tokens)},
-                         std::pair{"default_max_tokens", double(c.default_max_tokens)},
-                         std::pair{"max_n", double(c.max_n)}, std::pair{"max_message_bytes", double(c.max_message_bytes)},
-                         std::pair{"step_token_budget", double(c.step_token_budget)},
-                         std::pair{"request_timeout_s", c.request_timeout_s},
-                         std::pair{"session_ttl_s", c.session_ttl_s},
-                         std::pair{"prefix_cache_block", double(c.prefix_cache_block)}}) {
-    if (absl::Status st = Positive(name, v); !st.ok()) return st;
+  for (const ServerSetting& s : ServerSettings()) {
+    const std::string key(s.key);
+    absl::Status st = std::visit(
+        [&](auto member) -> absl::Status {
+          using T = std::remove_cvref_t<decltype(c.*member)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            if (s.choices.empty()) return absl::OkStatus();
+            for (std::string_view choice : s.choices) {
+              if (c.*member == choice) return absl::OkStatus();
+            }
+            std::string list;
+            for (std::string_view choice : s.choices) list += (list.empty() ? "" : ", ") + std::string(choice);
+            return absl::InvalidArgumentError(key + " must be one of " + list + ", got \"" + c.*member + "\"");
+          } else if constexpr (std::is_same_v<T, bool>) {
+            return absl::OkStatus();
+          } else {
+            const double v = static_cast<double>(c.*member);
+            if (v >= s.min && v <= s.max) return absl::OkStatus();
+            return absl::InvalidArgumentError(key + " must be in [" + Number(s.min) + ", " + Number(s.max) +
+                                              "], got " + Number(v));
+          }
+        },
+        s.field);
+    if (!st.ok()) return st;
   }
   if (c.default_max_tokens > c.max_tokens) {
     return absl::InvalidArgumentError("default_max_tokens must be <= max_tokens");
   }
-  if (c.max_sessions < 0 || c.prefix_cache_mb < 0 || c.num_draft < 0 || c.threads < 0 || c.shutdown_grace_s < 0) {
-    return absl::InvalidArgumentError(
-        "max_sessions, prefix_cache_mb, num_draft, threads and shutdown_grace_s must be >= 0");
-  }
-  if (c.state_dtype != "f32" && c.state_dtype != "bf16") {
-    return absl::InvalidArgumentError("state_dtype must be f32 or bf16, got \"" + c.state_dtype + "\"");
-  }
-  if (c.speculation != "off" && c.speculation != "on" && c.speculation != "auto") {
-    return absl::InvalidArgumentError("speculation must be off, on or auto, got \"" + c.speculation + "\"");
+  // Every decoding sequence's rows fit one pass, with room left for a prompt chunk.
+  const int decode_rows = c.max_num_seqs * (1 + c.num_draft);
+  if (c.step_token_budget <= decode_rows) {
+    return absl::InvalidArgumentError("step_token_budget (" + std::to_string(c.step_token_budget) +
+                                      ") must exceed max_num_seqs * (1 + num_draft) = " +
+                                      std::to_string(decode_rows) + ", the rows of a step where every sequence verifies");
   }
   return absl::OkStatus();
 }

@@ -1,44 +1,69 @@
-// ServerConfig: every setting of `xlserve serve`, parsed once from a JSON file and flags,
-// then validated with messages that name the setting.
+// ServerConfig: every setting of `xlserve serve`, and the one table (ServerSettings) from which
+// its JSON keys, command-line flags, --help text and range checks all derive.
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "nlohmann/json.hpp"
 
 namespace xlserve::server {
 
+// Defaults are the initializers; the table below documents each field.
 struct ServerConfig {
   std::string model = "models/xlstm-code-mtp";
-  std::string model_name;  // reported and matched against requests; default: the directory name
+  std::string model_name;
   std::string host = "127.0.0.1";
-  int port = 50051;         // 0: any free port (printed at start)
-  int metrics_port = 9090;  // /metrics and /health over HTTP; -1: off; 0: any free port
+  int port = 50051;
+  int metrics_port = 9090;
   std::string device = "auto";
-  std::string state_dtype = "f32";  // f32 or bf16 (CUDA only)
+  std::string state_dtype = "f32";
   int threads = 0;
   int max_num_seqs = 8;
   int max_queue = 64;
   int max_prompt_tokens = 8192;
-  int max_tokens = 4096;          // upper bound of a request's max_tokens
-  int default_max_tokens = 256;   // when a request gives none
+  int max_tokens = 4096;
+  int default_max_tokens = 256;
   int max_n = 8;
   int max_message_bytes = 4 << 20;
   int step_token_budget = 512;
-  double request_timeout_s = 600;  // deadline for requests that set none
-  double shutdown_grace_s = 5;  // on SIGTERM, running streams may finish this long (docker stop waits 10 s)
-  int max_sessions = 256;
+  int prefill_chunk_while_decoding = 128;
+  double request_timeout_s = 600;
+  double shutdown_grace_s = 5;  // docker stop waits 10 s
+  int state_cache_gpu_mb = -1;
+  int state_cache_host_mb = -1;
+  int prefix_cache_min_tokens = 16;
+  int max_sessions = 100000;
   double session_ttl_s = 1800;
-  int64_t prefix_cache_mb = 256;
-  int prefix_cache_block = 256;  // prompt tokens between prefix-cache snapshots
-  std::string speculation = "auto";  // default for requests that leave it unspecified
+  std::string speculation = "auto";
   int num_draft = 3;
+  bool warm_up = true;
 };
 
-// Applies the keys of a JSON object (same names as the fields) over `config`.
+struct ServerSetting {
+  using Field = std::variant<int ServerConfig::*, double ServerConfig::*, std::string ServerConfig::*,
+                             bool ServerConfig::*>;
+  std::string_view key;  // JSON key; the flag is --key with '-' for '_'
+  Field field;
+  std::string_view help;
+  double min = -1e300;  // numbers: the accepted range
+  double max = 1e300;
+  std::vector<std::string_view> choices = {};  // strings: the accepted values (empty: any)
+};
+
+// Every setting, in --help order.
+const std::vector<ServerSetting>& ServerSettings();
+// "max_num_seqs" -> "max-num-seqs".
+std::string FlagName(std::string_view key);
+
+// Applies the keys of a JSON object over `config`; unknown keys and wrong types are errors
+// naming the key.
 absl::Status ApplyServerConfigJson(const nlohmann::json& j, ServerConfig* config);
 absl::Status LoadServerConfigFile(const std::string& path, ServerConfig* config);
+// Ranges and choices from the table, then the rules that tie settings together.
 absl::Status ValidateServerConfig(const ServerConfig& config);
 
 }  // namespace xlserve::server

@@ -90,6 +90,8 @@ absl::StatusOr<std::shared_ptr<Request>> BuildRequest(const v1::GenerateRequest&
   r->priority = p.priority();
   if (p.session_id().size() > 256) return Invalid("session_id is longer than 256 bytes");
   r->session_id = p.session_id();
+  r->require_session = p.require_session();
+  if (r->require_session && r->session_id.empty()) return Invalid("require_session needs a session_id");
   if (!r->session_id.empty() && r->n > 1) return Invalid("session_id needs n = 1");
   std::string mode = config.speculation;
   switch (p.speculation()) {
@@ -182,6 +184,7 @@ grpc::Status XlServeService::Generate(grpc::ServerContext* context, const v1::Ge
         u->set_decode_steps(e.usage.decode_steps);
         u->set_drafted_tokens(e.usage.drafted_tokens);
         u->set_accepted_drafts(e.usage.accepted_drafts);
+        u->set_session_resumed(e.usage.session_resumed);
         if (e.finish_reason == "error") error = e.error;
         if (e.finish_reason == "cancelled" && !client_gone && Clock::now() >= *request->deadline) expired = true;
       }
@@ -192,6 +195,7 @@ grpc::Status XlServeService::Generate(grpc::ServerContext* context, const v1::Ge
     }
   }
   spdlog::info("[{}] done{}", request->id, client_gone ? " (client gone)" : "");
+  if (error.code() == absl::StatusCode::kNotFound) return ToGrpcStatus(error);  // require_session
   if (!error.ok()) return ToGrpcStatus(absl::InternalError(std::string(error.message())));
   if (expired) return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "request deadline exceeded");
   if (client_gone) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled by the client");

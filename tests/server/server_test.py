@@ -145,11 +145,11 @@ class ServerTest(unittest.TestCase):
     def test_prefix_cache_hit_is_identical_and_cheaper(self):
         base = list(self.server.stub.Tokenize(pb.TokenizeRequest(text=PROMPTS[2] * 2)).token_ids)
         extra = list(self.server.stub.Tokenize(pb.TokenizeRequest(text="\n\nclass Queue:\n    def")).token_ids)
-        self.generate(prompt_token_ids=base, max_tokens=4)  # caches the state after base[:-1]
+        self.generate(prompt_token_ids=base, max_tokens=4)  # keeps the state after the whole prompt
         before = self.server.metrics()["xlserve_prefill_tokens_total"]
         tokens, _, final, _ = self.generate(prompt_token_ids=base + extra, max_tokens=16, speculation=pb.SPECULATION_MODE_OFF)
-        self.assertEqual(final.usage.cached_prompt_tokens, len(base) - 1)
-        self.assertEqual(final.usage.prefill_tokens, len(base + extra) - (len(base) - 1))
+        self.assertEqual(final.usage.cached_prompt_tokens, len(base))
+        self.assertEqual(final.usage.prefill_tokens, len(extra))
         self.assertEqual(self.server.metrics()["xlserve_prefill_tokens_total"] - before, final.usage.prefill_tokens)
         self.assertEqual(tokens, self.cold_ids(base + extra, 16))
 
@@ -167,6 +167,22 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(f2.usage.cached_prompt_tokens, len(p1) + len(t1) - 1)
         self.assertEqual(f2.usage.prefill_tokens, 1 + len(p2))  # last turn's final token + the new turn
         self.assertEqual(t2, self.cold_ids(p1 + t1 + p2, 12))
+
+    def test_unknown_session_runs_fresh_and_says_so_or_fails_when_required(self):
+        p = list(self.server.stub.Tokenize(pb.TokenizeRequest(text=PROMPTS[1])).token_ids)
+        _, _, first, _ = self.generate(prompt_token_ids=p, max_tokens=3, session_id="s-new")
+        self.assertFalse(first.usage.session_resumed)
+        _, _, second, _ = self.generate(prompt_token_ids=p, max_tokens=3, session_id="s-new")
+        self.assertTrue(second.usage.session_resumed)
+        with self.assertRaises(grpc.RpcError) as raised:
+            self.generate(prompt_token_ids=p, max_tokens=3, session_id="s-never", require_session=True)
+        self.assertEqual(raised.exception.code(), grpc.StatusCode.NOT_FOUND)
+        m = self.server.metrics()
+        self.assertGreaterEqual(m["xlserve_sessions_resumed_total"], 1)
+        self.assertGreaterEqual(m["xlserve_sessions_missed_total"], 1)
+        self.assertGreater(m['xlserve_state_store_used_bytes{tier="host"}'], 0)
+        self.assertLessEqual(m['xlserve_state_store_used_bytes{tier="host"}'],
+                             m['xlserve_state_store_capacity_bytes{tier="host"}'])
 
     def test_session_after_a_stop_token_accepted_as_a_draft(self):
         # Messages are decode steps: in a self-speculative step every token but the last is an
@@ -347,7 +363,7 @@ class PreemptionTest(unittest.TestCase):
 
 class ShutdownTest(unittest.TestCase):
     def test_sigterm_drains_running_streams_and_cancels_queued_ones(self):
-        server = ServerProcess("--max-num-seqs", "1", "--shutdown-grace", "60")
+        server = ServerProcess("--max-num-seqs", "1", "--shutdown-grace-s", "60")
         # Long enough (about 4 s on 2 CPU cores) to still run while the checks below happen.
         running = server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[2], max_tokens=600, ignore_eos=True,
                                                           speculation=pb.SPECULATION_MODE_OFF), timeout=120)
@@ -376,7 +392,7 @@ class ShutdownTest(unittest.TestCase):
         self.assertEqual(server.proc.wait(timeout=30), 0)
 
     def test_sigterm_cancels_streams_still_running_after_the_grace_period(self):
-        server = ServerProcess("--shutdown-grace", "0.3")
+        server = ServerProcess("--shutdown-grace-s", "0.3")
         call = server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[0], max_tokens=3000, ignore_eos=True), timeout=120)
         stream = iter(call)
         next(stream)
