@@ -159,10 +159,10 @@ class Backend {
   virtual int64_t FreeDeviceBytes() const { return 0; }
 
   // Start-up warm-up (engine/warm_up.h): whether running each step shape once before serving
-  // pays (tuned GEMM choices, captured graphs), and the call that ends it: shapes first seen
-  // later run with untuned choices instead of being timed inside a live step.
+  // pays (tuned GEMM choices, captured graphs), and whether shapes seen for the first time may
+  // be tuned (timed) — on during warm-up, off after it, so that a live step never stalls on it.
   virtual bool WantsWarmUp() const { return false; }
-  virtual void EndWarmUp() {}
+  virtual void SetShapeTuning(bool allowed) { (void)allowed; }
 
   // Host copies of a slot's state in StateLayout's fp32 format, for tests and tools.
   virtual absl::Status ReadSlot(int slot, std::span<float> out) const = 0;

@@ -70,6 +70,7 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
     if (progress) progress(line);
   };
   Runner run(backend);
+  backend->SetShapeTuning(true);
 
   // The largest passes first: a mixed one (every other sequence verifying, one prefill taking
   // the rest of the budget) and a verify of every sequence with all its logits to the host.
@@ -121,8 +122,7 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
     RETURN_IF_ERROR(run.Reset(max_batch));
   }
 
-  for (int bucket = 1; bucket < 2 * max_batch && bucket <= static_cast<int>(std::bit_ceil(unsigned(max_batch)));
-       bucket *= 2) {
+  for (int bucket = 1; bucket <= static_cast<int>(std::bit_ceil(unsigned(max_batch))); bucket *= 2) {
     const int seqs = std::min(bucket, max_batch);
     say("warm-up: batch " + std::to_string(seqs) + (drafts ? ", decode and verify" : ", decode"));
     for (int i = 0; i < 3; ++i) RETURN_IF_ERROR(run.Step(seqs, 1, false));
@@ -138,7 +138,7 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
     }
     RETURN_IF_ERROR(run.Reset(seqs));
   }
-  backend->EndWarmUp();
+  backend->SetShapeTuning(false);
   return absl::OkStatus();
 }
 

@@ -22,8 +22,9 @@ struct WarmUpOptions {
 // token 0 in slots [0, max_batch): the largest mixed pass and the largest verify pass first
 // (so that later shapes find their buffers in place), then for each power-of-two batch bucket
 // up to max_batch a plain greedy step and, with drafts, a verify of each length 1..1+max_draft
-// with and without a recorded commit, each three times (eager, captured, replayed). Resets the
-// slots and calls Backend::EndWarmUp. `progress` (may be empty) sees one line per stage.
+// with and without a recorded commit, each three times (eager, captured, replayed). Shape
+// tuning is on meanwhile and off afterwards (Backend::SetShapeTuning). Resets the slots.
+// `progress` (may be empty) sees one line per stage.
 absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
                     const std::function<void(const std::string&)>& progress);
 

@@ -331,7 +331,7 @@ class CudaBackend final : public Backend {
     return static_cast<int64_t>(free);
   }
   bool WantsWarmUp() const override { return true; }
-  void EndWarmUp() override { lt_->FreezeTuning(); }
+  void SetShapeTuning(bool allowed) override { lt_->SetTuning(allowed); }
 
   absl::Status Forward(std::span<const SequenceInput> batch, ForwardOutput* out) override {
     const ModelConfig& cfg = weights_->config;

@@ -38,9 +38,10 @@ class LtGemm {
   absl::StatusOr<int> Run(const void* w, int n, int k, const void* x, int cols, float* out, cudaStream_t stream);
   // The most k-slices Run may return for `cols` columns (out must hold that many products).
   static int MaxKSlices(int cols);
-  // From now on a new shape takes the heuristic's first choice, untimed and whole: timing
-  // stalls the stream for tens of milliseconds at the 7B shape, which a live step must not.
-  void FreezeTuning() { frozen_ = true; }
+  // Whether a new shape is timed (the default) or takes the heuristic's first choice, untimed
+  // and whole: timing stalls the stream for tens of milliseconds at the 7B shape, which a live
+  // step must not (the server allows it during warm-up only).
+  void SetTuning(bool allowed) { frozen_ = !allowed; }
 
  private:
   LtGemm() = default;

@@ -63,14 +63,14 @@ class FakeBackend final : public Backend {
   absl::Status RestoreSnapshot(SnapshotRef src, int slot) override;
   absl::Status CopySnapshot(SnapshotRef src, SnapshotRef dst) override;
   bool WantsWarmUp() const override { return options_.wants_warm_up; }
-  void EndWarmUp() override { warm_up_ended = true; }
+  void SetShapeTuning(bool allowed) override { tuning = allowed; }
   absl::Status ReadSlot(int slot, std::span<float> out) const override;
   absl::Status WriteSlot(int slot, std::span<const float> in) override;
 
   // What happened, for the test.
   std::vector<std::vector<Row>> forwards;
   std::vector<Copy> copies;
-  bool warm_up_ended = false;
+  bool tuning = true;  // as the backend's own default
   // Tokens each slot's state has seen (a second record of the state, readable by tests).
   const std::vector<int32_t>& seen(int slot) const { return slots_[slot].seen; }
   // A snapshot buffer's token history; empty when never written.

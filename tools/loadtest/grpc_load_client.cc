@@ -49,6 +49,7 @@ RequestResult GrpcLoadClient::Send(const WorkloadRequest& request, Clock::time_p
   }
   proto.set_max_tokens(request.max_tokens);
   proto.set_ignore_eos(options_.ignore_eos);
+  if (!request.session_id.empty()) proto.set_session_id(request.session_id);
   if (!options_.model.empty()) proto.set_model(options_.model);
   if (options_.temperature) proto.set_temperature(float(*options_.temperature));
 

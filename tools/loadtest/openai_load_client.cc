@@ -94,6 +94,7 @@ std::string OpenAiLoadClient::RequestBody(const WorkloadRequest& request) const 
   if (!options_.model.empty()) body["model"] = options_.model;
   if (options_.temperature) body["temperature"] = *options_.temperature;
   if (options_.ignore_eos) body["ignore_eos"] = true;
+  if (!request.session_id.empty()) body["session_id"] = request.session_id;
   return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

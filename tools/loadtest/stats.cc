@@ -23,6 +23,7 @@ LatencySummary Summarize(std::vector<double> values) {
   s.p50 = Percentile(values, 0.50);
   s.p90 = Percentile(values, 0.90);
   s.p99 = Percentile(values, 0.99);
+  s.max = values.back();
   return s;
 }
 

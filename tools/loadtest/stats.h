@@ -17,7 +17,7 @@ double Percentile(const std::vector<double>& sorted, double q);
 
 struct LatencySummary {
   int count = 0;
-  double mean = 0, p50 = 0, p90 = 0, p99 = 0;
+  double mean = 0, p50 = 0, p90 = 0, p99 = 0, max = 0;
 };
 
 // Summarises `values` (any order; taken by value and sorted).

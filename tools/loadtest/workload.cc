@@ -37,6 +37,10 @@ absl::Status ParseDatasetLine(const std::string& where, const std::string& line,
     }
     out->max_tokens = j["max_tokens"].get<int>();
   }
+  if (j.contains("session_id")) {
+    if (!j["session_id"].is_string()) return absl::InvalidArgumentError(where + ": \"session_id\" must be a string");
+    out->session_id = j["session_id"].get<std::string>();
+  }
   return absl::OkStatus();
 }
 

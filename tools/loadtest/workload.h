@@ -16,6 +16,7 @@ struct WorkloadRequest {
   std::string prompt;
   std::vector<int> prompt_token_ids;
   int max_tokens = 16;
+  std::string session_id;  // continue this session's state (xlserve extension); empty: none
 };
 
 enum class PromptKind { kText, kTokenIds };
@@ -33,8 +34,9 @@ struct WorkloadOptions {
 // each); token-id prompts have exactly prompt_tokens uniform ids.
 absl::StatusOr<std::vector<WorkloadRequest>> GenerateWorkload(const WorkloadOptions& options);
 
-// Reads `path`, one JSON object per line: {"prompt": "text" | [ids...], "max_tokens": n}
-// (max_tokens optional: drawn from `options.max_tokens` instead). Blank lines are skipped.
+// Reads `path`, one JSON object per line: {"prompt": "text" | [ids...], "max_tokens": n,
+// "session_id": "..."} (max_tokens optional: drawn from `options.max_tokens` instead;
+// session_id optional: successive lines of one session are its turns, in file order). Blank lines are skipped.
 // Returns `options.count` requests, cycling through the file when it is shorter; errors name
 // the file and line.
 absl::StatusOr<std::vector<WorkloadRequest>> LoadDatasetWorkload(const std::string& path,

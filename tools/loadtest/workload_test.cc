@@ -118,7 +118,7 @@ TEST_CASE("datasets load text and token-id prompts and cycle to the requested co
   const std::string path = WriteTemp("dataset.jsonl",
                                      "{\"prompt\": \"def f(x):\", \"max_tokens\": 5}\n"
                                      "\n"
-                                     "{\"prompt\": [3, 4, 5]}\n");
+                                     "{\"prompt\": [3, 4, 5], \"session_id\": \"chat-1\"}\n");
   WorkloadOptions options;
   options.count = 5;
   options.max_tokens = LengthDist::Fixed(9);
@@ -129,6 +129,8 @@ TEST_CASE("datasets load text and token-id prompts and cycle to the requested co
   CHECK((*loaded)[0].max_tokens == 5);
   CHECK((*loaded)[1].prompt_token_ids == std::vector<int>{3, 4, 5});
   CHECK((*loaded)[1].max_tokens == 9);
+  CHECK((*loaded)[0].session_id.empty());
+  CHECK((*loaded)[1].session_id == "chat-1");
   CHECK((*loaded)[4].prompt == "def f(x):");
 
   const std::string bad = WriteTemp("bad.jsonl", "{\"prompt\": \"ok\"}\n{\"prompt\": 5}\n");
@@ -137,6 +139,7 @@ TEST_CASE("datasets load text and token-id prompts and cycle to the requested co
   CHECK(std::string(failed.status().message()).find("bad.jsonl:2") != std::string::npos);
   CHECK_FALSE(LoadDatasetWorkload(WriteTemp("notjson.jsonl", "{oops\n"), options).ok());
   CHECK_FALSE(LoadDatasetWorkload(WriteTemp("empty.jsonl", "\n"), options).ok());
+  CHECK_FALSE(LoadDatasetWorkload(WriteTemp("session.jsonl", "{\"prompt\": \"x\", \"session_id\": 7}\n"), options).ok());
   CHECK(LoadDatasetWorkload("/nonexistent/x.jsonl", options).status().code() == absl::StatusCode::kNotFound);
 }
 
