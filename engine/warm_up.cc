@@ -122,6 +122,21 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
     RETURN_IF_ERROR(run.Reset(max_batch));
   }
 
+  // A ladder of pass sizes: a mixed pass (decode rows beside a prompt chunk) has any number of
+  // rows, and takes the choices timed here for the next size up.
+  say("warm-up: pass sizes up to " + std::to_string(options.max_step_tokens) + " rows");
+  for (int rows : {8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512}) {
+    if (rows > options.max_step_tokens) break;
+    run.zeros().assign(std::max<size_t>(run.zeros().size(), rows), 0);
+    SequenceInput in;
+    in.slot = 0;
+    in.tokens = std::span<const int32_t>(run.zeros().data(), rows);
+    in.tokens_only = true;
+    in.mtp_heads = drafts;
+    RETURN_IF_ERROR(run.RunAndCommit(std::span<const SequenceInput>(&in, 1)));
+    RETURN_IF_ERROR(run.Reset(1));
+  }
+
   for (int bucket = 1; bucket <= static_cast<int>(std::bit_ceil(unsigned(max_batch))); bucket *= 2) {
     const int seqs = std::min(bucket, max_batch);
     say("warm-up: batch " + std::to_string(seqs) + (drafts ? ", decode and verify" : ", decode"));

@@ -20,7 +20,8 @@ struct WarmUpOptions {
 
 // Does nothing on backends that do not want it (Backend::WantsWarmUp). Otherwise runs, on
 // token 0 in slots [0, max_batch): the largest mixed pass and the largest verify pass first
-// (so that later shapes find their buffers in place), then for each power-of-two batch bucket
+// (so that later shapes find their buffers in place), one prompt chunk of each size of a ladder
+// up to max_step_tokens (mixed passes borrow the next size's choices), then for each power-of-two batch bucket
 // up to max_batch a plain greedy step and, with drafts, a verify of each length 1..1+max_draft
 // with and without a recorded commit, each three times (eager, captured, replayed). Shape
 // tuning is on meanwhile and off afterwards (Backend::SetShapeTuning). Resets the slots.

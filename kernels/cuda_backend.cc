@@ -599,7 +599,10 @@ class CudaBackend final : public Backend {
     float* store;
     float* commit_factors;  // [deferred count, heads, kCommitFactorStride] when deferred.any_pending
     int num_seqs;
-    DeviceSubset deferred, plain;  // the sequences with and without defer_commit
+    // The sequences with defer_commit, and the others split by length: one token (the step
+    // kernel) or more (chunkwise), so that decode rows beside a prompt chunk keep the step
+    // kernel's cost instead of taking the chunkwise kernel's.
+    DeviceSubset deferred, single, multi;
   };
 
   struct Subset {
@@ -622,7 +625,7 @@ class CudaBackend final : public Backend {
   struct IndexPlan {
     std::vector<int32_t> row_begin = {0}, slots, picked, defer, defer_src, defer_dst;
     std::vector<int> row_offset = {0};  // ForwardOutput::row_offset of these sequences
-    Subset deferred, plain;
+    Subset deferred, single, multi;
 
     int rows() const { return row_begin.back(); }
     // store_row: where a deferred sequence's inputs go; pend_row, pend: the rows of the slot's
@@ -634,7 +637,8 @@ class CudaBackend final : public Backend {
       row_begin.push_back(first + n);
       slots.push_back(s.slot);
       defer.push_back(s.defer_commit ? 1 : 0);
-      (s.defer_commit ? deferred : plain).Add(first, n, s.slot, pend_row, s.defer_commit ? pend : 0);
+      Subset& subset = s.defer_commit ? deferred : n == 1 ? single : multi;
+      subset.Add(first, n, s.slot, pend_row, s.defer_commit ? pend : 0);
       for (int t = 0; s.defer_commit && t < n; ++t) {
         defer_src.push_back(first + t);
         defer_dst.push_back(store_row + t);
@@ -642,8 +646,9 @@ class CudaBackend final : public Backend {
     }
     void AppendTo(std::vector<int32_t>* packed) const {
       for (const auto* v : {&row_begin, &slots, &picked, &defer, &defer_src, &defer_dst, &deferred.begin,
-                            &deferred.end, &deferred.slots, &deferred.pend_begin, &deferred.pend_end, &plain.begin,
-                            &plain.end, &plain.slots, &plain.pend_begin, &plain.pend_end}) {
+                            &deferred.end, &deferred.slots, &deferred.pend_begin, &deferred.pend_end, &single.begin,
+                            &single.end, &single.slots, &single.pend_begin, &single.pend_end, &multi.begin, &multi.end,
+                            &multi.slots, &multi.pend_begin, &multi.pend_end}) {
         packed->insert(packed->end(), v->begin(), v->end());
       }
     }
@@ -661,7 +666,8 @@ class CudaBackend final : public Backend {
       idx.commit_factors = nullptr;
       idx.num_seqs = static_cast<int>(slots.size());
       const int32_t* next = idx.defer_dst + defer_dst.size();
-      for (auto [host, dev] : {std::pair{&deferred, &idx.deferred}, std::pair{&plain, &idx.plain}}) {
+      for (auto [host, dev] :
+           {std::pair{&deferred, &idx.deferred}, std::pair{&single, &idx.single}, std::pair{&multi, &idx.multi}}) {
         const int n = static_cast<int>(host->slots.size());
         *dev = DeviceSubset{next, next + n, next + 2 * n, n, host->max_tokens, next + 3 * n, next + 4 * n,
                             host->any_pending};
@@ -881,15 +887,17 @@ class CudaBackend final : public Backend {
       CUDA_RETURN_IF_ERROR(MlstmVerify(p, idx.deferred.max_tokens, stream_));
       RETURN_IF_ERROR(profiler_.Mark("mlstm verify", stream_));
     }
-    if (idx.plain.count > 0) {
-      MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.plain);
-      if (idx.plain.max_tokens == 1) {
-        CUDA_RETURN_IF_ERROR(MlstmStep(p, stream_));
-        RETURN_IF_ERROR(profiler_.Mark("mlstm step", stream_));
-      } else if (MlstmChunkwiseSupports(p.dqk)) {
+    if (idx.single.count > 0) {
+      MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.single);
+      CUDA_RETURN_IF_ERROR(MlstmStep(p, stream_));
+      RETURN_IF_ERROR(profiler_.Mark("mlstm step", stream_));
+    }
+    if (idx.multi.count > 0) {
+      MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.multi);
+      if (MlstmChunkwiseSupports(p.dqk)) {
         ASSIGN_OR_RETURN(p.chunk_scores, Typed<float>("chunk_scores", size_t(rows) * p.heads * kChunkTokens));
         ASSIGN_OR_RETURN(p.chunk_nm, Typed<float>("chunk_nm", size_t(p.num_seqs) * p.heads * (p.dqk + 1)));
-        CUDA_RETURN_IF_ERROR(MlstmChunkwise(p, idx.plain.max_tokens, stream_));
+        CUDA_RETURN_IF_ERROR(MlstmChunkwise(p, idx.multi.max_tokens, stream_));
         RETURN_IF_ERROR(profiler_.Mark("mlstm chunkwise", stream_));
       } else {
         CUDA_RETURN_IF_ERROR(MlstmRecurrent(p, stream_));

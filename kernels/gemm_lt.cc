@@ -41,8 +41,7 @@ void LtGemm::Destroy(Plan* p) {
   *p = Plan{};
 }
 
-absl::StatusOr<float> LtGemm::Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
-                                      bool timed, Plan* p, cudaStream_t stream) {
+absl::Status LtGemm::Describe(int n, int k, int cols, int slices, Plan* p) {
   p->k_slices = slices;
   const int ks = k / slices;
   // Column-major view: D [n, cols] = op(A) B with A = w as k x n (transposed), B = x as k x cols;
@@ -69,6 +68,23 @@ absl::StatusOr<float> LtGemm::Prepare(const void* w, int n, int k, const void* x
     CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutSetAttribute(p->c, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET,
                                                             &c_stride, sizeof(c_stride)));
   }
+  return absl::OkStatus();
+}
+
+bool LtGemm::Borrow(const Plan& donor, int n, int k, int cols, Plan* p) {
+  if (!Describe(n, k, cols, donor.k_slices, p).ok()) return false;
+  cublasLtMatmulHeuristicResult_t check{};
+  if (cublasLtMatmulAlgoCheck(handle_, p->desc, p->a, p->b, p->c, p->c, &donor.algo, &check) != CUBLAS_STATUS_SUCCESS ||
+      check.workspaceSize > kWorkspaceBytes) {
+    return false;
+  }
+  p->algo = donor.algo;
+  return true;
+}
+
+absl::StatusOr<float> LtGemm::Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
+                                      bool timed, Plan* p, cudaStream_t stream) {
+  RETURN_IF_ERROR(Describe(n, k, cols, slices, p));
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
   const size_t ws = kWorkspaceBytes;
@@ -118,8 +134,17 @@ int LtGemm::MaxKSlices(int cols) { return cols <= kTunedMaxCols ? 2 : 1; }
 
 absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
                                               cudaStream_t stream) {
-  auto it = plans_.find({n, k, cols});
+  const auto key = std::make_tuple(n, k, cols);
+  auto it = plans_.find(key);
   if (it != plans_.end()) return &it->second;
+  if (frozen_) {
+    auto donor = timed_.lower_bound(key);
+    if (donor != timed_.end() && std::get<0>(*donor) == n && std::get<1>(*donor) == k) {
+      Plan borrowed;
+      if (Borrow(plans_.at(*donor), n, k, cols, &borrowed)) return &plans_.emplace(key, borrowed).first->second;
+      Destroy(&borrowed);
+    }
+  }
   const bool timed = !frozen_ && cols <= kTunedMaxCols;
   Plan whole;
   absl::StatusOr<float> whole_ms = Prepare(w, n, k, x, cols, out, 1, timed, &whole, stream);
@@ -138,7 +163,8 @@ absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const
       Destroy(&sliced);
     }
   }
-  return &plans_.emplace(std::make_tuple(n, k, cols), whole).first->second;
+  if (timed) timed_.insert(key);
+  return &plans_.emplace(key, whole).first->second;
 }
 
 absl::StatusOr<int> LtGemm::Run(const void* w, int n, int k, const void* x, int cols, float* out,

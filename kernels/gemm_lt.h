@@ -17,6 +17,7 @@
 #include <cuda_runtime_api.h>
 
 #include <map>
+#include <set>
 #include <memory>
 #include <tuple>
 
@@ -38,9 +39,11 @@ class LtGemm {
   absl::StatusOr<int> Run(const void* w, int n, int k, const void* x, int cols, float* out, cudaStream_t stream);
   // The most k-slices Run may return for `cols` columns (out must hold that many products).
   static int MaxKSlices(int cols);
-  // Whether a new shape is timed (the default) or takes the heuristic's first choice, untimed
-  // and whole: timing stalls the stream for tens of milliseconds at the 7B shape, which a live
-  // step must not (the server allows it during warm-up only).
+  // Whether a new shape is timed (the default) or not: timing stalls the stream for tens of
+  // milliseconds at the 7B shape, which a live step must not (the server times shapes during
+  // warm-up only). An untimed shape takes the choice timed for the nearest larger column count
+  // of the same weights when cuBLASLt accepts it there (warm-up times a ladder of row counts),
+  // else the heuristic's first choice.
   void SetTuning(bool allowed) { frozen_ = !allowed; }
 
  private:
@@ -51,6 +54,10 @@ class LtGemm {
     cublasLtMatmulAlgo_t algo{};
     int k_slices = 1;
   };
+  // The descriptor and layouts of `slices` k-slices of the shape into p.
+  absl::Status Describe(int n, int k, int cols, int slices, Plan* p);
+  // A plan for the shape with `donor`'s algorithm and slicing, if cuBLASLt accepts it there.
+  bool Borrow(const Plan& donor, int n, int k, int cols, Plan* p);
   // The layouts of `slices` k-slices of the shape into p, and its fastest algorithm (timed when
   // `timed`) with its time in ms (infinity when untimed).
   absl::StatusOr<float> Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
@@ -62,6 +69,7 @@ class LtGemm {
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   std::map<std::tuple<int, int, int>, Plan> plans_;  // (n, k, cols)
+  std::set<std::tuple<int, int, int>> timed_;        // the plans chosen by timing
   bool frozen_ = false;
 };
 

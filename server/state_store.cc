@@ -9,6 +9,8 @@ namespace {
 
 constexpr int kDevice = static_cast<int>(SnapshotTier::kDevice);
 constexpr int kHost = static_cast<int>(SnapshotTier::kHost);
+// Device buffers kept free ahead of need (at most an eighth of the tier).
+constexpr int kSpillAhead = 8;
 
 }  // namespace
 
@@ -25,7 +27,7 @@ absl::Status StateStore::Init() {
   for (int t : {kDevice, kHost}) {
     capacity_[t] = static_cast<int>(std::min<int64_t>(limits[t] / bytes, 1 << 30));
     free_[t].clear();
-    for (int i = capacity_[t] - 1; i >= 0; --i) free_[t].push_back(i);
+    for (int i = 0; i < capacity_[t]; ++i) free_[t].push_back(i);
     stats_.capacity_bytes[t] = capacity_[t] * bytes;
   }
   return backend_->AllocateSnapshots(capacity_[kDevice], capacity_[kHost]);
@@ -102,8 +104,8 @@ absl::Status StateStore::Demote(int64_t id) {
     Drop(id, true);
     return absl::OkStatus();
   }
-  const SnapshotRef to{SnapshotTier::kHost, free_[kHost].back()};
-  free_[kHost].pop_back();
+  const SnapshotRef to{SnapshotTier::kHost, free_[kHost].front()};
+  free_[kHost].pop_front();
   RETURN_IF_ERROR(backend_->CopySnapshot(e.ref, to));
   Index(id, e, false);
   free_[kDevice].push_back(e.ref.index);
@@ -129,8 +131,15 @@ absl::StatusOr<SnapshotRef> StateStore::Allocate(Kind kind, double worth) {
       }
     }
     if (!free_[t].empty()) {
-      const int index = free_[t].back();
-      free_[t].pop_back();
+      const int index = free_[t].front();
+      free_[t].pop_front();
+      if (t == kDevice) {
+        // Spill early: the buffers freed now are the ones reused kSpillAhead saves later.
+        const int ahead = std::min(kSpillAhead, capacity_[kDevice] / 8);
+        while (static_cast<int>(free_[kDevice].size()) < ahead && !victims_[kDevice].empty() && capacity_[kHost] > 0) {
+          RETURN_IF_ERROR(Demote(std::get<3>(*victims_[kDevice].begin())));
+        }
+      }
       return SnapshotRef{static_cast<SnapshotTier>(t), index};
     }
   }

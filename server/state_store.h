@@ -10,10 +10,13 @@
 // tokens) plus an inflation that rises to the worth of each evicted entry, so what has not been
 // used for a while loses to what saves more; prefix entries go before sessions, and preempted
 // sequences are never evicted. Every copy is the backend's asynchronous kind: the caller never
-// waits for one. Not thread-safe: the scheduler thread owns it.
+// waits for one, and the device tier keeps a few buffers free ahead of need (spilling early),
+// so that a new snapshot never has to wait on the GPU for a spill out of its buffer either.
+// Not thread-safe: the scheduler thread owns it.
 #pragma once
 
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -129,7 +132,9 @@ class StateStore {
   std::function<Clock::time_point()> now_;
   PrefixTree tree_;
   int capacity_[2] = {0, 0};
-  std::vector<int> free_[2];
+  // Free buffers, oldest first: a buffer whose entry just moved to host is reused last, by
+  // which time the asynchronous copy out of it has long finished.
+  std::deque<int> free_[2];
   std::set<VictimKey> victims_[2];  // evictable entries by tier
   std::unordered_map<int64_t, Entry> entries_;
   std::map<std::string, int64_t> sessions_;

@@ -159,6 +159,32 @@ TEST_CASE("a full device tier spills its cheapest entry to the host tier, and re
   CHECK(f.store->stats().restores[1] == 1);
 }
 
+TEST_CASE("the device tier spills ahead of need, so a save never lands in a buffer still being copied out") {
+  Fixture f(16, 32);
+  for (int i = 0; i < 40; ++i) {
+    f.Prefill(Cat({static_cast<int32_t>(i)}, Range(10, 15 + i % 7)));
+    if (i >= 16) CHECK(f.store->stats().used_bytes[0] <= 14 * kMiB);  // two kept free
+  }
+  CHECK(f.store->stats().spills >= 40 - 16);
+  // A buffer a spill copies out of is written again only after at least two other saves.
+  const auto& copies = f.backend.copies;
+  int checked = 0;
+  for (size_t i = 0; i < copies.size(); ++i) {
+    if (copies[i].kind != FakeBackend::Copy::kMove) continue;
+    int saves_between = 0;
+    for (size_t j = i + 1; j < copies.size(); ++j) {
+      if (copies[j].kind != FakeBackend::Copy::kSave) continue;
+      if (copies[j].to == copies[i].from) {
+        CHECK(saves_between >= 2);
+        ++checked;
+        break;
+      }
+      ++saves_between;
+    }
+  }
+  CHECK(checked > 10);
+}
+
 TEST_CASE("eviction keeps what saves the most prefill, drops sessions last, never preempted states") {
   Fixture f(0, 3);
   const std::vector<int32_t> small = Range(0, 4), big = Range(10, 40);

@@ -119,15 +119,19 @@ def run_mode(xl, model, work, name, extra, data):
     p = lambda s: os.path.join(work, f"{name}-{s}.json")
     try:
         common = ["--prompt-tokens", 128, "--max-tokens", 128]
-        res["c1"] = loadtest(xl, server, p("c1"), "--concurrency", 1, "--num-requests", 12, "--warmup", 2, *common)
-        res["c32"] = loadtest(xl, server, p("c32"), "--concurrency", 32, "--num-requests", 192, "--warmup", 32, *common)
-        res["c64"] = loadtest(xl, server, p("c64"), "--concurrency", 64, "--num-requests", 320, "--warmup", 64, *common)
+        # A seed per run: no run's prompts repeat another's (the cache would serve them).
+        res["c1"] = loadtest(xl, server, p("c1"), "--concurrency", 1, "--num-requests", 12, "--warmup", 2, "--seed", 1,
+                             *common)
+        res["c32"] = loadtest(xl, server, p("c32"), "--concurrency", 32, "--num-requests", 192, "--warmup", 32,
+                              "--seed", 2, *common)
+        res["c64"] = loadtest(xl, server, p("c64"), "--concurrency", 64, "--num-requests", 320, "--warmup", 64,
+                              "--seed", 3, *common)
         streams = ["--concurrency", 31, "--num-requests", 62, "--warmup", 0, "--prompt-tokens", 128, "--max-tokens", 256]
-        res["long_base"] = loadtest(xl, server, p("long-base"), *streams)
-        bg = loadtest(xl, server, p("long-mixed"), *streams, background=True)
+        res["long_base"] = loadtest(xl, server, p("long-base"), *streams, "--seed", 4)
+        bg = loadtest(xl, server, p("long-mixed"), *streams, "--seed", 5, background=True)
         time.sleep(1.0)
         loadtest(xl, server, p("long-prompts"), "--concurrency", 1, "--num-requests", 6, "--prompt-tokens", 2048,
-                 "--max-tokens", 4, "--seed", 5)
+                 "--max-tokens", 4, "--seed", 6)
         bg.wait(timeout=600)
         with open(p("long-mixed")) as f:
             res["long_mixed"] = json.load(f)
@@ -190,6 +194,9 @@ def table(engine, on, off):
                            f"{0.85 * r['batch'] / r['step_ms'] * 1e3:.0f} tok/s is 0.85 of it")
             if r["kind"] == "prefill":
                 out.append(f"  TTFT({r['prompt_tokens']}): {r['ttft_ms']:.1f} ms")
+            if r["kind"] == "mixed":
+                out.append(f"  mixed B={r['batch']} ({r['batch'] - 1} decode rows + {r['chunk']} prompt tokens): "
+                           f"{r['step_ms']:.2f} ms, {r['cost_ratio']:.2f} x a plain step")
     return "\n".join(out)
 
 
@@ -217,8 +224,10 @@ def main():
     engine = None
     if not args.no_bench:
         bench_json = os.path.join(args.work, "bench.json")
-        subprocess.run([args.xlserve, "bench", "--shape", "7b", "--batch-sizes", "1,32,64", "--json", bench_json],
-                       check=True, stdout=subprocess.DEVNULL, timeout=900)
+        bench = subprocess.run([args.xlserve, "bench", "--shape", "7b", "--batch-sizes", "1,32,64", "--json", bench_json],
+                               check=True, stdout=subprocess.PIPE, text=True, timeout=900)
+        with open(os.path.join(args.work, "bench.txt"), "w") as f:
+            f.write(bench.stdout)
         with open(bench_json) as f:
             engine = json.load(f)
     on = run_mode(args.xlserve, model, args.work, "on", [], data)

@@ -1,5 +1,6 @@
 #include "tools/bench/shape_bench.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -96,6 +97,22 @@ absl::StatusOr<StepTiming> MeasureDecode(Backend* backend, int batch, int steps)
     seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[i], 1), false};
     seqs[i].tokens_only = true;
   }
+  return TimeStep(backend, [&] { return backend->Forward(seqs, &out); }, 3, steps);
+}
+
+// A serving step that admits a prompt while others decode: `batch - 1` greedy decode rows and
+// one prompt chunk of `chunk` tokens, in one pass (the tokens come back, not the logits).
+absl::StatusOr<StepTiming> MeasureMixed(Backend* backend, int batch, int chunk, int steps) {
+  RETURN_IF_ERROR(backend->AllocateSlots(batch));
+  std::vector<int32_t> tokens(batch - 1 + chunk);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = 3 + int(i);
+  std::vector<SequenceInput> seqs(batch);
+  for (int i = 0; i < batch; ++i) {
+    const bool prompt = i == batch - 1;
+    seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[i], prompt ? chunk : 1), false};
+    seqs[i].tokens_only = true;
+  }
+  ForwardOutput out;
   return TimeStep(backend, [&] { return backend->Forward(seqs, &out); }, 3, steps);
 }
 
@@ -258,6 +275,42 @@ absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights>
         }
         *table += "\n";
       }
+    }
+    std::snprintf(line, sizeof(line),
+                  "\nmixed serving steps, %s state: batch - 1 decode rows + one prompt chunk in one pass, vs a plain "
+                  "step\n%6s %9s %20s %20s   %s\n",
+                  state == DType::kF32 ? "fp32" : "bf16", "batch", "plain ms", "chunk 64 ms (ratio)",
+                  "chunk 128 ms (ratio)", "largest stages of the 128 step");
+    *table += line;
+    for (int batch : options.batch_sizes) {
+      if (batch < 2) continue;
+      const double plain = plain_step_ms[batch];
+      std::string cells;
+      std::string top;
+      for (int chunk : {64, 128}) {
+        ASSIGN_OR_RETURN(const StepTiming m, MeasureMixed(backend.get(), batch, chunk, std::max(3, options.steps / 2)));
+        std::snprintf(line, sizeof(line), " %11.2f (%5.2fx)", m.step_ms, m.step_ms / plain);
+        cells += line;
+        if (chunk == 128) {
+          std::vector<std::pair<double, std::string>> stages;
+          for (const auto& [name, ms] : m.stages.items()) stages.push_back({ms.get<double>(), name});
+          std::sort(stages.rbegin(), stages.rend());
+          for (size_t i = 0; i < std::min<size_t>(3, stages.size()); ++i) {
+            std::snprintf(line, sizeof(line), "%s%s %.2f ms", i ? ", " : "", stages[i].second.c_str(), stages[i].first);
+            top += line;
+          }
+        }
+        rows.push_back({{"kind", "mixed"},
+                        {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                        {"batch", batch},
+                        {"chunk", chunk},
+                        {"step_ms", m.step_ms},
+                        {"plain_step_ms", plain},
+                        {"cost_ratio", m.step_ms / plain},
+                        {"stage_ms", m.stages}});
+      }
+      std::snprintf(line, sizeof(line), "%6d %9.2f%s   %s\n", batch, plain, cells.c_str(), top.c_str());
+      *table += line;
     }
     std::snprintf(line, sizeof(line),
                   "\nprefill, batch 1, %s state: time to first token vs the tensor-core roofline (%.0f TFLOP/s "
