@@ -212,6 +212,8 @@ def main():
     ap.add_argument("--no-bench", action="store_true", help="skip the engine's own figures")
     ap.add_argument("--model", default="", help="serve this checkpoint instead of writing the random 7B one")
     ap.add_argument("--device", default="cuda", help="cpu: a smoke run of this script on a small --model")
+    ap.add_argument("--session-test", default="",
+                    help="tests/gpu:cuda_session_test binary: also check resumed turns' logits on the 7B checkpoint")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     DEVICE = args.device
@@ -221,6 +223,11 @@ def main():
     with open(os.path.join(model, "config.json")) as f:
         VOCAB = json.load(f)["vocab_size"]
     data = write_datasets(args.work)
+    session_check = ""
+    if args.session_test:
+        check = subprocess.run([args.session_test, "[.7b]"], env=dict(os.environ, XLSERVE_7B_MODEL=model),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+        session_check = "\n".join(l for l in check.stdout.splitlines() if "7B" in l or "passed" in l or "FAILED" in l)
     engine = None
     if not args.no_bench:
         bench_json = os.path.join(args.work, "bench.json")
@@ -233,7 +240,7 @@ def main():
     on = run_mode(args.xlserve, model, args.work, "on", [], data)
     off = run_mode(args.xlserve, model, args.work, "off",
                    ["--state-cache-gpu-mb", "0", "--state-cache-host-mb", "0", "--max-sessions", "0"], data)
-    text = table(engine, on, off)
+    text = table(engine, on, off) + ("\nsession logits check (7B): " + session_check if session_check else "")
     print(text, flush=True)
     if args.json:
         with open(args.json, "w") as f:

@@ -56,6 +56,10 @@ RequestResult GrpcLoadClient::Send(const WorkloadRequest& request, Clock::time_p
   auto stub = v1::XlServe::NewStub(channels_[next_channel_++ % channels_.size()]);
   grpc::ClientContext context;
   context.set_deadline(ToSystemClock(deadline));
+  // A channel between connection attempts fails requests at once ("failed to connect to all
+  // addresses"), which measures the client's reconnect backoff, not the server; waiting for it
+  // stays bounded by the request's deadline.
+  context.set_wait_for_ready(true);
   RequestResult result;
   result.sent = Clock::now();
   auto reader = stub->Generate(&context, proto);
