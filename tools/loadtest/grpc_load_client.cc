@@ -38,6 +38,11 @@ GrpcLoadClient::GrpcLoadClient(std::string target, RequestOptions options)
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // a connection of its own per channel
     channels_.push_back(grpc::CreateCustomChannel(target_, grpc::InsecureChannelCredentials(), args));
   }
+  // Connect before the run (all channels at once, bounded), so that connection set-up stays out
+  // of the first requests' times.
+  for (auto& channel : channels_) channel->GetState(/*try_to_connect=*/true);
+  const auto until = std::chrono::system_clock::now() + std::chrono::seconds(3);
+  for (auto& channel : channels_) connected_.push_back(channel->WaitForConnected(until));
 }
 
 RequestResult GrpcLoadClient::Send(const WorkloadRequest& request, Clock::time_point deadline) {
@@ -53,13 +58,15 @@ RequestResult GrpcLoadClient::Send(const WorkloadRequest& request, Clock::time_p
   if (!options_.model.empty()) proto.set_model(options_.model);
   if (options_.temperature) proto.set_temperature(float(*options_.temperature));
 
-  auto stub = v1::XlServe::NewStub(channels_[next_channel_++ % channels_.size()]);
+  const size_t ch = next_channel_++ % channels_.size();
+  auto stub = v1::XlServe::NewStub(channels_[ch]);
   grpc::ClientContext context;
   context.set_deadline(ToSystemClock(deadline));
   // A channel between connection attempts fails requests at once ("failed to connect to all
-  // addresses"), which measures the client's reconnect backoff, not the server; waiting for it
-  // stays bounded by the request's deadline.
-  context.set_wait_for_ready(true);
+  // addresses"), which would measure the client's reconnect backoff, not the server: requests
+  // on a channel that has connected wait for it, within their deadline. A server that never
+  // answered is reported UNAVAILABLE at once.
+  context.set_wait_for_ready(connected_[ch]);
   RequestResult result;
   result.sent = Clock::now();
   auto reader = stub->Generate(&context, proto);

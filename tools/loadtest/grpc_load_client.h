@@ -30,6 +30,7 @@ class GrpcLoadClient : public LoadClient {
   // Several connections: one HTTP/2 connection caps concurrent streams (100 by default), and
   // one TCP stream would serialise all responses.
   std::vector<std::shared_ptr<grpc::Channel>> channels_;
+  std::vector<bool> connected_;  // connected once before the run: its requests wait for it
   std::atomic<size_t> next_channel_{0};
 };
 
