@@ -1,7 +1,7 @@
 // Sessions through the scheduler on the CUDA backend: a conversation continued from its kept
 // state gives what resending the whole history to a server without a state cache gives —
-// identical greedy tokens on the shipped model with an fp32 state, and first-token
-// log-probabilities within the bf16 state's bound at the 7B shape ([.7b], hidden: run with the
+// identical greedy tokens on the shipped model with an fp32 state, and at the 7B shape first-token
+// log-probabilities as close to an fp32 state's as re-prefilling with a bf16 state gets ([.7b], hidden: run with the
 // directory of a random xLSTM-7b checkpoint in XLSERVE_7B_MODEL, as tools/bench/serve_7b.py
 // does). Tagged "gpu".
 #include <catch2/catch.hpp>
@@ -96,10 +96,10 @@ double FirstTokenLogprobDiff(const Turn& a, const Turn& b) {
   return worst;
 }
 
-// Runs `turns` turns as a session on `cached` and as whole histories on `cold`; returns the
-// largest first-token log-probability difference, and checks the resumed turns' accounting.
-double CompareSession(Served& cached, Served& cold, int turns, int prompt_tokens, int max_tokens, int vocab,
-                      bool tokens_identical) {
+// Runs `turns` turns as a session on `cached` and as whole histories on `cold`; checks the
+// tokens are identical and the resumed turns' accounting; returns the largest first-token
+// log-probability difference.
+double CompareSession(Served& cached, Served& cold, int turns, int prompt_tokens, int max_tokens, int vocab) {
   std::vector<int32_t> history;
   double worst = 0;
   for (int t = 0; t < turns; ++t) {
@@ -109,7 +109,7 @@ double CompareSession(Served& cached, Served& cold, int turns, int prompt_tokens
     const Turn whole = cold.Run(history, max_tokens, "");
     CHECK(resumed.usage.session_resumed == (t > 0));
     if (t > 0) CHECK(resumed.usage.prefill_tokens == prompt_tokens + 1);
-    if (tokens_identical) CHECK(resumed.tokens == whole.tokens);
+    CHECK(resumed.tokens == whole.tokens);
     worst = std::max(worst, FirstTokenLogprobDiff(resumed, whole));
     history.insert(history.end(), resumed.tokens.begin(), resumed.tokens.end());
   }
@@ -120,23 +120,40 @@ TEST_CASE("shipped model on the GPU: a session continues exactly like resending 
   auto weights = LoadModelWeights("models/xlstm-code-mtp");
   REQUIRE(weights.ok());
   Served cached(*weights, DType::kF32, true), cold(*weights, DType::kF32, false);
-  const double worst = CompareSession(cached, cold, 5, 40, 16, (*weights)->config.vocab_size, true);
+  const double worst = CompareSession(cached, cold, 5, 40, 16, (*weights)->config.vocab_size);
   // Same maths in fp32; the prefill's chunks split at other places (turn boundaries).
   CHECK(worst < 1e-3);
   std::printf("shipped model, fp32 state: first-token logprob max |diff| %.2e\n", worst);
 }
 
-TEST_CASE("7B: a resumed turn's first token is within the bf16 state's bound of re-prefilling", "[.7b]") {
+TEST_CASE("7B: a resumed turn's first token is as close to the fp32 truth as re-prefilling is", "[.7b]") {
   const char* dir = std::getenv("XLSERVE_7B_MODEL");
   REQUIRE(dir != nullptr);
   auto weights = LoadModelWeights(dir);
   REQUIRE(weights.ok());
-  Served cached(*weights, DType::kBF16, true), cold(*weights, DType::kBF16, false);
-  const double worst = CompareSession(cached, cold, 10, 64, 8, (*weights)->config.vocab_size, false);
-  // A bf16 state is rounded after every pass, so where a turn boundary splits the prefill the
-  // two paths round at different points: ~1e-2 relative per rounding on the logits.
-  CHECK(worst < 5e-2);
-  std::printf("7B, bf16 state: first-token logprob max |diff| over 10 turns %.3e\n", worst);
+  const int vocab = (*weights)->config.vocab_size;
+  Served cached(*weights, DType::kBF16, true), cold(*weights, DType::kBF16, false), exact(*weights, DType::kF32, false);
+  // The bf16 state's bound, measured: how far re-prefilling the history with a bf16 state lands
+  // from doing it with an fp32 one. A resumed turn rounds its state at every turn boundary as
+  // well (up to 10 roundings where re-prefilling rounds at every 512-token chunk, 2 here), so
+  // it may land up to sqrt(10 / 2) ~ 2.2 times as far; 3 leaves room for noise.
+  std::vector<int32_t> history;
+  double resumed_err = 0, cold_err = 0;
+  for (int t = 0; t < 10; ++t) {
+    const std::vector<int32_t> prompt = Ids(64, t, vocab);
+    const Turn resumed = cached.Run(prompt, 8, "conversation");
+    history.insert(history.end(), prompt.begin(), prompt.end());
+    const Turn reprefilled = cold.Run(history, 8, "");
+    const Turn truth = exact.Run(history, 8, "");
+    CHECK(resumed.usage.session_resumed == (t > 0));
+    resumed_err = std::max(resumed_err, FirstTokenLogprobDiff(resumed, truth));
+    cold_err = std::max(cold_err, FirstTokenLogprobDiff(reprefilled, truth));
+    std::printf("7B turn %d: first-token logprob max |diff| vs the fp32 state: resumed %.3e, re-prefilled %.3e\n", t,
+                FirstTokenLogprobDiff(resumed, truth), FirstTokenLogprobDiff(reprefilled, truth));
+    history.insert(history.end(), resumed.tokens.begin(), resumed.tokens.end());
+  }
+  std::printf("7B, bf16 state, 10 turns: resumed %.3e, re-prefilled %.3e (the bound)\n", resumed_err, cold_err);
+  CHECK(resumed_err <= 3 * cold_err);
 }
 
 }  // namespace
