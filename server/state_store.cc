@@ -146,6 +146,18 @@ absl::StatusOr<SnapshotRef> StateStore::Allocate(Kind kind, double worth) {
   return absl::ResourceExhaustedError("the state store has no buffer to spare");
 }
 
+absl::StatusOr<std::optional<StateStore::Entry>> StateStore::Capture(Kind kind, double tokens, int slot) {
+  absl::StatusOr<SnapshotRef> ref = Allocate(kind, inflation_ + tokens);
+  if (!ref.ok()) return std::optional<Entry>();
+  RETURN_IF_ERROR(backend_->SaveSnapshot(slot, *ref));
+  Entry e;
+  e.kind = kind;
+  e.ref = *ref;
+  e.tokens = tokens;
+  e.worth = inflation_ + tokens;
+  return std::optional<Entry>(std::move(e));
+}
+
 absl::StatusOr<StateStore::PromptPlan> StateStore::BeginPrompt(std::span<const int32_t> prompt, bool heads,
                                                                int slot) {
   PromptPlan plan;
@@ -174,19 +186,12 @@ absl::Status StateStore::SavePrefix(std::span<const int32_t> prefix, bool heads,
     Touch(node->entry[heads ? 1 : 0]);
     return absl::OkStatus();
   }
-  const double tokens = static_cast<double>(prefix.size());
-  absl::StatusOr<SnapshotRef> ref = Allocate(Kind::kPrefix, inflation_ + tokens);
-  if (!ref.ok()) return absl::OkStatus();  // everything kept is worth more: not cached
-  // (Allocate drops entries, never tree nodes: `node` is still valid.)
-  RETURN_IF_ERROR(backend_->SaveSnapshot(slot, *ref));
-  Entry e;
-  e.kind = Kind::kPrefix;
-  e.ref = *ref;
-  e.tokens = tokens;
-  e.worth = inflation_ + tokens;
-  e.node = node;
-  e.heads = heads;
-  node->entry[heads ? 1 : 0] = Add(std::move(e));
+  ASSIGN_OR_RETURN(std::optional<Entry> e, Capture(Kind::kPrefix, static_cast<double>(prefix.size()), slot));
+  if (!e) return absl::OkStatus();  // everything kept is worth more: not cached
+  // (Making room drops entries, never tree nodes: `node` is still valid.)
+  e->node = node;
+  e->heads = heads;
+  node->entry[heads ? 1 : 0] = Add(std::move(*e));
   return absl::OkStatus();
 }
 
@@ -214,19 +219,12 @@ absl::StatusOr<std::optional<StateStore::Session>> StateStore::RestoreSession(co
 
 absl::Status StateStore::SaveSession(const std::string& id, const Session& session, int slot) {
   if (!enabled() || options_.max_sessions <= 0) return absl::OkStatus();
-  const double tokens = session.history_tokens;
-  absl::StatusOr<SnapshotRef> ref = Allocate(Kind::kSession, inflation_ + tokens);
-  if (!ref.ok()) return absl::OkStatus();  // the store is full of preempted sequences
-  RETURN_IF_ERROR(backend_->SaveSnapshot(slot, *ref));
+  ASSIGN_OR_RETURN(std::optional<Entry> e, Capture(Kind::kSession, session.history_tokens, slot));
+  if (!e) return absl::OkStatus();  // the store is full of preempted sequences
   if (auto old = sessions_.find(id); old != sessions_.end()) Drop(old->second, false);
-  Entry e;
-  e.kind = Kind::kSession;
-  e.ref = *ref;
-  e.tokens = tokens;
-  e.worth = inflation_ + tokens;
-  e.session_id = id;
-  e.session = session;
-  sessions_[id] = Add(std::move(e));
+  e->session_id = id;
+  e->session = session;
+  sessions_[id] = Add(std::move(*e));
   if (static_cast<int>(sessions_.size()) > options_.max_sessions) {
     auto oldest = std::min_element(sessions_.begin(), sessions_.end(), [&](const auto& a, const auto& b) {
       return entries_.at(a.second).last_used < entries_.at(b.second).last_used;
@@ -237,12 +235,9 @@ absl::Status StateStore::SaveSession(const std::string& id, const Session& sessi
 }
 
 absl::StatusOr<int64_t> StateStore::SaveSwapped(int slot) {
-  ASSIGN_OR_RETURN(const SnapshotRef ref, Allocate(Kind::kSwapped, 0));
-  RETURN_IF_ERROR(backend_->SaveSnapshot(slot, ref));
-  Entry e;
-  e.kind = Kind::kSwapped;
-  e.ref = ref;
-  return Add(std::move(e));
+  ASSIGN_OR_RETURN(std::optional<Entry> e, Capture(Kind::kSwapped, 0, slot));
+  if (!e) return absl::ResourceExhaustedError("the state store has no buffer to spare");
+  return Add(std::move(*e));
 }
 
 absl::Status StateStore::RestoreSwapped(int64_t id, int slot) {

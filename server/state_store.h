@@ -118,6 +118,9 @@ class StateStore {
 
   // A buffer for a new entry of `kind` (evicting or spilling others), or RESOURCE_EXHAUSTED.
   absl::StatusOr<SnapshotRef> Allocate(Kind kind, double worth);
+  // A new entry of `kind` saving `tokens` of prefill, holding the state of `slot`; nullopt when
+  // nothing may make room for it.
+  absl::StatusOr<std::optional<Entry>> Capture(Kind kind, double tokens, int slot);
   // Frees the device buffer held by `id`: moves it to the host tier when that keeps it, else
   // drops it.
   absl::Status Demote(int64_t id);
