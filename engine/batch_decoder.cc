@@ -10,6 +10,15 @@
 #include "engine/util/status_macros.h"
 
 namespace xlserve {
+namespace {
+
+// Weight of the latest step in the running acceptance per draft position: recent steps
+// dominate after ~10, so the estimate follows text that turns easy or hard to draft.
+constexpr double kKeptWeight = 0.1;
+// Plain steps must beat the best draft length by this much before speculation is given up.
+constexpr double kLeaveSpeculationGain = 1.02;
+
+}  // namespace
 
 struct BatchDecoder::Sequence {
   Sequence(int slot_in, const GenerationRequest& request_in, Sampler sampler_in,
@@ -34,6 +43,8 @@ struct BatchDecoder::Sequence {
   bool ended_on_draft = false;  // finished on an accepted draft: commit stops short of it
   std::vector<int32_t> drafts;
   std::vector<std::vector<float>> q;  // draft distributions (sampling only)
+  // Per draft position j, how often draft j was kept when drafts 1..j-1 were (a running mean).
+  std::vector<double> kept = std::vector<double>(max_draft, 0.5);
   std::vector<int32_t> inputs;        // this step's tokens
   int k = 0;                          // this step's draft length
   // Plain greedy without logits for the callback: decoded from the backend's argmax alone.
@@ -170,6 +181,7 @@ absl::StatusOr<int> BatchDecoder::Accept(Sequence& seq, const ForwardOutput& out
       ASSIGN_OR_RETURN(const int32_t target, seq.Next(out, first_row + j));
       if (target != draft) {
         next = target;
+        seq.kept[j] -= kKeptWeight * seq.kept[j];
         break;
       }
     } else {
@@ -179,10 +191,12 @@ absl::StatusOr<int> BatchDecoder::Accept(Sequence& seq, const ForwardOutput& out
       ASSIGN_OR_RETURN(const DraftVerdict verdict, JudgeSampledDraft(p, seq.q[j], draft, u, u_resample));
       if (!verdict.accepted) {
         next = verdict.replacement;
+        seq.kept[j] -= kKeptWeight * seq.kept[j];
         break;
       }
     }
     ++accepted;
+    seq.kept[j] += kKeptWeight * (1 - seq.kept[j]);
     if (seq.Emit(draft, seq.CallbackLogits(out, first_row + j))) {
       seq.ended_on_draft = true;
       return accepted;
@@ -192,14 +206,67 @@ absl::StatusOr<int> BatchDecoder::Accept(Sequence& seq, const ForwardOutput& out
   return accepted;
 }
 
+
+bool BatchDecoder::SharedEligible(const Sequence& s) {
+  return s.max_draft > 0 && s.sampler.greedy() && s.request.speculation == SpeculationMode::kAuto;
+}
+
+std::optional<int> BatchDecoder::SharedDraftLength(const std::vector<Sequence*>& active) const {
+  if (costs_.empty()) return std::nullopt;
+  const int batch = static_cast<int>(active.size());
+  const std::optional<double> plain = costs_.Plain(batch);
+  if (!plain) return std::nullopt;
+  std::vector<const Sequence*> group;
+  int most = 1 << 30;
+  for (const Sequence* s : active) {
+    if (!SharedEligible(*s)) continue;
+    group.push_back(s);
+    most = std::min(most, s->max_draft);
+  }
+  if (group.empty()) return std::nullopt;
+  int best = 0;
+  double best_rate = 0;
+  for (int k = 1; k <= most; ++k) {
+    const std::optional<double> seconds = costs_.Verify(batch, 1 + k);
+    if (!seconds) continue;
+    double tokens = 0;
+    for (const Sequence* s : group) {
+      double chain = 1;
+      tokens += 1;
+      for (int j = 0; j < k; ++j) tokens += (chain *= s->kept[j]);
+    }
+    if (tokens / *seconds > best_rate) {
+      best_rate = tokens / *seconds;
+      best = k;
+    }
+  }
+  if (best == 0) return std::nullopt;
+  if (static_cast<double>(group.size()) / *plain > kLeaveSpeculationGain * best_rate) return 0;
+  return best;
+}
+
 int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {
   planned_.clear();
   planned_first_ = static_cast<int>(batch->size());
+  std::vector<Sequence*> active;
   for (auto& [id, seq] : sequences_) {
-    if (seq->finished || seq->suspended) continue;
+    if (!seq->finished && !seq->suspended) active.push_back(seq.get());
+  }
+  const std::optional<int> shared = SharedDraftLength(active);
+  for (Sequence* seq : active) {
     Sequence& s = *seq;
     s.k = 0;
-    if (s.max_draft > 0) {
+    if (shared && SharedEligible(s)) {
+      if (*shared == 0) {
+        // For good: the heads' states stop following the tokens from this step on.
+        s.max_draft = 0;
+        s.result.heads_dropped = true;
+      } else {
+        // Every sequence of the group drafts the same length, past max_new_tokens too (Accept
+        // stops at the end), so the step keeps one shape.
+        s.k = std::min(*shared, static_cast<int>(s.drafts.size()));
+      }
+    } else if (s.max_draft > 0) {
       s.k = s.request.speculation == SpeculationMode::kAuto ? s.policy.Next() : s.max_draft;
       // Never draft past max_new_tokens: a step emits at most k + 1 tokens.
       s.k = std::min({s.k, s.remaining() - 1, static_cast<int>(s.drafts.size())});

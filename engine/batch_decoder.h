@@ -12,11 +12,13 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
 #include "engine/generator.h"
+#include "engine/speculative/step_costs.h"
 
 namespace xlserve {
 
@@ -58,6 +60,12 @@ class BatchDecoder {
   // caller keeps alive until the Forward returns). Leaves `in` alone otherwise.
   void PrepareLastPrefill(const GenerationRequest& request, SequenceInput* in, DeviceSampling* sampling) const;
 
+  // Step costs measured at warm-up. With them, greedy `auto` sequences share one draft length
+  // per step, the one that maximises the batch's expected tokens per second (so the batch keeps
+  // one captured graph), and leave speculation for good when plain steps yield more: drafting
+  // then costs more than it saves at this batch size.
+  void SetStepCosts(StepCosts costs) { costs_ = std::move(costs); }
+
   // Whether any sequence that is neither finished nor suspended remains.
   bool has_unfinished() const;
   bool finished(int id) const;
@@ -83,8 +91,14 @@ class BatchDecoder {
   // Judges the drafts of `seq` against its rows of `out`, emits the kept tokens and the next
   // one; returns the number of drafts kept.
   absl::StatusOr<int> Accept(Sequence& seq, const ForwardOutput& out, int first_row, int k);
+  // The shared draft length of this step's greedy `auto` sequences among `active` (all the
+  // step's sequences): k >= 1, 0 for plain steps from now on, or nullopt without step costs.
+  std::optional<int> SharedDraftLength(const std::vector<Sequence*>& active) const;
+  // Greedy `auto` speculation: the sequences whose draft length the batch shares.
+  static bool SharedEligible(const Sequence& s);
 
   Backend* backend_;
+  StepCosts costs_;
   int next_id_ = 0;
   // The sequences of the planned step, in batch order from planned_first_.
   std::vector<Sequence*> planned_;

@@ -47,6 +47,9 @@ struct GenerationResult {
   int drafted_tokens = 0;   // drafts sent to verification
   int accepted_drafts = 0;  // drafts kept
   bool speculative = false; // whether speculation actually ran
+  // Speculation was switched off part-way (it did not pay at the batch's size): the MTP heads'
+  // states stopped following the tokens.
+  bool heads_dropped = false;
 };
 
 struct GeneratorOptions {

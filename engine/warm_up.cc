@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <vector>
 
 #include "engine/util/status_macros.h"
@@ -16,7 +17,8 @@ class Runner {
  public:
   explicit Runner(Backend* backend) : backend_(backend) {}
 
-  absl::Status Step(int seqs, int len, bool verify) {
+  // Returns the step's wall time: Forward waits for the step's tokens, so it covers the GPU's.
+  absl::StatusOr<double> Step(int seqs, int len, bool verify) {
     zeros_.assign(std::max<size_t>(zeros_.size(), len), 0);
     std::vector<SequenceInput> batch(seqs);
     for (int i = 0; i < seqs; ++i) {
@@ -28,7 +30,9 @@ class Runner {
       in.mtp_heads = verify;
       in.defer_commit = verify;
     }
-    return RunAndCommit(batch);
+    const auto start = std::chrono::steady_clock::now();
+    RETURN_IF_ERROR(RunAndCommit(batch));
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
   absl::Status RunAndCommit(std::span<const SequenceInput> batch) {
@@ -57,7 +61,7 @@ class Runner {
 }  // namespace
 
 absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
-                    const std::function<void(const std::string&)>& progress) {
+                    const std::function<void(const std::string&)>& progress, StepCosts* costs) {
   if (!backend->WantsWarmUp()) return absl::OkStatus();
   const int max_batch = options.max_batch;
   if (max_batch < 1 || max_batch > backend->num_slots()) {
@@ -140,15 +144,26 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
   for (int bucket = 1; bucket <= static_cast<int>(std::bit_ceil(unsigned(max_batch))); bucket *= 2) {
     const int seqs = std::min(bucket, max_batch);
     say("warm-up: batch " + std::to_string(seqs) + (drafts ? ", decode and verify" : ", decode"));
-    for (int i = 0; i < 3; ++i) RETURN_IF_ERROR(run.Step(seqs, 1, false));
+    // Eager, captured, then replays: the fastest replay is the step's cost.
+    double plain = 1e30;
+    for (int i = 0; i < 5; ++i) {
+      ASSIGN_OR_RETURN(const double s, run.Step(seqs, 1, false));
+      if (i >= 2) plain = std::min(plain, s);
+    }
+    if (costs) costs->plain[bucket] = plain;
     for (int len = 1; drafts && len <= verify_len; ++len) {
-      // Unfused, then fused (a commit recorded by the previous verify) three times, then the
-      // unfused shape again so that it is captured too.
+      // Unfused, then fused (a commit recorded by the previous verify) three times and more
+      // replays, then the unfused shape again so that it is captured too.
       RETURN_IF_ERROR(run.Reset(seqs));
-      for (int i = 0; i < 4; ++i) RETURN_IF_ERROR(run.Step(seqs, len, true));
+      double verify = 1e30;
+      for (int i = 0; i < 6; ++i) {
+        ASSIGN_OR_RETURN(const double s, run.Step(seqs, len, true));
+        if (i >= 3) verify = std::min(verify, s);
+      }
+      if (costs) costs->verify[{bucket, len}] = verify;
       for (int i = 0; i < 2; ++i) {
         RETURN_IF_ERROR(run.Reset(seqs));
-        RETURN_IF_ERROR(run.Step(seqs, len, true));
+        RETURN_IF_ERROR(run.Step(seqs, len, true).status());
       }
     }
     RETURN_IF_ERROR(run.Reset(seqs));

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "engine/backend.h"
+#include "engine/speculative/step_costs.h"
 
 namespace xlserve {
 
@@ -26,7 +27,8 @@ struct WarmUpOptions {
 // with and without a recorded commit, each three times (eager, captured, replayed). Shape
 // tuning is on meanwhile and off afterwards (Backend::SetShapeTuning). Resets the slots.
 // `progress` (may be empty) sees one line per stage.
+// `costs` (may be null) gets the time of each bucket's replayed plain and verify steps.
 absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
-                    const std::function<void(const std::string&)>& progress);
+                    const std::function<void(const std::string&)>& progress, StepCosts* costs = nullptr);
 
 }  // namespace xlserve

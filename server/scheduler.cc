@@ -71,7 +71,9 @@ absl::Status Scheduler::Start() {
   if (options_.warm_up && backend_->WantsWarmUp()) {
     t = Clock::now();
     const WarmUpOptions warm{options_.max_num_seqs, options_.step_token_budget, options_.num_draft};
-    RETURN_IF_ERROR(WarmUp(backend_, warm, [](const std::string& line) { spdlog::info("{}", line); }));
+    StepCosts costs;
+    RETURN_IF_ERROR(WarmUp(backend_, warm, [](const std::string& line) { spdlog::info("{}", line); }, &costs));
+    decoder_.SetStepCosts(std::move(costs));
     spdlog::info("start-up: warm-up done in {:.2f} s", SecondsSince(t));
   }
   StateStoreOptions store;
@@ -498,6 +500,7 @@ void Scheduler::Finish(Sequence& seq, const std::string& reason, absl::Status er
     }
     // Keep the final state (every token but the last, which the state has not seen): as the
     // session's, or as the prefix a client resending the conversation would start with.
+    const bool heads = seq.heads && !r.heads_dropped;
     if (completed && seq.slot >= 0 && !r.tokens.empty()) {
       const auto start = Clock::now();
       absl::Status st;
@@ -506,12 +509,12 @@ void Scheduler::Finish(Sequence& seq, const std::string& reason, absl::Status er
         s.pending_token = r.tokens.back();
         s.history_tokens = seq.history_before + static_cast<int>(seq.to_prefill.size()) +
                            static_cast<int>(r.tokens.size()) - 1;
-        s.heads_tracked = seq.heads;
+        s.heads_tracked = heads;
         st = store_->SaveSession(seq.request->session_id, s, seq.slot);
       } else if (!seq.session_turn) {
         std::vector<int32_t> key = seq.generation.prompt_ids;
         key.insert(key.end(), r.tokens.begin(), r.tokens.end() - 1);
-        st = store_->SavePrefix(key, seq.heads, seq.slot);
+        st = store_->SavePrefix(key, heads, seq.slot);
       }
       if (!st.ok()) spdlog::warn("[{}] state not kept: {}", seq.request->id, st.ToString());
       metrics_->state_store_seconds_total += SecondsSince(start);

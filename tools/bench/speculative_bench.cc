@@ -19,9 +19,11 @@ absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBe
   // stays out of the timed steps.
   int longest = 1;
   for (int i = 0; i < batch; ++i) longest = std::max(longest, static_cast<int>(options.prompts[i].size()));
+  StepCosts costs;
   RETURN_IF_ERROR(WarmUp(backend, WarmUpOptions{batch, std::max(longest, batch * (1 + options.num_draft) + 1),
-                                                options.num_draft}, {}));
+                                                options.num_draft}, {}, &costs));
   BatchDecoder decoder(backend);
+  decoder.SetStepCosts(std::move(costs));
   std::vector<int> ids;
   for (int i = 0; i < batch; ++i) {
     GenerationRequest request;

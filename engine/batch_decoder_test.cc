@@ -1,0 +1,114 @@
+// BatchDecoder's shared draft length for greedy `auto` speculation, against FakeBackend.
+#include "engine/batch_decoder.h"
+
+#include <catch2/catch.hpp>
+
+#include "engine/testing/fake_backend.h"
+
+namespace xlserve {
+namespace {
+
+using testing::FakeBackend;
+using testing::FakeBackendOptions;
+
+struct Run {
+  std::vector<GenerationResult> results;
+  std::vector<std::vector<int32_t>> prompts;
+};
+
+// Decodes `batch` greedy sequences of `tokens` tokens each with `mode` and `costs`.
+Run Decode(FakeBackend& backend, int batch, int tokens, SpeculationMode mode, const StepCosts& costs) {
+  REQUIRE(backend.AllocateSlots(batch).ok());
+  BatchDecoder decoder(&backend);
+  decoder.SetStepCosts(costs);
+  Run run;
+  std::vector<int> ids;
+  for (int i = 0; i < batch; ++i) {
+    GenerationRequest r;
+    for (int t = 0; t < 6 + i; ++t) r.prompt_ids.push_back((t * 5 + i * 11) % 60);
+    r.max_new_tokens = tokens;
+    r.speculation = mode;
+    r.num_draft = 3;
+    SequenceInput in;
+    in.slot = i;
+    in.tokens = r.prompt_ids;
+    in.mtp_heads = decoder.SpeculationEnabled(r);
+    ForwardOutput out;
+    REQUIRE(backend.Forward(std::span<const SequenceInput>(&in, 1), &out).ok());
+    absl::StatusOr<int> id = decoder.Add(i, r, out, 0);
+    REQUIRE(id.ok());
+    ids.push_back(*id);
+    run.prompts.push_back(r.prompt_ids);
+  }
+  backend.forwards.clear();
+  while (decoder.has_unfinished()) REQUIRE(decoder.Step().ok());
+  for (int id : ids) run.results.push_back(decoder.Remove(id));
+  return run;
+}
+
+StepCosts Costs(double plain, double verify_per_token) {
+  StepCosts c;
+  for (int bucket : {1, 2, 4}) {
+    c.plain[bucket] = plain;
+    for (int len = 1; len <= 4; ++len) c.verify[{bucket, len}] = plain + verify_per_token * len;
+  }
+  return c;
+}
+
+TEST_CASE("auto leaves speculation at once when a verify step costs more than its drafts can yield") {
+  FakeBackendOptions o;
+  o.mtp_heads = 3;
+  FakeBackend backend(o);
+  const Run run = Decode(backend, 3, 20, SpeculationMode::kAuto, Costs(1.0, 10.0));
+  for (const auto& rows : backend.forwards) {
+    for (const auto& row : rows) {
+      CHECK_FALSE(row.defer);
+      CHECK_FALSE(row.heads);
+    }
+  }
+  for (size_t i = 0; i < run.results.size(); ++i) {
+    CHECK(run.results[i].tokens == backend.Greedy(run.prompts[i], 20));
+    CHECK(run.results[i].heads_dropped);
+    CHECK(run.results[i].drafted_tokens == 0);
+  }
+}
+
+TEST_CASE("auto drafts one shared length for the whole batch when verifying is cheap") {
+  FakeBackendOptions o;
+  o.mtp_heads = 3;
+  o.wrong_draft_every = 4;
+  FakeBackend backend(o);
+  const Run run = Decode(backend, 3, 30, SpeculationMode::kAuto, Costs(1.0, 0.01));
+  int verify_steps = 0;
+  for (const auto& rows : backend.forwards) {
+    // Every step verifies, every sequence with the same number of tokens.
+    for (const auto& row : rows) {
+      CHECK(row.defer);
+      CHECK(row.tokens == rows[0].tokens);
+    }
+    verify_steps += rows[0].tokens > 1 ? 1 : 0;
+  }
+  CHECK(verify_steps == static_cast<int>(backend.forwards.size()));
+  for (size_t i = 0; i < run.results.size(); ++i) {
+    CHECK(run.results[i].tokens == backend.Greedy(run.prompts[i], 30));
+    CHECK_FALSE(run.results[i].heads_dropped);
+    CHECK(run.results[i].accepted_drafts > 0);
+    CHECK(run.results[i].accepted_drafts < run.results[i].drafted_tokens);
+  }
+}
+
+TEST_CASE("without step costs each sequence keeps its own draft policy, and `on` ignores costs") {
+  FakeBackendOptions o;
+  o.mtp_heads = 3;
+  FakeBackend backend(o);
+  const Run on = Decode(backend, 2, 12, SpeculationMode::kOn, Costs(1.0, 10.0));
+  for (const auto& r : on.results) CHECK(r.drafted_tokens > 0);
+  const Run plain_costs = Decode(backend, 2, 12, SpeculationMode::kAuto, StepCosts{});
+  for (size_t i = 0; i < plain_costs.results.size(); ++i) {
+    CHECK_FALSE(plain_costs.results[i].heads_dropped);
+    CHECK(plain_costs.results[i].tokens == backend.Greedy(plain_costs.prompts[i], 12));
+  }
+}
+
+}  // namespace
+}  // namespace xlserve
