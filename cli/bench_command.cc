@@ -7,10 +7,10 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
-#include "engine/backend_factory.h"
 #include "engine/model/model_weights.h"
 #include "engine/tokenizer/tokenizer.h"
-#include "kernels/cuda_backend.h"
+#include "runtime/accelerators.h"
+#include "runtime/backend_factory.h"
 #include "tools/bench/shape_bench.h"
 #include "tools/bench/speculative_bench.h"
 
@@ -103,11 +103,16 @@ absl::Status RunSpeculative(const BenchFlags& f) {
 
 absl::Status RunShape(const BenchFlags& f) {
   if (f.shape != "7b") return absl::InvalidArgumentError("--shape: only 7b is known, got '" + f.shape + "'");
-  if (kernels::CudaDeviceCount() == 0) return absl::UnavailableError("--shape 7b measures the CUDA backend: no GPU here");
+  const Accelerator* cuda = runtime::FindAccelerator("cuda");
+  if (cuda == nullptr) {
+    return absl::UnavailableError("--shape 7b measures the CUDA backend: this xlserve was built without it "
+                                  "(--config=cuda)");
+  }
+  if (cuda->DeviceCount() == 0) return absl::UnavailableError("--shape 7b measures the CUDA backend: no GPU here");
   bench::ShapeBenchOptions options;
-  absl::StatusOr<double> bandwidth = kernels::MeasureCopyBandwidth(int64_t{2} << 30);
+  absl::StatusOr<double> bandwidth = cuda->MeasureCopyBandwidth(int64_t{2} << 30);
   if (!bandwidth.ok()) return bandwidth.status();
-  absl::StatusOr<double> gemm_flops = kernels::MeasureBf16GemmFlops(8192);
+  absl::StatusOr<double> gemm_flops = cuda->MeasureBf16GemmFlops(8192);
   if (!gemm_flops.ok()) return gemm_flops.status();
   options.copy_bandwidth = *bandwidth;
   options.tensor_core_flops = *gemm_flops;
@@ -117,7 +122,7 @@ absl::Status RunShape(const BenchFlags& f) {
                "weights ...\n", *bandwidth / 1e9, *gemm_flops / 1e12);
   std::string table;
   absl::StatusOr<nlohmann::json> rows =
-      bench::RunShapeBench(bench::RandomBf16Weights(bench::Xlstm7bConfig(), 1), options, &table);
+      bench::RunShapeBench(*cuda, bench::RandomBf16Weights(bench::Xlstm7bConfig(), 1), options, &table);
   if (!rows.ok()) return rows.status();
   std::printf("xLSTM-7b shape, bf16 weights; measured here: copy bandwidth %.0f GB/s (read + write), bf16 GEMM "
               "%.0f TFLOP/s\n%s", *bandwidth / 1e9, *gemm_flops / 1e12, table.c_str());

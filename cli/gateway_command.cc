@@ -48,7 +48,9 @@ int RunGateway(const std::vector<std::string>& raw_args) {
                 "/v1/models, /health, /metrics) over xlserve gRPC replicas: least-loaded routing,\n"
                 "session affinity (session_id, else user), failover. --upstream repeats.");
   std::string upstream_help;
-  flags.AddString("upstream", &upstream_help, "an xlserve gRPC replica (default 127.0.0.1:50051)");
+  flags.AddString("upstream", &upstream_help,
+                  "an xlserve gRPC replica, HOST:PORT, or dns:///NAME:PORT for one replica per address of NAME, "
+                  "re-resolved every 5 s (default 127.0.0.1:50051)");
   flags.AddString("upstream-metrics", &upstream_help, "HOST:PORT of a replica's /metrics to re-export");
   flags.AddString("host", &config.host, "address to bind");
   flags.AddInt("port", &config.port, "HTTP port (0: any free port)");

@@ -8,13 +8,13 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
-#include "engine/backend_factory.h"
 #include "engine/generator.h"
 #include "engine/model/model_weights.h"
 #include "engine/state_cache.h"
 #include "engine/tokenizer/streaming_decoder.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
+#include "runtime/backend_factory.h"
 #include "spdlog/spdlog.h"
 
 namespace xlserve::cli {

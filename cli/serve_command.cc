@@ -11,9 +11,9 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "cli/termination_signals.h"
-#include "engine/backend_factory.h"
 #include "engine/model/model_weights.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "runtime/backend_factory.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
 

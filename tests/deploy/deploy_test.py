@@ -16,6 +16,7 @@ import unittest
 import urllib.request
 
 import openai
+import yaml
 
 XLSERVE = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "xlserve")
 BASE = 53000 + (os.getpid() % 50) * 40  # parallel test runs get their own ports
@@ -37,6 +38,38 @@ class ComposeAndDockerfile(unittest.TestCase):
         r = subprocess.run(["docker-compose", "-f", "docker/docker-compose.yml", "--profile", "loadtest", "config",
                             "--services"], capture_output=True, text=True)
         self.assertIn("loadtest", r.stdout.split())
+
+    def test_cpu_compose_needs_no_registry_and_stays_on_loopback(self):
+        r = subprocess.run(["docker-compose", "-f", "docker/docker-compose.cpu.yml", "--profile", "loadtest", "config"],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        services = yaml.safe_load(r.stdout)["services"]
+        self.assertEqual(set(services), {"xlserve-0", "xlserve-1", "gateway", "prometheus", "loadtest"})
+        for name, svc in services.items():
+            self.assertEqual(svc["network_mode"], "host", name)
+            # Every image is built here: xlserve's own, or Prometheus from Debian's package.
+            self.assertIn(svc["image"], ("xlserve:cpu", "xlserve-prometheus:local"), name)
+            args = svc["command"]
+            if "--host" in args:
+                self.assertEqual(args[args.index("--host") + 1], "127.0.0.1", name)
+        self.assertIn("--web.listen-address=127.0.0.1:9190", services["prometheus"]["command"])
+        gateway = services["gateway"]["command"]
+        replicas = [services[f"xlserve-{i}"]["command"] for i in (0, 1)]
+        self.assertEqual([gateway[i + 1] for i, a in enumerate(gateway) if a == "--upstream"],
+                         [f"127.0.0.1:{c[c.index('--port') + 1]}" for c in replicas])
+        scrape = open("docker/prometheus/prometheus-host.yml").read()
+        for c in replicas:
+            self.assertIn(f"127.0.0.1:{c[c.index('--metrics-port') + 1]}", scrape)
+
+    def test_dockerignore_keeps_this_machine_out_of_images(self):
+        ignored = open(".dockerignore").read().split()
+        for entry in (".git", ".venv", ".bazelrc.setup", "bazel-*", "dist"):
+            self.assertIn(entry, ignored)
+        text = open("docker/Dockerfile").read()
+        # VARIANT picks the Bazel config and CUDA_ARCH the nvcc targets, and the build checks it.
+        self.assertIn("--config=${VARIANT}", text)
+        self.assertIn("--define=xlserve_cuda_arch=${CUDA_ARCH}", text)
+        self.assertIn("grep -q libcudart", text)
 
     def test_dockerfile_has_what_a_production_image_needs(self):
         text = open("docker/Dockerfile").read()

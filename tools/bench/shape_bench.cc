@@ -11,7 +11,6 @@
 #include "engine/model/checkpoint_layout.h"
 #include "engine/util/dtype.h"
 #include "engine/util/status_macros.h"
-#include "kernels/cuda_backend.h"
 
 namespace xlserve::bench {
 namespace {
@@ -63,17 +62,17 @@ struct StepTiming {
 
 // Wall milliseconds per call of `step` after `warmups` untimed calls, and the stages of one more
 // call with events between them (the largest with its share).
-absl::StatusOr<StepTiming> TimeStep(Backend* backend, const std::function<absl::Status()>& step, int warmups,
-                                    int steps) {
+absl::StatusOr<StepTiming> TimeStep(const Accelerator& device, Backend* backend,
+                                    const std::function<absl::Status()>& step, int warmups, int steps) {
   for (int w = 0; w < warmups; ++w) RETURN_IF_ERROR(step());
   StepTiming t;
   const auto start = std::chrono::steady_clock::now();
   for (int s = 0; s < steps; ++s) RETURN_IF_ERROR(step());
   t.step_ms = SecondsSince(start) / steps * 1e3;
-  RETURN_IF_ERROR(kernels::SetStageProfiling(backend, true));
+  RETURN_IF_ERROR(device.SetStageProfiling(backend, true));
   RETURN_IF_ERROR(step());
-  RETURN_IF_ERROR(kernels::SetStageProfiling(backend, false));
-  ASSIGN_OR_RETURN(auto stages, kernels::TakeStageProfile(backend));
+  RETURN_IF_ERROR(device.SetStageProfiling(backend, false));
+  ASSIGN_OR_RETURN(auto stages, device.TakeStageProfile(backend));
   double total = 0;
   for (const auto& [name, ms] : stages) {
     total += ms;
@@ -87,7 +86,7 @@ absl::StatusOr<StepTiming> TimeStep(Backend* backend, const std::function<absl::
 }
 
 // One greedy decode step of `batch` sequences (the tokens come back, not the logits).
-absl::StatusOr<StepTiming> MeasureDecode(Backend* backend, int batch, int steps) {
+absl::StatusOr<StepTiming> MeasureDecode(const Accelerator& device, Backend* backend, int batch, int steps) {
   RETURN_IF_ERROR(backend->AllocateSlots(batch));
   std::vector<int32_t> tokens(batch);
   std::vector<SequenceInput> seqs(batch);
@@ -97,12 +96,12 @@ absl::StatusOr<StepTiming> MeasureDecode(Backend* backend, int batch, int steps)
     seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[i], 1), false};
     seqs[i].tokens_only = true;
   }
-  return TimeStep(backend, [&] { return backend->Forward(seqs, &out); }, 3, steps);
+  return TimeStep(device, backend, [&] { return backend->Forward(seqs, &out); }, 3, steps);
 }
 
 // A serving step that admits a prompt while others decode: `batch - 1` greedy decode rows and
 // one prompt chunk of `chunk` tokens, in one pass (the tokens come back, not the logits).
-absl::StatusOr<StepTiming> MeasureMixed(Backend* backend, int batch, int chunk, int steps) {
+absl::StatusOr<StepTiming> MeasureMixed(const Accelerator& device, Backend* backend, int batch, int chunk, int steps) {
   RETURN_IF_ERROR(backend->AllocateSlots(batch));
   std::vector<int32_t> tokens(batch - 1 + chunk);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = 3 + int(i);
@@ -113,12 +112,13 @@ absl::StatusOr<StepTiming> MeasureMixed(Backend* backend, int batch, int chunk, 
     seqs[i].tokens_only = true;
   }
   ForwardOutput out;
-  return TimeStep(backend, [&] { return backend->Forward(seqs, &out); }, 3, steps);
+  return TimeStep(device, backend, [&] { return backend->Forward(seqs, &out); }, 3, steps);
 }
 
 // A speculative step of `length` tokens for each of `batch` sequences: a deferred greedy verify
 // pass with every row's argmax, then the commit of every token.
-absl::StatusOr<StepTiming> MeasureVerify(Backend* backend, int batch, int length, int steps) {
+absl::StatusOr<StepTiming> MeasureVerify(const Accelerator& device, Backend* backend, int batch, int length,
+                                         int steps) {
   RETURN_IF_ERROR(backend->AllocateSlots(batch));
   std::vector<int32_t> tokens(size_t(batch) * length);
   std::vector<SequenceInput> seqs(batch);
@@ -130,7 +130,7 @@ absl::StatusOr<StepTiming> MeasureVerify(Backend* backend, int batch, int length
   }
   ForwardOutput out;
   return TimeStep(
-      backend,
+      device, backend,
       [&]() -> absl::Status {
         RETURN_IF_ERROR(backend->Forward(seqs, &out));
         return backend->Commit(commits);
@@ -204,7 +204,7 @@ std::shared_ptr<const ModelWeights> RandomBf16Weights(const ModelConfig& config,
   return AssembleModelWeights(config, tensors, host);
 }
 
-absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights> weights,
+absl::StatusOr<nlohmann::json> RunShapeBench(const Accelerator& device, std::shared_ptr<const ModelWeights> weights,
                                              const ShapeBenchOptions& options, std::string* table) {
   const ModelConfig& cfg = weights->config;
   const double matrix_bytes = 2 * MatrixParams(cfg);  // bf16
@@ -212,9 +212,7 @@ absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights>
   char line[512];
   std::map<int, double> plain_step_ms;  // first state dtype, by batch
   for (DType state : options.state_dtypes) {
-    kernels::CudaBackendOptions backend_options;
-    backend_options.state_dtype = state;
-    ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, kernels::CreateCudaBackend(weights, backend_options));
+    ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, device.CreateBackend(weights, state));
     const double state_bytes = StateBytes(cfg, state);
     std::snprintf(line, sizeof(line),
                   "\ndecode, %s state (%.1f MB per sequence): Forward() per greedy step, tokens (argmax on the GPU) to the "
@@ -225,7 +223,7 @@ absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights>
                   "of floor", "ref step ms", "vs ref", "largest stage of a step (share)");
     *table += line;
     for (int batch : options.batch_sizes) {
-      ASSIGN_OR_RETURN(StepTiming r, MeasureDecode(backend.get(), batch, options.steps));
+      ASSIGN_OR_RETURN(StepTiming r, MeasureDecode(device, backend.get(), batch, options.steps));
       if (state == options.state_dtypes.front()) plain_step_ms[batch] = r.step_ms;
       const double floor_ms = (matrix_bytes + 2 * state_bytes * batch) / options.copy_bandwidth * 1e3;
       const double ref = ReferenceStepMs(batch);
@@ -260,7 +258,7 @@ absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights>
         std::snprintf(line, sizeof(line), "%6d %9.2f", batch, plain);
         *table += line;
         for (int len : options.verify_lengths) {
-          ASSIGN_OR_RETURN(const StepTiming v, MeasureVerify(backend.get(), batch, len, std::max(3, options.steps / 2)));
+          ASSIGN_OR_RETURN(const StepTiming v, MeasureVerify(device, backend.get(), batch, len, std::max(3, options.steps / 2)));
           const double ms = v.step_ms;
           std::snprintf(line, sizeof(line), "   %7.2f (%5.2fx)", ms, ms / plain);
           *table += line;
@@ -288,7 +286,8 @@ absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights>
       std::string cells;
       std::string top;
       for (int chunk : {64, 128}) {
-        ASSIGN_OR_RETURN(const StepTiming m, MeasureMixed(backend.get(), batch, chunk, std::max(3, options.steps / 2)));
+        ASSIGN_OR_RETURN(const StepTiming m,
+                         MeasureMixed(device, backend.get(), batch, chunk, std::max(3, options.steps / 2)));
         std::snprintf(line, sizeof(line), " %11.2f (%5.2fx)", m.step_ms, m.step_ms / plain);
         cells += line;
         if (chunk == 128) {
@@ -332,11 +331,11 @@ absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights>
       const auto start = std::chrono::steady_clock::now();
       RETURN_IF_ERROR(backend->Forward(std::span<const SequenceInput>(&s, 1), &out));
       const double ms = SecondsSince(start) * 1e3;
-      RETURN_IF_ERROR(kernels::SetStageProfiling(backend.get(), true));
+      RETURN_IF_ERROR(device.SetStageProfiling(backend.get(), true));
       RETURN_IF_ERROR(backend->ResetSlot(0));
       RETURN_IF_ERROR(backend->Forward(std::span<const SequenceInput>(&s, 1), &out));
-      RETURN_IF_ERROR(kernels::SetStageProfiling(backend.get(), false));
-      ASSIGN_OR_RETURN(auto stages, kernels::TakeStageProfile(backend.get()));
+      RETURN_IF_ERROR(device.SetStageProfiling(backend.get(), false));
+      ASSIGN_OR_RETURN(auto stages, device.TakeStageProfile(backend.get()));
       nlohmann::json stage_ms = nlohmann::json::object();
       for (const auto& [name, t] : stages) stage_ms[name] = t;
       // lm_head runs on the last row only.

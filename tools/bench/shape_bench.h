@@ -1,4 +1,4 @@
-// Decode and prefill speed of the CUDA backend on a model shape made in memory with random
+// Decode and prefill speed of an accelerator backend (the CUDA one) on a model shape made in memory with random
 // weights (no checkpoint file), each figure beside its physical limit and DESIGN §8's
 // reference.
 #pragma once
@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/accelerator.h"
 #include "engine/model/model_weights.h"
 #include "engine/util/dtype.h"
 #include "nlohmann/json.hpp"
@@ -40,7 +41,8 @@ struct ShapeBenchOptions {
 // roofline (2 x matrix parameters x tokens FLOPs at the measured GEMM rate).
 // Verify rows: a deferred greedy verify pass of L tokens per sequence (every row's argmax to
 // the host) plus the commit of all L, against a plain one-token step of the same batch.
-absl::StatusOr<nlohmann::json> RunShapeBench(std::shared_ptr<const ModelWeights> weights,
+// Backends come from `device`, which also profiles their stages.
+absl::StatusOr<nlohmann::json> RunShapeBench(const Accelerator& device, std::shared_ptr<const ModelWeights> weights,
                                              const ShapeBenchOptions& options, std::string* table);
 
 }  // namespace xlserve::bench

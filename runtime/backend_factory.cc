@@ -1,14 +1,15 @@
-#include "engine/backend_factory.h"
+#include "runtime/backend_factory.h"
 
 #include "engine/cpu/cpu_backend.h"
-#include "kernels/cuda_backend.h"
+#include "runtime/accelerators.h"
 
 namespace xlserve {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,
                                                        const BackendOptions& options) {
+  const Accelerator* cuda = runtime::FindAccelerator("cuda");
   std::string device = options.device;
-  if (device == "auto") device = kernels::CudaDeviceCount() > 0 ? "cuda" : "cpu";
+  if (device == "auto") device = cuda != nullptr && cuda->DeviceCount() > 0 ? "cuda" : "cpu";
   if (options.state_dtype != "f32" && options.state_dtype != "bf16") {
     return absl::InvalidArgumentError("unknown state dtype '" + options.state_dtype + "' (expected f32 or bf16)");
   }
@@ -24,9 +25,12 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const Mod
     return std::unique_ptr<Backend>(std::move(*backend));
   }
   if (device == "cuda") {
-    kernels::CudaBackendOptions cuda;
-    cuda.state_dtype = options.state_dtype == "bf16" ? DType::kBF16 : DType::kF32;
-    return kernels::CreateCudaBackend(std::move(weights), cuda);
+    if (cuda == nullptr) {
+      return absl::UnavailableError(
+          "this xlserve was built without the CUDA backend (rebuild with --config=cuda where the CUDA toolkit is "
+          "installed, or use --device cpu)");
+    }
+    return cuda->CreateBackend(std::move(weights), options.state_dtype == "bf16" ? DType::kBF16 : DType::kF32);
   }
   return absl::InvalidArgumentError("unknown device '" + options.device + "' (expected auto, cpu or cuda)");
 }

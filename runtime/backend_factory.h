@@ -1,4 +1,5 @@
-// Picks and creates the backend for a loaded model from a device name.
+// Picks and creates the backend for a loaded model from a device name: the CPU reference, or an
+// accelerator this binary was built with (runtime/accelerators.h).
 #pragma once
 
 #include <memory>
@@ -20,7 +21,8 @@ struct BackendOptions {
 };
 
 // INVALID_ARGUMENT for an unknown device or state dtype, or bf16 state on the CPU;
-// UNAVAILABLE when the device is not usable here.
+// UNAVAILABLE when the device is not usable here, including a build without it ("auto" then
+// picks the CPU).
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,
                                                        const BackendOptions& options);
 
