@@ -44,7 +44,9 @@ struct BatchDecoder::Sequence {
   std::vector<int32_t> drafts;
   std::vector<std::vector<float>> q;  // draft distributions (sampling only)
   // Per draft position j, how often draft j was kept when drafts 1..j-1 were (a running mean).
-  std::vector<double> kept = std::vector<double>(max_draft, 0.5);
+  // The prior is optimistic, so that speculation gets tried wherever it could pay; what is
+  // measured replaces it within ~10 steps.
+  std::vector<double> kept = std::vector<double>(max_draft, 0.7);
   std::vector<int32_t> inputs;        // this step's tokens
   int k = 0;                          // this step's draft length
   // Plain greedy without logits for the callback: decoded from the backend's argmax alone.
@@ -253,6 +255,7 @@ int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {
     if (!seq->finished && !seq->suspended) active.push_back(seq.get());
   }
   const std::optional<int> shared = SharedDraftLength(active);
+  planned_uniform_k_ = shared.value_or(0);
   for (Sequence* seq : active) {
     Sequence& s = *seq;
     s.k = 0;
@@ -284,6 +287,7 @@ int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {
       s.sampling = DeviceSampling{s.sampler.params(), s.history(), s.sampler.draws_taken()};
       in.sample = &s.sampling;
     }
+    if (s.k != planned_uniform_k_ || !SharedEligible(s)) planned_uniform_k_ = 0;
     batch->push_back(in);
     planned_.push_back(&s);
   }
@@ -291,6 +295,19 @@ int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {
 }
 
 absl::Status BatchDecoder::CompleteStep(const ForwardOutput& out, double seconds) {
+  const auto now = std::chrono::steady_clock::now();
+  const bool alone = planned_first_ == 0 && out.row_offset.size() == planned_.size() + 1;
+  if (planned_uniform_k_ > 0 && alone && last_complete_) {
+    const double cycle = std::chrono::duration<double>(now - *last_complete_).count();
+    const int batch = static_cast<int>(planned_.size());
+    for (auto it = costs_.verify.lower_bound({batch, 0}); it != costs_.verify.end(); ++it) {
+      if (it->first.second != 1 + planned_uniform_k_) continue;
+      // A cycle far longer than the estimate waited for work, not for this step.
+      if (cycle < 4 * it->second) it->second += kKeptWeight * (cycle - it->second);
+      break;
+    }
+  }
+  last_complete_ = now;
   std::vector<CommitInput> commits;
   std::vector<int> accepted(planned_.size(), 0);
   for (size_t j = 0; j < planned_.size(); ++j) {

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
@@ -103,6 +104,11 @@ class BatchDecoder {
   // The sequences of the planned step, in batch order from planned_first_.
   std::vector<Sequence*> planned_;
   int planned_first_ = 0;
+  // The planned step's shared draft length when every sequence of it drafted it (else 0), and
+  // when the previous step completed: a step's whole cycle, host work included, corrects the
+  // warm-up's verify cost of its shape (warm-up timed the passes alone).
+  int planned_uniform_k_ = 0;
+  std::optional<std::chrono::steady_clock::time_point> last_complete_;
   std::map<int, std::unique_ptr<Sequence>> sequences_;
   // Reused across steps so a decode step allocates no vocabulary-sized buffers.
   ForwardOutput step_output_;
