@@ -17,6 +17,7 @@ namespace {
 constexpr double kKeptWeight = 0.1;
 // Plain steps must beat the best draft length by this much before speculation is given up.
 constexpr double kLeaveSpeculationGain = 1.02;
+constexpr double kCycleOutlier = 25;
 
 }  // namespace
 
@@ -302,8 +303,9 @@ absl::Status BatchDecoder::CompleteStep(const ForwardOutput& out, double seconds
     const int batch = static_cast<int>(planned_.size());
     for (auto it = costs_.verify.lower_bound({batch, 0}); it != costs_.verify.end(); ++it) {
       if (it->first.second != 1 + planned_uniform_k_) continue;
-      // A cycle far longer than the estimate waited for work, not for this step.
-      if (cycle < 4 * it->second) it->second += kKeptWeight * (cycle - it->second);
+      // Host work can take several times a small model's pass; a cycle longer still waited
+      // for work, not for this step.
+      if (cycle < kCycleOutlier * it->second) it->second += kKeptWeight * (cycle - it->second);
       break;
     }
   }
