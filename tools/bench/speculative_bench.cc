@@ -22,6 +22,14 @@ absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBe
   StepCosts costs;
   RETURN_IF_ERROR(WarmUp(backend, WarmUpOptions{batch, std::max(longest, batch * (1 + options.num_draft) + 1),
                                                 options.num_draft}, {}, &costs));
+  if (!costs.empty()) {
+    std::string line = "bench: batch " + std::to_string(batch) + " step costs (warm-up replays): plain " +
+                       std::to_string(costs.Plain(batch).value_or(0) * 1e3) + " ms";
+    for (int len = 1; len <= 1 + options.num_draft; ++len) {
+      line += ", verify L=" + std::to_string(len) + " " + std::to_string(costs.Verify(batch, len).value_or(0) * 1e3);
+    }
+    std::fprintf(stderr, "%s ms\n", line.c_str());
+  }
   BatchDecoder decoder(backend);
   decoder.SetStepCosts(std::move(costs));
   std::vector<int> ids;
