@@ -222,6 +222,46 @@ nlohmann::json FinishReason(const std::string& reason) {
   return reason;
 }
 
+nlohmann::json LogprobsJson(const v1::GenerateResponse& m, bool chat) {
+  using nlohmann::json;
+  if (m.logprobs_size() == 0) return nullptr;
+  if (chat) {
+    json content = json::array();
+    for (const auto& lp : m.logprobs()) {
+      json top = json::array();
+      for (const auto& t : lp.top_logprobs()) top.push_back({{"token", std::to_string(t.token_id())}, {"logprob", t.logprob()}});
+      content.push_back({{"token", std::to_string(lp.token_id())}, {"logprob", lp.logprob()}, {"top_logprobs", top}});
+    }
+    return {{"content", content}};
+  }
+  json tokens = json::array(), token_logprobs = json::array(), top = json::array();
+  for (const auto& lp : m.logprobs()) {
+    tokens.push_back(std::to_string(lp.token_id()));
+    token_logprobs.push_back(lp.logprob());
+    json alts = json::object();
+    for (const auto& t : lp.top_logprobs()) alts[std::to_string(t.token_id())] = t.logprob();
+    top.push_back(alts);
+  }
+  return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top}};
+}
+
+nlohmann::json UsageJson(int prompt, int completion, int cached) {
+  return {{"prompt_tokens", prompt},
+          {"completion_tokens", completion},
+          {"total_tokens", prompt + completion},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+}
+
+std::string ErrorType(int http) {
+  switch (http) {
+    case 400: case 413: case 415: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 404: case 405: return "not_found_error";
+    case 429: return "rate_limit_error";
+    default: return "server_error";
+  }
+}
+
 nlohmann::json ErrorBody(const std::string& message, const std::string& type, const std::string& code) {
   return {{"error", {{"message", message}, {"type", type}, {"param", nullptr}, {"code", code}}}};
 }

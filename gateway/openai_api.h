@@ -26,7 +26,8 @@ absl::StatusOr<ChatTemplate> ParseChatTemplate(const nlohmann::json& j, const st
 // Bounds the gateway checks itself (the server checks its own, usually tighter, limits).
 inline constexpr int kMaxChoices = 128;
 inline constexpr int kMaxLogprobs = 20;
-inline constexpr size_t kMaxSessionIdBytes = 256;
+// Leaves room within the server's 256 bytes for the prefix that binds a session to its key.
+inline constexpr size_t kMaxSessionIdBytes = 200;
 
 struct CompletionCall {
   bool chat = false;
@@ -47,6 +48,14 @@ absl::Status ValidateSessionId(const std::string& id);
 
 // OpenAI's finish reasons: xlserve's "eos" and "stop" are both "stop".
 nlohmann::json FinishReason(const std::string& reason);
+
+// A message's logprobs in the completions (`chat` false) or chat format; null when it has none.
+nlohmann::json LogprobsJson(const v1::GenerateResponse& message, bool chat);
+
+nlohmann::json UsageJson(int prompt_tokens, int completion_tokens, int cached_tokens);
+
+// OpenAI's error type for an HTTP status.
+std::string ErrorType(int http_status);
 
 nlohmann::json ErrorBody(const std::string& message, const std::string& type, const std::string& code);
 

@@ -69,7 +69,7 @@ TEST_CASE("session ids with control characters are refused") {
   ExpectBad(Completion({{"session_id", "a\nINFO forged line"}}), "session_id");
   ExpectBad(Completion({{"session_id", "\x1b[31mred"}}), "session_id");
   ExpectBad(Completion({{"session_id", std::string("a\0b", 3)}}), "session_id");
-  ExpectBad(Completion({{"session_id", std::string(257, 'a')}}), "session_id");
+  ExpectBad(Completion({{"session_id", std::string(201, 'a')}}), "session_id");
   absl::StatusOr<CompletionCall> ok = Completion({{"session_id", "chat-1 é"}});
   REQUIRE(ok.ok());
   CHECK(ok->request.session_id() == "chat-1 é");
