@@ -94,6 +94,12 @@ int RunServe(const std::vector<std::string>& args) {
   flags.AddInt("prefix-cache-block", &config.prefix_cache_block, "prompt tokens between prefix-cache snapshots");
   flags.AddString("speculation", &config.speculation, "default speculation mode: off, on or auto");
   flags.AddInt("num-draft", &config.num_draft, "default drafts per step");
+  flags.AddString("api-key-file", &config.api_key_file,
+                  "file of API keys (one per line; also $XLSERVE_API_KEYS): calls need authorization: Bearer KEY");
+  flags.AddString("tls-cert", &config.tls_cert_file, "PEM certificate chain: serve gRPC over TLS");
+  flags.AddString("tls-key", &config.tls_key_file, "PEM private key of --tls-cert");
+  flags.AddString("tls-client-ca", &config.tls_client_ca_file, "PEM roots: require client certificates");
+  flags.AddBool("reflection", &config.reflection, "serve gRPC reflection (--reflection=false: off)");
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("serve", std::string(st.message()));
   if (flags.help_requested()) {
     std::fputs(flags.Usage().c_str(), stdout);

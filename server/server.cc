@@ -3,9 +3,11 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/impl/server_builder_option.h>
 
 #include <filesystem>
 
+#include "net/api_keys.h"
 #include "net/http_listener.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
@@ -13,6 +15,40 @@
 #include "spdlog/spdlog.h"
 
 namespace xlserve::server {
+namespace {
+
+// Plaintext unless a certificate is configured; with client roots, clients must present a
+// certificate they signed.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerConfig& config) {
+  if (config.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options;
+  absl::StatusOr<std::string> cert = net::ReadCredentialFile(config.tls_cert_file);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = net::ReadCredentialFile(config.tls_key_file);
+  if (!key.ok()) return key.status();
+  options.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!config.tls_client_ca_file.empty()) {
+    absl::StatusOr<std::string> roots = net::ReadCredentialFile(config.tls_client_ca_file);
+    if (!roots.ok()) return roots.status();
+    options.pem_root_certs = *roots;
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+// gRPC's reflection library registers its builder plugin as soon as it is loaded, for every
+// builder; this option takes it out again.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    std::erase_if(*plugins, [](const std::unique_ptr<grpc::ServerBuilderPlugin>& plugin) {
+      return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(plugin.get()) != nullptr;
+    });
+  }
+};
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config_in,
                                                       std::shared_ptr<const ModelWeights> weights,
@@ -39,15 +75,20 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   const ModelConfig& model = s->weights_->config;
   s->scheduler_ = std::make_unique<Scheduler>(s->backend_.get(), s->tokenizer_.get(), model, options, s->metrics_.get());
   if (absl::Status st = s->scheduler_->Start(); !st.ok()) return st;
+  absl::StatusOr<net::ApiKeys> keys = net::ApiKeys::Load(config.api_key_file, "XLSERVE_API_KEYS", "");
+  if (!keys.ok()) return keys.status();
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = Credentials(config);
+  if (!credentials.ok()) return credentials.status();
   const int64_t state_bytes = s->backend_->state_layout().slot_floats() * static_cast<int64_t>(sizeof(float));
   s->service_ = std::make_unique<XlServeService>(s->scheduler_.get(), s->tokenizer_.get(), model, config,
-                                                 s->backend_->num_mtp_heads(), state_bytes);
+                                                 s->backend_->num_mtp_heads(), state_bytes, *keys);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  if (!config.reflection) builder.SetOption(std::make_unique<WithoutReflection>());
   const std::string address = config.host + ":" + std::to_string(config.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(address, *credentials, &s->port_);
   // gRPC sets SO_REUSEPORT by default: a second server on a taken port would start and get
   // every other connection. Without it, binding a taken port fails here.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
@@ -90,8 +131,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
     }
     s->metrics_port_ = *bound;
   }
-  spdlog::info("serving {} on {}:{} ({} slots, device {}), metrics on port {}", config.model_name, config.host,
-               s->port_, config.max_num_seqs, config.device, s->metrics_port_);
+  spdlog::info("serving {} on {}:{} ({} slots, device {}), metrics on port {}{}{}", config.model_name, config.host,
+               s->port_, config.max_num_seqs, config.device, s->metrics_port_,
+               config.tls_cert_file.empty() ? "" : ", TLS", keys->enabled() ? ", API keys required" : "");
   return s;
 }
 

@@ -31,7 +31,8 @@ absl::Status ApplyServerConfigJson(const nlohmann::json& j, ServerConfig* c) {
                                 "default_max_tokens", "max_n", "max_message_bytes", "step_token_budget",
                                 "request_timeout_s", "shutdown_grace_s", "max_sessions", "session_ttl_s",
                                 "prefix_cache_mb", "prefix_cache_block",
-                                "speculation", "num_draft"};
+                                "speculation", "num_draft", "api_key_file", "tls_cert_file", "tls_key_file",
+                                "tls_client_ca_file", "reflection"};
   for (const auto& [key, value] : j.items()) {
     if (std::find(std::begin(kKeys), std::end(kKeys), key) == std::end(kKeys)) {
       return absl::InvalidArgumentError("unknown server config key \"" + key + "\"");
@@ -52,7 +53,9 @@ absl::Status ApplyServerConfigJson(const nlohmann::json& j, ServerConfig* c) {
                          Read(j, "max_sessions", &c->max_sessions), Read(j, "session_ttl_s", &c->session_ttl_s),
                          Read(j, "prefix_cache_mb", &c->prefix_cache_mb),
                          Read(j, "prefix_cache_block", &c->prefix_cache_block), Read(j, "speculation", &c->speculation),
-                         Read(j, "num_draft", &c->num_draft)}) {
+                         Read(j, "num_draft", &c->num_draft), Read(j, "api_key_file", &c->api_key_file),
+                         Read(j, "tls_cert_file", &c->tls_cert_file), Read(j, "tls_key_file", &c->tls_key_file),
+                         Read(j, "tls_client_ca_file", &c->tls_client_ca_file), Read(j, "reflection", &c->reflection)}) {
     if (!s.ok()) return s;
   }
   return st;
@@ -96,6 +99,12 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
   }
   if (c.speculation != "off" && c.speculation != "on" && c.speculation != "auto") {
     return absl::InvalidArgumentError("speculation must be off, on or auto, got \"" + c.speculation + "\"");
+  }
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("tls_cert_file and tls_key_file go together");
+  }
+  if (!c.tls_client_ca_file.empty() && c.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError("tls_client_ca_file needs tls_cert_file and tls_key_file");
   }
   return absl::OkStatus();
 }

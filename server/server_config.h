@@ -34,6 +34,13 @@ struct ServerConfig {
   int prefix_cache_block = 256;  // prompt tokens between prefix-cache snapshots
   std::string speculation = "auto";  // default for requests that leave it unspecified
   int num_draft = 3;
+  // Security. Keys come from api_key_file and $XLSERVE_API_KEYS; with any, XlServe calls need
+  // "authorization: Bearer KEY" metadata (gRPC health stays open for probes).
+  std::string api_key_file;
+  std::string tls_cert_file;       // PEM certificate chain; with tls_key_file: serve TLS
+  std::string tls_key_file;        // PEM private key
+  std::string tls_client_ca_file;  // PEM roots: require client certificates signed by them
+  bool reflection = true;          // gRPC server reflection (grpcurl without .proto files)
 };
 
 // Applies the keys of a JSON object (same names as the fields) over `config`.
