@@ -9,6 +9,7 @@ APT_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev catch2 libcpp-httplib-dev
   curl docker-compose prometheus librsvg2-bin
+  clang lld libclang-rt-14-dev
 )
 PIP_PACKAGES=(
   "tokenizers>=0.19"

@@ -15,6 +15,16 @@ bazel test //... --test_tag_filters=-gpu --build_tests_only 2>&1 | tee /tmp/xlse
 rc=${PIPESTATUS[0]}
 set -e
 
+# ASan + UBSan (clang; .bazelrc) over every CPU test but the four longest end-to-end suites,
+# which the full run covers (README "Sanitizers and fuzzing").
+echo "== bazel test --config=asan (ASan + UBSan)"
+set +e
+bazel test --config=asan --test_tag_filters=-gpu --build_tests_only -- //... -//tests/server:server_test \
+  -//tests/cli:tokenizer_parity_test -//tests/loadtest:loadtest_test -//tests/deploy:deploy_test 2>&1 |
+  tee -a /tmp/xlserve-test.$$.log
+asan_rc=${PIPESTATUS[0]}
+set -e
+
 # Each Catch2 binary's own summary, then one closing line for the whole run.
 testlogs="$(bazel info bazel-testlogs 2>/dev/null)"
 echo "== Catch2 summaries"
@@ -27,4 +37,6 @@ passed=$(grep -cE "^//.* PASSED in" /tmp/xlserve-test.$$.log || true)
 failed=$(grep -cE "^//.* (FAILED|TIMEOUT|NO STATUS|INCOMPLETE)" /tmp/xlserve-test.$$.log || true)
 rm -f /tmp/xlserve-test.$$.log
 echo "${passed} passed, ${failed} failed"
-if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
+if [ "$rc" -ne 0 ] || [ "$asan_rc" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then
+  exit 1
+fi

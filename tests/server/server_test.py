@@ -25,6 +25,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 XLSERVE = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "xlserve")
+# Sanitizer builds run several times slower (.bazelrc): time bounds below stretch by this.
+TIME_SCALE = float(os.environ.get("XLSERVE_TEST_TIME_SCALE", "1"))
 MODEL = "models/xlstm-code-mtp"
 PROTO_DIR = "proto"
 
@@ -348,7 +350,7 @@ class PreemptionTest(unittest.TestCase):
 
 class ShutdownTest(unittest.TestCase):
     def test_sigterm_drains_running_streams_and_cancels_queued_ones(self):
-        server = ServerProcess("--max-num-seqs", "1", "--shutdown-grace", "60")
+        server = ServerProcess("--max-num-seqs", "1", "--shutdown-grace", str(60 * TIME_SCALE))
         # Long enough (about 4 s on 2 CPU cores) to still run while the checks below happen.
         running = server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[2], max_tokens=600, ignore_eos=True,
                                                           speculation=pb.SPECULATION_MODE_OFF), timeout=120)
