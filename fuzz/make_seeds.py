@@ -66,6 +66,9 @@ def main():
     ]
     for i, body in enumerate(bodies):
         put("openai_body_fuzz", f"body{i}.json", json.dumps(body))
+    # Findings, kept as regression inputs.
+    put("openai_body_fuzz", "max_tokens_zero.json", '{"model": "xlstm-code-mtp", "prompt": "def f(x):", '
+                                                    '"max_tokens": 0, "stream_options": {"include_usage": true}}')
 
     put("chat_template_fuzz", "plain", "\x0f<|{role}|>\n{content}\n\x0e<|assistant|>\n\x04user\x05hello")
     put("chat_template_fuzz", "nested", "\x09{content}\x01\x03{role}\x12{content}{content}")

@@ -44,8 +44,10 @@ absl::Status Integer(const nlohmann::json& body, const char* key, int64_t lo, in
   if (!Present(body, key)) return absl::OkStatus();
   const nlohmann::json& v = body.at(key);
   if (!v.is_number_integer()) return Bad(key, "must be an integer");
-  const bool in_range = v.is_number_unsigned() ? v.get<uint64_t>() <= static_cast<uint64_t>(hi)
-                                               : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+  // json keeps non-negative numbers unsigned: compare those as unsigned, against both bounds.
+  const bool in_range = v.is_number_unsigned()
+                            ? v.get<uint64_t>() <= static_cast<uint64_t>(hi) && (lo <= 0 || v.get<uint64_t>() >= static_cast<uint64_t>(lo))
+                            : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
   if (!in_range) return Bad(key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   *out = v.is_number_unsigned() ? static_cast<int64_t>(v.get<uint64_t>()) : v.get<int64_t>();
   return absl::OkStatus();

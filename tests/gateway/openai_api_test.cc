@@ -27,6 +27,9 @@ TEST_CASE("integers that do not fit are refused, not wrapped") {
   ExpectBad(Completion({{"max_tokens", -1}}), "max_tokens");
   ExpectBad(Completion({{"max_tokens", 0}}), "max_tokens");
   ExpectBad(Completion({{"max_tokens", 1.5}}), "max_tokens");
+  // Parsed non-negative numbers are unsigned in json: the lower bound applies to them too.
+  ExpectBad(Completion(json::parse(R"({"max_tokens": 0})")), "max_tokens");
+  ExpectBad(Completion(json::parse(R"({"n": 0})")), "n");
   ExpectBad(Completion({{"max_tokens", "16"}}), "max_tokens");
   ExpectBad(Completion({{"n", 4294967298ULL}}), "n");
   ExpectBad(Completion({{"n", 0}}), "n");
