@@ -20,7 +20,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const xlserve::v1::GenerateRequest& r = call->request;
     bool ok = r.n() >= 1 && r.n() <= xlserve::gateway::kMaxChoices && (!r.has_max_tokens() || r.max_tokens() >= 1) &&
               r.logprobs() >= 0 && r.logprobs() <= xlserve::gateway::kMaxLogprobs &&
-              xlserve::gateway::ValidateSessionId(r.session_id()).ok() && (r.prompt().empty() != (r.prompt_token_ids_size() == 0));
+              xlserve::gateway::ValidateSessionId(r.session_id()).ok() &&
+              r.prompt().empty() != (r.prompt_token_ids_size() == 0);
     for (int32_t id : r.prompt_token_ids()) ok = ok && id >= 0;
     if (!ok) std::abort();
     (void)r.ByteSizeLong();

@@ -45,9 +45,10 @@ absl::Status Integer(const nlohmann::json& body, const char* key, int64_t lo, in
   const nlohmann::json& v = body.at(key);
   if (!v.is_number_integer()) return Bad(key, "must be an integer");
   // json keeps non-negative numbers unsigned: compare those as unsigned, against both bounds.
-  const bool in_range = v.is_number_unsigned()
-                            ? v.get<uint64_t>() <= static_cast<uint64_t>(hi) && (lo <= 0 || v.get<uint64_t>() >= static_cast<uint64_t>(lo))
-                            : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+  const bool in_range =
+      v.is_number_unsigned()
+          ? v.get<uint64_t>() <= static_cast<uint64_t>(hi) && (lo <= 0 || v.get<uint64_t>() >= static_cast<uint64_t>(lo))
+          : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
   if (!in_range) return Bad(key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
   *out = v.is_number_unsigned() ? static_cast<int64_t>(v.get<uint64_t>()) : v.get<int64_t>();
   return absl::OkStatus();
@@ -131,6 +132,7 @@ absl::StatusOr<CompletionCall> ParseCompletionCall(const nlohmann::json& body, b
         r.add_prompt_token_ids(static_cast<int32_t>(id.get<int64_t>()));
       }
     } else if (p.is_array() && p.size() == 1 && p[0].is_string()) {
+      if (p[0].get<std::string>().empty()) return Bad("prompt", "must not be empty");
       r.set_prompt(p[0].get<std::string>());
     } else {
       return Bad("prompt", "must be a string or an array of token ids");
@@ -140,7 +142,8 @@ absl::StatusOr<CompletionCall> ParseCompletionCall(const nlohmann::json& body, b
   const char* max_key = chat && Present(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
   RETURN_IF_ERROR(Integer(body, max_key, 1, INT32_MAX, &integer));
   if (integer) r.set_max_tokens(static_cast<int32_t>(*integer));
-  for (auto [key, set] : {std::pair<const char*, void (v1::GenerateRequest::*)(float)>{"temperature", &v1::GenerateRequest::set_temperature},
+  using FloatSetter = void (v1::GenerateRequest::*)(float);
+  for (auto [key, set] : {std::pair<const char*, FloatSetter>{"temperature", &v1::GenerateRequest::set_temperature},
                           {"top_p", &v1::GenerateRequest::set_top_p},
                           {"presence_penalty", &v1::GenerateRequest::set_presence_penalty},
                           {"frequency_penalty", &v1::GenerateRequest::set_frequency_penalty}}) {
@@ -231,7 +234,9 @@ nlohmann::json LogprobsJson(const v1::GenerateResponse& m, bool chat) {
     json content = json::array();
     for (const auto& lp : m.logprobs()) {
       json top = json::array();
-      for (const auto& t : lp.top_logprobs()) top.push_back({{"token", std::to_string(t.token_id())}, {"logprob", t.logprob()}});
+      for (const auto& t : lp.top_logprobs()) {
+        top.push_back({{"token", std::to_string(t.token_id())}, {"logprob", t.logprob()}});
+      }
       content.push_back({{"token", std::to_string(lp.token_id())}, {"logprob", lp.logprob()}, {"top_logprobs", top}});
     }
     return {{"content", content}};

@@ -34,7 +34,9 @@ absl::Status Add(std::string key, const std::string& origin, std::vector<std::st
   while (!key.empty() && (key.front() == ' ' || key.front() == '\t')) key.erase(0, 1);
   if (key.empty()) return absl::OkStatus();
   for (unsigned char c : key) {
-    if (c <= 0x20 || c == 0x7f) return absl::InvalidArgumentError(origin + ": API keys must not hold spaces or control characters");
+    if (c <= 0x20 || c == 0x7f) {
+      return absl::InvalidArgumentError(origin + ": API keys must not hold spaces or control characters");
+    }
   }
   keys->push_back(std::move(key));
   return absl::OkStatus();

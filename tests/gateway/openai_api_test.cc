@@ -58,6 +58,7 @@ TEST_CASE("fields of the wrong type are 400s") {
   ExpectBad(Completion({{"ignore_eos", "yes"}}), "ignore_eos");
   ExpectBad(Completion({{"user", 7}}), "user");
   ExpectBad(Completion({{"stream", "true"}}), "stream");
+  ExpectBad(Completion({{"prompt", json::array({""})}}), "prompt");
   ExpectBad(ParseCompletionCall({{"messages", json::array({{{"role", "user"}, {"content", "x"}}})}, {"logprobs", "yes"}},
                                 true, ChatTemplate{}),
             "logprobs");
