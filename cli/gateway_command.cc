@@ -7,6 +7,7 @@
 #include "cli/flags.h"
 #include "cli/termination_signals.h"
 #include "gateway/gateway_server.h"
+#include "net/api_keys.h"
 #include "spdlog/spdlog.h"
 
 namespace xlserve::cli {
@@ -43,10 +44,13 @@ int RunGateway(const std::vector<std::string>& raw_args) {
   }
   if (!upstreams.empty()) config.upstreams = upstreams;
   double max_body_mb = static_cast<double>(config.max_body_bytes) / (1 << 20);
+  std::string api_key, api_key_file, upstream_key_file, upstream_tls_ca;
   FlagSet flags("xlserve gateway", "[--upstream HOST:PORT ...] [--host H --port P] [flags]",
                 "OpenAI-compatible REST API (/v1/completions, /v1/chat/completions with SSE,\n"
-                "/v1/models, /health, /metrics) over xlserve gRPC replicas: least-loaded routing,\n"
-                "session affinity (session_id, else user), failover. --upstream repeats.");
+                "/v1/models, /health, /metrics, /livez) over xlserve gRPC replicas: least-loaded\n"
+                "routing, session affinity (session_id, else user), failover. --upstream repeats.\n"
+                "API keys: --api-key-file and $XLSERVE_GATEWAY_API_KEYS (comma-separated); every\n"
+                "endpoint but /livez then needs \"Authorization: Bearer KEY\".");
   std::string upstream_help;
   flags.AddString("upstream", &upstream_help,
                   "an xlserve gRPC replica, HOST:PORT, or dns:///NAME:PORT for one replica per address of NAME, "
@@ -54,20 +58,48 @@ int RunGateway(const std::vector<std::string>& raw_args) {
   flags.AddString("upstream-metrics", &upstream_help, "HOST:PORT of a replica's /metrics to re-export");
   flags.AddString("host", &config.host, "address to bind");
   flags.AddInt("port", &config.port, "HTTP port (0: any free port)");
-  flags.AddString("api-key", &config.api_key, "require Authorization: Bearer KEY");
-  flags.AddDouble("request-timeout", &config.request_timeout_s, "seconds before an upstream call gives up");
+  flags.AddString("api-key-file", &api_key_file, "file of accepted API keys, one per line");
+  flags.AddString("api-key", &api_key, "an accepted API key (visible in ps: prefer --api-key-file)");
+  flags.AddString("upstream-api-key-file", &upstream_key_file,
+                  "file holding the key sent to the replicas (else $XLSERVE_UPSTREAM_API_KEY)");
+  flags.AddString("upstream-tls-ca", &upstream_tls_ca, "PEM root certificates: talk TLS to the replicas");
+  flags.AddInt("max-in-flight-per-upstream", &config.upstream.max_in_flight,
+               "requests a replica takes at once before 429 (0: its max_num_seqs)");
+  flags.AddDouble("request-timeout-s", &config.request_timeout_s, "seconds before an upstream call gives up");
   flags.AddDouble("max-body-mb", &max_body_mb, "largest request body");
   flags.AddString("model-dir", &config.model_dir, "model directory holding chat_template.json, if any");
-  flags.AddInt("threads", &config.threads, "concurrent HTTP requests served");
+  flags.AddInt("threads", &config.threads, "requests served at once (each stream holds one)");
+  flags.AddInt("max-connections", &config.max_connections, "open HTTP connections; more are refused with 503");
+  flags.AddDouble("header-timeout-s", &config.header_timeout_s, "seconds for a request's headers to arrive");
+  flags.AddDouble("idle-timeout-s", &config.idle_timeout_s, "seconds a keep-alive connection may idle");
+  flags.AddDouble("body-timeout-s", &config.body_timeout_s, "seconds for a request's body to arrive");
+  flags.AddDouble("shutdown-grace-s", &config.shutdown_grace_s,
+                  "seconds running requests may finish on SIGTERM before they are cancelled");
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("gateway", std::string(st.message()));
   if (flags.help_requested()) {
     std::fputs(flags.Usage().c_str(), stdout);
     return 0;
   }
-  if (max_body_mb <= 0 || config.request_timeout_s <= 0 || config.port < 0 || config.port > 65535) {
-    return ReportError("gateway", "--max-body-mb and --request-timeout must be > 0 and --port in [0, 65535]");
+  if (max_body_mb <= 0 || config.request_timeout_s <= 0 || config.port < 0 || config.port > 65535 ||
+      config.header_timeout_s <= 0 || config.idle_timeout_s <= 0 || config.body_timeout_s <= 0 ||
+      config.shutdown_grace_s < 0 || config.upstream.max_in_flight < 0 || config.threads < 1 ||
+      config.max_connections < 1) {
+    return ReportError("gateway",
+                       "--max-body-mb, --request-timeout-s and the timeouts must be > 0, --port in [0, 65535], "
+                       "--threads and --max-connections >= 1, the rest >= 0");
   }
   config.max_body_bytes = static_cast<size_t>(max_body_mb * (1 << 20));
+  absl::StatusOr<net::ApiKeys> keys = net::ApiKeys::Load(api_key_file, "XLSERVE_GATEWAY_API_KEYS", api_key);
+  if (!keys.ok()) return ReportError("gateway", std::string(keys.status().message()));
+  config.api_keys = *keys;
+  absl::StatusOr<std::string> upstream_key = net::LoadClientKey(upstream_key_file, "XLSERVE_UPSTREAM_API_KEY");
+  if (!upstream_key.ok()) return ReportError("gateway", std::string(upstream_key.status().message()));
+  config.upstream.api_key = *upstream_key;
+  if (!upstream_tls_ca.empty()) {
+    absl::StatusOr<std::string> pem = net::ReadCredentialFile(upstream_tls_ca);
+    if (!pem.ok()) return ReportError("gateway", std::string(pem.status().message()));
+    config.upstream.tls_ca_pem = *pem;
+  }
 
   const sigset_t signals = BlockTerminationSignals();
   absl::StatusOr<std::unique_ptr<gateway::GatewayServer>> server = gateway::GatewayServer::Start(config);

@@ -79,7 +79,7 @@ int RunLoadtest(const std::vector<std::string>& args) {
   flags.AddInt("num-requests", &config.num_requests, "measured requests per run");
   flags.AddInt("warmup", &config.warmup, "requests sent first and left out of the statistics");
   flags.AddDouble("duration", &config.duration_s, "seconds per run after which no request is sent");
-  flags.AddDouble("request-timeout", &config.request_timeout_s, "seconds before a request is abandoned");
+  flags.AddDouble("request-timeout-s", &config.request_timeout_s, "seconds before a request is abandoned");
   flags.AddInt("max-in-flight", &config.max_in_flight, "open loop: most requests in flight at once");
   flags.AddInt("prompt-tokens", &prompt_tokens, "prompt length in tokens (text: words of code)");
   flags.AddString("prompt-tokens-dist", &prompt_dist, "prompt lengths: uniform:a:b or normal:mu:sigma");

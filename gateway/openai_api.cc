@@ -1,7 +1,13 @@
 #include "gateway/openai_api.h"
 
+#include <cmath>
+#include <climits>
 #include <filesystem>
 #include <fstream>
+#include <optional>
+#include <string_view>
+
+#include "engine/util/status_macros.h"
 
 namespace xlserve::gateway {
 namespace {
@@ -10,35 +16,79 @@ absl::Status Bad(const std::string& field, const std::string& why) {
   return absl::InvalidArgumentError("'" + field + "' " + why);
 }
 
-std::string Render(std::string text, const std::string& role, const std::string& content) {
-  for (auto [key, value] : {std::pair<std::string, const std::string*>{"{role}", &role}, {"{content}", &content}}) {
-    for (size_t at = text.find(key); at != std::string::npos; at = text.find(key, at + value->size())) {
-      text.replace(at, key.size(), *value);
+// One pass over the template: text substituted for a placeholder is never searched again, so
+// a role or content that itself contains "{content}" costs its own length, not a product.
+std::string Render(const std::string& text, const std::string& role, const std::string& content) {
+  static constexpr std::string_view kRole = "{role}", kContent = "{content}";
+  std::string out;
+  out.reserve(text.size() + role.size() + content.size());
+  for (size_t at = 0; at < text.size();) {
+    const std::string_view rest = std::string_view(text).substr(at);
+    if (rest.substr(0, kRole.size()) == kRole) {
+      out += role;
+      at += kRole.size();
+    } else if (rest.substr(0, kContent.size()) == kContent) {
+      out += content;
+      at += kContent.size();
+    } else {
+      out += text[at++];
     }
   }
-  return text;
+  return out;
 }
 
-template <typename T>
-absl::Status Number(const nlohmann::json& body, const char* key, T* out, bool* present = nullptr) {
-  if (!body.contains(key) || body.at(key).is_null()) return absl::OkStatus();
+bool Present(const nlohmann::json& body, const char* key) { return body.contains(key) && !body.at(key).is_null(); }
+
+// An integer field within [lo, hi]. json's get<int>() would wrap 4294967297 to 1 silently.
+absl::Status Integer(const nlohmann::json& body, const char* key, int64_t lo, int64_t hi, std::optional<int64_t>* out) {
+  if (!Present(body, key)) return absl::OkStatus();
+  const nlohmann::json& v = body.at(key);
+  if (!v.is_number_integer()) return Bad(key, "must be an integer");
+  // json keeps non-negative numbers unsigned: compare those as unsigned, against both bounds.
+  const bool in_range =
+      v.is_number_unsigned()
+          ? v.get<uint64_t>() <= static_cast<uint64_t>(hi) && (lo <= 0 || v.get<uint64_t>() >= static_cast<uint64_t>(lo))
+          : v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+  if (!in_range) return Bad(key, "must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]");
+  *out = v.is_number_unsigned() ? static_cast<int64_t>(v.get<uint64_t>()) : v.get<int64_t>();
+  return absl::OkStatus();
+}
+
+// A number field that stays finite as a float (1e300 would become inf); sets *present.
+absl::Status Real(const nlohmann::json& body, const char* key, float* out, bool* present) {
+  if (!Present(body, key)) return absl::OkStatus();
   if (!body.at(key).is_number()) return Bad(key, "must be a number");
-  *out = body.at(key).get<T>();
-  if (present) *present = true;
+  *out = static_cast<float>(body.at(key).get<double>());
+  if (!std::isfinite(*out)) return Bad(key, "is out of range");
+  *present = true;
+  return absl::OkStatus();
+}
+
+absl::Status Boolean(const nlohmann::json& body, const char* key, bool* out) {
+  if (!Present(body, key)) return absl::OkStatus();
+  if (!body.at(key).is_boolean()) return Bad(key, "must be a boolean");
+  *out = body.at(key).get<bool>();
   return absl::OkStatus();
 }
 
 }  // namespace
 
 absl::StatusOr<ChatTemplate> LoadChatTemplate(const std::string& model_dir) {
-  ChatTemplate t;
   const std::filesystem::path path = std::filesystem::path(model_dir) / "chat_template.json";
-  if (model_dir.empty() || !std::filesystem::exists(path)) return t;
+  if (model_dir.empty() || !std::filesystem::exists(path)) return ChatTemplate{};
   std::ifstream in(path);
   nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError(path.string() + " is not a JSON object");
-  t.message = j.value("message", t.message);
-  t.generation_prompt = j.value("generation_prompt", t.generation_prompt);
+  return ParseChatTemplate(j, path.string());
+}
+
+absl::StatusOr<ChatTemplate> ParseChatTemplate(const nlohmann::json& j, const std::string& origin) {
+  if (j.is_discarded() || !j.is_object()) return absl::InvalidArgumentError(origin + " is not a JSON object");
+  ChatTemplate t;
+  for (auto [key, field] : {std::pair{"message", &t.message}, std::pair{"generation_prompt", &t.generation_prompt}}) {
+    if (!j.contains(key)) continue;
+    if (!j[key].is_string()) return absl::InvalidArgumentError(origin + ": \"" + key + "\" must be a string");
+    *field = j[key].get<std::string>();
+  }
   return t;
 }
 
@@ -75,41 +125,44 @@ absl::StatusOr<CompletionCall> ParseCompletionCall(const nlohmann::json& body, b
       r.set_prompt(p.get<std::string>());
     } else if (p.is_array() && !p.empty() && p[0].is_number_integer()) {
       for (const auto& id : p) {
-        if (!id.is_number_integer()) return Bad("prompt", "token arrays must hold integers");
-        r.add_prompt_token_ids(id.get<int32_t>());
+        // Ids beyond int32 would wrap into the vocabulary; the server checks the vocabulary.
+        if (!id.is_number_integer() || (id.is_number_unsigned() ? id.get<uint64_t>() > INT32_MAX : id.get<int64_t>() < 0)) {
+          return Bad("prompt", "token arrays must hold integers in [0, 2147483647]");
+        }
+        r.add_prompt_token_ids(static_cast<int32_t>(id.get<int64_t>()));
       }
     } else if (p.is_array() && p.size() == 1 && p[0].is_string()) {
+      if (p[0].get<std::string>().empty()) return Bad("prompt", "must not be empty");
       r.set_prompt(p[0].get<std::string>());
     } else {
       return Bad("prompt", "must be a string or an array of token ids");
     }
   }
-  int max_tokens = 0;
-  bool has_max = false;
-  const char* max_key = chat && body.contains("max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-  if (absl::Status st = Number(body, max_key, &max_tokens, &has_max); !st.ok()) return st;
-  if (has_max) r.set_max_tokens(max_tokens);
-  float f = 0;
-  bool present = false;
-  if (absl::Status st = Number(body, "temperature", &f, &present); !st.ok()) return st;
-  if (present) r.set_temperature(f);
-  present = false;
-  if (absl::Status st = Number(body, "top_p", &f, &present); !st.ok()) return st;
-  if (present) r.set_top_p(f);
-  present = false;
-  if (absl::Status st = Number(body, "presence_penalty", &f, &present); !st.ok()) return st;
-  if (present) r.set_presence_penalty(f);
-  present = false;
-  if (absl::Status st = Number(body, "frequency_penalty", &f, &present); !st.ok()) return st;
-  if (present) r.set_frequency_penalty(f);
-  int n = 1;
-  if (absl::Status st = Number(body, "n", &n); !st.ok()) return st;
-  r.set_n(n);
-  int64_t seed = 0;
-  present = false;
-  if (absl::Status st = Number(body, "seed", &seed, &present); !st.ok()) return st;
-  if (present) r.set_seed(static_cast<uint64_t>(seed));
-  if (body.contains("stop") && !body["stop"].is_null()) {
+  std::optional<int64_t> integer;
+  const char* max_key = chat && Present(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  RETURN_IF_ERROR(Integer(body, max_key, 1, INT32_MAX, &integer));
+  if (integer) r.set_max_tokens(static_cast<int32_t>(*integer));
+  using FloatSetter = void (v1::GenerateRequest::*)(float);
+  for (auto [key, set] : {std::pair<const char*, FloatSetter>{"temperature", &v1::GenerateRequest::set_temperature},
+                          {"top_p", &v1::GenerateRequest::set_top_p},
+                          {"presence_penalty", &v1::GenerateRequest::set_presence_penalty},
+                          {"frequency_penalty", &v1::GenerateRequest::set_frequency_penalty}}) {
+    float value = 0;
+    bool present = false;
+    RETURN_IF_ERROR(Real(body, key, &value, &present));
+    if (present) (r.*set)(value);
+  }
+  integer.reset();
+  RETURN_IF_ERROR(Integer(body, "n", 1, kMaxChoices, &integer));
+  r.set_n(integer ? static_cast<int32_t>(*integer) : 1);
+  integer.reset();
+  if (Present(body, "seed")) {
+    // Any 64-bit integer, signed or not: the server takes the bits as its seed.
+    const auto& seed = body["seed"];
+    if (!seed.is_number_integer()) return Bad("seed", "must be an integer");
+    r.set_seed(seed.is_number_unsigned() ? seed.get<uint64_t>() : static_cast<uint64_t>(seed.get<int64_t>()));
+  }
+  if (Present(body, "stop")) {
     const auto& s = body["stop"];
     if (s.is_string()) {
       r.add_stop(s.get<std::string>());
@@ -123,40 +176,97 @@ absl::StatusOr<CompletionCall> ParseCompletionCall(const nlohmann::json& body, b
     }
   }
   if (chat) {
-    if (body.contains("logprobs") && body["logprobs"].is_boolean() && body["logprobs"].get<bool>()) {
-      int top = 0;
-      if (absl::Status st = Number(body, "top_logprobs", &top); !st.ok()) return st;
-      r.set_logprobs(std::max(1, top));
+    bool logprobs = false;
+    RETURN_IF_ERROR(Boolean(body, "logprobs", &logprobs));
+    if (logprobs) {
+      RETURN_IF_ERROR(Integer(body, "top_logprobs", 0, kMaxLogprobs, &integer));
+      r.set_logprobs(std::max<int32_t>(1, static_cast<int32_t>(integer.value_or(0))));
       call.logprobs = true;
     }
-  } else if (body.contains("logprobs") && !body["logprobs"].is_null()) {
-    if (!body["logprobs"].is_number_integer()) return Bad("logprobs", "must be an integer");
-    r.set_logprobs(body["logprobs"].get<int>());
+  } else {
+    RETURN_IF_ERROR(Integer(body, "logprobs", 0, kMaxLogprobs, &integer));
+    r.set_logprobs(static_cast<int32_t>(integer.value_or(0)));
     call.logprobs = r.logprobs() > 0;
   }
-  if (body.contains("stream") && !body["stream"].is_null()) {
-    if (!body["stream"].is_boolean()) return Bad("stream", "must be a boolean");
-    call.stream = body["stream"].get<bool>();
+  RETURN_IF_ERROR(Boolean(body, "stream", &call.stream));
+  if (Present(body, "stream_options")) {
+    if (!body["stream_options"].is_object()) return Bad("stream_options", "must be an object");
+    RETURN_IF_ERROR(Boolean(body["stream_options"], "include_usage", &call.include_usage));
   }
-  if (body.contains("stream_options") && body["stream_options"].is_object()) {
-    call.include_usage = body["stream_options"].value("include_usage", false);
-  }
-  if (body.contains("ignore_eos") && body["ignore_eos"].is_boolean()) r.set_ignore_eos(body["ignore_eos"].get<bool>());
-  if (body.contains("session_id")) {
+  bool ignore_eos = false;
+  RETURN_IF_ERROR(Boolean(body, "ignore_eos", &ignore_eos));
+  r.set_ignore_eos(ignore_eos);
+  if (Present(body, "session_id")) {
     if (!body["session_id"].is_string()) return Bad("session_id", "must be a string");
-    r.set_session_id(body["session_id"].get<std::string>());
-    call.affinity_key = r.session_id();
+    const std::string id = body["session_id"].get<std::string>();
+    if (absl::Status st = ValidateSessionId(id); !st.ok()) return st;
+    r.set_session_id(id);
+    call.affinity_key = id;
   }
-  if (call.affinity_key.empty() && body.contains("user") && body["user"].is_string()) {
-    call.affinity_key = body["user"].get<std::string>();
+  if (Present(body, "user")) {
+    if (!body["user"].is_string()) return Bad("user", "must be a string");
+    if (call.affinity_key.empty()) call.affinity_key = body["user"].get<std::string>();
   }
   return call;
+}
+
+absl::Status ValidateSessionId(const std::string& id) {
+  if (id.size() > kMaxSessionIdBytes) {
+    return Bad("session_id", "is longer than " + std::to_string(kMaxSessionIdBytes) + " bytes");
+  }
+  // It reaches log lines: a newline or an escape sequence there could forge or hide entries.
+  for (unsigned char c : id) {
+    if (c < 0x20 || c == 0x7f) return Bad("session_id", "must not contain control characters");
+  }
+  return absl::OkStatus();
 }
 
 nlohmann::json FinishReason(const std::string& reason) {
   if (reason.empty()) return nullptr;
   if (reason == "eos") return "stop";
   return reason;
+}
+
+nlohmann::json LogprobsJson(const v1::GenerateResponse& m, bool chat) {
+  using nlohmann::json;
+  if (m.logprobs_size() == 0) return nullptr;
+  if (chat) {
+    json content = json::array();
+    for (const auto& lp : m.logprobs()) {
+      json top = json::array();
+      for (const auto& t : lp.top_logprobs()) {
+        top.push_back({{"token", std::to_string(t.token_id())}, {"logprob", t.logprob()}});
+      }
+      content.push_back({{"token", std::to_string(lp.token_id())}, {"logprob", lp.logprob()}, {"top_logprobs", top}});
+    }
+    return {{"content", content}};
+  }
+  json tokens = json::array(), token_logprobs = json::array(), top = json::array();
+  for (const auto& lp : m.logprobs()) {
+    tokens.push_back(std::to_string(lp.token_id()));
+    token_logprobs.push_back(lp.logprob());
+    json alts = json::object();
+    for (const auto& t : lp.top_logprobs()) alts[std::to_string(t.token_id())] = t.logprob();
+    top.push_back(alts);
+  }
+  return {{"tokens", tokens}, {"token_logprobs", token_logprobs}, {"top_logprobs", top}};
+}
+
+nlohmann::json UsageJson(int prompt, int completion, int cached) {
+  return {{"prompt_tokens", prompt},
+          {"completion_tokens", completion},
+          {"total_tokens", prompt + completion},
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
+}
+
+std::string ErrorType(int http) {
+  switch (http) {
+    case 400: case 413: case 415: return "invalid_request_error";
+    case 401: return "authentication_error";
+    case 404: case 405: return "not_found_error";
+    case 429: return "rate_limit_error";
+    default: return "server_error";
+  }
 }
 
 nlohmann::json ErrorBody(const std::string& message, const std::string& type, const std::string& code) {

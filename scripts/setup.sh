@@ -20,7 +20,8 @@ BUILD_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev catch2 libcpp-httplib-dev
 )
-APT_PACKAGES=("${BUILD_PACKAGES[@]}" python3 python3-pip python3-venv curl docker-compose prometheus librsvg2-bin)
+APT_PACKAGES=("${BUILD_PACKAGES[@]}" python3 python3-pip python3-venv curl docker-compose prometheus librsvg2-bin
+  clang lld libclang-rt-14-dev)
 if [ "$build_only" -eq 1 ]; then APT_PACKAGES=("${BUILD_PACKAGES[@]}"); fi
 PIP_PACKAGES=(
   "tokenizers>=0.19"

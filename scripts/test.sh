@@ -68,6 +68,20 @@ if [ "$rc" -eq 0 ]; then
   fi
 fi
 
+# ASan + UBSan (clang; .bazelrc) over every CPU test but the four longest end-to-end suites,
+# which the full run covers (README "Sanitizers and fuzzing"); then each fuzz target for 30 s
+# on the same build.
+echo "== bazel test --config=asan (ASan + UBSan)"
+set +e
+bazel test --config=asan --test_tag_filters=-gpu --build_tests_only -- //... -//tests/server:server_test \
+  -//tests/cli:tokenizer_parity_test -//tests/loadtest:loadtest_test -//tests/deploy:deploy_test 2>&1 |
+  tee -a /tmp/xlserve-test.$$.log
+asan_rc=${PIPESTATUS[0]}
+echo "== fuzz smoke (30 s per target)"
+scripts/fuzz.sh --time 30
+fuzz_rc=$?
+set -e
+
 # Each Catch2 binary's own summary, then one closing line for the whole run.
 echo "== Catch2 summaries"
 [ -d "$testlogs" ] && find "$testlogs" -name test.log | sort | while read -r tlog; do
@@ -79,4 +93,6 @@ passed=$(grep -cE "^//.* PASSED in" "$log" || true)
 failed=$(grep -cE "^//.* (FAILED|TIMEOUT|NO STATUS|INCOMPLETE)" "$log" || true)
 rm -f "$log" "$log.testlogs"
 echo "${passed} passed, ${failed} failed"
-if [ "$rc" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then exit 1; fi
+if [ "$rc" -ne 0 ] || [ "$asan_rc" -ne 0 ] || [ "$fuzz_rc" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then
+  exit 1
+fi

@@ -3,16 +3,52 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
-#include <httplib.h>
+#include <grpcpp/impl/server_builder_option.h>
 
 #include <filesystem>
 
+#include "net/api_keys.h"
+#include "net/http_listener.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
 #include "server/xlserve_service.h"
 #include "spdlog/spdlog.h"
 
 namespace xlserve::server {
+namespace {
+
+// Plaintext unless a certificate is configured; with client roots, clients must present a
+// certificate they signed.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerConfig& config) {
+  if (config.tls_cert_file.empty()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions options;
+  absl::StatusOr<std::string> cert = net::ReadCredentialFile(config.tls_cert_file);
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = net::ReadCredentialFile(config.tls_key_file);
+  if (!key.ok()) return key.status();
+  options.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!config.tls_client_ca_file.empty()) {
+    absl::StatusOr<std::string> roots = net::ReadCredentialFile(config.tls_client_ca_file);
+    if (!roots.ok()) return roots.status();
+    options.pem_root_certs = *roots;
+    options.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+// gRPC's reflection library registers its builder plugin as soon as it is loaded, for every
+// builder; this option takes it out again.
+class WithoutReflection final : public grpc::ServerBuilderOption {
+ public:
+  void UpdateArguments(grpc::ChannelArguments*) override {}
+  void UpdatePlugins(std::vector<std::unique_ptr<grpc::ServerBuilderPlugin>>* plugins) override {
+    std::erase_if(*plugins, [](const std::unique_ptr<grpc::ServerBuilderPlugin>& plugin) {
+      return dynamic_cast<grpc::reflection::ProtoServerReflectionPlugin*>(plugin.get()) != nullptr;
+    });
+  }
+};
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config_in,
                                                       std::shared_ptr<const ModelWeights> weights,
@@ -43,23 +79,42 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   const ModelConfig& model = s->weights_->config;
   s->scheduler_ = std::make_unique<Scheduler>(s->backend_.get(), s->tokenizer_.get(), model, options, s->metrics_.get());
   if (absl::Status st = s->scheduler_->Start(); !st.ok()) return st;
+  absl::StatusOr<net::ApiKeys> keys = net::ApiKeys::Load(config.api_key_file, "XLSERVE_API_KEYS", "");
+  if (!keys.ok()) return keys.status();
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = Credentials(config);
+  if (!credentials.ok()) return credentials.status();
   const int64_t state_bytes = s->backend_->snapshot_bytes();
   s->service_ = std::make_unique<XlServeService>(s->scheduler_.get(), s->tokenizer_.get(), model, config,
-                                                 s->backend_->num_mtp_heads(), state_bytes);
+                                                 s->backend_->num_mtp_heads(), state_bytes, *keys);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
+  if (!config.reflection) builder.SetOption(std::make_unique<WithoutReflection>());
   const std::string address = config.host + ":" + std::to_string(config.port);
-  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &s->port_);
+  builder.AddListeningPort(address, *credentials, &s->port_);
+  // gRPC sets SO_REUSEPORT by default: a second server on a taken port would start and get
+  // every other connection. Without it, binding a taken port fails here.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(2 * config.max_message_bytes);
   builder.SetMaxSendMessageSize(config.max_message_bytes);
   builder.RegisterService(s->service_.get());
   s->grpc_ = builder.BuildAndStart();
-  if (!s->grpc_ || s->port_ == 0) return absl::UnavailableError("cannot listen on " + address);
+  if (!s->grpc_ || s->port_ == 0) {
+    return absl::UnavailableError("cannot listen on " + address + " (address in use, not local, or not an address)");
+  }
 
   if (config.metrics_port >= 0) {
-    s->http_ = std::make_unique<httplib::Server>();
+    // Scrapes and probes are small and few: a handful of workers, and timeouts so that slow
+    // clients cannot hold them (net/http_listener.h).
+    net::HttpLimits limits;
+    limits.workers = 4;
+    limits.max_connections = 64;
+    limits.header_timeout = std::chrono::seconds(5);
+    limits.idle_timeout = std::chrono::seconds(10);
+    limits.body_timeout = std::chrono::seconds(5);
+    limits.write_timeout = std::chrono::seconds(10);
+    s->http_ = std::make_unique<net::HttpListener>(limits);
     Metrics* metrics = s->metrics_.get();
     s->http_->Get("/metrics", [metrics](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics->Render(), "text/plain; version=0.0.4");
@@ -73,20 +128,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
       }
       res.set_content("ok\n", "text/plain");
     });
-    if (config.metrics_port == 0) {
-      s->metrics_port_ = s->http_->bind_to_any_port(config.host);
-    } else {
-      s->metrics_port_ = s->http_->bind_to_port(config.host, config.metrics_port) ? config.metrics_port : -1;
-    }
-    if (s->metrics_port_ < 0) {
+    absl::StatusOr<int> bound = s->http_->Start(config.host, config.metrics_port);
+    if (!bound.ok()) {
       return absl::UnavailableError("cannot listen for metrics on " + config.host + ":" +
-                                    std::to_string(config.metrics_port));
+                                    std::to_string(config.metrics_port) + " (address in use or not local)");
     }
-    httplib::Server* http = s->http_.get();
-    s->http_thread_ = std::thread([http] { http->listen_after_bind(); });
+    s->metrics_port_ = *bound;
   }
-  spdlog::info("serving {} on {}:{} ({} slots, device {}), metrics on port {}", config.model_name, config.host,
-               s->port_, config.max_num_seqs, config.device, s->metrics_port_);
+  spdlog::info("serving {} on {}:{} ({} slots, device {}), metrics on port {}{}{}", config.model_name, config.host,
+               s->port_, config.max_num_seqs, config.device, s->metrics_port_,
+               config.tls_cert_file.empty() ? "" : ", TLS", keys->enabled() ? ", API keys required" : "");
   return s;
 }
 
@@ -95,16 +146,20 @@ void Server::Shutdown() {
   shut_down_ = true;
   draining_ = true;
   spdlog::info("shutting down: no new requests; running streams have {} s to finish", config_.shutdown_grace_s);
-  if (grpc::HealthCheckServiceInterface* health = grpc_->GetHealthCheckService()) health->SetServingStatus(false);
-  scheduler_->Shutdown(std::chrono::milliseconds(static_cast<int64_t>(config_.shutdown_grace_s * 1000)));
-  grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  if (http_) {
-    http_->stop();
-    if (http_thread_.joinable()) http_thread_.join();
+  // A Start() that failed part-way leaves later members unset.
+  if (grpc_) {
+    if (grpc::HealthCheckServiceInterface* health = grpc_->GetHealthCheckService()) health->SetServingStatus(false);
   }
+  if (scheduler_) {
+    scheduler_->Shutdown(std::chrono::milliseconds(static_cast<int64_t>(config_.shutdown_grace_s * 1000)));
+  }
+  if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  if (http_) http_->Stop();
 }
 
-void Server::Wait() { grpc_->Wait(); }
+void Server::Wait() {
+  if (grpc_) grpc_->Wait();
+}
 
 Server::~Server() { Shutdown(); }
 

@@ -15,8 +15,8 @@
 namespace grpc {
 class Server;
 }
-namespace httplib {
-class Server;
+namespace xlserve::net {
+class HttpListener;
 }
 
 namespace xlserve::server {
@@ -52,8 +52,7 @@ class Server {
   std::unique_ptr<Scheduler> scheduler_;
   std::unique_ptr<XlServeService> service_;
   std::unique_ptr<grpc::Server> grpc_;
-  std::unique_ptr<httplib::Server> http_;
-  std::thread http_thread_;
+  std::unique_ptr<net::HttpListener> http_;
   int port_ = 0;
   int metrics_port_ = -1;
   bool shut_down_ = false;

@@ -63,6 +63,13 @@ const std::vector<ServerSetting>& ServerSettings() {
       {"warm_up", &C::warm_up,
        "run every step shape once before serving (GEMM choices and CUDA graphs ready; nothing tuned in a live "
        "step)"},
+      {"api_key_file", &C::api_key_file,
+       "file of API keys, one per line (also $XLSERVE_API_KEYS, comma-separated): XlServe calls then need "
+       "authorization: Bearer KEY metadata, and a session belongs to the key that opened it"},
+      {"tls_cert", &C::tls_cert_file, "PEM certificate chain: serve gRPC over TLS (with tls_key)"},
+      {"tls_key", &C::tls_key_file, "PEM private key of tls_cert"},
+      {"tls_client_ca", &C::tls_client_ca_file, "PEM roots: require client certificates signed by them"},
+      {"reflection", &C::reflection, "serve gRPC server reflection (--reflection=false: off)"},
   };
   return settings;
 }
@@ -144,6 +151,12 @@ absl::Status ValidateServerConfig(const ServerConfig& c) {
     return absl::InvalidArgumentError("step_token_budget (" + std::to_string(c.step_token_budget) +
                                       ") must exceed max_num_seqs * (1 + num_draft) = " +
                                       std::to_string(decode_rows) + ", the rows of a step where every sequence verifies");
+  }
+  if (c.tls_cert_file.empty() != c.tls_key_file.empty()) {
+    return absl::InvalidArgumentError("tls_cert and tls_key go together");
+  }
+  if (!c.tls_client_ca_file.empty() && c.tls_cert_file.empty()) {
+    return absl::InvalidArgumentError("tls_client_ca needs tls_cert and tls_key");
   }
   return absl::OkStatus();
 }

@@ -41,6 +41,13 @@ struct ServerConfig {
   std::string speculation = "auto";
   int num_draft = 3;
   bool warm_up = true;
+  // Security. Keys come from api_key_file and $XLSERVE_API_KEYS; with any, XlServe calls need
+  // "authorization: Bearer KEY" metadata (gRPC health stays open for probes).
+  std::string api_key_file;
+  std::string tls_cert_file;       // PEM certificate chain; with tls_key_file: serve TLS
+  std::string tls_key_file;        // PEM private key
+  std::string tls_client_ca_file;  // PEM roots: require client certificates signed by them
+  bool reflection = true;          // gRPC server reflection (grpcurl without .proto files)
 };
 
 struct ServerSetting {

@@ -18,6 +18,24 @@ std::string NextRequestId() {
 
 absl::Status Invalid(const std::string& message) { return absl::InvalidArgumentError(message); }
 
+grpc::Status Undecodable(const char* message_name) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      std::string("the request is not a valid ") + message_name + " message (or is missing)");
+}
+
+// A unary method on a streamed-unary handler: authorize, read, answer, write.
+template <typename Request, typename Response, typename Answer>
+grpc::Status Unary(grpc::ServerUnaryStreamer<Request, Response>* stream, const grpc::Status& authorized,
+                   const char* message_name, Answer answer) {
+  if (!authorized.ok()) return authorized;
+  Request request;
+  if (!stream->Read(&request)) return Undecodable(message_name);
+  Response response;
+  const grpc::Status status = answer(request, &response);
+  if (status.ok()) stream->Write(response);
+  return status;
+}
+
 }  // namespace
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
@@ -89,6 +107,10 @@ absl::StatusOr<std::shared_ptr<Request>> BuildRequest(const v1::GenerateRequest&
   if (r->n < 1 || r->n > config.max_n) return Invalid("n must be in [1, " + std::to_string(config.max_n) + "]");
   r->priority = p.priority();
   if (p.session_id().size() > 256) return Invalid("session_id is longer than 256 bytes");
+  // It reaches log lines: a newline or an escape sequence there could forge or hide entries.
+  for (unsigned char c : p.session_id()) {
+    if (c < 0x20 || c == 0x7f) return Invalid("session_id must not contain control characters");
+  }
   r->session_id = p.session_id();
   r->require_session = p.require_session();
   if (r->require_session && r->session_id.empty()) return Invalid("require_session needs a session_id");
@@ -109,26 +131,81 @@ absl::StatusOr<std::shared_ptr<Request>> BuildRequest(const v1::GenerateRequest&
 }
 
 XlServeService::XlServeService(Scheduler* scheduler, const Tokenizer* tokenizer, const ModelConfig& model,
-                               const ServerConfig& config, int mtp_heads, int64_t state_bytes)
+                               const ServerConfig& config, int mtp_heads, int64_t state_bytes, net::ApiKeys keys)
     : scheduler_(scheduler),
       tokenizer_(tokenizer),
       model_(model),
       config_(config),
       mtp_heads_(mtp_heads),
-      state_bytes_(state_bytes) {}
+      state_bytes_(state_bytes),
+      keys_(std::move(keys)) {}
 
-grpc::Status XlServeService::Generate(grpc::ServerContext* context, const v1::GenerateRequest* proto,
-                                      grpc::ServerWriter<v1::GenerateResponse>* writer) {
+grpc::Status XlServeService::Authorize(grpc::ServerContext* context, std::string* key_tag) const {
+  key_tag->clear();
+  if (!keys_.enabled()) return grpc::Status::OK;
+  const auto& metadata = context->client_metadata();
+  if (auto it = metadata.find("authorization"); it != metadata.end()) {
+    if (std::optional<std::string> tag = keys_.Match(std::string_view(it->second.data(), it->second.size()))) {
+      *key_tag = *tag;
+      return grpc::Status::OK;
+    }
+  }
+  return grpc::Status(grpc::StatusCode::UNAUTHENTICATED, "missing or unknown API key (authorization: Bearer KEY)");
+}
+
+grpc::Status XlServeService::StreamedGenerate(
+    grpc::ServerContext* context, grpc::ServerSplitStreamer<v1::GenerateRequest, v1::GenerateResponse>* stream) {
+  std::string key_tag;
+  if (grpc::Status st = Authorize(context, &key_tag); !st.ok()) return st;
+  v1::GenerateRequest proto;
+  if (!stream->Read(&proto)) return Undecodable("xlserve.v1.GenerateRequest");
+  return Generate(context, proto, key_tag, stream);
+}
+
+grpc::Status XlServeService::StreamedTokenize(
+    grpc::ServerContext* context, grpc::ServerUnaryStreamer<v1::TokenizeRequest, v1::TokenizeResponse>* stream) {
+  std::string key_tag;
+  return Unary(stream, Authorize(context, &key_tag), "xlserve.v1.TokenizeRequest",
+               [this](const v1::TokenizeRequest& request, v1::TokenizeResponse* response) {
+                 return Tokenize(request, response);
+               });
+}
+
+grpc::Status XlServeService::StreamedDetokenize(
+    grpc::ServerContext* context, grpc::ServerUnaryStreamer<v1::DetokenizeRequest, v1::DetokenizeResponse>* stream) {
+  std::string key_tag;
+  return Unary(stream, Authorize(context, &key_tag), "xlserve.v1.DetokenizeRequest",
+               [this](const v1::DetokenizeRequest& request, v1::DetokenizeResponse* response) {
+                 return Detokenize(request, response);
+               });
+}
+
+grpc::Status XlServeService::StreamedGetModelInfo(
+    grpc::ServerContext* context, grpc::ServerUnaryStreamer<v1::GetModelInfoRequest, v1::ModelInfo>* stream) {
+  std::string key_tag;
+  return Unary(stream, Authorize(context, &key_tag), "xlserve.v1.GetModelInfoRequest",
+               [this](const v1::GetModelInfoRequest&, v1::ModelInfo* info) {
+                 FillModelInfo(info);
+                 return grpc::Status::OK;
+               });
+}
+
+grpc::Status XlServeService::Generate(grpc::ServerContext* context, const v1::GenerateRequest& proto,
+                                      const std::string& key_tag,
+                                      grpc::ServerSplitStreamer<v1::GenerateRequest, v1::GenerateResponse>* writer) {
   // gRPC admits messages up to twice the limit so that a merely large request gets a clear
   // INVALID_ARGUMENT here instead of a transport error.
-  if (proto->ByteSizeLong() > static_cast<size_t>(config_.max_message_bytes)) {
-    return ToGrpcStatus(absl::InvalidArgumentError("request of " + std::to_string(proto->ByteSizeLong()) +
+  if (proto.ByteSizeLong() > static_cast<size_t>(config_.max_message_bytes)) {
+    return ToGrpcStatus(absl::InvalidArgumentError("request of " + std::to_string(proto.ByteSizeLong()) +
                                                    " bytes exceeds the limit of " +
                                                    std::to_string(config_.max_message_bytes)));
   }
-  absl::StatusOr<std::shared_ptr<Request>> built = BuildRequest(*proto, config_, model_, tokenizer_, mtp_heads_);
+  absl::StatusOr<std::shared_ptr<Request>> built = BuildRequest(proto, config_, model_, tokenizer_, mtp_heads_);
   if (!built.ok()) return ToGrpcStatus(built.status());
   std::shared_ptr<Request> request = *built;
+  // A session belongs to the key that opened it: the same id under another key is another
+  // session. (The id was validated above, before the tag made it longer.)
+  if (!key_tag.empty() && !request->session_id.empty()) request->session_id = key_tag + ":" + request->session_id;
   // The client's deadline, else the server's default; the scheduler drops the sequence after it.
   const auto system_now = std::chrono::system_clock::now();
   const auto client_deadline = context->deadline();
@@ -202,27 +279,24 @@ grpc::Status XlServeService::Generate(grpc::ServerContext* context, const v1::Ge
   return grpc::Status::OK;
 }
 
-grpc::Status XlServeService::Tokenize(grpc::ServerContext*, const v1::TokenizeRequest* request,
-                                      v1::TokenizeResponse* response) {
+grpc::Status XlServeService::Tokenize(const v1::TokenizeRequest& request, v1::TokenizeResponse* response) const {
   if (!tokenizer_) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this model has no tokenizer");
-  absl::StatusOr<std::vector<int>> ids = tokenizer_->Encode(request->text());
+  absl::StatusOr<std::vector<int>> ids = tokenizer_->Encode(request.text());
   if (!ids.ok()) return ToGrpcStatus(absl::InvalidArgumentError(std::string(ids.status().message())));
   for (int id : *ids) response->add_token_ids(id);
   return grpc::Status::OK;
 }
 
-grpc::Status XlServeService::Detokenize(grpc::ServerContext*, const v1::DetokenizeRequest* request,
-                                        v1::DetokenizeResponse* response) {
+grpc::Status XlServeService::Detokenize(const v1::DetokenizeRequest& request, v1::DetokenizeResponse* response) const {
   if (!tokenizer_) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this model has no tokenizer");
-  const std::vector<int> ids(request->token_ids().begin(), request->token_ids().end());
-  absl::StatusOr<std::string> text = tokenizer_->Decode(ids, request->skip_special_tokens());
+  const std::vector<int> ids(request.token_ids().begin(), request.token_ids().end());
+  absl::StatusOr<std::string> text = tokenizer_->Decode(ids, request.skip_special_tokens());
   if (!text.ok()) return ToGrpcStatus(absl::InvalidArgumentError(std::string(text.status().message())));
   response->set_text(*text);
   return grpc::Status::OK;
 }
 
-grpc::Status XlServeService::GetModelInfo(grpc::ServerContext*, const v1::GetModelInfoRequest*,
-                                          v1::ModelInfo* info) {
+void XlServeService::FillModelInfo(v1::ModelInfo* info) const {
   info->set_name(config_.model_name);
   info->set_vocab_size(model_.vocab_size);
   info->set_hidden_size(model_.hidden_size);
@@ -235,7 +309,6 @@ grpc::Status XlServeService::GetModelInfo(grpc::ServerContext*, const v1::GetMod
   info->set_max_tokens(config_.max_tokens);
   info->set_device(config_.device);
   for (int id : model_.eos_token_ids) info->add_eos_token_ids(id);
-  return grpc::Status::OK;
 }
 
 }  // namespace xlserve::server

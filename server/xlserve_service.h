@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "engine/model/model_config.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "net/api_keys.h"
 #include "proto/xlserve/v1/xlserve.grpc.pb.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
@@ -25,28 +26,43 @@ absl::StatusOr<std::shared_ptr<Request>> BuildRequest(const v1::GenerateRequest&
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 
-class XlServeService final : public v1::XlServe::Service {
+// Every method reads its request message itself: one that does not decode is a clear
+// INVALID_ARGUMENT (gRPC's own decoding answers INTERNAL without detail). With API keys, every
+// method needs "authorization: Bearer KEY" metadata, and a session belongs to the key that
+// opened it.
+class XlServeService final : public v1::XlServe::StreamedService {
  public:
-  // Everything passed in must outlive the service.
+  // Everything passed by pointer or reference must outlive the service.
   XlServeService(Scheduler* scheduler, const Tokenizer* tokenizer, const ModelConfig& model,
-                 const ServerConfig& config, int mtp_heads, int64_t state_bytes);
+                 const ServerConfig& config, int mtp_heads, int64_t state_bytes, net::ApiKeys keys);
 
-  grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest* request,
-                        grpc::ServerWriter<v1::GenerateResponse>* writer) override;
-  grpc::Status Tokenize(grpc::ServerContext* context, const v1::TokenizeRequest* request,
-                        v1::TokenizeResponse* response) override;
-  grpc::Status Detokenize(grpc::ServerContext* context, const v1::DetokenizeRequest* request,
-                          v1::DetokenizeResponse* response) override;
-  grpc::Status GetModelInfo(grpc::ServerContext* context, const v1::GetModelInfoRequest* request,
-                            v1::ModelInfo* response) override;
+  grpc::Status StreamedGenerate(
+      grpc::ServerContext* context,
+      grpc::ServerSplitStreamer<v1::GenerateRequest, v1::GenerateResponse>* stream) override;
+  grpc::Status StreamedTokenize(grpc::ServerContext* context,
+                                grpc::ServerUnaryStreamer<v1::TokenizeRequest, v1::TokenizeResponse>* stream) override;
+  grpc::Status StreamedDetokenize(
+      grpc::ServerContext* context,
+      grpc::ServerUnaryStreamer<v1::DetokenizeRequest, v1::DetokenizeResponse>* stream) override;
+  grpc::Status StreamedGetModelInfo(
+      grpc::ServerContext* context, grpc::ServerUnaryStreamer<v1::GetModelInfoRequest, v1::ModelInfo>* stream) override;
 
  private:
+  // OK when keys are off or the call carries one of them; *key_tag then names the key ("" off).
+  grpc::Status Authorize(grpc::ServerContext* context, std::string* key_tag) const;
+  grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest& proto, const std::string& key_tag,
+                        grpc::ServerSplitStreamer<v1::GenerateRequest, v1::GenerateResponse>* stream);
+  grpc::Status Tokenize(const v1::TokenizeRequest& request, v1::TokenizeResponse* response) const;
+  grpc::Status Detokenize(const v1::DetokenizeRequest& request, v1::DetokenizeResponse* response) const;
+  void FillModelInfo(v1::ModelInfo* info) const;
+
   Scheduler* scheduler_;
   const Tokenizer* tokenizer_;
   ModelConfig model_;
   ServerConfig config_;
   int mtp_heads_;
   int64_t state_bytes_;
+  net::ApiKeys keys_;
 };
 
 }  // namespace xlserve::server

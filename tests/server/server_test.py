@@ -11,6 +11,7 @@ import os
 import random
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +25,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 XLSERVE = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "xlserve")
+# Sanitizer builds run several times slower (.bazelrc): time bounds below stretch by this.
+TIME_SCALE = float(os.environ.get("XLSERVE_TEST_TIME_SCALE", "1"))
 MODEL = "models/xlstm-code-mtp"
 PROTO_DIR = "proto"
 
@@ -363,7 +366,7 @@ class PreemptionTest(unittest.TestCase):
 
 class ShutdownTest(unittest.TestCase):
     def test_sigterm_drains_running_streams_and_cancels_queued_ones(self):
-        server = ServerProcess("--max-num-seqs", "1", "--shutdown-grace-s", "60")
+        server = ServerProcess("--max-num-seqs", "1", "--shutdown-grace-s", str(60 * TIME_SCALE))
         # Long enough (about 4 s on 2 CPU cores) to still run while the checks below happen.
         running = server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[2], max_tokens=600, ignore_eos=True,
                                                           speculation=pb.SPECULATION_MODE_OFF), timeout=120)
@@ -401,6 +404,80 @@ class ShutdownTest(unittest.TestCase):
         self.assertEqual(collect(stream)[2].finish_reason, "cancelled")
         self.assertEqual(server.proc.wait(timeout=30), 0)
         self.assertLess(time.time() - start, 10)
+
+
+def serve_exit(*args):
+    r = subprocess.run([XLSERVE, "serve", "--model", MODEL, "--threads", "1", *args], capture_output=True, text=True,
+                       timeout=60)
+    return r.returncode, r.stderr
+
+
+class ListenTest(unittest.TestCase):
+    """An address that cannot be bound ends `serve` with exit 1 and a message (it crashed with
+    SIGSEGV), and a port another server holds is refused rather than shared."""
+
+    def test_taken_unparsable_or_foreign_addresses_exit_1(self):
+        holder = socket.socket()
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = str(holder.getsockname()[1])
+        try:
+            for args in (["--port", taken, "--metrics-port", "-1"],
+                         ["--host", "not a host!", "--port", "0", "--metrics-port", "-1"],
+                         ["--host", "192.0.2.1", "--port", "0", "--metrics-port", "-1"],  # TEST-NET-1: not ours
+                         ["--port", "0", "--metrics-port", taken]):
+                with self.subTest(args=args):
+                    rc, err = serve_exit(*args)
+                    self.assertEqual(rc, 1, err[-500:])
+                    self.assertIn("cannot listen", err)
+        finally:
+            holder.close()
+
+    def test_ports_of_a_running_server_are_not_shared(self):
+        server = ServerProcess()
+        try:
+            for args in (["--port", str(server.port), "--metrics-port", "-1"],
+                         ["--port", "0", "--metrics-port", str(server.metrics_port)]):
+                with self.subTest(args=args):
+                    rc, err = serve_exit(*args)
+                    self.assertEqual(rc, 1, err[-500:])
+                    self.assertIn("cannot listen", err)
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+    def test_slow_clients_do_not_starve_the_metrics_port(self):
+        server = ServerProcess()
+        slow = []
+        try:
+            # Twice the old thread pool's size, each sending its headers a byte at a time.
+            slow = [socket.create_connection(("127.0.0.1", server.metrics_port)) for _ in range(16)]
+            stop = threading.Event()
+
+            def drip():
+                for byte in b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100:
+                    for s in slow:
+                        try:
+                            s.send(bytes([byte]))
+                        except OSError:
+                            pass
+                    if stop.wait(0.5):
+                        return
+
+            dripper = threading.Thread(target=drip)
+            dripper.start()
+            try:
+                time.sleep(0.5)
+                start = time.time()
+                with urllib.request.urlopen(f"http://127.0.0.1:{server.metrics_port}/health", timeout=4) as r:
+                    self.assertEqual(r.status, 200)
+                self.assertLess(time.time() - start, 1.0)
+            finally:
+                stop.set()
+                dripper.join()
+        finally:
+            for s in slow:
+                s.close()
+            self.assertEqual(server.stop(), 0)
 
 
 class LoadTest(unittest.TestCase):

@@ -103,7 +103,7 @@ class Server:
 
 def loadtest(xl, server, out, *args, background=False):
     cmd = [xl, "loadtest", "--grpc", f"127.0.0.1:{server.port}", "--token-ids", "--vocab-size", str(VOCAB),
-           "--request-timeout", "300", "--json", out] + [str(a) for a in args]
+           "--request-timeout-s", "300", "--json", out] + [str(a) for a in args]
     if background:
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=900)

@@ -85,7 +85,7 @@ absl::Status ValidateConfig(const LoadtestConfig& c) {
   }
   if (c.warmup < 0 || c.warmup > kMaxRequests) return bad("--warmup must be in [0, " + std::to_string(kMaxRequests) + "]");
   if (!(c.duration_s > 0)) return bad("--duration must be > 0");
-  if (!(c.request_timeout_s > 0)) return bad("--request-timeout must be > 0");
+  if (!(c.request_timeout_s > 0)) return bad("--request-timeout-s must be > 0");
   if (c.max_in_flight < 1) return bad("--max-in-flight must be >= 1");
   if (c.slo.ttft_ms && !(*c.slo.ttft_ms > 0)) return bad("--slo-ttft must be > 0");
   if (c.slo.tpot_ms && !(*c.slo.tpot_ms > 0)) return bad("--slo-tpot must be > 0");
