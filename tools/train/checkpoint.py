@@ -1,6 +1,8 @@
 """Resumable training checkpoints small enough to come back from the GPU machine (files of at
 most 16 MB each): fp32 parameters, AdamW moments in bf16 (their relative precision, 2^-8, is far
 below the noise of a mini-batch gradient), and trainer_state.json (step, history, settings).
+add_heads.py keeps fp32 moments and larger files (`moment_dtype`, `shard_bytes`), so that its
+resumed runs are exact.
 """
 
 import json
@@ -13,7 +15,8 @@ SHARD_BYTES = 15_000_000
 STATE_FILE = "trainer_state.json"
 
 
-def save(out_dir: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict):
+def save(out_dir: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict,
+         shard_bytes: int = SHARD_BYTES, moment_dtype: torch.dtype = torch.bfloat16):
     os.makedirs(out_dir, exist_ok=True)
     names = {p: n for n, p in model.named_parameters()}
     tensors = {}
@@ -21,12 +24,12 @@ def save(out_dir: str, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
         tensors["param." + name] = p.detach().float().cpu()
         st = optimizer.state.get(p)
         if st:
-            tensors["exp_avg." + name] = st["exp_avg"].detach().to("cpu", torch.bfloat16)
-            tensors["exp_avg_sq." + name] = st["exp_avg_sq"].detach().to("cpu", torch.bfloat16)
+            tensors["exp_avg." + name] = st["exp_avg"].detach().to("cpu", moment_dtype)
+            tensors["exp_avg_sq." + name] = st["exp_avg_sq"].detach().to("cpu", moment_dtype)
     shards, current, size = [], {}, 0
     for key in sorted(tensors):
         nbytes = tensors[key].numel() * tensors[key].element_size()
-        if current and size + nbytes > SHARD_BYTES:
+        if current and size + nbytes > shard_bytes:
             shards.append(current)
             current, size = {}, 0
         current[key] = tensors[key].contiguous()

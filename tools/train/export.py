@@ -11,7 +11,7 @@ import json
 import os
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 import model as M
 
@@ -55,27 +55,24 @@ def export(model: M.MtpXlstm, out_dir: str, dtype: torch.dtype = torch.bfloat16,
 
 
 def args_from_config(config: dict) -> M.ModelArgs:
-    if config.get("weight_mode", "single") != "single" or config.get("use_bias", False):
-        raise ValueError("only weight_mode 'single' without biases is supported")
-    if config.get("tie_word_embeddings", False):
-        raise ValueError("tied embeddings are not supported")
+    """Model arguments of a config.json; the tensor layout (fused, tied) is the loader's business
+    (hf_checkpoint.py)."""
     mtp = config.get("mtp") or {"num_heads": 1}
-    if mtp.get("head_type", "mlstm_block") != "mlstm_block":
+    if mtp.get("head_type", "mlstm_block") not in ("mlstm_block", "linear"):
         raise ValueError(f"mtp head_type {mtp['head_type']!r} is not supported")
-    if mtp.get("trunk_layers", config["num_blocks"] - 1) != config["num_blocks"] - 1:
-        raise ValueError("mtp.trunk_layers must be num_blocks - 1")
+    if config.get("add_out_norm", True) is not True:
+        raise ValueError("add_out_norm false is not supported")
     kwargs = {key: config[key] for key in _ARG_KEYS}
-    return M.ModelArgs(**kwargs, mtp_num_heads=mtp["num_heads"])
+    return M.ModelArgs(**kwargs, mtp_num_heads=mtp["num_heads"], use_bias=bool(config.get("use_bias", False)),
+                       mtp_head_type=mtp.get("head_type", "mlstm_block"), mtp_trunk_layers=mtp.get("trunk_layers"))
 
 
 def load(model_dir: str, device: str = "cpu") -> M.MtpXlstm:
-    """A float32 trainer model from an exported directory (bf16 weights are upcast exactly)."""
-    with open(os.path.join(model_dir, "config.json")) as f:
-        a = args_from_config(json.load(f))
-    model = M.MtpXlstm(a)
-    tensors = load_file(os.path.join(model_dir, "model.safetensors"))
-    model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
-    return model.to(device)
+    """A float32 trainer model from an exported directory (bf16 weights are upcast exactly), or
+    from any transformers xLSTM checkpoint (sharded, fused, tied: hf_checkpoint.py)."""
+    import hf_checkpoint  # it imports this module
+
+    return hf_checkpoint.load_model(model_dir, device, torch.float32)
 
 
 def logits_any_length(model: M.MtpXlstm, ids: torch.Tensor, heads=None) -> list[torch.Tensor]:

@@ -8,9 +8,11 @@ output is LayerNorm-ed without bias, gated by sigmoid(o) and projected back to d
 soft-capped too. Parameter names equal transformers' tensor names, so `state_dict()` of the trunk
 is an HF checkpoint as it stands.
 
-Multi-token heads (DESIGN.md section 2, "Multi-token heads"): head 0 is the model's own last
-block; head i (1..n-1) is a sibling block `mtp_heads.{i}` that reads the residual stream entering
-that last block and predicts token t+1+i. All heads share `backbone.out_norm` and `lm_head`.
+Multi-token heads (DESIGN.md section 2, "Multi-token heads"): head i (1..n-1) reads the residual
+stream at depth `trunk_layers` and predicts token t+1+i, through its own block `mtp_heads.{i}`
+(`mlstm_block`) or matrix `mtp_heads.{i}.proj` (`linear`); head 0 is the rest of the model (by
+default the last block for block heads, nothing for linear heads, which read the final hidden
+state). All heads share `backbone.out_norm` and `lm_head`.
 
 Shapes below: B batch, S sequence, NH mLSTM heads, DK/DV per-head query-key/value widths,
 NC chunks of L tokens.
@@ -40,6 +42,15 @@ class ModelArgs:
     eps: float = 1e-6
     chunk_size: int = 64
     mtp_num_heads: int = 4  # n: head 0 plus n-1 sibling blocks
+    use_bias: bool = False  # biases on projections and norms (transformers' use_bias)
+    mtp_head_type: str = "mlstm_block"  # or "linear"
+    mtp_trunk_layers: int | None = None  # None: num_blocks - 1 for blocks, num_blocks for linear
+
+    @property
+    def trunk_layers(self) -> int:
+        if self.mtp_trunk_layers is not None:
+            return self.mtp_trunk_layers
+        return self.num_blocks - (1 if self.mtp_head_type == "mlstm_block" else 0)
 
     # Derived sizes, computed exactly as transformers' xLSTMLayer / xLSTMFeedForward do.
     @property
@@ -151,30 +162,34 @@ def mlstm_recurrent(q, k, v, i_pre, f_pre, eps: float) -> torch.Tensor:
 
 
 class RMSNorm(nn.Module):
-    def __init__(self, dim: int, eps: float):
+    def __init__(self, dim: int, eps: float, bias: bool = False):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
 
     def forward(self, x):
         xf = x.float()
         y = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return y.to(x.dtype) * self.weight
+        y = y.to(x.dtype) * self.weight
+        return y if self.bias is None else y + self.bias
 
 
 class MultiHeadLayerNorm(nn.Module):
     """LayerNorm over each head's DV values (no bias), then one weight over all NH*DV."""
 
-    def __init__(self, num_heads: int, head_dim: int, eps: float):
+    def __init__(self, num_heads: int, head_dim: int, eps: float, bias: bool = False):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(num_heads * head_dim))
+        self.bias = nn.Parameter(torch.zeros(num_heads * head_dim)) if bias else None
 
     def forward(self, x):  # x: (B, S, NH, DV)
         B, S = x.shape[:2]
         xf = x.float()
         y = (xf - xf.mean(-1, keepdim=True)) * torch.rsqrt(xf.var(-1, keepdim=True, unbiased=False) + self.eps)
-        return y.to(x.dtype).reshape(B, S, -1) * self.weight
+        y = y.to(x.dtype).reshape(B, S, -1) * self.weight
+        return y if self.bias is None else y + self.bias
 
 
 def _fp32_linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -188,15 +203,15 @@ class MlstmLayer(nn.Module):
     def __init__(self, a: ModelArgs):
         super().__init__()
         self.a = a
-        d = a.hidden_size
-        self.q = nn.Linear(d, a.qk_dim, bias=False)
-        self.k = nn.Linear(d, a.qk_dim, bias=False)
-        self.v = nn.Linear(d, a.v_dim, bias=False)
-        self.ogate_preact = nn.Linear(d, a.v_dim, bias=False)
+        d, bias = a.hidden_size, a.use_bias
+        self.q = nn.Linear(d, a.qk_dim, bias=bias)
+        self.k = nn.Linear(d, a.qk_dim, bias=bias)
+        self.v = nn.Linear(d, a.v_dim, bias=bias)
+        self.ogate_preact = nn.Linear(d, a.v_dim, bias=bias)
         self.igate_preact = nn.Linear(d, a.num_heads, bias=True)
         self.fgate_preact = nn.Linear(d, a.num_heads, bias=True)
-        self.multihead_norm = MultiHeadLayerNorm(a.num_heads, a.v_dim // a.num_heads, a.norm_eps)
-        self.out_proj = nn.Linear(a.v_dim, d, bias=False)
+        self.multihead_norm = MultiHeadLayerNorm(a.num_heads, a.v_dim // a.num_heads, a.norm_eps, bias)
+        self.out_proj = nn.Linear(a.v_dim, d, bias=bias)
 
     def forward(self, x):  # x: (B, S, d)
         a = self.a
@@ -217,9 +232,9 @@ class MlstmLayer(nn.Module):
 class FeedForward(nn.Module):
     def __init__(self, a: ModelArgs):
         super().__init__()
-        self.proj_up_gate = nn.Linear(a.hidden_size, a.ffn_dim, bias=False)
-        self.proj_up = nn.Linear(a.hidden_size, a.ffn_dim, bias=False)
-        self.proj_down = nn.Linear(a.ffn_dim, a.hidden_size, bias=False)
+        self.proj_up_gate = nn.Linear(a.hidden_size, a.ffn_dim, bias=a.use_bias)
+        self.proj_up = nn.Linear(a.hidden_size, a.ffn_dim, bias=a.use_bias)
+        self.proj_down = nn.Linear(a.ffn_dim, a.hidden_size, bias=a.use_bias)
 
     def forward(self, x):
         return self.proj_down(F.silu(self.proj_up_gate(x)) * self.proj_up(x))
@@ -228,14 +243,25 @@ class FeedForward(nn.Module):
 class Block(nn.Module):
     def __init__(self, a: ModelArgs):
         super().__init__()
-        self.norm_mlstm = RMSNorm(a.hidden_size, a.norm_eps)
+        self.norm_mlstm = RMSNorm(a.hidden_size, a.norm_eps, a.use_bias)
         self.mlstm_layer = MlstmLayer(a)
-        self.norm_ffn = RMSNorm(a.hidden_size, a.norm_eps)
+        self.norm_ffn = RMSNorm(a.hidden_size, a.norm_eps, a.use_bias)
         self.ffn = FeedForward(a)
 
     def forward(self, x):
         x = x + self.mlstm_layer(self.norm_mlstm(x))
         return x + self.ffn(self.norm_ffn(x))
+
+
+class LinearHead(nn.Module):
+    """A `linear` head: h = W z, no residual, no bias (DESIGN.md section 2)."""
+
+    def __init__(self, a: ModelArgs):
+        super().__init__()
+        self.proj = nn.Linear(a.hidden_size, a.hidden_size, bias=False)
+
+    def forward(self, x):
+        return self.proj(x)
 
 
 class Backbone(nn.Module):
@@ -252,7 +278,8 @@ class MtpXlstm(nn.Module):
         self.a = a
         self.backbone = Backbone(a)
         self.lm_head = nn.Linear(a.hidden_size, a.vocab_size, bias=False)
-        self.mtp_heads = nn.ModuleDict({str(i): Block(a) for i in range(1, a.mtp_num_heads)})
+        head = Block if a.mtp_head_type == "mlstm_block" else LinearHead
+        self.mtp_heads = nn.ModuleDict({str(i): head(a) for i in range(1, a.mtp_num_heads)})
         self.reset_parameters()
 
     @torch.no_grad()
@@ -279,18 +306,22 @@ class MtpXlstm(nn.Module):
             layer.fgate_preact.bias.copy_(torch.linspace(3.0, 6.0, a.num_heads))
 
     def all_blocks(self):
-        return list(self.backbone.blocks) + list(self.mtp_heads.values())
+        return [m for m in list(self.backbone.blocks) + list(self.mtp_heads.values()) if isinstance(m, Block)]
 
     def trunk(self, ids: torch.Tensor) -> torch.Tensor:
-        """Residual stream entering the last block (the input of head 0 and of every mtp head)."""
+        """Residual stream at depth trunk_layers (by default the one entering the last block): the
+        input of head 0's remaining blocks and of every mtp head."""
         x = self.backbone.embeddings(ids)
-        for block in self.backbone.blocks[:-1]:
+        for block in self.backbone.blocks[:self.a.trunk_layers]:
             x = block(x)
         return x
 
     def head_hidden(self, trunk: torch.Tensor, head: int) -> torch.Tensor:
-        block = self.backbone.blocks[-1] if head == 0 else self.mtp_heads[str(head)]
-        return block(trunk)
+        if head != 0:
+            return self.mtp_heads[str(head)](trunk)
+        for block in self.backbone.blocks[self.a.trunk_layers:]:
+            trunk = block(trunk)
+        return trunk
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Shared unembedding: out_norm, lm_head, soft cap; fp32 logits."""
