@@ -42,6 +42,7 @@ text like the held-out text (docs/adding-heads.md).
 """
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -93,6 +94,9 @@ def parse_args(argv=None):
     g.add_argument("--steps", type=int, help="stop after this many optimizer steps in all")
     g.add_argument("--tokens", type=float, help="stop after this many training tokens in all (e.g. 1e9)")
     g.add_argument("--max-seconds", type=float, help="stop this run after this many seconds of training")
+    g.add_argument("--run-steps", type=int,
+                   help="stop this run after this many steps, keeping the schedule of --steps/--tokens "
+                        "(a long run in pieces: continue with --resume)")
     g.add_argument("--seq", type=int, default=2048, help="tokens per window (a multiple of the chunk size)")
     g.add_argument("--batch", type=int, default=8, help="windows per micro-batch")
     g.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step")
@@ -160,7 +164,8 @@ def build_model(args, config, device) -> tuple[M.MtpXlstm, torch.dtype]:
 def make_optimizer(model, args, device):
     decay = [p for p in model.mtp_heads.parameters() if p.ndim == 2]
     rest = [p for p in model.mtp_heads.parameters() if p.ndim != 2]
-    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    groups = [g for g in ({"params": decay, "weight_decay": args.weight_decay}, {"params": rest, "weight_decay": 0.0})
+              if g["params"]]
     extra = {"fused": True} if device.type == "cuda" else {}  # torch 1.x AdamW has no `fused`
     return torch.optim.AdamW(groups, lr=args.lr, betas=(0.9, 0.95), eps=1e-8, **extra)
 
@@ -274,7 +279,7 @@ def eval_windows(args, tokenizer, eos: int) -> torch.Tensor | None:
     files = text_stream.list_files(args.eval, _globs(args.include), _globs(args.exclude))
     stream = text_stream.TokenStream(files, tokenizer, eos, args.seq, args.text_key, seed=0, shuffle_buffer=1,
                                      loop=False)
-    rows = [w for w in iter(stream.next_window, None)][:args.eval_windows] if args.eval_windows else []
+    rows = list(itertools.islice(iter(stream.next_window, None), args.eval_windows))
     if not rows:
         raise SystemExit(f"the eval corpus holds less than one window of {args.seq} tokens")
     return torch.tensor(rows, dtype=torch.long)
@@ -363,10 +368,12 @@ def main(argv=None):
                                          shuffle_buffer=args.shuffle_buffer)
         log(f"training corpus: {len(files)} files")
     if args.resume:
-        state = checkpoint.load(args.out, model.mtp_heads, optimizer)
-        changed = {k: (state["settings"][k], v) for k, v in settings.items() if state["settings"].get(k) != v}
+        with open(os.path.join(args.out, checkpoint.STATE_FILE)) as f:
+            saved = json.load(f)["settings"]
+        changed = {k: (saved.get(k), v) for k, v in settings.items() if saved.get(k) != v}
         if changed:
             raise SystemExit(f"settings differ from the checkpoint's (was, now): {changed}")
+        state = checkpoint.load(args.out, model.mtp_heads, optimizer)
         if stream is not None:
             stream.restore(state["stream"], load_file(os.path.join(args.out, STREAM_FILE)))
         log(f"resumed at step {state['step']} ({state['tokens']:,} tokens)")
@@ -403,6 +410,8 @@ def main(argv=None):
         progress, lr = schedule(args, state, time.time() - t_run)
         if progress >= 1.0 or not (args.steps or args.tokens or args.max_seconds):
             break
+        if args.run_steps and state["step"] - run["start_step"] >= args.run_steps:
+            break
         for g in optimizer.param_groups:
             g["lr"] = lr
         for _ in range(args.grad_accum):
@@ -414,7 +423,8 @@ def main(argv=None):
         state["step"] += 1
         state["optimizer_step"] += 1
         state["tokens"] += tokens_per_step
-        last = schedule(args, state, time.time() - t_run)[0] >= 1.0
+        last = schedule(args, state, time.time() - t_run)[0] >= 1.0 or (
+            args.run_steps and state["step"] - run["start_step"] >= args.run_steps)
         if state["step"] % args.log_every == 0 or last:
             totals = acc.cpu()
             sync(device)

@@ -132,9 +132,8 @@ class TokenStream:
                 self.exhausted = True
         if not self.buffer:
             return None
-        i = self.rng.randrange(len(self.buffer))
-        self.buffer[i], self.buffer[-1] = self.buffer[-1], self.buffer[i]
-        return self.buffer.pop()
+        # A random one of the oldest shuffle_buffer windows: 1 keeps the text's order.
+        return self.buffer.pop(self.rng.randrange(min(len(self.buffer), max(1, self.shuffle_buffer))))
 
     def batch(self, size: int) -> torch.Tensor | None:
         """(size, window) int64 token ids, or None when a non-looping stream has run out."""
