@@ -346,6 +346,13 @@ def main(argv=None):
     config = hf_checkpoint.read_config(args.model)
     tokenizer_path = args.tokenizer or os.path.join(args.model, "tokenizer.json")
     tokenizer = Tokenizer.from_file(tokenizer_path)
+    if tokenizer.get_vocab_size() > config["vocab_size"]:
+        raise SystemExit(f"{tokenizer_path} has {tokenizer.get_vocab_size()} tokens, the model {config['vocab_size']}")
+    if tokenizer.get_vocab_size() < config["vocab_size"] and args.export:
+        # The model can emit ids the tokenizer cannot print (xlserve then refuses them): fine for
+        # throughput runs on random weights, wrong for a model anyone serves.
+        print(f"warning: {tokenizer_path} has {tokenizer.get_vocab_size()} tokens, fewer than the model's "
+              f"{config['vocab_size']}; the export carries it", file=sys.stderr)
     eos = args.eos_id if args.eos_id is not None else config.get("eos_token_id")
     eos = eos[0] if isinstance(eos, list) else eos
     if eos is None:
