@@ -31,8 +31,8 @@ history, data position), ckpt-*.safetensors (heads and optimizer state) and stre
 Export (--export DIR): config.json with "mtp" added, the trunk's safetensors files untouched
 (copied, or hard-linked with --link-trunk), the heads in model-mtp-heads.safetensors, a shard
 index joining them, the tokenizer files, and add_heads.json (settings and the last eval).
-`xlserve serve --model DIR` loads it; transformers' xLSTMForCausalLM loads it too and ignores
-the heads.
+`xlserve serve --model DIR` loads it. For transformers it is an ordinary sharded checkpoint whose
+extra mtp_heads.* tensors it sets aside (as with the shipped model; not checked by the tests).
 
 Progress (every --log-every steps): tokens, tokens/s, learning rate, and per head the KL to the
 teacher and the agreement of its argmax with the teacher's. Eval (every --eval-every steps, on
