@@ -28,19 +28,15 @@
 #include <algorithm>
 #include <bit>
 #include <chrono>
-#include <functional>
-#include <cstring>
-#include <map>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/backend_validation.h"
 #include "engine/state_layout.h"
 #include "engine/util/status_macros.h"
-#include "engine/util/thread_pool.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_weights.h"
+#include "kernels/forward_support.h"
 #include "kernels/gemm_lt.h"
 #include "kernels/launchers.h"
 #include "kernels/sample_plan.h"
@@ -50,92 +46,6 @@
 namespace xlserve::kernels {
 namespace {
 
-// Device buffers that grow on demand and are reused across calls, so steady-state steps
-// allocate nothing.
-class Scratch {
- public:
-  ~Scratch() {
-    for (auto& [name, buf] : buffers_) cudaFree(buf.ptr);
-  }
-  absl::StatusOr<void*> Get(const std::string& name, size_t bytes) {
-    Buffer& b = buffers_[name];
-    if (b.bytes < bytes) {
-      ++generation_;
-      cudaFree(b.ptr);
-      b.ptr = nullptr;
-      b.bytes = 0;
-      CUDA_RETURN_IF_ERROR(cudaMalloc(&b.ptr, bytes));
-      b.bytes = bytes;
-    }
-    return b.ptr;
-  }
-  // Changes whenever a buffer moves: CUDA graphs captured before then are stale.
-  uint64_t generation() const { return generation_; }
-
- private:
-  struct Buffer {
-    void* ptr = nullptr;
-    size_t bytes = 0;
-  };
-  std::map<std::string, Buffer> buffers_;
-  uint64_t generation_ = 0;
-};
-
-// Greedy decode and verify steps replayed as CUDA graphs, one per shape (batch-size bucket, a
-// power of two, the padding rows on a scratch slot; tokens per sequence; flags). A shape's first
-// step runs eagerly (allocating its buffers and planning its GEMMs), the second is captured,
-// later ones replay it.
-class DecodeGraphs {
- public:
-  ~DecodeGraphs() { Clear(); }
-  void Clear() {
-    for (auto& [key, g] : graphs_) {
-      if (g.exec) cudaGraphExecDestroy(g.exec);
-    }
-    graphs_.clear();
-  }
-  // Runs `enqueue` (the step's kernels on `stream`) for shape `key` as a graph when it can.
-  // `generation` reads Scratch::generation().
-  absl::Status Run(int key, const std::function<uint64_t()>& generation, cudaStream_t stream,
-                   const std::function<absl::Status()>& enqueue) {
-    Entry& g = graphs_[key];
-    if (g.exec && g.built_at != generation()) {  // its buffers have moved
-      cudaGraphExecDestroy(g.exec);
-      g.exec = nullptr;
-    }
-    if (!g.exec && !g.failed && g.built_at == generation()) {
-      cudaGraph_t graph = nullptr;
-      CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-      const absl::Status captured = enqueue();
-      const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
-      if (!captured.ok() || ended != cudaSuccess || g.built_at != generation() ||
-          cudaGraphInstantiate(&g.exec, graph, 0) != cudaSuccess) {
-        g.exec = nullptr;
-        g.failed = true;  // a step that cannot be captured runs eagerly from now on
-        cudaGetLastError();
-      }
-      if (graph) cudaGraphDestroy(graph);
-    }
-    if (g.exec) {
-      CUDA_RETURN_IF_ERROR(cudaGraphLaunch(g.exec, stream));
-      return absl::OkStatus();
-    }
-    RETURN_IF_ERROR(enqueue());
-    g.built_at = generation();
-    return absl::OkStatus();
-  }
-
- private:
-  struct Entry {
-    cudaGraphExec_t exec = nullptr;
-    // Buffer generation of the last eager run: it allocated and planned everything, and a graph
-    // captured at that generation stays valid while it holds.
-    std::optional<uint64_t> built_at;
-    bool failed = false;
-  };
-  std::map<int, Entry> graphs_;
-};
-
 // Rows up to which large bf16 matrices go through the fp32 GEMV: beyond, its FMAs (8 per
 // weight and row) fall behind the weight stream (measured on an H200 with the 7B shape: 62% of
 // the HBM floor at batch 1, 35% at batch 8, where the cuBLAS split-pair GEMM gives 54%).
@@ -143,94 +53,6 @@ class DecodeGraphs {
 // by latency, and one kernel beats a GEMM plus its combine (small models, verify passes).
 constexpr int kBf16GemvMaxRows = 2;
 constexpr int64_t kSmallMatrixElems = int64_t{1} << 22;
-
-// Logits of at least this many bytes reach the host through pinned memory and a parallel
-// host copy: a pageable device-to-host copy ran at ~10 GB/s, 2.5 ms of a 20 ms step at batch
-// 128 (25.7 MB of logits).
-constexpr size_t kPinnedCopyMinBytes = size_t{4} << 20;
-constexpr int kHostCopyThreads = 8;
-
-// Copies device memory to pageable host memory; owns its pinned staging buffer and the
-// threads that spread a large copy out of it (started once: a thread per copy cost more than
-// the copy at small batch).
-class HostCopier {
- public:
-  HostCopier() : threads_(kHostCopyThreads) {}
-  ~HostCopier() {
-    if (pinned_) cudaFreeHost(pinned_);
-  }
-  // Synchronises `stream`.
-  absl::Status Copy(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
-    if (bytes < kPinnedCopyMinBytes) {
-      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream));
-      CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-      return absl::OkStatus();
-    }
-    if (bytes > pinned_bytes_) {
-      if (pinned_) cudaFreeHost(pinned_);
-      pinned_ = nullptr;
-      pinned_bytes_ = 0;
-      CUDA_RETURN_IF_ERROR(cudaMallocHost(&pinned_, bytes));
-      pinned_bytes_ = bytes;
-    }
-    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pinned_, src, bytes, cudaMemcpyDeviceToHost, stream));
-    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-    const int64_t grain = int64_t{1} << 20;
-    threads_.ParallelFor(static_cast<int64_t>(bytes), grain, [&](int64_t begin, int64_t end) {
-      std::memcpy(static_cast<char*>(dst) + begin, static_cast<const char*>(pinned_) + begin, end - begin);
-    });
-    return absl::OkStatus();
-  }
-
- private:
-  ThreadPool threads_;
-  void* pinned_ = nullptr;
-  size_t pinned_bytes_ = 0;
-};
-
-// Events between the stages of a forward pass, turned into per-stage milliseconds.
-class StageProfiler {
- public:
-  ~StageProfiler() {
-    for (cudaEvent_t e : events_) cudaEventDestroy(e);
-  }
-  bool on = false;
-  absl::Status Mark(const char* stage, cudaStream_t stream) {
-    if (!on) return absl::OkStatus();
-    if (used_ == events_.size()) {
-      cudaEvent_t e;
-      CUDA_RETURN_IF_ERROR(cudaEventCreate(&e));
-      events_.push_back(e);
-    }
-    CUDA_RETURN_IF_ERROR(cudaEventRecord(events_[used_], stream));
-    names_.resize(used_ + 1);
-    names_[used_++] = stage;
-    return absl::OkStatus();
-  }
-  // After the stream has finished the pass: adds each stage's time to the totals.
-  absl::Status Collect() {
-    for (size_t i = 1; i < used_; ++i) {
-      float ms = 0;
-      CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, events_[i - 1], events_[i]));
-      totals_[names_[i]] += ms;
-    }
-    used_ = 0;
-    return absl::OkStatus();
-  }
-  void Add(const std::string& stage, double ms) { totals_[stage] += ms; }
-  std::vector<std::pair<std::string, double>> Take() {
-    std::vector<std::pair<std::string, double>> out(totals_.begin(), totals_.end());
-    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-    totals_.clear();
-    return out;
-  }
-
- private:
-  std::vector<cudaEvent_t> events_;
-  std::vector<std::string> names_;
-  size_t used_ = 0;
-  std::map<std::string, double> totals_;
-};
 
 // Tokens a deferred forward may carry per sequence (1 + the most drafts): sizes the per-slot
 // store of verify inputs.
@@ -1101,63 +923,6 @@ int CudaDeviceCount() {
     return 0;
   }
   return count;
-}
-
-absl::StatusOr<double> MeasureCopyBandwidth(int64_t bytes) {
-  void* a = nullptr;
-  void* b = nullptr;
-  cudaEvent_t start, stop;
-  CUDA_RETURN_IF_ERROR(cudaMalloc(&a, bytes));
-  CUDA_RETURN_IF_ERROR(cudaMalloc(&b, bytes));
-  CUDA_RETURN_IF_ERROR(cudaMemset(a, 1, bytes));
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
-  constexpr int kIters = 10;
-  CUDA_RETURN_IF_ERROR(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(start));
-  for (int i = 0; i < kIters; ++i) CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(stop));
-  CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
-  float ms = 0;
-  CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  cudaFree(a);
-  cudaFree(b);
-  return 2.0 * double(bytes) * kIters / (ms / 1e3);
-}
-
-absl::StatusOr<double> MeasureBf16GemmFlops(int n) {
-  void* a = nullptr;
-  void* c = nullptr;
-  cublasHandle_t handle = nullptr;
-  cudaEvent_t start, stop;
-  const size_t elems = size_t(n) * n;
-  CUDA_RETURN_IF_ERROR(cudaMalloc(&a, elems * 2));
-  CUDA_RETURN_IF_ERROR(cudaMalloc(&c, elems * 4));
-  CUDA_RETURN_IF_ERROR(cudaMemset(a, 0x3c, elems * 2));  // bf16 ~0.0117: non-zero, finite products
-  CUBLAS_RETURN_IF_ERROR(cublasCreate(&handle));
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
-  const float alpha = 1.0f, beta = 0.0f;
-  auto gemm = [&] {
-    return cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n, a, CUDA_R_16BF, n,
-                        &beta, c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-  };
-  CUBLAS_RETURN_IF_ERROR(gemm());
-  constexpr int kIters = 10;
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(start));
-  for (int i = 0; i < kIters; ++i) CUBLAS_RETURN_IF_ERROR(gemm());
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(stop));
-  CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
-  float ms = 0;
-  CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  cublasDestroy(handle);
-  cudaFree(a);
-  cudaFree(c);
-  return 2.0 * double(n) * n * n * kIters / (ms / 1e3);
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(std::shared_ptr<const ModelWeights> weights,
