@@ -37,6 +37,7 @@ struct GenerateFlags {
   bool ignore_eos = false;
   std::string device = "auto";
   std::string state_dtype = "f32";
+  std::string precision = "auto";
   int threads = 0;
   int chunk_size = 64;
   std::string speculative = "auto";
@@ -111,6 +112,7 @@ absl::Status Run(const GenerateFlags& f) {
   BackendOptions backend_options;
   backend_options.device = f.device;
   backend_options.state_dtype = f.state_dtype;
+  backend_options.precision = f.precision;
   backend_options.num_threads = f.threads;
   backend_options.chunk_size = f.chunk_size;
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*weights, backend_options);
@@ -188,6 +190,9 @@ int RunGenerate(const std::vector<std::string>& args) {
   flags.AddInt("num-draft", &f.num_draft, "drafts per step at most (on: always, auto: adaptive)");
   flags.AddString("device", &f.device, "backend: auto (cuda when a GPU is present), cpu or cuda");
   flags.AddString("state-dtype", &f.state_dtype, "recurrent state storage: f32, or bf16 (CUDA only)");
+  flags.AddString("precision", &f.precision,
+                  "products with bf16 weights: exact, bf16 (bf16 activations), or auto (bf16 for a bf16 checkpoint on "
+                  "CUDA)");
   flags.AddInt("threads", &f.threads, "CPU backend threads; 0: one per core");
   flags.AddInt("chunk-size", &f.chunk_size, "tokens per chunk of the chunkwise prefill");
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("generate", std::string(st.message()));

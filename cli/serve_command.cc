@@ -37,11 +37,13 @@ absl::Status Serve(server::ServerConfig config) {
   BackendOptions backend_options;
   backend_options.device = config.device;
   backend_options.state_dtype = config.state_dtype;
+  backend_options.precision = config.precision;
   backend_options.num_threads = config.threads;
   t = std::chrono::steady_clock::now();
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*weights, backend_options);
   if (!backend.ok()) return backend.status();
-  spdlog::info("start-up: {} backend ready (weights in place) in {:.2f} s", (*backend)->name(), seconds(t));
+  spdlog::info("start-up: {} backend ready (weights in place, precision {}) in {:.2f} s", (*backend)->name(),
+               PrecisionName((*backend)->precision()), seconds(t));
 
   const sigset_t signals = BlockTerminationSignals();
 

@@ -61,6 +61,14 @@ struct SnapshotRef {
   bool operator==(const SnapshotRef&) const = default;
 };
 
+// How a backend multiplies activations by bf16 weights (the `precision` setting; products with
+// fp32 weights stay fp32 either way). The recurrent state's maths is fp32 in both.
+enum class Precision {
+  kExact,  // ~fp32-accurate products (the CUDA backend feeds the activations as a bf16 hi+lo pair)
+  kBf16,   // activations rounded to bf16 into the tensor cores, fp32 accumulation: half the work
+};
+constexpr std::string_view PrecisionName(Precision p) { return p == Precision::kBf16 ? "bf16" : "exact"; }
+
 // Advances `slot` by the first `num_tokens` tokens of its last deferred Forward().
 struct CommitInput {
   int slot = -1;
@@ -106,6 +114,7 @@ class Backend {
 
   virtual std::string_view name() const = 0;
   virtual const StateLayout& state_layout() const = 0;
+  virtual Precision precision() const { return Precision::kExact; }
 
   // Allocates `num_slots` zeroed state slots, replacing any earlier pool.
   virtual absl::Status AllocateSlots(int num_slots) = 0;

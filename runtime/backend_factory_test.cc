@@ -11,8 +11,8 @@
 namespace xlserve {
 namespace {
 
-std::shared_ptr<const ModelWeights> Weights() {
-  auto weights = LoadModelWeights("tests/golden/models/f32_base");
+std::shared_ptr<const ModelWeights> Weights(const std::string& name = "f32_base") {
+  auto weights = LoadModelWeights("tests/golden/models/" + name);
   REQUIRE(weights.ok());
   return *weights;
 }
@@ -33,6 +33,26 @@ TEST_CASE("the backend factory rejects unknown devices and state dtypes it canno
   auto cpu = CreateBackend(weights, options);
   REQUIRE(cpu.ok());
   CHECK((*cpu)->name() == "cpu");
+}
+
+TEST_CASE("precision: auto is bf16 for bf16 checkpoints on CUDA only; bf16 on the CPU when asked") {
+  const auto f32 = Weights(), bf16 = Weights("bf16_base");
+  CHECK(*ResolvePrecision("auto", "cuda", *bf16) == Precision::kBf16);
+  CHECK(*ResolvePrecision("auto", "cuda", *f32) == Precision::kExact);
+  CHECK(*ResolvePrecision("auto", "cpu", *bf16) == Precision::kExact);
+  CHECK(*ResolvePrecision("exact", "cuda", *bf16) == Precision::kExact);
+  CHECK(*ResolvePrecision("bf16", "cpu", *f32) == Precision::kBf16);
+  CHECK(ResolvePrecision("fp8", "cuda", *bf16).status().code() == absl::StatusCode::kInvalidArgument);
+  BackendOptions options;
+  options.device = "cpu";
+  options.precision = "fp8";
+  CHECK(CreateBackend(bf16, options).status().code() == absl::StatusCode::kInvalidArgument);
+  for (const char* setting : {"auto", "bf16"}) {
+    options.precision = setting;
+    auto cpu = CreateBackend(bf16, options);
+    REQUIRE(cpu.ok());
+    CHECK((*cpu)->precision() == (std::string(setting) == "bf16" ? Precision::kBf16 : Precision::kExact));
+  }
 }
 
 TEST_CASE("auto picks the CUDA backend only when it is built in and a GPU is present") {

@@ -29,6 +29,10 @@ const std::vector<ServerSetting>& ServerSettings() {
        {"auto", "cpu", "cuda"}},
       {"state_dtype", &C::state_dtype, "recurrent state storage: f32, or bf16 (CUDA only; the maths stays fp32)",
        -1e300, 1e300, {"f32", "bf16"}},
+      {"precision", &C::precision,
+       "products with bf16 weights: exact (~fp32), bf16 (bf16 activations into the tensor cores, fp32 "
+       "accumulation; the maths of the state stays fp32), or auto: bf16 for a bf16 checkpoint on CUDA, else exact",
+       -1e300, 1e300, {"auto", "exact", "bf16"}},
       {"threads", &C::threads, "CPU backend threads (0: one per core)", 0, 4096},
       {"max_num_seqs", &C::max_num_seqs, "state slots: sequences decoding at once", 1, 1 << 16},
       {"max_queue", &C::max_queue, "waiting requests before RESOURCE_EXHAUSTED", 1, kLarge},

@@ -21,6 +21,7 @@ struct ServerConfig {
   int metrics_port = 9090;
   std::string device = "auto";
   std::string state_dtype = "f32";
+  std::string precision = "auto";
   int threads = 0;
   int max_num_seqs = 8;
   int max_queue = 64;

@@ -45,6 +45,7 @@ TEST_CASE("validation rejects settings that would leave a resource unbounded or 
   rejects([](ServerConfig& c) { c.speculation = "sometimes"; }, "speculation");
   rejects([](ServerConfig& c) { c.shutdown_grace_s = -1; }, "shutdown_grace_s");
   rejects([](ServerConfig& c) { c.state_dtype = "f16"; }, "state_dtype");
+  rejects([](ServerConfig& c) { c.precision = "fp8"; }, "precision");
   CHECK(ValidateServerConfig(ServerConfig{}).ok());
 }
 

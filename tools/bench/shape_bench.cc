@@ -204,20 +204,24 @@ std::shared_ptr<const ModelWeights> RandomBf16Weights(const ModelConfig& config,
   return AssembleModelWeights(config, tensors, host);
 }
 
-absl::StatusOr<nlohmann::json> RunShapeBench(const Accelerator& device, std::shared_ptr<const ModelWeights> weights,
-                                             const ShapeBenchOptions& options, std::string* table) {
+namespace {
+
+// The tables of one precision, appended to `rows` and `table`.
+absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const ModelWeights> weights,
+                          const ShapeBenchOptions& options, Precision precision, nlohmann::json* rows,
+                          std::string* table) {
   const ModelConfig& cfg = weights->config;
   const double matrix_bytes = 2 * MatrixParams(cfg);  // bf16
-  nlohmann::json rows = nlohmann::json::array();
+  const std::string prec(PrecisionName(precision));
   char line[512];
   std::map<int, double> plain_step_ms;  // first state dtype, by batch
   for (DType state : options.state_dtypes) {
-    ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, device.CreateBackend(weights, state));
+    ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, device.CreateBackend(weights, state, precision));
     const double state_bytes = StateBytes(cfg, state);
     std::snprintf(line, sizeof(line),
-                  "\ndecode, %s state (%.1f MB per sequence): Forward() per greedy step, tokens (argmax on the GPU) to the "
-                  "host included\n",
-                  state == DType::kF32 ? "fp32" : "bf16", state_bytes / 1e6);
+                  "\ndecode, precision %s, %s state (%.1f MB per sequence): Forward() per greedy step, tokens (argmax "
+                  "on the GPU) to the host included\n",
+                  prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", state_bytes / 1e6);
     *table += line;
     std::snprintf(line, sizeof(line), "%6s %9s %9s %9s %9s %12s %8s   %s\n", "batch", "step ms", "tok/s", "floor ms",
                   "of floor", "ref step ms", "vs ref", "largest stage of a step (share)");
@@ -231,22 +235,23 @@ absl::StatusOr<nlohmann::json> RunShapeBench(const Accelerator& device, std::sha
                     r.step_ms, batch / r.step_ms * 1e3, floor_ms, 100 * floor_ms / r.step_ms, ref,
                     ref > 0 ? ref / r.step_ms : 0.0, r.top_stage.c_str(), 100 * r.top_share);
       *table += line;
-      rows.push_back({{"kind", "decode"},
-                      {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
-                      {"batch", batch},
-                      {"step_ms", r.step_ms},
-                      {"tokens_per_s", batch / r.step_ms * 1e3},
-                      {"floor_ms", floor_ms},
-                      {"fraction_of_floor", floor_ms / r.step_ms},
-                      {"reference_step_ms", ref},
-                      {"stage_ms", r.stages}});
+      rows->push_back({{"kind", "decode"},
+                       {"precision", prec},
+                       {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                       {"batch", batch},
+                       {"step_ms", r.step_ms},
+                       {"tokens_per_s", batch / r.step_ms * 1e3},
+                       {"floor_ms", floor_ms},
+                       {"fraction_of_floor", floor_ms / r.step_ms},
+                       {"reference_step_ms", ref},
+                       {"stage_ms", r.stages}});
     }
     if (state != options.state_dtypes.front()) continue;
     if (!options.verify_lengths.empty()) {
       std::snprintf(line, sizeof(line),
-                    "\nspeculative verify, %s state: deferred greedy pass of L tokens per sequence (argmax of all L "
-                    "rows to the host) + commit, vs a plain step\n%6s %9s",
-                    state == DType::kF32 ? "fp32" : "bf16", "batch", "plain ms");
+                    "\nspeculative verify, precision %s, %s state: deferred greedy pass of L tokens per sequence "
+                    "(argmax of all L rows to the host) + commit, vs a plain step\n%6s %9s",
+                    prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", "batch", "plain ms");
       *table += line;
       for (int len : options.verify_lengths) {
         std::snprintf(line, sizeof(line), "   L=%d ms (ratio)", len);
@@ -262,22 +267,23 @@ absl::StatusOr<nlohmann::json> RunShapeBench(const Accelerator& device, std::sha
           const double ms = v.step_ms;
           std::snprintf(line, sizeof(line), "   %7.2f (%5.2fx)", ms, ms / plain);
           *table += line;
-          rows.push_back({{"kind", "verify"},
-                          {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
-                          {"batch", batch},
-                          {"tokens_per_sequence", len},
-                          {"verify_commit_ms", ms},
-                          {"plain_step_ms", plain},
-                          {"cost_ratio", ms / plain},
-                          {"stage_ms", v.stages}});
+          rows->push_back({{"kind", "verify"},
+                           {"precision", prec},
+                           {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                           {"batch", batch},
+                           {"tokens_per_sequence", len},
+                           {"verify_commit_ms", ms},
+                           {"plain_step_ms", plain},
+                           {"cost_ratio", ms / plain},
+                           {"stage_ms", v.stages}});
         }
         *table += "\n";
       }
     }
     std::snprintf(line, sizeof(line),
-                  "\nmixed serving steps, %s state: batch - 1 decode rows + one prompt chunk in one pass, vs a plain "
-                  "step\n%6s %9s %20s %20s   %s\n",
-                  state == DType::kF32 ? "fp32" : "bf16", "batch", "plain ms", "chunk 64 ms (ratio)",
+                  "\nmixed serving steps, precision %s, %s state: batch - 1 decode rows + one prompt chunk in one "
+                  "pass, vs a plain step\n%6s %9s %20s %20s   %s\n",
+                  prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", "batch", "plain ms", "chunk 64 ms (ratio)",
                   "chunk 128 ms (ratio)", "largest stages of the 128 step");
     *table += line;
     for (int batch : options.batch_sizes) {
@@ -299,22 +305,23 @@ absl::StatusOr<nlohmann::json> RunShapeBench(const Accelerator& device, std::sha
             top += line;
           }
         }
-        rows.push_back({{"kind", "mixed"},
-                        {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
-                        {"batch", batch},
-                        {"chunk", chunk},
-                        {"step_ms", m.step_ms},
-                        {"plain_step_ms", plain},
-                        {"cost_ratio", m.step_ms / plain},
-                        {"stage_ms", m.stages}});
+        rows->push_back({{"kind", "mixed"},
+                         {"precision", prec},
+                         {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                         {"batch", batch},
+                         {"chunk", chunk},
+                         {"step_ms", m.step_ms},
+                         {"plain_step_ms", plain},
+                         {"cost_ratio", m.step_ms / plain},
+                         {"stage_ms", m.stages}});
       }
       std::snprintf(line, sizeof(line), "%6d %9.2f%s   %s\n", batch, plain, cells.c_str(), top.c_str());
       *table += line;
     }
     std::snprintf(line, sizeof(line),
-                  "\nprefill, batch 1, %s state: time to first token vs the tensor-core roofline (%.0f TFLOP/s "
-                  "measured)\n",
-                  state == DType::kF32 ? "fp32" : "bf16", options.tensor_core_flops / 1e12);
+                  "\nprefill, batch 1, precision %s, %s state: time to first token vs the tensor-core roofline "
+                  "(%.0f TFLOP/s measured)\n",
+                  prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", options.tensor_core_flops / 1e12);
     *table += line;
     std::snprintf(line, sizeof(line), "%8s %10s %12s %12s %16s\n", "prompt", "TTFT ms", "roofline ms",
                   "TFLOP/s", "of roofline");
@@ -346,15 +353,27 @@ absl::StatusOr<nlohmann::json> RunShapeBench(const Accelerator& device, std::sha
                     roof_ms, flops / (ms / 1e3) / 1e12, 100 * roof_ms / ms,
                     stages.empty() ? "" : stages[0].first.c_str(), stages.empty() ? 0.0 : 100 * stages[0].second / ms);
       *table += line;
-      rows.push_back({{"kind", "prefill"},
-                      {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
-                      {"prompt_tokens", len},
-                      {"ttft_ms", ms},
-                      {"roofline_ms", roof_ms},
-                      {"tflops", flops / (ms / 1e3) / 1e12},
-                      {"fraction_of_roofline", roof_ms / ms},
-                      {"stage_ms", stage_ms}});
+      rows->push_back({{"kind", "prefill"},
+                       {"precision", prec},
+                       {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                       {"prompt_tokens", len},
+                       {"ttft_ms", ms},
+                       {"roofline_ms", roof_ms},
+                       {"tflops", flops / (ms / 1e3) / 1e12},
+                       {"fraction_of_roofline", roof_ms / ms},
+                       {"stage_ms", stage_ms}});
     }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<nlohmann::json> RunShapeBench(const Accelerator& device, std::shared_ptr<const ModelWeights> weights,
+                                             const ShapeBenchOptions& options, std::string* table) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (Precision precision : options.precisions) {
+    RETURN_IF_ERROR(RunPrecision(device, weights, options, precision, &rows, table));
   }
   return rows;
 }

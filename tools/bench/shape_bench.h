@@ -24,6 +24,8 @@ struct ShapeBenchOptions {
   std::vector<int> batch_sizes = {1, 8, 32, 64, 128};
   std::vector<int> prompt_lengths = {128, 512, 2048};
   std::vector<DType> state_dtypes = {DType::kBF16, DType::kF32};
+  // Every table is made for each precision in turn.
+  std::vector<Precision> precisions = {Precision::kBf16, Precision::kExact};
   int steps = 20;              // timed decode steps per batch size
   double copy_bandwidth = 0;   // bytes/s (read + write), measured by the caller on the same device
   double tensor_core_flops = 0;  // bf16 GEMM FLOP/s, measured by the caller on the same device
@@ -32,12 +34,13 @@ struct ShapeBenchOptions {
   std::vector<int> verify_lengths;
 };
 
-// Runs the measurements; returns one JSON object per row and appends the tables to `table`.
+// Runs the measurements for each precision; returns one JSON object per row (with its
+// "precision") and appends the tables to `table`.
 // Decode rows: Forward() wall time per greedy step (tokens_only: the tokens reach the host,
 // not the logits), the HBM
 // floor ((matrix bytes + 2 x state bytes x batch) / copy bandwidth), the fraction reached, the
 // reference step time, and the largest stage of one profiled step with its share.
-// Prefill rows (bf16 state, batch 1): time to first token and the fraction of the tensor-core
+// Prefill rows (first state dtype, batch 1): time to first token and the fraction of the tensor-core
 // roofline (2 x matrix parameters x tokens FLOPs at the measured GEMM rate).
 // Verify rows: a deferred greedy verify pass of L tokens per sequence (every row's argmax to
 // the host) plus the commit of all L, against a plain one-token step of the same batch.
