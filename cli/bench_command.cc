@@ -3,12 +3,14 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "engine/model/model_weights.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/util/status_macros.h"
 #include "runtime/accelerators.h"
 #include "runtime/backend_factory.h"
 #include "tools/bench/shape_bench.h"
@@ -25,6 +27,8 @@ struct BenchFlags {
   int prompt_tokens = 128;
   int new_tokens = 128;
   std::optional<std::vector<int>> batch_sizes;
+  std::string precisions = "bf16,exact";
+  std::string state_dtypes = "bf16,f32";
   int num_draft = 3;
   std::string device = "cpu";
   int threads = 0;
@@ -101,6 +105,21 @@ absl::Status RunSpeculative(const BenchFlags& f) {
   return absl::OkStatus();
 }
 
+// The values that the comma-separated names of `--flag` stand for; at least one, each known.
+template <typename T>
+absl::StatusOr<std::vector<T>> ParseNames(const std::string& flag, const std::string& text,
+                                          const std::map<std::string, T>& known) {
+  std::vector<T> out;
+  std::stringstream names(text);
+  for (std::string name; std::getline(names, name, ',');) {
+    auto it = known.find(name);
+    if (it == known.end()) return absl::InvalidArgumentError("--" + flag + ": unknown value '" + name + "'");
+    out.push_back(it->second);
+  }
+  if (out.empty()) return absl::InvalidArgumentError("--" + flag + " needs at least one value");
+  return out;
+}
+
 absl::Status RunShape(const BenchFlags& f) {
   if (f.shape != "7b") return absl::InvalidArgumentError("--shape: only 7b is known, got '" + f.shape + "'");
   const Accelerator* cuda = runtime::FindAccelerator("cuda");
@@ -110,6 +129,11 @@ absl::Status RunShape(const BenchFlags& f) {
   }
   if (cuda->DeviceCount() == 0) return absl::UnavailableError("--shape 7b measures the CUDA backend: no GPU here");
   bench::ShapeBenchOptions options;
+  ASSIGN_OR_RETURN(options.precisions,
+                   ParseNames<Precision>("precisions", f.precisions,
+                                         {{"bf16", Precision::kBf16}, {"exact", Precision::kExact}}));
+  ASSIGN_OR_RETURN(options.state_dtypes,
+                   ParseNames<DType>("state-dtypes", f.state_dtypes, {{"bf16", DType::kBF16}, {"f32", DType::kF32}}));
   absl::StatusOr<double> bandwidth = cuda->MeasureCopyBandwidth(int64_t{2} << 30);
   if (!bandwidth.ok()) return bandwidth.status();
   absl::StatusOr<double> gemm_flops = cuda->MeasureBf16GemmFlops(8192);
@@ -146,8 +170,8 @@ int RunBench(const std::vector<std::string>& args) {
                 "Measures decoding speed. With --speculative: greedy decoding of held-out text with\n"
                 "speculation off, on (k = --num-draft) and auto, at each batch size: tokens per\n"
                 "decode step, acceptance, tokens/s and the speed-up over plain decoding. With\n"
-                "--shape 7b: decode step time at each batch size and TTFT on the CUDA backend, beside\n"
-                "the HBM floor and the reference figures of DESIGN section 8; adding --speculative\n"
+                "--shape 7b: decode step time at each batch size and TTFT on the CUDA backend in each\n"
+                "precision, beside the HBM floor and the reference figures of DESIGN section 8; adding --speculative\n"
                 "also measures verify passes of L = 2..5 tokens against a plain step.");
   flags.AddBool("speculative", &f.speculative, "measure self-speculative decoding");
   flags.AddString("shape", &f.shape, "measure the CUDA backend on a model shape with random weights (7b)");
@@ -156,6 +180,9 @@ int RunBench(const std::vector<std::string>& args) {
   flags.AddInt("prompt-tokens", &f.prompt_tokens, "tokens per prompt");
   flags.AddInt("new-tokens", &f.new_tokens, "tokens generated per sequence");
   flags.AddIntList("batch-sizes", &f.batch_sizes, "batch sizes (default 1,8,32)");
+  flags.AddString("precisions", &f.precisions, "--shape: the precisions to measure, each in turn (bf16, exact)");
+  flags.AddString("state-dtypes", &f.state_dtypes,
+                  "--shape: state dtypes of the decode tables (bf16, f32); the other tables take the first");
   flags.AddInt("num-draft", &f.num_draft, "drafts per step at most");
   flags.AddString("device", &f.device, "backend: cpu or cuda");
   flags.AddInt("threads", &f.threads, "CPU backend threads; 0: one per core");

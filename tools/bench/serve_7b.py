@@ -6,6 +6,8 @@ off in one run, beside the engine's own figures (`xlserve bench --shape 7b`).
 Run on the GPU machine from the repository root, with the bundle unpacked (scripts/bundle.sh):
     python3 tools/bench/serve_7b.py --xlserve dist/bin/xlserve --work /tmp/serve7b --json serve7b.json
 Prints one table; --json keeps every loadtest result and the servers' state-store metrics.
+--precision exact|bf16|auto is the servers' (and picks the engine rows); --scenarios c32,c64
+runs only those; --cache on skips the cache-off server.
 Scenarios (token-id prompts, greedy, bf16 state, --max-num-seqs 64):
   c1        concurrency 1, 128 prompt + 128 output tokens: TTFT, time per output token
   c32, c64  concurrency 32 / 64, 128 + 128: output tok/s, TTFT, inter-token latency
@@ -69,7 +71,7 @@ def write_datasets(work):
 class Server:
     def __init__(self, xl, model, extra, log):
         args = [xl, "serve", "--model", model, "--device", DEVICE, "--max-num-seqs", "64",
-                "--max-queue", "4096", "--port", "0", "--metrics-port", "0"] + extra
+                "--max-queue", "4096", "--port", "0", "--metrics-port", "0", "--precision", PRECISION] + extra
         if DEVICE == "cuda":
             args += ["--state-dtype", "bf16"]
         self.log = open(log, "w")
@@ -120,29 +122,31 @@ def run_mode(xl, model, work, name, extra, data):
     try:
         common = ["--prompt-tokens", 128, "--max-tokens", 128]
         # A seed per run: no run's prompts repeat another's (the cache would serve them).
-        res["c1"] = loadtest(xl, server, p("c1"), "--concurrency", 1, "--num-requests", 12, "--warmup", 2, "--seed", 1,
-                             *common)
-        res["c32"] = loadtest(xl, server, p("c32"), "--concurrency", 32, "--num-requests", 192, "--warmup", 32,
-                              "--seed", 2, *common)
-        res["c64"] = loadtest(xl, server, p("c64"), "--concurrency", 64, "--num-requests", 320, "--warmup", 64,
-                              "--seed", 3, *common)
-        streams = ["--concurrency", 31, "--num-requests", 62, "--warmup", 0, "--prompt-tokens", 128, "--max-tokens", 256]
-        res["long_base"] = loadtest(xl, server, p("long-base"), *streams, "--seed", 4)
-        bg = loadtest(xl, server, p("long-mixed"), *streams, "--seed", 5, background=True)
-        time.sleep(1.0)
-        loadtest(xl, server, p("long-prompts"), "--concurrency", 1, "--num-requests", 6, "--prompt-tokens", 2048,
-                 "--max-tokens", 4, "--seed", 6)
-        bg.wait(timeout=600)
-        with open(p("long-mixed")) as f:
-            res["long_mixed"] = json.load(f)
-        res["shared"] = loadtest(xl, server, p("shared"), "--dataset", data["shared"], "--concurrency", 2,
-                                 "--num-requests", 24, "--warmup", 2)
-        res["distinct"] = loadtest(xl, server, p("distinct"), "--dataset", data["distinct"], "--concurrency", 2,
-                                   "--num-requests", 24, "--warmup", 2)
-        res["session"] = loadtest(xl, server, p("session"), "--dataset", data["session"], "--concurrency", 1,
-                                  "--num-requests", 10, "--warmup", 1)
-        res["sessions"] = loadtest(xl, server, p("sessions"), "--dataset", data["sessions"], "--concurrency", 64,
-                                   "--num-requests", 2000, "--warmup", 0)
+        if "c1" in SCENARIOS:
+            res["c1"] = loadtest(xl, server, p("c1"), "--concurrency", 1, "--num-requests", 12, "--warmup", 2,
+                                 "--seed", 1, *common)
+        if "c32" in SCENARIOS:
+            res["c32"] = loadtest(xl, server, p("c32"), "--concurrency", 32, "--num-requests", 192, "--warmup", 32,
+                                  "--seed", 2, *common)
+        if "c64" in SCENARIOS:
+            res["c64"] = loadtest(xl, server, p("c64"), "--concurrency", 64, "--num-requests", 320, "--warmup", 64,
+                                  "--seed", 3, *common)
+        if "long" in SCENARIOS:
+            streams = ["--concurrency", 31, "--num-requests", 62, "--warmup", 0, "--prompt-tokens", 128,
+                       "--max-tokens", 256]
+            res["long_base"] = loadtest(xl, server, p("long-base"), *streams, "--seed", 4)
+            bg = loadtest(xl, server, p("long-mixed"), *streams, "--seed", 5, background=True)
+            time.sleep(1.0)
+            loadtest(xl, server, p("long-prompts"), "--concurrency", 1, "--num-requests", 6, "--prompt-tokens", 2048,
+                     "--max-tokens", 4, "--seed", 6)
+            bg.wait(timeout=600)
+            with open(p("long-mixed")) as f:
+                res["long_mixed"] = json.load(f)
+        for scenario, concurrency, count, warmup in (("shared", 2, 24, 2), ("distinct", 2, 24, 2),
+                                                      ("session", 1, 10, 1), ("sessions", 64, 2000, 0)):
+            if scenario in SCENARIOS:
+                res[scenario] = loadtest(xl, server, p(scenario), "--dataset", data[scenario], "--concurrency",
+                                         concurrency, "--num-requests", count, "--warmup", warmup)
         res["metrics"] = {k: v for k, v in server.metrics().items() if "state_store" in k or "prefix" in k
                           or "session" in k or "engine_step" in k or k.startswith("xlserve_prefill")}
         res["rss_gib"] = server.rss_gib()
@@ -157,8 +161,10 @@ def table(engine, on, off):
     rows = []
 
     def add(name, key, fn, fmt, target=""):
-        a, b = fn(on[key]), fn(off[key])
-        rows.append((name, fmt.format(a), fmt.format(b), f"{a / b:.2f}" if b else "-", target))
+        if key not in on:
+            return
+        a, b = fn(on[key]), fn(off[key]) if off else None
+        rows.append((name, fmt.format(a), fmt.format(b) if off else "-", f"{a / b:.2f}" if b else "-", target))
 
     add("c1 TTFT p50 ms", "c1", lambda r: r["ttft_ms"]["p50"], "{:.1f}", "on <= 1.1 x off; <= 1.3 x bench TTFT(128)")
     add("c1 TPOT p50 ms", "c1", lambda r: r["tpot_ms"]["p50"], "{:.2f}", "within 5% of bench step B=1")
@@ -182,18 +188,20 @@ def table(engine, on, off):
     out.append("state store (cache on), after all scenarios:")
     for k in sorted(m):
         out.append(f"  {k} = {m[k]:.6g}")
-    out.append(f"  server RSS {on['rss_gib']:.2f} GiB (cache off: {off['rss_gib']:.2f} GiB)")
-    for name, res in (("on", on), ("off", off)):
+    out.append(f"  server RSS {on['rss_gib']:.2f} GiB" + (f" (cache off: {off['rss_gib']:.2f} GiB)" if off else ""))
+    for name, res in (("on", on), ("off", off)) if off else (("on", on),):
         out.append(f"start-up, cache {name} ({res['startup_s']:.1f} s to listening):")
         out += [f"  {l}" for l in res["startup_log"]]
     if engine:
         out.append("engine alone (xlserve bench --shape 7b, same run):")
         for r in engine["rows"]:
+            if PRECISION != "auto" and r.get("precision", PRECISION) != PRECISION:
+                continue
             if r["kind"] == "decode" and r["state_dtype"] == "bf16":
-                out.append(f"  decode B={r['batch']}: {r['step_ms']:.2f} ms/step, "
+                out.append(f"  decode {r.get('precision', '')} B={r['batch']}: {r['step_ms']:.2f} ms/step, "
                            f"{0.85 * r['batch'] / r['step_ms'] * 1e3:.0f} tok/s is 0.85 of it")
             if r["kind"] == "prefill":
-                out.append(f"  TTFT({r['prompt_tokens']}): {r['ttft_ms']:.1f} ms")
+                out.append(f"  {r.get('precision', '')} TTFT({r['prompt_tokens']}): {r['ttft_ms']:.1f} ms")
             if r["kind"] == "mixed":
                 out.append(f"  mixed B={r['batch']} ({r['batch'] - 1} decode rows + {r['chunk']} prompt tokens): "
                            f"{r['step_ms']:.2f} ms, {r['cost_ratio']:.2f} x a plain step")
@@ -201,10 +209,12 @@ def table(engine, on, off):
 
 
 DEVICE = "cuda"
+PRECISION = "auto"
+SCENARIOS = {"c1", "c32", "c64", "long", "shared", "distinct", "session", "sessions"}
 
 
 def main():
-    global VOCAB, DEVICE
+    global VOCAB, DEVICE, PRECISION, SCENARIOS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--xlserve", default="dist/bin/xlserve")
     ap.add_argument("--work", default="/tmp/serve7b")
@@ -214,9 +224,14 @@ def main():
     ap.add_argument("--device", default="cuda", help="cpu: a smoke run of this script on a small --model")
     ap.add_argument("--session-test", default="",
                     help="tests/gpu:cuda_session_test binary: also check resumed turns' logits on the 7B checkpoint")
+    ap.add_argument("--precision", default="auto", choices=["auto", "exact", "bf16"], help="the servers' precision")
+    ap.add_argument("--scenarios", default=",".join(sorted(SCENARIOS)), help="comma-separated subset to run")
+    ap.add_argument("--cache", default="both", choices=["both", "on"], help="serve with the state cache off too")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     DEVICE = args.device
+    PRECISION = args.precision
+    SCENARIOS = set(args.scenarios.split(","))
     model = args.model or os.path.join(args.work, "xlstm-7b-random")
     if not args.model:
         write_checkpoint(model)
@@ -238,8 +253,10 @@ def main():
         with open(bench_json) as f:
             engine = json.load(f)
     on = run_mode(args.xlserve, model, args.work, "on", [], data)
-    off = run_mode(args.xlserve, model, args.work, "off",
-                   ["--state-cache-gpu-mb", "0", "--state-cache-host-mb", "0", "--max-sessions", "0"], data)
+    off = None
+    if args.cache == "both":
+        off = run_mode(args.xlserve, model, args.work, "off",
+                       ["--state-cache-gpu-mb", "0", "--state-cache-host-mb", "0", "--max-sessions", "0"], data)
     text = table(engine, on, off) + ("\nsession logits check (7B): " + session_check if session_check else "")
     print(text, flush=True)
     if args.json:
