@@ -7,7 +7,7 @@
 #include <optional>
 #include <string_view>
 
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace xlserve::gateway {
 namespace {

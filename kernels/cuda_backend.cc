@@ -37,7 +37,7 @@
 
 #include "engine/backend_validation.h"
 #include "engine/state_layout.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 #include "engine/util/thread_pool.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_weights.h"

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <iterator>
 
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 #include "engine/warm_up.h"
 #include "spdlog/spdlog.h"
 

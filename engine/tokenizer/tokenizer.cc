@@ -12,7 +12,7 @@
 #include "engine/tokenizer/internal/nfc.h"
 #include "engine/tokenizer/internal/pre_tokenizer.h"
 #include "engine/tokenizer/internal/utf8.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace xlserve {

@@ -4,7 +4,8 @@
 - only runtime/ (backend construction) and the GPU tests depend on kernels/;
 - server/, cli/ and tools/ reach CUDA only through the engine's interfaces (engine/backend.h,
   engine/accelerator.h), never through kernels/ headers or a cast to a CUDA type;
-- the gateway knows nothing of the engine; kernels/ nothing of what sits above it.
+- the gateway knows nothing of the engine; kernels/ nothing of what sits above it;
+- base/ (helpers every layer uses) depends on nothing of the project.
 
 Both kinds of edge are read from the files themselves: Bazel labels in BUILD.bazel (deps,
 srcs, data) and #include lines in C++/CUDA sources. The test runs outside Bazel's cache (tag
@@ -30,6 +31,12 @@ RULES = {
     "server/": (
         ["//kernels", "//runtime", "//cli", "//gateway", "//tools", "@cuda", "//third_party:cuda"],
         [r"kernels/", r"runtime/", r"cli/", r"gateway/", r"tools/", CUDA_HEADER],
+    ),
+    "base/": (
+        ["//engine", "//kernels", "//runtime", "//server", "//gateway", "//net", "//cli", "//tools", "//proto",
+         "@cuda", "//third_party:cuda", "//third_party:grpc", "//third_party:httplib"],
+        [r"engine/", r"kernels/", r"runtime/", r"server/", r"gateway/", r"net/", r"cli/", r"tools/", r"proto/",
+         r"grpcpp/", r"httplib\.h", CUDA_HEADER],
     ),
     "gateway/": (
         ["//engine", "//kernels", "//runtime", "//server", "//cli", "//tools", "@cuda", "//third_party:cuda"],

@@ -10,7 +10,7 @@
 
 #include "engine/model/checkpoint_layout.h"
 #include "engine/util/dtype.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace xlserve::bench {
 namespace {

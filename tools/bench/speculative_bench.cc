@@ -7,7 +7,7 @@
 #include "engine/batch_decoder.h"
 #include "engine/state_cache.h"
 #include "engine/warm_up.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace xlserve::bench {
 namespace {

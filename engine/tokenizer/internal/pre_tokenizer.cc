@@ -7,7 +7,7 @@
 #include "engine/tokenizer/internal/regex.h"
 #include "engine/tokenizer/internal/unicode_tables.h"
 #include "engine/tokenizer/internal/utf8.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace xlserve::tokenizer_internal {
 namespace {

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/tokenizer/internal/regex_syntax.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace xlserve::tokenizer_internal {
 namespace {
