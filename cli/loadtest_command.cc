@@ -9,9 +9,9 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
-#include "tools/loadtest/loadtest.h"
-#include "tools/loadtest/progress.h"
-#include "tools/loadtest/sweep_report.h"
+#include "loadtest/loadtest.h"
+#include "loadtest/progress.h"
+#include "loadtest/sweep_report.h"
 
 namespace xlserve::cli {
 namespace {

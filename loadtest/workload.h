@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "tools/loadtest/length_dist.h"
+#include "loadtest/length_dist.h"
 
 namespace xlserve::loadtest {
 

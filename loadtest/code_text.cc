@@ -1,4 +1,4 @@
-#include "tools/loadtest/code_text.h"
+#include "loadtest/code_text.h"
 
 #include <array>
 #include <string_view>

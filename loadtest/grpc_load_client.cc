@@ -1,4 +1,4 @@
-#include "tools/loadtest/grpc_load_client.h"
+#include "loadtest/grpc_load_client.h"
 
 #include <grpcpp/grpcpp.h>
 

@@ -1,4 +1,4 @@
-#include "tools/loadtest/driver.h"
+#include "loadtest/driver.h"
 
 #include <algorithm>
 #include <atomic>
@@ -7,7 +7,7 @@
 #include <mutex>
 #include <thread>
 
-#include "tools/loadtest/arrivals.h"
+#include "loadtest/arrivals.h"
 
 namespace xlserve::loadtest {
 namespace {

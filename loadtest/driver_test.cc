@@ -4,7 +4,7 @@
 #include <mutex>
 #include <thread>
 
-#include "tools/loadtest/driver.h"
+#include "loadtest/driver.h"
 
 namespace xlserve::loadtest {
 namespace {

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "tools/loadtest/load_client.h"
-#include "tools/loadtest/request_options.h"
+#include "loadtest/load_client.h"
+#include "loadtest/request_options.h"
 
 namespace xlserve::loadtest {
 

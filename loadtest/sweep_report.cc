@@ -1,9 +1,9 @@
-#include "tools/loadtest/sweep_report.h"
+#include "loadtest/sweep_report.h"
 
 #include <algorithm>
 #include <cstdio>
 
-#include "tools/loadtest/svg_plot.h"
+#include "loadtest/svg_plot.h"
 
 namespace xlserve::loadtest {
 namespace {

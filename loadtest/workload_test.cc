@@ -7,8 +7,8 @@
 #include <set>
 #include <sstream>
 
-#include "tools/loadtest/arrivals.h"
-#include "tools/loadtest/workload.h"
+#include "loadtest/arrivals.h"
+#include "loadtest/workload.h"
 
 namespace xlserve::loadtest {
 namespace {

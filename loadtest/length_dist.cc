@@ -1,4 +1,4 @@
-#include "tools/loadtest/length_dist.h"
+#include "loadtest/length_dist.h"
 
 #include <algorithm>
 #include <charconv>

@@ -1,4 +1,4 @@
-#include "tools/loadtest/progress.h"
+#include "loadtest/progress.h"
 
 #include <unistd.h>
 

@@ -1,9 +1,9 @@
 #include <catch2/catch.hpp>
 #include <regex>
 
-#include "tools/loadtest/report.h"
-#include "tools/loadtest/svg_plot.h"
-#include "tools/loadtest/sweep_report.h"
+#include "loadtest/report.h"
+#include "loadtest/svg_plot.h"
+#include "loadtest/sweep_report.h"
 
 namespace xlserve::loadtest {
 namespace {

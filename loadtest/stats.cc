@@ -1,4 +1,4 @@
-#include "tools/loadtest/stats.h"
+#include "loadtest/stats.h"
 
 #include <algorithm>
 #include <cmath>

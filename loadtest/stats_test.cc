@@ -1,6 +1,6 @@
 #include <catch2/catch.hpp>
 
-#include "tools/loadtest/stats.h"
+#include "loadtest/stats.h"
 
 namespace xlserve::loadtest {
 namespace {

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/loadtest/load_client.h"
+#include "loadtest/load_client.h"
 
 namespace xlserve::loadtest {
 

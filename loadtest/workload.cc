@@ -1,10 +1,10 @@
-#include "tools/loadtest/workload.h"
+#include "loadtest/workload.h"
 
 #include <fstream>
 #include <random>
 
 #include "nlohmann/json.hpp"
-#include "tools/loadtest/code_text.h"
+#include "loadtest/code_text.h"
 
 namespace xlserve::loadtest {
 namespace {

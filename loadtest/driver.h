@@ -7,8 +7,8 @@
 #include <optional>
 #include <vector>
 
-#include "tools/loadtest/load_client.h"
-#include "tools/loadtest/workload.h"
+#include "loadtest/load_client.h"
+#include "loadtest/workload.h"
 
 namespace xlserve::loadtest {
 

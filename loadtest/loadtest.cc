@@ -1,12 +1,12 @@
-#include "tools/loadtest/loadtest.h"
+#include "loadtest/loadtest.h"
 
 #include <cstdio>
 #include <memory>
 
-#include "tools/loadtest/driver.h"
-#include "tools/loadtest/grpc_load_client.h"
-#include "tools/loadtest/openai_load_client.h"
-#include "tools/loadtest/progress.h"
+#include "loadtest/driver.h"
+#include "loadtest/grpc_load_client.h"
+#include "loadtest/openai_load_client.h"
+#include "loadtest/progress.h"
 
 namespace xlserve::loadtest {
 namespace {

@@ -1,4 +1,4 @@
-#include "tools/loadtest/arrivals.h"
+#include "loadtest/arrivals.h"
 
 #include <random>
 

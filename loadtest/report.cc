@@ -1,4 +1,4 @@
-#include "tools/loadtest/report.h"
+#include "loadtest/report.h"
 
 #include <cstdio>
 

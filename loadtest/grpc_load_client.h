@@ -7,8 +7,8 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "tools/loadtest/load_client.h"
-#include "tools/loadtest/request_options.h"
+#include "loadtest/load_client.h"
+#include "loadtest/request_options.h"
 
 namespace grpc {
 class Channel;

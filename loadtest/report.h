@@ -5,7 +5,7 @@
 #include <string>
 
 #include "nlohmann/json.hpp"
-#include "tools/loadtest/stats.h"
+#include "loadtest/stats.h"
 
 namespace xlserve::loadtest {
 

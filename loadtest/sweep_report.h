@@ -5,7 +5,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/loadtest/report.h"
+#include "loadtest/report.h"
 
 namespace xlserve::loadtest {
 

@@ -1,4 +1,4 @@
-#include "tools/loadtest/openai_load_client.h"
+#include "loadtest/openai_load_client.h"
 
 #include <httplib.h>
 
@@ -8,7 +8,7 @@
 #include <utility>
 
 #include "nlohmann/json.hpp"
-#include "tools/loadtest/sse_parser.h"
+#include "loadtest/sse_parser.h"
 
 namespace xlserve::loadtest {
 namespace {

@@ -4,9 +4,9 @@
 #include <thread>
 
 #include "nlohmann/json.hpp"
-#include "tools/loadtest/grpc_load_client.h"
-#include "tools/loadtest/openai_load_client.h"
-#include "tools/loadtest/sse_parser.h"
+#include "loadtest/grpc_load_client.h"
+#include "loadtest/openai_load_client.h"
+#include "loadtest/sse_parser.h"
 
 namespace xlserve::loadtest {
 namespace {

@@ -1,4 +1,4 @@
-#include "tools/loadtest/sse_parser.h"
+#include "loadtest/sse_parser.h"
 
 namespace xlserve::loadtest {
 

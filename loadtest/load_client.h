@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "tools/loadtest/workload.h"
+#include "loadtest/workload.h"
 
 namespace xlserve::loadtest {
 

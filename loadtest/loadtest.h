@@ -8,11 +8,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "tools/loadtest/length_dist.h"
-#include "tools/loadtest/report.h"
-#include "tools/loadtest/request_options.h"
-#include "tools/loadtest/stats.h"
-#include "tools/loadtest/workload.h"
+#include "loadtest/length_dist.h"
+#include "loadtest/report.h"
+#include "loadtest/request_options.h"
+#include "loadtest/stats.h"
+#include "loadtest/workload.h"
 
 namespace xlserve::loadtest {
 

@@ -1,4 +1,4 @@
-#include "tools/loadtest/svg_plot.h"
+#include "loadtest/svg_plot.h"
 
 #include <algorithm>
 #include <cmath>
