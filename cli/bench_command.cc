@@ -11,8 +11,8 @@
 #include "engine/tokenizer/tokenizer.h"
 #include "runtime/accelerators.h"
 #include "runtime/backend_factory.h"
-#include "tools/bench/shape_bench.h"
-#include "tools/bench/speculative_bench.h"
+#include "bench/shape_bench.h"
+#include "bench/speculative_bench.h"
 
 namespace xlserve::cli {
 namespace {

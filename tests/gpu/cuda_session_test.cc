@@ -2,7 +2,7 @@
 // state gives what resending the whole history to a server without a state cache gives —
 // identical greedy tokens on the shipped model with an fp32 state, and at the 7B shape first-token
 // log-probabilities as close to an fp32 state's as re-prefilling with a bf16 state gets ([.7b], hidden: run with the
-// directory of a random xLSTM-7b checkpoint in XLSERVE_7B_MODEL, as tools/bench/serve_7b.py
+// directory of a random xLSTM-7b checkpoint in XLSERVE_7B_MODEL, as bench/serve_7b.py
 // does). Tagged "gpu".
 #include <catch2/catch.hpp>
 

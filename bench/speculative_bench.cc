@@ -1,4 +1,4 @@
-#include "tools/bench/speculative_bench.h"
+#include "bench/speculative_bench.h"
 
 #include <chrono>
 #include <cstdio>

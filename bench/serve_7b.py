@@ -4,7 +4,7 @@ written by transformers, driven by `xlserve loadtest`, with the state cache on (
 off in one run, beside the engine's own figures (`xlserve bench --shape 7b`).
 
 Run on the GPU machine from the repository root, with the bundle unpacked (scripts/bundle.sh):
-    python3 tools/bench/serve_7b.py --xlserve dist/bin/xlserve --work /tmp/serve7b --json serve7b.json
+    python3 bench/serve_7b.py --xlserve dist/bin/xlserve --work /tmp/serve7b --json serve7b.json
 Prints one table; --json keeps every loadtest result and the servers' state-store metrics.
 Scenarios (token-id prompts, greedy, bf16 state, --max-num-seqs 64):
   c1        concurrency 1, 128 prompt + 128 output tokens: TTFT, time per output token

@@ -3,7 +3,7 @@
 measures: TTFT at batch 1 and decode step time at each batch size, bf16 weights and state.
 
 Run it on the GPU machine in the same session as the bench, so the two tables compare:
-    python3 tools/bench/hf_reference.py --json hf.json
+    python3 bench/hf_reference.py --json hf.json
 Weights are random (the speed does not depend on them); nothing is downloaded.
 """
 import argparse

@@ -1,4 +1,4 @@
-#include "tools/bench/shape_bench.h"
+#include "bench/shape_bench.h"
 
 #include <algorithm>
 #include <chrono>
