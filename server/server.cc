@@ -9,6 +9,7 @@
 
 #include "net/api_keys.h"
 #include "net/http_listener.h"
+#include "net/prometheus_text.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
 #include "server/xlserve_service.h"
@@ -117,7 +118,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
     s->http_ = std::make_unique<net::HttpListener>(limits);
     Metrics* metrics = s->metrics_.get();
     s->http_->Get("/metrics", [metrics](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics->Render(), "text/plain; version=0.0.4");
+      res.set_content(metrics->Render(), net::kPrometheusContentType);
     });
     const std::atomic<bool>* draining = &s->draining_;
     s->http_->Get("/health", [draining](const httplib::Request&, httplib::Response& res) {
