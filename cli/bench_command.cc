@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "engine/device.h"
 #include "engine/model/model_weights.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "runtime/accelerators.h"
@@ -17,7 +18,7 @@
 namespace xlserve::cli {
 namespace {
 
-struct BenchFlags {
+struct BenchSettings {
   bool speculative = false;
   std::string shape;
   std::string model = "models/xlstm-code-mtp";
@@ -26,10 +27,29 @@ struct BenchFlags {
   int new_tokens = 128;
   std::optional<std::vector<int>> batch_sizes;
   int num_draft = 3;
-  std::string device = "cpu";
+  Device device = Device::kAuto;
   int threads = 0;
   std::string json;
 };
+
+// Settings that `serve` and `generate` have too are spelt as there.
+const settings::SettingsTable<BenchSettings>& BenchSettingsTable() {
+  using B = BenchSettings;
+  static const settings::SettingsTable<BenchSettings> table = {
+      {"speculative", &B::speculative, "measure self-speculative decoding"},
+      {"shape", &B::shape, "measure the CUDA backend on a model shape with random weights (7b)"},
+      {"model", &B::model, "model directory with MTP heads and tokenizer.json"},
+      {"prompts_from", &B::prompts_from, "directory of .py files the model never saw"},
+      {"prompt_tokens", &B::prompt_tokens, "tokens per prompt", {1, 1 << 20}},
+      {"new_tokens", &B::new_tokens, "tokens generated per sequence", {1, 1 << 20}},
+      {"batch_sizes", &B::batch_sizes, "batch sizes (default 1,8,32)", {1, 1 << 16}},
+      {"num_draft", &B::num_draft, "drafts per step at most", {0, 16}},
+      {"device", &B::device, kDeviceNames, "backend (auto: cuda when a GPU is present)"},
+      {"threads", &B::threads, "CPU backend threads (0: one per core)", {0, 4096}},
+      {"json", &B::json, "also write the results to this JSON file"},
+  };
+  return table;
+}
 
 // Prompts: `prompt_tokens` tokens from the middle of each .py file under `dir` (sorted, so
 // runs compare), skipping files too short to give a full prompt.
@@ -61,7 +81,7 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> LoadPrompts(const Tokenizer& t
   return prompts;
 }
 
-absl::Status RunSpeculative(const BenchFlags& f) {
+absl::Status RunSpeculative(const BenchSettings& f) {
   if (f.prompts_from.empty()) {
     return absl::InvalidArgumentError("--prompts-from DIR is required (a directory of held-out .py files)");
   }
@@ -87,12 +107,14 @@ absl::Status RunSpeculative(const BenchFlags& f) {
   if (!backend.ok()) return backend.status();
   absl::StatusOr<std::vector<bench::SpeculativeBenchRow>> rows = bench::RunSpeculativeBench(backend->get(), options);
   if (!rows.ok()) return rows.status();
-  std::printf("self-speculative decoding, model %s, device %s, %d-token prompts from %s, %d new tokens, k <= %d\n",
-              f.model.c_str(), f.device.c_str(), f.prompt_tokens, f.prompts_from.c_str(), f.new_tokens, f.num_draft);
+  const std::string_view device = (*backend)->name();
+  std::printf("self-speculative decoding, model %s, device %.*s, %d-token prompts from %s, %d new tokens, k <= %d\n",
+              f.model.c_str(), int(device.size()), device.data(), f.prompt_tokens, f.prompts_from.c_str(), f.new_tokens,
+              f.num_draft);
   std::fputs(bench::FormatSpeculativeTable(*rows).c_str(), stdout);
   if (!f.json.empty()) {
     std::ofstream out(f.json);
-    out << nlohmann::json{{"model", f.model}, {"device", f.device}, {"prompt_tokens", f.prompt_tokens},
+    out << nlohmann::json{{"model", f.model}, {"device", device}, {"prompt_tokens", f.prompt_tokens},
                           {"new_tokens", f.new_tokens}, {"num_draft", f.num_draft},
                           {"rows", bench::SpeculativeRowsToJson(*rows)}}
                .dump(2);
@@ -101,7 +123,7 @@ absl::Status RunSpeculative(const BenchFlags& f) {
   return absl::OkStatus();
 }
 
-absl::Status RunShape(const BenchFlags& f) {
+absl::Status RunShape(const BenchSettings& f) {
   if (f.shape != "7b") return absl::InvalidArgumentError("--shape: only 7b is known, got '" + f.shape + "'");
   const Accelerator* cuda = runtime::FindAccelerator("cuda");
   if (cuda == nullptr) {
@@ -141,29 +163,22 @@ absl::Status RunShape(const BenchFlags& f) {
 }  // namespace
 
 int RunBench(const std::vector<std::string>& args) {
-  BenchFlags f;
+  BenchSettings f;
   FlagSet flags("xlserve bench", "(--speculative --prompts-from DIR | --shape 7b) [flags]",
                 "Measures decoding speed. With --speculative: greedy decoding of held-out text with\n"
                 "speculation off, on (k = --num-draft) and auto, at each batch size: tokens per\n"
                 "decode step, acceptance, tokens/s and the speed-up over plain decoding. With\n"
                 "--shape 7b: decode step time at each batch size and TTFT on the CUDA backend, beside\n"
-                "the HBM floor and the reference figures of DESIGN section 8; adding --speculative\n"
-                "also measures verify passes of L = 2..5 tokens against a plain step.");
-  flags.AddBool("speculative", &f.speculative, "measure self-speculative decoding");
-  flags.AddString("shape", &f.shape, "measure the CUDA backend on a model shape with random weights (7b)");
-  flags.AddString("model", &f.model, "model directory with MTP heads and tokenizer.json");
-  flags.AddString("prompts-from", &f.prompts_from, "directory of .py files the model never saw");
-  flags.AddInt("prompt-tokens", &f.prompt_tokens, "tokens per prompt");
-  flags.AddInt("new-tokens", &f.new_tokens, "tokens generated per sequence");
-  flags.AddIntList("batch-sizes", &f.batch_sizes, "batch sizes (default 1,8,32)");
-  flags.AddInt("num-draft", &f.num_draft, "drafts per step at most");
-  flags.AddString("device", &f.device, "backend: cpu or cuda");
-  flags.AddInt("threads", &f.threads, "CPU backend threads; 0: one per core");
-  flags.AddString("json", &f.json, "also write the results to this JSON file");
+                "the HBM floor and the reference figures of DESIGN §8 (docs/design.md); adding\n"
+                "--speculative also measures verify passes of L = 2..5 tokens against a plain step.");
+  flags.Add(BenchSettingsTable(), &f);
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("bench", std::string(st.message()));
   if (flags.help_requested()) {
     std::fputs(flags.Usage().c_str(), stdout);
     return 0;
+  }
+  if (absl::Status st = settings::CheckRanges(BenchSettingsTable(), f); !st.ok()) {
+    return ReportError("bench", std::string(st.message()));
   }
   if (!f.shape.empty()) {
     if (absl::Status st = RunShape(f); !st.ok()) return ReportError("bench", std::string(st.message()));

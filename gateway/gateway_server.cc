@@ -51,10 +51,15 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(const Gatewa
   if (config.upstreams.empty()) return absl::InvalidArgumentError("at least one --upstream is needed");
   std::unique_ptr<GatewayServer> g(new GatewayServer());
   g->config_ = config;
+  g->max_body_bytes_ = static_cast<size_t>(config.max_body_mb * (1 << 20));
   absl::StatusOr<ChatTemplate> tmpl = LoadChatTemplate(config.model_dir);
   if (!tmpl.ok()) return tmpl.status();
   g->template_ = *tmpl;
-  g->pool_ = std::make_unique<UpstreamPool>(config.upstreams, config.upstream);
+  UpstreamOptions upstream;
+  upstream.api_key = config.upstream_api_key;
+  upstream.tls_ca_pem = config.upstream_tls_ca_pem;
+  upstream.max_in_flight = config.max_in_flight_per_upstream;
+  g->pool_ = std::make_unique<UpstreamPool>(config.upstreams, upstream);
   g->calls_ = std::make_unique<ActiveCalls>();
 
   net::HttpLimits limits;
@@ -64,7 +69,7 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(const Gatewa
   limits.idle_timeout = Millis(config.idle_timeout_s);
   limits.body_timeout = Millis(config.body_timeout_s);
   g->http_ = std::make_unique<net::HttpListener>(limits);
-  g->http_->set_payload_max_length(config.max_body_bytes);
+  g->http_->set_payload_max_length(g->max_body_bytes_);
   GatewayServer* self = g.get();
   g->http_->set_pre_routing_handler([self](const httplib::Request& req, httplib::Response& res) {
     return self->Admit(req, res) ? httplib::Server::HandlerResponse::Unhandled : httplib::Server::HandlerResponse::Handled;
@@ -138,7 +143,7 @@ bool GatewayServer::Admit(const httplib::Request& req, httplib::Response& res) {
     uint64_t bytes = 0;
     const auto [end, ec] = std::from_chars(length.data(), length.data() + length.size(), bytes);
     if (ec != std::errc() || end != length.data() + length.size()) return refuse(400, "bad Content-Length");
-    if (bytes > config_.max_body_bytes) return refuse(413, "request body too large");
+    if (bytes > max_body_bytes_) return refuse(413, "request body too large");
   }
   return true;
 }

@@ -43,7 +43,8 @@ struct LoadtestConfig {
   Slo slo;
 };
 
-// Checks the combinations of settings; the message names the flag at fault.
+// Checks the combinations of settings (their ranges are LoadtestSettingsTable's); the message
+// names the flag at fault.
 absl::Status ValidateConfig(const LoadtestConfig& config);
 
 // Runs the configured load and returns one record per run (several for a sweep, in the order of
