@@ -7,7 +7,9 @@
 - the gateway and loadtest/ (a client) know nothing of the engine; kernels/ nothing of what
   sits above it;
 - bench/ and loadtest/ are product code that only cli/ links, and no product code depends on
-  tools/ (scripts and generators that are not part of the binary).
+  tools/ (scripts and generators that are not part of the binary);
+- settings/ (the settings tables every command uses) and net/ (serving plumbing shared by the
+  server and the gateway) are leaves: they depend on nothing of xlserve above them.
 
 Both kinds of edge are read from the files themselves: Bazel labels in BUILD.bazel (deps,
 srcs, data) and #include lines in C++/CUDA sources. The test runs outside Bazel's cache (tag
@@ -54,6 +56,18 @@ RULES = {
          CUDA_HEADER],
     ),
     "tools/": (["//kernels", "@cuda", "//third_party:cuda"], [r"kernels/", CUDA_HEADER]),
+    "settings/": (
+        ["//engine", "//kernels", "//runtime", "//server", "//gateway", "//net", "//cli", "//bench", "//loadtest",
+         "//tools", "//proto", "@cuda", "//third_party:cuda", "//third_party:grpc", "//third_party:httplib"],
+        [r"engine/", r"kernels/", r"runtime/", r"server/", r"gateway/", r"net/", r"cli/", r"bench/", r"loadtest/",
+         r"tools/", r"proto/", r"grpcpp/", r"httplib\.h", CUDA_HEADER],
+    ),
+    "net/": (
+        ["//engine", "//kernels", "//runtime", "//server", "//gateway", "//cli", "//bench", "//loadtest", "//tools",
+         "@cuda", "//third_party:cuda"],
+        [r"engine/", r"kernels/", r"runtime/", r"server/", r"gateway/", r"cli/", r"bench/", r"loadtest/", r"tools/",
+         CUDA_HEADER],
+    ),
     "runtime/": (
         ["//server", "//gateway", "//cli", "//bench", "//loadtest", "//tools"],
         [r"server/", r"gateway/", r"cli/", r"bench/", r"loadtest/", r"tools/"],
@@ -162,6 +176,9 @@ class Layering(unittest.TestCase):
             "loadtest/workload.cc": '#include "server/request.h"\n',
             "bench/speculative_bench.cc": '#include "runtime/backend_factory.h"\n',
             "server/metrics.cc": '#include "loadtest/stats.h"\n',
+            "settings/setting.h": '#include "engine/device.h"\n',
+            "settings/BUILD.bazel": 'cc_library(name = "s", deps = ["//net:api_keys"])',
+            "net/prometheus_text.cc": '#include "server/metrics.h"\n',
             "kernels/k.cc": '#include "server/server.h"\n',
             "tests/engine/BUILD.bazel": 'cc_test(name = "t", deps = ["//kernels:cuda"])',
         }
@@ -172,7 +189,8 @@ class Layering(unittest.TestCase):
             "cli/main.cc": '#include "runtime/accelerators.h"\n#include "engine/accelerator.h"\n',
             "cli/run_bench.cc": '#include "bench/shape_bench.h"\n#include "runtime/accelerators.h"\n',
             "bench/BUILD": 'cc_library(name = "b", deps = ["//engine:accelerator"])',
-            "loadtest/BUILD": 'cc_library(name = "l", deps = ["//proto:xlserve_cc_grpc"])',
+            "loadtest/BUILD": 'cc_library(name = "l", deps = ["//proto:xlserve_cc_grpc", "//settings"])',
+            "gateway/BUILD.bazel": 'cc_library(name = "g", deps = ["//settings", "//net:prometheus_text"])',
         }
         with tempfile.TemporaryDirectory() as root:
             for rel, text in {**planted, **allowed}.items():
