@@ -169,7 +169,7 @@ int RunBench(const std::vector<std::string>& args) {
                 "speculation off, on (k = --num-draft) and auto, at each batch size: tokens per\n"
                 "decode step, acceptance, tokens/s and the speed-up over plain decoding. With\n"
                 "--shape 7b: decode step time at each batch size and TTFT on the CUDA backend, beside\n"
-                "the HBM floor and the reference figures of DESIGN §8 (docs/design.md); adding\n"
+                "the HBM floor and the reference figures of docs/design.md §8; adding\n"
                 "--speculative also measures verify passes of L = 2..5 tokens against a plain step.");
   flags.Add(BenchSettingsTable(), &f);
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("bench", std::string(st.message()));
