@@ -14,6 +14,7 @@
 #include "runtime/backend_factory.h"
 #include "bench/shape_bench.h"
 #include "bench/speculative_bench.h"
+#include "bench/tokenizer_bench.h"
 
 namespace xlserve::cli {
 namespace {
@@ -29,6 +30,9 @@ struct BenchSettings {
   int num_draft = 3;
   Device device = Device::kAuto;
   int threads = 0;
+  std::vector<std::string> tokenizer;
+  std::string text_file;
+  int repeats = 5;
   std::string json;
 };
 
@@ -46,6 +50,9 @@ const settings::SettingsTable<BenchSettings>& BenchSettingsTable() {
       {"num_draft", &B::num_draft, "drafts per step at most", {0, 16}},
       {"device", &B::device, kDeviceNames, "backend (auto: cuda when a GPU is present)"},
       {"threads", &B::threads, "CPU backend threads (0: one per core)", {0, 4096}},
+      {"tokenizer", &B::tokenizer, "measure tokenization with these tokenizer.json files (repeat or comma-separate)"},
+      {"text_file", &B::text_file, "with --tokenizer: the file whose bytes are encoded"},
+      {"repeats", &B::repeats, "with --tokenizer: encodings timed per tokenizer, cold and warm", {1, 1000}},
       {"json", &B::json, "also write the results to this JSON file"},
   };
   return table;
@@ -81,6 +88,13 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> LoadPrompts(const Tokenizer& t
   return prompts;
 }
 
+absl::Status WriteJson(const std::string& path, const nlohmann::json& j) {
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  if (!out) return absl::InternalError("cannot write " + path);
+  return absl::OkStatus();
+}
+
 absl::Status RunSpeculative(const BenchSettings& f) {
   if (f.prompts_from.empty()) {
     return absl::InvalidArgumentError("--prompts-from DIR is required (a directory of held-out .py files)");
@@ -112,15 +126,26 @@ absl::Status RunSpeculative(const BenchSettings& f) {
               f.model.c_str(), int(device.size()), device.data(), f.prompt_tokens, f.prompts_from.c_str(), f.new_tokens,
               f.num_draft);
   std::fputs(bench::FormatSpeculativeTable(*rows).c_str(), stdout);
-  if (!f.json.empty()) {
-    std::ofstream out(f.json);
-    out << nlohmann::json{{"model", f.model}, {"device", device}, {"prompt_tokens", f.prompt_tokens},
-                          {"new_tokens", f.new_tokens}, {"num_draft", f.num_draft},
-                          {"rows", bench::SpeculativeRowsToJson(*rows)}}
-               .dump(2);
-    if (!out) return absl::InternalError("cannot write " + f.json);
-  }
-  return absl::OkStatus();
+  if (f.json.empty()) return absl::OkStatus();
+  return WriteJson(f.json, {{"model", f.model}, {"device", device}, {"prompt_tokens", f.prompt_tokens},
+                            {"new_tokens", f.new_tokens}, {"num_draft", f.num_draft},
+                            {"rows", bench::SpeculativeRowsToJson(*rows)}});
+}
+
+absl::Status RunTokenizer(const BenchSettings& f) {
+  if (f.text_file.empty()) return absl::InvalidArgumentError("--tokenizer needs --text-file FILE");
+  std::ifstream in(f.text_file, std::ios::binary);
+  if (!in) return absl::NotFoundError("cannot open " + f.text_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<std::vector<bench::TokenizerBenchRow>> rows =
+      bench::RunTokenizerBench(f.tokenizer, text.str(), f.repeats);
+  if (!rows.ok()) return rows.status();
+  std::printf("tokenization of %s (%zu bytes), median of %d encodings: cold (a fresh tokenizer), warm (again)\n%s",
+              f.text_file.c_str(), text.str().size(), f.repeats, bench::FormatTokenizerTable(*rows).c_str());
+  if (f.json.empty()) return absl::OkStatus();
+  return WriteJson(f.json, {{"text_file", f.text_file}, {"repeats", f.repeats},
+                            {"rows", bench::TokenizerRowsToJson(*rows)}});
 }
 
 absl::Status RunShape(const BenchSettings& f) {
@@ -148,29 +173,26 @@ absl::Status RunShape(const BenchSettings& f) {
   if (!rows.ok()) return rows.status();
   std::printf("xLSTM-7b shape, bf16 weights; measured here: copy bandwidth %.0f GB/s (read + write), bf16 GEMM "
               "%.0f TFLOP/s\n%s", *bandwidth / 1e9, *gemm_flops / 1e12, table.c_str());
-  if (!f.json.empty()) {
-    std::ofstream out(f.json);
-    out << nlohmann::json{{"shape", "7b"},
-                          {"copy_bandwidth_bytes_per_s", *bandwidth},
-                          {"bf16_gemm_flops", *gemm_flops},
-                          {"rows", *rows}}
-               .dump(2);
-    if (!out) return absl::InternalError("cannot write " + f.json);
-  }
-  return absl::OkStatus();
+  if (f.json.empty()) return absl::OkStatus();
+  return WriteJson(f.json, {{"shape", "7b"},
+                            {"copy_bandwidth_bytes_per_s", *bandwidth},
+                            {"bf16_gemm_flops", *gemm_flops},
+                            {"rows", *rows}});
 }
 
 }  // namespace
 
 int RunBench(const std::vector<std::string>& args) {
   BenchSettings f;
-  FlagSet flags("xlserve bench", "(--speculative --prompts-from DIR | --shape 7b) [flags]",
+  FlagSet flags("xlserve bench",
+                "(--speculative --prompts-from DIR | --shape 7b | --tokenizer FILE --text-file FILE) [flags]",
                 "Measures decoding speed. With --speculative: greedy decoding of held-out text with\n"
                 "speculation off, on (k = --num-draft) and auto, at each batch size: tokens per\n"
                 "decode step, acceptance, tokens/s and the speed-up over plain decoding. With\n"
                 "--shape 7b: decode step time at each batch size and TTFT on the CUDA backend, beside\n"
                 "the HBM floor and the reference figures of docs/design.md §8; adding\n"
-                "--speculative also measures verify passes of L = 2..5 tokens against a plain step.");
+                "--speculative also measures verify passes of L = 2..5 tokens against a plain step. With\n"
+                "--tokenizer: encoding throughput of --text-file with each tokenizer.json.");
   flags.Add(BenchSettingsTable(), &f);
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("bench", std::string(st.message()));
   if (flags.help_requested()) {
@@ -184,7 +206,11 @@ int RunBench(const std::vector<std::string>& args) {
     if (absl::Status st = RunShape(f); !st.ok()) return ReportError("bench", std::string(st.message()));
     return 0;
   }
-  if (!f.speculative) return ReportError("bench", "give --speculative or --shape 7b");
+  if (!f.tokenizer.empty()) {
+    if (absl::Status st = RunTokenizer(f); !st.ok()) return ReportError("bench", std::string(st.message()));
+    return 0;
+  }
+  if (!f.speculative) return ReportError("bench", "give --speculative, --shape 7b or --tokenizer");
   if (absl::Status st = RunSpeculative(f); !st.ok()) return ReportError("bench", std::string(st.message()));
   return 0;
 }
