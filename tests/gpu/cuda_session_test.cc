@@ -60,8 +60,8 @@ class Served {
           turn.tokens.push_back(t.token_id);
           turn.events.push_back(t);
         }
-        if (!e.finish_reason.empty()) {
-          REQUIRE(e.finish_reason == "length");
+        if (e.finish_reason) {
+          REQUIRE(e.finish_reason == server::FinishReason::kLength);
           turn.usage = e.usage;
           return turn;
         }
