@@ -8,13 +8,14 @@ namespace xlserve {
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,
                                                        const BackendOptions& options) {
   const Accelerator* cuda = runtime::FindAccelerator("cuda");
-  std::string device = options.device;
-  if (device == "auto") device = cuda != nullptr && cuda->DeviceCount() > 0 ? "cuda" : "cpu";
-  if (options.state_dtype != "f32" && options.state_dtype != "bf16") {
-    return absl::InvalidArgumentError("unknown state dtype '" + options.state_dtype + "' (expected f32 or bf16)");
+  Device device = options.device;
+  if (device == Device::kAuto) device = cuda != nullptr && cuda->DeviceCount() > 0 ? Device::kCuda : Device::kCpu;
+  if (options.state_dtype != DType::kF32 && options.state_dtype != DType::kBF16) {
+    return absl::InvalidArgumentError("a recurrent state is stored as f32 or bf16, not " +
+                                      std::string(DTypeName(options.state_dtype)));
   }
-  if (device == "cpu") {
-    if (options.state_dtype != "f32") {
+  if (device == Device::kCpu) {
+    if (options.state_dtype != DType::kF32) {
       return absl::InvalidArgumentError("state dtype bf16 needs the CUDA backend; the CPU reference keeps f32");
     }
     CpuBackendOptions cpu;
@@ -24,15 +25,12 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const Mod
     if (!backend.ok()) return backend.status();
     return std::unique_ptr<Backend>(std::move(*backend));
   }
-  if (device == "cuda") {
-    if (cuda == nullptr) {
-      return absl::UnavailableError(
-          "this xlserve was built without the CUDA backend (rebuild with --config=cuda where the CUDA toolkit is "
-          "installed, or use --device cpu)");
-    }
-    return cuda->CreateBackend(std::move(weights), options.state_dtype == "bf16" ? DType::kBF16 : DType::kF32);
+  if (cuda == nullptr) {
+    return absl::UnavailableError(
+        "this xlserve was built without the CUDA backend (rebuild with --config=cuda where the CUDA toolkit is "
+        "installed, or use --device cpu)");
   }
-  return absl::InvalidArgumentError("unknown device '" + options.device + "' (expected auto, cpu or cuda)");
+  return cuda->CreateBackend(std::move(weights), options.state_dtype);
 }
 
 }  // namespace xlserve

@@ -15,7 +15,7 @@
 #include "kernels/cuda_backend.h"
 #include "tests/engine/golden_case.h"
 #include "tests/gpu/gpu_test_support.h"
-#include "tools/bench/shape_bench.h"
+#include "bench/shape_bench.h"
 
 namespace xlserve {
 namespace {
