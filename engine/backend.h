@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -68,6 +69,13 @@ enum class Precision {
   kBf16,   // activations rounded to bf16 into the tensor cores, fp32 accumulation: half the work
 };
 constexpr std::string_view PrecisionName(Precision p) { return p == Precision::kBf16 ? "bf16" : "exact"; }
+inline constexpr std::pair<Precision, std::string_view> kPrecisionNames[] = {{Precision::kBf16, "bf16"},
+                                                                             {Precision::kExact, "exact"}};
+// The `precision` setting: one of the two, or kAuto (bf16 for a bf16 checkpoint on CUDA, else
+// exact; runtime/backend_factory.h resolves it).
+enum class PrecisionSetting { kAuto, kExact, kBf16 };
+inline constexpr std::pair<PrecisionSetting, std::string_view> kPrecisionSettingNames[] = {
+    {PrecisionSetting::kAuto, "auto"}, {PrecisionSetting::kExact, "exact"}, {PrecisionSetting::kBf16, "bf16"}};
 
 // Advances `slot` by the first `num_tokens` tokens of its last deferred Forward().
 struct CommitInput {

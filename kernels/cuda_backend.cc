@@ -36,7 +36,7 @@
 
 #include "engine/backend_validation.h"
 #include "engine/state_layout.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_weights.h"
 #include "kernels/forward_support.h"

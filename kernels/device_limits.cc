@@ -3,7 +3,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 #include "kernels/cuda_backend.h"
 #include "kernels/cuda_check.h"
 

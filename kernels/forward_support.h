@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 #include "engine/util/thread_pool.h"
 #include "kernels/cuda_check.h"
 

@@ -1,7 +1,6 @@
 #include "runtime/backend_factory.h"
 
 #include "engine/cpu/cpu_backend.h"
-#include "engine/util/status_macros.h"
 #include "runtime/accelerators.h"
 
 namespace xlserve {
@@ -27,28 +26,30 @@ bool Bf16Checkpoint(const ModelWeights& w) {
 
 }  // namespace
 
-absl::StatusOr<Precision> ResolvePrecision(const std::string& setting, const std::string& device,
-                                           const ModelWeights& weights) {
-  if (setting == "exact") return Precision::kExact;
-  if (setting == "bf16") return Precision::kBf16;
-  if (setting == "auto") return device == "cuda" && Bf16Checkpoint(weights) ? Precision::kBf16 : Precision::kExact;
-  return absl::InvalidArgumentError("unknown precision '" + setting + "' (expected auto, exact or bf16)");
+Precision ResolvePrecision(PrecisionSetting setting, Device device, const ModelWeights& weights) {
+  switch (setting) {
+    case PrecisionSetting::kExact:
+      return Precision::kExact;
+    case PrecisionSetting::kBf16:
+      return Precision::kBf16;
+    case PrecisionSetting::kAuto:
+      break;
+  }
+  return device == Device::kCuda && Bf16Checkpoint(weights) ? Precision::kBf16 : Precision::kExact;
 }
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,
                                                        const BackendOptions& options) {
   const Accelerator* cuda = runtime::FindAccelerator("cuda");
-  std::string device = options.device;
-  if (device == "auto") device = cuda != nullptr && cuda->DeviceCount() > 0 ? "cuda" : "cpu";
-  if (options.state_dtype != "f32" && options.state_dtype != "bf16") {
-    return absl::InvalidArgumentError("unknown state dtype '" + options.state_dtype + "' (expected f32 or bf16)");
+  Device device = options.device;
+  if (device == Device::kAuto) device = cuda != nullptr && cuda->DeviceCount() > 0 ? Device::kCuda : Device::kCpu;
+  if (options.state_dtype != DType::kF32 && options.state_dtype != DType::kBF16) {
+    return absl::InvalidArgumentError("a recurrent state is stored as f32 or bf16, not " +
+                                      std::string(DTypeName(options.state_dtype)));
   }
-  if (device != "cpu" && device != "cuda") {
-    return absl::InvalidArgumentError("unknown device '" + options.device + "' (expected auto, cpu or cuda)");
-  }
-  ASSIGN_OR_RETURN(const Precision precision, ResolvePrecision(options.precision, device, *weights));
-  if (device == "cpu") {
-    if (options.state_dtype != "f32") {
+  const Precision precision = ResolvePrecision(options.precision, device, *weights);
+  if (device == Device::kCpu) {
+    if (options.state_dtype != DType::kF32) {
       return absl::InvalidArgumentError("state dtype bf16 needs the CUDA backend; the CPU reference keeps f32");
     }
     CpuBackendOptions cpu;
@@ -64,8 +65,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const Mod
         "this xlserve was built without the CUDA backend (rebuild with --config=cuda where the CUDA toolkit is "
         "installed, or use --device cpu)");
   }
-  return cuda->CreateBackend(std::move(weights), options.state_dtype == "bf16" ? DType::kBF16 : DType::kF32,
-                             precision);
+  return cuda->CreateBackend(std::move(weights), options.state_dtype, precision);
 }
 
 }  // namespace xlserve

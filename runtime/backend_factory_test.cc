@@ -1,6 +1,6 @@
-// Backend selection by device name, in whichever build this is: with --config=cuda the CUDA
-// accelerator is linked (and "auto" picks it only where a GPU is present), without it "cuda" is
-// a clear UNAVAILABLE and "auto" serves on the CPU.
+// Backend selection by device, in whichever build this is: with --config=cuda the CUDA
+// accelerator is linked (and kAuto picks it only where a GPU is present), without it kCuda is
+// a clear UNAVAILABLE and kAuto serves on the CPU.
 #include <catch2/catch.hpp>
 #include <string>
 
@@ -17,19 +17,17 @@ std::shared_ptr<const ModelWeights> Weights(const std::string& name = "f32_base"
   return *weights;
 }
 
-TEST_CASE("the backend factory rejects unknown devices and state dtypes it cannot serve") {
+TEST_CASE("the backend factory rejects state dtypes it cannot serve") {
   const auto weights = Weights();
   BackendOptions options;
-  options.device = "tpu";
+  options.device = Device::kCpu;
+  options.state_dtype = DType::kF16;
   CHECK(CreateBackend(weights, options).status().code() == absl::StatusCode::kInvalidArgument);
-  options.device = "cpu";
-  options.state_dtype = "f16";
-  CHECK(CreateBackend(weights, options).status().code() == absl::StatusCode::kInvalidArgument);
-  options.state_dtype = "bf16";
+  options.state_dtype = DType::kBF16;
   const absl::Status bf16_on_cpu = CreateBackend(weights, options).status();
   CHECK(bf16_on_cpu.code() == absl::StatusCode::kInvalidArgument);
   CHECK(std::string(bf16_on_cpu.message()).find("CUDA") != std::string::npos);
-  options.state_dtype = "f32";
+  options.state_dtype = DType::kF32;
   auto cpu = CreateBackend(weights, options);
   REQUIRE(cpu.ok());
   CHECK((*cpu)->name() == "cpu");
@@ -37,21 +35,19 @@ TEST_CASE("the backend factory rejects unknown devices and state dtypes it canno
 
 TEST_CASE("precision: auto is bf16 for bf16 checkpoints on CUDA only; bf16 on the CPU when asked") {
   const auto f32 = Weights(), bf16 = Weights("bf16_base");
-  CHECK(*ResolvePrecision("auto", "cuda", *bf16) == Precision::kBf16);
-  CHECK(*ResolvePrecision("auto", "cuda", *f32) == Precision::kExact);
-  CHECK(*ResolvePrecision("auto", "cpu", *bf16) == Precision::kExact);
-  CHECK(*ResolvePrecision("exact", "cuda", *bf16) == Precision::kExact);
-  CHECK(*ResolvePrecision("bf16", "cpu", *f32) == Precision::kBf16);
-  CHECK(ResolvePrecision("fp8", "cuda", *bf16).status().code() == absl::StatusCode::kInvalidArgument);
+  using P = PrecisionSetting;
+  CHECK(ResolvePrecision(P::kAuto, Device::kCuda, *bf16) == Precision::kBf16);
+  CHECK(ResolvePrecision(P::kAuto, Device::kCuda, *f32) == Precision::kExact);
+  CHECK(ResolvePrecision(P::kAuto, Device::kCpu, *bf16) == Precision::kExact);
+  CHECK(ResolvePrecision(P::kExact, Device::kCuda, *bf16) == Precision::kExact);
+  CHECK(ResolvePrecision(P::kBf16, Device::kCpu, *f32) == Precision::kBf16);
   BackendOptions options;
-  options.device = "cpu";
-  options.precision = "fp8";
-  CHECK(CreateBackend(bf16, options).status().code() == absl::StatusCode::kInvalidArgument);
-  for (const char* setting : {"auto", "bf16"}) {
+  options.device = Device::kCpu;
+  for (const P setting : {P::kAuto, P::kBf16}) {
     options.precision = setting;
     auto cpu = CreateBackend(bf16, options);
     REQUIRE(cpu.ok());
-    CHECK((*cpu)->precision() == (std::string(setting) == "bf16" ? Precision::kBf16 : Precision::kExact));
+    CHECK((*cpu)->precision() == (setting == P::kBf16 ? Precision::kBf16 : Precision::kExact));
   }
 }
 
@@ -60,7 +56,7 @@ TEST_CASE("auto picks the CUDA backend only when it is built in and a GPU is pre
   CHECK(runtime::FindAccelerator("tpu") == nullptr);
   const bool gpu_here = cuda != nullptr && cuda->DeviceCount() > 0;
   BackendOptions options;
-  options.device = "auto";
+  options.device = Device::kAuto;
   auto backend = CreateBackend(Weights(), options);
   REQUIRE(backend.ok());
   CHECK((*backend)->name() == (gpu_here ? "cuda" : "cpu"));
@@ -70,7 +66,7 @@ TEST_CASE("asking for CUDA where it cannot run is UNAVAILABLE and says why") {
   const Accelerator* cuda = runtime::FindAccelerator("cuda");
   if (cuda != nullptr && cuda->DeviceCount() > 0) return;  // a GPU machine: the GPU tests cover it
   BackendOptions options;
-  options.device = "cuda";
+  options.device = Device::kCuda;
   const absl::Status st = CreateBackend(Weights(), options).status();
   CHECK(st.code() == absl::StatusCode::kUnavailable);
   const std::string message(st.message());

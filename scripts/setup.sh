@@ -19,6 +19,7 @@ BUILD_PACKAGES=(
   bazel-bootstrap bazel-rules-java g++
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev catch2 libcpp-httplib-dev
+  libonig-dev libicu-dev  # the tokenizer: HF's regex engine (Oniguruma), NFC and Unicode properties (ICU)
 )
 APT_PACKAGES=("${BUILD_PACKAGES[@]}" python3 python3-pip python3-venv curl docker-compose prometheus librsvg2-bin
   clang lld libclang-rt-14-dev)

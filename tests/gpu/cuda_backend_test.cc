@@ -17,7 +17,7 @@
 #include "tests/engine/bf16_golden_check.h"
 #include "tests/engine/golden_case.h"
 #include "tests/gpu/gpu_test_support.h"
-#include "tools/bench/shape_bench.h"
+#include "bench/shape_bench.h"
 
 namespace xlserve {
 namespace {

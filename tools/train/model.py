@@ -3,12 +3,12 @@
 The maths of every block is that of transformers' `xLSTMForCausalLM` (models/xlstm/modeling_xlstm.py):
 RMSNorm -> mLSTM layer -> residual, RMSNorm -> SwiGLU FFN -> residual. Inside the mLSTM layer the
 gate pre-activations are soft-capped (cap * tanh(x / cap)), the cell runs in the stabilised
-chunkwise form of DESIGN.md section 3 with a zero initial state (C, n and m all 0), each head's
+chunkwise form of DESIGN §3 with a zero initial state (C, n and m all 0), each head's
 output is LayerNorm-ed without bias, gated by sigmoid(o) and projected back to d. Logits are
 soft-capped too. Parameter names equal transformers' tensor names, so `state_dict()` of the trunk
 is an HF checkpoint as it stands.
 
-Multi-token heads (DESIGN.md section 2, "Multi-token heads"): head 0 is the model's own last
+Multi-token heads (DESIGN §2, "Multi-token heads"): head 0 is the model's own last
 block; head i (1..n-1) is a sibling block `mtp_heads.{i}` that reads the residual stream entering
 that last block and predicts token t+1+i. All heads share `backbone.out_norm` and `lm_head`.
 
@@ -124,7 +124,7 @@ def mlstm_chunkwise(q, k, v, i_pre, f_pre, chunk_size: int, eps: float) -> torch
 
 
 def mlstm_recurrent(q, k, v, i_pre, f_pre, eps: float) -> torch.Tensor:
-    """The same cell one step at a time (DESIGN.md section 3), in fp32 or the inputs' wider
+    """The same cell one step at a time (DESIGN §3), in fp32 or the inputs' wider
     dtype; the reference for tests."""
     B, NH, S, DK = q.shape
     DV = v.shape[-1]
