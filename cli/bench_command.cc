@@ -3,21 +3,25 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <sstream>
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "engine/device.h"
 #include "engine/model/model_weights.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "base/status_macros.h"
 #include "runtime/accelerators.h"
 #include "runtime/backend_factory.h"
-#include "tools/bench/shape_bench.h"
-#include "tools/bench/speculative_bench.h"
+#include "bench/shape_bench.h"
+#include "bench/speculative_bench.h"
+#include "bench/tokenizer_bench.h"
 
 namespace xlserve::cli {
 namespace {
 
-struct BenchFlags {
+struct BenchSettings {
   bool speculative = false;
   std::string shape;
   std::string model = "models/xlstm-code-mtp";
@@ -25,11 +29,41 @@ struct BenchFlags {
   int prompt_tokens = 128;
   int new_tokens = 128;
   std::optional<std::vector<int>> batch_sizes;
+  std::string precisions = "bf16,exact";
+  std::string state_dtypes = "bf16,f32";
   int num_draft = 3;
-  std::string device = "cpu";
+  Device device = Device::kAuto;
   int threads = 0;
+  std::vector<std::string> tokenizer;
+  std::string text_file;
+  int repeats = 5;
   std::string json;
 };
+
+// Settings that `serve` and `generate` have too are spelt as there.
+const settings::SettingsTable<BenchSettings>& BenchSettingsTable() {
+  using B = BenchSettings;
+  static const settings::SettingsTable<BenchSettings> table = {
+      {"speculative", &B::speculative, "measure self-speculative decoding"},
+      {"shape", &B::shape, "measure the CUDA backend on a model shape with random weights (7b)"},
+      {"model", &B::model, "model directory with MTP heads and tokenizer.json"},
+      {"prompts_from", &B::prompts_from, "directory of .py files the model never saw"},
+      {"prompt_tokens", &B::prompt_tokens, "tokens per prompt", {1, 1 << 20}},
+      {"new_tokens", &B::new_tokens, "tokens generated per sequence", {1, 1 << 20}},
+      {"batch_sizes", &B::batch_sizes, "batch sizes (default 1,8,32)", {1, 1 << 16}},
+      {"num_draft", &B::num_draft, "drafts per step at most", {0, 16}},
+      {"device", &B::device, kDeviceNames, "backend (auto: cuda when a GPU is present)"},
+      {"threads", &B::threads, "CPU backend threads (0: one per core)", {0, 4096}},
+      {"precisions", &B::precisions, "with --shape: the precisions to measure, each in turn (bf16, exact)"},
+      {"state_dtypes", &B::state_dtypes,
+       "with --shape: state dtypes of the decode tables (bf16, f32); the other tables take the first"},
+      {"tokenizer", &B::tokenizer, "measure tokenization with these tokenizer.json files (repeat or comma-separate)"},
+      {"text_file", &B::text_file, "with --tokenizer: the file whose bytes are encoded"},
+      {"repeats", &B::repeats, "with --tokenizer: encodings timed per tokenizer, cold and warm", {1, 1000}},
+      {"json", &B::json, "also write the results to this JSON file"},
+  };
+  return table;
+}
 
 // Prompts: `prompt_tokens` tokens from the middle of each .py file under `dir` (sorted, so
 // runs compare), skipping files too short to give a full prompt.
@@ -61,7 +95,14 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> LoadPrompts(const Tokenizer& t
   return prompts;
 }
 
-absl::Status RunSpeculative(const BenchFlags& f) {
+absl::Status WriteJson(const std::string& path, const nlohmann::json& j) {
+  std::ofstream out(path);
+  out << j.dump(2) << "\n";
+  if (!out) return absl::InternalError("cannot write " + path);
+  return absl::OkStatus();
+}
+
+absl::Status RunSpeculative(const BenchSettings& f) {
   if (f.prompts_from.empty()) {
     return absl::InvalidArgumentError("--prompts-from DIR is required (a directory of held-out .py files)");
   }
@@ -87,21 +128,49 @@ absl::Status RunSpeculative(const BenchFlags& f) {
   if (!backend.ok()) return backend.status();
   absl::StatusOr<std::vector<bench::SpeculativeBenchRow>> rows = bench::RunSpeculativeBench(backend->get(), options);
   if (!rows.ok()) return rows.status();
-  std::printf("self-speculative decoding, model %s, device %s, %d-token prompts from %s, %d new tokens, k <= %d\n",
-              f.model.c_str(), f.device.c_str(), f.prompt_tokens, f.prompts_from.c_str(), f.new_tokens, f.num_draft);
+  const std::string_view device = (*backend)->name();
+  std::printf("self-speculative decoding, model %s, device %.*s, %d-token prompts from %s, %d new tokens, k <= %d\n",
+              f.model.c_str(), int(device.size()), device.data(), f.prompt_tokens, f.prompts_from.c_str(), f.new_tokens,
+              f.num_draft);
   std::fputs(bench::FormatSpeculativeTable(*rows).c_str(), stdout);
-  if (!f.json.empty()) {
-    std::ofstream out(f.json);
-    out << nlohmann::json{{"model", f.model}, {"device", f.device}, {"prompt_tokens", f.prompt_tokens},
-                          {"new_tokens", f.new_tokens}, {"num_draft", f.num_draft},
-                          {"rows", bench::SpeculativeRowsToJson(*rows)}}
-               .dump(2);
-    if (!out) return absl::InternalError("cannot write " + f.json);
-  }
-  return absl::OkStatus();
+  if (f.json.empty()) return absl::OkStatus();
+  return WriteJson(f.json, {{"model", f.model}, {"device", device}, {"prompt_tokens", f.prompt_tokens},
+                            {"new_tokens", f.new_tokens}, {"num_draft", f.num_draft},
+                            {"rows", bench::SpeculativeRowsToJson(*rows)}});
 }
 
-absl::Status RunShape(const BenchFlags& f) {
+// The values that the comma-separated names of `--flag` stand for; at least one, each known.
+template <typename T, size_t N>
+absl::StatusOr<std::vector<T>> ParseNames(const std::string& flag, const std::string& text,
+                                          const std::pair<T, std::string_view> (&known)[N]) {
+  std::vector<T> out;
+  std::stringstream names(text);
+  for (std::string name; std::getline(names, name, ',');) {
+    const auto* it = std::find_if(std::begin(known), std::end(known), [&](const auto& k) { return k.second == name; });
+    if (it == std::end(known)) return absl::InvalidArgumentError("--" + flag + ": unknown value '" + name + "'");
+    out.push_back(it->first);
+  }
+  if (out.empty()) return absl::InvalidArgumentError("--" + flag + " needs at least one value");
+  return out;
+}
+
+absl::Status RunTokenizer(const BenchSettings& f) {
+  if (f.text_file.empty()) return absl::InvalidArgumentError("--tokenizer needs --text-file FILE");
+  std::ifstream in(f.text_file, std::ios::binary);
+  if (!in) return absl::NotFoundError("cannot open " + f.text_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  absl::StatusOr<std::vector<bench::TokenizerBenchRow>> rows =
+      bench::RunTokenizerBench(f.tokenizer, text.str(), f.repeats);
+  if (!rows.ok()) return rows.status();
+  std::printf("tokenization of %s (%zu bytes), median of %d encodings: cold (a fresh tokenizer), warm (again)\n%s",
+              f.text_file.c_str(), text.str().size(), f.repeats, bench::FormatTokenizerTable(*rows).c_str());
+  if (f.json.empty()) return absl::OkStatus();
+  return WriteJson(f.json, {{"text_file", f.text_file}, {"repeats", f.repeats},
+                            {"rows", bench::TokenizerRowsToJson(*rows)}});
+}
+
+absl::Status RunShape(const BenchSettings& f) {
   if (f.shape != "7b") return absl::InvalidArgumentError("--shape: only 7b is known, got '" + f.shape + "'");
   const Accelerator* cuda = runtime::FindAccelerator("cuda");
   if (cuda == nullptr) {
@@ -110,6 +179,10 @@ absl::Status RunShape(const BenchFlags& f) {
   }
   if (cuda->DeviceCount() == 0) return absl::UnavailableError("--shape 7b measures the CUDA backend: no GPU here");
   bench::ShapeBenchOptions options;
+  ASSIGN_OR_RETURN(options.precisions,
+                   ParseNames("precisions", f.precisions, kPrecisionNames));
+  ASSIGN_OR_RETURN(options.state_dtypes,
+                   ParseNames("state-dtypes", f.state_dtypes, kStateDTypeNames));
   absl::StatusOr<double> bandwidth = cuda->MeasureCopyBandwidth(int64_t{2} << 30);
   if (!bandwidth.ok()) return bandwidth.status();
   absl::StatusOr<double> gemm_flops = cuda->MeasureBf16GemmFlops(8192);
@@ -126,50 +199,44 @@ absl::Status RunShape(const BenchFlags& f) {
   if (!rows.ok()) return rows.status();
   std::printf("xLSTM-7b shape, bf16 weights; measured here: copy bandwidth %.0f GB/s (read + write), bf16 GEMM "
               "%.0f TFLOP/s\n%s", *bandwidth / 1e9, *gemm_flops / 1e12, table.c_str());
-  if (!f.json.empty()) {
-    std::ofstream out(f.json);
-    out << nlohmann::json{{"shape", "7b"},
-                          {"copy_bandwidth_bytes_per_s", *bandwidth},
-                          {"bf16_gemm_flops", *gemm_flops},
-                          {"rows", *rows}}
-               .dump(2);
-    if (!out) return absl::InternalError("cannot write " + f.json);
-  }
-  return absl::OkStatus();
+  if (f.json.empty()) return absl::OkStatus();
+  return WriteJson(f.json, {{"shape", "7b"},
+                            {"copy_bandwidth_bytes_per_s", *bandwidth},
+                            {"bf16_gemm_flops", *gemm_flops},
+                            {"rows", *rows}});
 }
 
 }  // namespace
 
 int RunBench(const std::vector<std::string>& args) {
-  BenchFlags f;
-  FlagSet flags("xlserve bench", "(--speculative --prompts-from DIR | --shape 7b) [flags]",
+  BenchSettings f;
+  FlagSet flags("xlserve bench",
+                "(--speculative --prompts-from DIR | --shape 7b | --tokenizer FILE --text-file FILE) [flags]",
                 "Measures decoding speed. With --speculative: greedy decoding of held-out text with\n"
                 "speculation off, on (k = --num-draft) and auto, at each batch size: tokens per\n"
                 "decode step, acceptance, tokens/s and the speed-up over plain decoding. With\n"
                 "--shape 7b: decode step time at each batch size and TTFT on the CUDA backend, beside\n"
-                "the HBM floor and the reference figures of DESIGN section 8; adding --speculative\n"
-                "also measures verify passes of L = 2..5 tokens against a plain step.");
-  flags.AddBool("speculative", &f.speculative, "measure self-speculative decoding");
-  flags.AddString("shape", &f.shape, "measure the CUDA backend on a model shape with random weights (7b)");
-  flags.AddString("model", &f.model, "model directory with MTP heads and tokenizer.json");
-  flags.AddString("prompts-from", &f.prompts_from, "directory of .py files the model never saw");
-  flags.AddInt("prompt-tokens", &f.prompt_tokens, "tokens per prompt");
-  flags.AddInt("new-tokens", &f.new_tokens, "tokens generated per sequence");
-  flags.AddIntList("batch-sizes", &f.batch_sizes, "batch sizes (default 1,8,32)");
-  flags.AddInt("num-draft", &f.num_draft, "drafts per step at most");
-  flags.AddString("device", &f.device, "backend: cpu or cuda");
-  flags.AddInt("threads", &f.threads, "CPU backend threads; 0: one per core");
-  flags.AddString("json", &f.json, "also write the results to this JSON file");
+                "the HBM floor and the reference figures of docs/design.md §8; adding\n"
+                "--speculative also measures verify passes of L = 2..5 tokens against a plain step. With\n"
+                "--tokenizer: encoding throughput of --text-file with each tokenizer.json.");
+  flags.Add(BenchSettingsTable(), &f);
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("bench", std::string(st.message()));
   if (flags.help_requested()) {
     std::fputs(flags.Usage().c_str(), stdout);
     return 0;
   }
+  if (absl::Status st = settings::CheckRanges(BenchSettingsTable(), f); !st.ok()) {
+    return ReportError("bench", std::string(st.message()));
+  }
   if (!f.shape.empty()) {
     if (absl::Status st = RunShape(f); !st.ok()) return ReportError("bench", std::string(st.message()));
     return 0;
   }
-  if (!f.speculative) return ReportError("bench", "give --speculative or --shape 7b");
+  if (!f.tokenizer.empty()) {
+    if (absl::Status st = RunTokenizer(f); !st.ok()) return ReportError("bench", std::string(st.message()));
+    return 0;
+  }
+  if (!f.speculative) return ReportError("bench", "give --speculative, --shape 7b or --tokenizer");
   if (absl::Status st = RunSpeculative(f); !st.ok()) return ReportError("bench", std::string(st.message()));
   return 0;
 }

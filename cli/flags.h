@@ -1,16 +1,17 @@
-// FlagSet: typed command-line flags for one subcommand, parsed once into caller-owned values.
+// FlagSet: a subcommand's command-line flags, derived from its settings tables
+// (settings/settings_table.h): every setting is --key with '-' for '_', parsed by the same
+// codecs as the JSON settings, and listed by --help with its default.
 //
-// Flags are `--name value` or `--name=value`; booleans are `--name` (or `--name=true|false`).
-// Each Add* call binds a flag to a variable that keeps its value when the flag is absent, so
-// defaults live in the caller's config struct.
+// Flags are `--name value` or `--name=value`; switches (bools) are `--name` or
+// `--name=true|false`; a list flag takes comma-separated items and may repeat.
 #pragma once
 
 #include <functional>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "settings/settings_table.h"
 
 namespace xlserve::cli {
 
@@ -18,37 +19,42 @@ class FlagSet {
  public:
   FlagSet(std::string command, std::string synopsis, std::string description);
 
-  void AddString(const std::string& name, std::string* value, const std::string& help);
-  void AddOptionalString(const std::string& name, std::optional<std::string>* value,
-                         const std::string& help);
-  void AddInt(const std::string& name, int* value, const std::string& help);
-  void AddOptionalInt(const std::string& name, std::optional<int>* value, const std::string& help);
-  void AddDouble(const std::string& name, double* value, const std::string& help);
-  void AddOptionalDouble(const std::string& name, std::optional<double>* value,
-                         const std::string& help);
-  void AddUint64(const std::string& name, uint64_t* value, const std::string& help);
-  void AddBool(const std::string& name, bool* value, const std::string& help);
-  // A comma-separated list of integers, e.g. `--ids 1,2,3`.
-  void AddIntList(const std::string& name, std::optional<std::vector<int>>* value,
-                  const std::string& help);
+  // Adds a flag for every setting of `table`, writing into `*config`. Both must outlive the
+  // FlagSet; --help shows config's values at this call as the defaults.
+  template <typename Config>
+  void Add(const settings::SettingsTable<Config>& table, Config* config) {
+    for (const settings::Setting<Config>& s : table) {
+      std::string value_name = "VALUE";
+      if (!s.choices().empty()) {
+        value_name.clear();
+        for (std::string_view choice : s.choices()) value_name += (value_name.empty() ? "" : "|") + std::string(choice);
+      }
+      // A switch that is off by default says nothing: the flag turns it on.
+      std::string default_text = s.ValueText(*config);
+      if (s.is_switch() && default_text == "false") default_text.clear();
+      flags_.push_back({s.flag(), std::string(s.help()), s.is_switch() ? "" : value_name, default_text, s.is_list(),
+                        [&s, config](const std::string& text, bool append) {
+                          return s.SetFromText(text, append, config);
+                        }});
+    }
+  }
 
   // Parses `args` (without the program and subcommand names). Sets help_requested() on
   // --help/-h and stops. Errors name the flag and the bad value.
   absl::Status Parse(const std::vector<std::string>& args);
   bool help_requested() const { return help_requested_; }
-  bool was_set(const std::string& name) const;
   std::string Usage() const;
 
  private:
   struct Flag {
     std::string name;
     std::string help;
-    bool is_bool = false;
+    std::string value_name;  // empty for a switch
     std::string default_text;
-    std::function<absl::Status(const std::string&)> set;
+    bool is_list = false;
+    std::function<absl::Status(const std::string& text, bool append)> set;
     bool seen = false;
   };
-  void Add(Flag flag);
 
   std::string command_;
   std::string synopsis_;
@@ -56,8 +62,5 @@ class FlagSet {
   std::vector<Flag> flags_;
   bool help_requested_ = false;
 };
-
-// Parses "1,2,3" (spaces allowed) into integers; errors name the bad element.
-absl::Status ParseIntList(const std::string& text, std::vector<int>* out);
 
 }  // namespace xlserve::cli

@@ -8,11 +8,13 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "engine/device.h"
 #include "engine/generator.h"
 #include "engine/model/model_weights.h"
 #include "engine/state_cache.h"
 #include "engine/tokenizer/streaming_decoder.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/util/dtype.h"
 #include "nlohmann/json.hpp"
 #include "runtime/backend_factory.h"
 #include "spdlog/spdlog.h"
@@ -20,11 +22,11 @@
 namespace xlserve::cli {
 namespace {
 
-struct GenerateFlags {
+struct GenerateSettings {
   std::string model;
   std::optional<std::string> prompt;
   std::optional<std::vector<int>> prompt_ids;
-  int max_new_tokens = 32;
+  int max_tokens = 32;
   std::optional<double> temperature;
   double top_p = 1.0;
   int top_k = 0;
@@ -35,17 +37,50 @@ struct GenerateFlags {
   uint64_t seed = 0;
   bool json = false;
   bool ignore_eos = false;
-  std::string device = "auto";
-  std::string state_dtype = "f32";
+  SpeculationMode speculation = SpeculationMode::kAuto;
+  int num_draft = 3;
+  Device device = Device::kAuto;
+  DType state_dtype = DType::kF32;
+  PrecisionSetting precision = PrecisionSetting::kAuto;
   int threads = 0;
   int chunk_size = 64;
-  std::string speculative = "auto";
-  int num_draft = 3;
 };
 
-const char* FinishReasonName(FinishReason r) { return r == FinishReason::kStop ? "stop" : "length"; }
+// Settings that `serve` has too are spelt as there (server/server_config.cc).
+const settings::SettingsTable<GenerateSettings>& GenerateSettingsTable() {
+  using G = GenerateSettings;
+  static const settings::SettingsTable<GenerateSettings> table = {
+      {"model", &G::model, "model directory (config.json, safetensors, tokenizer.json)"},
+      {"prompt", &G::prompt, "prompt text (needs the model's tokenizer.json)"},
+      {"prompt_ids", &G::prompt_ids, "prompt as comma-separated token ids"},
+      {"max_tokens", &G::max_tokens, "tokens to generate at most", {0, 1 << 30}},
+      {"temperature", &G::temperature, "sampling temperature; 0 or absent: greedy"},
+      {"top_p", &G::top_p, "nucleus sampling mass"},
+      {"top_k", &G::top_k, "keep the k most likely tokens; 0: off"},
+      {"min_p", &G::min_p, "drop tokens below min-p times the top probability"},
+      {"repetition_penalty", &G::repetition_penalty, "penalty for seen tokens; 1: off"},
+      {"presence_penalty", &G::presence_penalty, "OpenAI presence penalty"},
+      {"frequency_penalty", &G::frequency_penalty, "OpenAI frequency penalty"},
+      {"seed", &G::seed, "random seed for sampling"},
+      {"json", &G::json, "print one JSON object (ids, text, the prompt's last logits)"},
+      {"ignore_eos", &G::ignore_eos, "keep generating past end-of-sequence tokens"},
+      {"speculation", &G::speculation, kSpeculationModeNames,
+       "self-speculative decoding with the model's MTP heads (auto: draft length from measured acceptance and "
+       "step cost)"},
+      {"num_draft", &G::num_draft, "drafts per step at most (on: always, auto: adaptive)", {0, 16}},
+      {"device", &G::device, kDeviceNames, "backend (auto: cuda when a GPU is present)"},
+      {"state_dtype", &G::state_dtype, kStateDTypeNames,
+       "recurrent state storage (bf16: CUDA only; the maths stays fp32)"},
+      {"precision", &G::precision, kPrecisionSettingNames,
+       "products with bf16 weights: exact, bf16 (bf16 activations), or auto (bf16 for a bf16 checkpoint on CUDA)"},
+      {"threads", &G::threads, "CPU backend threads (0: one per core)", {0, 4096}},
+      {"chunk_size", &G::chunk_size, "tokens per chunk of the chunkwise prefill", {1, 1 << 20}},
+  };
+  return table;
+}
 
-absl::Status Run(const GenerateFlags& f) {
+absl::Status Run(const GenerateSettings& f) {
+  if (absl::Status st = settings::CheckRanges(GenerateSettingsTable(), f); !st.ok()) return st;
   if (f.model.empty()) return absl::InvalidArgumentError("--model DIR is required");
   if (f.prompt.has_value() == f.prompt_ids.has_value()) {
     return absl::InvalidArgumentError("give exactly one of --prompt TEXT and --prompt-ids 1,2,3");
@@ -79,11 +114,7 @@ absl::Status Run(const GenerateFlags& f) {
                                         std::to_string(config.vocab_size) + ")");
     }
   }
-  if (f.max_new_tokens < 0) {
-    return absl::InvalidArgumentError("--max-new-tokens must be >= 0, got " +
-                                      std::to_string(f.max_new_tokens));
-  }
-  request.max_new_tokens = f.max_new_tokens;
+  request.max_new_tokens = f.max_tokens;
   request.sampling.temperature = static_cast<float>(f.temperature.value_or(0.0));
   request.sampling.top_p = static_cast<float>(f.top_p);
   request.sampling.top_k = f.top_k;
@@ -94,23 +125,13 @@ absl::Status Run(const GenerateFlags& f) {
   request.sampling.seed = f.seed;
   if (!f.ignore_eos) request.stop_token_ids.assign(config.eos_token_ids.begin(), config.eos_token_ids.end());
 
-  if (f.speculative == "off") {
-    request.speculation = SpeculationMode::kOff;
-  } else if (f.speculative == "on") {
-    request.speculation = SpeculationMode::kOn;
-  } else if (f.speculative == "auto") {
-    request.speculation = SpeculationMode::kAuto;
-  } else {
-    return absl::InvalidArgumentError("--speculative must be off, on or auto, got '" + f.speculative + "'");
-  }
-  if (f.num_draft < 0) {
-    return absl::InvalidArgumentError("--num-draft must be >= 0, got " + std::to_string(f.num_draft));
-  }
+  request.speculation = f.speculation;
   request.num_draft = f.num_draft;
 
   BackendOptions backend_options;
   backend_options.device = f.device;
   backend_options.state_dtype = f.state_dtype;
+  backend_options.precision = f.precision;
   backend_options.num_threads = f.threads;
   backend_options.chunk_size = f.chunk_size;
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*weights, backend_options);
@@ -152,7 +173,7 @@ absl::Status Run(const GenerateFlags& f) {
   } else {
     out["text"] = nullptr;
   }
-  out["finish_reason"] = FinishReasonName(result->finish_reason);
+  out["finish_reason"] = result->finish_reason == FinishReason::kStop ? "stop" : "length";
   out["speculative"] = result->speculative;
   out["steps"] = result->steps;
   out["drafted_tokens"] = result->drafted_tokens;
@@ -165,31 +186,11 @@ absl::Status Run(const GenerateFlags& f) {
 }  // namespace
 
 int RunGenerate(const std::vector<std::string>& args) {
-  GenerateFlags f;
+  GenerateSettings f;
   FlagSet flags("xlserve generate", "--model DIR (--prompt TEXT | --prompt-ids 1,2,3) [flags]",
                 "Generates a continuation of one prompt with a local xLSTM model. Greedy unless\n"
                 "--temperature is given. A model directory without tokenizer.json works with ids.");
-  flags.AddString("model", &f.model, "model directory (config.json, safetensors, tokenizer.json)");
-  flags.AddOptionalString("prompt", &f.prompt, "prompt text (needs the model's tokenizer.json)");
-  flags.AddIntList("prompt-ids", &f.prompt_ids, "prompt as comma-separated token ids");
-  flags.AddInt("max-new-tokens", &f.max_new_tokens, "tokens to generate at most");
-  flags.AddOptionalDouble("temperature", &f.temperature, "sampling temperature; 0 or absent: greedy");
-  flags.AddDouble("top-p", &f.top_p, "nucleus sampling mass");
-  flags.AddInt("top-k", &f.top_k, "keep the k most likely tokens; 0: off");
-  flags.AddDouble("min-p", &f.min_p, "drop tokens below min-p times the top probability");
-  flags.AddDouble("repetition-penalty", &f.repetition_penalty, "penalty for seen tokens; 1: off");
-  flags.AddDouble("presence-penalty", &f.presence_penalty, "OpenAI presence penalty");
-  flags.AddDouble("frequency-penalty", &f.frequency_penalty, "OpenAI frequency penalty");
-  flags.AddUint64("seed", &f.seed, "random seed for sampling");
-  flags.AddBool("json", &f.json, "print one JSON object (ids, text, the prompt's last logits)");
-  flags.AddBool("ignore-eos", &f.ignore_eos, "keep generating past end-of-sequence tokens");
-  flags.AddString("speculative", &f.speculative,
-                  "self-speculative decoding with the model's MTP heads: off, on or auto");
-  flags.AddInt("num-draft", &f.num_draft, "drafts per step at most (on: always, auto: adaptive)");
-  flags.AddString("device", &f.device, "backend: auto (cuda when a GPU is present), cpu or cuda");
-  flags.AddString("state-dtype", &f.state_dtype, "recurrent state storage: f32, or bf16 (CUDA only)");
-  flags.AddInt("threads", &f.threads, "CPU backend threads; 0: one per core");
-  flags.AddInt("chunk-size", &f.chunk_size, "tokens per chunk of the chunkwise prefill");
+  flags.Add(GenerateSettingsTable(), &f);
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("generate", std::string(st.message()));
   if (flags.help_requested()) {
     std::fputs(flags.Usage().c_str(), stdout);

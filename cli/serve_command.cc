@@ -5,8 +5,6 @@
 #include <filesystem>
 #include <optional>
 #include <thread>
-#include <type_traits>
-#include <variant>
 
 #include "cli/commands.h"
 #include "cli/flags.h"
@@ -37,11 +35,13 @@ absl::Status Serve(server::ServerConfig config) {
   BackendOptions backend_options;
   backend_options.device = config.device;
   backend_options.state_dtype = config.state_dtype;
+  backend_options.precision = config.precision;
   backend_options.num_threads = config.threads;
   t = std::chrono::steady_clock::now();
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*weights, backend_options);
   if (!backend.ok()) return backend.status();
-  spdlog::info("start-up: {} backend ready (weights in place) in {:.2f} s", (*backend)->name(), seconds(t));
+  spdlog::info("start-up: {} backend ready (weights in place, precision {}) in {:.2f} s", (*backend)->name(),
+               PrecisionName((*backend)->precision()), seconds(t));
 
   const sigset_t signals = BlockTerminationSignals();
 
@@ -59,18 +59,30 @@ absl::Status Serve(server::ServerConfig config) {
   return absl::OkStatus();
 }
 
+// The one flag that is not a server setting: where the others may come from.
+struct ServeCommandLine {
+  std::string config;
+};
+
+const settings::SettingsTable<ServeCommandLine>& ServeCommandLineSettings() {
+  static const settings::SettingsTable<ServeCommandLine> table = {
+      {"config", &ServeCommandLine::config, "JSON file with any of the settings below (configs/server.json)"},
+  };
+  return table;
+}
+
 }  // namespace
 
 int RunServe(const std::vector<std::string>& args) {
   server::ServerConfig config;
-  std::string config_file;
   // The config file is applied first, then flags override it: find it before parsing the rest.
+  ServeCommandLine command_line;
   for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--config" && i + 1 < args.size()) config_file = args[i + 1];
-    if (args[i].rfind("--config=", 0) == 0) config_file = args[i].substr(9);
+    if (args[i] == "--config" && i + 1 < args.size()) command_line.config = args[i + 1];
+    if (args[i].rfind("--config=", 0) == 0) command_line.config = args[i].substr(9);
   }
-  if (!config_file.empty()) {
-    if (absl::Status st = server::LoadServerConfigFile(config_file, &config); !st.ok()) {
+  if (!command_line.config.empty()) {
+    if (absl::Status st = settings::ApplyJsonFile(server::ServerSettings(), command_line.config, &config); !st.ok()) {
       return ReportError("serve", std::string(st.message()));
     }
   }
@@ -78,28 +90,8 @@ int RunServe(const std::vector<std::string>& args) {
                 "Serves a model over gRPC (xlserve.v1.XlServe, grpc.health.v1, reflection) with\n"
                 "continuous batching, and Prometheus metrics over HTTP. Flags override --config.\n"
                 "Stops on SIGTERM/SIGINT: no new requests, in-flight streams end, exit 0.");
-  std::string ignored_config;
-  flags.AddString("config", &ignored_config, "JSON file with any of the settings below (configs/server.json)");
-  // Every setting is a flag: --key with '-' for '_' (server/server_config.h).
-  for (const server::ServerSetting& setting : server::ServerSettings()) {
-    const std::string name = server::FlagName(setting.key);
-    const std::string help(setting.help);
-    std::visit(
-        [&](auto member) {
-          auto* value = &(config.*member);
-          using T = std::remove_pointer_t<decltype(value)>;
-          if constexpr (std::is_same_v<T, std::string>) {
-            flags.AddString(name, value, help);
-          } else if constexpr (std::is_same_v<T, int>) {
-            flags.AddInt(name, value, help);
-          } else if constexpr (std::is_same_v<T, double>) {
-            flags.AddDouble(name, value, help);
-          } else {
-            flags.AddBool(name, value, help);
-          }
-        },
-        setting.field);
-  }
+  flags.Add(ServeCommandLineSettings(), &command_line);
+  flags.Add(server::ServerSettings(), &config);
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("serve", std::string(st.message()));
   if (flags.help_requested()) {
     std::fputs(flags.Usage().c_str(), stdout);

@@ -27,38 +27,69 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
   return ss.str();
 }
 
-}  // namespace
-
-int RunTokenize(const std::vector<std::string>& args) {
-  std::string tokenizer_path;
+struct TokenizeSettings {
+  std::string tokenizer;
   std::optional<std::string> text;
   std::optional<std::string> text_file;
   bool json = false;
+};
+
+const settings::SettingsTable<TokenizeSettings>& TokenizeSettingsTable() {
+  using T = TokenizeSettings;
+  static const settings::SettingsTable<TokenizeSettings> table = {
+      {"tokenizer", &T::tokenizer, "path of tokenizer.json"},
+      {"text", &T::text, "text to encode"},
+      {"text_file", &T::text_file, "file whose bytes are encoded"},
+      {"json", &T::json, "print {\"ids\": [...]}"},
+  };
+  return table;
+}
+
+struct DetokenizeSettings {
+  std::string tokenizer;
+  std::optional<std::vector<int>> ids;
+  bool skip_special = false;
+  bool json = false;
+};
+
+const settings::SettingsTable<DetokenizeSettings>& DetokenizeSettingsTable() {
+  using D = DetokenizeSettings;
+  static const settings::SettingsTable<DetokenizeSettings> table = {
+      {"tokenizer", &D::tokenizer, "path of tokenizer.json"},
+      {"ids", &D::ids, "comma-separated token ids"},
+      {"skip_special", &D::skip_special, "leave special tokens out of the text"},
+      {"json", &D::json, "print {\"text\": \"...\"}"},
+  };
+  return table;
+}
+
+}  // namespace
+
+int RunTokenize(const std::vector<std::string>& args) {
+  TokenizeSettings f;
   FlagSet flags("xlserve tokenize", "--tokenizer FILE (--text TEXT | --text-file FILE) [--json]",
                 "Encodes text into token ids with a Hugging Face tokenizer.json (byte-level BPE).\n"
                 "Special tokens written in the text are recognised; no BOS/EOS is added.");
-  flags.AddString("tokenizer", &tokenizer_path, "path of tokenizer.json");
-  flags.AddOptionalString("text", &text, "text to encode");
-  flags.AddOptionalString("text-file", &text_file, "file whose bytes are encoded");
-  flags.AddBool("json", &json, "print {\"ids\": [...]}");
+  flags.Add(TokenizeSettingsTable(), &f);
+  std::optional<std::string>& text = f.text;
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("tokenize", std::string(st.message()));
   if (flags.help_requested()) {
     std::fputs(flags.Usage().c_str(), stdout);
     return 0;
   }
-  if (text.has_value() == text_file.has_value()) {
+  if (text.has_value() == f.text_file.has_value()) {
     return ReportError("tokenize", "give exactly one of --text and --text-file");
   }
-  if (text_file) {
-    absl::StatusOr<std::string> content = ReadFile(*text_file);
+  if (f.text_file) {
+    absl::StatusOr<std::string> content = ReadFile(*f.text_file);
     if (!content.ok()) return ReportError("tokenize", std::string(content.status().message()));
     text = std::move(*content);
   }
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Load(tokenizer_path);
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Load(f.tokenizer);
   if (!tokenizer.ok()) return ReportError("tokenize", std::string(tokenizer.status().message()));
   absl::StatusOr<std::vector<int>> ids = (*tokenizer)->Encode(*text);
   if (!ids.ok()) return ReportError("tokenize", std::string(ids.status().message()));
-  if (json) {
+  if (f.json) {
     std::puts(nlohmann::json{{"ids", *ids}}.dump().c_str());
   } else {
     std::string line;
@@ -69,27 +100,21 @@ int RunTokenize(const std::vector<std::string>& args) {
 }
 
 int RunDetokenize(const std::vector<std::string>& args) {
-  std::string tokenizer_path;
-  std::optional<std::vector<int>> ids;
-  bool json = false;
-  bool skip_special = false;
+  DetokenizeSettings f;
   FlagSet flags("xlserve detokenize", "--tokenizer FILE --ids 1,2,3 [--json]",
                 "Decodes token ids into text with a Hugging Face tokenizer.json.");
-  flags.AddString("tokenizer", &tokenizer_path, "path of tokenizer.json");
-  flags.AddIntList("ids", &ids, "comma-separated token ids");
-  flags.AddBool("skip-special", &skip_special, "leave special tokens out of the text");
-  flags.AddBool("json", &json, "print {\"text\": \"...\"}");
+  flags.Add(DetokenizeSettingsTable(), &f);
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("detokenize", std::string(st.message()));
   if (flags.help_requested()) {
     std::fputs(flags.Usage().c_str(), stdout);
     return 0;
   }
-  if (!ids) return ReportError("detokenize", "--ids is required");
-  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Load(tokenizer_path);
+  if (!f.ids) return ReportError("detokenize", "--ids is required");
+  absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer = Load(f.tokenizer);
   if (!tokenizer.ok()) return ReportError("detokenize", std::string(tokenizer.status().message()));
-  absl::StatusOr<std::string> text = (*tokenizer)->Decode(*ids, skip_special);
+  absl::StatusOr<std::string> text = (*tokenizer)->Decode(*f.ids, f.skip_special);
   if (!text.ok()) return ReportError("detokenize", std::string(text.status().message()));
-  if (json) {
+  if (f.json) {
     std::puts(nlohmann::json{{"text", *text}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::fwrite(text->data(), 1, text->size(), stdout);

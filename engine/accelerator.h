@@ -34,10 +34,10 @@ class Accelerator {
   virtual int DeviceCount() const = 0;
 
   // A backend on device 0 for `weights` (kept alive by the backend), with the recurrent state
-  // stored as `state_dtype` (kF32 or kBF16). UNAVAILABLE without a device, INVALID_ARGUMENT for
-  // a dtype or model shape the backend does not support.
+  // stored as `state_dtype` (kF32 or kBF16) and products in `precision`. UNAVAILABLE without a
+  // device, INVALID_ARGUMENT for a dtype or model shape the backend does not support.
   virtual absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,
-                                                                 DType state_dtype) const = 0;
+                                                                 DType state_dtype, Precision precision) const = 0;
 
   // Physical limits that benchmarks report their figures against, measured on device 0:
   // device-to-device copy bandwidth in bytes/s (read + write) over `bytes`, and the FLOP/s of

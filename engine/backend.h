@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -61,6 +62,21 @@ struct SnapshotRef {
   bool operator==(const SnapshotRef&) const = default;
 };
 
+// How a backend multiplies activations by bf16 weights (the `precision` setting; products with
+// fp32 weights stay fp32 either way). The recurrent state's maths is fp32 in both.
+enum class Precision {
+  kExact,  // ~fp32-accurate products (the CUDA backend feeds the activations as a bf16 hi+lo pair)
+  kBf16,   // activations rounded to bf16 into the tensor cores, fp32 accumulation: half the work
+};
+constexpr std::string_view PrecisionName(Precision p) { return p == Precision::kBf16 ? "bf16" : "exact"; }
+inline constexpr std::pair<Precision, std::string_view> kPrecisionNames[] = {{Precision::kBf16, "bf16"},
+                                                                             {Precision::kExact, "exact"}};
+// The `precision` setting: one of the two, or kAuto (bf16 for a bf16 checkpoint on CUDA, else
+// exact; runtime/backend_factory.h resolves it).
+enum class PrecisionSetting { kAuto, kExact, kBf16 };
+inline constexpr std::pair<PrecisionSetting, std::string_view> kPrecisionSettingNames[] = {
+    {PrecisionSetting::kAuto, "auto"}, {PrecisionSetting::kExact, "exact"}, {PrecisionSetting::kBf16, "bf16"}};
+
 // Advances `slot` by the first `num_tokens` tokens of its last deferred Forward().
 struct CommitInput {
   int slot = -1;
@@ -106,6 +122,7 @@ class Backend {
 
   virtual std::string_view name() const = 0;
   virtual const StateLayout& state_layout() const = 0;
+  virtual Precision precision() const { return Precision::kExact; }
 
   // Allocates `num_slots` zeroed state slots, replacing any earlier pool.
   virtual absl::Status AllocateSlots(int num_slots) = 0;

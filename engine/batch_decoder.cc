@@ -7,7 +7,7 @@
 #include "engine/sampling/sampler.h"
 #include "engine/speculative/draft_acceptance.h"
 #include "engine/speculative/draft_length_policy.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace xlserve {
 namespace {

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "engine/batch_decoder.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace xlserve {
 

@@ -7,6 +7,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,6 +24,10 @@ enum class SpeculationMode {
   kOn,    // always draft num_draft tokens (fewer only near max_new_tokens)
   kAuto,  // draft 0..num_draft tokens, chosen per step from measured acceptance and cost
 };
+
+// How flags and JSON settings spell each mode (`--speculation`).
+inline constexpr std::pair<SpeculationMode, std::string_view> kSpeculationModeNames[] = {
+    {SpeculationMode::kOff, "off"}, {SpeculationMode::kOn, "on"}, {SpeculationMode::kAuto, "auto"}};
 
 struct GenerationRequest {
   std::vector<int32_t> prompt_ids;  // at least one id, each < vocab_size

@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace xlserve {
 

@@ -5,7 +5,7 @@
 #include <chrono>
 #include <vector>
 
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace xlserve {
 namespace {

@@ -29,7 +29,7 @@ void GatewayServer::HandleCompletion(const httplib::Request& req, httplib::Respo
   std::string body;
   bool too_large = false;
   const bool complete = reader([&](const char* data, size_t size) {
-    too_large = body.size() + size > config_.max_body_bytes;
+    too_large = body.size() + size > max_body_bytes_;
     if (!too_large) body.append(data, size);
     return !too_large;
   });

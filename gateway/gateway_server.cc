@@ -7,11 +7,10 @@
 #include <cctype>
 #include <charconv>
 #include <chrono>
-#include <set>
-#include <sstream>
 #include <thread>
 
 #include "net/http_listener.h"
+#include "net/prometheus_text.h"
 #include "spdlog/spdlog.h"
 
 namespace xlserve::gateway {
@@ -33,11 +32,8 @@ bool IsJson(const std::string& content_type) {
 }
 
 // Each upstream's metrics with an upstream="HOST:PORT" label on every sample, so the series of
-// several replicas stay apart; HELP/TYPE lines appear once per metric. An upstream that does
-// not answer within a second is left out.
-std::string ForwardedMetrics(const std::vector<std::string>& upstreams) {
-  std::string out;
-  std::set<std::string> described;
+// several replicas stay apart. An upstream that does not answer within a second is left out.
+void AppendUpstreamMetrics(const std::vector<std::string>& upstreams, net::PrometheusText* out) {
   for (const std::string& address : upstreams) {
     const size_t colon = address.rfind(':');
     if (colon == std::string::npos) continue;
@@ -45,25 +41,8 @@ std::string ForwardedMetrics(const std::vector<std::string>& upstreams) {
     client.set_connection_timeout(std::chrono::seconds(1));
     client.set_read_timeout(std::chrono::seconds(1));
     auto res = client.Get("/metrics");
-    if (!res || res->status != 200) continue;
-    std::istringstream lines(res->body);
-    for (std::string line; std::getline(lines, line);) {
-      if (line.empty()) continue;
-      if (line[0] == '#') {
-        if (described.insert(line).second) out += line + "\n";
-        continue;
-      }
-      const size_t name_end = line.find_first_of("{ ");
-      if (name_end == std::string::npos) continue;
-      const std::string label = "upstream=\"" + address + "\"";
-      if (line[name_end] == '{') {
-        out += line.substr(0, name_end + 1) + label + "," + line.substr(name_end + 1) + "\n";
-      } else {
-        out += line.substr(0, name_end) + "{" + label + "}" + line.substr(name_end) + "\n";
-      }
-    }
+    if (res && res->status == 200) out->AppendRelabelled(res->body, "upstream", address);
   }
-  return out;
 }
 
 }  // namespace
@@ -72,10 +51,15 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(const Gatewa
   if (config.upstreams.empty()) return absl::InvalidArgumentError("at least one --upstream is needed");
   std::unique_ptr<GatewayServer> g(new GatewayServer());
   g->config_ = config;
+  g->max_body_bytes_ = static_cast<size_t>(config.max_body_mb * (1 << 20));
   absl::StatusOr<ChatTemplate> tmpl = LoadChatTemplate(config.model_dir);
   if (!tmpl.ok()) return tmpl.status();
   g->template_ = *tmpl;
-  g->pool_ = std::make_unique<UpstreamPool>(config.upstreams, config.upstream);
+  UpstreamOptions upstream;
+  upstream.api_key = config.upstream_api_key;
+  upstream.tls_ca_pem = config.upstream_tls_ca_pem;
+  upstream.max_in_flight = config.max_in_flight_per_upstream;
+  g->pool_ = std::make_unique<UpstreamPool>(config.upstreams, upstream);
   g->calls_ = std::make_unique<ActiveCalls>();
 
   net::HttpLimits limits;
@@ -85,7 +69,7 @@ absl::StatusOr<std::unique_ptr<GatewayServer>> GatewayServer::Start(const Gatewa
   limits.idle_timeout = Millis(config.idle_timeout_s);
   limits.body_timeout = Millis(config.body_timeout_s);
   g->http_ = std::make_unique<net::HttpListener>(limits);
-  g->http_->set_payload_max_length(config.max_body_bytes);
+  g->http_->set_payload_max_length(g->max_body_bytes_);
   GatewayServer* self = g.get();
   g->http_->set_pre_routing_handler([self](const httplib::Request& req, httplib::Response& res) {
     return self->Admit(req, res) ? httplib::Server::HandlerResponse::Unhandled : httplib::Server::HandlerResponse::Handled;
@@ -159,7 +143,7 @@ bool GatewayServer::Admit(const httplib::Request& req, httplib::Response& res) {
     uint64_t bytes = 0;
     const auto [end, ec] = std::from_chars(length.data(), length.data() + length.size(), bytes);
     if (ec != std::errc() || end != length.data() + length.size()) return refuse(400, "bad Content-Length");
-    if (bytes > config_.max_body_bytes) return refuse(413, "request body too large");
+    if (bytes > max_body_bytes_) return refuse(413, "request body too large");
   }
   return true;
 }
@@ -197,22 +181,18 @@ void GatewayServer::HandleHealth(httplib::Response& res) {
 }
 
 void GatewayServer::HandleMetrics(httplib::Response& res) {
-  std::string out;
-  auto metric = [&out](const char* name, const char* type, const char* help, int64_t v) {
-    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + " " +
-           std::to_string(v) + "\n";
-  };
-  metric("xlserve_gateway_requests_total", "counter", "Completion requests received.", requests_total_.load());
-  metric("xlserve_gateway_errors_total", "counter", "Requests answered with an error.", errors_total_.load());
-  metric("xlserve_gateway_rejected_total", "counter", "Requests refused with 429 (no replica had room).",
-         rejected_total_.load());
-  metric("xlserve_gateway_streams_cancelled_total", "counter", "Requests whose client went away.",
-         streams_cancelled_total_.load());
-  metric("xlserve_gateway_requests_in_flight", "gauge", "Requests being served.", calls_->size());
-  metric("xlserve_gateway_upstreams_usable", "gauge", "Replicas that can take requests.", pool_->usable());
-  metric("xlserve_gateway_open_connections", "gauge", "HTTP connections open.", http_->open_connections());
-  out += ForwardedMetrics(config_.upstream_metrics);
-  res.set_content(out, "text/plain; version=0.0.4");
+  net::PrometheusText out;
+  out.Counter("xlserve_gateway_requests_total", "Completion requests received.", requests_total_.load());
+  out.Counter("xlserve_gateway_errors_total", "Requests answered with an error.", errors_total_.load());
+  out.Counter("xlserve_gateway_rejected_total", "Requests refused with 429 (no replica had room).",
+              rejected_total_.load());
+  out.Counter("xlserve_gateway_streams_cancelled_total", "Requests whose client went away.",
+              streams_cancelled_total_.load());
+  out.Gauge("xlserve_gateway_requests_in_flight", "Requests being served.", calls_->size());
+  out.Gauge("xlserve_gateway_upstreams_usable", "Replicas that can take requests.", pool_->usable());
+  out.Gauge("xlserve_gateway_open_connections", "HTTP connections open.", http_->open_connections());
+  AppendUpstreamMetrics(config_.upstream_metrics, &out);
+  res.set_content(out.text(), net::kPrometheusContentType);
 }
 
 }  // namespace xlserve::gateway

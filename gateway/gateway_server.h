@@ -16,6 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "gateway/active_calls.h"
+#include "gateway/gateway_config.h"
 #include "gateway/openai_api.h"
 #include "gateway/upstream_pool.h"
 #include "net/api_keys.h"
@@ -34,27 +35,9 @@ namespace xlserve::gateway {
 
 class UpstreamCall;
 
-struct GatewayConfig {
-  std::vector<std::string> upstreams = {"127.0.0.1:50051"};
-  // HOST:PORT of upstream /metrics endpoints whose series /metrics re-exports, labelled upstream="...".
-  std::vector<std::string> upstream_metrics;
-  std::string host = "127.0.0.1";
-  int port = 8000;  // 0: any free port
-  net::ApiKeys api_keys;     // none: no authentication
-  UpstreamOptions upstream;  // credentials, TLS and admission limits towards the replicas
-  double request_timeout_s = 600;
-  size_t max_body_bytes = 4 << 20;
-  std::string model_dir;  // where chat_template.json may live
-  int threads = 64;       // requests served at once; each streaming response holds one
-  int max_connections = 512;
-  double header_timeout_s = 10;  // a started request's headers must arrive within this
-  double idle_timeout_s = 15;    // a keep-alive connection may wait this long for its next request
-  double body_timeout_s = 30;    // a request body must arrive within this
-  double shutdown_grace_s = 5;   // on Shutdown(), running requests may finish this long
-};
-
 class GatewayServer {
  public:
+  // `config` with its credentials loaded (LoadGatewayCredentials).
   static absl::StatusOr<std::unique_ptr<GatewayServer>> Start(const GatewayConfig& config);
   ~GatewayServer();
   int port() const { return port_; }
@@ -77,6 +60,7 @@ class GatewayServer {
   void SendError(httplib::Response& res, int http, const std::string& message, int retry_after_s = 0);
 
   GatewayConfig config_;
+  size_t max_body_bytes_ = 0;
   ChatTemplate template_;
   std::unique_ptr<UpstreamPool> pool_;
   std::unique_ptr<ActiveCalls> calls_;

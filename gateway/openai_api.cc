@@ -7,8 +7,6 @@
 #include <optional>
 #include <string_view>
 
-#include "engine/util/status_macros.h"
-
 namespace xlserve::gateway {
 namespace {
 
@@ -140,7 +138,7 @@ absl::StatusOr<CompletionCall> ParseCompletionCall(const nlohmann::json& body, b
   }
   std::optional<int64_t> integer;
   const char* max_key = chat && Present(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
-  RETURN_IF_ERROR(Integer(body, max_key, 1, INT32_MAX, &integer));
+  if (absl::Status st = Integer(body, max_key, 1, INT32_MAX, &integer); !st.ok()) return st;
   if (integer) r.set_max_tokens(static_cast<int32_t>(*integer));
   using FloatSetter = void (v1::GenerateRequest::*)(float);
   for (auto [key, set] : {std::pair<const char*, FloatSetter>{"temperature", &v1::GenerateRequest::set_temperature},
@@ -149,11 +147,11 @@ absl::StatusOr<CompletionCall> ParseCompletionCall(const nlohmann::json& body, b
                           {"frequency_penalty", &v1::GenerateRequest::set_frequency_penalty}}) {
     float value = 0;
     bool present = false;
-    RETURN_IF_ERROR(Real(body, key, &value, &present));
+    if (absl::Status st = Real(body, key, &value, &present); !st.ok()) return st;
     if (present) (r.*set)(value);
   }
   integer.reset();
-  RETURN_IF_ERROR(Integer(body, "n", 1, kMaxChoices, &integer));
+  if (absl::Status st = Integer(body, "n", 1, kMaxChoices, &integer); !st.ok()) return st;
   r.set_n(integer ? static_cast<int32_t>(*integer) : 1);
   integer.reset();
   if (Present(body, "seed")) {
@@ -177,24 +175,25 @@ absl::StatusOr<CompletionCall> ParseCompletionCall(const nlohmann::json& body, b
   }
   if (chat) {
     bool logprobs = false;
-    RETURN_IF_ERROR(Boolean(body, "logprobs", &logprobs));
+    if (absl::Status st = Boolean(body, "logprobs", &logprobs); !st.ok()) return st;
     if (logprobs) {
-      RETURN_IF_ERROR(Integer(body, "top_logprobs", 0, kMaxLogprobs, &integer));
+      if (absl::Status st = Integer(body, "top_logprobs", 0, kMaxLogprobs, &integer); !st.ok()) return st;
       r.set_logprobs(std::max<int32_t>(1, static_cast<int32_t>(integer.value_or(0))));
       call.logprobs = true;
     }
   } else {
-    RETURN_IF_ERROR(Integer(body, "logprobs", 0, kMaxLogprobs, &integer));
+    if (absl::Status st = Integer(body, "logprobs", 0, kMaxLogprobs, &integer); !st.ok()) return st;
     r.set_logprobs(static_cast<int32_t>(integer.value_or(0)));
     call.logprobs = r.logprobs() > 0;
   }
-  RETURN_IF_ERROR(Boolean(body, "stream", &call.stream));
+  if (absl::Status st = Boolean(body, "stream", &call.stream); !st.ok()) return st;
   if (Present(body, "stream_options")) {
     if (!body["stream_options"].is_object()) return Bad("stream_options", "must be an object");
-    RETURN_IF_ERROR(Boolean(body["stream_options"], "include_usage", &call.include_usage));
+    const nlohmann::json& options = body["stream_options"];
+    if (absl::Status st = Boolean(options, "include_usage", &call.include_usage); !st.ok()) return st;
   }
   bool ignore_eos = false;
-  RETURN_IF_ERROR(Boolean(body, "ignore_eos", &ignore_eos));
+  if (absl::Status st = Boolean(body, "ignore_eos", &ignore_eos); !st.ok()) return st;
   r.set_ignore_eos(ignore_eos);
   if (Present(body, "session_id")) {
     if (!body["session_id"].is_string()) return Bad("session_id", "must be a string");

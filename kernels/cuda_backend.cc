@@ -1,15 +1,18 @@
 // CudaBackend: the forward pass of engine/cpu/cpu_backend.cc on the GPU with the kernels of
 // this directory. Activations and state maths are fp32; the state is stored in fp32 or bf16.
-// Matrix products: bf16 weights through the fp32 GEMV for one or two rows (decode at batch 1,
-// activations multiplied exactly; up to 8 rows for small matrices), else through one bf16
-// tensor-core GEMM over the split pair of the activations (launchers.h; the weights are read
-// once, the products keep ~fp32 accuracy) in cuBLASLt with a timed choice of algorithm per
-// shape (gemm_lt.h); fp32 weights through the small-row GEMV (decode) or SGEMM without TF32.
+// Matrix products with bf16 weights take the activations in the precision's bf16 form
+// (launchers.h): exact, the split pair (the products keep ~fp32 accuracy); bf16, bf16(x) alone
+// (half the tensor-core work, fp32 accumulation). One or two rows (decode at batch 1; up to 8
+// rows for small matrices) go through the GEMV, which multiplies the fp32 activations exactly
+// (exact) or the bf16 form (bf16); more rows through one bf16 tensor-core GEMM in cuBLASLt with
+// a timed choice of algorithm per shape (gemm_lt.h), the weights read once. fp32 weights
+// through the small-row GEMV (decode) or SGEMM without TF32, in either precision.
 // Per block: RMSNorm -> stacked q/k/v/o/ĩ/f̃ GEMM -> mLSTM (step kernel when every sequence
 // has one token, else the chunkwise kernel; gate soft cap inside) -> head norm * sigmoid(o) ->
 // out_proj GEMM added to the residual -> RMSNorm -> stacked up_gate/up GEMM -> SwiGLU -> down
-// GEMM added to the residual. A split-pair product's two halves are added up by the pass that
-// reads it next (the RMSNorm that follows a residual add, SwiGLU), not by a pass of its own.
+// GEMM added to the residual. A GEMM's planes (hi and lo of a split pair, k-slices) are added up
+// by the pass that reads them next (the RMSNorm that follows a residual add, SwiGLU), not by a
+// pass of its own.
 // Self-speculation (DESIGN §4): MTP heads run on the residual stream after the trunk's first
 // trunk_layers blocks, gathered densely for the sequences that ask for them. A deferred
 // forward leaves its slots' states unwritten and keeps each layer's k, v, ĩ, f̃ rows in one of
@@ -28,19 +31,15 @@
 #include <algorithm>
 #include <bit>
 #include <chrono>
-#include <functional>
-#include <cstring>
-#include <map>
-#include <optional>
 #include <string>
 #include <vector>
 
 #include "engine/backend_validation.h"
 #include "engine/state_layout.h"
-#include "engine/util/status_macros.h"
-#include "engine/util/thread_pool.h"
+#include "base/status_macros.h"
 #include "kernels/cuda_check.h"
 #include "kernels/device_weights.h"
+#include "kernels/forward_support.h"
 #include "kernels/gemm_lt.h"
 #include "kernels/launchers.h"
 #include "kernels/sample_plan.h"
@@ -50,92 +49,6 @@
 namespace xlserve::kernels {
 namespace {
 
-// Device buffers that grow on demand and are reused across calls, so steady-state steps
-// allocate nothing.
-class Scratch {
- public:
-  ~Scratch() {
-    for (auto& [name, buf] : buffers_) cudaFree(buf.ptr);
-  }
-  absl::StatusOr<void*> Get(const std::string& name, size_t bytes) {
-    Buffer& b = buffers_[name];
-    if (b.bytes < bytes) {
-      ++generation_;
-      cudaFree(b.ptr);
-      b.ptr = nullptr;
-      b.bytes = 0;
-      CUDA_RETURN_IF_ERROR(cudaMalloc(&b.ptr, bytes));
-      b.bytes = bytes;
-    }
-    return b.ptr;
-  }
-  // Changes whenever a buffer moves: CUDA graphs captured before then are stale.
-  uint64_t generation() const { return generation_; }
-
- private:
-  struct Buffer {
-    void* ptr = nullptr;
-    size_t bytes = 0;
-  };
-  std::map<std::string, Buffer> buffers_;
-  uint64_t generation_ = 0;
-};
-
-// Greedy decode and verify steps replayed as CUDA graphs, one per shape (batch-size bucket, a
-// power of two, the padding rows on a scratch slot; tokens per sequence; flags). A shape's first
-// step runs eagerly (allocating its buffers and planning its GEMMs), the second is captured,
-// later ones replay it.
-class DecodeGraphs {
- public:
-  ~DecodeGraphs() { Clear(); }
-  void Clear() {
-    for (auto& [key, g] : graphs_) {
-      if (g.exec) cudaGraphExecDestroy(g.exec);
-    }
-    graphs_.clear();
-  }
-  // Runs `enqueue` (the step's kernels on `stream`) for shape `key` as a graph when it can.
-  // `generation` reads Scratch::generation().
-  absl::Status Run(int key, const std::function<uint64_t()>& generation, cudaStream_t stream,
-                   const std::function<absl::Status()>& enqueue) {
-    Entry& g = graphs_[key];
-    if (g.exec && g.built_at != generation()) {  // its buffers have moved
-      cudaGraphExecDestroy(g.exec);
-      g.exec = nullptr;
-    }
-    if (!g.exec && !g.failed && g.built_at == generation()) {
-      cudaGraph_t graph = nullptr;
-      CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-      const absl::Status captured = enqueue();
-      const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
-      if (!captured.ok() || ended != cudaSuccess || g.built_at != generation() ||
-          cudaGraphInstantiate(&g.exec, graph, 0) != cudaSuccess) {
-        g.exec = nullptr;
-        g.failed = true;  // a step that cannot be captured runs eagerly from now on
-        cudaGetLastError();
-      }
-      if (graph) cudaGraphDestroy(graph);
-    }
-    if (g.exec) {
-      CUDA_RETURN_IF_ERROR(cudaGraphLaunch(g.exec, stream));
-      return absl::OkStatus();
-    }
-    RETURN_IF_ERROR(enqueue());
-    g.built_at = generation();
-    return absl::OkStatus();
-  }
-
- private:
-  struct Entry {
-    cudaGraphExec_t exec = nullptr;
-    // Buffer generation of the last eager run: it allocated and planned everything, and a graph
-    // captured at that generation stays valid while it holds.
-    std::optional<uint64_t> built_at;
-    bool failed = false;
-  };
-  std::map<int, Entry> graphs_;
-};
-
 // Rows up to which large bf16 matrices go through the fp32 GEMV: beyond, its FMAs (8 per
 // weight and row) fall behind the weight stream (measured on an H200 with the 7B shape: 62% of
 // the HBM floor at batch 1, 35% at batch 8, where the cuBLAS split-pair GEMM gives 54%).
@@ -144,103 +57,16 @@ class DecodeGraphs {
 constexpr int kBf16GemvMaxRows = 2;
 constexpr int64_t kSmallMatrixElems = int64_t{1} << 22;
 
-// Logits of at least this many bytes reach the host through pinned memory and a parallel
-// host copy: a pageable device-to-host copy ran at ~10 GB/s, 2.5 ms of a 20 ms step at batch
-// 128 (25.7 MB of logits).
-constexpr size_t kPinnedCopyMinBytes = size_t{4} << 20;
-constexpr int kHostCopyThreads = 8;
-
-// Copies device memory to pageable host memory; owns its pinned staging buffer and the
-// threads that spread a large copy out of it (started once: a thread per copy cost more than
-// the copy at small batch).
-class HostCopier {
- public:
-  HostCopier() : threads_(kHostCopyThreads) {}
-  ~HostCopier() {
-    if (pinned_) cudaFreeHost(pinned_);
-  }
-  // Synchronises `stream`.
-  absl::Status Copy(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
-    if (bytes < kPinnedCopyMinBytes) {
-      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream));
-      CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-      return absl::OkStatus();
-    }
-    if (bytes > pinned_bytes_) {
-      if (pinned_) cudaFreeHost(pinned_);
-      pinned_ = nullptr;
-      pinned_bytes_ = 0;
-      CUDA_RETURN_IF_ERROR(cudaMallocHost(&pinned_, bytes));
-      pinned_bytes_ = bytes;
-    }
-    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(pinned_, src, bytes, cudaMemcpyDeviceToHost, stream));
-    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-    const int64_t grain = int64_t{1} << 20;
-    threads_.ParallelFor(static_cast<int64_t>(bytes), grain, [&](int64_t begin, int64_t end) {
-      std::memcpy(static_cast<char*>(dst) + begin, static_cast<const char*>(pinned_) + begin, end - begin);
-    });
-    return absl::OkStatus();
-  }
-
- private:
-  ThreadPool threads_;
-  void* pinned_ = nullptr;
-  size_t pinned_bytes_ = 0;
-};
-
-// Events between the stages of a forward pass, turned into per-stage milliseconds.
-class StageProfiler {
- public:
-  ~StageProfiler() {
-    for (cudaEvent_t e : events_) cudaEventDestroy(e);
-  }
-  bool on = false;
-  absl::Status Mark(const char* stage, cudaStream_t stream) {
-    if (!on) return absl::OkStatus();
-    if (used_ == events_.size()) {
-      cudaEvent_t e;
-      CUDA_RETURN_IF_ERROR(cudaEventCreate(&e));
-      events_.push_back(e);
-    }
-    CUDA_RETURN_IF_ERROR(cudaEventRecord(events_[used_], stream));
-    names_.resize(used_ + 1);
-    names_[used_++] = stage;
-    return absl::OkStatus();
-  }
-  // After the stream has finished the pass: adds each stage's time to the totals.
-  absl::Status Collect() {
-    for (size_t i = 1; i < used_; ++i) {
-      float ms = 0;
-      CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, events_[i - 1], events_[i]));
-      totals_[names_[i]] += ms;
-    }
-    used_ = 0;
-    return absl::OkStatus();
-  }
-  void Add(const std::string& stage, double ms) { totals_[stage] += ms; }
-  std::vector<std::pair<std::string, double>> Take() {
-    std::vector<std::pair<std::string, double>> out(totals_.begin(), totals_.end());
-    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-    totals_.clear();
-    return out;
-  }
-
- private:
-  std::vector<cudaEvent_t> events_;
-  std::vector<std::string> names_;
-  size_t used_ = 0;
-  std::map<std::string, double> totals_;
-};
-
 // Tokens a deferred forward may carry per sequence (1 + the most drafts): sizes the per-slot
 // store of verify inputs.
 constexpr int kMaxDeferredTokens = kMaxVerifyTokens;
 
 class CudaBackend final : public Backend {
  public:
-  CudaBackend(std::shared_ptr<const ModelWeights> weights, int device, StateType state_type)
+  CudaBackend(std::shared_ptr<const ModelWeights> weights, int device, StateType state_type, Precision precision)
       : weights_(std::move(weights)),
         device_(device),
+        precision_(precision),
         layout_(StateLayout::ForModel(weights_->config)),
         cols_(ProjColumns::ForModel(weights_->config)),
         states_(layout_, state_type),
@@ -267,6 +93,7 @@ class CudaBackend final : public Backend {
 
   std::string_view name() const override { return "cuda"; }
   const StateLayout& state_layout() const override { return layout_; }
+  Precision precision() const override { return precision_; }
   // The pool has one slot more than it reports: the padding rows of graph-replayed decode
   // steps run on it.
   int num_slots() const override { return std::max(0, states_.num_slots() - 1); }
@@ -746,11 +573,11 @@ class CudaBackend final : public Backend {
     const int d = cfg.hidden_size;
     ASSIGN_OR_RETURN(float* sel, Typed<float>("sel", size_t(n) * d));
     ASSIGN_OR_RETURN(float* normed, Typed<float>("normed", size_t(n) * d));
-    ASSIGN_OR_RETURN(void* split, Split(n));
+    ASSIGN_OR_RETURN(const Bf16Activation bf16, Bf16Input(n));
     CUDA_RETURN_IF_ERROR(GatherRows(x, picked, n, d, sel, stream_));
     CUDA_RETURN_IF_ERROR(RmsNorm(sel, dev_->out_norm_w, nullptr, n, d, static_cast<float>(cfg.norm_eps),
-                                 Fp32InputFor(n, dev_->lm_head, normed), split, stream_));
-    RETURN_IF_ERROR(Linear(normed, split, n, dev_->lm_head, nullptr, false, logits));
+                                 Fp32InputFor(n, dev_->lm_head, normed), bf16, stream_));
+    RETURN_IF_ERROR(Linear(normed, bf16, n, dev_->lm_head, nullptr, false, logits));
     if (cfg.output_logit_soft_cap) {
       CUDA_RETURN_IF_ERROR(
           SoftCap(logits, int64_t(n) * cfg.vocab_size, static_cast<float>(*cfg.output_logit_soft_cap), stream_));
@@ -776,9 +603,9 @@ class CudaBackend final : public Backend {
         RETURN_IF_ERROR(RunBlock(dev_->head_blocks[head - 1], cfg.num_blocks + head - 1, rows, idx, &residual, hx));
         RETURN_IF_ERROR(FlushResidual(rows, &residual, hx));
       } else {
-        ASSIGN_OR_RETURN(void* split, Split(rows));
-        if (split != nullptr) CUDA_RETURN_IF_ERROR(SplitActivation(z, int64_t(rows) * d, split, stream_));
-        RETURN_IF_ERROR(Linear(z, split, rows, dev_->head_linear[head - 1], nullptr, false, hx));
+        ASSIGN_OR_RETURN(const Bf16Activation bf16, Bf16Input(rows));
+        if (bf16.data != nullptr) CUDA_RETURN_IF_ERROR(ToBf16Activation(z, int64_t(rows) * d, bf16, stream_));
+        RETURN_IF_ERROR(Linear(z, bf16, rows, dev_->head_linear[head - 1], nullptr, false, hx));
       }
       RETURN_IF_ERROR(Unembed(hx, idx.picked, n, logits + size_t(head - 1) * n * cfg.vocab_size));
     }
@@ -938,7 +765,7 @@ class CudaBackend final : public Backend {
     const int d = cfg.hidden_size, heads = cfg.num_heads, v = cfg.v_dim(), ffn = cfg.ffn_dim();
     const float norm_eps = static_cast<float>(cfg.norm_eps);
     ASSIGN_OR_RETURN(float* xn, Typed<float>("xn", size_t(rows) * d));
-    ASSIGN_OR_RETURN(void* split, Split(rows));
+    ASSIGN_OR_RETURN(const Bf16Activation bf16, Bf16Input(rows));
     ASSIGN_OR_RETURN(float* proj, Typed<float>("proj", size_t(rows) * cols_.width));
     ASSIGN_OR_RETURN(float* h, Typed<float>("h", size_t(rows) * v));
     ASSIGN_OR_RETURN(float* hg, Typed<float>("hg", size_t(rows) * v));
@@ -948,14 +775,14 @@ class CudaBackend final : public Backend {
     // mLSTM sub-layer: x += out_proj(sigmoid(o) * MultiHeadNorm(mLSTM(q, k, v, ĩ, f̃))).
     if (residual->t.t != nullptr) {
       CUDA_RETURN_IF_ERROR(ResidualRmsNorm(x, residual->t, residual->bias, w.norm_mlstm_w, w.norm_mlstm_b, rows, d,
-                                           norm_eps, Fp32InputFor(rows, w.proj, xn), split, stream_));
+                                           norm_eps, Fp32InputFor(rows, w.proj, xn), bf16, stream_));
     } else {
       CUDA_RETURN_IF_ERROR(RmsNorm(x, w.norm_mlstm_w, w.norm_mlstm_b, rows, d, norm_eps, Fp32InputFor(rows, w.proj, xn),
-                                   split, stream_));
+                                   bf16, stream_));
     }
     RETURN_IF_ERROR(profiler_.Mark("rmsnorm", stream_));
     // proj: [rows, q | k | v | o | ĩ | f̃] from xn [rows, d]
-    RETURN_IF_ERROR(Linear(xn, split, rows, w.proj, w.proj_b, false, proj));
+    RETURN_IF_ERROR(Linear(xn, bf16, rows, w.proj, w.proj_b, false, proj));
     RETURN_IF_ERROR(profiler_.Mark("gemm q|k|v|o|gates", stream_));
     if (idx.num_defer_rows > 0) {
       CUDA_RETURN_IF_ERROR(GatherRowSegments(proj, cols_.width, cols_.k, cfg.qk_dim() + v, cols_.igate, 2 * heads,
@@ -965,49 +792,49 @@ class CudaBackend final : public Backend {
     RETURN_IF_ERROR(RunMlstm(layer, rows, proj, h, idx));
     // hg: [rows, heads * dv], normed per head and gated by sigmoid(o)
     CUDA_RETURN_IF_ERROR(HeadNormGate(h, proj + cols_.o, cols_.width, w.mh_norm_w, w.mh_norm_b, rows, heads,
-                                      cfg.v_head_dim(), norm_eps, Fp32InputFor(rows, w.out_proj, hg), split, stream_));
+                                      cfg.v_head_dim(), norm_eps, Fp32InputFor(rows, w.out_proj, hg), bf16, stream_));
     RETURN_IF_ERROR(profiler_.Mark("head norm * sigmoid(o)", stream_));
-    // A split-pair product's combine rides along with the next pass over x or gu.
-    ASSIGN_OR_RETURN(const GemmPlanes out_pair, LinearUncombined(hg, split, rows, w.out_proj, w.out_proj_b, true, x));
+    // A GEMM's combine rides along with the next pass over x or gu.
+    ASSIGN_OR_RETURN(const GemmPlanes out_pair, LinearUncombined(hg, bf16, rows, w.out_proj, w.out_proj_b, true, x));
     RETURN_IF_ERROR(profiler_.Mark("gemm out_proj", stream_));
 
     // Feed-forward sub-layer: x += down(silu(up_gate(xn)) * up(xn)).
     if (out_pair.t != nullptr) {
       CUDA_RETURN_IF_ERROR(ResidualRmsNorm(x, out_pair, w.out_proj_b, w.norm_ffn_w, w.norm_ffn_b, rows, d, norm_eps,
-                                           Fp32InputFor(rows, w.up, xn), split, stream_));
+                                           Fp32InputFor(rows, w.up, xn), bf16, stream_));
     } else {
       CUDA_RETURN_IF_ERROR(
-          RmsNorm(x, w.norm_ffn_w, w.norm_ffn_b, rows, d, norm_eps, Fp32InputFor(rows, w.up, xn), split, stream_));
+          RmsNorm(x, w.norm_ffn_w, w.norm_ffn_b, rows, d, norm_eps, Fp32InputFor(rows, w.up, xn), bf16, stream_));
     }
     RETURN_IF_ERROR(profiler_.Mark("rmsnorm", stream_));
     // gu: [rows, up_gate | up]
-    ASSIGN_OR_RETURN(const GemmPlanes gu_pair, LinearUncombined(xn, split, rows, w.up, w.up_b, false, gu));
+    ASSIGN_OR_RETURN(const GemmPlanes gu_pair, LinearUncombined(xn, bf16, rows, w.up, w.up_b, false, gu));
     RETURN_IF_ERROR(profiler_.Mark("gemm up_gate|up", stream_));
     // Without planes gu holds the product, bias included.
     const bool planes = gu_pair.t != nullptr;
     CUDA_RETURN_IF_ERROR(SwiGlu(planes ? gu_pair : GemmPlanes{gu, 1}, planes ? w.up_b : nullptr, rows, ffn,
-                                Fp32InputFor(rows, w.down, act), split, stream_));
+                                Fp32InputFor(rows, w.down, act), bf16, stream_));
     RETURN_IF_ERROR(profiler_.Mark("swiglu", stream_));
-    ASSIGN_OR_RETURN(const GemmPlanes down_pair, LinearUncombined(act, split, rows, w.down, w.down_b, true, x));
+    ASSIGN_OR_RETURN(const GemmPlanes down_pair, LinearUncombined(act, bf16, rows, w.down, w.down_b, true, x));
     *residual = PendingResidual{down_pair, w.down_b, d};
     RETURN_IF_ERROR(profiler_.Mark("gemm down", stream_));
     return absl::OkStatus();
   }
 
-  // y[rows, n] (+)= x[rows, k] w[n, k]ᵀ (+ bias). `x_split` is x's split pair (null when no
+  // y[rows, n] (+)= x[rows, k] w[n, k]ᵀ (+ bias). `x_bf16` is x's bf16 form (no data when no
   // matrix is bf16).
-  absl::Status Linear(const float* x, const void* x_split, int rows, const DeviceMatrix& w, const float* bias,
+  absl::Status Linear(const float* x, const Bf16Activation& x_bf16, int rows, const DeviceMatrix& w, const float* bias,
                       bool accumulate, float* y) {
-    ASSIGN_OR_RETURN(const GemmPlanes t, LinearUncombined(x, x_split, rows, w, bias, accumulate, y));
+    ASSIGN_OR_RETURN(const GemmPlanes t, LinearUncombined(x, x_bf16, rows, w, bias, accumulate, y));
     if (t.t != nullptr) CUDA_RETURN_IF_ERROR(CombineSplit(t, bias, rows, w.rows, accumulate, y, stream_));
     return absl::OkStatus();
   }
 
-  // Linear, except that a product through the split-pair GEMM comes back uncombined: returns
-  // its planes [2 or 4, rows, n] (valid until the next Linear) for the caller to add up with
+  // Linear, except that a product through the bf16 GEMM comes back uncombined: returns its
+  // planes [1, 2 or 4, rows, n] (valid until the next Linear) for the caller to add up with
   // bias and y, and leaves y alone; no planes (t null) when y already holds the product.
-  absl::StatusOr<GemmPlanes> LinearUncombined(const float* x, const void* x_split, int rows, const DeviceMatrix& w,
-                                                const float* bias, bool accumulate, float* y) {
+  absl::StatusOr<GemmPlanes> LinearUncombined(const float* x, const Bf16Activation& x_bf16, int rows,
+                                                const DeviceMatrix& w, const float* bias, bool accumulate, float* y) {
     const int n = w.rows, k = w.cols;
     if (rows == 0) return GemmPlanes{};
     if (w.type == WeightType::kF32) {
@@ -1021,36 +848,45 @@ class CudaBackend final : public Backend {
       if (bias) CUDA_RETURN_IF_ERROR(AddBias(y, bias, rows, n, stream_));
       return GemmPlanes{};
     }
-    if (!SplitPairOnly(rows, w)) {
-      CUDA_RETURN_IF_ERROR(GemvBf16SmallRows(x, w.data, bias, rows, n, k, accumulate, y, stream_));
+    if (UsesGemv(rows, w)) {
+      const bool bf16_x = precision_ == Precision::kBf16;
+      CUDA_RETURN_IF_ERROR(GemvBf16SmallRows(bf16_x ? x_bf16.data : static_cast<const void*>(x), bf16_x, w.data, bias,
+                                             rows, n, k, accumulate, y, stream_));
       return GemmPlanes{};
     }
-    // t: [k-slices][2, rows, n] = (hi; lo) · wᵀ in one GEMM over 2 * rows columns (cuBLAS's
-    // view), in one or two slices of k.
-    ASSIGN_OR_RETURN(float* t, Typed<float>("gemm_pair", size_t(2) * LtGemm::MaxKSlices(2 * rows) * rows * n));
-    ASSIGN_OR_RETURN(const int slices, lt_->Run(w.data, n, k, x_split, 2 * rows, t, stream_));
-    return GemmPlanes{t, 2 * slices};
+    // t: [k-slices][2 or 1, rows, n] = (hi; lo) · wᵀ or bf16(x) · wᵀ in one GEMM over 2 * rows or
+    // rows columns (cuBLAS's view), in one or two slices of k.
+    const int forms = x_bf16.pair ? 2 : 1, cols = forms * rows;
+    ASSIGN_OR_RETURN(float* t, Typed<float>("gemm_planes", size_t(cols) * LtGemm::MaxKSlices(cols) * n));
+    ASSIGN_OR_RETURN(const int slices, lt_->Run(w.data, n, k, x_bf16.data, cols, t, stream_));
+    return GemmPlanes{t, forms * slices};
   }
 
-  // Whether Linear over `rows` rows of w reads only the split pair of its input (the GEMM),
-  // not the fp32 values (the GEMVs): then the kernel that makes the input need not store them.
-  static bool SplitPairOnly(int rows, const DeviceMatrix& w) {
-    if (w.type != WeightType::kBF16) return false;
+  // Whether Linear takes the GEMV for `rows` rows of bf16 weights w.
+  static bool UsesGemv(int rows, const DeviceMatrix& w) {
     const bool small = int64_t(w.rows) * w.cols <= kSmallMatrixElems;
-    return !((rows <= kBf16GemvMaxRows || (small && rows <= kGemvMaxRows)) && w.cols % 8 == 0);
+    return (rows <= kBf16GemvMaxRows || (small && rows <= kGemvMaxRows)) && w.cols % 8 == 0;
   }
-  // The fp32 buffer for an input of Linear over w, or null when it only reads the split pair.
-  static float* Fp32InputFor(int rows, const DeviceMatrix& w, float* buffer) {
-    return SplitPairOnly(rows, w) ? nullptr : buffer;
+  // Whether Linear over `rows` rows of w reads only the bf16 form of its input (the GEMM, and in
+  // the bf16 precision the GEMV too), not the fp32 values: then the kernel that makes the input
+  // need not store them.
+  bool Bf16InputOnly(int rows, const DeviceMatrix& w) const {
+    return w.type == WeightType::kBF16 && (precision_ == Precision::kBf16 || !UsesGemv(rows, w));
+  }
+  // The fp32 buffer for an input of Linear over w, or null when it only reads the bf16 form.
+  float* Fp32InputFor(int rows, const DeviceMatrix& w, float* buffer) const {
+    return Bf16InputOnly(rows, w) ? nullptr : buffer;
   }
 
-  // The split-pair buffer for activations of `rows` rows of any width, or null when no
-  // matrix is bf16.
-  absl::StatusOr<void*> Split(int rows) {
-    if (!dev_->any_bf16) return nullptr;
+  // The bf16 form (the precision's) of activations of `rows` rows of any width; no data when
+  // no matrix is bf16.
+  absl::StatusOr<Bf16Activation> Bf16Input(int rows) {
+    const bool pair = precision_ == Precision::kExact;
+    if (!dev_->any_bf16) return Bf16Activation{nullptr, pair};
     const ModelConfig& cfg = weights_->config;
     const int widest = std::max({cfg.hidden_size, cfg.v_dim(), cfg.ffn_dim()});
-    return scratch_.Get("split", size_t(2) * rows * widest * 2);
+    ASSIGN_OR_RETURN(void* data, scratch_.Get("bf16_input", size_t(pair ? 2 : 1) * rows * widest * 2));
+    return Bf16Activation{data, pair};
   }
 
   template <typename T>
@@ -1073,6 +909,7 @@ class CudaBackend final : public Backend {
 
   std::shared_ptr<const ModelWeights> weights_;
   int device_;
+  Precision precision_;
   StateLayout layout_;
   ProjColumns cols_;
   cudaStream_t stream_ = nullptr;
@@ -1103,63 +940,6 @@ int CudaDeviceCount() {
   return count;
 }
 
-absl::StatusOr<double> MeasureCopyBandwidth(int64_t bytes) {
-  void* a = nullptr;
-  void* b = nullptr;
-  cudaEvent_t start, stop;
-  CUDA_RETURN_IF_ERROR(cudaMalloc(&a, bytes));
-  CUDA_RETURN_IF_ERROR(cudaMalloc(&b, bytes));
-  CUDA_RETURN_IF_ERROR(cudaMemset(a, 1, bytes));
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
-  constexpr int kIters = 10;
-  CUDA_RETURN_IF_ERROR(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(start));
-  for (int i = 0; i < kIters; ++i) CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(stop));
-  CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
-  float ms = 0;
-  CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  cudaFree(a);
-  cudaFree(b);
-  return 2.0 * double(bytes) * kIters / (ms / 1e3);
-}
-
-absl::StatusOr<double> MeasureBf16GemmFlops(int n) {
-  void* a = nullptr;
-  void* c = nullptr;
-  cublasHandle_t handle = nullptr;
-  cudaEvent_t start, stop;
-  const size_t elems = size_t(n) * n;
-  CUDA_RETURN_IF_ERROR(cudaMalloc(&a, elems * 2));
-  CUDA_RETURN_IF_ERROR(cudaMalloc(&c, elems * 4));
-  CUDA_RETURN_IF_ERROR(cudaMemset(a, 0x3c, elems * 2));  // bf16 ~0.0117: non-zero, finite products
-  CUBLAS_RETURN_IF_ERROR(cublasCreate(&handle));
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
-  const float alpha = 1.0f, beta = 0.0f;
-  auto gemm = [&] {
-    return cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, n, n, n, &alpha, a, CUDA_R_16BF, n, a, CUDA_R_16BF, n,
-                        &beta, c, CUDA_R_32F, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-  };
-  CUBLAS_RETURN_IF_ERROR(gemm());
-  constexpr int kIters = 10;
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(start));
-  for (int i = 0; i < kIters; ++i) CUBLAS_RETURN_IF_ERROR(gemm());
-  CUDA_RETURN_IF_ERROR(cudaEventRecord(stop));
-  CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
-  float ms = 0;
-  CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  cublasDestroy(handle);
-  cudaFree(a);
-  cudaFree(c);
-  return 2.0 * double(n) * n * n * kIters / (ms / 1e3);
-}
-
 absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(std::shared_ptr<const ModelWeights> weights,
                                                            const CudaBackendOptions& options) {
   const int count = CudaDeviceCount();
@@ -1177,7 +957,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCudaBackend(std::shared_ptr<const
                                       " is larger than the mLSTM kernels support");
   }
   const StateType state_type = options.state_dtype == DType::kBF16 ? StateType::kBF16 : StateType::kF32;
-  auto backend = std::make_unique<CudaBackend>(std::move(weights), options.device, state_type);
+  auto backend = std::make_unique<CudaBackend>(std::move(weights), options.device, state_type, options.precision);
   RETURN_IF_ERROR(backend->Init());
   return std::unique_ptr<Backend>(std::move(backend));
 }

@@ -18,6 +18,9 @@ struct CudaBackendOptions {
   // Storage of the recurrent state on the GPU: kF32 or kBF16 (half the bytes per decode step;
   // the maths stays fp32 and m stays fp32). ReadSlot/WriteSlot always speak fp32.
   DType state_dtype = DType::kF32;
+  // How activations enter products with bf16 weights (kernels/launchers.h): the split pair
+  // (kExact) or bf16 alone (kBf16).
+  Precision precision = Precision::kExact;
 };
 
 // The backend supports self-speculation (MTP heads, deferred verify and Commit()); a deferred

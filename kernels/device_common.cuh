@@ -33,26 +33,29 @@ __device__ __forceinline__ V SumPlanes(const V* t, int planes, int64_t count, in
 // Whether p may be read or written as float4s (null counts as aligned: nothing is accessed).
 __host__ __device__ inline bool Aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
-// Element i of the split pair of an activation of `count` values: hi at i, lo at count + i.
-__device__ __forceinline__ void StoreSplit(void* split, int64_t count, int64_t i, float v) {
-  __nv_bfloat16* s = static_cast<__nv_bfloat16*>(split);
+// Element i of the bf16 form of an activation of `count` values: hi at i, and with a pair lo at
+// count + i.
+__device__ __forceinline__ void StoreBf16(const Bf16Activation& a, int64_t count, int64_t i, float v) {
+  __nv_bfloat16* s = static_cast<__nv_bfloat16*>(a.data);
   const __nv_bfloat16 hi = __float2bfloat16_rn(v);
   s[i] = hi;
-  s[count + i] = __float2bfloat16_rn(v - __bfloat162float(hi));
+  if (a.pair) s[count + i] = __float2bfloat16_rn(v - __bfloat162float(hi));
 }
 
 // Element i of an activation of `count` values: out[i] = v when `out` is non-null (null when
-// only a split-pair GEMM reads it next), and its split pair when `split` is non-null.
-__device__ __forceinline__ void StoreActivation(float* out, void* split, int64_t count, int64_t i, float v) {
+// only a product over its bf16 form reads it next), and its bf16 form when that has data.
+__device__ __forceinline__ void StoreActivation(float* out, const Bf16Activation& bf16, int64_t count, int64_t i,
+                                                float v) {
   if (out) out[i] = v;
-  if (split) StoreSplit(split, count, i, v);
+  if (bf16.data) StoreBf16(bf16, count, i, v);
 }
 
-// Elements i..i+3 of the same (i and count multiples of 4, out and split 16-byte aligned): one
-// 16-byte and two 8-byte stores instead of twelve scalar ones.
-__device__ __forceinline__ void StoreActivation4(float* out, void* split, int64_t count, int64_t i, float4 v) {
+// Elements i..i+3 of the same (i and count multiples of 4, out and bf16.data 16-byte aligned):
+// one 16-byte and one or two 8-byte stores instead of up to twelve scalar ones.
+__device__ __forceinline__ void StoreActivation4(float* out, const Bf16Activation& bf16, int64_t count, int64_t i,
+                                                 float4 v) {
   if (out) *reinterpret_cast<float4*>(out + i) = v;
-  if (!split) return;
+  if (!bf16.data) return;
   const float f[4] = {v.x, v.y, v.z, v.w};
   __nv_bfloat162 hi[2], lo[2];
 #pragma unroll
@@ -61,9 +64,9 @@ __device__ __forceinline__ void StoreActivation4(float* out, void* split, int64_
     const float2 back = __bfloat1622float2(hi[e]);
     lo[e] = __floats2bfloat162_rn(f[2 * e] - back.x, f[2 * e + 1] - back.y);
   }
-  __nv_bfloat16* s = static_cast<__nv_bfloat16*>(split);
+  __nv_bfloat16* s = static_cast<__nv_bfloat16*>(bf16.data);
   *reinterpret_cast<uint2*>(s + i) = *reinterpret_cast<const uint2*>(hi);
-  *reinterpret_cast<uint2*>(s + count + i) = *reinterpret_cast<const uint2*>(lo);
+  if (bf16.pair) *reinterpret_cast<uint2*>(s + count + i) = *reinterpret_cast<const uint2*>(lo);
 }
 
 // Calls launch(std::integral_constant<int, rows>) for 1 <= rows <= kGemvMaxRows (the small-row

@@ -5,7 +5,7 @@
 #include <cstring>
 
 #include "engine/util/dtype.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 #include "kernels/cuda_check.h"
 
 namespace xlserve::kernels {

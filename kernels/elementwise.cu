@@ -9,12 +9,12 @@
 //   SoftCap:         x[i] = cap * tanh(x[i] / cap)                  1-D grid
 //   SwiGlu:          out[r, c] = silu(gu[r, c]) * gu[r, ffn + c]    1-D grid over rows * ffn
 //                    (float4s of rows * ffn / 4 when ffn % 4 == 0)
-//                    (gu one plane, or a split-pair GEMM's planes, plus bias)
+//                    (gu one plane, or a GEMM's planes, plus bias)
 //   GatherRowSegments: dst[dst_rows[i], :] = (src[src_rows[i], a:a+a_len], src[.., b:b+b_len])
 //                    grid (count), block 256 over the a_len + b_len columns
-//   SplitActivation: (hi, lo) pair of x                             1-D grid over count
+//   ToBf16Activation: bf16 form of x (hi, and lo for a pair)        1-D grid over count
 //   ArgmaxRows:      out[r] = argmax_c x[r, c]                      grid (rows), block 256 over c
-// Activations fp32 row-major; tables F32 or BF16; biases fp32; split pairs as in launchers.h.
+// Activations fp32 row-major; tables F32 or BF16; biases fp32; bf16 forms as in launchers.h.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -93,7 +93,7 @@ __device__ __forceinline__ void LoadFloats(const float* p, float (&v)[kVec]) {
 // kVec consecutive columns per thread: 4 when ffn % 4 == 0 and the pointers are 16-byte aligned.
 template <int kVec>
 __global__ void SwiGluKernel(const float* gu, int planes, const float* bias, int ffn, int64_t count, float* out,
-                             void* split) {
+                             Bf16Activation bf16) {
   const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * kVec;
   if (i >= count) return;
   const int64_t r = i / ffn, c = i % ffn;
@@ -125,9 +125,9 @@ __global__ void SwiGluKernel(const float* gu, int planes, const float* bias, int
 #pragma unroll
   for (int e = 0; e < kVec; ++e) a[e] = g[e] / (1.0f + expf(-g[e])) * u[e];
   if constexpr (kVec == 4) {
-    StoreActivation4(out, split, count, i, make_float4(a[0], a[1], a[2], a[3]));
+    StoreActivation4(out, bf16, count, i, make_float4(a[0], a[1], a[2], a[3]));
   } else {
-    StoreActivation(out, split, count, i, a[0]);
+    StoreActivation(out, bf16, count, i, a[0]);
   }
 }
 
@@ -138,10 +138,10 @@ __global__ void GatherRowSegmentsKernel(const float* src, int64_t src_stride, in
   for (int c = threadIdx.x; c < a_len + b_len; c += blockDim.x) out[c] = c < a_len ? in[a + c] : in[b + c - a_len];
 }
 
-__global__ void SplitActivationKernel(const float* x, int64_t count, void* split) {
+__global__ void ToBf16ActivationKernel(const float* x, int64_t count, Bf16Activation bf16) {
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
-  StoreSplit(split, count, i, x[i]);
+  StoreBf16(bf16, count, i, x[i]);
 }
 
 // Strict comparisons keep the lowest index among ties and skip NaN and -inf (engine/sampling's
@@ -193,9 +193,9 @@ cudaError_t GatherRowSegments(const float* src, int64_t src_stride, int a, int a
   return cudaGetLastError();
 }
 
-cudaError_t SplitActivation(const float* x, int64_t count, void* split, cudaStream_t stream) {
+cudaError_t ToBf16Activation(const float* x, int64_t count, Bf16Activation bf16, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  SplitActivationKernel<<<Blocks(count), kThreads, 0, stream>>>(x, count, split);
+  ToBf16ActivationKernel<<<Blocks(count), kThreads, 0, stream>>>(x, count, bf16);
   return cudaGetLastError();
 }
 
@@ -240,15 +240,15 @@ cudaError_t SoftCap(float* x, int64_t count, float cap, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-cudaError_t SwiGlu(const GemmPlanes& gu, const float* bias, int rows, int ffn, float* out, void* split,
+cudaError_t SwiGlu(const GemmPlanes& gu, const float* bias, int rows, int ffn, float* out, Bf16Activation bf16,
                    cudaStream_t stream) {
   const int64_t count = int64_t(rows) * ffn;
   if (count == 0) return cudaSuccess;
   if (gu.planes < 1) return cudaErrorInvalidValue;
-  if (ffn % 4 == 0 && Aligned16(gu.t) && Aligned16(bias) && Aligned16(out) && Aligned16(split)) {
-    SwiGluKernel<4><<<Blocks(count / 4), kThreads, 0, stream>>>(gu.t, gu.planes, bias, ffn, count, out, split);
+  if (ffn % 4 == 0 && Aligned16(gu.t) && Aligned16(bias) && Aligned16(out) && Aligned16(bf16.data)) {
+    SwiGluKernel<4><<<Blocks(count / 4), kThreads, 0, stream>>>(gu.t, gu.planes, bias, ffn, count, out, bf16);
   } else {
-    SwiGluKernel<1><<<Blocks(count), kThreads, 0, stream>>>(gu.t, gu.planes, bias, ffn, count, out, split);
+    SwiGluKernel<1><<<Blocks(count), kThreads, 0, stream>>>(gu.t, gu.planes, bias, ffn, count, out, bf16);
   }
   return cudaGetLastError();
 }

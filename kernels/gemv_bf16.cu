@@ -1,17 +1,18 @@
 // GemvBf16SmallRows: y[r, n] = sum_k x[r, k] * w[n, k] (+ bias[n]) (+ y[r, n]) for r < rows <=
-// kGemvMaxRows, bf16 weights and fp32 activations: the decode-step product at batch 1.
+// kGemvMaxRows, bf16 weights and fp32 activations (exact precision) or bf16 ones (bf16
+// precision): the decode-step product at batch 1.
 //
 // Why not cuBLAS here: at one or two rows the product is a pass over w, bound by its bytes; this
 // kernel streams w with 16-byte loads at a higher fraction of HBM bandwidth than the bf16 GEMM
 // over the split pair (94% for the FFN's up projection of the 7B shape on an H200), and
-// multiplies the fp32 activations exactly (no hi/lo split). Its fp32 FMAs (8 per weight and
-// row) fall behind the weight stream beyond a few rows: the backend uses it for at most two.
-// Layout: x [rows, k] fp32 (row stride k, 16-byte aligned rows: k % 8 == 0), w [n, k] bf16
-// row-major, y [rows, n] fp32, bias fp32 (nullable).
+// multiplies fp32 activations exactly (no hi/lo split). Its fp32 FMAs (8 per weight and row)
+// fall behind the weight stream beyond a few rows: the backend uses it for at most two.
+// Layout: x [rows, k] fp32 or bf16 (row stride k, 16-byte aligned rows: k % 8 == 0), w [n, k]
+// bf16 row-major, y [rows, n] fp32, bias fp32 (nullable).
 // Launch: block 256 threads = 8 warps. A block owns kOut consecutive outputs; its 8 warps split
 // k into 8 contiguous slices when k is large (kSplit = 8) or each take their own kOut outputs
 // (kSplit = 1). A lane reads 8 bf16 of each of its kOut weight rows per iteration and the
-// matching 8 fp32 of every activation row (x is tiny and stays in L1/L2), keeping kOut x rows
+// matching 8 values of every activation row (x is tiny and stays in L1/L2), keeping kOut x rows
 // fp32 partial sums; warps reduce with shuffles, slices meet in shared memory. The summation
 // order depends only on k and n, never on rows: a row gives the same bits alone or in a batch.
 #include <cuda_bf16.h>
@@ -25,10 +26,26 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kOut = 4;
 
-template <int kRows, int kSplit>
-__global__ void __launch_bounds__(32 * kWarps) GemvBf16Kernel(const float* x, const __nv_bfloat16* w,
-                                                              const float* bias, int n, int k, bool accumulate,
-                                                              float* y) {
+// The 8 activations of row r at chunk c (16 bytes of weights) as fp32.
+__device__ __forceinline__ void LoadX8(const float* x, int k, int r, int c, float (&xv)[8]) {
+  const float4* xr = reinterpret_cast<const float4*>(x + int64_t(r) * k) + 2 * c;
+  const float4 a = __ldg(xr), b = __ldg(xr + 1);
+  xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w, xv[4] = b.x, xv[5] = b.y, xv[6] = b.z, xv[7] = b.w;
+}
+__device__ __forceinline__ void LoadX8(const __nv_bfloat16* x, int k, int r, int c, float (&xv)[8]) {
+  const uint4 raw = __ldg(reinterpret_cast<const uint4*>(x + int64_t(r) * k) + c);
+  const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const float2 f = __bfloat1622float2(b[e]);
+    xv[2 * e] = f.x;
+    xv[2 * e + 1] = f.y;
+  }
+}
+
+template <typename X, int kRows, int kSplit>
+__global__ void __launch_bounds__(32 * kWarps) GemvBf16Kernel(const X* x, const __nv_bfloat16* w, const float* bias,
+                                                              int n, int k, bool accumulate, float* y) {
   constexpr int kGroups = kWarps / kSplit;  // output groups per block
   __shared__ float partial[kWarps][kRows][kOut];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -60,9 +77,8 @@ __global__ void __launch_bounds__(32 * kWarps) GemvBf16Kernel(const float* x, co
     }
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-      const float4* xr = reinterpret_cast<const float4*>(x + int64_t(r) * k) + 2 * c;
-      const float4 a = __ldg(xr), b = __ldg(xr + 1);
-      const float xv[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+      float xv[8];
+      LoadX8(x, k, r, c, xv);
 #pragma unroll
       for (int o = 0; o < kOut; ++o) {
 #pragma unroll
@@ -91,29 +107,32 @@ __global__ void __launch_bounds__(32 * kWarps) GemvBf16Kernel(const float* x, co
   }
 }
 
-template <int kRows>
-cudaError_t Launch(const float* x, const __nv_bfloat16* w, const float* bias, int n, int k, bool accumulate, float* y,
+template <typename X, int kRows>
+cudaError_t Launch(const X* x, const __nv_bfloat16* w, const float* bias, int n, int k, bool accumulate, float* y,
                    cudaStream_t stream) {
   // Split k across the warps when each warp would otherwise stream long rows alone: more
   // loads in flight per output, and blocks enough to fill the GPU for small n.
   if (k >= 8 * 32 * kWarps) {
     const int blocks = (n + kOut - 1) / kOut;
-    GemvBf16Kernel<kRows, kWarps><<<blocks, 32 * kWarps, 0, stream>>>(x, w, bias, n, k, accumulate, y);
+    GemvBf16Kernel<X, kRows, kWarps><<<blocks, 32 * kWarps, 0, stream>>>(x, w, bias, n, k, accumulate, y);
   } else {
     const int blocks = (n + kOut * kWarps - 1) / (kOut * kWarps);
-    GemvBf16Kernel<kRows, 1><<<blocks, 32 * kWarps, 0, stream>>>(x, w, bias, n, k, accumulate, y);
+    GemvBf16Kernel<X, kRows, 1><<<blocks, 32 * kWarps, 0, stream>>>(x, w, bias, n, k, accumulate, y);
   }
   return cudaGetLastError();
 }
 
 }  // namespace
 
-cudaError_t GemvBf16SmallRows(const float* x, const void* w, const float* bias, int rows, int n, int k,
+cudaError_t GemvBf16SmallRows(const void* x, bool x_bf16, const void* w, const float* bias, int rows, int n, int k,
                               bool accumulate, float* y, cudaStream_t stream) {
   if (k % 8 != 0) return cudaErrorInvalidValue;
   const auto* wb = static_cast<const __nv_bfloat16*>(w);
   return LaunchByRowCount(rows, [&](auto r) {
-    return Launch<decltype(r)::value>(x, wb, bias, n, k, accumulate, y, stream);
+    constexpr int kRows = decltype(r)::value;
+    return x_bf16 ? Launch<__nv_bfloat16, kRows>(static_cast<const __nv_bfloat16*>(x), wb, bias, n, k, accumulate, y,
+                                                 stream)
+                  : Launch<float, kRows>(static_cast<const float*>(x), wb, bias, n, k, accumulate, y, stream);
   });
 }
 

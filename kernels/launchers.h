@@ -2,11 +2,12 @@
 // compiler) calls these; each launches on `stream` and returns the launch's cudaError_t.
 // Pointers are device pointers; matrices are row-major; "rows" index tokens.
 //
-// Activations are fp32. A matrix product with bf16 weights takes its input as a "split pair":
-// bf16 [2, rows, k], hi = bf16(x) in the first rows and lo = bf16(x - hi) in the next, so that
-// one bf16 tensor-core GEMM over 2*rows rows (the weights read once) followed by CombineSplit
-// keeps ~16 mantissa bits of the activations (x = hi + lo to 2^-17 relative). Kernels that
-// produce a GEMM's input write that pair directly when `split` is non-null.
+// Activations are fp32. A matrix product with bf16 weights takes its input as bf16 in one of two
+// forms (Bf16Activation), by the backend's precision: exact, the "split pair" bf16 [2, rows, k],
+// hi = bf16(x) in the first rows and lo = bf16(x - hi) in the next, so that one bf16 tensor-core
+// GEMM over 2*rows rows (the weights read once) followed by CombineSplit keeps ~16 mantissa bits
+// of the activations (x = hi + lo to 2^-17 relative); bf16, hi alone [rows, k] (8 bits, half
+// the tensor-core work). Kernels that produce a GEMM's input write that form directly.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -19,6 +20,13 @@ namespace xlserve::kernels {
 enum class WeightType { kF32, kBF16 };
 using StateType = WeightType;
 
+// The bf16 form of an activation [rows, k] that a product with bf16 weights reads next: with
+// `pair`, the split pair [2, rows, k]; without, bf16(x) [rows, k]. Null data: none is needed.
+struct Bf16Activation {
+  void* data = nullptr;
+  bool pair = true;
+};
+
 // out[r, :] = table[ids[r], :] as fp32. table: [vocab, d].
 cudaError_t EmbeddingGather(const void* table, WeightType type, const int32_t* ids, int rows, int d, float* out,
                             cudaStream_t stream);
@@ -27,35 +35,36 @@ cudaError_t EmbeddingGather(const void* table, WeightType type, const int32_t* i
 cudaError_t GatherRows(const float* x, const int32_t* rows, int count, int d, float* out, cudaStream_t stream);
 
 // out[r] = x[r] / sqrt(mean(x[r]^2) + eps) * w (+ b), b may be null; x, out: [rows, d]; w, b
-// fp32. `split` (nullable): the same values as a split pair [2, rows, d]. `out` may be null
-// when `split` is not (a GEMM that reads only the pair is next); so for SwiGlu and HeadNormGate.
+// fp32. `bf16` (data nullable): the same values in bf16 form. `out` may be null when bf16.data
+// is not (a product that reads only the bf16 form is next); so for SwiGlu and HeadNormGate.
 cudaError_t RmsNorm(const float* x, const float* w, const float* b, int rows, int d, float eps, float* out,
-                    void* split, cudaStream_t stream);
+                    Bf16Activation bf16, cudaStream_t stream);
 // A GEMM's output left for the pass that reads it next to add up: `planes` partial products
 // [planes, rows, n], summed in plane order (then the bias, then anything accumulated into).
-// A split-pair GEMM leaves hi and lo for each of planes / 2 slices of k; one plane is a plain
-// product.
+// A split-pair GEMM leaves hi and lo for each of planes / 2 slices of k, a bf16 one a plane per
+// slice; one plane is a plain product.
 struct GemmPlanes {
   const float* t = nullptr;
   int planes = 0;
 };
 // The same after folding a pending residual into x: x[r, c] = Σ_p t[p, r, c] (+ t_bias[c]) +
 // x[r, c], in CombineSplit's order (so the bits match CombineSplit with accumulate, then
-// RmsNorm). t: a split-pair GEMM's output [planes, rows, d]; saves that pass over x.
+// RmsNorm). t: a GEMM's output planes [planes, rows, d]; saves that pass over x.
 cudaError_t ResidualRmsNorm(float* x, const GemmPlanes& t, const float* t_bias, const float* w, const float* b,
-                            int rows, int d, float eps, float* out, void* split, cudaStream_t stream);
+                            int rows, int d, float eps, float* out, Bf16Activation bf16, cudaStream_t stream);
 
 // y[r, n] = sum_k x[r, k] w[n, k] (+ bias[n]) (+ y[r, n] when accumulate) for fp32 weights
 // and rows <= kGemvMaxRows: one pass over w. x: [rows, k], w: [n, k], y: [rows, n].
 constexpr int kGemvMaxRows = 8;
 cudaError_t GemvSmallRows(const float* x, const float* w, const float* bias, int rows, int n, int k, bool accumulate,
                           float* y, cudaStream_t stream);
-// The same for bf16 weights with fp32 activations (no split pair); needs k % 8 == 0.
-cudaError_t GemvBf16SmallRows(const float* x, const void* w, const float* bias, int rows, int n, int k,
+// The same for bf16 weights, with x fp32 (exact precision: no split pair) or bf16 (x_bf16: the
+// bf16 precision's Bf16Activation without pair); needs k % 8 == 0.
+cudaError_t GemvBf16SmallRows(const void* x, bool x_bf16, const void* w, const float* bias, int rows, int n, int k,
                               bool accumulate, float* y, cudaStream_t stream);
 
-// y[r, c] = Σ_p t[p, r, c] (+ bias[c]) (+ y[r, c] when accumulate): the planes of a GEMM over
-// a split pair. t: [planes, rows, n], y: [rows, n], bias fp32 (nullable).
+// y[r, c] = Σ_p t[p, r, c] (+ bias[c]) (+ y[r, c] when accumulate): the planes of a GEMM
+// (GemmPlanes). t: [planes, rows, n], y: [rows, n], bias fp32 (nullable).
 cudaError_t CombineSplit(const GemmPlanes& t, const float* bias, int rows, int n, bool accumulate, float* y,
                          cudaStream_t stream);
 
@@ -65,9 +74,9 @@ cudaError_t GatherRowSegments(const float* src, int64_t src_stride, int a, int a
                               const int32_t* src_rows, const int32_t* dst_rows, int count, float* dst,
                               cudaStream_t stream);
 
-// The split pair [2, count] of x (count values): the GEMM input of a matrix that reads an
-// activation no kernel has split yet.
-cudaError_t SplitActivation(const float* x, int64_t count, void* split, cudaStream_t stream);
+// The bf16 form of x (count values): the GEMM input of a matrix that reads an activation no
+// kernel has converted yet.
+cudaError_t ToBf16Activation(const float* x, int64_t count, Bf16Activation bf16, cudaStream_t stream);
 
 // y[r, c] += bias[c], y: [rows, n] (the fp32 cuBLAS path).
 cudaError_t AddBias(float* y, const float* bias, int rows, int n, cudaStream_t stream);
@@ -117,18 +126,17 @@ cudaError_t SampleRows(const SampleRowsParams& p, cudaStream_t stream);
 cudaError_t SoftCap(float* x, int64_t count, float cap, cudaStream_t stream);
 
 // out[r, c] = silu(g[r, c]) * g[r, ffn + c] with g = Σ_p gu[p] (+ bias): the fused [rows,
-// 2 * ffn] output of (up_gate; up), in one plane or as a split-pair GEMM's planes, formed as
-// CombineSplit forms it, so the GEMM's combine pass is skipped. out: [rows, ffn]; `split`
-// (nullable) as for RmsNorm.
-cudaError_t SwiGlu(const GemmPlanes& gu, const float* bias, int rows, int ffn, float* out, void* split,
+// 2 * ffn] output of (up_gate; up), in one plane or as a GEMM's planes, formed as CombineSplit
+// forms it, so the GEMM's combine pass is skipped. out: [rows, ffn]; `bf16` as for RmsNorm.
+cudaError_t SwiGlu(const GemmPlanes& gu, const float* bias, int rows, int ffn, float* out, Bf16Activation bf16,
                    cudaStream_t stream);
 
 // Per row and head over its head_dim values g of h: g <- LayerNorm(g) (biased variance, eps)
 // * w (+ b), then * sigmoid(o). h: [rows, heads * head_dim] (stride heads * head_dim); o: row
-// stride o_stride; w, b fp32 [heads * head_dim]. Writes out [rows, heads * head_dim] and
-// `split` (nullable).
+// stride o_stride; w, b fp32 [heads * head_dim]. Writes out [rows, heads * head_dim] (unless
+// null) and `bf16` (unless its data is null).
 cudaError_t HeadNormGate(const float* h, const float* o, int64_t o_stride, const float* w, const float* b, int rows,
-                         int heads, int head_dim, float eps, float* out, void* split, cudaStream_t stream);
+                         int heads, int head_dim, float eps, float* out, Bf16Activation bf16, cudaStream_t stream);
 
 // Where each head's recurrent state lives for one layer. The pool holds num_slots slots of
 // slot_elems elements of `type`; a head's C [dqk, dv] starts at c_offset + head * head_elems

@@ -1,7 +1,7 @@
 // RMSNorm and the per-head LayerNorm with the output gate.
 //
 // RmsNorm:      out[r, c] = x[r, c] / sqrt(mean_c x[r, :]^2 + eps) * w[c] (+ b[c]); ResidualRmsNorm
-//               first folds a split-pair GEMM's output planes into x (x += Σ_p t[p] (+ bias))
+//               first folds a GEMM's output planes into x (x += Σ_p t[p] (+ bias))
 //               and writes x back, in place of a separate CombineSplit pass.
 //               grid (rows); the sum of squares in fp32 over a block reduction. For d % 4 == 0
 //               (d <= 16384) a block of up to 1024 threads holds its row in registers as
@@ -16,9 +16,10 @@
 //               float4s, loaded together, so both reductions wait on one round of loads;
 //               otherwise block 128 over c, three passes. Matches transformers' xLSTM
 //               multihead_norm followed by sigmoid(ogate) * h.
-// x, h: fp32 [rows, width] row-major; w, b fp32. Both write the split pair of their output
-// (launchers.h) when a bf16 GEMM reads it next, and the fp32 out unless it is null (when only
-// that GEMM reads it); the vector forms store 16 + 2 x 8 bytes per four values.
+// x, h: fp32 [rows, width] row-major; w, b fp32. Both write the bf16 form of their output (the
+// split pair or bf16 alone, launchers.h) when a product with bf16 weights reads it next, and the
+// fp32 out unless it is null (when only that product reads it); the vector forms store 16 +
+// 2 x 8 (pair) or 8 bytes per four values.
 #include <algorithm>
 #include <cstdint>
 
@@ -28,10 +29,10 @@
 namespace xlserve::kernels {
 namespace {
 
-// kResidual: x[r] += the split-pair product t (+ t_bias) first, written back (ResidualRmsNorm).
+// kResidual: x[r] += the GEMM's planes t (+ t_bias) first, written back (ResidualRmsNorm).
 template <bool kResidual>
 __global__ void RmsNormKernel(float* x, const float* t, int planes, const float* t_bias, const float* w,
-                              const float* b, int d, int64_t count, float eps, float* out, void* split) {
+                              const float* b, int d, int64_t count, float eps, float* out, Bf16Activation bf16) {
   __shared__ float scratch[32];
   float* xr = x + int64_t(blockIdx.x) * d;
   if (kResidual) {
@@ -47,13 +48,13 @@ __global__ void RmsNormKernel(float* x, const float* t, int planes, const float*
   for (int c = threadIdx.x; c < d; c += blockDim.x) {
     float v = xr[c] * scale * w[c];
     if (b) v += b[c];
-    StoreActivation(out, split, count, int64_t(blockIdx.x) * d + c, v);
+    StoreActivation(out, bf16, count, int64_t(blockIdx.x) * d + c, v);
   }
 }
 
 template <int kPer, bool kResidual>
 __global__ void RmsNormVec4Kernel(float4* x, const float4* t, int planes, const float4* t_bias, const float4* w,
-                                  const float4* b, int d4, int64_t count, float eps, float* out, void* split) {
+                                  const float4* b, int d4, int64_t count, float eps, float* out, Bf16Activation bf16) {
   __shared__ float scratch[32];
   float4* xr = x + int64_t(blockIdx.x) * d4;
   float4 v[kPer];
@@ -80,7 +81,7 @@ __global__ void RmsNormVec4Kernel(float4* x, const float4* t, int planes, const 
     const float4 bv = b ? b[i] : make_float4(0, 0, 0, 0);
     const float4 o = make_float4(v[p].x * scale * wv.x + bv.x, v[p].y * scale * wv.y + bv.y,
                                  v[p].z * scale * wv.z + bv.z, v[p].w * scale * wv.w + bv.w);
-    StoreActivation4(out, split, count, (int64_t(blockIdx.x) * d4 + i) * 4, o);
+    StoreActivation4(out, bf16, count, (int64_t(blockIdx.x) * d4 + i) * 4, o);
   }
 }
 
@@ -88,7 +89,7 @@ __global__ void RmsNormVec4Kernel(float4* x, const float4* t, int planes, const 
 __device__ __forceinline__ float Gated(float g, float o) { return g / (1.0f + expf(-o)); }
 
 __global__ void HeadNormGateKernel(const float* h, const float* o, int64_t o_stride, const float* w, const float* b,
-                                   int heads, int head_dim, int64_t count, float eps, float* out, void* split) {
+                                   int heads, int head_dim, int64_t count, float eps, float* out, Bf16Activation bf16) {
   __shared__ float scratch[32];
   const int width = heads * head_dim;
   const int64_t base = int64_t(blockIdx.x) * width + int64_t(blockIdx.y) * head_dim;
@@ -103,7 +104,7 @@ __global__ void HeadNormGateKernel(const float* h, const float* o, int64_t o_str
     const int wi = blockIdx.y * head_dim + c;
     float v = (h[base + c] - mean) * inv * w[wi];
     if (b) v += b[wi];
-    StoreActivation(out, split, count, base + c, Gated(v, orow[c]));
+    StoreActivation(out, bf16, count, base + c, Gated(v, orow[c]));
   }
 }
 
@@ -115,7 +116,7 @@ __device__ __forceinline__ float Dot(float4 a, float4 b) { return a.x * b.x + a.
 template <int kPer>
 __global__ void HeadNormGateVec4Kernel(const float4* h, const float4* o, int64_t o_stride4, const float4* w,
                                        const float4* b, int heads, int hd4, int64_t count, float eps, float* out,
-                                       void* split) {
+                                       Bf16Activation bf16) {
   __shared__ float scratch[32];
   const int64_t base4 = (int64_t(blockIdx.x) * heads + blockIdx.y) * hd4;
   const float4* orow = o + int64_t(blockIdx.x) * o_stride4 + int64_t(blockIdx.y) * hd4;
@@ -146,7 +147,7 @@ __global__ void HeadNormGateVec4Kernel(const float4* h, const float4* o, int64_t
     const float4 c = Sub(v[p], mean);
     const float4 r = make_float4(Gated(c.x * inv * wv.x + bv.x, og[p].x), Gated(c.y * inv * wv.y + bv.y, og[p].y),
                                  Gated(c.z * inv * wv.z + bv.z, og[p].z), Gated(c.w * inv * wv.w + bv.w, og[p].w));
-    StoreActivation4(out, split, count, (base4 + i) * 4, r);
+    StoreActivation4(out, bf16, count, (base4 + i) * 4, r);
   }
 }
 
@@ -169,54 +170,54 @@ bool LaunchByFloat4sPerThread(int n4, Launch&& launch) {
 
 template <bool kResidual>
 cudaError_t LaunchRmsNorm(float* x, const float* t, int planes, const float* t_bias, const float* w, const float* b,
-                          int rows, int d, float eps, float* out, void* split, cudaStream_t stream) {
+                          int rows, int d, float eps, float* out, Bf16Activation bf16, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   const int64_t count = int64_t(rows) * d;
   // float4 access needs 16-byte aligned rows (d % 4 == 0) and aligned vectors.
   const bool aligned = d % 4 == 0 && Aligned16(w) && Aligned16(b) && Aligned16(x) && Aligned16(t) &&
-                       Aligned16(t_bias) && Aligned16(out) && Aligned16(split);
+                       Aligned16(t_bias) && Aligned16(out) && Aligned16(bf16.data);
   if (aligned && LaunchByFloat4sPerThread(d / 4, [&](auto per, int threads) {
         RmsNormVec4Kernel<decltype(per)::value, kResidual><<<rows, threads, 0, stream>>>(
             reinterpret_cast<float4*>(x), reinterpret_cast<const float4*>(t), planes,
             reinterpret_cast<const float4*>(t_bias), reinterpret_cast<const float4*>(w),
-            reinterpret_cast<const float4*>(b), d / 4, count, eps, out, split);
+            reinterpret_cast<const float4*>(b), d / 4, count, eps, out, bf16);
       })) {
     return cudaGetLastError();
   }
-  RmsNormKernel<kResidual><<<rows, 256, 0, stream>>>(x, t, planes, t_bias, w, b, d, count, eps, out, split);
+  RmsNormKernel<kResidual><<<rows, 256, 0, stream>>>(x, t, planes, t_bias, w, b, d, count, eps, out, bf16);
   return cudaGetLastError();
 }
 
 }  // namespace
 
 cudaError_t RmsNorm(const float* x, const float* w, const float* b, int rows, int d, float eps, float* out,
-                    void* split, cudaStream_t stream) {
+                    Bf16Activation bf16, cudaStream_t stream) {
   // Without a residual the kernels only read x.
-  return LaunchRmsNorm<false>(const_cast<float*>(x), nullptr, 0, nullptr, w, b, rows, d, eps, out, split, stream);
+  return LaunchRmsNorm<false>(const_cast<float*>(x), nullptr, 0, nullptr, w, b, rows, d, eps, out, bf16, stream);
 }
 
 cudaError_t ResidualRmsNorm(float* x, const GemmPlanes& t, const float* t_bias, const float* w, const float* b,
-                            int rows, int d, float eps, float* out, void* split, cudaStream_t stream) {
+                            int rows, int d, float eps, float* out, Bf16Activation bf16, cudaStream_t stream) {
   if (t.planes < 1) return cudaErrorInvalidValue;
-  return LaunchRmsNorm<true>(x, t.t, t.planes, t_bias, w, b, rows, d, eps, out, split, stream);
+  return LaunchRmsNorm<true>(x, t.t, t.planes, t_bias, w, b, rows, d, eps, out, bf16, stream);
 }
 
 cudaError_t HeadNormGate(const float* h, const float* o, int64_t o_stride, const float* w, const float* b, int rows,
-                         int heads, int head_dim, float eps, float* out, void* split, cudaStream_t stream) {
+                         int heads, int head_dim, float eps, float* out, Bf16Activation bf16, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   const int64_t count = int64_t(rows) * heads * head_dim;
   const bool aligned = head_dim % 4 == 0 && o_stride % 4 == 0 && Aligned16(h) && Aligned16(o) && Aligned16(w) &&
-                       Aligned16(b) && Aligned16(out) && Aligned16(split);
+                       Aligned16(b) && Aligned16(out) && Aligned16(bf16.data);
   if (aligned && LaunchByFloat4sPerThread(head_dim / 4, [&](auto per, int threads) {
         HeadNormGateVec4Kernel<decltype(per)::value><<<dim3(rows, heads), threads, 0, stream>>>(
             reinterpret_cast<const float4*>(h), reinterpret_cast<const float4*>(o), o_stride / 4,
             reinterpret_cast<const float4*>(w), reinterpret_cast<const float4*>(b), heads, head_dim / 4, count, eps,
-            out, split);
+            out, bf16);
       })) {
     return cudaGetLastError();
   }
   HeadNormGateKernel<<<dim3(rows, heads), 128, 0, stream>>>(h, o, o_stride, w, b, heads, head_dim, count, eps, out,
-                                                            split);
+                                                            bf16);
   return cudaGetLastError();
 }
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <string>
 
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 #include "kernels/cuda_check.h"
 
 namespace xlserve::kernels {

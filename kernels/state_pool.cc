@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "engine/util/dtype.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 #include "kernels/cuda_check.h"
 
 namespace xlserve::kernels {

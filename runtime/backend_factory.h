@@ -3,25 +3,33 @@
 #pragma once
 
 #include <memory>
-#include <string>
 
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
+#include "engine/device.h"
 #include "engine/model/model_weights.h"
+#include "engine/util/dtype.h"
 
 namespace xlserve {
 
 struct BackendOptions {
-  std::string device = "cpu";  // "cpu" (the reference), "cuda", or "auto" (cuda when a GPU is present)
-  int num_threads = 0;         // CPU backend: 0 = one per hardware thread
-  int chunk_size = 64;         // tokens per chunk of the chunkwise prefill
-  // Storage of the recurrent state: "f32", or "bf16" (CUDA only: half the state traffic per
+  Device device = Device::kCpu;
+  int num_threads = 0;  // CPU backend: 0 = one per hardware thread
+  int chunk_size = 64;  // tokens per chunk of the chunkwise prefill
+  // Storage of the recurrent state: kF32, or kBF16 (CUDA only: half the state traffic per
   // decode step, the maths stays fp32).
-  std::string state_dtype = "f32";
+  DType state_dtype = DType::kF32;
+  // Products with bf16 weights: kExact (~fp32), kBf16 (bf16 activations into the tensor cores,
+  // fp32 accumulation; the CPU rounds them the same way, as the GPU path's reference, gaining no
+  // speed), or kAuto: bf16 for a bf16 checkpoint on CUDA, else exact.
+  PrecisionSetting precision = PrecisionSetting::kAuto;
 };
 
-// INVALID_ARGUMENT for an unknown device or state dtype, or bf16 state on the CPU;
-// UNAVAILABLE when the device is not usable here, including a build without it ("auto" then
+// The precision `setting` means for `weights` on `device` (kCpu or kCuda, resolved).
+Precision ResolvePrecision(PrecisionSetting setting, Device device, const ModelWeights& weights);
+
+// INVALID_ARGUMENT for a state dtype other than kF32 and kBF16, or bf16 state on the CPU;
+// UNAVAILABLE when the device is not usable here, including a build without it (kAuto then
 // picks the CPU).
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,
                                                        const BackendOptions& options);

@@ -1,6 +1,6 @@
-// Backend selection by device name, in whichever build this is: with --config=cuda the CUDA
-// accelerator is linked (and "auto" picks it only where a GPU is present), without it "cuda" is
-// a clear UNAVAILABLE and "auto" serves on the CPU.
+// Backend selection by device, in whichever build this is: with --config=cuda the CUDA
+// accelerator is linked (and kAuto picks it only where a GPU is present), without it kCuda is
+// a clear UNAVAILABLE and kAuto serves on the CPU.
 #include <catch2/catch.hpp>
 #include <string>
 
@@ -11,28 +11,44 @@
 namespace xlserve {
 namespace {
 
-std::shared_ptr<const ModelWeights> Weights() {
-  auto weights = LoadModelWeights("tests/golden/models/f32_base");
+std::shared_ptr<const ModelWeights> Weights(const std::string& name = "f32_base") {
+  auto weights = LoadModelWeights("tests/golden/models/" + name);
   REQUIRE(weights.ok());
   return *weights;
 }
 
-TEST_CASE("the backend factory rejects unknown devices and state dtypes it cannot serve") {
+TEST_CASE("the backend factory rejects state dtypes it cannot serve") {
   const auto weights = Weights();
   BackendOptions options;
-  options.device = "tpu";
+  options.device = Device::kCpu;
+  options.state_dtype = DType::kF16;
   CHECK(CreateBackend(weights, options).status().code() == absl::StatusCode::kInvalidArgument);
-  options.device = "cpu";
-  options.state_dtype = "f16";
-  CHECK(CreateBackend(weights, options).status().code() == absl::StatusCode::kInvalidArgument);
-  options.state_dtype = "bf16";
+  options.state_dtype = DType::kBF16;
   const absl::Status bf16_on_cpu = CreateBackend(weights, options).status();
   CHECK(bf16_on_cpu.code() == absl::StatusCode::kInvalidArgument);
   CHECK(std::string(bf16_on_cpu.message()).find("CUDA") != std::string::npos);
-  options.state_dtype = "f32";
+  options.state_dtype = DType::kF32;
   auto cpu = CreateBackend(weights, options);
   REQUIRE(cpu.ok());
   CHECK((*cpu)->name() == "cpu");
+}
+
+TEST_CASE("precision: auto is bf16 for bf16 checkpoints on CUDA only; bf16 on the CPU when asked") {
+  const auto f32 = Weights(), bf16 = Weights("bf16_base");
+  using P = PrecisionSetting;
+  CHECK(ResolvePrecision(P::kAuto, Device::kCuda, *bf16) == Precision::kBf16);
+  CHECK(ResolvePrecision(P::kAuto, Device::kCuda, *f32) == Precision::kExact);
+  CHECK(ResolvePrecision(P::kAuto, Device::kCpu, *bf16) == Precision::kExact);
+  CHECK(ResolvePrecision(P::kExact, Device::kCuda, *bf16) == Precision::kExact);
+  CHECK(ResolvePrecision(P::kBf16, Device::kCpu, *f32) == Precision::kBf16);
+  BackendOptions options;
+  options.device = Device::kCpu;
+  for (const P setting : {P::kAuto, P::kBf16}) {
+    options.precision = setting;
+    auto cpu = CreateBackend(bf16, options);
+    REQUIRE(cpu.ok());
+    CHECK((*cpu)->precision() == (setting == P::kBf16 ? Precision::kBf16 : Precision::kExact));
+  }
 }
 
 TEST_CASE("auto picks the CUDA backend only when it is built in and a GPU is present") {
@@ -40,7 +56,7 @@ TEST_CASE("auto picks the CUDA backend only when it is built in and a GPU is pre
   CHECK(runtime::FindAccelerator("tpu") == nullptr);
   const bool gpu_here = cuda != nullptr && cuda->DeviceCount() > 0;
   BackendOptions options;
-  options.device = "auto";
+  options.device = Device::kAuto;
   auto backend = CreateBackend(Weights(), options);
   REQUIRE(backend.ok());
   CHECK((*backend)->name() == (gpu_here ? "cuda" : "cpu"));
@@ -50,7 +66,7 @@ TEST_CASE("asking for CUDA where it cannot run is UNAVAILABLE and says why") {
   const Accelerator* cuda = runtime::FindAccelerator("cuda");
   if (cuda != nullptr && cuda->DeviceCount() > 0) return;  // a GPU machine: the GPU tests cover it
   BackendOptions options;
-  options.device = "cuda";
+  options.device = Device::kCuda;
   const absl::Status st = CreateBackend(Weights(), options).status();
   CHECK(st.code() == absl::StatusCode::kUnavailable);
   const std::string message(st.message());

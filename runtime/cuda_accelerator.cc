@@ -13,9 +13,10 @@ class CudaAccelerator final : public Accelerator {
   int DeviceCount() const override { return kernels::CudaDeviceCount(); }
 
   absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,
-                                                         DType state_dtype) const override {
+                                                         DType state_dtype, Precision precision) const override {
     kernels::CudaBackendOptions options;
     options.state_dtype = state_dtype;
+    options.precision = precision;
     return kernels::CreateCudaBackend(std::move(weights), options);
   }
 

@@ -110,7 +110,7 @@ healthy() { [ "$(docker inspect --format '{{.State.Health.Status}}' "$1")" = hea
 wait_for 120 "the server container's HEALTHCHECK did not pass" healthy xlserve-smoke
 say "container healthy (HEALTHCHECK: xlserve health --addr 127.0.0.1:50051)"
 out="$(docker run --rm --network host xlserve:cpu loadtest --grpc 127.0.0.1:50051 --concurrency 1 \
-  --num-requests 2 --prompt-tokens 16 --max-tokens 8 --duration 60 2>/dev/null)" || fail "gRPC requests to the container"
+  --num-requests 2 --prompt-tokens 16 --max-tokens 8 --duration-s 60 2>/dev/null)" || fail "gRPC requests to the container"
 grep -Eq "requests +2 sent, 2 ok, 0 failed" <<<"$out" || fail "gRPC requests to the container: $out"
 say "gRPC: 2 of 2 requests answered by the container"
 docker rm -f xlserve-smoke >/dev/null

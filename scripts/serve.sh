@@ -23,7 +23,7 @@ done
 
 "$bin" serve --config configs/server.json "$@" &
 server=$!
-"$bin" gateway --upstream 127.0.0.1:50051 --port 8000 --model-dir "$model" &
+"$bin" gateway --upstream 127.0.0.1:50051 --port 8000 --model "$model" &
 gateway=$!
 trap 'kill -TERM "$server" "$gateway" 2>/dev/null; wait' INT TERM
 wait -n "$server" "$gateway"

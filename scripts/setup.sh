@@ -20,6 +20,7 @@ BUILD_PACKAGES=(
   bazel-bootstrap bazel-rules-java g++
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev
   libspdlog-dev libfmt-dev nlohmann-json3-dev catch2 libcpp-httplib-dev
+  libonig-dev libicu-dev  # the tokenizer: HF's regex engine (Oniguruma), NFC and Unicode properties (ICU)
 )
 # python3-torch: PyTorch 1.13 built for the CPU (147 MB of packages). PyPI's torch wheel for
 # Linux is the CUDA build, over 3 GB with its nvidia-* wheels, for tests that run on 2 cores.

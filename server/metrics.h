@@ -1,4 +1,5 @@
-// Metrics: the server's counters, gauges and histograms, rendered in Prometheus text format.
+// Metrics: the server's counters, gauges and histograms, rendered in Prometheus text format
+// (net/prometheus_text.h).
 // Thread-safe; the scheduler and the gRPC threads update it, the /metrics handler reads it.
 #pragma once
 
@@ -9,21 +10,24 @@
 
 #include "server/state_store.h"
 
+namespace xlserve::net {
+class PrometheusText;
+}
+
 namespace xlserve::server {
 
 class Histogram {
  public:
   explicit Histogram(std::vector<double> bounds);
   void Observe(double value);
-  // Appends the _bucket, _sum and _count lines of metric `name`.
-  void Render(const std::string& name, const std::string& help, std::string* out) const;
+  // Writes the histogram as metric `name`.
+  void Render(const std::string& name, const std::string& help, net::PrometheusText* out) const;
 
  private:
   std::vector<double> bounds_;
   mutable std::mutex mu_;
   std::vector<uint64_t> counts_;  // one per bound, plus +Inf
   double sum_ = 0;
-  uint64_t count_ = 0;
 };
 
 struct Metrics {

@@ -65,7 +65,7 @@ void OutputStage::Process(OutputWork& work) {
   SequenceOutput& seq = *work.seq;
   if (seq.done) return;
   Request& request = *seq.request;
-  const bool finishing = !work.finish_reason.empty();
+  const bool finishing = work.finish_reason.has_value();
   Event e;
   e.index = seq.index;
   for (size_t t = 0; t < work.tokens.size() && !seq.stop_string_hit; ++t) {
@@ -120,11 +120,11 @@ void OutputStage::Process(OutputWork& work) {
   // The engine's last work of the sequence (after a stop string it comes a step later, and
   // the tokens made meanwhile were dropped above).
   const Clock::time_point now = Clock::now();
-  e.finish_reason = seq.stop_string_hit ? "stop" : work.finish_reason;
+  e.finish_reason = seq.stop_string_hit ? FinishReason::kStop : *work.finish_reason;
   e.error = std::move(work.error);
   e.usage = work.usage;
   e.usage.completion_tokens = seq.delivered_tokens;
-  if (seq.delivered_tokens > 0 && e.finish_reason != "error") {
+  if (seq.delivered_tokens > 0 && e.finish_reason != FinishReason::kError) {
     metrics_->e2e_latency.Observe(std::chrono::duration<double>(now - request.arrival).count());
     if (seq.delivered_tokens > 1) {
       metrics_->time_per_output_token.Observe(std::chrono::duration<double>(now - seq.first_token_time).count() /

@@ -51,9 +51,9 @@ struct OutputWork {
   std::vector<int32_t> tokens;
   std::vector<float> logits;  // [tokens, vocab] when the request asked for logprobs
   int vocab_size = 0;
-  std::string finish_reason;  // set on the last work of a sequence
-  absl::Status error;         // with finish_reason "error"
-  Usage usage;                // with finish_reason
+  std::optional<FinishReason> finish_reason;  // set on the last work of a sequence
+  absl::Status error;                         // with FinishReason::kError
+  Usage usage;                                // with finish_reason
 };
 
 class OutputStage {

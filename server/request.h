@@ -13,6 +13,8 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -44,13 +46,28 @@ struct Usage {
   bool session_resumed = false;
 };
 
+// How a completion ended. Wider than the engine's xlserve::FinishReason: the server tells an
+// end-of-sequence token from a stop the request asked for, and has requests that never finish.
+enum class FinishReason {
+  kLength,     // max_tokens reached
+  kStop,       // a stop string or one of the request's stop token ids
+  kEos,        // the model's end-of-sequence token
+  kCancelled,  // the client went away, the deadline passed, or the server shut down
+  kError,
+};
+
+// How the gRPC API spells each reason (GenerateResponse.finish_reason).
+inline constexpr std::pair<FinishReason, std::string_view> kFinishReasonNames[] = {
+    {FinishReason::kLength, "length"}, {FinishReason::kStop, "stop"},   {FinishReason::kEos, "eos"},
+    {FinishReason::kCancelled, "cancelled"}, {FinishReason::kError, "error"}};
+
 // What the scheduler sends back: new tokens and text, or the end of the completion.
 struct Event {
   int index = 0;  // which completion (n > 1)
   std::vector<TokenEvent> tokens;
   std::string text;
-  std::string finish_reason;  // empty until the last event: length, stop, eos, cancelled, error
-  absl::Status error;         // set with finish_reason "error"
+  std::optional<FinishReason> finish_reason;  // set on the last event only
+  absl::Status error;                         // with FinishReason::kError
   Usage usage;
 };
 

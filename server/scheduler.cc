@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <iterator>
 
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 #include "engine/warm_up.h"
 #include "spdlog/spdlog.h"
 
@@ -250,7 +250,7 @@ void Scheduler::ResumeSwapped() {
     const absl::Status st = store_->RestoreSwapped(seq.swapped, seq.slot);
     seq.swapped = -1;
     if (!st.ok()) {
-      Finish(seq, "error", st);
+      Finish(seq, FinishReason::kError, st);
       swapped_.erase(best);
       continue;
     }
@@ -283,7 +283,7 @@ void Scheduler::Admit() {
         if (slot.ok()) (void)cache_->Release(*slot);
         Event e;
         e.index = i;
-        e.finish_reason = "error";
+        e.finish_reason = FinishReason::kError;
         e.error = st;
         next->events.Push(std::move(e));
       }
@@ -366,7 +366,7 @@ void Scheduler::DropCancelledWaiting() {
     for (int i = 0; i < r->n; ++i) {
       Event e;
       e.index = i;
-      e.finish_reason = "cancelled";
+      e.finish_reason = FinishReason::kCancelled;
       r->events.Push(std::move(e));
     }
     ++metrics_->requests_cancelled_total;
@@ -380,9 +380,9 @@ void Scheduler::DropCancelled() {
       if (seq->finished) continue;
       const bool expired = seq->request->deadline && now > *seq->request->deadline;
       if (seq->request->cancelled || expired) {
-        Finish(*seq, "cancelled");
+        Finish(*seq, FinishReason::kCancelled);
       } else if (seq->out->stop_requested) {
-        Finish(*seq, "stop");
+        Finish(*seq, FinishReason::kStop);
       }
     }
     list->remove_if([](const auto& s) { return s->finished; });
@@ -472,21 +472,22 @@ void Scheduler::FinishDecoded() {
     Sequence& seq = *seq_ptr;
     if (seq.finished || seq.decoder_id < 0 || !decoder_.finished(seq.decoder_id)) continue;
     const GenerationResult& r = decoder_.result(seq.decoder_id);
-    std::string reason = "length";
-    if (r.finish_reason == FinishReason::kStop) {
+    FinishReason reason = FinishReason::kLength;
+    if (r.finish_reason == xlserve::FinishReason::kStop) {
       const int32_t last = r.tokens.back();
       const auto& eos = config_.eos_token_ids;
       const auto& user = seq.request->user_stop_token_ids;
       const bool user_stop = std::find(user.begin(), user.end(), last) != user.end();
-      reason = !user_stop && std::find(eos.begin(), eos.end(), last) != eos.end() ? "eos" : "stop";
+      reason = !user_stop && std::find(eos.begin(), eos.end(), last) != eos.end() ? FinishReason::kEos
+                                                                                 : FinishReason::kStop;
     }
     Finish(seq, reason);
   }
   running_.remove_if([](const auto& s) { return s->finished; });
 }
 
-void Scheduler::Finish(Sequence& seq, const std::string& reason, absl::Status error) {
-  const bool completed = reason != "cancelled" && reason != "error";
+void Scheduler::Finish(Sequence& seq, FinishReason reason, absl::Status error) {
+  const bool completed = reason != FinishReason::kCancelled && reason != FinishReason::kError;
   if (seq.decoder_id >= 0) {
     const GenerationResult r = decoder_.Remove(seq.decoder_id);
     seq.decoder_id = -1;
@@ -524,7 +525,7 @@ void Scheduler::Finish(Sequence& seq, const std::string& reason, absl::Status er
     store_->DropSwapped(seq.swapped);
     seq.swapped = -1;
   }
-  if (reason == "cancelled") ++metrics_->requests_cancelled_total;
+  if (reason == FinishReason::kCancelled) ++metrics_->requests_cancelled_total;
   OutputWork work = std::move(seq.work);
   work.seq = seq.out;
   work.finish_reason = reason;
@@ -544,7 +545,7 @@ void Scheduler::Finish(Sequence& seq, const std::string& reason, absl::Status er
 void Scheduler::FailAll(const absl::Status& error) {
   spdlog::error("engine step failed: {}", error.ToString());
   for (auto& seq : running_) {
-    if (!seq->finished) Finish(*seq, "error", error);
+    if (!seq->finished) Finish(*seq, FinishReason::kError, error);
   }
   running_.remove_if([](const auto& s) { return s->finished; });
 }

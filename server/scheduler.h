@@ -66,7 +66,7 @@ class Scheduler {
   // Queues a validated request. RESOURCE_EXHAUSTED when the queue is full, INVALID_ARGUMENT
   // when n exceeds the slots, UNAVAILABLE after Shutdown().
   absl::Status Submit(std::shared_ptr<Request> request);
-  // Stops admitting and ends queued requests (finish_reason "cancelled"); running ones may
+  // Stops admitting and ends queued requests (FinishReason::kCancelled); running ones may
   // finish during `grace`, then the rest are cancelled too. Joins the threads.
   void Shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(0));
 
@@ -94,7 +94,7 @@ class Scheduler {
   absl::Status Step();
   absl::Status AfterPrefill(Sequence& seq, const ForwardOutput& out, int index);
   void FinishDecoded();
-  void Finish(Sequence& seq, const std::string& reason, absl::Status error = absl::OkStatus());
+  void Finish(Sequence& seq, FinishReason reason, absl::Status error = absl::OkStatus());
   void FailAll(const absl::Status& error);
   void OnToken(Sequence& seq, int32_t token, std::span<const float> logits);
   void Deliver();

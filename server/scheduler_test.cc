@@ -16,7 +16,7 @@ using testing::FakeBackendOptions;
 
 struct Completion {
   std::vector<int32_t> tokens;
-  std::string finish_reason;
+  std::optional<FinishReason> finish_reason;
   absl::Status error;
   Usage usage;
   int finished_at = -1;  // iteration
@@ -62,7 +62,7 @@ class Harness {
   void RunUntilDone(int limit = 2000) {
     for (int i = 0; i < limit; ++i) {
       bool all = true;
-      for (auto& [req, c] : results_) all = all && !c.finish_reason.empty();
+      for (auto& [req, c] : results_) all = all && c.finish_reason.has_value();
       if (all) return;
       Iterate();
     }
@@ -79,8 +79,8 @@ class Harness {
   void Collect(const std::shared_ptr<Request>& r, Completion& c) {
     for (Event& e : r->events.Pop(std::chrono::milliseconds(0))) {
       for (const TokenEvent& t : e.tokens) c.tokens.push_back(t.token_id);
-      if (!e.finish_reason.empty()) {
-        REQUIRE(c.finish_reason.empty());  // exactly one final event
+      if (e.finish_reason) {
+        REQUIRE_FALSE(c.finish_reason);  // exactly one final event
         c.finish_reason = e.finish_reason;
         c.error = e.error;
         c.usage = e.usage;
@@ -114,7 +114,7 @@ TEST_CASE("greedy completions are the model's own, whatever the batching and chu
   for (int i = 0; i < 6; ++i) {
     const Completion& c = h.Result(reqs[i]);
     INFO("request " << i);
-    CHECK(c.finish_reason == "length");
+    CHECK(c.finish_reason == FinishReason::kLength);
     CHECK(c.tokens == h.backend.Greedy(reqs[i]->generation.prompt_ids, 5 + 3 * i));
     CHECK(c.usage.completion_tokens == 5 + 3 * i);
     CHECK(c.usage.prompt_tokens == 3 + 11 * i);
@@ -136,12 +136,12 @@ TEST_CASE("each iteration is one forward pass: decode rows first, then a bounded
   auto long_prompt = h.Submit(Prompt(50, 2), 3);
   h.Track(long_prompt);
   int mixed = 0;
-  while (h.Result(long_prompt).finish_reason.empty()) {
+  while (!h.Result(long_prompt).finish_reason) {
     const size_t before = h.backend.forwards.size();
     h.Iterate();
     REQUIRE(h.backend.forwards.size() == before + 1);
     const auto& rows = h.backend.forwards.back();
-    if (h.Result(streaming).finish_reason.empty()) {
+    if (!h.Result(streaming).finish_reason) {
       // The running stream decodes in every pass, first; the prompt's chunk stays small.
       REQUIRE(!rows.empty());
       CHECK(rows[0].tokens == 1);
@@ -216,7 +216,7 @@ TEST_CASE("cancellation and deadlines end a request at the next iteration and fr
   expired->deadline = std::chrono::steady_clock::now() - std::chrono::seconds(1);
   queued->cancelled = true;
   h.Iterate();
-  for (auto& r : {cancelled, expired, queued}) CHECK(h.Result(r).finish_reason == "cancelled");
+  for (auto& r : {cancelled, expired, queued}) CHECK(h.Result(r).finish_reason == FinishReason::kCancelled);
   CHECK(h.scheduler->slots_in_use() == 0);
   CHECK(h.metrics.requests_cancelled_total == 3);
   // Cancelled work keeps no state.
@@ -258,7 +258,7 @@ TEST_CASE("speculative verify rows and prompt chunks share one pass, and the out
   auto plain = h.Submit(Prompt(30, 2), 5);
   h.Track(plain);
   bool shared = false;
-  while (h.Result(plain).finish_reason.empty() && h.iterations < 500) {
+  while (!h.Result(plain).finish_reason && h.iterations < 500) {
     h.Iterate();
     const auto& rows = h.backend.forwards.back();
     if (rows.size() == 2 && rows[0].defer && rows[0].tokens > 1 && !rows[1].defer) shared = true;
@@ -314,7 +314,7 @@ TEST_CASE("a session's next turn prefills only its new tokens and continues exac
   h.RunUntilDone();
   CHECK_FALSE(h.Result(unknown).usage.session_resumed);
   CHECK(h.Result(unknown).tokens == h.backend.Greedy(p3, 2));
-  CHECK(h.Result(demanded).finish_reason == "error");
+  CHECK(h.Result(demanded).finish_reason == FinishReason::kError);
   CHECK(h.Result(demanded).error.code() == absl::StatusCode::kNotFound);
   CHECK(h.metrics.sessions_resumed_total == 1);
   CHECK(h.metrics.sessions_missed_total == 2);
@@ -388,7 +388,7 @@ TEST_CASE("a failed forward pass ends the running requests with an error, and se
   h.Iterate();
   h.backend.fail_next_forward = absl::InternalError("device lost");
   h.Iterate();
-  CHECK(h.Result(a).finish_reason == "error");
+  CHECK(h.Result(a).finish_reason == FinishReason::kError);
   CHECK(h.Result(a).error.code() == absl::StatusCode::kInternal);
   CHECK(h.scheduler->slots_in_use() == 0);
   auto b = h.Submit(Prompt(5, 2), 3);

@@ -9,6 +9,7 @@
 
 #include "net/api_keys.h"
 #include "net/http_listener.h"
+#include "net/prometheus_text.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
 #include "server/xlserve_service.h"
@@ -83,9 +84,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   if (!keys.ok()) return keys.status();
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials = Credentials(config);
   if (!credentials.ok()) return credentials.status();
-  const int64_t state_bytes = s->backend_->snapshot_bytes();
   s->service_ = std::make_unique<XlServeService>(s->scheduler_.get(), s->tokenizer_.get(), model, config,
-                                                 s->backend_->num_mtp_heads(), state_bytes, *keys);
+                                                 *s->backend_, *keys);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -117,7 +117,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
     s->http_ = std::make_unique<net::HttpListener>(limits);
     Metrics* metrics = s->metrics_.get();
     s->http_->Get("/metrics", [metrics](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics->Render(), "text/plain; version=0.0.4");
+      res.set_content(metrics->Render(), net::kPrometheusContentType);
     });
     const std::atomic<bool>* draining = &s->draining_;
     s->http_->Get("/health", [draining](const httplib::Request&, httplib::Response& res) {
@@ -136,7 +136,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
     s->metrics_port_ = *bound;
   }
   spdlog::info("serving {} on {}:{} ({} slots, device {}), metrics on port {}{}{}", config.model_name, config.host,
-               s->port_, config.max_num_seqs, config.device, s->metrics_port_,
+               s->port_, config.max_num_seqs, s->backend_->name(), s->metrics_port_,
                config.tls_cert_file.empty() ? "" : ", TLS", keys->enabled() ? ", API keys required" : "");
   return s;
 }

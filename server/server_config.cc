@@ -1,8 +1,5 @@
 #include "server/server_config.h"
 
-#include <fstream>
-#include <sstream>
-
 namespace xlserve::server {
 namespace {
 
@@ -10,56 +7,55 @@ using C = ServerConfig;
 constexpr double kPorts = 65535;
 constexpr double kLarge = 1 << 30;
 
-std::string Number(double v) {
-  std::ostringstream out;
-  out << v;
-  return out.str();
-}
-
 }  // namespace
 
-const std::vector<ServerSetting>& ServerSettings() {
-  static const std::vector<ServerSetting> settings = {
+const settings::SettingsTable<ServerConfig>& ServerSettings() {
+  static const settings::SettingsTable<ServerConfig> table = {
       {"model", &C::model, "model directory (config.json, safetensors, tokenizer.json)"},
       {"model_name", &C::model_name, "name reported and matched against requests (default: the directory name)"},
       {"host", &C::host, "address to bind"},
-      {"port", &C::port, "gRPC port (0: any free port, printed at start)", 0, kPorts},
-      {"metrics_port", &C::metrics_port, "HTTP port of /metrics and /health (-1: off, 0: any free port)", -1, kPorts},
-      {"device", &C::device, "backend: auto (cuda when a GPU is present), cpu or cuda", -1e300, 1e300,
-       {"auto", "cpu", "cuda"}},
-      {"state_dtype", &C::state_dtype, "recurrent state storage: f32, or bf16 (CUDA only; the maths stays fp32)",
-       -1e300, 1e300, {"f32", "bf16"}},
-      {"threads", &C::threads, "CPU backend threads (0: one per core)", 0, 4096},
-      {"max_num_seqs", &C::max_num_seqs, "state slots: sequences decoding at once", 1, 1 << 16},
-      {"max_queue", &C::max_queue, "waiting requests before RESOURCE_EXHAUSTED", 1, kLarge},
-      {"max_prompt_tokens", &C::max_prompt_tokens, "longest prompt accepted", 1, kLarge},
-      {"max_tokens", &C::max_tokens, "largest max_tokens a request may ask", 1, kLarge},
-      {"default_max_tokens", &C::default_max_tokens, "max_tokens of requests that give none", 1, kLarge},
-      {"max_n", &C::max_n, "largest n (completions per request)", 1, 1 << 16},
-      {"max_message_bytes", &C::max_message_bytes, "largest gRPC message", 1, kLarge},
+      {"port", &C::port, "gRPC port (0: any free port, printed at start)", {0, kPorts}},
+      {"metrics_port", &C::metrics_port, "HTTP port of /metrics and /health (-1: off, 0: any free port)",
+       {-1, kPorts}},
+      {"device", &C::device, kDeviceNames, "backend (auto: cuda when a GPU is present)"},
+      {"state_dtype", &C::state_dtype, kStateDTypeNames,
+       "recurrent state storage (bf16: CUDA only; the maths stays fp32)"},
+      {"precision", &C::precision, kPrecisionSettingNames,
+       "products with bf16 weights: exact (~fp32), bf16 (bf16 activations into the tensor cores, fp32 "
+       "accumulation; the maths of the state stays fp32), or auto: bf16 for a bf16 checkpoint on CUDA, else exact"},
+      {"threads", &C::threads, "CPU backend threads (0: one per core)", {0, 4096}},
+      {"max_num_seqs", &C::max_num_seqs, "state slots: sequences decoding at once", {1, 1 << 16}},
+      {"max_queue", &C::max_queue, "waiting requests before RESOURCE_EXHAUSTED", {1, kLarge}},
+      {"max_prompt_tokens", &C::max_prompt_tokens, "longest prompt accepted", {1, kLarge}},
+      {"max_tokens", &C::max_tokens, "largest max_tokens a request may ask", {1, kLarge}},
+      {"default_max_tokens", &C::default_max_tokens, "max_tokens of requests that give none", {1, kLarge}},
+      {"max_n", &C::max_n, "largest n (completions per request)", {1, 1 << 16}},
+      {"max_message_bytes", &C::max_message_bytes, "largest gRPC message", {1, kLarge}},
       {"step_token_budget", &C::step_token_budget,
-       "rows of one forward pass: decode and verify rows first, prompt chunks the rest", 1, kLarge},
+       "rows of one forward pass: decode and verify rows first, prompt chunks the rest", {1, kLarge}},
       {"prefill_chunk_while_decoding", &C::prefill_chunk_while_decoding,
        "prompt tokens in a forward pass that also decodes: bounds running streams' time per token when a prompt "
        "arrives (7B on an H200: 64 tokens beside 31 decode rows cost 1.5x a plain step, 128 tokens 2x)",
-       1, kLarge},
-      {"request_timeout_s", &C::request_timeout_s, "seconds before a request without a deadline ends", 1e-3, 1e9},
+       {1, kLarge}},
+      {"request_timeout_s", &C::request_timeout_s, "seconds before a request without a deadline ends", {1e-3, 1e9}},
       {"shutdown_grace_s", &C::shutdown_grace_s,
-       "seconds running streams may finish after SIGTERM before they are cancelled", 0, 1e9},
+       "seconds running streams may finish after SIGTERM before they are cancelled", {0, 1e9}},
       {"state_cache_gpu_mb", &C::state_cache_gpu_mb,
        "GPU memory for kept states (prefix cache, sessions, preemption), MiB; -1: what is free after weights, "
        "slots and warm-up, less a margin; 0: none",
-       -1, kLarge},
+       {-1, kLarge}},
       {"state_cache_host_mb", &C::state_cache_host_mb,
-       "pinned host memory for kept states, MiB; -1: an eighth of the machine's memory, at most 8 GiB; 0: none", -1,
-       kLarge},
-      {"prefix_cache_min_tokens", &C::prefix_cache_min_tokens, "shortest prompt prefix worth keeping a state for", 1,
-       kLarge},
-      {"max_sessions", &C::max_sessions, "sessions kept at most, besides the byte bound (0: sessions off)", 0, kLarge},
-      {"session_ttl_s", &C::session_ttl_s, "seconds an idle session is kept", 1e-3, 1e9},
-      {"speculation", &C::speculation, "default speculation mode of requests: off, on or auto", -1e300, 1e300,
-       {"off", "on", "auto"}},
-      {"num_draft", &C::num_draft, "default drafts per speculative step", 0, 16},
+       "pinned host memory for kept states, MiB; -1: an eighth of the machine's memory, at most 8 GiB; 0: none",
+       {-1, kLarge}},
+      {"prefix_cache_min_tokens", &C::prefix_cache_min_tokens, "shortest prompt prefix worth keeping a state for",
+       {1, kLarge}},
+      {"max_sessions", &C::max_sessions, "sessions kept at most, besides the byte bound (0: sessions off)",
+       {0, kLarge}},
+      {"session_ttl_s", &C::session_ttl_s, "seconds an idle session is kept", {1e-3, 1e9}},
+      {"speculation", &C::speculation, kSpeculationModeNames,
+       "default self-speculative decoding of requests with the model's MTP heads (auto: draft length from measured "
+       "acceptance and step cost)"},
+      {"num_draft", &C::num_draft, "default drafts per speculative step", {0, 16}},
       {"warm_up", &C::warm_up,
        "run every step shape once before serving (GEMM choices and CUDA graphs ready; nothing tuned in a live "
        "step)"},
@@ -71,77 +67,11 @@ const std::vector<ServerSetting>& ServerSettings() {
       {"tls_client_ca", &C::tls_client_ca_file, "PEM roots: require client certificates signed by them"},
       {"reflection", &C::reflection, "serve gRPC server reflection (--reflection=false: off)"},
   };
-  return settings;
-}
-
-std::string FlagName(std::string_view key) {
-  std::string flag(key);
-  for (char& c : flag) c = c == '_' ? '-' : c;
-  return flag;
-}
-
-absl::Status ApplyServerConfigJson(const nlohmann::json& j, ServerConfig* c) {
-  if (!j.is_object()) return absl::InvalidArgumentError("server config must be a JSON object");
-  for (const auto& [key, value] : j.items()) {
-    const ServerSetting* setting = nullptr;
-    for (const ServerSetting& s : ServerSettings()) {
-      if (s.key == key) setting = &s;
-    }
-    if (!setting) return absl::InvalidArgumentError("unknown server config key \"" + key + "\"");
-    const bool ok = std::visit(
-        [&](auto member) {
-          using T = std::remove_cvref_t<decltype(c->*member)>;
-          const bool right = std::is_same_v<T, bool>          ? value.is_boolean()
-                             : std::is_same_v<T, std::string> ? value.is_string()
-                             : std::is_same_v<T, int>         ? value.is_number_integer()
-                                                              : value.is_number();
-          if (right) c->*member = value.get<T>();
-          return right;
-        },
-        setting->field);
-    if (!ok) {
-      return absl::InvalidArgumentError("server config key \"" + key + "\" has the wrong type: " + value.dump());
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status LoadServerConfigFile(const std::string& path, ServerConfig* config) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError("cannot open server config " + path);
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
-  if (j.is_discarded()) return absl::InvalidArgumentError("server config " + path + " is not valid JSON");
-  absl::Status st = ApplyServerConfigJson(j, config);
-  if (!st.ok()) return absl::InvalidArgumentError(path + ": " + std::string(st.message()));
-  return absl::OkStatus();
+  return table;
 }
 
 absl::Status ValidateServerConfig(const ServerConfig& c) {
-  for (const ServerSetting& s : ServerSettings()) {
-    const std::string key(s.key);
-    absl::Status st = std::visit(
-        [&](auto member) -> absl::Status {
-          using T = std::remove_cvref_t<decltype(c.*member)>;
-          if constexpr (std::is_same_v<T, std::string>) {
-            if (s.choices.empty()) return absl::OkStatus();
-            for (std::string_view choice : s.choices) {
-              if (c.*member == choice) return absl::OkStatus();
-            }
-            std::string list;
-            for (std::string_view choice : s.choices) list += (list.empty() ? "" : ", ") + std::string(choice);
-            return absl::InvalidArgumentError(key + " must be one of " + list + ", got \"" + c.*member + "\"");
-          } else if constexpr (std::is_same_v<T, bool>) {
-            return absl::OkStatus();
-          } else {
-            const double v = static_cast<double>(c.*member);
-            if (v >= s.min && v <= s.max) return absl::OkStatus();
-            return absl::InvalidArgumentError(key + " must be in [" + Number(s.min) + ", " + Number(s.max) +
-                                              "], got " + Number(v));
-          }
-        },
-        s.field);
-    if (!st.ok()) return st;
-  }
+  if (absl::Status st = settings::CheckRanges(ServerSettings(), c); !st.ok()) return st;
   if (c.default_max_tokens > c.max_tokens) {
     return absl::InvalidArgumentError("default_max_tokens must be <= max_tokens");
   }

@@ -1,14 +1,15 @@
 // ServerConfig: every setting of `xlserve serve`, and the one table (ServerSettings) from which
-// its JSON keys, command-line flags, --help text and range checks all derive.
+// its JSON keys (configs/server.json), command-line flags, --help text and range checks all
+// derive (settings/settings_table.h).
 #pragma once
 
 #include <string>
-#include <string_view>
-#include <variant>
-#include <vector>
 
-#include "absl/status/statusor.h"
-#include "nlohmann/json.hpp"
+#include "absl/status/status.h"
+#include "engine/device.h"
+#include "engine/generator.h"
+#include "engine/util/dtype.h"
+#include "settings/settings_table.h"
 
 namespace xlserve::server {
 
@@ -19,8 +20,9 @@ struct ServerConfig {
   std::string host = "127.0.0.1";
   int port = 50051;
   int metrics_port = 9090;
-  std::string device = "auto";
-  std::string state_dtype = "f32";
+  Device device = Device::kAuto;
+  DType state_dtype = DType::kF32;
+  PrecisionSetting precision = PrecisionSetting::kAuto;
   int threads = 0;
   int max_num_seqs = 8;
   int max_queue = 64;
@@ -38,7 +40,7 @@ struct ServerConfig {
   int prefix_cache_min_tokens = 16;
   int max_sessions = 100000;
   double session_ttl_s = 1800;
-  std::string speculation = "auto";
+  SpeculationMode speculation = SpeculationMode::kAuto;
   int num_draft = 3;
   bool warm_up = true;
   // Security. Keys come from api_key_file and $XLSERVE_API_KEYS; with any, XlServe calls need
@@ -50,27 +52,11 @@ struct ServerConfig {
   bool reflection = true;          // gRPC server reflection (grpcurl without .proto files)
 };
 
-struct ServerSetting {
-  using Field = std::variant<int ServerConfig::*, double ServerConfig::*, std::string ServerConfig::*,
-                             bool ServerConfig::*>;
-  std::string_view key;  // JSON key; the flag is --key with '-' for '_'
-  Field field;
-  std::string_view help;
-  double min = -1e300;  // numbers: the accepted range
-  double max = 1e300;
-  std::vector<std::string_view> choices = {};  // strings: the accepted values (empty: any)
-};
-
 // Every setting, in --help order.
-const std::vector<ServerSetting>& ServerSettings();
-// "max_num_seqs" -> "max-num-seqs".
-std::string FlagName(std::string_view key);
+const settings::SettingsTable<ServerConfig>& ServerSettings();
 
-// Applies the keys of a JSON object over `config`; unknown keys and wrong types are errors
-// naming the key.
-absl::Status ApplyServerConfigJson(const nlohmann::json& j, ServerConfig* config);
-absl::Status LoadServerConfigFile(const std::string& path, ServerConfig* config);
-// Ranges and choices from the table, then the rules that tie settings together.
+// The table's ranges, then the rules that tie settings together. INVALID_ARGUMENT naming the
+// setting.
 absl::Status ValidateServerConfig(const ServerConfig& config);
 
 }  // namespace xlserve::server

@@ -8,24 +8,41 @@ namespace {
 TEST_CASE("the shipped server config loads, validates and sets every key it names") {
   ServerConfig config;
   config.port = 1;
-  REQUIRE(LoadServerConfigFile("configs/server.json", &config).ok());
+  REQUIRE(settings::ApplyJsonFile(ServerSettings(), "configs/server.json", &config).ok());
   CHECK(ValidateServerConfig(config).ok());
   CHECK(config.port == 50051);
   CHECK(config.host == "127.0.0.1");
 }
 
+TEST_CASE("choices are enums: parsed once from their names, a bad name is an error listing them") {
+  ServerConfig config;
+  REQUIRE(settings::ApplyJson(ServerSettings(),
+                              nlohmann::json{{"device", "cpu"}, {"state_dtype", "bf16"}, {"speculation", "off"}},
+                              &config)
+              .ok());
+  CHECK(config.device == Device::kCpu);
+  CHECK(config.state_dtype == DType::kBF16);
+  CHECK(config.speculation == SpeculationMode::kOff);
+  const absl::Status bad = settings::ApplyJson(ServerSettings(), nlohmann::json{{"speculation", "sometimes"}}, &config);
+  CHECK(std::string(bad.message()) == "key \"speculation\": 'sometimes' is not one of off, on, auto");
+  CHECK_FALSE(settings::ApplyJson(ServerSettings(), nlohmann::json{{"state_dtype", "f16"}}, &config).ok());
+  CHECK_FALSE(settings::ApplyJson(ServerSettings(), nlohmann::json{{"precision", "fp8"}}, &config).ok());
+  REQUIRE(settings::ApplyJson(ServerSettings(), nlohmann::json{{"precision", "bf16"}}, &config).ok());
+  CHECK(config.precision == PrecisionSetting::kBf16);
+}
+
 TEST_CASE("config JSON errors name the offending key") {
   ServerConfig config;
-  absl::Status unknown = ApplyServerConfigJson(nlohmann::json{{"max_num_seq", 4}}, &config);
+  absl::Status unknown = settings::ApplyJson(ServerSettings(), nlohmann::json{{"max_num_seq", 4}}, &config);
   CHECK(unknown.code() == absl::StatusCode::kInvalidArgument);
   CHECK(std::string(unknown.message()).find("max_num_seq") != std::string::npos);
 
-  absl::Status wrong_type = ApplyServerConfigJson(nlohmann::json{{"max_queue", "lots"}}, &config);
+  absl::Status wrong_type = settings::ApplyJson(ServerSettings(), nlohmann::json{{"max_queue", "lots"}}, &config);
   CHECK(wrong_type.code() == absl::StatusCode::kInvalidArgument);
   CHECK(std::string(wrong_type.message()).find("max_queue") != std::string::npos);
 
-  CHECK_FALSE(ApplyServerConfigJson(nlohmann::json::array(), &config).ok());
-  CHECK(LoadServerConfigFile("no/such/server.json", &config).code() == absl::StatusCode::kNotFound);
+  CHECK(settings::ApplyJsonFile(ServerSettings(), "no/such/server.json", &config).code() ==
+        absl::StatusCode::kNotFound);
 }
 
 TEST_CASE("validation rejects settings that would leave a resource unbounded or unusable") {
@@ -42,9 +59,8 @@ TEST_CASE("validation rejects settings that would leave a resource unbounded or 
   rejects([](ServerConfig& c) { c.step_token_budget = 0; }, "step_token_budget");
   rejects([](ServerConfig& c) { c.default_max_tokens = c.max_tokens + 1; }, "default_max_tokens");
   rejects([](ServerConfig& c) { c.port = 70000; }, "port");
-  rejects([](ServerConfig& c) { c.speculation = "sometimes"; }, "speculation");
   rejects([](ServerConfig& c) { c.shutdown_grace_s = -1; }, "shutdown_grace_s");
-  rejects([](ServerConfig& c) { c.state_dtype = "f16"; }, "state_dtype");
+  rejects([](ServerConfig& c) { c.tls_key_file = "key.pem"; }, "tls_cert");
   CHECK(ValidateServerConfig(ServerConfig{}).ok());
 }
 

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace xlserve::server {
 namespace {

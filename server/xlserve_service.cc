@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "engine/sampling/sampling_params.h"
+#include "settings/setting.h"
 #include "spdlog/spdlog.h"
 
 namespace xlserve::server {
@@ -115,14 +116,12 @@ absl::StatusOr<std::shared_ptr<Request>> BuildRequest(const v1::GenerateRequest&
   r->require_session = p.require_session();
   if (r->require_session && r->session_id.empty()) return Invalid("require_session needs a session_id");
   if (!r->session_id.empty() && r->n > 1) return Invalid("session_id needs n = 1");
-  std::string mode = config.speculation;
   switch (p.speculation()) {
-    case v1::SPECULATION_MODE_OFF: mode = "off"; break;
-    case v1::SPECULATION_MODE_ON: mode = "on"; break;
-    case v1::SPECULATION_MODE_AUTO: mode = "auto"; break;
-    default: break;
+    case v1::SPECULATION_MODE_OFF: g.speculation = SpeculationMode::kOff; break;
+    case v1::SPECULATION_MODE_ON: g.speculation = SpeculationMode::kOn; break;
+    case v1::SPECULATION_MODE_AUTO: g.speculation = SpeculationMode::kAuto; break;
+    default: g.speculation = config.speculation; break;
   }
-  g.speculation = mode == "off" ? SpeculationMode::kOff : mode == "on" ? SpeculationMode::kOn : SpeculationMode::kAuto;
   if (p.num_draft() < 0) return Invalid("num_draft must be >= 0");
   g.num_draft = p.num_draft() > 0 ? std::min(p.num_draft(), mtp_heads) : config.num_draft;
   r->id = NextRequestId();
@@ -131,13 +130,14 @@ absl::StatusOr<std::shared_ptr<Request>> BuildRequest(const v1::GenerateRequest&
 }
 
 XlServeService::XlServeService(Scheduler* scheduler, const Tokenizer* tokenizer, const ModelConfig& model,
-                               const ServerConfig& config, int mtp_heads, int64_t state_bytes, net::ApiKeys keys)
+                               const ServerConfig& config, const Backend& backend, net::ApiKeys keys)
     : scheduler_(scheduler),
       tokenizer_(tokenizer),
       model_(model),
       config_(config),
-      mtp_heads_(mtp_heads),
-      state_bytes_(state_bytes),
+      device_(backend.name()),
+      mtp_heads_(backend.num_mtp_heads()),
+      state_bytes_(backend.snapshot_bytes()),
       keys_(std::move(keys)) {}
 
 grpc::Status XlServeService::Authorize(grpc::ServerContext* context, std::string* key_tag) const {
@@ -250,9 +250,9 @@ grpc::Status XlServeService::Generate(grpc::ServerContext* context, const v1::Ge
         }
       }
       out.set_text(e.text);
-      if (!e.finish_reason.empty()) {
+      if (e.finish_reason) {
         ++finished;
-        out.set_finish_reason(e.finish_reason);
+        out.set_finish_reason(std::string(settings::NameOf(*e.finish_reason, kFinishReasonNames)));
         v1::Usage* u = out.mutable_usage();
         u->set_prompt_tokens(e.usage.prompt_tokens);
         u->set_completion_tokens(e.usage.completion_tokens);
@@ -262,8 +262,9 @@ grpc::Status XlServeService::Generate(grpc::ServerContext* context, const v1::Ge
         u->set_drafted_tokens(e.usage.drafted_tokens);
         u->set_accepted_drafts(e.usage.accepted_drafts);
         u->set_session_resumed(e.usage.session_resumed);
-        if (e.finish_reason == "error") error = e.error;
-        if (e.finish_reason == "cancelled" && !client_gone && Clock::now() >= *request->deadline) expired = true;
+        if (e.finish_reason == FinishReason::kError) error = e.error;
+        const bool past_deadline = !client_gone && Clock::now() >= *request->deadline;
+        if (e.finish_reason == FinishReason::kCancelled && past_deadline) expired = true;
       }
       if (!client_gone && !writer->Write(out)) {
         client_gone = true;
@@ -307,7 +308,7 @@ void XlServeService::FillModelInfo(v1::ModelInfo* info) const {
   info->set_max_num_seqs(config_.max_num_seqs);
   info->set_max_prompt_tokens(config_.max_prompt_tokens);
   info->set_max_tokens(config_.max_tokens);
-  info->set_device(config_.device);
+  info->set_device(device_);
   for (int id : model_.eos_token_ids) info->add_eos_token_ids(id);
 }
 

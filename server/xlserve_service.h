@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "engine/backend.h"
 #include "engine/model/model_config.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "net/api_keys.h"
@@ -33,8 +34,9 @@ grpc::Status ToGrpcStatus(const absl::Status& status);
 class XlServeService final : public v1::XlServe::StreamedService {
  public:
   // Everything passed by pointer or reference must outlive the service.
+  // The backend is only asked what ModelInfo reports (its device, heads and state size).
   XlServeService(Scheduler* scheduler, const Tokenizer* tokenizer, const ModelConfig& model,
-                 const ServerConfig& config, int mtp_heads, int64_t state_bytes, net::ApiKeys keys);
+                 const ServerConfig& config, const Backend& backend, net::ApiKeys keys);
 
   grpc::Status StreamedGenerate(
       grpc::ServerContext* context,
@@ -60,6 +62,7 @@ class XlServeService final : public v1::XlServe::StreamedService {
   const Tokenizer* tokenizer_;
   ModelConfig model_;
   ServerConfig config_;
+  std::string device_;  // the backend's: "cpu" or "cuda", also where config.device was "auto"
   int mtp_heads_;
   int64_t state_bytes_;
   net::ApiKeys keys_;

@@ -197,7 +197,7 @@ void CpuBackend::Unembed(const std::vector<float>& x, const std::vector<int64_t>
                  normed.data() + p * d);
   }
   Linear(pool_, normed.data(), static_cast<int64_t>(rows.size()), d, weights_->lm_head,
-         TensorView{}, logits, cfg.vocab_size);
+         TensorView{}, logits, cfg.vocab_size, options_.precision);
   cpu::SoftCap(std::span<float>(logits, rows.size() * cfg.vocab_size), cfg.output_logit_soft_cap);
 }
 
@@ -243,7 +243,7 @@ void CpuBackend::RunMtpHeads(std::span<const SequenceInput> batch,
     } else {
       h.resize(z_sub.size());
       Linear(pool_, z_sub.data(), sub_begin.back(), d, weights_->mtp_linear_heads[head - 1].proj_w,
-             TensorView{}, h.data(), d);
+             TensorView{}, h.data(), d, options_.precision);
     }
     Unembed(h, rows, logits.data());
     for (size_t q = 0; q < rows.size(); ++q) {
@@ -323,12 +323,12 @@ void CpuBackend::RunBlock(const BlockWeights& w, int layer, std::span<const Sequ
   cpu::RmsNorm(x.data(), rows, d, w.norm_mlstm_w, w.norm_mlstm_b, cfg.norm_eps, xn.data());
   std::vector<float> q(rows * qk_dim), k(rows * qk_dim), v(rows * v_dim), o(rows * v_dim);
   std::vector<float> ig(rows * heads), fg(rows * heads);
-  Linear(pool_, xn.data(), rows, d, w.q_w, w.q_b, q.data(), qk_dim);
-  Linear(pool_, xn.data(), rows, d, w.k_w, w.k_b, k.data(), qk_dim);
-  Linear(pool_, xn.data(), rows, d, w.v_w, w.v_b, v.data(), v_dim);
-  Linear(pool_, xn.data(), rows, d, w.ogate_w, w.ogate_b, o.data(), v_dim);
-  Linear(pool_, xn.data(), rows, d, w.igate_w, w.igate_b, ig.data(), heads);
-  Linear(pool_, xn.data(), rows, d, w.fgate_w, w.fgate_b, fg.data(), heads);
+  Linear(pool_, xn.data(), rows, d, w.q_w, w.q_b, q.data(), qk_dim, options_.precision);
+  Linear(pool_, xn.data(), rows, d, w.k_w, w.k_b, k.data(), qk_dim, options_.precision);
+  Linear(pool_, xn.data(), rows, d, w.v_w, w.v_b, v.data(), v_dim, options_.precision);
+  Linear(pool_, xn.data(), rows, d, w.ogate_w, w.ogate_b, o.data(), v_dim, options_.precision);
+  Linear(pool_, xn.data(), rows, d, w.igate_w, w.igate_b, ig.data(), heads, options_.precision);
+  Linear(pool_, xn.data(), rows, d, w.fgate_w, w.fgate_b, fg.data(), heads, options_.precision);
   cpu::SoftCap(ig, cfg.gate_soft_cap);
   cpu::SoftCap(fg, cfg.gate_soft_cap);
 
@@ -379,17 +379,17 @@ void CpuBackend::RunBlock(const BlockWeights& w, int layer, std::span<const Sequ
   cpu::MultiHeadLayerNorm(h.data(), rows, heads, dv, w.mh_norm_w, w.mh_norm_b, cfg.norm_eps);
   for (int64_t i = 0; i < rows * v_dim; ++i) h[i] *= cpu::Sigmoid(o[i]);
   std::vector<float> y(rows * d);
-  Linear(pool_, h.data(), rows, v_dim, w.out_proj_w, w.out_proj_b, y.data(), d);
+  Linear(pool_, h.data(), rows, v_dim, w.out_proj_w, w.out_proj_b, y.data(), d, options_.precision);
   for (int64_t i = 0; i < rows * d; ++i) x[i] += y[i];
 
   // Feed-forward sub-layer: x += down(silu(up_gate(xn)) * up(xn)).
   cpu::RmsNorm(x.data(), rows, d, w.norm_ffn_w, w.norm_ffn_b, cfg.norm_eps, xn.data());
   const int ffn = cfg.ffn_dim();
   std::vector<float> gate(rows * ffn), up(rows * ffn);
-  Linear(pool_, xn.data(), rows, d, w.up_gate_w, w.up_gate_b, gate.data(), ffn);
-  Linear(pool_, xn.data(), rows, d, w.up_w, w.up_b, up.data(), ffn);
+  Linear(pool_, xn.data(), rows, d, w.up_gate_w, w.up_gate_b, gate.data(), ffn, options_.precision);
+  Linear(pool_, xn.data(), rows, d, w.up_w, w.up_b, up.data(), ffn, options_.precision);
   for (int64_t i = 0; i < rows * ffn; ++i) gate[i] = cpu::Silu(gate[i]) * up[i];
-  Linear(pool_, gate.data(), rows, ffn, w.down_w, w.down_b, y.data(), d);
+  Linear(pool_, gate.data(), rows, ffn, w.down_w, w.down_b, y.data(), d, options_.precision);
   for (int64_t i = 0; i < rows * d; ++i) x[i] += y[i];
 }
 

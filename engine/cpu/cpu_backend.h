@@ -1,6 +1,7 @@
 // CpuBackend: the readable, exact reference implementation of the xLSTM forward pass.
 //
-// fp32 maths throughout (weights widened from F32/BF16/F16 as they are read), multithreaded
+// fp32 maths throughout (weights widened from F32/BF16/F16 as they are read; in the bf16
+// precision the inputs of products with bf16 weights are rounded to bf16), multithreaded
 // over output features and over (sequence, head) pairs. It defines the numbers every other
 // backend must reproduce, and is the backend CI runs.
 #pragma once
@@ -21,6 +22,9 @@ struct CpuBackendOptions {
   // Tokens per chunk of the chunkwise mLSTM during prefill. Any value >= 1 gives the same
   // result up to rounding; 1 turns prefill into plain recurrent steps.
   int chunk_size = 64;
+  // Products with bf16 weights (Precision): kExact multiplies the fp32 activations; kBf16
+  // rounds them to bf16 first, the reference of the CUDA backend's bf16 precision.
+  Precision precision = Precision::kExact;
 };
 
 class CpuBackend final : public Backend {
@@ -31,6 +35,7 @@ class CpuBackend final : public Backend {
 
   std::string_view name() const override { return "cpu"; }
   const StateLayout& state_layout() const override { return layout_; }
+  Precision precision() const override { return options_.precision; }
   absl::Status AllocateSlots(int num_slots) override;
   int num_slots() const override { return num_slots_; }
   absl::Status ResetSlot(int slot) override;

@@ -57,9 +57,18 @@ void ReadRow(const TensorView& table, int64_t row, float* out) {
 }
 
 void Linear(ThreadPool& pool, const float* x, int64_t rows, int64_t x_stride, const TensorView& w,
-            const TensorView& bias, float* y, int64_t y_stride) {
+            const TensorView& bias, float* y, int64_t y_stride, Precision precision) {
   const int64_t n_out = w.rows();
   const int64_t k_in = w.cols();
+  std::vector<float> rounded;
+  if (precision == Precision::kBf16 && w.dtype == DType::kBF16) {
+    rounded.resize(rows * k_in);
+    for (int64_t m = 0; m < rows; ++m) {
+      for (int64_t k = 0; k < k_in; ++k) rounded[m * k_in + k] = BF16ToFloat(FloatToBF16(x[m * x_stride + k]));
+    }
+    x = rounded.data();
+    x_stride = k_in;
+  }
   // Parallel over output features: each weight row is widened once and used for every row
   // of x, so weight traffic stays one pass whatever the number of rows.
   // A task gets at least ~64k multiply-adds, so tiny layers do not pay for thread handoffs.

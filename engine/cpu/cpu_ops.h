@@ -9,15 +9,17 @@
 #include <optional>
 #include <span>
 
+#include "engine/backend.h"
 #include "engine/model/model_weights.h"
 #include "engine/util/thread_pool.h"
 
 namespace xlserve::cpu {
 
 // y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for m < rows; w: [n_out, k_in].
-// x has row stride `x_stride`, y has row stride `y_stride` (both in floats).
+// x has row stride `x_stride`, y has row stride `y_stride` (both in floats). With bf16 weights
+// and Precision::kBf16, x is rounded to bf16 first (the GPU's bf16 precision; sums stay fp32).
 void Linear(ThreadPool& pool, const float* x, int64_t rows, int64_t x_stride, const TensorView& w,
-            const TensorView& bias, float* y, int64_t y_stride);
+            const TensorView& bias, float* y, int64_t y_stride, Precision precision);
 
 // Copies row `row` of `table` ([n, width]) into `out` as fp32.
 void ReadRow(const TensorView& table, int64_t row, float* out);

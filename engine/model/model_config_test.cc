@@ -131,10 +131,10 @@ TEST_CASE("xLSTM-7b config.json parses to the published sizes", "[model_config]"
   CHECK(c.eos_token_ids == std::vector<int>{2});
   CHECK_FALSE(c.mtp.has_value());
   // Per head: C 256x512 + n 256 + m 1; 8 heads. Per sequence (32 layers): 33,620,224 floats,
-  // i.e. 134.5 MB in fp32 (DESIGN's "33.5 M" counts C alone: 33,554,432).
+  // i.e. 134.5 MB in fp32 (DESIGN §5.2's "C alone 33.5 M" is 33,554,432).
   CHECK(c.StateFloatsPerLayer() == 8 * (256 * 512 + 256 + 1));
   CHECK(c.StateFloatsPerLayer() * c.num_blocks == 33620224);
-  CHECK(ParameterCount(c) == 6865424896);  // DESIGN: 6.87e9
+  CHECK(ParameterCount(c) == 6865424896);  // DESIGN §2: 6.87e9
 }
 
 TEST_CASE("a config written by transformers parses, num_blocks winning over num_hidden_layers", "[model_config]") {

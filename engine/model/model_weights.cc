@@ -8,7 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "engine/model/checkpoint.h"
 #include "engine/model/checkpoint_layout.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 #include "spdlog/spdlog.h"
 
 namespace xlserve {

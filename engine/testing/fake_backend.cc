@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "engine/backend_validation.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace xlserve::testing {
 

@@ -1,7 +1,7 @@
 #include "engine/tokenizer/streaming_decoder.h"
 
 #include "engine/tokenizer/internal/utf8.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace xlserve {
 

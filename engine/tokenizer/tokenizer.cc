@@ -12,7 +12,7 @@
 #include "engine/tokenizer/internal/nfc.h"
 #include "engine/tokenizer/internal/pre_tokenizer.h"
 #include "engine/tokenizer/internal/utf8.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 #include "nlohmann/json.hpp"
 
 namespace xlserve {
@@ -192,8 +192,10 @@ absl::StatusOr<std::vector<int>> Tokenizer::Encode(std::string_view text) const 
       continue;
     }
     // HF normalizes each piece left between non-normalized added tokens on its own.
-    const std::string normalized =
-        nfc_ ? tokenizer_internal::ToNfc(raw.text) : std::string(raw.text);
+    std::string normalized(raw.text);
+    if (nfc_) {
+      ASSIGN_OR_RETURN(normalized, tokenizer_internal::ToNfc(raw.text));
+    }
     segments.clear();
     added_->Split(normalized, /*normalized_pass=*/true, &segments);
     for (const AddedVocabulary::Segment& segment : segments) {

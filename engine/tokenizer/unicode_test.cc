@@ -2,50 +2,42 @@
 #include <string>
 #include <vector>
 
+#include "engine/tokenizer/internal/added_vocabulary.h"
 #include "engine/tokenizer/internal/nfc.h"
-#include "engine/tokenizer/internal/unicode_tables.h"
 #include "engine/tokenizer/internal/utf8.h"
 
 namespace xlserve::tokenizer_internal {
 namespace {
 
-using G = GeneralCategory;
-
-TEST_CASE("general categories of sample code points") {
-  CHECK(CategoryOf('A') == G::kLu);
-  CHECK(CategoryOf('z') == G::kLl);
-  CHECK(CategoryOf('5') == G::kNd);
-  CHECK(CategoryOf(' ') == G::kZs);
-  CHECK(CategoryOf('\n') == G::kCc);
-  CHECK(CategoryOf(0x4E2D) == G::kLo);   // 中
-  CHECK(CategoryOf(0x0663) == G::kNd);   // Arabic-Indic three
-  CHECK(CategoryOf(0x0301) == G::kMn);   // combining acute
-  CHECK(CategoryOf(0x0903) == G::kMc);   // Devanagari visarga
-  CHECK(CategoryOf(0x00BD) == G::kNo);   // ½
-  CHECK(CategoryOf(0x2167) == G::kNl);   // Roman numeral eight
-  CHECK(CategoryOf(0x1F600) == G::kSo);  // 😀
-  CHECK(CategoryOf(0x200D) == G::kCf);   // zero-width joiner
-  CHECK(CategoryOf(0x01C5) == G::kLt);   // ǅ
-  CHECK(CategoryOf(0xE000) == G::kCo);
-  CHECK(CategoryOf(0x0378) == G::kCn);  // unassigned
-  CHECK(CategoryOf(0x10FFFF) == G::kCn);
+// The text of each segment Split makes of `text`, with "<id>" for the added tokens.
+std::vector<std::string> SplitText(const AddedVocabulary& vocab, const std::string& text) {
+  std::vector<AddedVocabulary::Segment> segments;
+  vocab.Split(text, false, &segments);
+  std::vector<std::string> out;
+  for (const auto& s : segments) out.push_back(s.id >= 0 ? "<" + std::to_string(s.id) + ">" : std::string(s.text));
+  return out;
 }
 
-TEST_CASE("white space and word characters") {
-  for (char32_t c : {0x09, 0x0A, 0x0D, 0x20, 0x85, 0xA0, 0x1680, 0x2000, 0x2028, 0x3000}) {
-    CHECK(IsWhiteSpace(c));
-  }
-  for (char32_t c : {0x200B, 0xFEFF, 0x61, 0x180E}) CHECK_FALSE(IsWhiteSpace(c));
-  CHECK(IsWordChar('_'));
-  CHECK(IsWordChar(0x24B6));        // Ⓐ: a symbol that \w includes
-  CHECK_FALSE(IsWordChar(0x09F4));  // a Bengali fraction that \w excludes
-  CHECK_FALSE(IsWordChar('-'));
-  CHECK(IsAddedTokenWordChar(0x200D));
-  CHECK_FALSE(IsWordChar(0x200D));
-  CHECK(IsWordChar(0x00B2));
-  CHECK_FALSE(IsAddedTokenWordChar(0x00B2));
-  CHECK(IsNumeric(0x00BD));
-  CHECK_FALSE(IsNumeric('x'));
+using Strings = std::vector<std::string>;
+
+TEST_CASE("single_word uses Rust's \\w: joiners are word characters, superscript digits are not") {
+  auto vocab = AddedVocabulary::FromJson(
+      nlohmann::json::array({{{"id", 7}, {"content", "tok"}, {"special", true}, {"single_word", true}}}), nullptr);
+  REQUIRE(vocab.ok());
+  CHECK(SplitText(*vocab, "a tok b") == Strings{"a ", "<7>", " b"});
+  CHECK(SplitText(*vocab, "atok") == Strings{"atok"});
+  CHECK(SplitText(*vocab, "\u200Dtok") == Strings{"\u200Dtok"});  // ZWJ: Join_Control
+  CHECK(SplitText(*vocab, "\u00E9tok") == Strings{"\u00E9tok"});  // é: Alphabetic
+  CHECK(SplitText(*vocab, "\u00B2tok") == Strings{"\u00B2", "<7>"});  // ²: No, not Nd
+}
+
+TEST_CASE("lstrip and rstrip absorb Unicode white space") {
+  auto vocab = AddedVocabulary::FromJson(
+      nlohmann::json::array({{{"id", 3}, {"content", "<s>"}, {"special", true}, {"lstrip", true}, {"rstrip", true}}}),
+      nullptr);
+  REQUIRE(vocab.ok());
+  CHECK(SplitText(*vocab, "a \u3000<s>\u00A0\tb") == Strings{"a", "<3>", "b"});
+  CHECK(SplitText(*vocab, "a\u200B<s>b") == Strings{"a\u200B", "<3>", "b"});  // ZWSP is not white space
 }
 
 TEST_CASE("lossy UTF-8 replaces each maximal invalid subpart once") {
@@ -84,14 +76,28 @@ TEST_CASE("strict decoding reports the offending offset") {
   CHECK(std::string(bad.message()).find("byte offset 2") != std::string::npos);
 }
 
+std::string Nfc(std::string_view text) {
+  absl::StatusOr<std::string> nfc = ToNfc(text);
+  REQUIRE(nfc.ok());
+  return *nfc;
+}
+
 TEST_CASE("NFC composes, reorders marks and handles Hangul") {
-  CHECK(ToNfc("plain ASCII") == "plain ASCII");
-  CHECK(ToNfc("cafe\u0301") == "caf\u00e9");
-  CHECK(ToNfc("a\u0302\u0323") == "\u1ead");       // marks reordered, then composed
-  CHECK(ToNfc("\u212b") == "\u00c5");               // singleton
-  CHECK(ToNfc("\u0958") == "\u0915\u093c");         // composition exclusion stays apart
-  CHECK(ToNfc("\u1100\u1161\u11a8") == "\uac01");  // Hangul L V T
-  CHECK(ToNfc("\u0301x") == "\u0301x");              // leading mark has nothing to join
+  CHECK(Nfc("plain ASCII") == "plain ASCII");
+  CHECK(Nfc("caf\u00e9 \u00ff") == "caf\u00e9 \u00ff");  // below U+0300: returned as is
+  CHECK(Nfc("cafe\u0301") == "caf\u00e9");
+  CHECK(Nfc("a\u0302\u0323") == "\u1ead");       // marks reordered, then composed
+  CHECK(Nfc("\u212b") == "\u00c5");               // singleton
+  CHECK(Nfc("\u0958") == "\u0915\u093c");         // composition exclusion stays apart
+  CHECK(Nfc("\u1100\u1161\u11a8") == "\uac01");  // Hangul L V T
+  CHECK(Nfc("\u0301x") == "\u0301x");              // leading mark has nothing to join
+}
+
+TEST_CASE("NFC knows Unicode 9.0, as HF's normalizer does: later characters stay as they are") {
+  CHECK(Nfc("O\u1dc9\u1dfa") == "O\u1dc9\u1dfa");  // U+1DFA (Unicode 14) keeps class 0: no reordering
+  CHECK(Nfc("a\u0345\u0898") == "a\u0345\u0898");  // U+0898 (Unicode 14)
+  CHECK(Nfc("\U00011935\U00011930") == "\U00011935\U00011930");  // would compose to U+11938 (Unicode 13)
+  CHECK(Nfc("e\u0301\U00011935\u0301") == "\u00e9\U00011935\u0301");
 }
 
 }  // namespace

@@ -4,10 +4,16 @@
 #include <cstdint>
 #include <cstring>
 #include <string_view>
+#include <utility>
 
 namespace xlserve {
 
 enum class DType { kF32, kBF16, kF16 };
+
+// The dtypes a recurrent state may be stored in, as flags and JSON settings spell them
+// (`--state-dtype`); the state's maths stays fp32 either way.
+inline constexpr std::pair<DType, std::string_view> kStateDTypeNames[] = {{DType::kF32, "f32"},
+                                                                          {DType::kBF16, "bf16"}};
 
 constexpr int DTypeSize(DType t) { return t == DType::kF32 ? 4 : 2; }
 

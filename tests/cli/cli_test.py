@@ -29,7 +29,7 @@ class GenerateMatchesGolden(unittest.TestCase):
             for prompt in golden["prompts"]:
                 ids = ",".join(map(str, prompt["prompt_ids"]))
                 r = run("generate", "--model", os.path.join(GOLDEN, case), "--prompt-ids", ids,
-                        "--max-new-tokens", str(len(prompt["greedy_tokens"])), "--ignore-eos", "--json")
+                        "--max-tokens", str(len(prompt["greedy_tokens"])), "--ignore-eos", "--json")
                 self.assertEqual(r.returncode, 0, r.stderr)
                 out = json.loads(r.stdout)
                 self.assertEqual(out["prompt_ids"], prompt["prompt_ids"])
@@ -40,7 +40,7 @@ class GenerateMatchesGolden(unittest.TestCase):
 
     def test_sampling_is_seeded(self):
         model = os.path.join(GOLDEN, "f32_base")
-        args = ["generate", "--model", model, "--prompt-ids", "5,6,7", "--max-new-tokens", "16",
+        args = ["generate", "--model", model, "--prompt-ids", "5,6,7", "--max-tokens", "16",
                 "--temperature", "1.0", "--top-p", "0.9", "--json", "--ignore-eos"]
         a = json.loads(run(*args, "--seed", "11").stdout)["tokens"]
         b = json.loads(run(*args, "--seed", "11").stdout)["tokens"]
@@ -137,7 +137,7 @@ class BadInput(unittest.TestCase):
             run("generate", "--model", model, "--prompt-ids", "1", "--temperature", "-1"), "temperature")
         self.assert_clean_error(run("generate", "--model", model, "--prompt-ids", "1", "--top-p", "0"), "top_p")
         self.assert_clean_error(
-            run("generate", "--model", model, "--prompt-ids", "1", "--max-new-tokens", "-3"), "max-new-tokens")
+            run("generate", "--model", model, "--prompt-ids", "1", "--max-tokens", "-3"), "--max-tokens")
         self.assert_clean_error(run("generate", "--model", model, "--prompt-ids", "1", "--device", "tpu"), "tpu")
 
     def test_tokenizer_errors(self):

@@ -14,7 +14,7 @@
 #include "engine/generator.h"
 #include "engine/sampling/sampler.h"
 #include "engine/state_cache.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 #include "tests/engine/speculation_checks.h"
 
 namespace xlserve {

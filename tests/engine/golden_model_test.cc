@@ -7,6 +7,7 @@
 #include "engine/generator.h"
 #include "engine/model/model_weights.h"
 #include "engine/state_cache.h"
+#include "tests/engine/bf16_golden_check.h"
 #include "tests/engine/golden_case.h"
 
 namespace xlserve {
@@ -84,6 +85,23 @@ TEST_CASE("golden results do not depend on the prefill chunk size") {
       CHECK(run.tokens_equal);
     }
   }
+}
+
+TEST_CASE("the CPU's bf16 precision against transformers running the bf16 golden models in bf16") {
+  int checked = 0;
+  for (const testing::GoldenCase& c : testing::LoadGoldenCases()) {
+    if (c.bf16_prompts.empty()) continue;
+    absl::StatusOr<std::shared_ptr<const ModelWeights>> weights = LoadModelWeights(c.dir);
+    REQUIRE(weights.ok());
+    CpuBackendOptions options;
+    options.num_threads = 2;
+    options.precision = Precision::kBf16;
+    auto backend = CpuBackend::Create(*weights, options);
+    REQUIRE(backend.ok());
+    testing::CheckBf16Golden(backend->get(), c, "cpu");
+    ++checked;
+  }
+  CHECK(checked == 2);  // bf16_base and bf16_one_head_3blocks
 }
 
 }  // namespace

@@ -2,7 +2,7 @@
 // state gives what resending the whole history to a server without a state cache gives —
 // identical greedy tokens on the shipped model with an fp32 state, and at the 7B shape first-token
 // log-probabilities as close to an fp32 state's as re-prefilling with a bf16 state gets ([.7b], hidden: run with the
-// directory of a random xLSTM-7b checkpoint in XLSERVE_7B_MODEL, as tools/bench/serve_7b.py
+// directory of a random xLSTM-7b checkpoint in XLSERVE_7B_MODEL, as bench/serve_7b.py
 // does). Tagged "gpu".
 #include <catch2/catch.hpp>
 
@@ -60,8 +60,8 @@ class Served {
           turn.tokens.push_back(t.token_id);
           turn.events.push_back(t);
         }
-        if (!e.finish_reason.empty()) {
-          REQUIRE(e.finish_reason == "length");
+        if (e.finish_reason) {
+          REQUIRE(e.finish_reason == server::FinishReason::kLength);
           turn.usage = e.usage;
           return turn;
         }

@@ -2,8 +2,11 @@
 // against the CPU reference and against plain decoding, lossless greedy output (random models
 // and the shipped code model), speculative sampling's distribution and the errors. Tagged
 // "gpu": run on a CUDA machine (README "GPU tests and benchmarks").
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <cstdio>
+#include <functional>
 
 #include "engine/cpu/cpu_backend.h"
 #include "engine/generator.h"
@@ -20,9 +23,9 @@ using testing::GenerateWith;
 using testing::MakeMtpModel;
 using testing::RandomPrompt;
 
-testing::BackendFactory CudaFactory(DType state) {
-  return [state](std::shared_ptr<const ModelWeights> w, int slots) {
-    return testing::MakeCudaBackend(std::move(w), slots, state);
+testing::BackendFactory CudaFactory(DType state, Precision precision = Precision::kExact) {
+  return [state, precision](std::shared_ptr<const ModelWeights> w, int slots) {
+    return testing::MakeCudaBackend(std::move(w), slots, state, precision);
   };
 }
 
@@ -138,13 +141,33 @@ TEST_CASE("speculative sampling on the GPU is distributed as plain sampling") {
   testing::CheckSpeculativeSamplingDistribution(CudaFactory(DType::kF32));
 }
 
-TEST_CASE("the shipped code model speculates losslessly on the GPU") {
+// The top-1 minus top-2 logit after `ids` on a fresh slot of `backend`.
+double TopTwoMargin(Backend* backend, const std::vector<int32_t>& ids) {
+  REQUIRE(backend->AllocateSlots(1).ok());
+  SequenceInput s{0, ids, false};
+  ForwardOutput out;
+  REQUIRE(backend->Forward(std::span<const SequenceInput>(&s, 1), &out).ok());
+  std::vector<float> row(out.LastRow(0).begin(), out.LastRow(0).end());
+  std::partial_sort(row.begin(), row.begin() + 2, row.end(), std::greater<float>());
+  return row[0] - row[1];
+}
+
+TEST_CASE("the shipped code model speculates losslessly on the GPU, in both precisions") {
   const std::string dir = "models/xlstm-code-mtp";
   auto weights = LoadModelWeights(dir);
   REQUIRE(weights.ok());
   auto tokenizer = Tokenizer::FromModelDirectory(dir);
   REQUIRE(tokenizer.ok());
-  auto gpu = CudaFactory(DType::kF32)(*weights, 1);
+  // A bf16 checkpoint: the bf16 precision is what `auto` serves it with on a GPU. There a verify
+  // pass and a plain step sum the same fp32 values in other orders, and the few activations
+  // that then land on the other side of a bf16 rounding boundary move the logits by up to a few
+  // 1e-2 on small models (cuda_backend_test measures it against the CPU): greedy tokens may
+  // part at a near-tie, after which the continuations differ. So in bf16 the tokens must agree
+  // up to a step whose top-2 margin is under kNearTie.
+  constexpr double kNearTie = 2e-2;
+  const Precision precision = GENERATE(Precision::kExact, Precision::kBf16);
+  INFO("precision " << std::string(PrecisionName(precision)));
+  auto gpu = CudaFactory(DType::kF32, precision)(*weights, 1);
   REQUIRE(gpu->num_mtp_heads() == 3);
   int tokens = 0, steps = 0;
   for (const char* text : {"import os\nimport sys\n\n\ndef main(argv):\n    parser = ",
@@ -156,7 +179,21 @@ TEST_CASE("the shipped code model speculates losslessly on the GPU") {
     const GenerationResult plain = GenerateWith(gpu.get(), prompt, SpeculationMode::kOff, 0, 96);
     const GenerationResult spec = GenerateWith(gpu.get(), prompt, SpeculationMode::kOn, 3, 96);
     INFO(text);
-    CHECK(spec.tokens == plain.tokens);
+    if (precision == Precision::kExact) {
+      CHECK(spec.tokens == plain.tokens);
+    } else {
+      REQUIRE(spec.tokens.size() == plain.tokens.size());
+      size_t step = 0;
+      while (step < plain.tokens.size() && spec.tokens[step] == plain.tokens[step]) ++step;
+      if (step < plain.tokens.size()) {
+        std::vector<int32_t> before = prompt;
+        before.insert(before.end(), plain.tokens.begin(), plain.tokens.begin() + step);
+        const double margin = TopTwoMargin(gpu.get(), before);
+        std::printf("bf16: speculative and plain greedy part at step %zu of %zu, top-2 margin %.3g\n", step,
+                    plain.tokens.size(), margin);
+        CHECK(margin < kNearTie);
+      }
+    }
     tokens += static_cast<int>(spec.tokens.size()) - 1;  // the first token comes from prefill
     steps += spec.steps;
   }

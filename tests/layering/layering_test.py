@@ -2,9 +2,14 @@
 
 - engine/ knows nothing of kernels/, runtime/, the server, the gateway, gRPC or CUDA;
 - only runtime/ (backend construction) and the GPU tests depend on kernels/;
-- server/, cli/ and tools/ reach CUDA only through the engine's interfaces (engine/backend.h,
+- server/, cli/ and bench/ reach CUDA only through the engine's interfaces (engine/backend.h,
   engine/accelerator.h), never through kernels/ headers or a cast to a CUDA type;
-- the gateway knows nothing of the engine; kernels/ nothing of what sits above it.
+- the gateway and loadtest/ (a client) know nothing of the engine; kernels/ nothing of what
+  sits above it;
+- bench/ and loadtest/ are product code that only cli/ links, and no product code depends on
+  tools/ (scripts and generators that are not part of the binary);
+- base/ (absl::Status helpers), settings/ (the settings tables every command uses) and net/ (serving plumbing shared by the
+  server and the gateway) are leaves: they depend on nothing of xlserve above them.
 
 Both kinds of edge are read from the files themselves: Bazel labels in BUILD.bazel (deps,
 srcs, data) and #include lines in C++/CUDA sources. The test runs outside Bazel's cache (tag
@@ -22,25 +27,61 @@ CUDA_HEADER = r"(cuda[a-z_]*|cublas[A-Za-z_]*|cufft\w*|curand\w*|nvml|nvrtc|coop
 # package prefix -> (forbidden label prefixes, forbidden include patterns)
 RULES = {
     "engine/": (
-        ["//kernels", "//runtime", "//server", "//gateway", "//cli", "//tools", "//proto", "@cuda",
-         "//third_party:cuda", "//third_party:grpc", "//third_party:httplib"],
-        [r"kernels/", r"runtime/", r"server/", r"gateway/", r"cli/", r"tools/", r"proto/", r"grpcpp/",
-         r"httplib\.h", CUDA_HEADER],
+        ["//kernels", "//runtime", "//server", "//gateway", "//cli", "//bench", "//loadtest", "//tools", "//proto",
+         "@cuda", "//third_party:cuda", "//third_party:grpc", "//third_party:httplib"],
+        [r"kernels/", r"runtime/", r"server/", r"gateway/", r"cli/", r"bench/", r"loadtest/", r"tools/", r"proto/",
+         r"grpcpp/", r"httplib\.h", CUDA_HEADER],
     ),
     "server/": (
-        ["//kernels", "//runtime", "//cli", "//gateway", "//tools", "@cuda", "//third_party:cuda"],
-        [r"kernels/", r"runtime/", r"cli/", r"gateway/", r"tools/", CUDA_HEADER],
+        ["//kernels", "//runtime", "//cli", "//gateway", "//bench", "//loadtest", "//tools", "@cuda",
+         "//third_party:cuda"],
+        [r"kernels/", r"runtime/", r"cli/", r"gateway/", r"bench/", r"loadtest/", r"tools/", CUDA_HEADER],
     ),
     "gateway/": (
-        ["//engine", "//kernels", "//runtime", "//server", "//cli", "//tools", "@cuda", "//third_party:cuda"],
-        [r"engine/", r"kernels/", r"runtime/", r"server/", r"cli/", r"tools/", CUDA_HEADER],
+        ["//engine", "//kernels", "//runtime", "//server", "//cli", "//bench", "//loadtest", "//tools", "@cuda",
+         "//third_party:cuda"],
+        [r"engine/", r"kernels/", r"runtime/", r"server/", r"cli/", r"bench/", r"loadtest/", r"tools/",
+         CUDA_HEADER],
     ),
-    "cli/": (["//kernels", "@cuda", "//third_party:cuda"], [r"kernels/", CUDA_HEADER]),
+    "cli/": (["//kernels", "//tools", "@cuda", "//third_party:cuda"], [r"kernels/", r"tools/", CUDA_HEADER]),
+    "bench/": (
+        ["//kernels", "//runtime", "//server", "//gateway", "//cli", "//loadtest", "//tools", "@cuda",
+         "//third_party:cuda"],
+        [r"kernels/", r"runtime/", r"server/", r"gateway/", r"cli/", r"loadtest/", r"tools/", CUDA_HEADER],
+    ),
+    "loadtest/": (
+        ["//engine", "//kernels", "//runtime", "//server", "//gateway", "//cli", "//bench", "//tools", "@cuda",
+         "//third_party:cuda"],
+        [r"engine/", r"kernels/", r"runtime/", r"server/", r"gateway/", r"cli/", r"bench/", r"tools/",
+         CUDA_HEADER],
+    ),
     "tools/": (["//kernels", "@cuda", "//third_party:cuda"], [r"kernels/", CUDA_HEADER]),
-    "runtime/": (["//server", "//gateway", "//cli", "//tools"], [r"server/", r"gateway/", r"cli/", r"tools/"]),
+    "base/": (
+        ["//engine", "//kernels", "//runtime", "//server", "//gateway", "//net", "//settings", "//cli", "//bench",
+         "//loadtest", "//tools", "//proto", "@cuda", "//third_party:cuda", "//third_party:grpc",
+         "//third_party:httplib"],
+        [r"engine/", r"kernels/", r"runtime/", r"server/", r"gateway/", r"net/", r"settings/", r"cli/", r"bench/",
+         r"loadtest/", r"tools/", r"proto/", r"grpcpp/", r"httplib\.h", CUDA_HEADER],
+    ),
+    "settings/": (
+        ["//engine", "//kernels", "//runtime", "//server", "//gateway", "//net", "//cli", "//bench", "//loadtest",
+         "//tools", "//proto", "@cuda", "//third_party:cuda", "//third_party:grpc", "//third_party:httplib"],
+        [r"engine/", r"kernels/", r"runtime/", r"server/", r"gateway/", r"net/", r"cli/", r"bench/", r"loadtest/",
+         r"tools/", r"proto/", r"grpcpp/", r"httplib\.h", CUDA_HEADER],
+    ),
+    "net/": (
+        ["//engine", "//kernels", "//runtime", "//server", "//gateway", "//cli", "//bench", "//loadtest", "//tools",
+         "@cuda", "//third_party:cuda"],
+        [r"engine/", r"kernels/", r"runtime/", r"server/", r"gateway/", r"cli/", r"bench/", r"loadtest/", r"tools/",
+         CUDA_HEADER],
+    ),
+    "runtime/": (
+        ["//server", "//gateway", "//cli", "//bench", "//loadtest", "//tools"],
+        [r"server/", r"gateway/", r"cli/", r"bench/", r"loadtest/", r"tools/"],
+    ),
     "kernels/": (
-        ["//runtime", "//server", "//gateway", "//cli", "//tools"],
-        [r"runtime/", r"server/", r"gateway/", r"cli/", r"tools/"],
+        ["//runtime", "//server", "//gateway", "//cli", "//bench", "//loadtest", "//tools"],
+        [r"runtime/", r"server/", r"gateway/", r"cli/", r"bench/", r"loadtest/", r"tools/"],
     ),
 }
 # Outside these, kernels/ is reachable only from runtime/ and the GPU tests.
@@ -131,11 +172,21 @@ class Layering(unittest.TestCase):
             "engine/x.cc": "#include <cuda_runtime_api.h>\n",
             "cli/bench_command.cc": '#include "kernels/cuda_backend.h"\n',
             "cli/BUILD.bazel": 'cc_library(name = "c", deps = ["//kernels:cuda", "//runtime:backend_factory"])',
-            "tools/bench/shape_bench.cc": "auto* c = dynamic_cast<kernels::CudaBackend*>(b);\n",
-            "tools/bench/BUILD.bazel": 'cc_library(name = "b", deps = ["//kernels:cuda"])',
+            "bench/shape_bench.cc": "auto* c = dynamic_cast<kernels::CudaBackend*>(b);\n",
+            "bench/BUILD.bazel": 'cc_library(name = "b", deps = ["//kernels:cuda"])',
             "server/BUILD.bazel": 'cc_library(name = "s", deps = ["@cuda//:cudart"])',
             "server/s.cc": '#include "runtime/backend_factory.h"\n',
             "gateway/g.cc": '#include "engine/backend.h"\n',
+            "cli/BUILD": 'cc_library(name = "l", deps = ["//tools/loadtest"])',
+            "cli/loadtest_command.cc": '#include "tools/loadtest/loadtest.h"\n',
+            "loadtest/BUILD.bazel": 'cc_library(name = "l", deps = ["//engine/tokenizer"])',
+            "loadtest/workload.cc": '#include "server/request.h"\n',
+            "bench/speculative_bench.cc": '#include "runtime/backend_factory.h"\n',
+            "server/metrics.cc": '#include "loadtest/stats.h"\n',
+            "settings/setting.h": '#include "engine/device.h"\n',
+            "base/status_macros.h": '#include "engine/util/dtype.h"\n',
+            "settings/BUILD.bazel": 'cc_library(name = "s", deps = ["//net:api_keys"])',
+            "net/prometheus_text.cc": '#include "server/metrics.h"\n',
             "kernels/k.cc": '#include "server/server.h"\n',
             "tests/engine/BUILD.bazel": 'cc_test(name = "t", deps = ["//kernels:cuda"])',
         }
@@ -144,6 +195,10 @@ class Layering(unittest.TestCase):
             "runtime/cuda_accelerator.cc": '#include "kernels/cuda_backend.h"\n',
             "tests/gpu/BUILD.bazel": 'cc_test(name = "g", deps = ["//kernels:cuda"])',
             "cli/main.cc": '#include "runtime/accelerators.h"\n#include "engine/accelerator.h"\n',
+            "cli/run_bench.cc": '#include "bench/shape_bench.h"\n#include "runtime/accelerators.h"\n',
+            "bench/BUILD": 'cc_library(name = "b", deps = ["//engine:accelerator"])',
+            "loadtest/BUILD": 'cc_library(name = "l", deps = ["//proto:xlserve_cc_grpc", "//settings"])',
+            "gateway/BUILD.bazel": 'cc_library(name = "g", deps = ["//settings", "//net:prometheus_text"])',
         }
         with tempfile.TemporaryDirectory() as root:
             for rel, text in {**planted, **allowed}.items():

@@ -124,7 +124,7 @@ class LoadtestTest(unittest.TestCase):
 
     def test_open_loop_smoke(self):
         r = self.run_ok("--grpc", self.target, "--rate", "4", "--num-requests", "12", "--max-tokens", "16",
-                        "--seed", "3", "--slo-ttft", "100000", "--slo-tpot", "100000", "--json", self.path("open.json"))
+                        "--seed", "3", "--slo-ttft-ms", "100000", "--slo-tpot-ms", "100000", "--json", self.path("open.json"))
         with open(self.path("open.json")) as f:
             run = json.load(f)
         self.assertEqual(run["mode"], "open")
@@ -139,7 +139,7 @@ class LoadtestTest(unittest.TestCase):
     def test_closed_loop_with_warmup_token_ids_and_a_strict_slo(self):
         self.run_ok("--grpc", self.target, "--concurrency", "3", "--num-requests", "9", "--warmup", "2",
                     "--token-ids", "--prompt-tokens-dist", "uniform:4:24", "--max-tokens", "8",
-                    "--slo-ttft", "0.001", "--json", self.path("closed.json"))
+                    "--slo-ttft-ms", "0.001", "--json", self.path("closed.json"))
         with open(self.path("closed.json")) as f:
             run = json.load(f)
         self.assertEqual(run["mode"], "closed")
@@ -203,7 +203,7 @@ class LoadtestTest(unittest.TestCase):
         threading.Thread(target=fake.serve_forever, daemon=True).start()
         try:
             r = loadtest("--http", f"http://127.0.0.1:{fake.server_address[1]}", "--api-key", "sk-test",
-                         "--model", "xlstm-code-mtp", "--concurrency", "1", "--num-requests", "6", "--max-tokens", "5",
+                         "--model-name", "xlstm-code-mtp", "--concurrency", "1", "--num-requests", "6", "--max-tokens", "5",
                          "--json", self.path("http.json"))
         finally:
             fake.shutdown()
@@ -249,7 +249,7 @@ class LoadtestTest(unittest.TestCase):
             (["--rate", "1"], "exactly one target"),
             (["--grpc", self.target], "exactly one of --rate, --concurrency and --sweep"),
             (["--grpc", self.target, "--rate", "1", "--concurrency", "2"], "exactly one of"),
-            (["--grpc", self.target, "--rate", "-3"], "--rate must be > 0"),
+            (["--grpc", self.target, "--rate", "-3"], "rate (--rate) must be in"),
             (["--grpc", self.target, "--rate", "fast"], "--rate"),
             (["--grpc", self.target, "--sweep", "1,x"], "--sweep"),
             (["--grpc", self.target, "--rate", "1", "--plot", "p.svg"], "need --sweep"),

@@ -219,7 +219,7 @@ class ServerTlsTest(unittest.TestCase):
         r = subprocess.run([XLSERVE, "serve", "--model", MODEL, "--port", "0", "--tls-cert", server_crt],
                            capture_output=True, text=True, timeout=60)
         self.assertEqual(r.returncode, 1)
-        self.assertIn("tls_key_file", r.stderr)
+        self.assertIn("tls_cert and tls_key go together", r.stderr)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ NX-AI's xLSTM-7b) and trains them by self-distillation, so that xlserve can spec
 The trunk stays frozen: every tensor of the checkpoint is exported byte for byte, so the model's
 own outputs do not change. Head i (1..n-1) reads the residual stream at depth --trunk-layers and
 learns the frozen model's own next-token distribution at position t+i, i.e. the token the model
-itself would put at t+1+i: exactly what greedy verification accepts (DESIGN.md section 4). The
+itself would put at t+1+i: exactly what greedy verification accepts (DESIGN §4). The
 loss per head is KL(teacher || head) over the vocabulary, computed in row chunks so that no
 (batch x sequence x vocabulary) tensor is ever held.
 
@@ -16,7 +16,7 @@ is walked for files matching --include. *.jsonl / *.json files hold one JSON obj
 the document under --text-key; other files are plain text, one document each. Data is streamed
 (tokenized as it is needed, never loaded whole) and packed into windows of --seq tokens.
 
-Heads (the `mtp` config of DESIGN.md section 2): --num-heads n counts head 0, the model itself;
+Heads (the `mtp` config of DESIGN §2): --num-heads n counts head 0, the model itself;
 --head-type mlstm_block (one xLSTM block per head, recurrent, initialised as a copy of the trunk's
 block at that depth) or linear (one d x d matrix per head, stateless, initialised to the
 identity). Heads share the checkpoint's out_norm and lm_head.

@@ -1,4 +1,4 @@
-"""Hugging Face xLSTM checkpoint + multi-token heads (DESIGN.md section 2) from a trainer model,
+"""Hugging Face xLSTM checkpoint + multi-token heads (DESIGN §2) from a trainer model,
 and back.
 
 The directory holds config.json, as transformers' xLSTMConfig writes it (plus the keys the engine
@@ -32,7 +32,7 @@ def hf_config(a: M.ModelArgs, bos_eos_pad: int, dtype: torch.dtype):
     return config
 
 
-# Keys the engine reads (DESIGN.md section 2) are written even where they equal transformers'
+# Keys the engine reads (DESIGN §2) are written even where they equal transformers'
 # defaults, so the file does not depend on the defaults of whichever version reads it.
 _EXPLICIT_KEYS = _ARG_KEYS + ["num_hidden_layers", "embedding_dim", "use_bias", "weight_mode",
                               "tie_word_embeddings", "bos_token_id", "eos_token_id", "pad_token_id"]

@@ -3,12 +3,12 @@
 The maths of every block is that of transformers' `xLSTMForCausalLM` (models/xlstm/modeling_xlstm.py):
 RMSNorm -> mLSTM layer -> residual, RMSNorm -> SwiGLU FFN -> residual. Inside the mLSTM layer the
 gate pre-activations are soft-capped (cap * tanh(x / cap)), the cell runs in the stabilised
-chunkwise form of DESIGN.md section 3 with a zero initial state (C, n and m all 0), each head's
+chunkwise form of DESIGN §3 with a zero initial state (C, n and m all 0), each head's
 output is LayerNorm-ed without bias, gated by sigmoid(o) and projected back to d. Logits are
 soft-capped too. Parameter names equal transformers' tensor names, so `state_dict()` of the trunk
 is an HF checkpoint as it stands.
 
-Multi-token heads (DESIGN.md section 2, "Multi-token heads"): head i (1..n-1) reads the residual
+Multi-token heads (DESIGN §2, "Multi-token heads"): head i (1..n-1) reads the residual
 stream at depth `trunk_layers` and predicts token t+1+i, through its own block `mtp_heads.{i}`
 (`mlstm_block`) or matrix `mtp_heads.{i}.proj` (`linear`); head 0 is the rest of the model (by
 default the last block for block heads, nothing for linear heads, which read the final hidden
@@ -135,7 +135,7 @@ def mlstm_chunkwise(q, k, v, i_pre, f_pre, chunk_size: int, eps: float) -> torch
 
 
 def mlstm_recurrent(q, k, v, i_pre, f_pre, eps: float) -> torch.Tensor:
-    """The same cell one step at a time (DESIGN.md section 3), in fp32 or the inputs' wider
+    """The same cell one step at a time (DESIGN §3), in fp32 or the inputs' wider
     dtype; the reference for tests."""
     B, NH, S, DK = q.shape
     DV = v.shape[-1]
@@ -254,7 +254,7 @@ class Block(nn.Module):
 
 
 class LinearHead(nn.Module):
-    """A `linear` head: h = W z, no residual, no bias (DESIGN.md section 2)."""
+    """A `linear` head: h = W z, no residual, no bias (DESIGN §2)."""
 
     def __init__(self, a: ModelArgs):
         super().__init__()

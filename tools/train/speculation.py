@@ -1,4 +1,4 @@
-"""Exact simulation of greedy self-speculative decoding (DESIGN.md section 4).
+"""Exact simulation of greedy self-speculative decoding (DESIGN §4).
 
 Given a prompt and the model's greedy continuation, and each draft head's argmax at every
 position, replay the decode loop: at the last accepted position p, head 0 gives the next token

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
+
 #include "absl/strings/str_cat.h"
-#include "engine/tokenizer/internal/unicode_tables.h"
 #include "engine/tokenizer/internal/utf8.h"
 
 namespace xlserve::tokenizer_internal {
@@ -15,42 +17,50 @@ struct Found {
   int token;  // index into tokens_
 };
 
-// Code point ending at `end` / starting at `begin` of valid UTF-8 `text`.
-char32_t CodePointBefore(std::string_view text, std::size_t end) {
-  std::size_t begin = end - 1;
-  while (begin > 0 && (static_cast<unsigned char>(text[begin]) & 0xC0) == 0x80) --begin;
-  std::vector<char32_t> cps;
-  return DecodeUtf8(text.substr(begin, end - begin), &cps, nullptr).ok() && !cps.empty() ? cps[0]
-                                                                                         : 0;
+// What HF tests with Rust's Unicode functions, from ICU's properties: single_word asks its
+// regex crate's \w (Alphabetic, marks, decimal digits, connector punctuation, joiners), lstrip
+// and rstrip char::is_whitespace (White_Space).
+bool IsWordChar(UChar32 c) {
+  return u_hasBinaryProperty(c, UCHAR_ALPHABETIC) || u_hasBinaryProperty(c, UCHAR_JOIN_CONTROL) ||
+         (U_GET_GC_MASK(c) & (U_GC_M_MASK | U_GC_ND_MASK | U_GC_PC_MASK)) != 0;
 }
 
-char32_t CodePointAt(std::string_view text, std::size_t begin) {
-  std::size_t end = begin + 1;
-  while (end < text.size() && (static_cast<unsigned char>(text[end]) & 0xC0) == 0x80) ++end;
-  std::vector<char32_t> cps;
-  return DecodeUtf8(text.substr(begin, end - begin), &cps, nullptr).ok() && !cps.empty() ? cps[0]
-                                                                                         : 0;
+bool IsWhiteSpace(UChar32 c) { return u_hasBinaryProperty(c, UCHAR_WHITE_SPACE); }
+
+// The code point that ends at byte `*end` (> 0) of valid UTF-8 `text`; moves `*end` to its start.
+UChar32 PreviousChar(std::string_view text, int32_t* end) {
+  UChar32 c;
+  U8_PREV(reinterpret_cast<const uint8_t*>(text.data()), 0, *end, c);
+  return c;
+}
+
+// The code point that starts at byte `*begin` of valid UTF-8 `text`; moves `*begin` past it.
+UChar32 NextChar(std::string_view text, int32_t* begin) {
+  UChar32 c;
+  U8_NEXT(reinterpret_cast<const uint8_t*>(text.data()), *begin, static_cast<int32_t>(text.size()), c);
+  return c;
 }
 
 // Start of the run of white space that ends at `end`.
 std::size_t WhiteSpaceRunStart(std::string_view text, std::size_t end) {
-  while (end > 0) {
-    std::size_t begin = end - 1;
-    while (begin > 0 && (static_cast<unsigned char>(text[begin]) & 0xC0) == 0x80) --begin;
-    if (!IsWhiteSpace(CodePointBefore(text, end))) break;
-    end = begin;
+  int32_t at = static_cast<int32_t>(end);
+  while (at > 0) {
+    int32_t before = at;
+    if (!IsWhiteSpace(PreviousChar(text, &before))) break;
+    at = before;
   }
-  return end;
+  return static_cast<std::size_t>(at);
 }
 
 // End of the run of white space that starts at `begin`.
 std::size_t WhiteSpaceRunEnd(std::string_view text, std::size_t begin) {
-  while (begin < text.size()) {
-    if (!IsWhiteSpace(CodePointAt(text, begin))) break;
-    ++begin;
-    while (begin < text.size() && (static_cast<unsigned char>(text[begin]) & 0xC0) == 0x80) ++begin;
+  int32_t at = static_cast<int32_t>(begin);
+  while (at < static_cast<int32_t>(text.size())) {
+    int32_t after = at;
+    if (!IsWhiteSpace(NextChar(text, &after))) break;
+    at = after;
   }
-  return begin;
+  return static_cast<std::size_t>(at);
 }
 
 bool GetFlag(const nlohmann::json& entry, const char* key, bool fallback) {
@@ -61,7 +71,7 @@ bool GetFlag(const nlohmann::json& entry, const char* key, bool fallback) {
 }  // namespace
 
 absl::StatusOr<AddedVocabulary> AddedVocabulary::FromJson(
-    const nlohmann::json& added_tokens, std::string (*normalize)(std::string_view)) {
+    const nlohmann::json& added_tokens, absl::StatusOr<std::string> (*normalize)(std::string_view)) {
   AddedVocabulary vocab;
   if (added_tokens.is_null()) return vocab;
   if (!added_tokens.is_array()) {
@@ -91,7 +101,11 @@ absl::StatusOr<AddedVocabulary> AddedVocabulary::FromJson(
     if (token.content.empty()) continue;  // HF ignores empty added tokens
     // HF stores a normalized token in normalized form: that is what it matches, and what its
     // id decodes to.
-    if (token.normalized && normalize != nullptr) token.content = normalize(token.content);
+    if (token.normalized && normalize != nullptr) {
+      absl::StatusOr<std::string> normalized = normalize(token.content);
+      if (!normalized.ok()) return normalized.status();
+      token.content = std::move(*normalized);
+    }
     vocab.tokens_.push_back(std::move(token));
   }
   for (int i = 0; i < static_cast<int>(vocab.tokens_.size()); ++i) {
@@ -136,8 +150,9 @@ void AddedVocabulary::Split(std::string_view text, bool normalized_pass,
   for (Found f : found) {
     const AddedToken& token = tokens_[f.token];
     if (token.single_word) {
-      const bool word_before = f.begin > 0 && IsAddedTokenWordChar(CodePointBefore(text, f.begin));
-      const bool word_after = f.end < text.size() && IsAddedTokenWordChar(CodePointAt(text, f.end));
+      int32_t before = static_cast<int32_t>(f.begin), after = static_cast<int32_t>(f.end);
+      const bool word_before = f.begin > 0 && IsWordChar(PreviousChar(text, &before));
+      const bool word_after = f.end < text.size() && IsWordChar(NextChar(text, &after));
       if (word_before || word_after) continue;
     }
     if (token.lstrip) f.begin = std::max(WhiteSpaceRunStart(text, f.begin), consumed);

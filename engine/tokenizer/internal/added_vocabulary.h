@@ -26,7 +26,7 @@ class AddedVocabulary {
   // `normalize` (may be null) is the tokenizer's normalizer; normalized tokens are kept, matched
   // and decoded in normalized form, as HF does.
   static absl::StatusOr<AddedVocabulary> FromJson(const nlohmann::json& added_tokens,
-                                                  std::string (*normalize)(std::string_view));
+                                                  absl::StatusOr<std::string> (*normalize)(std::string_view));
 
   // A stretch of the input: either an added token (id >= 0) or text to pre-tokenize (id < 0).
   // `text` points into the string passed to Split.

@@ -1,13 +1,14 @@
 #include "engine/tokenizer/internal/pre_tokenizer.h"
 
+#include <unicode/uchar.h>
+#include <unicode/utf8.h>
+
 #include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "engine/tokenizer/internal/regex.h"
-#include "engine/tokenizer/internal/unicode_tables.h"
-#include "engine/tokenizer/internal/utf8.h"
-#include "engine/util/status_macros.h"
+#include "base/status_macros.h"
 
 namespace xlserve::tokenizer_internal {
 namespace {
@@ -107,17 +108,8 @@ void CoverWithSpans(std::size_t length,
 }
 
 absl::Status RegexSpans(const Regex& regex, const std::string& piece, std::vector<Span>* spans) {
-  std::vector<char32_t> chars;
-  std::vector<std::uint32_t> offsets;
-  RETURN_IF_ERROR(DecodeUtf8(piece, &chars, &offsets));
   std::vector<std::pair<std::size_t, std::size_t>> matches;
-  std::size_t from = 0;
-  Regex::Match m;
-  while (from <= chars.size() && regex.Search(chars, from, &m)) {
-    matches.emplace_back(offsets[m.begin], offsets[m.end]);
-    // After an empty match, resume one code point later so the search always advances.
-    from = m.end > m.begin ? m.end : m.end + 1;
-  }
+  RETURN_IF_ERROR(regex.FindAll(piece, &matches));
   CoverWithSpans(piece.size(), matches, spans);
   return absl::OkStatus();
 }
@@ -183,20 +175,23 @@ class SplitPreTokenizer : public PreTokenizer {
   bool invert_;
 };
 
+// Splits at each character HF's Digits tests with Rust's char::is_numeric (general category
+// Nd, Nl or No, from ICU).
 class DigitsPreTokenizer : public PreTokenizer {
  public:
   explicit DigitsPreTokenizer(bool individual) : individual_(individual) {}
 
   absl::Status Apply(std::vector<std::string>* pieces) const override {
-    return SplitPieces(pieces, individual_ ? SplitBehavior::kIsolated : SplitBehavior::kContiguous,
-                       false, [](const std::string& piece, std::vector<Span>* spans) {
-                         std::vector<char32_t> chars;
-                         std::vector<std::uint32_t> offsets;
-                         RETURN_IF_ERROR(DecodeUtf8(piece, &chars, &offsets));
+    return SplitPieces(pieces, individual_ ? SplitBehavior::kIsolated : SplitBehavior::kContiguous, false,
+                       [](const std::string& piece, std::vector<Span>* spans) {
                          std::vector<std::pair<std::size_t, std::size_t>> matches;
-                         for (std::size_t i = 0; i < chars.size(); ++i) {
-                           if (IsNumeric(chars[i]))
-                             matches.emplace_back(offsets[i], offsets[i + 1]);
+                         const auto* bytes = reinterpret_cast<const uint8_t*>(piece.data());
+                         const int32_t length = static_cast<int32_t>(piece.size());
+                         for (int32_t at = 0; at < length;) {
+                           const int32_t begin = at;
+                           UChar32 c;
+                           U8_NEXT(bytes, at, length, c);
+                           if (U_GET_GC_MASK(c) & U_GC_N_MASK) matches.emplace_back(begin, at);
                          }
                          CoverWithSpans(piece.size(), matches, spans);
                          return absl::OkStatus();

@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""The served system at the 7B shape: `xlserve serve` on a random-weight xLSTM-7b checkpoint
+written by transformers, driven by `xlserve loadtest`, with the state cache on (defaults) and
+off in one run, beside the engine's own figures (`xlserve bench --shape 7b`).
+
+Run on the GPU machine from the repository root, with the bundle unpacked (scripts/bundle.sh):
+    python3 bench/serve_7b.py --xlserve dist/bin/xlserve --work /tmp/serve7b --json serve7b.json
+Prints one table; --json keeps every loadtest result and the servers' state-store metrics.
+--precision exact|bf16|auto is the servers' (and picks the engine rows); --scenarios c32,c64
+runs only those; --cache on skips the cache-off server.
+Scenarios (token-id prompts, greedy, bf16 state, --max-num-seqs 64):
+  c1        concurrency 1, 128 prompt + 128 output tokens: TTFT, time per output token
+  c32, c64  concurrency 32 / 64, 128 + 128: output tok/s, TTFT, inter-token latency
+  long      31 streams decoding 128 + 256 while 2,048-token prompts arrive: their ITL p99,
+            against the same streams alone
+  shared    concurrency 2, 24 prompts sharing a 2,048-token prefix (+32 each): TTFT of the hits
+  distinct  concurrency 2, 24 distinct 2,080-token prompts: TTFT
+  session   a 10-turn session (64 new tokens a turn, 32 out): TTFT of the resumed turns
+  sessions  2,000 distinct sessions: store bytes per tier stay within the configured bounds
+"""
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+VOCAB = 50304  # xLSTM-7b; --model takes the vocabulary from its config.json
+
+
+def write_checkpoint(path):
+    if os.path.exists(os.path.join(path, "config.json")):
+        return
+    import torch
+    from transformers import xLSTMConfig, xLSTMForCausalLM
+    start = time.time()
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = xLSTMForCausalLM(xLSTMConfig()).to(torch.bfloat16)
+    model.save_pretrained(path)
+    del model
+    torch.cuda.empty_cache()
+    print(f"checkpoint: random xLSTM-7b written to {path} in {time.time() - start:.0f} s", flush=True)
+
+
+def ids(rng, n):
+    return [rng.randrange(1, VOCAB) for _ in range(n)]
+
+
+def write_datasets(work):
+    rng = random.Random(7)
+    sets = {}
+    prefix = ids(rng, 2048)
+    sets["shared"] = [{"prompt": prefix + ids(rng, 32), "max_tokens": 16} for _ in range(24)]
+    sets["distinct"] = [{"prompt": ids(rng, 2080), "max_tokens": 16} for _ in range(24)]
+    sets["session"] = [{"prompt": ids(rng, 64), "max_tokens": 32, "session_id": "bench-chat"} for _ in range(10)]
+    sets["sessions"] = [{"prompt": ids(rng, 32), "max_tokens": 2, "session_id": f"bench-{i}"} for i in range(2000)]
+    paths = {}
+    for name, lines in sets.items():
+        paths[name] = os.path.join(work, f"{name}.jsonl")
+        with open(paths[name], "w") as f:
+            for line in lines:
+                f.write(json.dumps(line) + "\n")
+    return paths
+
+
+class Server:
+    def __init__(self, xl, model, extra, log):
+        args = [xl, "serve", "--model", model, "--device", DEVICE, "--max-num-seqs", "64",
+                "--max-queue", "4096", "--port", "0", "--metrics-port", "0", "--precision", PRECISION] + extra
+        if DEVICE == "cuda":
+            args += ["--state-dtype", "bf16"]
+        self.log = open(log, "w")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on (\S+):(\d+) metrics (\d+)", line)
+        if not m:
+            self.proc.wait(timeout=30)
+            raise RuntimeError(f"server did not start ({line!r}); see {log}")
+        self.port, self.metrics_port = int(m.group(2)), int(m.group(3))
+
+    def metrics(self):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
+            out = {}
+            for line in r.read().decode().splitlines():
+                if line and not line.startswith("#"):
+                    name, value = line.rsplit(" ", 1)
+                    out[name] = float(value)
+            return out
+
+    def rss_gib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            kb = next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
+        return kb / 2**20
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        self.log.close()
+
+
+def loadtest(xl, server, out, *args, background=False):
+    cmd = [xl, "loadtest", "--grpc", f"127.0.0.1:{server.port}", "--token-ids", "--vocab-size", str(VOCAB),
+           "--request-timeout-s", "300", "--json", out] + [str(a) for a in args]
+    if background:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=900)
+    with open(out) as f:
+        return json.load(f)
+
+
+def run_mode(xl, model, work, name, extra, data):
+    print(f"== cache {name}: starting the server", flush=True)
+    started = time.time()
+    server = Server(xl, model, extra, os.path.join(work, f"serve-{name}.log"))
+    res = {"startup_s": time.time() - started}
+    p = lambda s: os.path.join(work, f"{name}-{s}.json")
+    try:
+        common = ["--prompt-tokens", 128, "--max-tokens", 128]
+        # A seed per run: no run's prompts repeat another's (the cache would serve them).
+        if "c1" in SCENARIOS:
+            res["c1"] = loadtest(xl, server, p("c1"), "--concurrency", 1, "--num-requests", 12, "--warmup", 2,
+                                 "--seed", 1, *common)
+        if "c32" in SCENARIOS:
+            res["c32"] = loadtest(xl, server, p("c32"), "--concurrency", 32, "--num-requests", 192, "--warmup", 32,
+                                  "--seed", 2, *common)
+        if "c64" in SCENARIOS:
+            res["c64"] = loadtest(xl, server, p("c64"), "--concurrency", 64, "--num-requests", 320, "--warmup", 64,
+                                  "--seed", 3, *common)
+        if "long" in SCENARIOS:
+            streams = ["--concurrency", 31, "--num-requests", 62, "--warmup", 0, "--prompt-tokens", 128,
+                       "--max-tokens", 256]
+            res["long_base"] = loadtest(xl, server, p("long-base"), *streams, "--seed", 4)
+            bg = loadtest(xl, server, p("long-mixed"), *streams, "--seed", 5, background=True)
+            time.sleep(1.0)
+            loadtest(xl, server, p("long-prompts"), "--concurrency", 1, "--num-requests", 6, "--prompt-tokens", 2048,
+                     "--max-tokens", 4, "--seed", 6)
+            bg.wait(timeout=600)
+            with open(p("long-mixed")) as f:
+                res["long_mixed"] = json.load(f)
+        for scenario, concurrency, count, warmup in (("shared", 2, 24, 2), ("distinct", 2, 24, 2),
+                                                      ("session", 1, 10, 1), ("sessions", 64, 2000, 0)):
+            if scenario in SCENARIOS:
+                res[scenario] = loadtest(xl, server, p(scenario), "--dataset", data[scenario], "--concurrency",
+                                         concurrency, "--num-requests", count, "--warmup", warmup)
+        res["metrics"] = {k: v for k, v in server.metrics().items() if "state_store" in k or "prefix" in k
+                          or "session" in k or "engine_step" in k or k.startswith("xlserve_prefill")}
+        res["rss_gib"] = server.rss_gib()
+    finally:
+        server.stop()
+    with open(os.path.join(work, f"serve-{name}.log")) as f:
+        res["startup_log"] = [l.strip() for l in f if "start-up" in l or "warm-up" in l]
+    return res
+
+
+def table(engine, on, off):
+    rows = []
+
+    def add(name, key, fn, fmt, target=""):
+        if key not in on:
+            return
+        a, b = fn(on[key]), fn(off[key]) if off else None
+        rows.append((name, fmt.format(a), fmt.format(b) if off else "-", f"{a / b:.2f}" if b else "-", target))
+
+    add("c1 TTFT p50 ms", "c1", lambda r: r["ttft_ms"]["p50"], "{:.1f}", "on <= 1.1 x off; <= 1.3 x bench TTFT(128)")
+    add("c1 TPOT p50 ms", "c1", lambda r: r["tpot_ms"]["p50"], "{:.2f}", "within 5% of bench step B=1")
+    for c in ("c32", "c64"):
+        add(f"{c} output tok/s", c, lambda r: r["throughput"]["output_tokens_per_s"], "{:.0f}",
+            "on >= 0.95 x off; >= 0.85 x bench")
+        add(f"{c} TTFT p50 ms", c, lambda r: r["ttft_ms"]["p50"], "{:.1f}", "on <= 1.1 x off")
+        add(f"{c} ITL p50 ms", c, lambda r: r["itl_ms"]["p50"], "{:.2f}")
+        add(f"{c} ITL p99 ms", c, lambda r: r["itl_ms"]["p99"], "{:.2f}", "<= 2 x p50")
+    add("31 streams alone: ITL p99 ms", "long_base", lambda r: r["itl_ms"]["p99"], "{:.2f}")
+    add("31 streams + 2,048-token prompts: ITL p99 ms", "long_mixed", lambda r: r["itl_ms"]["p99"], "{:.2f}",
+        "<= 2 x alone")
+    add("shared 2,048 prefix: TTFT p50 ms (hits)", "shared", lambda r: r["ttft_ms"]["p50"], "{:.1f}", "on <= 25")
+    add("distinct 2,080: TTFT p50 ms", "distinct", lambda r: r["ttft_ms"]["p50"], "{:.1f}", "on <= 1.1 x off")
+    add("session turns 2-10: TTFT max ms", "session", lambda r: r["ttft_ms"]["max"], "{:.1f}", "on <= 25")
+    add("2,000 sessions: output tok/s", "sessions", lambda r: r["throughput"]["output_tokens_per_s"], "{:.0f}")
+    out = [f"{'scenario':46s} {'cache on':>10s} {'cache off':>10s} {'on/off':>7s}  target"]
+    out += [f"{n:46s} {a:>10s} {b:>10s} {r:>7s}  {t}" for n, a, b, r, t in rows]
+    m = on["metrics"]
+    out.append("")
+    out.append("state store (cache on), after all scenarios:")
+    for k in sorted(m):
+        out.append(f"  {k} = {m[k]:.6g}")
+    out.append(f"  server RSS {on['rss_gib']:.2f} GiB" + (f" (cache off: {off['rss_gib']:.2f} GiB)" if off else ""))
+    for name, res in (("on", on), ("off", off)) if off else (("on", on),):
+        out.append(f"start-up, cache {name} ({res['startup_s']:.1f} s to listening):")
+        out += [f"  {l}" for l in res["startup_log"]]
+    if engine:
+        out.append("engine alone (xlserve bench --shape 7b, same run):")
+        for r in engine["rows"]:
+            if PRECISION != "auto" and r.get("precision", PRECISION) != PRECISION:
+                continue
+            if r["kind"] == "decode" and r["state_dtype"] == "bf16":
+                out.append(f"  decode {r.get('precision', '')} B={r['batch']}: {r['step_ms']:.2f} ms/step, "
+                           f"{0.85 * r['batch'] / r['step_ms'] * 1e3:.0f} tok/s is 0.85 of it")
+            if r["kind"] == "prefill":
+                out.append(f"  {r.get('precision', '')} TTFT({r['prompt_tokens']}): {r['ttft_ms']:.1f} ms")
+            if r["kind"] == "mixed":
+                out.append(f"  mixed B={r['batch']} ({r['batch'] - 1} decode rows + {r['chunk']} prompt tokens): "
+                           f"{r['step_ms']:.2f} ms, {r['cost_ratio']:.2f} x a plain step")
+    return "\n".join(out)
+
+
+DEVICE = "cuda"
+PRECISION = "auto"
+SCENARIOS = {"c1", "c32", "c64", "long", "shared", "distinct", "session", "sessions"}
+
+
+def main():
+    global VOCAB, DEVICE, PRECISION, SCENARIOS
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--xlserve", default="dist/bin/xlserve")
+    ap.add_argument("--work", default="/tmp/serve7b")
+    ap.add_argument("--json", default="")
+    ap.add_argument("--no-bench", action="store_true", help="skip the engine's own figures")
+    ap.add_argument("--model", default="", help="serve this checkpoint instead of writing the random 7B one")
+    ap.add_argument("--device", default="cuda", help="cpu: a smoke run of this script on a small --model")
+    ap.add_argument("--session-test", default="",
+                    help="tests/gpu:cuda_session_test binary: also check resumed turns' logits on the 7B checkpoint")
+    ap.add_argument("--precision", default="auto", choices=["auto", "exact", "bf16"], help="the servers' precision")
+    ap.add_argument("--scenarios", default=",".join(sorted(SCENARIOS)), help="comma-separated subset to run")
+    ap.add_argument("--cache", default="both", choices=["both", "on"], help="serve with the state cache off too")
+    args = ap.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    DEVICE = args.device
+    PRECISION = args.precision
+    SCENARIOS = set(args.scenarios.split(","))
+    model = args.model or os.path.join(args.work, "xlstm-7b-random")
+    if not args.model:
+        write_checkpoint(model)
+    with open(os.path.join(model, "config.json")) as f:
+        VOCAB = json.load(f)["vocab_size"]
+    data = write_datasets(args.work)
+    session_check = ""
+    if args.session_test:
+        check = subprocess.run([args.session_test, "[.7b]"], env=dict(os.environ, XLSERVE_7B_MODEL=model),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900)
+        session_check = "\n".join(l for l in check.stdout.splitlines() if "7B" in l or "passed" in l or "FAILED" in l)
+    engine = None
+    if not args.no_bench:
+        bench_json = os.path.join(args.work, "bench.json")
+        bench = subprocess.run([args.xlserve, "bench", "--shape", "7b", "--batch-sizes", "1,32,64", "--json", bench_json],
+                               check=True, stdout=subprocess.PIPE, text=True, timeout=900)
+        with open(os.path.join(args.work, "bench.txt"), "w") as f:
+            f.write(bench.stdout)
+        with open(bench_json) as f:
+            engine = json.load(f)
+    on = run_mode(args.xlserve, model, args.work, "on", [], data)
+    off = None
+    if args.cache == "both":
+        off = run_mode(args.xlserve, model, args.work, "off",
+                       ["--state-cache-gpu-mb", "0", "--state-cache-host-mb", "0", "--max-sessions", "0"], data)
+    text = table(engine, on, off) + ("\nsession logits check (7B): " + session_check if session_check else "")
+    print(text, flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"engine": engine, "cache_on": on, "cache_off": off, "table": text}, f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+#include "bench/shape_bench.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <thread>
+
+#include "engine/model/checkpoint_layout.h"
+#include "engine/util/dtype.h"
+#include "base/status_macros.h"
+
+namespace xlserve::bench {
+namespace {
+
+// DESIGN §8: NX-AI's xlstm_large + mlstm_kernels (Triton), bf16 state, CUDA graphs, same H100.
+double ReferenceStepMs(int batch) {
+  switch (batch) {
+    case 1: return 8.00;
+    case 8: return 9.80;
+    case 32: return 12.51;
+    case 64: return 15.64;
+    case 128: return 21.98;
+    default: return 0;
+  }
+}
+
+struct HostTensors {
+  std::vector<std::vector<uint16_t>> buffers;
+};
+
+double SecondsSince(std::chrono::steady_clock::time_point a) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - a).count();
+}
+
+// Parameters a forward pass multiplies by (every matrix but the embedding table, which is
+// gathered, not multiplied).
+double MatrixParams(const ModelConfig& cfg) {
+  double params = 0;
+  for (const ExpectedTensor& e : ExpectedCheckpointTensors(cfg)) {
+    if (e.shape.size() != 2 || e.name == "backbone.embeddings.weight") continue;
+    params += double(e.shape[0]) * e.shape[1];
+  }
+  return params;
+}
+
+// Device bytes of one state slot: C and n per head in the state's type, m in fp32.
+double StateBytes(const ModelConfig& cfg, DType state) {
+  const double heads = double(cfg.num_blocks) * cfg.num_heads;
+  const double cn = double(cfg.qk_head_dim()) * cfg.v_head_dim() + cfg.qk_head_dim();
+  return heads * (cn * DTypeSize(state) + 4);
+}
+
+struct StepTiming {
+  double step_ms = 0;
+  std::string top_stage;
+  double top_share = 0;
+  nlohmann::json stages = nlohmann::json::object();
+};
+
+// Wall milliseconds per call of `step` after `warmups` untimed calls, and the stages of one more
+// call with events between them (the largest with its share).
+absl::StatusOr<StepTiming> TimeStep(const Accelerator& device, Backend* backend,
+                                    const std::function<absl::Status()>& step, int warmups, int steps) {
+  for (int w = 0; w < warmups; ++w) RETURN_IF_ERROR(step());
+  StepTiming t;
+  const auto start = std::chrono::steady_clock::now();
+  for (int s = 0; s < steps; ++s) RETURN_IF_ERROR(step());
+  t.step_ms = SecondsSince(start) / steps * 1e3;
+  RETURN_IF_ERROR(device.SetStageProfiling(backend, true));
+  RETURN_IF_ERROR(step());
+  RETURN_IF_ERROR(device.SetStageProfiling(backend, false));
+  ASSIGN_OR_RETURN(auto stages, device.TakeStageProfile(backend));
+  double total = 0;
+  for (const auto& [name, ms] : stages) {
+    total += ms;
+    t.stages[name] = ms;
+  }
+  if (!stages.empty() && total > 0) {
+    t.top_stage = stages[0].first;
+    t.top_share = stages[0].second / total;
+  }
+  return t;
+}
+
+// One greedy decode step of `batch` sequences (the tokens come back, not the logits).
+absl::StatusOr<StepTiming> MeasureDecode(const Accelerator& device, Backend* backend, int batch, int steps) {
+  RETURN_IF_ERROR(backend->AllocateSlots(batch));
+  std::vector<int32_t> tokens(batch);
+  std::vector<SequenceInput> seqs(batch);
+  ForwardOutput out;
+  for (int i = 0; i < batch; ++i) {
+    tokens[i] = 3 + i;
+    seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[i], 1), false};
+    seqs[i].tokens_only = true;
+  }
+  return TimeStep(device, backend, [&] { return backend->Forward(seqs, &out); }, 3, steps);
+}
+
+// A serving step that admits a prompt while others decode: `batch - 1` greedy decode rows and
+// one prompt chunk of `chunk` tokens, in one pass (the tokens come back, not the logits).
+absl::StatusOr<StepTiming> MeasureMixed(const Accelerator& device, Backend* backend, int batch, int chunk, int steps) {
+  RETURN_IF_ERROR(backend->AllocateSlots(batch));
+  std::vector<int32_t> tokens(batch - 1 + chunk);
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = 3 + int(i);
+  std::vector<SequenceInput> seqs(batch);
+  for (int i = 0; i < batch; ++i) {
+    const bool prompt = i == batch - 1;
+    seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[i], prompt ? chunk : 1), false};
+    seqs[i].tokens_only = true;
+  }
+  ForwardOutput out;
+  return TimeStep(device, backend, [&] { return backend->Forward(seqs, &out); }, 3, steps);
+}
+
+// A speculative step of `length` tokens for each of `batch` sequences: a deferred greedy verify
+// pass with every row's argmax, then the commit of every token.
+absl::StatusOr<StepTiming> MeasureVerify(const Accelerator& device, Backend* backend, int batch, int length,
+                                         int steps) {
+  RETURN_IF_ERROR(backend->AllocateSlots(batch));
+  std::vector<int32_t> tokens(size_t(batch) * length);
+  std::vector<SequenceInput> seqs(batch);
+  std::vector<CommitInput> commits(batch);
+  for (int i = 0; i < batch; ++i) {
+    for (int t = 0; t < length; ++t) tokens[size_t(i) * length + t] = 3 + i + t;
+    seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[size_t(i) * length], length), true, false, true, true};
+    commits[i] = CommitInput{i, length};
+  }
+  ForwardOutput out;
+  return TimeStep(
+      device, backend,
+      [&]() -> absl::Status {
+        RETURN_IF_ERROR(backend->Forward(seqs, &out));
+        return backend->Commit(commits);
+      },
+      2, steps);
+}
+
+}  // namespace
+
+ModelConfig Xlstm7bConfig() {
+  ModelConfig c;
+  c.vocab_size = 50304;
+  c.hidden_size = 4096;
+  c.num_blocks = 32;
+  c.num_heads = 8;
+  c.qk_dim_factor = 0.5;
+  c.v_dim_factor = 1.0;
+  c.ffn_proj_factor = 2.667;
+  c.ffn_round_up_to_multiple_of = 64;
+  c.bos_token_id = 0;
+  c.pad_token_id = 1;
+  c.eos_token_ids = {2};
+  return c;
+}
+
+std::shared_ptr<const ModelWeights> RandomBf16Weights(const ModelConfig& config, uint32_t seed) {
+  auto host = std::make_shared<HostTensors>();
+  const std::vector<ExpectedTensor> expected = ExpectedCheckpointTensors(config);
+  host->buffers.resize(expected.size());
+  std::unordered_map<std::string, TensorView> tensors;
+  for (size_t t = 0; t < expected.size(); ++t) {
+    int64_t n = 1;
+    for (int64_t s : expected[t].shape) n *= s;
+    host->buffers[t].resize(n);
+  }
+  // Values: U(-1, 1)/sqrt(fan_in) for matrices, 1 for norm weights, forget-gate bias 4 (long
+  // memory), other biases 0; the speed does not depend on them, the maths stays finite.
+  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  std::vector<std::thread> pool;
+  for (unsigned w = 0; w < threads; ++w) {
+    pool.emplace_back([&, w] {
+      for (size_t t = w; t < expected.size(); t += threads) {
+        const ExpectedTensor& e = expected[t];
+        std::vector<uint16_t>& buf = host->buffers[t];
+        const bool matrix = e.shape.size() == 2;
+        const bool norm = !matrix && e.name.find("norm") != std::string::npos;
+        const bool forget = e.name.find("fgate_preact.bias") != std::string::npos;
+        const float scale = matrix ? 1.0f / std::sqrt(static_cast<float>(e.shape[1])) : 0.0f;
+        uint64_t x = (uint64_t(seed) << 32) ^ (t * 0x9E3779B97F4A7C15ull) ^ 0x2545F4914F6CDD1Dull;
+        for (size_t i = 0; i < buf.size(); ++i) {
+          float v = norm ? 1.0f : (forget ? 4.0f : 0.0f);
+          if (matrix) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            v = (static_cast<float>(x >> 40) / static_cast<float>(1ull << 24) * 2.0f - 1.0f) * scale;
+          }
+          buf[i] = FloatToBF16(v);
+        }
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+  for (size_t t = 0; t < expected.size(); ++t) {
+    TensorView view;
+    view.dtype = DType::kBF16;
+    view.shape = expected[t].shape;
+    view.data = host->buffers[t].data();
+    tensors[expected[t].name] = view;
+  }
+  return AssembleModelWeights(config, tensors, host);
+}
+
+namespace {
+
+// The tables of one precision, appended to `rows` and `table`.
+absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const ModelWeights> weights,
+                          const ShapeBenchOptions& options, Precision precision, nlohmann::json* rows,
+                          std::string* table) {
+  const ModelConfig& cfg = weights->config;
+  const double matrix_bytes = 2 * MatrixParams(cfg);  // bf16
+  const std::string prec(PrecisionName(precision));
+  char line[512];
+  std::map<int, double> plain_step_ms;  // first state dtype, by batch
+  for (DType state : options.state_dtypes) {
+    ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, device.CreateBackend(weights, state, precision));
+    const double state_bytes = StateBytes(cfg, state);
+    std::snprintf(line, sizeof(line),
+                  "\ndecode, precision %s, %s state (%.1f MB per sequence): Forward() per greedy step, tokens (argmax "
+                  "on the GPU) to the host included\n",
+                  prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", state_bytes / 1e6);
+    *table += line;
+    std::snprintf(line, sizeof(line), "%6s %9s %9s %9s %9s %12s %8s   %s\n", "batch", "step ms", "tok/s", "floor ms",
+                  "of floor", "ref step ms", "vs ref", "largest stage of a step (share)");
+    *table += line;
+    for (int batch : options.batch_sizes) {
+      ASSIGN_OR_RETURN(StepTiming r, MeasureDecode(device, backend.get(), batch, options.steps));
+      if (state == options.state_dtypes.front()) plain_step_ms[batch] = r.step_ms;
+      const double floor_ms = (matrix_bytes + 2 * state_bytes * batch) / options.copy_bandwidth * 1e3;
+      const double ref = ReferenceStepMs(batch);
+      std::snprintf(line, sizeof(line), "%6d %9.2f %9.0f %9.2f %8.0f%% %12.2f %7.2fx   %s (%.0f%%)\n", batch,
+                    r.step_ms, batch / r.step_ms * 1e3, floor_ms, 100 * floor_ms / r.step_ms, ref,
+                    ref > 0 ? ref / r.step_ms : 0.0, r.top_stage.c_str(), 100 * r.top_share);
+      *table += line;
+      rows->push_back({{"kind", "decode"},
+                       {"precision", prec},
+                       {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                       {"batch", batch},
+                       {"step_ms", r.step_ms},
+                       {"tokens_per_s", batch / r.step_ms * 1e3},
+                       {"floor_ms", floor_ms},
+                       {"fraction_of_floor", floor_ms / r.step_ms},
+                       {"reference_step_ms", ref},
+                       {"stage_ms", r.stages}});
+    }
+    if (state != options.state_dtypes.front()) continue;
+    if (!options.verify_lengths.empty()) {
+      std::snprintf(line, sizeof(line),
+                    "\nspeculative verify, precision %s, %s state: deferred greedy pass of L tokens per sequence "
+                    "(argmax of all L rows to the host) + commit, vs a plain step\n%6s %9s",
+                    prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", "batch", "plain ms");
+      *table += line;
+      for (int len : options.verify_lengths) {
+        std::snprintf(line, sizeof(line), "   L=%d ms (ratio)", len);
+        *table += line;
+      }
+      *table += "\n";
+      for (int batch : options.batch_sizes) {
+        const double plain = plain_step_ms[batch];
+        std::snprintf(line, sizeof(line), "%6d %9.2f", batch, plain);
+        *table += line;
+        for (int len : options.verify_lengths) {
+          ASSIGN_OR_RETURN(const StepTiming v, MeasureVerify(device, backend.get(), batch, len, std::max(3, options.steps / 2)));
+          const double ms = v.step_ms;
+          std::snprintf(line, sizeof(line), "   %7.2f (%5.2fx)", ms, ms / plain);
+          *table += line;
+          rows->push_back({{"kind", "verify"},
+                           {"precision", prec},
+                           {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                           {"batch", batch},
+                           {"tokens_per_sequence", len},
+                           {"verify_commit_ms", ms},
+                           {"plain_step_ms", plain},
+                           {"cost_ratio", ms / plain},
+                           {"stage_ms", v.stages}});
+        }
+        *table += "\n";
+      }
+    }
+    std::snprintf(line, sizeof(line),
+                  "\nmixed serving steps, precision %s, %s state: batch - 1 decode rows + one prompt chunk in one "
+                  "pass, vs a plain step\n%6s %9s %20s %20s   %s\n",
+                  prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", "batch", "plain ms", "chunk 64 ms (ratio)",
+                  "chunk 128 ms (ratio)", "largest stages of the 128 step");
+    *table += line;
+    for (int batch : options.batch_sizes) {
+      if (batch < 2) continue;
+      const double plain = plain_step_ms[batch];
+      std::string cells;
+      std::string top;
+      for (int chunk : {64, 128}) {
+        ASSIGN_OR_RETURN(const StepTiming m,
+                         MeasureMixed(device, backend.get(), batch, chunk, std::max(3, options.steps / 2)));
+        std::snprintf(line, sizeof(line), " %11.2f (%5.2fx)", m.step_ms, m.step_ms / plain);
+        cells += line;
+        if (chunk == 128) {
+          std::vector<std::pair<double, std::string>> stages;
+          for (const auto& [name, ms] : m.stages.items()) stages.push_back({ms.get<double>(), name});
+          std::sort(stages.rbegin(), stages.rend());
+          for (size_t i = 0; i < std::min<size_t>(3, stages.size()); ++i) {
+            std::snprintf(line, sizeof(line), "%s%s %.2f ms", i ? ", " : "", stages[i].second.c_str(), stages[i].first);
+            top += line;
+          }
+        }
+        rows->push_back({{"kind", "mixed"},
+                         {"precision", prec},
+                         {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                         {"batch", batch},
+                         {"chunk", chunk},
+                         {"step_ms", m.step_ms},
+                         {"plain_step_ms", plain},
+                         {"cost_ratio", m.step_ms / plain},
+                         {"stage_ms", m.stages}});
+      }
+      std::snprintf(line, sizeof(line), "%6d %9.2f%s   %s\n", batch, plain, cells.c_str(), top.c_str());
+      *table += line;
+    }
+    std::snprintf(line, sizeof(line),
+                  "\nprefill, batch 1, precision %s, %s state: time to first token vs the tensor-core roofline "
+                  "(%.0f TFLOP/s measured)\n",
+                  prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", options.tensor_core_flops / 1e12);
+    *table += line;
+    std::snprintf(line, sizeof(line), "%8s %10s %12s %12s %16s\n", "prompt", "TTFT ms", "roofline ms",
+                  "TFLOP/s", "of roofline");
+    *table += line;
+    RETURN_IF_ERROR(backend->AllocateSlots(1));
+    for (int len : options.prompt_lengths) {
+      std::vector<int32_t> prompt(len);
+      for (int i = 0; i < len; ++i) prompt[i] = 3 + (i * 7919) % (cfg.vocab_size - 3);
+      SequenceInput s{0, prompt, false};
+      ForwardOutput out;
+      RETURN_IF_ERROR(backend->ResetSlot(0));
+      RETURN_IF_ERROR(backend->Forward(std::span<const SequenceInput>(&s, 1), &out));
+      RETURN_IF_ERROR(backend->ResetSlot(0));
+      const auto start = std::chrono::steady_clock::now();
+      RETURN_IF_ERROR(backend->Forward(std::span<const SequenceInput>(&s, 1), &out));
+      const double ms = SecondsSince(start) * 1e3;
+      RETURN_IF_ERROR(device.SetStageProfiling(backend.get(), true));
+      RETURN_IF_ERROR(backend->ResetSlot(0));
+      RETURN_IF_ERROR(backend->Forward(std::span<const SequenceInput>(&s, 1), &out));
+      RETURN_IF_ERROR(device.SetStageProfiling(backend.get(), false));
+      ASSIGN_OR_RETURN(auto stages, device.TakeStageProfile(backend.get()));
+      nlohmann::json stage_ms = nlohmann::json::object();
+      for (const auto& [name, t] : stages) stage_ms[name] = t;
+      // lm_head runs on the last row only.
+      const double flops = 2.0 * (MatrixParams(cfg) - double(cfg.vocab_size) * cfg.hidden_size) * len +
+                           2.0 * cfg.vocab_size * cfg.hidden_size;
+      const double roof_ms = flops / options.tensor_core_flops * 1e3;
+      std::snprintf(line, sizeof(line), "%8d %10.1f %12.1f %12.1f %15.1f%%   largest stage: %s (%.0f%%)\n", len, ms,
+                    roof_ms, flops / (ms / 1e3) / 1e12, 100 * roof_ms / ms,
+                    stages.empty() ? "" : stages[0].first.c_str(), stages.empty() ? 0.0 : 100 * stages[0].second / ms);
+      *table += line;
+      rows->push_back({{"kind", "prefill"},
+                       {"precision", prec},
+                       {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                       {"prompt_tokens", len},
+                       {"ttft_ms", ms},
+                       {"roofline_ms", roof_ms},
+                       {"tflops", flops / (ms / 1e3) / 1e12},
+                       {"fraction_of_roofline", roof_ms / ms},
+                       {"stage_ms", stage_ms}});
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<nlohmann::json> RunShapeBench(const Accelerator& device, std::shared_ptr<const ModelWeights> weights,
+                                             const ShapeBenchOptions& options, std::string* table) {
+  nlohmann::json rows = nlohmann::json::array();
+  for (Precision precision : options.precisions) {
+    RETURN_IF_ERROR(RunPrecision(device, weights, options, precision, &rows, table));
+  }
+  return rows;
+}
+
+}  // namespace xlserve::bench

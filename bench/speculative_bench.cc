@@ -1,0 +1,130 @@
+#include "bench/speculative_bench.h"
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+
+#include "engine/batch_decoder.h"
+#include "engine/state_cache.h"
+#include "engine/warm_up.h"
+#include "base/status_macros.h"
+
+namespace xlserve::bench {
+namespace {
+
+absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBenchOptions& options,
+                                           int batch, SpeculationMode mode, const char* mode_name) {
+  ASSIGN_OR_RETURN(StateCache cache, StateCache::Create(backend, batch));
+  // As a server does before serving: each step shape's one-time work (GEMM choices, graphs)
+  // stays out of the timed steps.
+  int longest = 1;
+  for (int i = 0; i < batch; ++i) longest = std::max(longest, static_cast<int>(options.prompts[i].size()));
+  StepCosts costs;
+  RETURN_IF_ERROR(WarmUp(backend, WarmUpOptions{batch, std::max(longest, batch * (1 + options.num_draft) + 1),
+                                                options.num_draft}, {}, &costs));
+  if (!costs.empty()) {
+    std::string line = "bench: batch " + std::to_string(batch) + " step costs (warm-up replays): plain " +
+                       std::to_string(costs.Plain(batch).value_or(0) * 1e3) + " ms";
+    for (int len = 1; len <= 1 + options.num_draft; ++len) {
+      line += ", verify L=" + std::to_string(len) + " " + std::to_string(costs.Verify(batch, len).value_or(0) * 1e3);
+    }
+    std::fprintf(stderr, "%s ms\n", line.c_str());
+  }
+  BatchDecoder decoder(backend);
+  decoder.SetStepCosts(std::move(costs));
+  std::vector<int> ids;
+  for (int i = 0; i < batch; ++i) {
+    GenerationRequest request;
+    request.prompt_ids = options.prompts[i];
+    request.max_new_tokens = options.new_tokens;
+    request.speculation = mode;
+    request.num_draft = options.num_draft;
+    ASSIGN_OR_RETURN(const int slot, cache.Acquire());
+    SequenceInput in;
+    in.slot = slot;
+    in.tokens = request.prompt_ids;
+    in.mtp_heads = decoder.SpeculationEnabled(request);
+    ForwardOutput out;
+    RETURN_IF_ERROR(backend->Forward(std::span<const SequenceInput>(&in, 1), &out));
+    ASSIGN_OR_RETURN(const int id, decoder.Add(slot, request, out, 0));
+    ids.push_back(id);
+  }
+  SpeculativeBenchRow row;
+  row.batch = batch;
+  row.mode = mode_name;
+  const auto start = std::chrono::steady_clock::now();
+  while (decoder.has_unfinished()) {
+    RETURN_IF_ERROR(decoder.Step());
+    ++row.passes;
+  }
+  row.decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (int id : ids) {
+    const GenerationResult r = decoder.Remove(id);
+    // The first token comes from prefill, so decode passes produced the rest.
+    row.tokens += static_cast<int64_t>(r.tokens.size()) - 1;
+    row.sequence_steps += r.steps;
+    row.drafted += r.drafted_tokens;
+    row.accepted += r.accepted_drafts;
+  }
+  return row;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<SpeculativeBenchRow>> RunSpeculativeBench(Backend* backend,
+                                                                     const SpeculativeBenchOptions& options) {
+  std::vector<SpeculativeBenchRow> rows;
+  for (int batch : options.batch_sizes) {
+    if (batch < 1 || batch > static_cast<int>(options.prompts.size())) {
+      return absl::InvalidArgumentError("batch size " + std::to_string(batch) + " needs that many prompts; have " +
+                                        std::to_string(options.prompts.size()));
+    }
+    for (auto [mode, name] : {std::pair{SpeculationMode::kOff, "off"}, std::pair{SpeculationMode::kOn, "on"},
+                              std::pair{SpeculationMode::kAuto, "auto"}}) {
+      std::fprintf(stderr, "bench: batch %d, speculation %s ...\n", batch, name);
+      ASSIGN_OR_RETURN(SpeculativeBenchRow row, RunOne(backend, options, batch, mode, name));
+      rows.push_back(row);
+    }
+  }
+  return rows;
+}
+
+std::string FormatSpeculativeTable(const std::vector<SpeculativeBenchRow>& rows) {
+  std::map<int, double> plain_rate;
+  for (const auto& r : rows) {
+    if (r.mode == "off") plain_rate[r.batch] = r.tokens_per_second();
+  }
+  std::string out;
+  char line[256];
+  std::snprintf(line, sizeof(line), "%6s %5s %8s %8s %11s %9s %10s %8s\n", "batch", "mode", "tokens", "passes",
+                "tok/step", "accept", "tok/s", "speedup");
+  out += line;
+  for (const auto& r : rows) {
+    const double accept = r.drafted ? double(r.accepted) / r.drafted : 0;
+    const double base = plain_rate[r.batch];
+    std::snprintf(line, sizeof(line), "%6d %5s %8lld %8lld %11.3f %9.3f %10.1f %7.2fx\n", r.batch, r.mode.c_str(),
+                  static_cast<long long>(r.tokens), static_cast<long long>(r.passes), r.tokens_per_step(), accept,
+                  r.tokens_per_second(), base > 0 ? r.tokens_per_second() / base : 0.0);
+    out += line;
+  }
+  return out;
+}
+
+nlohmann::json SpeculativeRowsToJson(const std::vector<SpeculativeBenchRow>& rows) {
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& r : rows) {
+    j.push_back({{"batch", r.batch},
+                 {"mode", r.mode},
+                 {"tokens", r.tokens},
+                 {"sequence_steps", r.sequence_steps},
+                 {"passes", r.passes},
+                 {"drafted", r.drafted},
+                 {"accepted", r.accepted},
+                 {"tokens_per_step", r.tokens_per_step()},
+                 {"decode_seconds", r.decode_seconds},
+                 {"tokens_per_second", r.tokens_per_second()}});
+  }
+  return j;
+}
+
+}  // namespace xlserve::bench
