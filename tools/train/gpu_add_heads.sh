@@ -9,7 +9,7 @@
 # What comes back: $OUT/results.tar (logs, bench and eval JSON, trainer states) and the re-added
 # heads ($OUT/model-mtp-heads.safetensors; beside the shipped trunk they make the model again).
 # Usage, from the repository root: tools/train/gpu_add_heads.sh XLSERVE_BINARY
-# Environment: DEVICE (cuda), SHIPPED_SECONDS (90), B7_SECONDS (45), B7_MODEL (an existing
+# Environment: DEVICE (cuda), SHIPPED_SECONDS (90), B7_SECONDS (45; 0: no 7B run), B7_MODEL (an existing
 # checkpoint instead of a new random 7B), HELDOUT (default: site-packages/networkx), and the
 # batch shapes SHIPPED_SEQ/SHIPPED_BATCH (512/128), B7_SEQ/B7_BATCH (2048/16).
 set -uo pipefail
@@ -63,10 +63,11 @@ timeout 120 python3 "$here/evaluate.py" --model "$shipped" --model "$work/readde
 echo "evaluate exit $?" >>"$work/eval_log.txt"
 cat "$work/eval_log.txt"
 
+if [ "${B7_SECONDS:-45}" -eq 0 ]; then stamp "done (B7_SECONDS=0: no 7B run)"; exit 0; fi
 stamp "xLSTM-7b"
 b7=${B7_MODEL:-$work/x7b}
 if [ -z "${B7_MODEL:-}" ]; then
-  timeout 120 python3 -c "import sys; sys.path.insert(0, 'tools/bench'); import serve_7b; serve_7b.write_checkpoint('$b7')" \
+  timeout 120 python3 -c "import sys; sys.path.insert(0, 'bench'); import serve_7b; serve_7b.write_checkpoint('$b7')" \
     >"$work/x7b_make.txt" 2>&1
   cat "$work/x7b_make.txt"
 fi
