@@ -18,6 +18,9 @@
 namespace xlserve {
 namespace {
 
+// Ids above the defined tokens a tokenizer may leave unused (reserved ranges).
+constexpr int64_t kMaxIdGap = int64_t{1} << 16;
+
 using nlohmann::json;
 using tokenizer_internal::AddedVocabulary;
 using tokenizer_internal::BpeModel;
@@ -136,6 +139,13 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromJson(std::string_view 
     int size = 0;
     for (const auto& [token, id] : tok->model_->vocab()) size = std::max(size, id + 1);
     for (const auto& token : tok->added_->tokens()) size = std::max(size, token.id + 1);
+    // Tables are indexed by id: a few large ids in a small file must not allocate gigabytes.
+    // Real vocabularies are dense, with at most some reserved room above the model's ids.
+    const int64_t entries = static_cast<int64_t>(tok->model_->vocab().size() + tok->added_->tokens().size());
+    if (size > entries + kMaxIdGap) {
+      return absl::InvalidArgumentError(absl::StrCat("tokenizer.json token ids reach ", size - 1, " but only ",
+                                                     entries, " tokens are defined: ids this sparse are refused"));
+    }
     tok->id_to_token_.resize(size);
     tok->has_token_.assign(size, false);
     tok->is_special_.assign(size, false);

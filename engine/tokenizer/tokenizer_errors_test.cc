@@ -37,6 +37,23 @@ TEST_CASE("malformed JSON is InvalidArgument") {
   }
 }
 
+TEST_CASE("sparse ids are refused before any table is sized by them (fuzz finding: 3 GB from a 23 KB file)") {
+  json config = GoldenConfig();
+  config["model"]["vocab"]["zzz-far-away"] = 500000000;
+  ExpectLoadError(config, absl::StatusCode::kInvalidArgument, "ids this sparse are refused");
+  config = GoldenConfig();
+  config["added_tokens"].push_back({{"id", 400000000}, {"content", "<far>"}, {"single_word", false},
+                                    {"lstrip", false}, {"rstrip", false}, {"normalized", false},
+                                    {"special", true}});
+  ExpectLoadError(config, absl::StatusCode::kInvalidArgument, "ids this sparse are refused");
+  // Reserved room above the defined ids stays accepted.
+  config = GoldenConfig();
+  config["added_tokens"].push_back({{"id", static_cast<int>(config["model"]["vocab"].size()) + 1000},
+                                    {"content", "<reserved>"}, {"single_word", false}, {"lstrip", false},
+                                    {"rstrip", false}, {"normalized", false}, {"special", true}});
+  CHECK(Tokenizer::FromJson(config.dump()).ok());
+}
+
 TEST_CASE("unsupported components are named") {
   json config = GoldenConfig();
   config["model"]["type"] = "WordPiece";
