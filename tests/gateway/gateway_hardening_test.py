@@ -20,29 +20,25 @@ import urllib.request
 
 XLSERVE = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "xlserve")
 MODEL = "models/xlstm-code-mtp"
+sys.path.insert(0, os.getcwd())  # the runfiles root: tests/testing is there
+from tests.testing import xlserve_processes as processes  # noqa: E402
+from tests.testing.xlserve_processes import start  # noqa: E402
 
-
-def start(args, pattern, env=None):
-    proc = subprocess.Popen([XLSERVE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    line = proc.stdout.readline()
-    m = re.search(pattern, line)
-    if not m:
-        proc.kill()
-        raise RuntimeError(f"{args[0]} did not start: {line!r} {proc.stderr.read()}")
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
-    return proc, m
+processes.XLSERVE = XLSERVE
 
 
 def start_server(*extra):
-    proc, m = start(["serve", "--model", MODEL, "--port", "0", "--metrics-port", "0", "--threads", "2", *extra],
-                    r"listening on [\d.]+:(\d+) metrics (\d+)")
-    return proc, int(m.group(1)), int(m.group(2))
+    return processes.start_server(*extra)
 
 
 def start_gateway(grpc_port, *extra, env=None):
-    proc, m = start(["gateway", "--port", "0", "--upstream", f"127.0.0.1:{grpc_port}", *extra],
-                    r"listening on [\d.]+:(\d+)", env=env)
-    return proc, int(m.group(1))
+    return processes.start_gateway("--upstream", f"127.0.0.1:{grpc_port}", *extra, env=env)
+
+
+
+
+
+
 
 
 def stop(proc, timeout=30):

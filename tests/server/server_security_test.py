@@ -5,11 +5,9 @@ reflection can be switched off; the gateway authenticates itself to such a serve
 
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
-import threading
 import unittest
 import urllib.request
 
@@ -29,24 +27,23 @@ if protoc.main(["protoc", f"-I{PROTO_DIR}", f"--python_out={STUBS}", f"--grpc_py
 sys.path.insert(0, STUBS)
 from xlserve.v1 import xlserve_pb2 as pb, xlserve_pb2_grpc as pb_grpc  # noqa: E402
 
-TMP = tempfile.mkdtemp(prefix="xlserve-security-")
+sys.path.insert(0, os.getcwd())  # the runfiles root: tests/testing is there
+from tests.testing import xlserve_processes as processes  # noqa: E402
+from tests.testing.xlserve_processes import start  # noqa: E402
 
-
-def start(args, pattern, env=None):
-    proc = subprocess.Popen([XLSERVE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    line = proc.stdout.readline()
-    m = re.search(pattern, line)
-    if not m:
-        proc.kill()
-        raise RuntimeError(f"{args[0]} did not start: {line!r} {proc.stderr.read()}")
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
-    return proc, m
+processes.XLSERVE = XLSERVE
 
 
 def start_server(*extra, env=None):
-    proc, m = start(["serve", "--model", MODEL, "--port", "0", "--metrics-port", "-1", "--threads", "2", *extra],
-                    r"listening on [\d.]+:(\d+)", env=env)
-    return proc, int(m.group(1))
+    proc, port, _ = processes.start_server(*extra, env=env, metrics=False)
+    return proc, port
+
+
+TMP = tempfile.mkdtemp(prefix="xlserve-security-")
+
+
+
+
 
 
 def stop(proc):

@@ -1,0 +1,40 @@
+"""Starting `xlserve serve` and `xlserve gateway` for end-to-end tests: each prints its
+"listening on" line first, which gives the ports it picked (--port 0). Tests set XLSERVE to the
+binary under test before starting anything."""
+
+import re
+import subprocess
+import threading
+
+XLSERVE = "xlserve"
+MODEL = "models/xlstm-code-mtp"
+
+
+def start(args, pattern, env=None):
+    """Runs `xlserve ARGS`; returns the process and the match of `pattern` on its first line."""
+    proc = subprocess.Popen([XLSERVE, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = proc.stdout.readline()
+    m = re.search(pattern, line)
+    if not m:
+        proc.kill()
+        raise RuntimeError(f"{args[0]} did not start: {line!r} {proc.stderr.read()}")
+    # A full stderr pipe would block the process: drain it.
+    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    return proc, m
+
+
+def start_server(*extra, env=None, metrics=True):
+    """The shipped model on the CPU; (process, gRPC port, metrics port or None)."""
+    if metrics:
+        proc, m = start(["serve", "--model", MODEL, "--port", "0", "--metrics-port", "0", "--threads", "2", *extra],
+                        r"listening on [\d.]+:(\d+) metrics (\d+)", env=env)
+        return proc, int(m.group(1)), int(m.group(2))
+    proc, m = start(["serve", "--model", MODEL, "--port", "0", "--metrics-port", "-1", "--threads", "2", *extra],
+                    r"listening on [\d.]+:(\d+)", env=env)
+    return proc, int(m.group(1)), None
+
+
+def start_gateway(*extra, env=None):
+    """(process, HTTP port)."""
+    proc, m = start(["gateway", "--port", "0", *extra], r"listening on [\d.]+:(\d+)", env=env)
+    return proc, int(m.group(1))
