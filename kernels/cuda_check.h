@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "base/status_macros.h"
 
 namespace xlserve::kernels {
 
