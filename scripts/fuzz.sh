@@ -5,17 +5,20 @@
 # the artifact directory. Prints executions per target.
 #
 #   scripts/fuzz.sh                      # CI smoke: 30 s per target
-#   scripts/fuzz.sh --time 1800          # the long run: 30 min per target
+#   scripts/fuzz.sh --time 1800          # the long run: 30 min per target ...
+#   scripts/fuzz.sh --time 1800 --runs 1000000   # ... or 1e6 executions, whichever comes first
 #   scripts/fuzz.sh --time 600 openai_body_fuzz chat_template_fuzz
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=30
+runs=-1
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --time) seconds="$2"; shift 2 ;;
-    -h|--help) sed -n 2,10p "$0"; exit 0 ;;
+    --runs) runs="$2"; shift 2 ;;
+    -h|--help) sed -n 2,11p "$0"; exit 0 ;;
     *) targets+=("$1"); shift ;;
   esac
 done
@@ -31,7 +34,7 @@ bazel build --config=fuzz "${labels[@]}"
 bin="$(bazel info --config=fuzz bazel-bin 2>/dev/null)/fuzz"
 
 work="${FUZZ_WORK_DIR:-$(mktemp -d /tmp/xlserve-fuzz.XXXXXX)}"
-echo "fuzz: ${seconds} s per target; new inputs and any reproducer under $work"
+echo "fuzz: ${seconds} s per target$([ "$runs" -ge 0 ] && echo " or $runs executions"); new inputs and any reproducer under $work"
 failed=0
 for t in "${targets[@]}"; do
   mkdir -p "$work/$t/corpus" "$work/$t/artifacts"
@@ -41,7 +44,7 @@ for t in "${targets[@]}"; do
   case "$t" in tokenizer_json_fuzz) max_len=32768 ;; esac
   set +e
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    "$bin/$t" "$work/$t/corpus" "fuzz/corpus/$t" "${dict[@]}" -max_total_time="$seconds" -max_len="$max_len" \
+    "$bin/$t" "$work/$t/corpus" "fuzz/corpus/$t" "${dict[@]}" -max_total_time="$seconds" -runs="$runs" -max_len="$max_len" \
     -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$work/$t/artifacts/" \
     >"$work/$t/log" 2>&1
   rc=$?

@@ -174,6 +174,8 @@ bool Scheduler::RunIteration() {
     stop_now = stopping_ && running_.empty() && waiting_.empty() && swapped_.empty();
   }
   if (!stop_now) {
+    // Admissions show before the pass: a long prompt chunk can take seconds on the CPU.
+    PublishMetrics();
     if (absl::Status st = Step(); !st.ok()) FailAll(st);
     FinishDecoded();
   }

@@ -20,6 +20,8 @@ import urllib.request
 
 XLSERVE = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "xlserve")
 MODEL = "models/xlstm-code-mtp"
+# Sanitizer builds run the model several times slower (.bazelrc sets the factor).
+TIME_SCALE = float(os.environ.get("XLSERVE_TEST_TIME_SCALE", "1"))
 sys.path.insert(0, os.getcwd())  # the runfiles root: tests/testing is there
 from tests.testing import xlserve_processes as processes  # noqa: E402
 from tests.testing.xlserve_processes import start  # noqa: E402
@@ -35,12 +37,6 @@ def start_gateway(grpc_port, *extra, env=None):
     return processes.start_gateway("--upstream", f"127.0.0.1:{grpc_port}", *extra, env=env)
 
 
-
-
-
-
-
-
 def stop(proc, timeout=30):
     proc.terminate()
     return proc.wait(timeout=timeout)
@@ -53,7 +49,7 @@ def metrics(port):
 
 
 def wait_for(predicate, timeout):
-    end = time.time() + timeout
+    end = time.time() + timeout * TIME_SCALE
     while time.time() < end:
         if predicate():
             return True
@@ -63,7 +59,7 @@ def wait_for(predicate, timeout):
 
 def post(port, path, body, headers=None, timeout=60):
     """(status, headers, body) of one request; body may be a dict (sent as JSON) or bytes."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout * TIME_SCALE)
     data = json.dumps(body).encode() if isinstance(body, dict) else body
     conn.request("POST", path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
     resp = conn.getresponse()
