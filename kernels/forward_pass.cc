@@ -1,0 +1,395 @@
+#include "kernels/forward_pass.h"
+
+#include <algorithm>
+
+#include "base/status_macros.h"
+#include "kernels/cuda_check.h"
+
+namespace xlserve::kernels {
+namespace {
+
+// Rows up to which large bf16 matrices go through the fp32 GEMV: beyond, its FMAs (8 per
+// weight and row) fall behind the weight stream (measured on an H200 with the 7B shape: 62% of
+// the HBM floor at batch 1, 35% at batch 8, where the cuBLAS split-pair GEMM gives 54%).
+// Matrices of at most kSmallMatrixElems take it up to kGemvMaxRows rows: there a step is bound
+// by latency, and one kernel beats a GEMM plus its combine (small models, verify passes).
+constexpr int kBf16GemvMaxRows = 2;
+constexpr int64_t kSmallMatrixElems = int64_t{1} << 22;
+
+}  // namespace
+
+ForwardPass::ForwardPass(const ModelConfig& cfg, const DeviceWeights* dev, LtGemm* lt, cublasHandle_t cublas,
+                         cudaStream_t stream, const StatePool* states, Precision precision,
+                         const DeferredStoreLayout& store, StageProfiler* profiler)
+    : cfg_(cfg),
+      dev_(dev),
+      lt_(lt),
+      cublas_(cublas),
+      stream_(stream),
+      states_(states),
+      precision_(precision),
+      cols_(ProjColumns::ForModel(cfg)),
+      store_(store),
+      profiler_(profiler) {}
+
+bool ForwardPass::Tiled() const { return MlstmStepSupports(cfg_.qk_head_dim(), cfg_.v_head_dim(), states_->type()); }
+
+ForwardPass::MlstmColumns ForwardPass::ProjMlstmColumns() const {
+  return {cols_.q, cols_.k, cols_.v, cols_.igate, cols_.fgate, cols_.width};
+}
+
+ForwardPass::MlstmColumns ForwardPass::StoreColumns() const {
+  // q unused: a commit has no outputs.
+  return {0, store_.k_column(), store_.v_column(), store_.igate_column(), store_.fgate_column(), store_.width()};
+}
+
+absl::StatusOr<float*> ForwardPass::DeferredStore() {
+  return scratch_.deferred_store.Get(store_.Floats(states_->num_slots()));
+}
+
+absl::StatusOr<PassBuffers> ForwardPass::Prepare(const ForwardPlan& plan) {
+  PassBuffers b;
+  ASSIGN_OR_RETURN(int32_t* ints, scratch_.ints.Get(plan.packed.size()));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ints, plan.packed.data(), plan.packed.size() * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, stream_));
+  b.ints = ints;
+  if (plan.any_deferred()) {
+    ASSIGN_OR_RETURN(b.store, DeferredStore());
+  }
+  b.idx = plan.trunk.Resolve(ints + plan.trunk_at, b.store);
+  if (plan.any_fused) {
+    ASSIGN_OR_RETURN(b.idx.commit_factors,
+                     scratch_.commit_factors.Get(size_t(b.idx.deferred.count) * cfg_.num_heads * kCommitFactorStride));
+  }
+  const size_t head_rows = plan.heads.slots.empty() ? 0 : size_t(num_mtp_heads()) * plan.heads.picked.size();
+  ASSIGN_OR_RETURN(b.logits, scratch_.logits.Get(size_t(plan.picked()) * cfg_.vocab_size));
+  if (head_rows > 0) {
+    ASSIGN_OR_RETURN(b.head_logits, scratch_.head_logits.Get(head_rows * cfg_.vocab_size));
+  }
+  ASSIGN_OR_RETURN(b.argmax, scratch_.argmax.Get(size_t(plan.picked()) + head_rows));
+  return b;
+}
+
+absl::Status ForwardPass::Enqueue(const ForwardPlan& plan, const PassBuffers& b) {
+  const int d = cfg_.hidden_size, rows = plan.rows, head_count = plan.head_rows;
+  const int32_t* tokens = b.ints;
+  const int32_t* head_rows = b.ints + rows;
+  ASSIGN_OR_RETURN(float* x, scratch_.x.Get(size_t(rows) * d));
+  CUDA_RETURN_IF_ERROR(EmbeddingGather(dev_->embeddings.data, dev_->embeddings.type, tokens, rows, d, x, stream_));
+  RETURN_IF_ERROR(profiler_->Mark("embedding", stream_));
+  const int trunk_layers = cfg_.mtp ? cfg_.mtp->trunk_layers : cfg_.num_blocks;
+  ASSIGN_OR_RETURN(float* z, scratch_.z.Get(size_t(head_count) * d));
+  PendingResidual residual;
+  for (int l = 0; l < cfg_.num_blocks; ++l) {
+    if (head_count > 0 && l == trunk_layers) {
+      RETURN_IF_ERROR(FlushResidual(rows, &residual, x));
+      CUDA_RETURN_IF_ERROR(GatherRows(x, head_rows, head_count, d, z, stream_));
+    }
+    RETURN_IF_ERROR(RunBlock(dev_->blocks[l], l, rows, b.idx, &residual, x));
+  }
+  RETURN_IF_ERROR(FlushResidual(rows, &residual, x));
+  if (head_count > 0 && trunk_layers == cfg_.num_blocks) {
+    CUDA_RETURN_IF_ERROR(GatherRows(x, head_rows, head_count, d, z, stream_));
+  }
+
+  const int picked = plan.picked();
+  RETURN_IF_ERROR(Unembed(x, b.idx.picked, picked, b.logits));
+  RETURN_IF_ERROR(profiler_->Mark("lm_head + soft cap", stream_));
+  RETURN_IF_ERROR(RunMtpHeads(plan.heads, b.ints + plan.heads_at, b.store, b.idx.commit_factors, z, b.head_logits));
+  CUDA_RETURN_IF_ERROR(ArgmaxRows(b.logits, picked, cfg_.vocab_size, b.argmax, stream_));
+  if (b.head_logits != nullptr) {
+    const int head_picked = num_mtp_heads() * static_cast<int>(plan.heads.picked.size());
+    CUDA_RETURN_IF_ERROR(ArgmaxRows(b.head_logits, head_picked, cfg_.vocab_size, b.argmax + picked, stream_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ForwardPass::ApplyCommits(const CommitPlan& plan) {
+  if (plan.empty()) return absl::OkStatus();
+  RETURN_IF_ERROR(profiler_->Mark("start", stream_));
+  ASSIGN_OR_RETURN(int32_t* ints, scratch_.commit_ints.Get(plan.packed.size()));
+  CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(ints, plan.packed.data(), plan.packed.size() * sizeof(int32_t),
+                                       cudaMemcpyHostToDevice, stream_));
+  ASSIGN_OR_RETURN(float* store, DeferredStore());
+  const int n = plan.count;
+  for (int l = 0; l < store_.num_layers; ++l) {
+    const int seqs = l < cfg_.num_blocks ? n : plan.with_heads;
+    if (seqs == 0) continue;
+    const DeviceSubset subset{ints, ints + n, ints + 2 * n, seqs, 0};
+    const MlstmParams p = SubsetParams(l, store + store_.LayerOffset(l), StoreColumns(), nullptr, subset);
+    CUDA_RETURN_IF_ERROR(Tiled() ? MlstmCommit(p, stream_) : MlstmRecurrent(p, stream_));
+  }
+  RETURN_IF_ERROR(profiler_->Mark("commit", stream_));
+  if (profiler_->on) {
+    CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+    RETURN_IF_ERROR(profiler_->Collect());
+  }
+  return absl::OkStatus();
+}
+
+MlstmParams ForwardPass::LayerParams(int layer, const float* base, const MlstmColumns& c, float* h,
+                                     const int32_t* row_begin, const int32_t* slots, int num_seqs) const {
+  MlstmParams p;
+  p.q = base + c.q;
+  p.k = base + c.k;
+  p.v = base + c.v;
+  p.igate = base + c.igate;
+  p.fgate = base + c.fgate;
+  p.proj_stride = c.stride;
+  p.h = h;
+  p.state = states_->Ref(layer);
+  p.seq_row_begin = row_begin;
+  p.seq_slot = slots;
+  p.num_seqs = num_seqs;
+  p.heads = cfg_.num_heads;
+  p.dqk = cfg_.qk_head_dim();
+  p.dv = cfg_.v_head_dim();
+  p.gate_cap = cfg_.gate_soft_cap ? static_cast<float>(*cfg_.gate_soft_cap) : 0.0f;
+  p.eps = static_cast<float>(cfg_.eps);
+  return p;
+}
+
+// logits [n, vocab] = soft_cap(lm_head(out_norm(x[picked]))).
+absl::Status ForwardPass::Unembed(const float* x, const int32_t* picked, int n, float* logits) {
+  const int d = cfg_.hidden_size;
+  ASSIGN_OR_RETURN(float* sel, scratch_.sel.Get(size_t(n) * d));
+  ASSIGN_OR_RETURN(float* normed, scratch_.normed.Get(size_t(n) * d));
+  ASSIGN_OR_RETURN(const Bf16Activation bf16, Bf16Input(n));
+  CUDA_RETURN_IF_ERROR(GatherRows(x, picked, n, d, sel, stream_));
+  CUDA_RETURN_IF_ERROR(RmsNorm(sel, dev_->out_norm_w, nullptr, n, d, static_cast<float>(cfg_.norm_eps),
+                               Fp32InputFor(n, dev_->lm_head, normed), bf16, stream_));
+  RETURN_IF_ERROR(Linear(normed, bf16, n, dev_->lm_head, nullptr, false, logits));
+  if (cfg_.output_logit_soft_cap) {
+    CUDA_RETURN_IF_ERROR(
+        SoftCap(logits, int64_t(n) * cfg_.vocab_size, static_cast<float>(*cfg_.output_logit_soft_cap), stream_));
+  }
+  return absl::OkStatus();
+}
+
+// Runs heads 1..n-1 on z (the sub-batch's rows of the residual stream the heads read) into
+// logits [head][picked row][vocab]; nothing without head sequences.
+absl::Status ForwardPass::RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, float* commit_factors,
+                                      const float* z, float* logits) {
+  if (plan.slots.empty()) return absl::OkStatus();
+  const int d = cfg_.hidden_size, rows = plan.rows(), n = static_cast<int>(plan.picked.size());
+  Indices idx = plan.Resolve(at, store);
+  idx.commit_factors = commit_factors;
+  ASSIGN_OR_RETURN(float* hx, scratch_.head_x.Get(size_t(rows) * d));
+  for (int head = 1; head <= num_mtp_heads(); ++head) {
+    if (cfg_.mtp->head_type == MtpHeadType::kMlstmBlock) {
+      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(hx, z, size_t(rows) * d * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+      PendingResidual residual;
+      RETURN_IF_ERROR(RunBlock(dev_->head_blocks[head - 1], cfg_.num_blocks + head - 1, rows, idx, &residual, hx));
+      RETURN_IF_ERROR(FlushResidual(rows, &residual, hx));
+    } else {
+      ASSIGN_OR_RETURN(const Bf16Activation bf16, Bf16Input(rows));
+      if (bf16.data != nullptr) CUDA_RETURN_IF_ERROR(ToBf16Activation(z, int64_t(rows) * d, bf16, stream_));
+      RETURN_IF_ERROR(Linear(z, bf16, rows, dev_->head_linear[head - 1], nullptr, false, hx));
+    }
+    RETURN_IF_ERROR(Unembed(hx, idx.picked, n, logits + size_t(head - 1) * n * cfg_.vocab_size));
+  }
+  return profiler_->Mark("mtp heads", stream_);
+}
+
+// The mLSTM recurrence of one layer over the batch: deferred sequences through the verify
+// kernel, the others through the step kernel (one token each) or the chunkwise kernel (the
+// recurrent one for heads too large for its shared memory); heads too large for the tiled
+// kernels take the recurrent kernel for all.
+absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float* h, const Indices& idx) {
+  if (!Tiled()) {
+    MlstmParams p = LayerParams(layer, proj, ProjMlstmColumns(), h, idx.row_begin, idx.slots, idx.num_seqs);
+    p.seq_defer = idx.defer;
+    CUDA_RETURN_IF_ERROR(MlstmRecurrent(p, stream_));
+    return profiler_->Mark("mlstm recurrent", stream_);
+  }
+  if (idx.deferred.count > 0) {
+    MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.deferred);
+    if (idx.deferred.any_pending) {
+      // The fused commit: n, m and the factors first, then the verify applies them to C.
+      const float* base = idx.store + store_.LayerOffset(layer);
+      const MlstmColumns sc = StoreColumns();
+      MlstmParams f = LayerParams(layer, base, sc, nullptr, idx.deferred.pend_begin, idx.deferred.slots,
+                                  idx.deferred.count);
+      f.seq_row_end = idx.deferred.pend_end;
+      f.pend_coef = idx.commit_factors;
+      CUDA_RETURN_IF_ERROR(MlstmCommitFactors(f, stream_));
+      p.pend_k = base + sc.k;
+      p.pend_v = base + sc.v;
+      p.pend_stride = sc.stride;
+      p.pend_begin = idx.deferred.pend_begin;
+      p.pend_end = idx.deferred.pend_end;
+      p.pend_coef = idx.commit_factors;
+    }
+    CUDA_RETURN_IF_ERROR(MlstmVerify(p, idx.deferred.max_tokens, stream_));
+    RETURN_IF_ERROR(profiler_->Mark("mlstm verify", stream_));
+  }
+  if (idx.single.count > 0) {
+    MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.single);
+    CUDA_RETURN_IF_ERROR(MlstmStep(p, stream_));
+    RETURN_IF_ERROR(profiler_->Mark("mlstm step", stream_));
+  }
+  if (idx.multi.count > 0) {
+    MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.multi);
+    if (MlstmChunkwiseSupports(p.dqk)) {
+      ASSIGN_OR_RETURN(p.chunk_scores, scratch_.chunk_scores.Get(size_t(rows) * p.heads * kChunkTokens));
+      ASSIGN_OR_RETURN(p.chunk_nm, scratch_.chunk_nm.Get(size_t(p.num_seqs) * p.heads * (p.dqk + 1)));
+      CUDA_RETURN_IF_ERROR(MlstmChunkwise(p, idx.multi.max_tokens, stream_));
+      RETURN_IF_ERROR(profiler_->Mark("mlstm chunkwise", stream_));
+    } else {
+      CUDA_RETURN_IF_ERROR(MlstmRecurrent(p, stream_));
+      RETURN_IF_ERROR(profiler_->Mark("mlstm recurrent", stream_));
+    }
+  }
+  return absl::OkStatus();
+}
+
+MlstmParams ForwardPass::SubsetParams(int layer, const float* base, const MlstmColumns& c, float* h,
+                                      const DeviceSubset& s) const {
+  MlstmParams p = LayerParams(layer, base, c, h, s.begin, s.slots, s.count);
+  p.seq_row_end = s.end;
+  return p;
+}
+
+// Adds a pending residual into x before anything but a block reads x.
+absl::Status ForwardPass::FlushResidual(int rows, PendingResidual* residual, float* x) {
+  if (residual->t.t != nullptr) {
+    CUDA_RETURN_IF_ERROR(CombineSplit(residual->t, residual->bias, rows, residual->n, true, x, stream_));
+  }
+  *residual = PendingResidual{};
+  return absl::OkStatus();
+}
+
+// x (rows of the residual stream) through one block; `residual`: in, the previous block's
+// pending product, folded in first; out, this block's.
+absl::Status ForwardPass::RunBlock(const DeviceBlock& w, int layer, int rows, const Indices& idx,
+                                   PendingResidual* residual, float* x) {
+  const int d = cfg_.hidden_size, heads = cfg_.num_heads, v = cfg_.v_dim(), ffn = cfg_.ffn_dim();
+  const float norm_eps = static_cast<float>(cfg_.norm_eps);
+  ASSIGN_OR_RETURN(float* xn, scratch_.xn.Get(size_t(rows) * d));
+  ASSIGN_OR_RETURN(const Bf16Activation bf16, Bf16Input(rows));
+  ASSIGN_OR_RETURN(float* proj, scratch_.proj.Get(size_t(rows) * cols_.width));
+  ASSIGN_OR_RETURN(float* h, scratch_.h.Get(size_t(rows) * v));
+  ASSIGN_OR_RETURN(float* hg, scratch_.hg.Get(size_t(rows) * v));
+  ASSIGN_OR_RETURN(float* gu, scratch_.gu.Get(size_t(rows) * 2 * ffn));
+  ASSIGN_OR_RETURN(float* act, scratch_.act.Get(size_t(rows) * ffn));
+
+  // mLSTM sub-layer: x += out_proj(sigmoid(o) * MultiHeadNorm(mLSTM(q, k, v, ĩ, f̃))).
+  if (residual->t.t != nullptr) {
+    CUDA_RETURN_IF_ERROR(ResidualRmsNorm(x, residual->t, residual->bias, w.norm_mlstm_w, w.norm_mlstm_b, rows, d,
+                                         norm_eps, Fp32InputFor(rows, w.proj, xn), bf16, stream_));
+  } else {
+    CUDA_RETURN_IF_ERROR(RmsNorm(x, w.norm_mlstm_w, w.norm_mlstm_b, rows, d, norm_eps, Fp32InputFor(rows, w.proj, xn),
+                                 bf16, stream_));
+  }
+  RETURN_IF_ERROR(profiler_->Mark("rmsnorm", stream_));
+  // proj: [rows, q | k | v | o | ĩ | f̃] from xn [rows, d]
+  RETURN_IF_ERROR(Linear(xn, bf16, rows, w.proj, w.proj_b, false, proj));
+  RETURN_IF_ERROR(profiler_->Mark("gemm q|k|v|o|gates", stream_));
+  if (idx.num_defer_rows > 0) {
+    CUDA_RETURN_IF_ERROR(GatherRowSegments(proj, cols_.width, cols_.k, cfg_.qk_dim() + v, cols_.igate, 2 * heads,
+                                           idx.defer_src, idx.defer_dst, idx.num_defer_rows,
+                                           idx.store + store_.LayerOffset(layer), stream_));
+  }
+  RETURN_IF_ERROR(RunMlstm(layer, rows, proj, h, idx));
+  // hg: [rows, heads * dv], normed per head and gated by sigmoid(o)
+  CUDA_RETURN_IF_ERROR(HeadNormGate(h, proj + cols_.o, cols_.width, w.mh_norm_w, w.mh_norm_b, rows, heads,
+                                    cfg_.v_head_dim(), norm_eps, Fp32InputFor(rows, w.out_proj, hg), bf16, stream_));
+  RETURN_IF_ERROR(profiler_->Mark("head norm * sigmoid(o)", stream_));
+  // A GEMM's combine rides along with the next pass over x or gu.
+  ASSIGN_OR_RETURN(const GemmPlanes out_pair, LinearUncombined(hg, bf16, rows, w.out_proj, w.out_proj_b, true, x));
+  RETURN_IF_ERROR(profiler_->Mark("gemm out_proj", stream_));
+
+  // Feed-forward sub-layer: x += down(silu(up_gate(xn)) * up(xn)).
+  if (out_pair.t != nullptr) {
+    CUDA_RETURN_IF_ERROR(ResidualRmsNorm(x, out_pair, w.out_proj_b, w.norm_ffn_w, w.norm_ffn_b, rows, d, norm_eps,
+                                         Fp32InputFor(rows, w.up, xn), bf16, stream_));
+  } else {
+    CUDA_RETURN_IF_ERROR(
+        RmsNorm(x, w.norm_ffn_w, w.norm_ffn_b, rows, d, norm_eps, Fp32InputFor(rows, w.up, xn), bf16, stream_));
+  }
+  RETURN_IF_ERROR(profiler_->Mark("rmsnorm", stream_));
+  // gu: [rows, up_gate | up]
+  ASSIGN_OR_RETURN(const GemmPlanes gu_pair, LinearUncombined(xn, bf16, rows, w.up, w.up_b, false, gu));
+  RETURN_IF_ERROR(profiler_->Mark("gemm up_gate|up", stream_));
+  // Without planes gu holds the product, bias included.
+  const bool planes = gu_pair.t != nullptr;
+  CUDA_RETURN_IF_ERROR(SwiGlu(planes ? gu_pair : GemmPlanes{gu, 1}, planes ? w.up_b : nullptr, rows, ffn,
+                              Fp32InputFor(rows, w.down, act), bf16, stream_));
+  RETURN_IF_ERROR(profiler_->Mark("swiglu", stream_));
+  ASSIGN_OR_RETURN(const GemmPlanes down_pair, LinearUncombined(act, bf16, rows, w.down, w.down_b, true, x));
+  *residual = PendingResidual{down_pair, w.down_b, d};
+  RETURN_IF_ERROR(profiler_->Mark("gemm down", stream_));
+  return absl::OkStatus();
+}
+
+// y[rows, n] (+)= x[rows, k] w[n, k]ᵀ (+ bias). `x_bf16` is x's bf16 form (no data when no
+// matrix is bf16).
+absl::Status ForwardPass::Linear(const float* x, const Bf16Activation& x_bf16, int rows, const DeviceMatrix& w,
+                                 const float* bias, bool accumulate, float* y) {
+  ASSIGN_OR_RETURN(const GemmPlanes t, LinearUncombined(x, x_bf16, rows, w, bias, accumulate, y));
+  if (t.t != nullptr) CUDA_RETURN_IF_ERROR(CombineSplit(t, bias, rows, w.rows, accumulate, y, stream_));
+  return absl::OkStatus();
+}
+
+// Linear, except that a product through the bf16 GEMM comes back uncombined: returns its
+// planes [1, 2 or 4, rows, n] (valid until the next Linear) for the caller to add up with
+// bias and y, and leaves y alone; no planes (t null) when y already holds the product.
+absl::StatusOr<GemmPlanes> ForwardPass::LinearUncombined(const float* x, const Bf16Activation& x_bf16, int rows,
+                                                         const DeviceMatrix& w, const float* bias, bool accumulate,
+                                                         float* y) {
+  const int n = w.rows, k = w.cols;
+  if (rows == 0) return GemmPlanes{};
+  if (w.type == WeightType::kF32) {
+    if (rows <= kGemvMaxRows) {
+      CUDA_RETURN_IF_ERROR(
+          GemvSmallRows(x, static_cast<const float*>(w.data), bias, rows, n, k, accumulate, y, stream_));
+      return GemmPlanes{};
+    }
+    const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+    CUBLAS_RETURN_IF_ERROR(cublasSgemm(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, n, rows, k, &alpha,
+                                       static_cast<const float*>(w.data), k, x, k, &beta, y, n));
+    if (bias) CUDA_RETURN_IF_ERROR(AddBias(y, bias, rows, n, stream_));
+    return GemmPlanes{};
+  }
+  if (UsesGemv(rows, w)) {
+    const bool bf16_x = precision_ == Precision::kBf16;
+    CUDA_RETURN_IF_ERROR(GemvBf16SmallRows(bf16_x ? x_bf16.data : static_cast<const void*>(x), bf16_x, w.data, bias,
+                                           rows, n, k, accumulate, y, stream_));
+    return GemmPlanes{};
+  }
+  // t: [k-slices][2 or 1, rows, n] = (hi; lo) · wᵀ or bf16(x) · wᵀ in one GEMM over 2 * rows or
+  // rows columns (cuBLAS's view), in one or two slices of k.
+  const int forms = x_bf16.pair ? 2 : 1, cols = forms * rows;
+  ASSIGN_OR_RETURN(float* t, scratch_.gemm_planes.Get(size_t(cols) * LtGemm::MaxKSlices(cols) * n));
+  ASSIGN_OR_RETURN(const int slices, lt_->Run(w.data, n, k, x_bf16.data, cols, t, stream_));
+  return GemmPlanes{t, forms * slices};
+}
+
+// Whether Linear takes the GEMV for `rows` rows of bf16 weights w.
+bool ForwardPass::UsesGemv(int rows, const DeviceMatrix& w) {
+  const bool small = int64_t(w.rows) * w.cols <= kSmallMatrixElems;
+  return (rows <= kBf16GemvMaxRows || (small && rows <= kGemvMaxRows)) && w.cols % 8 == 0;
+}
+// Whether Linear over `rows` rows of w reads only the bf16 form of its input (the GEMM, and in
+// the bf16 precision the GEMV too), not the fp32 values: then the kernel that makes the input
+// need not store them.
+bool ForwardPass::Bf16InputOnly(int rows, const DeviceMatrix& w) const {
+  return w.type == WeightType::kBF16 && (precision_ == Precision::kBf16 || !UsesGemv(rows, w));
+}
+// The fp32 buffer for an input of Linear over w, or null when it only reads the bf16 form.
+float* ForwardPass::Fp32InputFor(int rows, const DeviceMatrix& w, float* buffer) const {
+  return Bf16InputOnly(rows, w) ? nullptr : buffer;
+}
+
+// The bf16 form (the precision's) of activations of `rows` rows of any width; no data when
+// no matrix is bf16.
+absl::StatusOr<Bf16Activation> ForwardPass::Bf16Input(int rows) {
+  const bool pair = precision_ == Precision::kExact;
+  if (!dev_->any_bf16) return Bf16Activation{nullptr, pair};
+  const int widest = std::max({cfg_.hidden_size, cfg_.v_dim(), cfg_.ffn_dim()});
+  ASSIGN_OR_RETURN(void* data, scratch_.bf16_input.Get(size_t(pair ? 2 : 1) * rows * widest * 2));
+  return Bf16Activation{data, pair};
+}
+
+
+}  // namespace xlserve::kernels

@@ -1,0 +1,147 @@
+// ForwardPass: the forward pass of engine/cpu/cpu_backend.cc on the GPU, enqueued on one stream
+// for a batch that batch_plan.h planned. Activations and state maths are fp32; the state is
+// stored in fp32 or bf16. Matrix products with bf16 weights take the activations in the
+// precision's bf16 form (launchers.h): exact, the split pair (the products keep ~fp32 accuracy);
+// bf16, bf16(x) alone (half the tensor-core work, fp32 accumulation). One or two rows (decode
+// at batch 1; up to 8 rows for small matrices) go through the GEMV, which multiplies the fp32
+// activations exactly (exact) or the bf16 form (bf16); more rows through one bf16 tensor-core
+// GEMM in cuBLASLt with a timed choice of algorithm per shape (gemm_lt.h), the weights read
+// once. fp32 weights go through the small-row GEMV (decode) or SGEMM without TF32, in either
+// precision.
+// Per block: RMSNorm -> stacked q/k/v/o/ĩ/f̃ GEMM -> mLSTM (step kernel when a sequence has one
+// token, verify kernel for deferred sequences, else the chunkwise kernel; gate soft cap inside)
+// -> head norm * sigmoid(o) -> out_proj GEMM added to the residual -> RMSNorm -> stacked
+// up_gate/up GEMM -> SwiGLU -> down GEMM added to the residual. A GEMM's planes (hi and lo of a
+// split pair, k-slices) are added up by the pass that reads them next (the RMSNorm that follows a
+// residual add, SwiGLU), not by a pass of its own.
+// Self-speculation (docs/design.md §4): MTP heads run on the residual stream after the trunk's
+// first trunk_layers blocks, gathered densely for the sequences that ask for them; a deferred
+// sequence's k, v, ĩ, f̃ rows go to the store of deferred_commits.h, and a commit recorded for
+// its slot is fused into its verify or applied by ApplyCommits.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "engine/backend.h"
+#include "engine/model/model_config.h"
+#include "kernels/batch_plan.h"
+#include "kernels/deferred_commits.h"
+#include "kernels/device_weights.h"
+#include "kernels/gemm_lt.h"
+#include "kernels/launchers.h"
+#include "kernels/scratch.h"
+#include "kernels/stage_profiler.h"
+#include "kernels/state_pool.h"
+
+namespace xlserve::kernels {
+
+// The pass's device buffers; `moves` changes whenever one of them moves (DecodeGraphs).
+struct ForwardScratch {
+  uint64_t moves = 0;
+  ScratchArray<int32_t> ints{&moves};         // ForwardPlan::packed
+  ScratchArray<int32_t> commit_ints{&moves};  // CommitPlan::packed
+  // The store of deferred inputs (DeferredStoreLayout): kept across steps; its size changes only
+  // with the number of slots.
+  ScratchArray<float> deferred_store{&moves};
+  ScratchArray<float> commit_factors{&moves};  // [deferred sequences, heads, kCommitFactorStride]
+  ScratchArray<float> logits{&moves};          // [picked rows, vocab]
+  ScratchArray<float> head_logits{&moves};     // [heads, the heads' picked rows, vocab]
+  ScratchArray<int32_t> argmax{&moves};        // [picked rows + head rows]
+  ScratchArray<float> x{&moves};               // the residual stream [rows, d]
+  ScratchArray<float> z{&moves};               // what the heads read [head rows, d]
+  ScratchArray<float> head_x{&moves};          // a head's residual stream [head rows, d]
+  // A block's intermediates.
+  ScratchArray<float> xn{&moves}, proj{&moves}, h{&moves}, hg{&moves}, gu{&moves}, act{&moves};
+  ScratchArray<float> gemm_planes{&moves};
+  ScratchArray<std::byte> bf16_input{&moves};
+  ScratchArray<float> chunk_scores{&moves}, chunk_nm{&moves};
+  ScratchArray<float> sel{&moves}, normed{&moves};  // Unembed's rows
+};
+
+// A planned forward's device buffers, fetched before any kernel so that a graph capture never
+// allocates.
+struct PassBuffers {
+  const int32_t* ints = nullptr;  // the upload of ForwardPlan::packed
+  Indices idx;                    // the trunk's view of it
+  float* store = nullptr;
+  float* logits = nullptr;
+  float* head_logits = nullptr;
+  int32_t* argmax = nullptr;  // [picked rows] then [head][the heads' picked rows]
+};
+
+class ForwardPass {
+ public:
+  // Everything given must outlive the pass; `states` may be reallocated in between calls.
+  ForwardPass(const ModelConfig& cfg, const DeviceWeights* dev, LtGemm* lt, cublasHandle_t cublas,
+              cudaStream_t stream, const StatePool* states, Precision precision, const DeferredStoreLayout& store,
+              StageProfiler* profiler);
+
+  uint64_t scratch_moves() const { return scratch_.moves; }
+  int num_mtp_heads() const { return cfg_.mtp ? cfg_.mtp->num_heads - 1 : 0; }
+  // Whether the tiled mLSTM kernels (step, verify, fused commit) run this model's heads.
+  bool Tiled() const;
+
+  // Uploads the plan's index arrays and fetches every buffer Enqueue uses.
+  absl::StatusOr<PassBuffers> Prepare(const ForwardPlan& plan);
+  // The pass's kernels on the stream, nothing else (a graph can capture it): embedding, blocks,
+  // heads, unembedding, and the argmax of every picked row and head row.
+  absl::Status Enqueue(const ForwardPlan& plan, const PassBuffers& b);
+  // The commit kernel over `plan`'s slots (nothing when empty).
+  absl::Status ApplyCommits(const CommitPlan& plan);
+
+ private:
+  // Where q, k, v, ĩ, f̃ sit in a row of a buffer that feeds the mLSTM kernels.
+  struct MlstmColumns {
+    int q, k, v, igate, fgate;
+    int64_t stride;
+  };
+  // A block's last product (down), left uncombined for the next block's first RMSNorm to fold
+  // into x (ResidualRmsNorm); t.t null when there is none.
+  struct PendingResidual {
+    GemmPlanes t;
+    const float* bias = nullptr;
+    int n = 0;
+  };
+
+  MlstmColumns ProjMlstmColumns() const;
+  MlstmColumns StoreColumns() const;
+  absl::StatusOr<float*> DeferredStore();
+  MlstmParams LayerParams(int layer, const float* base, const MlstmColumns& c, float* h, const int32_t* row_begin,
+                          const int32_t* slots, int num_seqs) const;
+  MlstmParams SubsetParams(int layer, const float* base, const MlstmColumns& c, float* h, const DeviceSubset& s) const;
+  absl::Status Unembed(const float* x, const int32_t* picked, int n, float* logits);
+  absl::Status RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, float* commit_factors,
+                           const float* z, float* logits);
+  absl::Status RunMlstm(int layer, int rows, const float* proj, float* h, const Indices& idx);
+  absl::Status FlushResidual(int rows, PendingResidual* residual, float* x);
+  absl::Status RunBlock(const DeviceBlock& w, int layer, int rows, const Indices& idx, PendingResidual* residual,
+                        float* x);
+  absl::Status Linear(const float* x, const Bf16Activation& x_bf16, int rows, const DeviceMatrix& w, const float* bias,
+                      bool accumulate, float* y);
+  absl::StatusOr<GemmPlanes> LinearUncombined(const float* x, const Bf16Activation& x_bf16, int rows,
+                                              const DeviceMatrix& w, const float* bias, bool accumulate, float* y);
+  static bool UsesGemv(int rows, const DeviceMatrix& w);
+  bool Bf16InputOnly(int rows, const DeviceMatrix& w) const;
+  float* Fp32InputFor(int rows, const DeviceMatrix& w, float* buffer) const;
+  absl::StatusOr<Bf16Activation> Bf16Input(int rows);
+
+  const ModelConfig& cfg_;
+  const DeviceWeights* dev_;
+  LtGemm* lt_;
+  cublasHandle_t cublas_;
+  cudaStream_t stream_;
+  const StatePool* states_;
+  Precision precision_;
+  ProjColumns cols_;
+  DeferredStoreLayout store_;
+  StageProfiler* profiler_;
+  ForwardScratch scratch_;
+};
+
+}  // namespace xlserve::kernels
