@@ -369,10 +369,11 @@ class ShutdownTest(unittest.TestCase):
         server = ServerProcess("--max-num-seqs", "1", "--shutdown-grace-s", str(60 * TIME_SCALE))
         # Long enough (about 4 s on 2 CPU cores) to still run while the checks below happen.
         running = server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[2], max_tokens=600, ignore_eos=True,
-                                                          speculation=pb.SPECULATION_MODE_OFF), timeout=120)
+                                                          speculation=pb.SPECULATION_MODE_OFF),
+                                       timeout=120 * TIME_SCALE)
         running_iter = iter(running)
         tokens = list(next(running_iter).token_ids)
-        queued = server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[3], max_tokens=8), timeout=120)
+        queued = server.stub.Generate(pb.GenerateRequest(prompt=PROMPTS[3], max_tokens=8), timeout=120 * TIME_SCALE)
         end = time.time() + 5
         while server.metrics()["xlserve_requests_waiting"] < 1 and time.time() < end:
             time.sleep(0.02)
