@@ -116,6 +116,9 @@ absl::StatusOr<int> BatchDecoder::Add(int slot, const GenerationRequest& request
   ASSIGN_OR_RETURN(Sampler sampler, Sampler::Create(request.sampling));
   const bool speculative = SpeculationEnabled(request);
   const int max_draft = speculative ? std::min(request.num_draft, backend_->num_mtp_heads()) : 0;
+  if (speculative && acceptance_source_ && !sampler.greedy()) {
+    return absl::InvalidArgumentError("replayed acceptance decodes greedy requests only (temperature 0)");
+  }
   if (speculative && prefill.num_mtp_heads == 0) {
     return absl::FailedPreconditionError("speculative sequence prefilled without its MTP heads");
   }
@@ -172,6 +175,14 @@ absl::StatusOr<int> BatchDecoder::Accept(Sequence& seq, const ForwardOutput& out
   // kept draft, row `accepted` gives one more token (the bonus, or the replacement drawn at
   // the first rejection).
   std::vector<float>& p = target_probs_;
+  std::optional<int> replayed;
+  if (acceptance_source_ && k > 0) {
+    ASSIGN_OR_RETURN(replayed, acceptance_source_(k));
+    if (*replayed < 0 || *replayed > k) {
+      return absl::InternalError("decoder: the acceptance source kept " + std::to_string(*replayed) + " of " +
+                                 std::to_string(k) + " drafts");
+    }
+  }
   int accepted = 0;
   int32_t next = -1;
   for (int j = 0; j <= k; ++j) {
@@ -182,7 +193,7 @@ absl::StatusOr<int> BatchDecoder::Accept(Sequence& seq, const ForwardOutput& out
     const int32_t draft = seq.inputs[j + 1];
     if (seq.sampler.greedy()) {
       ASSIGN_OR_RETURN(const int32_t target, seq.Next(out, first_row + j));
-      if (target != draft) {
+      if (replayed ? j == *replayed : target != draft) {
         next = target;
         seq.kept[j] -= kKeptWeight * seq.kept[j];
         break;
@@ -326,6 +337,7 @@ absl::Status BatchDecoder::CompleteStep(const ForwardOutput& out, double seconds
     ASSIGN_OR_RETURN(accepted[j], Accept(s, out, first_row, s.k));
     s.result.drafted_tokens += s.k;
     s.result.accepted_drafts += accepted[j];
+    if (s.k > 0 && !s.ended_on_draft) s.result.acceptance.Record(s.k, accepted[j]);
     // The state takes the pending token and the kept drafts, except a draft that ended the
     // sequence: like every last token it stays out (pending_token), so a session resumes right.
     commits.push_back({s.slot, accepted[j] + (s.ended_on_draft ? 0 : 1)});

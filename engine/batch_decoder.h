@@ -28,6 +28,8 @@ class BatchDecoder {
   // Sees each generated id with the raw logits row it was chosen from (the logprobs source;
   // empty when the request did not ask for token_logits and the backend skipped the row).
   using TokenCallback = std::function<void(int32_t token, std::span<const float> logits)>;
+  // For a verify of `drafts` drafts, how many to keep (0..drafts) whatever the model says.
+  using AcceptanceSource = std::function<absl::StatusOr<int>(int drafts)>;
 
   // `backend` must outlive the decoder.
   explicit BatchDecoder(Backend* backend);
@@ -67,6 +69,13 @@ class BatchDecoder {
   // then costs more than it saves at this batch size.
   void SetStepCosts(StepCosts costs) { costs_ = std::move(costs); }
 
+  // Replays acceptance instead of judging drafts (bench only: it measures the system cost of
+  // speculation at a recorded acceptance, where the heads cannot draft well). Each verify keeps
+  // as many drafts as `source` says, emitting them as if they had matched; the trunk's token
+  // after them comes next, as after a real rejection. Greedy sequences only: Add refuses the
+  // others while a source is set. Set it before adding sequences.
+  void SetAcceptanceSource(AcceptanceSource source) { acceptance_source_ = std::move(source); }
+
   // Whether any sequence that is neither finished nor suspended remains.
   bool has_unfinished() const;
   bool finished(int id) const;
@@ -100,6 +109,7 @@ class BatchDecoder {
 
   Backend* backend_;
   StepCosts costs_;
+  AcceptanceSource acceptance_source_;
   int next_id_ = 0;
   // The sequences of the planned step, in batch order from planned_first_.
   std::vector<Sequence*> planned_;

@@ -15,6 +15,7 @@
 #include "engine/backend.h"
 #include "engine/sampling/sampler.h"
 #include "engine/sampling/sampling_params.h"
+#include "engine/speculative/acceptance_counts.h"
 #include "engine/state_cache.h"
 
 namespace xlserve {
@@ -56,6 +57,9 @@ struct GenerationResult {
   // Speculation was switched off part-way (it did not pay at the batch's size): the MTP heads'
   // states stopped following the tokens.
   bool heads_dropped = false;
+  // Each complete verify's draft length and drafts kept (a verify cut short by the sequence's
+  // end is left out: it says nothing of what the rest would have kept).
+  AcceptanceCounts acceptance;
 };
 
 struct GeneratorOptions {
