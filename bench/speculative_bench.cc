@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <random>
 
 #include "engine/batch_decoder.h"
 #include "engine/state_cache.h"
@@ -30,8 +31,13 @@ absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBe
     }
     std::fprintf(stderr, "%s ms\n", line.c_str());
   }
+  std::optional<ReplayedAcceptance> replay;
   BatchDecoder decoder(backend);
   decoder.SetStepCosts(std::move(costs));
+  if (options.replayed_acceptance && mode != SpeculationMode::kOff) {
+    ASSIGN_OR_RETURN(replay, ReplayedAcceptance::Create(*options.replayed_acceptance, options.replay_seed));
+    decoder.SetAcceptanceSource([&replay](int drafts) { return replay->Draw(drafts); });
+  }
   std::vector<int> ids;
   for (int i = 0; i < batch; ++i) {
     GenerationRequest request;
@@ -65,6 +71,7 @@ absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBe
     row.sequence_steps += r.steps;
     row.drafted += r.drafted_tokens;
     row.accepted += r.accepted_drafts;
+    row.acceptance.Add(r.acceptance);
   }
   return row;
 }
@@ -87,6 +94,27 @@ absl::StatusOr<std::vector<SpeculativeBenchRow>> RunSpeculativeBench(Backend* ba
     }
   }
   return rows;
+}
+
+std::vector<std::vector<int32_t>> RandomPrompts(int count, int length, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::uniform_int_distribution<int32_t> id(3, vocab - 1);
+  std::vector<std::vector<int32_t>> prompts(count, std::vector<int32_t>(length));
+  for (auto& prompt : prompts) {
+    for (int32_t& t : prompt) t = id(rng);
+  }
+  return prompts;
+}
+
+AcceptanceTrace RecordedAcceptance(const std::vector<SpeculativeBenchRow>& rows, const std::string& model,
+                                   int num_draft) {
+  AcceptanceTrace trace;
+  trace.model = model;
+  trace.num_draft = num_draft;
+  for (const auto& r : rows) {
+    if (r.mode == "on") trace.counts.Add(r.acceptance);
+  }
+  return trace;
 }
 
 std::string FormatSpeculativeTable(const std::vector<SpeculativeBenchRow>& rows) {

@@ -2,11 +2,13 @@
 // and without speculation, for several batch sizes, on any backend.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
+#include "engine/speculative/acceptance_trace.h"
 #include "nlohmann/json.hpp"
 
 namespace xlserve::bench {
@@ -16,6 +18,10 @@ struct SpeculativeBenchOptions {
   std::vector<int> batch_sizes = {1, 8, 32};
   int new_tokens = 128;
   int num_draft = 3;
+  // Set: speculative runs keep drafts as this trace says, not as the model does (a system-cost
+  // measurement, for heads that cannot draft); every run replays the same seeded draws.
+  std::optional<AcceptanceTrace> replayed_acceptance;
+  uint64_t replay_seed = 1;
 };
 
 struct SpeculativeBenchRow {
@@ -27,6 +33,7 @@ struct SpeculativeBenchRow {
   int64_t drafted = 0;
   int64_t accepted = 0;
   double decode_seconds = 0;  // prefill excluded
+  AcceptanceCounts acceptance;  // all sequences' complete verifies
 
   double tokens_per_step() const { return sequence_steps ? double(tokens) / sequence_steps : 0; }
   double tokens_per_second() const { return decode_seconds > 0 ? tokens / decode_seconds : 0; }
@@ -36,6 +43,14 @@ struct SpeculativeBenchRow {
 // prompts. `backend` needs at least max(batch_sizes) slots' worth of memory.
 absl::StatusOr<std::vector<SpeculativeBenchRow>> RunSpeculativeBench(Backend* backend,
                                                                      const SpeculativeBenchOptions& options);
+
+// `count` prompts of `length` token ids drawn uniformly from [3, vocab) (past the usual special
+// ids) with a fixed seed: for models with random weights, whose text would mean nothing.
+std::vector<std::vector<int32_t>> RandomPrompts(int count, int length, int vocab, uint32_t seed);
+
+// The acceptance of the `on` rows (a fixed draft length `num_draft`), as a trace of `model`.
+AcceptanceTrace RecordedAcceptance(const std::vector<SpeculativeBenchRow>& rows, const std::string& model,
+                                   int num_draft);
 
 std::string FormatSpeculativeTable(const std::vector<SpeculativeBenchRow>& rows);
 nlohmann::json SpeculativeRowsToJson(const std::vector<SpeculativeBenchRow>& rows);

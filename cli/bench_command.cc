@@ -9,7 +9,9 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "engine/device.h"
+#include "engine/model/model_config.h"
 #include "engine/model/model_weights.h"
+#include "engine/speculative/acceptance_trace.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "base/status_macros.h"
 #include "runtime/accelerators.h"
@@ -38,6 +40,8 @@ struct BenchSettings {
   std::string text_file;
   int repeats = 5;
   std::string json;
+  std::string record_acceptance;
+  std::string acceptance;
 };
 
 // Settings that `serve` and `generate` have too are spelt as there.
@@ -45,7 +49,9 @@ const settings::SettingsTable<BenchSettings>& BenchSettingsTable() {
   using B = BenchSettings;
   static const settings::SettingsTable<BenchSettings> table = {
       {"speculative", &B::speculative, "measure self-speculative decoding"},
-      {"shape", &B::shape, "measure the CUDA backend on a model shape with random weights (7b)"},
+      {"shape", &B::shape,
+       "measure a model shape with random weights: 7b (CUDA backend), or with --acceptance 7b or model (the "
+       "--model directory's config)"},
       {"model", &B::model, "model directory with MTP heads and tokenizer.json"},
       {"prompts_from", &B::prompts_from, "directory of .py files the model never saw"},
       {"prompt_tokens", &B::prompt_tokens, "tokens per prompt", {1, 1 << 20}},
@@ -61,6 +67,10 @@ const settings::SettingsTable<BenchSettings>& BenchSettingsTable() {
       {"text_file", &B::text_file, "with --tokenizer: the file whose bytes are encoded"},
       {"repeats", &B::repeats, "with --tokenizer: encodings timed per tokenizer, cold and warm", {1, 1000}},
       {"json", &B::json, "also write the results to this JSON file"},
+      {"record_acceptance", &B::record_acceptance,
+       "with --speculative: write the acceptance of the `on` runs to this trace file (JSON)"},
+      {"acceptance", &B::acceptance,
+       "with --shape and --speculative: replay this trace's acceptance (system cost, not output quality)"},
   };
   return table;
 }
@@ -133,10 +143,88 @@ absl::Status RunSpeculative(const BenchSettings& f) {
               f.model.c_str(), int(device.size()), device.data(), f.prompt_tokens, f.prompts_from.c_str(), f.new_tokens,
               f.num_draft);
   std::fputs(bench::FormatSpeculativeTable(*rows).c_str(), stdout);
+  if (!f.record_acceptance.empty()) {
+    // The `on` runs drafted min(--num-draft, heads) at every step but the last few.
+    const int drafted = std::min(f.num_draft, (*backend)->num_mtp_heads());
+    RETURN_IF_ERROR(
+        WriteAcceptanceTrace(f.record_acceptance, bench::RecordedAcceptance(*rows, f.model, drafted)));
+    std::fprintf(stderr, "bench: acceptance of the `on` runs written to %s\n", f.record_acceptance.c_str());
+  }
   if (f.json.empty()) return absl::OkStatus();
   return WriteJson(f.json, {{"model", f.model}, {"device", device}, {"prompt_tokens", f.prompt_tokens},
                             {"new_tokens", f.new_tokens}, {"num_draft", f.num_draft},
                             {"rows", bench::SpeculativeRowsToJson(*rows)}});
+}
+
+// The CUDA accelerator with a GPU: the 7B shape is far too large for the CPU backend.
+absl::StatusOr<const Accelerator*> CudaFor7b() {
+  const Accelerator* cuda = runtime::FindAccelerator("cuda");
+  if (cuda == nullptr) {
+    return absl::UnavailableError("--shape 7b measures the CUDA backend: this xlserve was built without it "
+                                  "(--config=cuda)");
+  }
+  if (cuda->DeviceCount() == 0) return absl::UnavailableError("--shape 7b measures the CUDA backend: no GPU here");
+  return cuda;
+}
+
+// The model of `bench --shape S --acceptance`: S's config with the MTP heads of --model's
+// (their type, number and depth below the last block), random bf16 weights.
+absl::StatusOr<ModelConfig> ReplayedShapeConfig(const BenchSettings& f) {
+  ASSIGN_OR_RETURN(ModelConfig heads_from,
+                   LoadModelConfig((std::filesystem::path(f.model) / "config.json").string()));
+  if (!heads_from.mtp || heads_from.mtp->num_heads < 2) {
+    return absl::InvalidArgumentError("--model " + f.model + " has no MTP heads to copy the layout of");
+  }
+  if (f.shape == "model") return heads_from;
+  if (f.shape != "7b") return absl::InvalidArgumentError("--shape: 7b or model, got '" + f.shape + "'");
+  if (f.device == Device::kCpu) return absl::InvalidArgumentError("--shape 7b runs on the CUDA backend, not --device cpu");
+  RETURN_IF_ERROR(CudaFor7b().status());
+  ModelConfig config = bench::Xlstm7bConfig();
+  MtpConfig mtp = *heads_from.mtp;
+  mtp.trunk_layers = config.num_blocks - (heads_from.num_blocks - heads_from.mtp->trunk_layers);
+  config.mtp = mtp;
+  RETURN_IF_ERROR(ValidateModelConfig(config));
+  return config;
+}
+
+// Speculation on a shape whose random heads cannot draft: acceptance replayed from a trace
+// recorded on a trained model, through the real decoder, Forward and Commit path.
+absl::Status RunReplayedShape(const BenchSettings& f) {
+  ASSIGN_OR_RETURN(AcceptanceTrace trace, ReadAcceptanceTrace(f.acceptance));
+  ASSIGN_OR_RETURN(const ModelConfig config, ReplayedShapeConfig(f));
+  const int heads = config.mtp->num_heads - 1;
+  if (f.num_draft < 1 || f.num_draft > std::min(heads, trace.num_draft)) {
+    return absl::InvalidArgumentError("--num-draft " + std::to_string(f.num_draft) + ": the model has " +
+                                      std::to_string(heads) + " draft heads and the trace covers k <= " +
+                                      std::to_string(trace.num_draft));
+  }
+  bench::SpeculativeBenchOptions options;
+  if (f.batch_sizes) options.batch_sizes = *f.batch_sizes;
+  options.new_tokens = f.new_tokens;
+  options.num_draft = f.num_draft;
+  const int most = *std::max_element(options.batch_sizes.begin(), options.batch_sizes.end());
+  options.prompts = bench::RandomPrompts(most, f.prompt_tokens, config.vocab_size, 1);
+  options.replayed_acceptance = std::move(trace);
+  std::fprintf(stderr, "bench: making the %s shape with %d MTP heads and random bf16 weights ...\n", f.shape.c_str(),
+               heads);
+  BackendOptions backend_options;
+  backend_options.device = f.device;
+  backend_options.num_threads = f.threads;
+  ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
+                   CreateBackend(bench::RandomBf16Weights(config, 1), backend_options));
+  ASSIGN_OR_RETURN(const std::vector<bench::SpeculativeBenchRow> rows,
+                   bench::RunSpeculativeBench(backend.get(), options));
+  const std::string_view device = backend->name();
+  std::printf("speculative decoding, shape %s with %d random MTP heads, device %.*s, %d-token random prompts, %d new "
+              "tokens, k <= %d: system cost with replayed acceptance (%s), not output quality\n",
+              f.shape.c_str(), heads, int(device.size()), device.data(), f.prompt_tokens, f.new_tokens, f.num_draft,
+              f.acceptance.c_str());
+  std::fputs(bench::FormatSpeculativeTable(rows).c_str(), stdout);
+  if (f.json.empty()) return absl::OkStatus();
+  return WriteJson(f.json, {{"shape", f.shape}, {"device", device}, {"acceptance_trace", f.acceptance},
+                            {"measures", "system cost with replayed acceptance, not output quality"},
+                            {"prompt_tokens", f.prompt_tokens}, {"new_tokens", f.new_tokens},
+                            {"num_draft", f.num_draft}, {"rows", bench::SpeculativeRowsToJson(rows)}});
 }
 
 // The values that the comma-separated names of `--flag` stand for; at least one, each known.
@@ -172,12 +260,7 @@ absl::Status RunTokenizer(const BenchSettings& f) {
 
 absl::Status RunShape(const BenchSettings& f) {
   if (f.shape != "7b") return absl::InvalidArgumentError("--shape: only 7b is known, got '" + f.shape + "'");
-  const Accelerator* cuda = runtime::FindAccelerator("cuda");
-  if (cuda == nullptr) {
-    return absl::UnavailableError("--shape 7b measures the CUDA backend: this xlserve was built without it "
-                                  "(--config=cuda)");
-  }
-  if (cuda->DeviceCount() == 0) return absl::UnavailableError("--shape 7b measures the CUDA backend: no GPU here");
+  ASSIGN_OR_RETURN(const Accelerator* cuda, CudaFor7b());
   bench::ShapeBenchOptions options;
   ASSIGN_OR_RETURN(options.precisions,
                    ParseNames("precisions", f.precisions, kPrecisionNames));
@@ -211,13 +294,19 @@ absl::Status RunShape(const BenchSettings& f) {
 int RunBench(const std::vector<std::string>& args) {
   BenchSettings f;
   FlagSet flags("xlserve bench",
-                "(--speculative --prompts-from DIR | --shape 7b | --tokenizer FILE --text-file FILE) [flags]",
+                "(--speculative --prompts-from DIR | --shape 7b [--speculative --acceptance FILE] | --tokenizer FILE "
+                "--text-file FILE) [flags]",
                 "Measures decoding speed. With --speculative: greedy decoding of held-out text with\n"
                 "speculation off, on (k = --num-draft) and auto, at each batch size: tokens per\n"
                 "decode step, acceptance, tokens/s and the speed-up over plain decoding. With\n"
                 "--shape 7b: decode step time at each batch size and TTFT on the CUDA backend, beside\n"
                 "the HBM floor and the reference figures of docs/design.md §8; adding\n"
-                "--speculative also measures verify passes of L = 2..5 tokens against a plain step. With\n"
+                "--speculative also measures verify passes of L = 2..5 tokens against a plain step;\n"
+                "--record-acceptance FILE (with --speculative) writes the `on` runs' acceptance as a\n"
+                "trace, and --shape 7b --speculative --acceptance FILE runs the --speculative table on\n"
+                "that shape with random MTP heads (--model's layout) and the trace's acceptance replayed\n"
+                "(--shape model: --model's config, small enough for the CPU): a system-cost measurement,\n"
+                "not an output-quality one. With\n"
                 "--tokenizer: encoding throughput of --text-file with each tokenizer.json.");
   flags.Add(BenchSettingsTable(), &f);
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("bench", std::string(st.message()));
@@ -227,6 +316,11 @@ int RunBench(const std::vector<std::string>& args) {
   }
   if (absl::Status st = settings::CheckRanges(BenchSettingsTable(), f); !st.ok()) {
     return ReportError("bench", std::string(st.message()));
+  }
+  if (!f.acceptance.empty()) {
+    if (f.shape.empty() || !f.speculative) return ReportError("bench", "--acceptance needs --shape and --speculative");
+    if (absl::Status st = RunReplayedShape(f); !st.ok()) return ReportError("bench", std::string(st.message()));
+    return 0;
   }
   if (!f.shape.empty()) {
     if (absl::Status st = RunShape(f); !st.ok()) return ReportError("bench", std::string(st.message()));
