@@ -1,0 +1,80 @@
+"""`xlserve bench` with acceptance traces on the CPU: --record-acceptance writes a trace from the
+shipped model, and --shape model --acceptance replays it through the real decoder on random
+heads (the code path of --shape 7b on a GPU)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+XLSERVE = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "xlserve")
+TRACE = "tests/engine/testdata/xlstm_code_mtp_acceptance.json"
+
+
+def run(*args):
+    return subprocess.run([XLSERVE, "bench", *args, "--device", "cpu", "--threads", "1"],
+                          capture_output=True, text=True, timeout=300)
+
+
+class AcceptanceTraces(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp()
+
+    def tearDown(self):
+        shutil.rmtree(self.dir)
+
+    def test_record_writes_a_trace_of_the_on_runs(self):
+        prompts = os.path.join(self.dir, "prompts")
+        os.mkdir(prompts)
+        shutil.copy(__file__, prompts)  # code the model never saw
+        path = os.path.join(self.dir, "trace.json")
+        r = run("--speculative", "--prompts-from", prompts, "--prompt-tokens", "32", "--new-tokens", "24",
+                "--batch-sizes", "1", "--record-acceptance", path)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(path) as f:
+            trace = json.load(f)
+        self.assertEqual(trace["num_draft"], 3)
+        self.assertEqual(trace["model"], "models/xlstm-code-mtp")
+        self.assertEqual(len(trace["verifies"]["3"]), 4)
+        self.assertGreater(sum(trace["verifies"]["3"]), 0)
+        self.assertEqual(len(trace["conditional_acceptance"]), 3)
+
+    def test_replay_on_random_heads_keeps_the_traced_drafts(self):
+        out = os.path.join(self.dir, "out.json")
+        r = run("--shape", "model", "--speculative", "--acceptance", TRACE, "--batch-sizes", "1,2",
+                "--prompt-tokens", "16", "--new-tokens", "24", "--json", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        header = r.stdout.splitlines()[0]
+        self.assertIn("system cost with replayed acceptance (%s), not output quality" % TRACE, header)
+        with open(out) as f:
+            rows = json.load(f)["rows"]
+        self.assertEqual([(row["batch"], row["mode"]) for row in rows],
+                         [(b, m) for b in (1, 2) for m in ("off", "on", "auto")])
+        for row in rows:
+            self.assertEqual(row["tokens"], row["batch"] * 23)
+            if row["mode"] == "on":
+                # Random heads of a 4096-token vocabulary would almost never match the trunk.
+                self.assertGreater(row["accepted"], row["drafted"] / 5)
+
+    def test_bad_traces_and_flags_fail_with_one_line(self):
+        bad = os.path.join(self.dir, "bad.json")
+        with open(bad, "w") as f:
+            json.dump({"num_draft": 2, "verifies": {"3": [1, 1, 1, 1]}}, f)
+        for args, message in [
+            (["--shape", "model", "--acceptance", bad], "k = 3 > num_draft 2"),
+            (["--shape", "model", "--acceptance", os.path.join(self.dir, "none.json")],
+             "cannot open acceptance trace"),
+            (["--shape", "model", "--acceptance", TRACE, "--num-draft", "4"], "--num-draft 4"),
+            (["--shape", "7b", "--acceptance", TRACE], "--shape 7b runs on the CUDA backend"),
+        ]:
+            r = run("--speculative", *args)
+            self.assertEqual(r.returncode, 1, args)
+            self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+            self.assertIn(message, r.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
