@@ -7,10 +7,10 @@
 #include <numeric>
 
 #include "engine/batch_decoder.h"
-#include "engine/cpu/cpu_backend.h"
 #include "engine/model/testing/safetensors_writer.h"
 #include "engine/speculative/acceptance_trace.h"
 #include "engine/testing/fake_backend.h"
+#include "tests/engine/cpu_test_backend.h"
 #include "tests/engine/speculation_checks.h"
 
 namespace xlserve {
@@ -19,16 +19,6 @@ namespace {
 using testing::MakeMtpModel;
 using testing::MaxRelDiff;
 using testing::RandomPrompt;
-
-std::unique_ptr<CpuBackend> MakeCpuBackend(std::shared_ptr<const ModelWeights> w, int slots) {
-  CpuBackendOptions options;
-  options.num_threads = 2;
-  options.chunk_size = 8;
-  auto backend = CpuBackend::Create(std::move(w), options);
-  REQUIRE(backend.ok());
-  REQUIRE((*backend)->AllocateSlots(slots).ok());
-  return std::move(*backend);
-}
 
 GenerationRequest GreedyRequest(const std::vector<int32_t>& prompt, SpeculationMode mode, int max_new) {
   GenerationRequest request;
@@ -74,7 +64,7 @@ std::vector<float> ReadState(const Backend& backend, int slot) {
 
 TEST_CASE("replay keeps exactly the scripted drafts on the CPU backend and commits what it emitted") {
   // Random heads: real judging would reject nearly every draft.
-  auto backend = MakeCpuBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, false, 7), 2);
+  auto backend = testing::MakeTestCpuBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, false, 7), 2);
   const std::vector<int32_t> prompt = RandomPrompt(11, 4);
   ScriptedAcceptance scripted{{3, 0, 2, 1, 3, 3, 0}};
   BatchDecoder decoder(backend.get());
@@ -137,7 +127,7 @@ TEST_CASE("replay commits the kept drafts plus one token at every step") {
 }
 
 TEST_CASE("replay refuses sampled requests and out-of-range answers") {
-  auto backend = MakeCpuBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, false, 7), 1);
+  auto backend = testing::MakeTestCpuBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, false, 7), 1);
   BatchDecoder decoder(backend.get());
   decoder.SetAcceptanceSource([](int drafts) -> absl::StatusOr<int> { return drafts + 1; });
   GenerationRequest sampled = GreedyRequest(RandomPrompt(5, 1), SpeculationMode::kOn, 8);
@@ -155,7 +145,7 @@ TEST_CASE("replay refuses sampled requests and out-of-range answers") {
 }
 
 TEST_CASE("without a source the decoder judges drafts as before and counts each verify") {
-  auto backend = MakeCpuBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, true, 5), 1);
+  auto backend = testing::MakeTestCpuBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, true, 5), 1);
   const std::vector<int32_t> prompt = RandomPrompt(9, 3);
   const GenerationResult plain = testing::GenerateWith(backend.get(), prompt, SpeculationMode::kOff, 0, 40);
   const GenerationResult spec = testing::GenerateWith(backend.get(), prompt, SpeculationMode::kOn, 3, 40);
@@ -175,7 +165,7 @@ TEST_CASE("without a source the decoder judges drafts as before and counts each 
 }
 
 TEST_CASE("a recorded trace round-trips through its file and replays deterministically") {
-  auto backend = MakeCpuBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, true, 5), 1);
+  auto backend = testing::MakeTestCpuBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, true, 5), 1);
   AcceptanceTrace trace;
   trace.model = "copied heads";
   trace.num_draft = 3;

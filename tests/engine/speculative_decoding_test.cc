@@ -10,6 +10,7 @@
 #include "engine/generator.h"
 #include "engine/model/model_weights.h"
 #include "engine/state_cache.h"
+#include "tests/engine/cpu_test_backend.h"
 #include "tests/engine/speculation_checks.h"
 
 namespace xlserve {
@@ -19,19 +20,9 @@ using testing::GenerateWith;
 using testing::MakeMtpModel;
 using testing::RandomPrompt;
 
-std::unique_ptr<CpuBackend> MakeBackend(std::shared_ptr<const ModelWeights> w, int slots = 1) {
-  CpuBackendOptions options;
-  options.num_threads = 2;
-  options.chunk_size = 8;
-  auto backend = CpuBackend::Create(std::move(w), options);
-  REQUIRE(backend.ok());
-  REQUIRE((*backend)->AllocateSlots(slots).ok());
-  return std::move(*backend);
-}
-
 testing::BackendFactory CpuFactory() {
   return [](std::shared_ptr<const ModelWeights> w, int slots) -> std::unique_ptr<Backend> {
-    return MakeBackend(std::move(w), slots);
+    return testing::MakeTestCpuBackend(std::move(w), slots);
   };
 }
 
@@ -44,7 +35,7 @@ TEST_CASE("one batch mixing plain and speculative sequences of different k match
 }
 
 TEST_CASE("speculation stops exactly at max_new_tokens and at stop tokens") {
-  auto backend = MakeBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, true, 5));
+  auto backend = testing::MakeTestCpuBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, true, 5));
   const std::vector<int32_t> prompt = RandomPrompt(9, 3);
   for (int max_new : {1, 2, 3, 5, 17}) {
     const GenerationResult plain = GenerateWith(backend.get(), prompt, SpeculationMode::kOff, 0, max_new);
@@ -73,7 +64,7 @@ TEST_CASE("a deferred verify then commit(a) equals stepping a tokens one by one"
 }
 
 TEST_CASE("commit errors are reported") {
-  auto backend = MakeBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, false, 2), 2);
+  auto backend = testing::MakeTestCpuBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, false, 2), 2);
   const CommitInput none{0, 1};
   CHECK(backend->Commit(std::span<const CommitInput>(&none, 1)).code() ==
         absl::StatusCode::kFailedPrecondition);
@@ -94,7 +85,7 @@ TEST_CASE("speculative sampling is distributed as plain sampling") {
 }
 
 TEST_CASE("seeded sampling with adaptive speculation is reproducible") {
-  auto backend = MakeBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, false, 41));
+  auto backend = testing::MakeTestCpuBackend(MakeMtpModel(MtpHeadType::kMlstmBlock, false, 41));
   const std::vector<int32_t> prompt = RandomPrompt(6, 4);
   const GenerationResult a = GenerateWith(backend.get(), prompt, SpeculationMode::kAuto, 3, 30, 1.0f, 9);
   const GenerationResult b = GenerateWith(backend.get(), prompt, SpeculationMode::kAuto, 3, 30, 1.0f, 9);
@@ -106,7 +97,7 @@ TEST_CASE("seeded sampling with adaptive speculation is reproducible") {
 TEST_CASE("a checkpoint without heads serves with speculation falling back to off") {
   auto weights = LoadModelWeights("tests/golden/models/f32_base");
   REQUIRE(weights.ok());
-  auto backend = MakeBackend(*weights);
+  auto backend = testing::MakeTestCpuBackend(*weights);
   const std::vector<int32_t> prompt = {5, 6, 7, 8};
   const GenerationResult plain = GenerateWith(backend.get(), prompt, SpeculationMode::kOff, 0);
   const GenerationResult spec = GenerateWith(backend.get(), prompt, SpeculationMode::kOn, 3);
