@@ -146,6 +146,7 @@ absl::Status RunSpeculative(const BenchSettings& f) {
   if (!f.record_acceptance.empty()) {
     // The `on` runs drafted min(--num-draft, heads) at every step but the last few.
     const int drafted = std::min(f.num_draft, (*backend)->num_mtp_heads());
+    if (drafted < 1) return absl::InvalidArgumentError("--record-acceptance: nothing was drafted (no MTP heads, or --num-draft 0)");
     RETURN_IF_ERROR(
         WriteAcceptanceTrace(f.record_acceptance, bench::RecordedAcceptance(*rows, f.model, drafted)));
     std::fprintf(stderr, "bench: acceptance of the `on` runs written to %s\n", f.record_acceptance.c_str());
