@@ -107,7 +107,7 @@ class LoadtestTest(unittest.TestCase):
 
     def assert_sane(self, run, sent, output_tokens_each):
         self.assertEqual(run["requests"]["sent"], sent)
-        self.assertEqual(run["requests"]["succeeded"], sent)
+        self.assertEqual(run["requests"]["succeeded"], sent, run["errors"])
         self.assertEqual(run["requests"]["failed"], 0)
         self.assertEqual(run["errors"], {})
         self.assertEqual(run["tokens"]["output"], sent * output_tokens_each)
