@@ -19,12 +19,16 @@ import xml.etree.ElementTree as ET
 XLSERVE = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "xlserve")
 MODEL = "models/xlstm-code-mtp"
 SVG = "{http://www.w3.org/2000/svg}"
-# Every run here is small; this bounds a hung one (longer in sanitizer builds, .bazelrc).
-RUN_TIMEOUT_S = 60 * float(os.environ.get("XLSERVE_TEST_TIME_SCALE", "1"))
+# Every run here is small; this bounds a hung one. Sanitizer builds (.bazelrc) run the model
+# several times slower, so the runs and each request get longer.
+TIME_SCALE = float(os.environ.get("XLSERVE_TEST_TIME_SCALE", "1"))
+RUN_TIMEOUT_S = 60 * TIME_SCALE
 
 
 def loadtest(*args):
-    return subprocess.run([XLSERVE, "loadtest", *args], capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+    scaled = ["--request-timeout-s", str(60 * TIME_SCALE)] if TIME_SCALE != 1 else []
+    return subprocess.run([XLSERVE, "loadtest", *scaled, *args], capture_output=True, text=True,
+                          timeout=RUN_TIMEOUT_S)
 
 
 def closed_port():
