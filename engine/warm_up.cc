@@ -58,11 +58,54 @@ class Runner {
   ForwardOutput out_;
 };
 
+// How often each bucket step runs, and how many of the first runs do not count.
+struct Repeats {
+  int plain, plain_skipped, verify, verify_skipped;
+  bool recapture;  // the unfused verify shape again, after fused ones, so that it is captured too
+};
+// Graph backends: eager, captured, then replays.
+constexpr Repeats kCaptureRepeats{5, 2, 6, 3, true};
+// Backends without graphs: one run to touch the buffers, then two timed.
+constexpr Repeats kTimingRepeats{3, 1, 3, 1, false};
+
+// For each power-of-two batch bucket up to max_batch: a plain greedy step and, when verify_len > 0,
+// a verify of each length 1..verify_len with and without a recorded commit; the fastest counted
+// run is the step's cost. Resets the slots.
+absl::Status MeasureBuckets(Runner& run, int max_batch, int verify_len, const Repeats& repeats, StepCosts* costs,
+                            const std::function<void(const std::string&)>& say) {
+  const bool drafts = verify_len > 0;
+  for (int bucket = 1; bucket <= static_cast<int>(std::bit_ceil(unsigned(max_batch))); bucket *= 2) {
+    const int seqs = std::min(bucket, max_batch);
+    say("warm-up: batch " + std::to_string(seqs) + (drafts ? ", decode and verify" : ", decode"));
+    double plain = 1e30;
+    for (int i = 0; i < repeats.plain; ++i) {
+      ASSIGN_OR_RETURN(const double s, run.Step(seqs, 1, false));
+      if (i >= repeats.plain_skipped) plain = std::min(plain, s);
+    }
+    if (costs) costs->plain[bucket] = plain;
+    for (int len = 1; drafts && len <= verify_len; ++len) {
+      // Unfused, then fused (a commit recorded by the previous verify).
+      RETURN_IF_ERROR(run.Reset(seqs));
+      double verify = 1e30;
+      for (int i = 0; i < repeats.verify; ++i) {
+        ASSIGN_OR_RETURN(const double s, run.Step(seqs, len, true));
+        if (i >= repeats.verify_skipped) verify = std::min(verify, s);
+      }
+      if (costs) costs->verify[{bucket, len}] = verify;
+      for (int i = 0; repeats.recapture && i < 2; ++i) {
+        RETURN_IF_ERROR(run.Reset(seqs));
+        RETURN_IF_ERROR(run.Step(seqs, len, true).status());
+      }
+    }
+    RETURN_IF_ERROR(run.Reset(seqs));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
                     const std::function<void(const std::string&)>& progress, StepCosts* costs) {
-  if (!backend->WantsWarmUp()) return absl::OkStatus();
   const int max_batch = options.max_batch;
   if (max_batch < 1 || max_batch > backend->num_slots()) {
     return absl::InvalidArgumentError("warm-up: batch " + std::to_string(max_batch) + " does not fit " +
@@ -74,6 +117,13 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
     if (progress) progress(line);
   };
   Runner run(backend);
+  if (!backend->WantsWarmUp()) {
+    // Nothing to tune or capture; speculation's `auto` still needs what a plain step and each
+    // verify cost, or it cannot tell when running the heads does not pay.
+    if (costs == nullptr || !drafts) return absl::OkStatus();
+    say("warm-up: step costs");
+    return MeasureBuckets(run, max_batch, verify_len, kTimingRepeats, costs, say);
+  }
   backend->SetShapeTuning(true);
 
   // The largest passes first: a mixed one (every other sequence verifying, one prefill taking
@@ -141,33 +191,7 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
     RETURN_IF_ERROR(run.Reset(1));
   }
 
-  for (int bucket = 1; bucket <= static_cast<int>(std::bit_ceil(unsigned(max_batch))); bucket *= 2) {
-    const int seqs = std::min(bucket, max_batch);
-    say("warm-up: batch " + std::to_string(seqs) + (drafts ? ", decode and verify" : ", decode"));
-    // Eager, captured, then replays: the fastest replay is the step's cost.
-    double plain = 1e30;
-    for (int i = 0; i < 5; ++i) {
-      ASSIGN_OR_RETURN(const double s, run.Step(seqs, 1, false));
-      if (i >= 2) plain = std::min(plain, s);
-    }
-    if (costs) costs->plain[bucket] = plain;
-    for (int len = 1; drafts && len <= verify_len; ++len) {
-      // Unfused, then fused (a commit recorded by the previous verify) three times and more
-      // replays, then the unfused shape again so that it is captured too.
-      RETURN_IF_ERROR(run.Reset(seqs));
-      double verify = 1e30;
-      for (int i = 0; i < 6; ++i) {
-        ASSIGN_OR_RETURN(const double s, run.Step(seqs, len, true));
-        if (i >= 3) verify = std::min(verify, s);
-      }
-      if (costs) costs->verify[{bucket, len}] = verify;
-      for (int i = 0; i < 2; ++i) {
-        RETURN_IF_ERROR(run.Reset(seqs));
-        RETURN_IF_ERROR(run.Step(seqs, len, true).status());
-      }
-    }
-    RETURN_IF_ERROR(run.Reset(seqs));
-  }
+  RETURN_IF_ERROR(MeasureBuckets(run, max_batch, drafts ? verify_len : 0, kCaptureRepeats, costs, say));
   backend->SetShapeTuning(false);
   return absl::OkStatus();
 }

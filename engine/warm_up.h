@@ -19,7 +19,8 @@ struct WarmUpOptions {
   int max_draft = 0;        // drafts per speculative step; 0: no speculation
 };
 
-// Does nothing on backends that do not want it (Backend::WantsWarmUp). Otherwise runs, on
+// On backends that do not want it (Backend::WantsWarmUp) it only measures `costs` (the bucket
+// steps below), and only when speculation can run: `auto` needs them. Otherwise runs, on
 // token 0 in slots [0, max_batch): the largest mixed pass and the largest verify pass first
 // (so that later shapes find their buffers in place), one prompt chunk of each size of a ladder
 // up to max_step_tokens (mixed passes borrow the next size's choices), then for each power-of-two batch bucket

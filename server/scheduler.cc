@@ -68,7 +68,7 @@ absl::Status Scheduler::Start() {
   ASSIGN_OR_RETURN(StateCache cache, StateCache::Create(backend_, options_.max_num_seqs));
   cache_ = std::make_unique<StateCache>(std::move(cache));
   spdlog::info("start-up: {} state slots in {:.2f} s", options_.max_num_seqs, SecondsSince(t));
-  if (options_.warm_up && backend_->WantsWarmUp()) {
+  if (options_.warm_up) {
     t = Clock::now();
     const WarmUpOptions warm{options_.max_num_seqs, options_.step_token_budget, options_.num_draft};
     StepCosts costs;

@@ -378,6 +378,34 @@ TEST_CASE("start-up warms every step shape up, then leaves the slots empty") {
   for (int slot = 0; slot < 5; ++slot) CHECK(h.backend.seen(slot).empty());
 }
 
+TEST_CASE("a backend that wants no warm-up still has its step costs measured when it can draft") {
+  SchedulerOptions o;
+  o.max_num_seqs = 5;
+  o.num_draft = 2;
+  o.step_token_budget = 40;
+  FakeBackendOptions fake;
+  fake.mtp_heads = 2;
+  Harness h(o, fake);
+  std::map<std::pair<int, int>, int> shapes;
+  int largest = 0;
+  for (const auto& rows : h.backend.forwards) {
+    int total = 0;
+    for (const auto& r : rows) total += r.tokens;
+    largest = std::max(largest, total);
+    ++shapes[{static_cast<int>(rows.size()), rows[0].tokens}];
+  }
+  CHECK(largest == 5 * 3);  // the bucket steps only: no prompt-chunk ladder, no largest pass
+  for (int batch : {1, 2, 4, 5}) {
+    CHECK(shapes[{batch, 1}] >= 3);
+    for (int len = 2; len <= 3; ++len) CHECK(shapes[{batch, len}] >= 3);
+  }
+  for (int slot = 0; slot < 5; ++slot) CHECK(h.backend.seen(slot).empty());
+
+  o.num_draft = 0;  // nothing to decide: no pass at all
+  Harness plain(o, fake);
+  CHECK(plain.backend.forwards.empty());
+}
+
 TEST_CASE("a failed forward pass ends the running requests with an error, and serving goes on") {
   SchedulerOptions o;
   o.max_num_seqs = 2;
