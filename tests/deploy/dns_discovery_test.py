@@ -13,7 +13,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import urllib.request
 
@@ -23,6 +22,9 @@ if os.environ.get("XLSERVE_DNS_TEST_NS") != "1":
     sys.exit(subprocess.call(["unshare", "--mount", "--propagation", "private", sys.executable] + sys.argv, env=env))
 
 XLSERVE = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "xlserve")
+sys.path.insert(0, os.getcwd())  # the runfiles root: tests/testing is there
+from tests.testing.xlserve_processes import wait_for  # noqa: E402
+
 NAME = "replicas.xlserve.test"
 PORT = 56000 + (os.getpid() % 200) * 5
 GATEWAY = PORT + 1
@@ -44,15 +46,8 @@ def requests_served(ip):
 
 
 def wait_until(what, predicate, timeout=30):
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            if predicate():
-                return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
+    if not wait_for(predicate, timeout):
+        raise AssertionError(f"timed out waiting for {what}")
 
 
 class DnsDiscovery(unittest.TestCase):
@@ -63,25 +58,34 @@ class DnsDiscovery(unittest.TestCase):
         cls.set_hosts(IPS[:1])
         subprocess.run(["mount", "--bind", cls.hosts, "/etc/hosts"], check=True)
         cls.procs = {}
+        cls.logs = []
+        # Class cleanups run even when setUpClass fails, which tearDownClass would not.
+        cls.addClassCleanup(cls.stop_all)
         for ip in IPS:
             cls.procs[ip] = subprocess.Popen(
                 [XLSERVE, "serve", "--model", "models/xlstm-code-mtp", "--device", "cpu", "--threads", "1",
                  "--max-num-seqs", "4", "--host", ip, "--port", str(PORT), "--metrics-port", str(METRICS)],
-                stdout=subprocess.DEVNULL, stderr=open(os.path.join(cls.tmp, f"serve-{ip}.log"), "w"))
+                stdout=subprocess.DEVNULL, stderr=cls.log(f"serve-{ip}.log"))
         for ip in IPS:
             wait_until(f"replica {ip}", lambda ip=ip: requests_served(ip) == 0)
-        cls.gateway = subprocess.Popen(
+        cls.procs["gateway"] = subprocess.Popen(
             [XLSERVE, "gateway", "--host", "127.0.0.1", "--port", str(GATEWAY), "--upstream",
-             f"dns:///{NAME}:{PORT}"], stdout=subprocess.DEVNULL,
-            stderr=open(os.path.join(cls.tmp, "gateway.log"), "w"))
+             f"dns:///{NAME}:{PORT}"], stdout=subprocess.DEVNULL, stderr=cls.log("gateway.log"))
         wait_until("the gateway", lambda: cls.health()["upstreams"] == 1)
 
     @classmethod
-    def tearDownClass(cls):
-        for p in [cls.gateway, *cls.procs.values()]:
+    def log(cls, name):
+        cls.logs.append(open(os.path.join(cls.tmp, name), "w"))
+        return cls.logs[-1]
+
+    @classmethod
+    def stop_all(cls):
+        for p in cls.procs.values():
             if p.poll() is None:
                 p.terminate()
                 p.wait(timeout=30)
+        for f in cls.logs:
+            f.close()
 
     @classmethod
     def set_hosts(cls, ips):

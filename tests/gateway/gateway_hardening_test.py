@@ -20,11 +20,9 @@ import urllib.request
 
 XLSERVE = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "xlserve")
 MODEL = "models/xlstm-code-mtp"
-# Sanitizer builds run the model several times slower (.bazelrc sets the factor).
-TIME_SCALE = float(os.environ.get("XLSERVE_TEST_TIME_SCALE", "1"))
 sys.path.insert(0, os.getcwd())  # the runfiles root: tests/testing is there
 from tests.testing import xlserve_processes as processes  # noqa: E402
-from tests.testing.xlserve_processes import start  # noqa: E402
+from tests.testing.xlserve_processes import TIME_SCALE, start, wait_for  # noqa: E402
 
 processes.XLSERVE = XLSERVE
 
@@ -46,15 +44,6 @@ def metrics(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
         return {l.rsplit(" ", 1)[0]: float(l.rsplit(" ", 1)[1]) for l in r.read().decode().splitlines()
                 if l and not l.startswith("#")}
-
-
-def wait_for(predicate, timeout):
-    end = time.time() + timeout * TIME_SCALE
-    while time.time() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def post(port, path, body, headers=None, timeout=60):

@@ -2,12 +2,32 @@
 "listening on" line first, which gives the ports it picked (--port 0). Tests set XLSERVE to the
 binary under test before starting anything."""
 
+import os
 import re
 import subprocess
 import threading
+import time
 
 XLSERVE = "xlserve"
 MODEL = "models/xlstm-code-mtp"
+# Sanitizer builds run the model several times slower (.bazelrc sets the factor); every wait on
+# the server scales with it.
+TIME_SCALE = float(os.environ.get("XLSERVE_TEST_TIME_SCALE", "1"))
+
+
+def wait_for(predicate, timeout):
+    """Polls `predicate` for `timeout` seconds times TIME_SCALE; an OSError (not listening yet)
+    counts as false. Returns whether it became true."""
+    end = time.time() + timeout * TIME_SCALE
+    while True:
+        try:
+            if predicate():
+                return True
+        except OSError:
+            pass
+        if time.time() >= end:
+            return False
+        time.sleep(0.05)
 
 
 def start(args, pattern, env=None):
