@@ -58,12 +58,29 @@ absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBe
   SpeculativeBenchRow row;
   row.batch = batch;
   row.mode = mode_name;
-  const auto start = std::chrono::steady_clock::now();
+  auto drafted = [&] {
+    int64_t n = 0;
+    for (int id : ids) n += decoder.result(id).drafted_tokens;
+    return n;
+  };
+  using Clock = std::chrono::steady_clock;
+  int64_t drafted_before = drafted();
+  const auto start = Clock::now();
   while (decoder.has_unfinished()) {
+    const auto pass_start = Clock::now();
     RETURN_IF_ERROR(decoder.Step());
+    const double seconds = std::chrono::duration<double>(Clock::now() - pass_start).count();
     ++row.passes;
+    const int64_t drafted_after = drafted();
+    if (drafted_after > drafted_before) {
+      ++row.drafting_passes;
+      row.drafting_seconds += seconds;
+    } else {
+      row.plain_seconds += seconds;
+    }
+    drafted_before = drafted_after;
   }
-  row.decode_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  row.decode_seconds = std::chrono::duration<double>(Clock::now() - start).count();
   for (int id : ids) {
     const GenerationResult r = decoder.Remove(id);
     // The first token comes from prefill, so decode passes produced the rest.
@@ -124,15 +141,18 @@ std::string FormatSpeculativeTable(const std::vector<SpeculativeBenchRow>& rows)
   }
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof(line), "%6s %5s %8s %8s %11s %9s %10s %8s\n", "batch", "mode", "tokens", "passes",
-                "tok/step", "accept", "tok/s", "speedup");
+  std::snprintf(line, sizeof(line), "%6s %5s %8s %8s %9s %11s %9s %10s %8s %10s %10s\n", "batch", "mode", "tokens",
+                "passes", "drafting", "tok/step", "accept", "tok/s", "speedup", "ms/draft", "ms/plain");
   out += line;
+  auto mean_ms = [](double seconds, int64_t n) { return n ? 1e3 * seconds / n : 0.0; };
   for (const auto& r : rows) {
     const double accept = r.drafted ? double(r.accepted) / r.drafted : 0;
     const double base = plain_rate[r.batch];
-    std::snprintf(line, sizeof(line), "%6d %5s %8lld %8lld %11.3f %9.3f %10.1f %7.2fx\n", r.batch, r.mode.c_str(),
-                  static_cast<long long>(r.tokens), static_cast<long long>(r.passes), r.tokens_per_step(), accept,
-                  r.tokens_per_second(), base > 0 ? r.tokens_per_second() / base : 0.0);
+    std::snprintf(line, sizeof(line), "%6d %5s %8lld %8lld %9lld %11.3f %9.3f %10.1f %7.2fx %10.3f %10.3f\n", r.batch,
+                  r.mode.c_str(), static_cast<long long>(r.tokens), static_cast<long long>(r.passes),
+                  static_cast<long long>(r.drafting_passes), r.tokens_per_step(), accept, r.tokens_per_second(),
+                  base > 0 ? r.tokens_per_second() / base : 0.0, mean_ms(r.drafting_seconds, r.drafting_passes),
+                  mean_ms(r.plain_seconds, r.plain_passes()));
     out += line;
   }
   return out;
@@ -150,6 +170,9 @@ nlohmann::json SpeculativeRowsToJson(const std::vector<SpeculativeBenchRow>& row
                  {"accepted", r.accepted},
                  {"tokens_per_step", r.tokens_per_step()},
                  {"decode_seconds", r.decode_seconds},
+                 {"drafting_passes", r.drafting_passes},
+                 {"drafting_seconds", r.drafting_seconds},
+                 {"plain_seconds", r.plain_seconds},
                  {"tokens_per_second", r.tokens_per_second()}});
   }
   return j;

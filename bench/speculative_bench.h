@@ -33,7 +33,15 @@ struct SpeculativeBenchRow {
   int64_t drafted = 0;
   int64_t accepted = 0;
   double decode_seconds = 0;  // prefill excluded
+  // The passes in which some sequence drafted, and the time of each kind of pass (the decoder's
+  // host work included): `auto` pays for the passes it speculates before judging that plain
+  // steps yield more, and its plain passes should cost what `off`'s do.
+  int64_t drafting_passes = 0;
+  double drafting_seconds = 0;
+  double plain_seconds = 0;
   AcceptanceCounts acceptance;  // all sequences' complete verifies
+
+  int64_t plain_passes() const { return passes - drafting_passes; }
 
   double tokens_per_step() const { return sequence_steps ? double(tokens) / sequence_steps : 0; }
   double tokens_per_second() const { return decode_seconds > 0 ? tokens / decode_seconds : 0; }

@@ -55,7 +55,15 @@ class AcceptanceTraces(unittest.TestCase):
                          [(b, m) for b in (1, 2) for m in ("off", "on", "auto")])
         for row in rows:
             self.assertEqual(row["tokens"], row["batch"] * 23)
+            # Passes are split by whether a sequence drafted in them: never with speculation off,
+            # every pass but the last one-token step of each sequence with it on.
+            self.assertLessEqual(row["drafting_seconds"] + row["plain_seconds"], row["decode_seconds"])
+            if row["mode"] == "off":
+                self.assertEqual(row["drafting_passes"], 0)
+                self.assertGreater(row["plain_seconds"], 0)
             if row["mode"] == "on":
+                self.assertGreaterEqual(row["drafting_passes"], row["passes"] - row["batch"])
+                self.assertGreater(row["drafting_seconds"], 0)
                 # Random heads of a 4096-token vocabulary would almost never match the trunk.
                 self.assertGreater(row["accepted"], row["drafted"] / 5)
 
