@@ -5,6 +5,8 @@
 #include <cstring>
 #include <vector>
 
+#include "engine/parallel/communicator.h"
+#include "engine/parallel/tensor_parallel_plan.h"
 #include "engine/util/dtype.h"
 
 namespace xlserve::cpu {
@@ -20,6 +22,15 @@ float Dot(const float* a, const float* b, int64_t n) {
   float tail = 0;
   for (; i < n; ++i) tail += a[i] * b[i];
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])) + tail;
+}
+
+// Dot over `parts` contiguous parts of the range, the parts' sums added pairwise.
+float SplitDot(const float* a, const float* b, int64_t n, int parts) {
+  if (parts == 1) return Dot(a, b, n);
+  const int64_t len = n / parts;
+  float sums[TensorParallelPlan::kMaxRanks];
+  for (int p = 0; p < parts; ++p) sums[p] = Dot(a + p * len, b + p * len, len);
+  return PairwiseSum(std::span<float>(sums, parts));
 }
 
 uint16_t Load16(const void* base, int64_t i) {
@@ -57,7 +68,7 @@ void ReadRow(const TensorView& table, int64_t row, float* out) {
 }
 
 void Linear(ThreadPool& pool, const float* x, int64_t rows, int64_t x_stride, const TensorView& w,
-            const TensorView& bias, float* y, int64_t y_stride, Precision precision) {
+            const TensorView& bias, float* y, int64_t y_stride, Precision precision, int reduce_parts) {
   const int64_t n_out = w.rows();
   const int64_t k_in = w.cols();
   std::vector<float> rounded;
@@ -79,10 +90,17 @@ void Linear(ThreadPool& pool, const float* x, int64_t rows, int64_t x_stride, co
       WidenRange(w, n * k_in, k_in, wrow.data());
       const float b = bias.present() ? ElementAt(bias, n) : 0.0f;
       for (int64_t m = 0; m < rows; ++m) {
-        y[m * y_stride + n] = Dot(x + m * x_stride, wrow.data(), k_in) + b;
+        y[m * y_stride + n] = SplitDot(x + m * x_stride, wrow.data(), k_in, reduce_parts) + b;
       }
     }
   });
+}
+
+void AddBias(float* y, int64_t rows, int64_t y_stride, const TensorView& bias) {
+  if (!bias.present()) return;
+  for (int64_t m = 0; m < rows; ++m) {
+    for (int64_t n = 0; n < bias.rows(); ++n) y[m * y_stride + n] += ElementAt(bias, n);
+  }
 }
 
 void RmsNorm(const float* x, int64_t rows, int64_t d, const TensorView& w, const TensorView& b,

@@ -18,8 +18,13 @@ namespace xlserve::cpu {
 // y[m, n] = sum_k x[m, k] * w[n, k] (+ bias[n]) for m < rows; w: [n_out, k_in].
 // x has row stride `x_stride`, y has row stride `y_stride` (both in floats). With bf16 weights
 // and Precision::kBf16, x is rounded to bf16 first (the GPU's bf16 precision; sums stay fp32).
+// `reduce_parts` (a power of two dividing k_in) splits each sum into that many contiguous
+// parts added pairwise, the order a tensor-parallel split reproduces (tensor_parallel_plan.h).
 void Linear(ThreadPool& pool, const float* x, int64_t rows, int64_t x_stride, const TensorView& w,
-            const TensorView& bias, float* y, int64_t y_stride, Precision precision);
+            const TensorView& bias, float* y, int64_t y_stride, Precision precision, int reduce_parts = 1);
+
+// y[m, n] += bias[n] for m < rows (y with row stride `y_stride`); nothing without a bias.
+void AddBias(float* y, int64_t rows, int64_t y_stride, const TensorView& bias);
 
 // Copies row `row` of `table` ([n, width]) into `out` as fp32.
 void ReadRow(const TensorView& table, int64_t row, float* out);
