@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# ThreadSanitizer run of the serving path: the HTTP listener, the gateway, the gRPC service and
-# the scheduler (driven by the server's end-to-end tests), and the tensor-parallel ranks of the CPU backend. gRPC's own false positives are
-# suppressed by scripts/tsan.supp, which needs an absolute path, hence this script.
+# ThreadSanitizer run of the serving path (the HTTP listener, the gateway, the gRPC service and
+# the scheduler, driven by the server's end-to-end tests) and of the CPU backend's
+# tensor-parallel ranks. gRPC's own false positives are suppressed by scripts/tsan.supp, which
+# needs an absolute path, hence this script.
 #   scripts/tsan.sh                 # the default targets
 #   scripts/tsan.sh //net:all       # others
 set -euo pipefail
