@@ -36,6 +36,7 @@ struct BenchSettings {
   int num_draft = 3;
   Device device = Device::kAuto;
   int threads = 0;
+  int tensor_parallel = 1;
   std::vector<std::string> tokenizer;
   std::string text_file;
   int repeats = 5;
@@ -60,6 +61,9 @@ const settings::SettingsTable<BenchSettings>& BenchSettingsTable() {
       {"num_draft", &B::num_draft, "drafts per step at most", {0, 16}},
       {"device", &B::device, kDeviceNames, "backend (auto: cuda when a GPU is present)"},
       {"threads", &B::threads, "CPU backend threads (0: one per core)", {0, 4096}},
+      {"tensor_parallel", &B::tensor_parallel,
+       "ranks of a tensor-parallel split by heads, FFN and vocabulary (docs/design.md §10); the CPU backend "
+       "runs them as threads with the bits of one rank; CUDA runs one rank", {1, 8}},
       {"precisions", &B::precisions, "with --shape: the precisions to measure, each in turn (bf16, exact)"},
       {"state_dtypes", &B::state_dtypes,
        "with --shape: state dtypes of the decode tables (bf16, f32); the other tables take the first"},
@@ -134,6 +138,7 @@ absl::Status RunSpeculative(const BenchSettings& f) {
   BackendOptions backend_options;
   backend_options.device = f.device;
   backend_options.num_threads = f.threads;
+  backend_options.tensor_parallel = f.tensor_parallel;
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*weights, backend_options);
   if (!backend.ok()) return backend.status();
   absl::StatusOr<std::vector<bench::SpeculativeBenchRow>> rows = bench::RunSpeculativeBench(backend->get(), options);
@@ -211,6 +216,7 @@ absl::Status RunReplayedShape(const BenchSettings& f) {
   BackendOptions backend_options;
   backend_options.device = f.device;
   backend_options.num_threads = f.threads;
+  backend_options.tensor_parallel = f.tensor_parallel;
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
                    CreateBackend(bench::RandomBf16Weights(config, 1), backend_options));
   ASSIGN_OR_RETURN(const std::vector<bench::SpeculativeBenchRow> rows,

@@ -43,6 +43,7 @@ struct GenerateSettings {
   DType state_dtype = DType::kF32;
   PrecisionSetting precision = PrecisionSetting::kAuto;
   int threads = 0;
+  int tensor_parallel = 1;
   int chunk_size = 64;
 };
 
@@ -74,6 +75,9 @@ const settings::SettingsTable<GenerateSettings>& GenerateSettingsTable() {
       {"precision", &G::precision, kPrecisionSettingNames,
        "products with bf16 weights: exact, bf16 (bf16 activations), or auto (bf16 for a bf16 checkpoint on CUDA)"},
       {"threads", &G::threads, "CPU backend threads (0: one per core)", {0, 4096}},
+      {"tensor_parallel", &G::tensor_parallel,
+       "ranks of a tensor-parallel split by heads, FFN and vocabulary (docs/design.md §10); the CPU backend "
+       "runs them as threads with the bits of one rank; CUDA runs one rank", {1, 8}},
       {"chunk_size", &G::chunk_size, "tokens per chunk of the chunkwise prefill", {1, 1 << 20}},
   };
   return table;
@@ -133,6 +137,7 @@ absl::Status Run(const GenerateSettings& f) {
   backend_options.state_dtype = f.state_dtype;
   backend_options.precision = f.precision;
   backend_options.num_threads = f.threads;
+  backend_options.tensor_parallel = f.tensor_parallel;
   backend_options.chunk_size = f.chunk_size;
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*weights, backend_options);
   if (!backend.ok()) return backend.status();

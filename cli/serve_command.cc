@@ -37,6 +37,7 @@ absl::Status Serve(server::ServerConfig config) {
   backend_options.state_dtype = config.state_dtype;
   backend_options.precision = config.precision;
   backend_options.num_threads = config.threads;
+  backend_options.tensor_parallel = config.tensor_parallel;
   t = std::chrono::steady_clock::now();
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*weights, backend_options);
   if (!backend.ok()) return backend.status();

@@ -56,9 +56,14 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const Mod
     cpu.num_threads = options.num_threads;
     cpu.chunk_size = options.chunk_size;
     cpu.precision = precision;
+    cpu.tensor_parallel = options.tensor_parallel;
     absl::StatusOr<std::unique_ptr<CpuBackend>> backend = CpuBackend::Create(std::move(weights), cpu);
     if (!backend.ok()) return backend.status();
     return std::unique_ptr<Backend>(std::move(*backend));
+  }
+  if (options.tensor_parallel != 1) {
+    return absl::UnimplementedError("tensor parallel over " + std::to_string(options.tensor_parallel) +
+                                    " ranks runs on the CPU backend only (--device cpu); the CUDA backend runs one GPU");
   }
   if (cuda == nullptr) {
     return absl::UnavailableError(

@@ -23,13 +23,17 @@ struct BackendOptions {
   // fp32 accumulation; the CPU rounds them the same way, as the GPU path's reference, gaining no
   // speed), or kAuto: bf16 for a bf16 checkpoint on CUDA, else exact.
   PrecisionSetting precision = PrecisionSetting::kAuto;
+  // Ranks of a tensor-parallel split (engine/parallel/): the CPU backend runs them as threads;
+  // CUDA runs one.
+  int tensor_parallel = 1;
 };
 
 // The precision `setting` means for `weights` on `device` (kCpu or kCuda, resolved).
 Precision ResolvePrecision(PrecisionSetting setting, Device device, const ModelWeights& weights);
 
-// INVALID_ARGUMENT for a state dtype other than kF32 and kBF16, or bf16 state on the CPU;
-// UNAVAILABLE when the device is not usable here, including a build without it (kAuto then
+// INVALID_ARGUMENT for a state dtype other than kF32 and kBF16, bf16 state on the CPU, or a
+// tensor-parallel rank count the model cannot split into; UNIMPLEMENTED for more than one rank on
+// CUDA; UNAVAILABLE when the device is not usable here, including a build without it (kAuto then
 // picks the CPU).
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(std::shared_ptr<const ModelWeights> weights,
                                                        const BackendOptions& options);

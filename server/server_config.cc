@@ -24,6 +24,9 @@ const settings::SettingsTable<ServerConfig>& ServerSettings() {
        "products with bf16 weights: exact (~fp32), bf16 (bf16 activations into the tensor cores, fp32 "
        "accumulation; the maths of the state stays fp32), or auto: bf16 for a bf16 checkpoint on CUDA, else exact"},
       {"threads", &C::threads, "CPU backend threads (0: one per core)", {0, 4096}},
+      {"tensor_parallel", &C::tensor_parallel,
+       "ranks of a tensor-parallel split by heads, FFN and vocabulary (docs/design.md §10); the CPU backend "
+       "runs them as threads with the bits of one rank; CUDA runs one rank", {1, 8}},
       {"max_num_seqs", &C::max_num_seqs, "state slots: sequences decoding at once", {1, 1 << 16}},
       {"max_queue", &C::max_queue, "waiting requests before RESOURCE_EXHAUSTED", {1, kLarge}},
       {"max_prompt_tokens", &C::max_prompt_tokens, "longest prompt accepted", {1, kLarge}},

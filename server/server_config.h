@@ -24,6 +24,7 @@ struct ServerConfig {
   DType state_dtype = DType::kF32;
   PrecisionSetting precision = PrecisionSetting::kAuto;
   int threads = 0;
+  int tensor_parallel = 1;
   int max_num_seqs = 8;
   int max_queue = 64;
   int max_prompt_tokens = 8192;

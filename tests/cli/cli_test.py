@@ -48,6 +48,29 @@ class GenerateMatchesGolden(unittest.TestCase):
         self.assertEqual(a, b)
         self.assertNotEqual(a, c)
 
+class TensorParallel(unittest.TestCase):
+    """`--tensor-parallel N` splits the model over N ranks (threads on the CPU backend) and
+    computes the bits of one rank: the same tokens and the same last logits, exactly."""
+
+    def generate(self, model, ranks, *extra):
+        r = run("generate", "--model", model, "--prompt-ids", "5,6,7,8,9,10,11", "--max-tokens", "12",
+                "--ignore-eos", "--json", "--device", "cpu", "--tensor-parallel", str(ranks), *extra)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return json.loads(r.stdout)
+
+    def test_split_generates_the_bits_of_one_rank(self):
+        for name, counts in (("f32_heads4_wide", (2, 4)), ("f32_caps_bias", (2,))):
+            model = os.path.join(GOLDEN, name)
+            one = self.generate(model, 1)
+            for ranks in counts:
+                split = self.generate(model, ranks)
+                self.assertEqual(split["tokens"], one["tokens"], (model, ranks))
+                self.assertEqual(split["prompt_last_logits"], one["prompt_last_logits"], (model, ranks))
+
+    def test_speculative_decoding_on_a_split_shipped_model(self):
+        one = self.generate("models/xlstm-code-mtp", 1, "--speculation", "on")
+        self.assertEqual(self.generate("models/xlstm-code-mtp", 2, "--speculation", "on")["tokens"], one["tokens"])
+
 
 class Help(unittest.TestCase):
     def test_help_everywhere(self):
@@ -139,6 +162,15 @@ class BadInput(unittest.TestCase):
         self.assert_clean_error(
             run("generate", "--model", model, "--prompt-ids", "1", "--max-tokens", "-3"), "--max-tokens")
         self.assert_clean_error(run("generate", "--model", model, "--prompt-ids", "1", "--device", "tpu"), "tpu")
+
+    def test_tensor_parallel_rank_counts_the_model_cannot_take(self):
+        model = os.path.join(GOLDEN, "f32_base")  # 2 heads
+        self.assert_clean_error(run("generate", "--model", model, "--prompt-ids", "1", "--device", "cpu",
+                                    "--tensor-parallel", "4"), "splits over 1, 2")
+        self.assert_clean_error(run("generate", "--model", model, "--prompt-ids", "1", "--device", "cuda",
+                                    "--tensor-parallel", "2"), "CPU backend only")
+        self.assert_clean_error(run("generate", "--model", model, "--prompt-ids", "1", "--tensor-parallel", "0"),
+                                "tensor")
 
     def test_tokenizer_errors(self):
         self.assert_clean_error(run("tokenize", "--tokenizer", "/nonexistent.json", "--text", "a"), "nonexistent")

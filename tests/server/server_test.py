@@ -364,6 +364,18 @@ class PreemptionTest(unittest.TestCase):
             self.assertEqual(server.stop(), 0)
 
 
+class TensorParallelTest(unittest.TestCase):
+    def test_a_server_split_over_two_ranks_streams_what_generate_gives_alone(self):
+        server = ServerProcess("--tensor-parallel", "2", "--max-num-seqs", "2")
+        try:
+            for prompt, mode in zip(PROMPTS[:2], (pb.SPECULATION_MODE_OFF, pb.SPECULATION_MODE_ON)):
+                tokens = collect(server.stub.Generate(pb.GenerateRequest(prompt=prompt, max_tokens=12, speculation=mode),
+                                                      timeout=120 * TIME_SCALE))[0]
+                self.assertEqual(tokens, cli_generate(prompt, 12)["tokens"], prompt)
+        finally:
+            self.assertEqual(server.stop(), 0)
+
+
 class ShutdownTest(unittest.TestCase):
     def test_sigterm_drains_running_streams_and_cancels_queued_ones(self):
         server = ServerProcess("--max-num-seqs", "1", "--shutdown-grace-s", str(60 * TIME_SCALE))
