@@ -8,6 +8,7 @@
 
 #include "engine/cpu/cpu_backend.h"
 #include "engine/model/model_weights.h"
+#include "tests/engine/speculation_checks.h"
 
 namespace xlserve {
 namespace {
@@ -69,9 +70,9 @@ std::vector<int32_t> Tokens(int n, int vocab, uint32_t seed) {
 
 // Prefill of two prompts (one with all its logits), a decode step beside a deferred 4-token
 // verify with the MTP heads, a partial commit, then a third sequence joining.
-void CheckSplitMatchesOneRank(const std::string& dir, int ranks, Precision precision = Precision::kExact) {
-  INFO(dir << " on " << ranks << " ranks");
-  const auto weights = Load(dir);
+void CheckSplitMatchesOneRank(const std::string& label, std::shared_ptr<const ModelWeights> weights, int ranks,
+                              Precision precision = Precision::kExact) {
+  INFO(label << " on " << ranks << " ranks");
   const int vocab = weights->config.vocab_size;
   const bool heads = weights->config.mtp.has_value();
   auto one = Make(weights, 1, precision);
@@ -104,18 +105,41 @@ void CheckSplitMatchesOneRank(const std::string& dir, int ranks, Precision preci
   run({seq(2, third, heads, false, false), seq(0, next, false, false, false)}, "a third sequence joins");
 }
 
+void CheckModel(const std::string& dir, int ranks, Precision precision = Precision::kExact) {
+  CheckSplitMatchesOneRank(dir, Load(dir), ranks, precision);
+}
+
 TEST_CASE("the shipped model split over 2 and 4 ranks computes the bits of one rank, MTP heads included") {
-  CheckSplitMatchesOneRank("models/xlstm-code-mtp", 2);
-  CheckSplitMatchesOneRank("models/xlstm-code-mtp", 4);
+  CheckModel("models/xlstm-code-mtp", 2);
+  CheckModel("models/xlstm-code-mtp", 4);
 }
 
 TEST_CASE("golden models split over every rank count they allow compute the bits of one rank") {
-  CheckSplitMatchesOneRank("tests/golden/models/f32_heads4_wide", 2);
-  CheckSplitMatchesOneRank("tests/golden/models/f32_heads4_wide", 4);
-  CheckSplitMatchesOneRank("tests/golden/models/f32_caps_bias", 2);  // biases: added once, after the all-reduce
-  CheckSplitMatchesOneRank("tests/golden/models/f32_tied", 2);
-  CheckSplitMatchesOneRank("tests/golden/models/f32_fused", 2);
-  CheckSplitMatchesOneRank("tests/golden/models/bf16_base", 2, Precision::kBf16);
+  CheckModel("tests/golden/models/f32_heads4_wide", 2);
+  CheckModel("tests/golden/models/f32_heads4_wide", 4);
+  CheckModel("tests/golden/models/f32_caps_bias", 2);  // biases: added once, after the all-reduce
+  CheckModel("tests/golden/models/f32_tied", 2);
+  CheckModel("tests/golden/models/f32_fused", 2);
+  CheckModel("tests/golden/models/bf16_base", 2, Precision::kBf16);
+}
+
+TEST_CASE("linear MTP heads are replicated and block heads split: both compute the bits of one rank") {
+  for (MtpHeadType type : {MtpHeadType::kLinear, MtpHeadType::kMlstmBlock}) {
+    INFO("head type " << static_cast<int>(type));
+    CheckSplitMatchesOneRank("random MTP model", testing::MakeMtpModel(type, false, 7), 2);
+  }
+}
+
+TEST_CASE("greedy speculation on a split backend gives the tokens of plain decoding") {
+  testing::CheckGreedySpeculationIsLossless([](std::shared_ptr<const ModelWeights> weights, int slots) {
+    CpuBackendOptions options;
+    options.num_threads = 2;
+    options.tensor_parallel = 2;
+    auto backend = CpuBackend::Create(std::move(weights), options);
+    REQUIRE(backend.ok());
+    REQUIRE((*backend)->AllocateSlots(slots).ok());
+    return std::unique_ptr<Backend>(std::move(*backend));
+  });
 }
 
 TEST_CASE("a rank count the model cannot split is an INVALID_ARGUMENT naming the counts it can") {
