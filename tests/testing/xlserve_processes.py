@@ -38,9 +38,16 @@ def start(args, pattern, env=None):
     if not m:
         proc.kill()
         raise RuntimeError(f"{args[0]} did not start: {line!r} {proc.stderr.read()}")
-    # A full stderr pipe would block the process: drain it.
-    threading.Thread(target=proc.stderr.read, daemon=True).start()
+    # A full pipe would block the process: drain both, and close each at its end (an unclosed
+    # pipe is a ResourceWarning when the test exits).
+    for pipe in (proc.stdout, proc.stderr):
+        threading.Thread(target=drain, args=(pipe,), daemon=True).start()
     return proc, m
+
+
+def drain(pipe):
+    with pipe:
+        pipe.read()
 
 
 def start_server(*extra, env=None, metrics=True):
