@@ -32,7 +32,7 @@ struct SpeculativeBenchRow {
   int64_t passes = 0;        // backend passes for the whole batch
   int64_t drafted = 0;
   int64_t accepted = 0;
-  double decode_seconds = 0;  // prefill excluded
+  double decode_seconds = 0;  // the decode passes (drafting + plain); prefill excluded
   // The passes in which some sequence drafted, and the time of each kind of pass (the decoder's
   // host work included): `auto` pays for the passes it speculates before judging that plain
   // steps yield more, and its plain passes should cost what `off`'s do.

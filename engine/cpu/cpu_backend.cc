@@ -161,8 +161,7 @@ absl::Status CpuBackend::Forward(std::span<const SequenceInput> batch, ForwardOu
   for (const SequenceInput& s : batch) pass.any_heads = pass.any_heads || s.mtp_heads;
   // Deferred sequences keep each layer's mLSTM inputs for Commit(), sized here so that the
   // ranks fill their heads' columns side by side.
-  const int head_blocks =
-      cfg.mtp && cfg.mtp->head_type == MtpHeadType::kMlstmBlock ? static_cast<int>(weights_->mtp_block_heads.size()) : 0;
+  const int head_blocks = static_cast<int>(weights_->mtp_block_heads.size());  // none for linear heads
   for (size_t i = 0; i < batch.size(); ++i) {
     DeferredSlot& pending = deferred_[batch[i].slot];
     pending.num_tokens = batch[i].defer_commit ? static_cast<int>(batch[i].tokens.size()) : 0;

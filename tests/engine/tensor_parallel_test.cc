@@ -19,7 +19,8 @@ std::shared_ptr<const ModelWeights> Load(const std::string& dir) {
   return *w;
 }
 
-std::unique_ptr<CpuBackend> Make(std::shared_ptr<const ModelWeights> weights, int ranks, Precision precision) {
+std::unique_ptr<CpuBackend> Make(std::shared_ptr<const ModelWeights> weights, int ranks,
+                                 Precision precision = Precision::kExact, int slots = 3) {
   CpuBackendOptions options;
   options.num_threads = 2;
   options.chunk_size = 16;  // several chunks in the longer prompt
@@ -27,7 +28,7 @@ std::unique_ptr<CpuBackend> Make(std::shared_ptr<const ModelWeights> weights, in
   options.tensor_parallel = ranks;
   auto backend = CpuBackend::Create(std::move(weights), options);
   REQUIRE(backend.ok());
-  REQUIRE((*backend)->AllocateSlots(3).ok());
+  REQUIRE((*backend)->AllocateSlots(slots).ok());
   return std::move(*backend);
 }
 
@@ -132,13 +133,7 @@ TEST_CASE("linear MTP heads are replicated and block heads split: both compute t
 
 TEST_CASE("greedy speculation on a split backend gives the tokens of plain decoding") {
   testing::CheckGreedySpeculationIsLossless([](std::shared_ptr<const ModelWeights> weights, int slots) {
-    CpuBackendOptions options;
-    options.num_threads = 2;
-    options.tensor_parallel = 2;
-    auto backend = CpuBackend::Create(std::move(weights), options);
-    REQUIRE(backend.ok());
-    REQUIRE((*backend)->AllocateSlots(slots).ok());
-    return std::unique_ptr<Backend>(std::move(*backend));
+    return std::unique_ptr<Backend>(Make(std::move(weights), 2, Precision::kExact, slots));
   });
 }
 
