@@ -23,6 +23,7 @@ import json
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -227,6 +228,8 @@ def main():
     ap.add_argument("--precision", default="auto", choices=["auto", "exact", "bf16"], help="the servers' precision")
     ap.add_argument("--scenarios", default=",".join(sorted(SCENARIOS)), help="comma-separated subset to run")
     ap.add_argument("--cache", default="both", choices=["both", "on"], help="serve with the state cache off too")
+    ap.add_argument("--server-args", default="",
+                    help="more `xlserve serve` flags for every server, e.g. \"--prefill-chunk-while-decoding 128\"")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     DEVICE = args.device
@@ -252,11 +255,13 @@ def main():
             f.write(bench.stdout)
         with open(bench_json) as f:
             engine = json.load(f)
-    on = run_mode(args.xlserve, model, args.work, "on", [], data)
+    extra = shlex.split(args.server_args)
+    on = run_mode(args.xlserve, model, args.work, "on", extra, data)
     off = None
     if args.cache == "both":
         off = run_mode(args.xlserve, model, args.work, "off",
-                       ["--state-cache-gpu-mb", "0", "--state-cache-host-mb", "0", "--max-sessions", "0"], data)
+                       extra + ["--state-cache-gpu-mb", "0", "--state-cache-host-mb", "0", "--max-sessions", "0"],
+                       data)
     text = table(engine, on, off) + ("\nsession logits check (7B): " + session_check if session_check else "")
     print(text, flush=True)
     if args.json:
