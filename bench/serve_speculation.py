@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Self-speculation through the server: `xlserve serve` with `--speculation off`, `auto` and
+`on` in turn, each driven by `xlserve loadtest` at several concurrencies with the same greedy
+prompts of held-out code, and output tokens/s of each mode against `off` (#16 item 5).
+
+Run from the repository root with the binary built (or the GPU bundle unpacked):
+    python3 bench/serve_speculation.py --xlserve dist/bin/xlserve --prompts-from DIR
+DIR holds source files the model never saw (e.g. an installed package such as networkx);
+prompts are their first ~--prompt-chars characters, split at a line end. Prints one table;
+--json keeps every loadtest result.
+"""
+import argparse
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+
+
+def write_prompts(src_dir, path, count, chars, max_tokens):
+    files = []
+    for root, _, names in os.walk(src_dir):
+        files += [os.path.join(root, n) for n in sorted(names) if n.endswith(".py")]
+    files.sort()
+    prompts = []
+    for f in files:
+        with open(f, errors="replace") as fh:
+            text = fh.read(4 * chars)
+        if len(text) < chars:
+            continue
+        cut = text.rfind("\n", 0, chars)
+        prompts.append(text[: cut if cut > chars // 2 else chars])
+        if len(prompts) == count:
+            break
+    if not prompts:
+        raise SystemExit(f"no .py file of at least {chars} characters under {src_dir}")
+    with open(path, "w") as out:
+        for p in prompts:
+            out.write(json.dumps({"prompt": p, "max_tokens": max_tokens}) + "\n")
+    return len(prompts)
+
+
+class Server:
+    def __init__(self, xl, model, device, mode, slots, log_path):
+        args = [xl, "serve", "--model", model, "--device", device, "--speculation", mode,
+                "--max-num-seqs", str(slots), "--port", "0", "--metrics-port", "0"]
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        line = self.proc.stdout.readline()
+        m = re.search(r"listening on (\S+):(\d+)", line)
+        if not m:
+            self.proc.wait(timeout=30)
+            self.log.close()
+            raise RuntimeError(f"server did not start ({line!r}); see {log_path}")
+        self.port = int(m.group(2))
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=60)
+        self.proc.stdout.close()
+        self.log.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--xlserve", default="dist/bin/xlserve")
+    ap.add_argument("--model", default="models/xlstm-code-mtp", help="model directory with MTP heads")
+    ap.add_argument("--prompts-from", required=True, help="directory of held-out .py files")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--modes", default="off,auto,on", help="comma-separated speculation modes; off first")
+    ap.add_argument("--concurrency", default="1,8,32", help="comma-separated closed-loop concurrencies")
+    ap.add_argument("--requests-per-user", type=int, default=4, help="measured requests per concurrent user")
+    ap.add_argument("--prompt-chars", type=int, default=600)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--work", default="", help="folder for prompts and logs (default: a temporary one)")
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+
+    modes = args.modes.split(",")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    work = args.work or tempfile.mkdtemp(prefix="serve-spec-")
+    os.makedirs(work, exist_ok=True)
+    dataset = os.path.join(work, "prompts.jsonl")
+    count = write_prompts(args.prompts_from, dataset, 256, args.prompt_chars, args.max_tokens)
+    print(f"{count} held-out prompts from {args.prompts_from}", flush=True)
+
+    results = {}
+    for mode in modes:
+        server = Server(args.xlserve, args.model, args.device, mode, max(levels), os.path.join(work, f"{mode}.log"))
+        try:
+            for c in levels:
+                out = os.path.join(work, f"{mode}-c{c}.json")
+                cmd = [args.xlserve, "loadtest", "--grpc", f"127.0.0.1:{server.port}", "--dataset", dataset,
+                       "--concurrency", str(c), "--num-requests", str(c * args.requests_per_user),
+                       "--warmup", str(c), "--temperature", "0", "--request-timeout-s", "300", "--json", out]
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=900)
+                with open(out) as f:
+                    results[(mode, c)] = json.load(f)
+                r = results[(mode, c)]
+                print(f"  {mode} c{c}: {r['throughput']['output_tokens_per_s']:.0f} tok/s", flush=True)
+        finally:
+            server.stop()
+
+    base = modes[0]
+    lines = [f"{'concurrency':>11s} {'mode':>5s} {'tok/s':>9s} {'vs ' + base:>8s} {'TPOT p50 ms':>12s} "
+             f"{'TTFT p50 ms':>12s} {'errors':>6s}"]
+    for c in levels:
+        ref = results[(base, c)]["throughput"]["output_tokens_per_s"]
+        for mode in modes:
+            r = results[(mode, c)]
+            tps = r["throughput"]["output_tokens_per_s"]
+            lines.append(f"{c:>11d} {mode:>5s} {tps:>9.0f} {tps / ref:>7.2f}x {r['tpot_ms']['p50']:>12.2f} "
+                         f"{r['ttft_ms']['p50']:>12.1f} {r['requests']['failed']:>6d}")
+    print("\n".join(lines), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": args.model, "device": args.device, "prompts": count,
+                       "runs": [{"mode": m, "concurrency": c, "result": results[(m, c)]} for m, c in results]},
+                      f, indent=1)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
