@@ -151,11 +151,16 @@ MlstmParams ForwardPass::LayerParams(int layer, const float* base, const MlstmCo
 
 // logits [n, vocab] = soft_cap(lm_head(out_norm(x[picked]))).
 absl::Status ForwardPass::Unembed(const float* x, const int32_t* picked, int n, float* logits) {
+  ASSIGN_OR_RETURN(float* sel, scratch_.sel.Get(size_t(n) * cfg_.hidden_size));
+  CUDA_RETURN_IF_ERROR(GatherRows(x, picked, n, cfg_.hidden_size, sel, stream_));
+  return UnembedRows(sel, n, logits);
+}
+
+// logits [n, vocab] = soft_cap(lm_head(out_norm(sel))) for sel [n, d].
+absl::Status ForwardPass::UnembedRows(const float* sel, int n, float* logits) {
   const int d = cfg_.hidden_size;
-  ASSIGN_OR_RETURN(float* sel, scratch_.sel.Get(size_t(n) * d));
   ASSIGN_OR_RETURN(float* normed, scratch_.normed.Get(size_t(n) * d));
   ASSIGN_OR_RETURN(const Bf16Activation bf16, Bf16Input(n));
-  CUDA_RETURN_IF_ERROR(GatherRows(x, picked, n, d, sel, stream_));
   CUDA_RETURN_IF_ERROR(RmsNorm(sel, dev_->out_norm_w, nullptr, n, d, static_cast<float>(cfg_.norm_eps),
                                Fp32InputFor(n, dev_->lm_head, normed), bf16, stream_));
   RETURN_IF_ERROR(Linear(normed, bf16, n, dev_->lm_head, nullptr, false, logits));
@@ -167,7 +172,8 @@ absl::Status ForwardPass::Unembed(const float* x, const int32_t* picked, int n, 
 }
 
 // Runs heads 1..n-1 on z (the sub-batch's rows of the residual stream the heads read) into
-// logits [head][picked row][vocab]; nothing without head sequences.
+// logits [head][picked row][vocab]; nothing without head sequences. The heads' picked rows are
+// unembedded together: one pass over lm_head for all heads instead of one per head.
 absl::Status ForwardPass::RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, float* commit_factors,
                                       const float* z, float* logits) {
   if (plan.slots.empty()) return absl::OkStatus();
@@ -175,6 +181,7 @@ absl::Status ForwardPass::RunMtpHeads(const IndexPlan& plan, const int32_t* at, 
   Indices idx = plan.Resolve(at, store);
   idx.commit_factors = commit_factors;
   ASSIGN_OR_RETURN(float* hx, scratch_.head_x.Get(size_t(rows) * d));
+  ASSIGN_OR_RETURN(float* sel, scratch_.head_sel.Get(size_t(num_mtp_heads()) * n * d));
   for (int head = 1; head <= num_mtp_heads(); ++head) {
     if (cfg_.mtp->head_type == MtpHeadType::kMlstmBlock) {
       CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(hx, z, size_t(rows) * d * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
@@ -186,8 +193,9 @@ absl::Status ForwardPass::RunMtpHeads(const IndexPlan& plan, const int32_t* at, 
       if (bf16.data != nullptr) CUDA_RETURN_IF_ERROR(ToBf16Activation(z, int64_t(rows) * d, bf16, stream_));
       RETURN_IF_ERROR(Linear(z, bf16, rows, dev_->head_linear[head - 1], nullptr, false, hx));
     }
-    RETURN_IF_ERROR(Unembed(hx, idx.picked, n, logits + size_t(head - 1) * n * cfg_.vocab_size));
+    CUDA_RETURN_IF_ERROR(GatherRows(hx, idx.picked, n, d, sel + size_t(head - 1) * n * d, stream_));
   }
+  RETURN_IF_ERROR(UnembedRows(sel, num_mtp_heads() * n, logits));
   return profiler_->Mark("mtp heads", stream_);
 }
 

@@ -56,6 +56,7 @@ struct ForwardScratch {
   ScratchArray<float> x{&moves};               // the residual stream [rows, d]
   ScratchArray<float> z{&moves};               // what the heads read [head rows, d]
   ScratchArray<float> head_x{&moves};          // a head's residual stream [head rows, d]
+  ScratchArray<float> head_sel{&moves};        // every head's picked rows [heads, picked, d]
   // A block's intermediates.
   ScratchArray<float> xn{&moves}, proj{&moves}, h{&moves}, hg{&moves}, gu{&moves}, act{&moves};
   ScratchArray<float> gemm_planes{&moves};
@@ -116,6 +117,7 @@ class ForwardPass {
                           const int32_t* slots, int num_seqs) const;
   MlstmParams SubsetParams(int layer, const float* base, const MlstmColumns& c, float* h, const DeviceSubset& s) const;
   absl::Status Unembed(const float* x, const int32_t* picked, int n, float* logits);
+  absl::Status UnembedRows(const float* sel, int n, float* logits);
   absl::Status RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, float* commit_factors,
                            const float* z, float* logits);
   absl::Status RunMlstm(int layer, int rows, const float* proj, float* h, const Indices& idx);
