@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/dependent_launch.cuh"
 #include "kernels/device_common.cuh"
 #include "kernels/launchers.h"
 
@@ -31,11 +32,15 @@ constexpr int kThreads = 256;
 unsigned Blocks(int64_t count) { return static_cast<unsigned>((count + kThreads - 1) / kThreads); }
 
 __global__ void EmbeddingGatherKernel(const void* table, WeightType type, const int32_t* ids, int d, float* out) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   const int64_t row = ids[blockIdx.x];
   for (int c = threadIdx.x; c < d; c += blockDim.x) out[int64_t(blockIdx.x) * d + c] = LoadAs(table, type, row * d + c);
 }
 
 __global__ void GatherRowsKernel(const float* x, const int32_t* rows, int d, float* out) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   const int64_t src = rows[blockIdx.x];
   for (int c = threadIdx.x; c < d; c += blockDim.x) out[int64_t(blockIdx.x) * d + c] = x[src * d + c];
 }
@@ -46,6 +51,8 @@ __global__ void GatherRowsKernel(const float* x, const int32_t* rows, int d, flo
 constexpr int kMaxGridY = 65535;
 __global__ void CombineSplitVec4Kernel(const float4* t, int planes, const float4* bias, int n4, int rows,
                                        bool accumulate, float4* y) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   const int c4 = blockIdx.x * blockDim.x + threadIdx.x;
   if (c4 >= n4) return;
   const float4 bv = bias ? bias[c4] : make_float4(0, 0, 0, 0);
@@ -61,6 +68,8 @@ __global__ void CombineSplitVec4Kernel(const float4* t, int planes, const float4
 
 __global__ void CombineSplitKernel(const float* t, int planes, const float* bias, int n, int64_t count,
                                    bool accumulate, float* y) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
   float r = SumPlanes(t, planes, count, i);
@@ -70,11 +79,15 @@ __global__ void CombineSplitKernel(const float* t, int planes, const float* bias
 }
 
 __global__ void AddBiasKernel(float* y, const float* bias, int n, int64_t count) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < count) y[i] += bias[i % n];
 }
 
 __global__ void SoftCapKernel(float* x, int64_t count, float cap) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < count) x[i] = cap * tanhf(x[i] / cap);
 }
@@ -94,6 +107,8 @@ __device__ __forceinline__ void LoadFloats(const float* p, float (&v)[kVec]) {
 template <int kVec>
 __global__ void SwiGluKernel(const float* gu, int planes, const float* bias, int ffn, int64_t count, float* out,
                              Bf16Activation bf16) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * kVec;
   if (i >= count) return;
   const int64_t r = i / ffn, c = i % ffn;
@@ -133,12 +148,16 @@ __global__ void SwiGluKernel(const float* gu, int planes, const float* bias, int
 
 __global__ void GatherRowSegmentsKernel(const float* src, int64_t src_stride, int a, int a_len, int b, int b_len,
                                         const int32_t* src_rows, const int32_t* dst_rows, float* dst) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   const float* in = src + int64_t(src_rows[blockIdx.x]) * src_stride;
   float* out = dst + int64_t(dst_rows[blockIdx.x]) * (a_len + b_len);
   for (int c = threadIdx.x; c < a_len + b_len; c += blockDim.x) out[c] = c < a_len ? in[a + c] : in[b + c - a_len];
 }
 
 __global__ void ToBf16ActivationKernel(const float* x, int64_t count, Bf16Activation bf16) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= count) return;
   StoreBf16(bf16, count, i, x[i]);
@@ -147,6 +166,8 @@ __global__ void ToBf16ActivationKernel(const float* x, int64_t count, Bf16Activa
 // Strict comparisons keep the lowest index among ties and skip NaN and -inf (engine/sampling's
 // Argmax on the host).
 __global__ void ArgmaxRowsKernel(const float* x, int n, int32_t* out) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   __shared__ float best_v[kThreads];
   __shared__ int best_i[kThreads];
   const float* row = x + int64_t(blockIdx.x) * n;
@@ -180,7 +201,7 @@ __global__ void ArgmaxRowsKernel(const float* x, int n, int32_t* out) {
 
 cudaError_t ArgmaxRows(const float* x, int rows, int n, int32_t* out, cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
-  ArgmaxRowsKernel<<<rows, kThreads, 0, stream>>>(x, n, out);
+  LaunchDependent(ArgmaxRowsKernel, rows, kThreads, 0, stream, x, n, out);
   return cudaGetLastError();
 }
 
@@ -188,27 +209,27 @@ cudaError_t GatherRowSegments(const float* src, int64_t src_stride, int a, int a
                               const int32_t* src_rows, const int32_t* dst_rows, int count, float* dst,
                               cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  GatherRowSegmentsKernel<<<count, kThreads, 0, stream>>>(src, src_stride, a, a_len, b, b_len, src_rows, dst_rows,
-                                                          dst);
+  LaunchDependent(GatherRowSegmentsKernel, count, kThreads, 0, stream, src, src_stride, a, a_len, b, b_len, src_rows,
+                  dst_rows, dst);
   return cudaGetLastError();
 }
 
 cudaError_t ToBf16Activation(const float* x, int64_t count, Bf16Activation bf16, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  ToBf16ActivationKernel<<<Blocks(count), kThreads, 0, stream>>>(x, count, bf16);
+  LaunchDependent(ToBf16ActivationKernel, Blocks(count), kThreads, 0, stream, x, count, bf16);
   return cudaGetLastError();
 }
 
 cudaError_t EmbeddingGather(const void* table, WeightType type, const int32_t* ids, int rows, int d, float* out,
                             cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
-  EmbeddingGatherKernel<<<rows, kThreads, 0, stream>>>(table, type, ids, d, out);
+  LaunchDependent(EmbeddingGatherKernel, rows, kThreads, 0, stream, table, type, ids, d, out);
   return cudaGetLastError();
 }
 
 cudaError_t GatherRows(const float* x, const int32_t* rows, int count, int d, float* out, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  GatherRowsKernel<<<count, kThreads, 0, stream>>>(x, rows, d, out);
+  LaunchDependent(GatherRowsKernel, count, kThreads, 0, stream, x, rows, d, out);
   return cudaGetLastError();
 }
 
@@ -218,11 +239,12 @@ cudaError_t CombineSplit(const GemmPlanes& t, const float* bias, int rows, int n
   if (count == 0) return cudaSuccess;
   if (t.planes < 1) return cudaErrorInvalidValue;
   if (n % 4 == 0 && Aligned16(bias)) {
-    CombineSplitVec4Kernel<<<dim3(Blocks(n / 4), std::min(rows, kMaxGridY)), kThreads, 0, stream>>>(
-        reinterpret_cast<const float4*>(t.t), t.planes, reinterpret_cast<const float4*>(bias), n / 4, rows,
-        accumulate, reinterpret_cast<float4*>(y));
+    LaunchDependent(CombineSplitVec4Kernel, dim3(Blocks(n / 4), std::min(rows, kMaxGridY)), kThreads, 0, stream,
+                    reinterpret_cast<const float4*>(t.t), t.planes, reinterpret_cast<const float4*>(bias), n / 4, rows,
+                    accumulate, reinterpret_cast<float4*>(y));
   } else {
-    CombineSplitKernel<<<Blocks(count), kThreads, 0, stream>>>(t.t, t.planes, bias, n, count, accumulate, y);
+    LaunchDependent(CombineSplitKernel, Blocks(count), kThreads, 0, stream, t.t, t.planes, bias, n, count, accumulate,
+                    y);
   }
   return cudaGetLastError();
 }
@@ -230,13 +252,13 @@ cudaError_t CombineSplit(const GemmPlanes& t, const float* bias, int rows, int n
 cudaError_t AddBias(float* y, const float* bias, int rows, int n, cudaStream_t stream) {
   const int64_t count = int64_t(rows) * n;
   if (count == 0) return cudaSuccess;
-  AddBiasKernel<<<Blocks(count), kThreads, 0, stream>>>(y, bias, n, count);
+  LaunchDependent(AddBiasKernel, Blocks(count), kThreads, 0, stream, y, bias, n, count);
   return cudaGetLastError();
 }
 
 cudaError_t SoftCap(float* x, int64_t count, float cap, cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  SoftCapKernel<<<Blocks(count), kThreads, 0, stream>>>(x, count, cap);
+  LaunchDependent(SoftCapKernel, Blocks(count), kThreads, 0, stream, x, count, cap);
   return cudaGetLastError();
 }
 
@@ -246,9 +268,10 @@ cudaError_t SwiGlu(const GemmPlanes& gu, const float* bias, int rows, int ffn, f
   if (count == 0) return cudaSuccess;
   if (gu.planes < 1) return cudaErrorInvalidValue;
   if (ffn % 4 == 0 && Aligned16(gu.t) && Aligned16(bias) && Aligned16(out) && Aligned16(bf16.data)) {
-    SwiGluKernel<4><<<Blocks(count / 4), kThreads, 0, stream>>>(gu.t, gu.planes, bias, ffn, count, out, bf16);
+    LaunchDependent(SwiGluKernel<4>, Blocks(count / 4), kThreads, 0, stream, gu.t, gu.planes, bias, ffn, count, out,
+                    bf16);
   } else {
-    SwiGluKernel<1><<<Blocks(count), kThreads, 0, stream>>>(gu.t, gu.planes, bias, ffn, count, out, bf16);
+    LaunchDependent(SwiGluKernel<1>, Blocks(count), kThreads, 0, stream, gu.t, gu.planes, bias, ffn, count, out, bf16);
   }
   return cudaGetLastError();
 }

@@ -15,8 +15,11 @@
 // matching 8 values of every activation row (x is tiny and stays in L1/L2), keeping kOut x rows
 // fp32 partial sums; warps reduce with shuffles, slices meet in shared memory. The summation
 // order depends only on k and n, never on rows: a row gives the same bits alone or in a batch.
+// Launched as a dependent kernel (dependent_launch.cuh): each lane's first 16-byte weight loads
+// are issued before the wait for the kernel that writes x.
 #include <cuda_bf16.h>
 
+#include "kernels/dependent_launch.cuh"
 #include "kernels/device_common.cuh"
 #include "kernels/launchers.h"
 
@@ -46,6 +49,7 @@ __device__ __forceinline__ void LoadX8(const __nv_bfloat16* x, int k, int r, int
 template <typename X, int kRows, int kSplit>
 __global__ void __launch_bounds__(32 * kWarps) GemvBf16Kernel(const X* x, const __nv_bfloat16* w, const float* bias,
                                                               int n, int k, bool accumulate, float* y) {
+  AllowDependentLaunch();
   constexpr int kGroups = kWarps / kSplit;  // output groups per block
   __shared__ float partial[kWarps][kRows][kOut];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -55,19 +59,24 @@ __global__ void __launch_bounds__(32 * kWarps) GemvBf16Kernel(const X* x, const 
   const int per_slice = (chunks + kSplit - 1) / kSplit;
   const int c_begin = slice * per_slice, c_end = min(chunks, c_begin + per_slice);
 
+  const auto load_w = [&](int c, uint4(&raw)[kOut]) {
+#pragma unroll
+    for (int o = 0; o < kOut; ++o) {
+      const int out = min(out0 + o, n - 1);  // rows past n read a valid row; their sums are dropped
+      raw[o] = __ldg(reinterpret_cast<const uint4*>(w + int64_t(out) * k) + c);
+    }
+  };
   float acc[kRows][kOut];
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
 #pragma unroll
     for (int o = 0; o < kOut; ++o) acc[r][o] = 0;
   }
-  for (int c = c_begin + lane; c < c_end; c += 32) {
+  const auto accumulate_chunk = [&](int c, const uint4(&raw)[kOut]) {
     float wf[kOut][8];
 #pragma unroll
     for (int o = 0; o < kOut; ++o) {
-      const int out = min(out0 + o, n - 1);  // rows past n read a valid row; their sums are dropped
-      const uint4 raw = __ldg(reinterpret_cast<const uint4*>(w + int64_t(out) * k) + c);
-      const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&raw);
+      const __nv_bfloat162* b = reinterpret_cast<const __nv_bfloat162*>(&raw[o]);
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const float2 f = __bfloat1622float2(b[e]);
@@ -85,6 +94,18 @@ __global__ void __launch_bounds__(32 * kWarps) GemvBf16Kernel(const X* x, const 
         for (int e = 0; e < 8; ++e) acc[r][o] += xv[e] * wf[o][e];
       }
     }
+  };
+  // The weights depend on no earlier kernel: the first chunk's loads go out before the wait, so
+  // they fly while that kernel ends.
+  const int c0 = c_begin + lane;
+  uint4 first[kOut];
+  if (c0 < c_end) load_w(c0, first);
+  WaitForPriorKernels();
+  if (c0 < c_end) accumulate_chunk(c0, first);
+  for (int c = c0 + 32; c < c_end; c += 32) {
+    uint4 raw[kOut];
+    load_w(c, raw);
+    accumulate_chunk(c, raw);
   }
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
@@ -114,10 +135,10 @@ cudaError_t Launch(const X* x, const __nv_bfloat16* w, const float* bias, int n,
   // loads in flight per output, and blocks enough to fill the GPU for small n.
   if (k >= 8 * 32 * kWarps) {
     const int blocks = (n + kOut - 1) / kOut;
-    GemvBf16Kernel<X, kRows, kWarps><<<blocks, 32 * kWarps, 0, stream>>>(x, w, bias, n, k, accumulate, y);
+    LaunchDependent(GemvBf16Kernel<X, kRows, kWarps>, blocks, 32 * kWarps, 0, stream, x, w, bias, n, k, accumulate, y);
   } else {
     const int blocks = (n + kOut * kWarps - 1) / (kOut * kWarps);
-    GemvBf16Kernel<X, kRows, 1><<<blocks, 32 * kWarps, 0, stream>>>(x, w, bias, n, k, accumulate, y);
+    LaunchDependent(GemvBf16Kernel<X, kRows, 1>, blocks, 32 * kWarps, 0, stream, x, w, bias, n, k, accumulate, y);
   }
   return cudaGetLastError();
 }

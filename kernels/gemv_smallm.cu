@@ -9,6 +9,7 @@
 // float4 loads need k % 4 == 0 (rows then stay 16-byte aligned); other k take the scalar loop.
 // The summation order depends only on k, never on rows: a row gives the same bits alone or in
 // a batch.
+#include "kernels/dependent_launch.cuh"
 #include "kernels/device_common.cuh"
 #include "kernels/launchers.h"
 
@@ -20,6 +21,8 @@ constexpr int kWarpsPerBlock = 8;
 template <int kRows>
 __global__ void GemvKernel(const float* x, const float* w, const float* bias, int n, int k, bool accumulate,
                            float* y) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   const int lane = threadIdx.x & 31;
   const int out = blockIdx.x * kWarpsPerBlock + (threadIdx.x >> 5);
   if (out >= n) return;
@@ -54,8 +57,8 @@ __global__ void GemvKernel(const float* x, const float* w, const float* bias, in
 template <int kRows>
 cudaError_t Launch(const float* x, const float* w, const float* bias, int n, int k, bool accumulate, float* y,
                    cudaStream_t stream) {
-  GemvKernel<kRows><<<(n + kWarpsPerBlock - 1) / kWarpsPerBlock, 32 * kWarpsPerBlock, 0, stream>>>(x, w, bias, n, k,
-                                                                                                 accumulate, y);
+  LaunchDependent(GemvKernel<kRows>, (n + kWarpsPerBlock - 1) / kWarpsPerBlock, 32 * kWarpsPerBlock, 0, stream, x, w,
+                  bias, n, k, accumulate, y);
   return cudaGetLastError();
 }
 

@@ -53,6 +53,7 @@
 
 #include <cstdint>
 
+#include "kernels/dependent_launch.cuh"
 #include "kernels/mlstm_common.cuh"
 
 namespace xlserve::kernels {
@@ -233,6 +234,8 @@ __device__ void StageChunk(const MlstmParams& p, int head, int tile, int chunk, 
 // with cp.async ([kChunk, dqk + 4]: the fragments' lanes on distinct banks); warp w computes
 // the 16x8 tile (tokens 16 (w / 4).., keys 8 (w % 4)..) over dqk in k8 steps, scaled at the end.
 __global__ void __launch_bounds__(kRegThreads) MlstmChunkScoresKernel(MlstmParams p) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   extern __shared__ float smem[];
   const int seq = blockIdx.x, head = blockIdx.y;
   const int chunk = p.seq_row_begin[seq] + int(blockIdx.z) * kChunk, end = SeqRowEnd(p, seq);
@@ -265,6 +268,8 @@ __global__ void __launch_bounds__(kRegThreads) MlstmChunkScoresKernel(MlstmParam
 
 template <typename T, int kIBlocks>
 __global__ void __launch_bounds__(kRegThreads) MlstmChunkwiseKernel(MlstmParams p) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   extern __shared__ float4 smem4[];  // float4: 16-byte aligned rows of q and k
   float* smem = reinterpret_cast<float*>(smem4);
   const ChunkSmem s = CarveSmem(smem, p.dqk);
@@ -458,6 +463,8 @@ __global__ void __launch_bounds__(kRegThreads) MlstmChunkwiseKernel(MlstmParams 
 // n' and m' from p.chunk_nm into the slot; grid (num_seqs, heads).
 template <typename T>
 __global__ void MlstmChunkStoreNmKernel(MlstmParams p) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[blockIdx.x], blockIdx.y, p.dqk, p.dv);
   const float* nm = p.chunk_nm + (int64_t(blockIdx.x) * p.heads + blockIdx.y) * (p.dqk + 1);
   for (int i = threadIdx.x; i < p.dqk; i += blockDim.x) st.n[i] = FromFloat<T>(nm[i]);
@@ -473,7 +480,7 @@ void LaunchChunkwiseBlocks(const MlstmParams& p, cudaStream_t stream) {
       cudaFuncSetAttribute(MlstmChunkwiseKernel<T, kIBlocks>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                            int(ChunkSmemFloats(kQuarters * 8 * kIBlocks) * sizeof(float)));
   (void)opt_in;  // had it failed, the launch fails and cudaGetLastError reports that
-  MlstmChunkwiseKernel<T, kIBlocks><<<grid, kRegThreads, smem, stream>>>(p);
+  LaunchDependent(MlstmChunkwiseKernel<T, kIBlocks>, grid, kRegThreads, smem, stream, p);
 }
 
 template <typename T>
@@ -484,12 +491,12 @@ cudaError_t LaunchChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t s
                            int(size_t(2) * kChunk * (kRegRowGroups * kRegMaxRows + 4) * sizeof(float)));
   (void)opt_in;
   const dim3 score_grid(p.num_seqs, p.heads, (max_tokens + kChunk - 1) / kChunk);
-  MlstmChunkScoresKernel<<<score_grid, kRegThreads, score_smem, stream>>>(p);
+  LaunchDependent(MlstmChunkScoresKernel, score_grid, kRegThreads, score_smem, stream, p);
   // Rows of C per warp quarter: 8 kIBlocks >= dqk / 4 (LaunchByRegRows counts dqk / 8 per group).
   const cudaError_t e = LaunchByRegRows<4>(
       p.dqk, [&](auto rows) { LaunchChunkwiseBlocks<T, decltype(rows)::value / 4>(p, stream); });
   if (e != cudaSuccess) return e;
-  MlstmChunkStoreNmKernel<T><<<dim3(p.num_seqs, p.heads), 128, 0, stream>>>(p);
+  LaunchDependent(MlstmChunkStoreNmKernel<T>, dim3(p.num_seqs, p.heads), 128, 0, stream, p);
   return cudaGetLastError();
 }
 

@@ -11,6 +11,7 @@
 // thread updates its rows of C in registers.
 #include <cuda_bf16.h>
 
+#include "kernels/dependent_launch.cuh"
 #include "kernels/mlstm_common.cuh"
 #include "kernels/mlstm_tile.cuh"
 
@@ -19,6 +20,8 @@ namespace {
 
 template <typename T, int kRows>
 __global__ void __launch_bounds__(kTileThreads, 2) MlstmCommitKernel(MlstmParams p) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   using S = TileShape<T>;
   extern __shared__ float wk_s[];  // b_{As} k_s [A, dqk]
   __shared__ float v_s[kMaxVerifyTokens][S::kCols];
@@ -88,7 +91,7 @@ cudaError_t LaunchCommit(const MlstmParams& p, cudaStream_t stream) {
   const dim3 grid(p.num_seqs, p.heads, (p.dv + S::kCols - 1) / S::kCols);
   const size_t smem = size_t(kMaxVerifyTokens) * p.dqk * sizeof(float);
   return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
-    MlstmCommitKernel<T, decltype(rows)::value><<<grid, kTileThreads, smem, stream>>>(p);
+    LaunchDependent(MlstmCommitKernel<T, decltype(rows)::value>, grid, kTileThreads, smem, stream, p);
   });
 }
 

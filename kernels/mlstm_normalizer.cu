@@ -8,6 +8,7 @@
 // Launch: grid (num_seqs, heads), block kThreads; thread j owns n[j + kThreads * r] in
 // registers for r < kPerThread (dqk <= kThreads * kPerThread). Every thread advances m itself.
 // mlstm_common.cuh says why this is a kernel of its own.
+#include "kernels/dependent_launch.cuh"
 #include "kernels/mlstm_common.cuh"
 
 namespace xlserve::kernels {
@@ -18,6 +19,8 @@ constexpr int kPerThread = 8;  // dqk <= 1024
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads) MlstmNormalizerKernel(MlstmParams p) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   const int seq = blockIdx.x, head = blockIdx.y;
   if (SeqDeferred(p, seq)) return;
   const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
@@ -73,9 +76,9 @@ cudaError_t MlstmNormalizer(const MlstmParams& p, cudaStream_t stream) {
   if (p.dqk > kThreads * kPerThread) return cudaErrorInvalidValue;
   const dim3 grid(p.num_seqs, p.heads);
   if (p.state.type == StateType::kF32) {
-    MlstmNormalizerKernel<float><<<grid, kThreads, 0, stream>>>(p);
+    LaunchDependent(MlstmNormalizerKernel<float>, grid, kThreads, 0, stream, p);
   } else {
-    MlstmNormalizerKernel<__nv_bfloat16><<<grid, kThreads, 0, stream>>>(p);
+    LaunchDependent(MlstmNormalizerKernel<__nv_bfloat16>, grid, kThreads, 0, stream, p);
   }
   return cudaGetLastError();
 }

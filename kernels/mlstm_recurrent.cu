@@ -20,6 +20,7 @@
 // kernel serves larger heads and the commit of deferred inputs when the tiled kernels do not.
 #include <cuda_bf16.h>
 
+#include "kernels/dependent_launch.cuh"
 #include "kernels/mlstm_common.cuh"
 
 namespace xlserve::kernels {
@@ -31,6 +32,8 @@ constexpr int kChunk = 8;
 
 template <typename T, int kRows>
 __global__ void __launch_bounds__(kRegThreads) MlstmRecurrentKernel(MlstmParams p) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   // Staging of one chunk: q̂ [kChunk, dqk], k [kChunk, dqk], v [kChunk, kRegCols], ĩ and f̃
   // [kChunk]; then n [dqk].
   extern __shared__ float smem[];
@@ -125,7 +128,7 @@ cudaError_t LaunchRecurrent(const MlstmParams& p, cudaStream_t stream) {
   const dim3 grid(p.num_seqs, p.heads, (p.dv + kRegCols - 1) / kRegCols);
   const size_t smem = (size_t(2 * kChunk + 1) * p.dqk + kChunk * kRegCols + 2 * kChunk) * sizeof(float);
   return LaunchByRegRows<2>(p.dqk, [&](auto rows) {
-    MlstmRecurrentKernel<T, decltype(rows)::value><<<grid, kRegThreads, smem, stream>>>(p);
+    LaunchDependent(MlstmRecurrentKernel<T, decltype(rows)::value>, grid, kRegThreads, smem, stream, p);
   });
 }
 

@@ -21,6 +21,7 @@
 // batch.
 #include <cuda_bf16.h>
 
+#include "kernels/dependent_launch.cuh"
 #include "kernels/mlstm_common.cuh"
 #include "kernels/mlstm_tile.cuh"
 
@@ -29,6 +30,8 @@ namespace {
 
 template <typename T, int kRows>
 __global__ void __launch_bounds__(kTileThreads, 2) MlstmStepKernel(MlstmParams p) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   using S = TileShape<T>;
   extern __shared__ uint4 step_smem[];  // this block's rows of C [kRows][kTileThreads], then q̂ [dqk], k [dqk]
   uint4* c_s = step_smem;
@@ -111,7 +114,7 @@ cudaError_t LaunchStep(const MlstmParams& p, cudaStream_t stream) {
         MlstmStepKernel<T, kRows>, cudaFuncAttributeMaxDynamicSharedMemorySize,
         int(size_t(kRows) * kTileThreads * sizeof(uint4) + 2 * size_t(kRows) * S::kRowGroups * sizeof(float)));
     (void)opt_in;  // had it failed, the launch fails and LaunchByTileRows reports that
-    MlstmStepKernel<T, kRows><<<grid, kTileThreads, smem, stream>>>(p);
+    LaunchDependent(MlstmStepKernel<T, kRows>, grid, kTileThreads, smem, stream, p);
   });
 }
 

@@ -21,6 +21,7 @@
 // time. The L x L dot products q̂_t·k_s and q̂_t·n0 are computed per block (a warp per dot).
 #include <cuda_bf16.h>
 
+#include "kernels/dependent_launch.cuh"
 #include "kernels/mlstm_common.cuh"
 #include "kernels/mlstm_tile.cuh"
 
@@ -29,6 +30,8 @@ namespace {
 
 template <typename T, int kRows, int kL>
 __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKernel(MlstmParams p) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   using S = TileShape<T>;
   extern __shared__ float smem[];  // q̂ [L, dqk], k [L, dqk], then b_{As} k_s [A, dqk] of a fused commit
   float* q_s = smem;
@@ -180,7 +183,7 @@ cudaError_t LaunchVerify(const MlstmParams& p, cudaStream_t stream) {
   const dim3 grid(p.num_seqs, p.heads, (p.dv + S::kCols - 1) / S::kCols);
   const size_t smem = (2 * size_t(kL) + (p.pend_coef != nullptr ? kMaxVerifyTokens : 0)) * p.dqk * sizeof(float);
   return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
-    MlstmVerifyKernel<T, decltype(rows)::value, kL><<<grid, kTileThreads, smem, stream>>>(p);
+    LaunchDependent(MlstmVerifyKernel<T, decltype(rows)::value, kL>, grid, kTileThreads, smem, stream, p);
   });
 }
 

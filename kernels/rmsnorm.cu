@@ -23,6 +23,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/dependent_launch.cuh"
 #include "kernels/device_common.cuh"
 #include "kernels/launchers.h"
 
@@ -33,6 +34,8 @@ namespace {
 template <bool kResidual>
 __global__ void RmsNormKernel(float* x, const float* t, int planes, const float* t_bias, const float* w,
                               const float* b, int d, int64_t count, float eps, float* out, Bf16Activation bf16) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   __shared__ float scratch[32];
   float* xr = x + int64_t(blockIdx.x) * d;
   if (kResidual) {
@@ -55,6 +58,8 @@ __global__ void RmsNormKernel(float* x, const float* t, int planes, const float*
 template <int kPer, bool kResidual>
 __global__ void RmsNormVec4Kernel(float4* x, const float4* t, int planes, const float4* t_bias, const float4* w,
                                   const float4* b, int d4, int64_t count, float eps, float* out, Bf16Activation bf16) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   __shared__ float scratch[32];
   float4* xr = x + int64_t(blockIdx.x) * d4;
   float4 v[kPer];
@@ -90,6 +95,8 @@ __device__ __forceinline__ float Gated(float g, float o) { return g / (1.0f + ex
 
 __global__ void HeadNormGateKernel(const float* h, const float* o, int64_t o_stride, const float* w, const float* b,
                                    int heads, int head_dim, int64_t count, float eps, float* out, Bf16Activation bf16) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   __shared__ float scratch[32];
   const int width = heads * head_dim;
   const int64_t base = int64_t(blockIdx.x) * width + int64_t(blockIdx.y) * head_dim;
@@ -117,6 +124,8 @@ template <int kPer>
 __global__ void HeadNormGateVec4Kernel(const float4* h, const float4* o, int64_t o_stride4, const float4* w,
                                        const float4* b, int heads, int hd4, int64_t count, float eps, float* out,
                                        Bf16Activation bf16) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   __shared__ float scratch[32];
   const int64_t base4 = (int64_t(blockIdx.x) * heads + blockIdx.y) * hd4;
   const float4* orow = o + int64_t(blockIdx.x) * o_stride4 + int64_t(blockIdx.y) * hd4;
@@ -177,14 +186,14 @@ cudaError_t LaunchRmsNorm(float* x, const float* t, int planes, const float* t_b
   const bool aligned = d % 4 == 0 && Aligned16(w) && Aligned16(b) && Aligned16(x) && Aligned16(t) &&
                        Aligned16(t_bias) && Aligned16(out) && Aligned16(bf16.data);
   if (aligned && LaunchByFloat4sPerThread(d / 4, [&](auto per, int threads) {
-        RmsNormVec4Kernel<decltype(per)::value, kResidual><<<rows, threads, 0, stream>>>(
-            reinterpret_cast<float4*>(x), reinterpret_cast<const float4*>(t), planes,
-            reinterpret_cast<const float4*>(t_bias), reinterpret_cast<const float4*>(w),
-            reinterpret_cast<const float4*>(b), d / 4, count, eps, out, bf16);
+        LaunchDependent(RmsNormVec4Kernel<decltype(per)::value, kResidual>, rows, threads, 0, stream,
+                        reinterpret_cast<float4*>(x), reinterpret_cast<const float4*>(t), planes,
+                        reinterpret_cast<const float4*>(t_bias), reinterpret_cast<const float4*>(w),
+                        reinterpret_cast<const float4*>(b), d / 4, count, eps, out, bf16);
       })) {
     return cudaGetLastError();
   }
-  RmsNormKernel<kResidual><<<rows, 256, 0, stream>>>(x, t, planes, t_bias, w, b, d, count, eps, out, bf16);
+  LaunchDependent(RmsNormKernel<kResidual>, rows, 256, 0, stream, x, t, planes, t_bias, w, b, d, count, eps, out, bf16);
   return cudaGetLastError();
 }
 
@@ -209,15 +218,15 @@ cudaError_t HeadNormGate(const float* h, const float* o, int64_t o_stride, const
   const bool aligned = head_dim % 4 == 0 && o_stride % 4 == 0 && Aligned16(h) && Aligned16(o) && Aligned16(w) &&
                        Aligned16(b) && Aligned16(out) && Aligned16(bf16.data);
   if (aligned && LaunchByFloat4sPerThread(head_dim / 4, [&](auto per, int threads) {
-        HeadNormGateVec4Kernel<decltype(per)::value><<<dim3(rows, heads), threads, 0, stream>>>(
-            reinterpret_cast<const float4*>(h), reinterpret_cast<const float4*>(o), o_stride / 4,
-            reinterpret_cast<const float4*>(w), reinterpret_cast<const float4*>(b), heads, head_dim / 4, count, eps,
-            out, bf16);
+        LaunchDependent(HeadNormGateVec4Kernel<decltype(per)::value>, dim3(rows, heads), threads, 0, stream,
+                        reinterpret_cast<const float4*>(h), reinterpret_cast<const float4*>(o), o_stride / 4,
+                        reinterpret_cast<const float4*>(w), reinterpret_cast<const float4*>(b), heads, head_dim / 4,
+                        count, eps, out, bf16);
       })) {
     return cudaGetLastError();
   }
-  HeadNormGateKernel<<<dim3(rows, heads), 128, 0, stream>>>(h, o, o_stride, w, b, heads, head_dim, count, eps, out,
-                                                            bf16);
+  LaunchDependent(HeadNormGateKernel, dim3(rows, heads), 128, 0, stream, h, o, o_stride, w, b, heads, head_dim, count,
+                  eps, out, bf16);
   return cudaGetLastError();
 }
 

@@ -35,6 +35,7 @@
 #include <cstdint>
 
 #include "engine/sampling/philox_core.h"
+#include "kernels/dependent_launch.cuh"
 #include "kernels/launchers.h"
 
 namespace xlserve::kernels {
@@ -290,6 +291,8 @@ __device__ double ApplyCut(const float* l, double* w, int n, const Cut& cut, dou
 }
 
 __global__ void __launch_bounds__(kThreads, 1) SampleRowsKernel(SampleRowsParams p) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
   extern __shared__ double hist[];  // [kBins][kThreads]
   __shared__ Shared sh;
   const SampleRowSpec s = p.rows[blockIdx.x];
@@ -418,7 +421,7 @@ cudaError_t SampleRows(const SampleRowsParams& p, cudaStream_t stream) {
   const cudaError_t e =
       cudaFuncSetAttribute(SampleRowsKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kHistBytes));
   if (e != cudaSuccess) return e;
-  SampleRowsKernel<<<p.num_rows, kThreads, kHistBytes, stream>>>(p);
+  LaunchDependent(SampleRowsKernel, p.num_rows, kThreads, kHistBytes, stream, p);
   return cudaGetLastError();
 }
 

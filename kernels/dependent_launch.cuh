@@ -1,0 +1,67 @@
+// Programmatic dependent launch (sm_90 and later): every kernel of the backend is launched so
+// that the next kernel on the stream may start before it ends, which hides the launch, the
+// block dispatch and the drain between two kernels (a decode step of the 7B shape at batch 1 is
+// ~300 kernels of a few microseconds each besides the weight stream).
+//
+// The contract, kept by every kernel here: its first statements are
+//   AllowDependentLaunch();   // all of this grid's blocks have started: the next may launch
+//   [work that reads nothing an earlier kernel writes, e.g. weights]
+//   WaitForPriorKernels();    // the previous kernel has finished and its writes are visible
+// and nothing before the wait touches memory that an earlier kernel writes or reads. The wait
+// comes before any early return, so a grid never finishes before the one it follows: the order
+// of kernels on the stream stays transitive (kernel n+2 may read what kernel n wrote).
+// Kernels that are not launched through LaunchDependent (cuBLAS) keep the stream's full order.
+// On earlier GPUs both calls compile to nothing and launches carry no attribute.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <utility>
+
+namespace xlserve::kernels {
+
+__device__ __forceinline__ void AllowDependentLaunch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void WaitForPriorKernels() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+
+// Whether the current device takes programmatic dependent launches (compute capability 9.0+);
+// asked once per process: the backend runs on one device.
+inline bool DependentLaunchSupported() {
+  static const bool supported = [] {
+    int device = 0, major = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    return major >= 9;
+  }();
+  return supported;
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialization.
+template <typename... Params, typename... Args>
+cudaError_t LaunchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                            Args&&... args) {
+  cudaLaunchAttribute attribute = {};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = DependentLaunchSupported() ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
+
+}  // namespace xlserve::kernels
