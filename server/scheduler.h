@@ -39,7 +39,7 @@ struct SchedulerOptions {
   int max_num_seqs = 8;                    // state slots, i.e. sequences decoding at once
   int max_queue = 64;                      // waiting requests before RESOURCE_EXHAUSTED
   int step_token_budget = 512;             // rows of one forward pass: decode + verify + prefill
-  int prefill_chunk_while_decoding = 64;  // prompt tokens in a pass that also decodes
+  int prefill_chunk_while_decoding = 128;  // prompt tokens in a pass that also decodes
   // State store tiers in bytes; -1: auto (device: what the GPU has left after warm-up, less a
   // margin; host: an eighth of the machine's memory, at most 8 GiB).
   int64_t state_cache_device_bytes = -1;

@@ -33,7 +33,7 @@ struct ServerConfig {
   int max_n = 8;
   int max_message_bytes = 4 << 20;
   int step_token_budget = 512;
-  int prefill_chunk_while_decoding = 64;
+  int prefill_chunk_while_decoding = 128;
   double request_timeout_s = 600;
   double shutdown_grace_s = 5;  // docker stop waits 10 s
   int state_cache_gpu_mb = -1;
