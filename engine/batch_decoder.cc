@@ -18,6 +18,7 @@ constexpr double kKeptWeight = 0.1;
 // Plain steps must beat the best draft length by this much before speculation is given up.
 constexpr double kLeaveSpeculationGain = 1.02;
 constexpr double kCycleOutlier = 25;
+constexpr int64_t kPlainVerdictSteps = 4096;
 
 }  // namespace
 
@@ -108,6 +109,15 @@ BatchDecoder::~BatchDecoder() = default;
 bool BatchDecoder::SpeculationEnabled(const GenerationRequest& request) const {
   return request.speculation != SpeculationMode::kOff && request.num_draft > 0 &&
          backend_->num_mtp_heads() > 0 && backend_->SupportsSpeculation();
+}
+
+bool BatchDecoder::JoinsPlain(const GenerationRequest& request) const {
+  if (!plain_from_batch_ || request.speculation != SpeculationMode::kAuto || request.sampling.temperature != 0.0f) {
+    return false;
+  }
+  int decoding = 0;
+  for (const auto& [id, seq] : sequences_) decoding += seq->finished || seq->suspended ? 0 : 1;
+  return decoding + 1 >= *plain_from_batch_;
 }
 
 absl::StatusOr<int> BatchDecoder::Add(int slot, const GenerationRequest& request,
@@ -268,6 +278,12 @@ int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {
   }
   const std::optional<int> shared = SharedDraftLength(active);
   planned_uniform_k_ = shared.value_or(0);
+  if (plain_from_batch_ && ++steps_since_plain_verdict_ >= kPlainVerdictSteps) plain_from_batch_.reset();
+  if (shared == 0) {
+    const int batch = static_cast<int>(active.size());
+    plain_from_batch_ = std::min(plain_from_batch_.value_or(batch), batch);
+    steps_since_plain_verdict_ = 0;
+  }
   for (Sequence* seq : active) {
     Sequence& s = *seq;
     s.k = 0;

@@ -94,6 +94,13 @@ class BatchDecoder {
   // prompt's prefill must then run with SequenceInput::mtp_heads set.
   bool SpeculationEnabled(const GenerationRequest& request) const;
 
+  // Whether a greedy `auto` request joining the sequences decoding now should decode plainly
+  // from its prompt on (the caller then turns its speculation off): the shared draft length
+  // left speculation at a batch this size or smaller within the last kPlainVerdictSteps
+  // steps. Its heads would only cost (their prefill, and steps whose sequences differ in shape,
+  // which replay no graph) for drafts the batch will not take.
+  bool JoinsPlain(const GenerationRequest& request) const;
+
  private:
   struct Sequence;
 
@@ -119,6 +126,10 @@ class BatchDecoder {
   // warm-up's verify cost of its shape (warm-up timed the passes alone).
   int planned_uniform_k_ = 0;
   std::optional<std::chrono::steady_clock::time_point> last_complete_;
+  // The smallest batch at which greedy `auto` sequences left speculation, and the steps since;
+  // forgotten after kPlainVerdictSteps so that a later workload's acceptance is measured anew.
+  std::optional<int> plain_from_batch_;
+  int64_t steps_since_plain_verdict_ = 0;
   std::map<int, std::unique_ptr<Sequence>> sequences_;
   // Reused across steps so a decode step allocates no vocabulary-sized buffers.
   ForwardOutput step_output_;

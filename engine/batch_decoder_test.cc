@@ -110,5 +110,62 @@ TEST_CASE("without step costs each sequence keeps its own draft policy, and `on`
   }
 }
 
+// A request of `mode`, greedy unless `temperature`, prefilled on `slot` and added to `decoder`.
+int AddRequest(FakeBackend& backend, BatchDecoder& decoder, int slot, int tokens, SpeculationMode mode,
+               float temperature = 0.0f) {
+  GenerationRequest r;
+  for (int t = 0; t < 6; ++t) r.prompt_ids.push_back((t * 7 + slot * 13) % 60);
+  r.max_new_tokens = tokens;
+  r.speculation = mode;
+  r.num_draft = 3;
+  r.sampling.temperature = temperature;
+  SequenceInput in;
+  in.slot = slot;
+  in.tokens = r.prompt_ids;
+  in.mtp_heads = decoder.SpeculationEnabled(r);
+  ForwardOutput out;
+  REQUIRE(backend.Forward(std::span<const SequenceInput>(&in, 1), &out).ok());
+  absl::StatusOr<int> id = decoder.Add(slot, r, out, 0);
+  REQUIRE(id.ok());
+  return *id;
+}
+
+TEST_CASE("a greedy auto request joining a batch that left speculation decodes plainly, until the verdict ages") {
+  FakeBackendOptions o;
+  o.mtp_heads = 3;
+  FakeBackend backend(o);
+  REQUIRE(backend.AllocateSlots(3).ok());
+  BatchDecoder decoder(&backend);
+  decoder.SetStepCosts(Costs(1.0, 10.0));
+  GenerationRequest greedy_auto;
+  greedy_auto.speculation = SpeculationMode::kAuto;
+  greedy_auto.num_draft = 3;
+  CHECK_FALSE(decoder.JoinsPlain(greedy_auto));  // no verdict before a step
+
+  const int long_id = AddRequest(backend, decoder, 0, 4200, SpeculationMode::kAuto);
+  const int short_id = AddRequest(backend, decoder, 1, 3, SpeculationMode::kAuto);
+  REQUIRE(decoder.Step().ok());  // two sequences leave speculation together
+  CHECK(decoder.result(long_id).heads_dropped);
+  CHECK(decoder.JoinsPlain(greedy_auto));
+  GenerationRequest on = greedy_auto, sampled = greedy_auto;
+  on.speculation = SpeculationMode::kOn;
+  sampled.sampling.temperature = 0.7f;
+  CHECK_FALSE(decoder.JoinsPlain(on));
+  CHECK_FALSE(decoder.JoinsPlain(sampled));
+
+  // With the short sequence gone, a newcomer would make a batch of 2, where plain won.
+  while (!decoder.finished(short_id)) REQUIRE(decoder.Step().ok());
+  decoder.Remove(short_id);
+  CHECK(decoder.JoinsPlain(greedy_auto));
+  // The verdict is forgotten after kPlainVerdictSteps steps: a newcomer measures again.
+  for (int i = 0; i < 4100 && !decoder.finished(long_id); ++i) REQUIRE(decoder.Step().ok());
+  REQUIRE_FALSE(decoder.finished(long_id));
+  CHECK_FALSE(decoder.JoinsPlain(greedy_auto));
+  std::vector<int32_t> prompt;
+  for (int t = 0; t < 6; ++t) prompt.push_back((t * 7) % 60);
+  const std::vector<int32_t>& tokens = decoder.result(long_id).tokens;
+  CHECK(tokens == backend.Greedy(prompt, static_cast<int>(tokens.size())));
+}
+
 }  // namespace
 }  // namespace xlserve

@@ -301,6 +301,7 @@ absl::Status Scheduler::StartSequence(const std::shared_ptr<Request>& request, i
   seq->generation = request->generation;
   seq->generation.sampling.seed += static_cast<uint64_t>(index);
   seq->generation.token_logits = request->logprobs > 0;
+  if (decoder_.JoinsPlain(seq->generation)) seq->generation.speculation = SpeculationMode::kOff;
   seq->heads = decoder_.SpeculationEnabled(seq->generation);
   const std::vector<int32_t>& prompt = seq->generation.prompt_ids;
   seq->usage.prompt_tokens = static_cast<int>(prompt.size());
