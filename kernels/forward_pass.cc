@@ -62,10 +62,9 @@ absl::StatusOr<PassBuffers> ForwardPass::Prepare(const ForwardPlan& plan) {
                      scratch_.commit_factors.Get(size_t(b.idx.deferred.count) * cfg_.num_heads * kCommitFactorStride));
   }
   const size_t head_rows = plan.heads.slots.empty() ? 0 : size_t(num_mtp_heads()) * plan.heads.picked.size();
-  ASSIGN_OR_RETURN(b.logits, scratch_.logits.Get(size_t(plan.picked()) * cfg_.vocab_size));
-  if (head_rows > 0) {
-    ASSIGN_OR_RETURN(b.head_logits, scratch_.head_logits.Get(head_rows * cfg_.vocab_size));
-  }
+  // The heads' logits follow the trunk's: one unembedding fills both.
+  ASSIGN_OR_RETURN(b.logits, scratch_.logits.Get((size_t(plan.picked()) + head_rows) * cfg_.vocab_size));
+  if (head_rows > 0) b.head_logits = b.logits + size_t(plan.picked()) * cfg_.vocab_size;
   ASSIGN_OR_RETURN(b.argmax, scratch_.argmax.Get(size_t(plan.picked()) + head_rows));
   return b;
 }
@@ -92,15 +91,17 @@ absl::Status ForwardPass::Enqueue(const ForwardPlan& plan, const PassBuffers& b)
     CUDA_RETURN_IF_ERROR(GatherRows(x, head_rows, head_count, d, z, stream_));
   }
 
+  // sel: the trunk's picked rows, then each head's (RunMtpHeads); unembedded in one pass over
+  // lm_head, into logits [picked | heads x the heads' picked, vocab], and argmax the same rows.
   const int picked = plan.picked();
-  RETURN_IF_ERROR(Unembed(x, b.idx.picked, picked, b.logits));
+  const int head_picked = b.head_logits != nullptr ? num_mtp_heads() * static_cast<int>(plan.heads.picked.size()) : 0;
+  ASSIGN_OR_RETURN(float* sel, scratch_.sel.Get(size_t(picked + head_picked) * d));
+  CUDA_RETURN_IF_ERROR(GatherRows(x, b.idx.picked, picked, d, sel, stream_));
+  RETURN_IF_ERROR(RunMtpHeads(plan.heads, b.ints + plan.heads_at, b.store, b.idx.commit_factors, z,
+                              sel + size_t(picked) * d));
+  RETURN_IF_ERROR(Unembed(sel, picked + head_picked, b.logits));
   RETURN_IF_ERROR(profiler_->Mark("lm_head + soft cap", stream_));
-  RETURN_IF_ERROR(RunMtpHeads(plan.heads, b.ints + plan.heads_at, b.store, b.idx.commit_factors, z, b.head_logits));
-  CUDA_RETURN_IF_ERROR(ArgmaxRows(b.logits, picked, cfg_.vocab_size, b.argmax, stream_));
-  if (b.head_logits != nullptr) {
-    const int head_picked = num_mtp_heads() * static_cast<int>(plan.heads.picked.size());
-    CUDA_RETURN_IF_ERROR(ArgmaxRows(b.head_logits, head_picked, cfg_.vocab_size, b.argmax + picked, stream_));
-  }
+  CUDA_RETURN_IF_ERROR(ArgmaxRows(b.logits, picked + head_picked, cfg_.vocab_size, b.argmax, stream_));
   return absl::OkStatus();
 }
 
@@ -149,15 +150,8 @@ MlstmParams ForwardPass::LayerParams(int layer, const float* base, const MlstmCo
   return p;
 }
 
-// logits [n, vocab] = soft_cap(lm_head(out_norm(x[picked]))).
-absl::Status ForwardPass::Unembed(const float* x, const int32_t* picked, int n, float* logits) {
-  ASSIGN_OR_RETURN(float* sel, scratch_.sel.Get(size_t(n) * cfg_.hidden_size));
-  CUDA_RETURN_IF_ERROR(GatherRows(x, picked, n, cfg_.hidden_size, sel, stream_));
-  return UnembedRows(sel, n, logits);
-}
-
 // logits [n, vocab] = soft_cap(lm_head(out_norm(sel))) for sel [n, d].
-absl::Status ForwardPass::UnembedRows(const float* sel, int n, float* logits) {
+absl::Status ForwardPass::Unembed(const float* sel, int n, float* logits) {
   const int d = cfg_.hidden_size;
   ASSIGN_OR_RETURN(float* normed, scratch_.normed.Get(size_t(n) * d));
   ASSIGN_OR_RETURN(const Bf16Activation bf16, Bf16Input(n));
@@ -171,17 +165,16 @@ absl::Status ForwardPass::UnembedRows(const float* sel, int n, float* logits) {
   return absl::OkStatus();
 }
 
-// Runs heads 1..n-1 on z (the sub-batch's rows of the residual stream the heads read) into
-// logits [head][picked row][vocab]; nothing without head sequences. The heads' picked rows are
-// unembedded together: one pass over lm_head for all heads instead of one per head.
+// Runs heads 1..n-1 on z (the sub-batch's rows of the residual stream the heads read) and
+// gathers each head's picked rows into sel [head][picked row][d] for the unembedding; nothing
+// without head sequences.
 absl::Status ForwardPass::RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, float* commit_factors,
-                                      const float* z, float* logits) {
+                                      const float* z, float* sel) {
   if (plan.slots.empty()) return absl::OkStatus();
   const int d = cfg_.hidden_size, rows = plan.rows(), n = static_cast<int>(plan.picked.size());
   Indices idx = plan.Resolve(at, store);
   idx.commit_factors = commit_factors;
   ASSIGN_OR_RETURN(float* hx, scratch_.head_x.Get(size_t(rows) * d));
-  ASSIGN_OR_RETURN(float* sel, scratch_.head_sel.Get(size_t(num_mtp_heads()) * n * d));
   for (int head = 1; head <= num_mtp_heads(); ++head) {
     if (cfg_.mtp->head_type == MtpHeadType::kMlstmBlock) {
       CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(hx, z, size_t(rows) * d * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
@@ -195,7 +188,6 @@ absl::Status ForwardPass::RunMtpHeads(const IndexPlan& plan, const int32_t* at, 
     }
     CUDA_RETURN_IF_ERROR(GatherRows(hx, idx.picked, n, d, sel + size_t(head - 1) * n * d, stream_));
   }
-  RETURN_IF_ERROR(UnembedRows(sel, num_mtp_heads() * n, logits));
   return profiler_->Mark("mtp heads", stream_);
 }
 

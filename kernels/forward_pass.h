@@ -50,19 +50,17 @@ struct ForwardScratch {
   // with the number of slots.
   ScratchArray<float> deferred_store{&moves};
   ScratchArray<float> commit_factors{&moves};  // [deferred sequences, heads, kCommitFactorStride]
-  ScratchArray<float> logits{&moves};          // [picked rows, vocab]
-  ScratchArray<float> head_logits{&moves};     // [heads, the heads' picked rows, vocab]
+  ScratchArray<float> logits{&moves};          // [picked rows + heads x the heads' picked rows, vocab]
   ScratchArray<int32_t> argmax{&moves};        // [picked rows + head rows]
   ScratchArray<float> x{&moves};               // the residual stream [rows, d]
   ScratchArray<float> z{&moves};               // what the heads read [head rows, d]
   ScratchArray<float> head_x{&moves};          // a head's residual stream [head rows, d]
-  ScratchArray<float> head_sel{&moves};        // every head's picked rows [heads, picked, d]
   // A block's intermediates.
   ScratchArray<float> xn{&moves}, proj{&moves}, h{&moves}, hg{&moves}, gu{&moves}, act{&moves};
   ScratchArray<float> gemm_planes{&moves};
   ScratchArray<std::byte> bf16_input{&moves};
   ScratchArray<float> chunk_scores{&moves}, chunk_nm{&moves};
-  ScratchArray<float> sel{&moves}, normed{&moves};  // Unembed's rows
+  ScratchArray<float> sel{&moves}, normed{&moves};  // the unembedded rows: trunk's, then heads'
 };
 
 // A planned forward's device buffers, fetched before any kernel so that a graph capture never
@@ -72,7 +70,7 @@ struct PassBuffers {
   Indices idx;                    // the trunk's view of it
   float* store = nullptr;
   float* logits = nullptr;
-  float* head_logits = nullptr;
+  float* head_logits = nullptr;  // within logits, after the picked rows; null without heads
   int32_t* argmax = nullptr;  // [picked rows] then [head][the heads' picked rows]
 };
 
@@ -116,10 +114,9 @@ class ForwardPass {
   MlstmParams LayerParams(int layer, const float* base, const MlstmColumns& c, float* h, const int32_t* row_begin,
                           const int32_t* slots, int num_seqs) const;
   MlstmParams SubsetParams(int layer, const float* base, const MlstmColumns& c, float* h, const DeviceSubset& s) const;
-  absl::Status Unembed(const float* x, const int32_t* picked, int n, float* logits);
-  absl::Status UnembedRows(const float* sel, int n, float* logits);
+  absl::Status Unembed(const float* sel, int n, float* logits);
   absl::Status RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, float* commit_factors,
-                           const float* z, float* logits);
+                           const float* z, float* sel);
   absl::Status RunMlstm(int layer, int rows, const float* proj, float* h, const Indices& idx);
   absl::Status FlushResidual(int rows, PendingResidual* residual, float* x);
   absl::Status RunBlock(const DeviceBlock& w, int layer, int rows, const Indices& idx, PendingResidual* residual,
