@@ -48,7 +48,7 @@ Run Decode(FakeBackend& backend, int batch, int tokens, SpeculationMode mode, co
 
 StepCosts Costs(double plain, double verify_per_token) {
   StepCosts c;
-  for (int bucket : {1, 2, 4}) {
+  for (int bucket : {1, 2, 4, 8}) {
     c.plain[bucket] = plain;
     for (int len = 1; len <= 4; ++len) c.verify[{bucket, len}] = plain + verify_per_token * len;
   }
@@ -108,6 +108,35 @@ TEST_CASE("without step costs each sequence keeps its own draft policy, and `on`
     CHECK_FALSE(plain_costs.results[i].heads_dropped);
     CHECK(plain_costs.results[i].tokens == backend.Greedy(plain_costs.prompts[i], 12));
   }
+}
+
+// Steps that ran the heads before a greedy `auto` batch of `batch` left speculation, when one of
+// the three drafts is wrong at every step (kept 2/3, 1/2, 0: speculation does not pay at these
+// costs) but the prior acceptance says it does.
+int StepsBeforeLeaving(int batch) {
+  FakeBackendOptions o;
+  o.mtp_heads = 3;
+  o.wrong_draft_every = 1;
+  FakeBackend backend(o);
+  // Nanosecond costs: every real cycle is an outlier to them, so they are not corrected.
+  const Run run = Decode(backend, batch, 40, SpeculationMode::kAuto, Costs(1e-9, 0.3e-9));
+  int steps = 0;
+  for (const auto& rows : backend.forwards) {
+    if (!rows[0].heads) break;
+    ++steps;
+  }
+  for (size_t i = 0; i < run.results.size(); ++i) {
+    CHECK(run.results[i].tokens == backend.Greedy(run.prompts[i], 40));
+    CHECK(run.results[i].heads_dropped);
+  }
+  return steps;
+}
+
+TEST_CASE("a batch learns its acceptance from every sequence's verifies: a larger batch leaves sooner") {
+  const int alone = StepsBeforeLeaving(1), eight = StepsBeforeLeaving(8);
+  INFO("steps with heads: alone " << alone << ", eight sequences " << eight);
+  CHECK(alone >= 2);
+  CHECK(eight < alone);
 }
 
 // A request of `mode`, greedy unless `temperature`, prefilled on `slot` and added to `decoder`.
