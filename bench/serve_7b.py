@@ -22,13 +22,12 @@ import argparse
 import json
 import os
 import random
-import re
 import shlex
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
+
+from served import Server
 
 VOCAB = 50304  # xLSTM-7b; --model takes the vocabulary from its config.json
 
@@ -69,39 +68,12 @@ def write_datasets(work):
     return paths
 
 
-class Server:
-    def __init__(self, xl, model, extra, log):
-        args = [xl, "serve", "--model", model, "--device", DEVICE, "--max-num-seqs", "64",
-                "--max-queue", "4096", "--port", "0", "--metrics-port", "0", "--precision", PRECISION] + extra
-        if DEVICE == "cuda":
-            args += ["--state-dtype", "bf16"]
-        self.log = open(log, "w")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        line = self.proc.stdout.readline()
-        m = re.search(r"listening on (\S+):(\d+) metrics (\d+)", line)
-        if not m:
-            self.proc.wait(timeout=30)
-            raise RuntimeError(f"server did not start ({line!r}); see {log}")
-        self.port, self.metrics_port = int(m.group(2)), int(m.group(3))
-
-    def metrics(self):
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
-            out = {}
-            for line in r.read().decode().splitlines():
-                if line and not line.startswith("#"):
-                    name, value = line.rsplit(" ", 1)
-                    out[name] = float(value)
-            return out
-
-    def rss_gib(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            kb = next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
-        return kb / 2**20
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
-        self.log.close()
+def start_server(xl, model, extra, log):
+    args = [xl, "serve", "--model", model, "--device", DEVICE, "--max-num-seqs", "64",
+            "--max-queue", "4096", "--port", "0", "--metrics-port", "0", "--precision", PRECISION] + extra
+    if DEVICE == "cuda":
+        args += ["--state-dtype", "bf16"]
+    return Server(args, log)
 
 
 def loadtest(xl, server, out, *args, background=False):
@@ -117,7 +89,7 @@ def loadtest(xl, server, out, *args, background=False):
 def run_mode(xl, model, work, name, extra, data):
     print(f"== cache {name}: starting the server", flush=True)
     started = time.time()
-    server = Server(xl, model, extra, os.path.join(work, f"serve-{name}.log"))
+    server = start_server(xl, model, extra, os.path.join(work, f"serve-{name}.log"))
     res = {"startup_s": time.time() - started}
     p = lambda s: os.path.join(work, f"{name}-{s}.json")
     try:

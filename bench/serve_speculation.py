@@ -12,11 +12,11 @@ prompts are their first ~--prompt-chars characters, split at a line end. Prints 
 import argparse
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 import tempfile
+
+from served import Server
 
 
 def write_prompts(src_dir, path, count, chars, max_tokens):
@@ -40,27 +40,6 @@ def write_prompts(src_dir, path, count, chars, max_tokens):
         for p in prompts:
             out.write(json.dumps({"prompt": p, "max_tokens": max_tokens}) + "\n")
     return len(prompts)
-
-
-class Server:
-    def __init__(self, xl, model, device, mode, slots, log_path):
-        args = [xl, "serve", "--model", model, "--device", device, "--speculation", mode,
-                "--max-num-seqs", str(slots), "--port", "0", "--metrics-port", "0"]
-        self.log = open(log_path, "w")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        line = self.proc.stdout.readline()
-        m = re.search(r"listening on (\S+):(\d+)", line)
-        if not m:
-            self.proc.wait(timeout=30)
-            self.log.close()
-            raise RuntimeError(f"server did not start ({line!r}); see {log_path}")
-        self.port = int(m.group(2))
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=60)
-        self.proc.stdout.close()
-        self.log.close()
 
 
 def main():
@@ -88,7 +67,9 @@ def main():
 
     results = {}
     for mode in modes:
-        server = Server(args.xlserve, args.model, args.device, mode, max(levels), os.path.join(work, f"{mode}.log"))
+        server = Server([args.xlserve, "serve", "--model", args.model, "--device", args.device, "--speculation", mode,
+                         "--max-num-seqs", str(max(levels)), "--port", "0", "--metrics-port", "0"],
+                        os.path.join(work, f"{mode}.log"))
         try:
             for c in levels:
                 out = os.path.join(work, f"{mode}-c{c}.json")

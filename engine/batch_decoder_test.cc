@@ -16,6 +16,26 @@ struct Run {
   std::vector<std::vector<int32_t>> prompts;
 };
 
+// Prefills `prompt` on `slot` and adds it to `decoder` as a greedy request of `mode`; returns
+// its id.
+int AddRequest(FakeBackend& backend, BatchDecoder& decoder, int slot, std::vector<int32_t> prompt, int tokens,
+               SpeculationMode mode) {
+  GenerationRequest r;
+  r.prompt_ids = std::move(prompt);
+  r.max_new_tokens = tokens;
+  r.speculation = mode;
+  r.num_draft = 3;
+  SequenceInput in;
+  in.slot = slot;
+  in.tokens = r.prompt_ids;
+  in.mtp_heads = decoder.SpeculationEnabled(r);
+  ForwardOutput out;
+  REQUIRE(backend.Forward(std::span<const SequenceInput>(&in, 1), &out).ok());
+  absl::StatusOr<int> id = decoder.Add(slot, r, out, 0);
+  REQUIRE(id.ok());
+  return *id;
+}
+
 // Decodes `batch` greedy sequences of `tokens` tokens each with `mode` and `costs`.
 Run Decode(FakeBackend& backend, int batch, int tokens, SpeculationMode mode, const StepCosts& costs) {
   REQUIRE(backend.AllocateSlots(batch).ok());
@@ -24,21 +44,10 @@ Run Decode(FakeBackend& backend, int batch, int tokens, SpeculationMode mode, co
   Run run;
   std::vector<int> ids;
   for (int i = 0; i < batch; ++i) {
-    GenerationRequest r;
-    for (int t = 0; t < 6 + i; ++t) r.prompt_ids.push_back((t * 5 + i * 11) % 60);
-    r.max_new_tokens = tokens;
-    r.speculation = mode;
-    r.num_draft = 3;
-    SequenceInput in;
-    in.slot = i;
-    in.tokens = r.prompt_ids;
-    in.mtp_heads = decoder.SpeculationEnabled(r);
-    ForwardOutput out;
-    REQUIRE(backend.Forward(std::span<const SequenceInput>(&in, 1), &out).ok());
-    absl::StatusOr<int> id = decoder.Add(i, r, out, 0);
-    REQUIRE(id.ok());
-    ids.push_back(*id);
-    run.prompts.push_back(r.prompt_ids);
+    std::vector<int32_t> prompt;
+    for (int t = 0; t < 6 + i; ++t) prompt.push_back((t * 5 + i * 11) % 60);
+    run.prompts.push_back(prompt);
+    ids.push_back(AddRequest(backend, decoder, i, std::move(prompt), tokens, mode));
   }
   backend.forwards.clear();
   while (decoder.has_unfinished()) REQUIRE(decoder.Step().ok());
@@ -139,26 +148,6 @@ TEST_CASE("a batch learns its acceptance from every sequence's verifies: a large
   CHECK(eight < alone);
 }
 
-// A request of `mode`, greedy unless `temperature`, prefilled on `slot` and added to `decoder`.
-int AddRequest(FakeBackend& backend, BatchDecoder& decoder, int slot, int tokens, SpeculationMode mode,
-               float temperature = 0.0f) {
-  GenerationRequest r;
-  for (int t = 0; t < 6; ++t) r.prompt_ids.push_back((t * 7 + slot * 13) % 60);
-  r.max_new_tokens = tokens;
-  r.speculation = mode;
-  r.num_draft = 3;
-  r.sampling.temperature = temperature;
-  SequenceInput in;
-  in.slot = slot;
-  in.tokens = r.prompt_ids;
-  in.mtp_heads = decoder.SpeculationEnabled(r);
-  ForwardOutput out;
-  REQUIRE(backend.Forward(std::span<const SequenceInput>(&in, 1), &out).ok());
-  absl::StatusOr<int> id = decoder.Add(slot, r, out, 0);
-  REQUIRE(id.ok());
-  return *id;
-}
-
 TEST_CASE("a greedy auto request joining a batch that left speculation decodes plainly, until the verdict ages") {
   FakeBackendOptions o;
   o.mtp_heads = 3;
@@ -171,8 +160,10 @@ TEST_CASE("a greedy auto request joining a batch that left speculation decodes p
   greedy_auto.num_draft = 3;
   CHECK_FALSE(decoder.JoinsPlain(greedy_auto));  // no verdict before a step
 
-  const int long_id = AddRequest(backend, decoder, 0, 4200, SpeculationMode::kAuto);
-  const int short_id = AddRequest(backend, decoder, 1, 3, SpeculationMode::kAuto);
+  std::vector<int32_t> prompt;
+  for (int t = 0; t < 6; ++t) prompt.push_back((t * 7) % 60);
+  const int long_id = AddRequest(backend, decoder, 0, prompt, 4200, SpeculationMode::kAuto);
+  const int short_id = AddRequest(backend, decoder, 1, {3, 1, 4, 1, 5}, 3, SpeculationMode::kAuto);
   REQUIRE(decoder.Step().ok());  // two sequences leave speculation together
   CHECK(decoder.result(long_id).heads_dropped);
   CHECK(decoder.JoinsPlain(greedy_auto));
@@ -190,8 +181,6 @@ TEST_CASE("a greedy auto request joining a batch that left speculation decodes p
   for (int i = 0; i < 4100 && !decoder.finished(long_id); ++i) REQUIRE(decoder.Step().ok());
   REQUIRE_FALSE(decoder.finished(long_id));
   CHECK_FALSE(decoder.JoinsPlain(greedy_auto));
-  std::vector<int32_t> prompt;
-  for (int t = 0; t < 6; ++t) prompt.push_back((t * 7) % 60);
   const std::vector<int32_t>& tokens = decoder.result(long_id).tokens;
   CHECK(tokens == backend.Greedy(prompt, static_cast<int>(tokens.size())));
 }
