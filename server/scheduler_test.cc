@@ -394,6 +394,50 @@ TEST_CASE("a backend that wants no warm-up still has its step costs measured whe
   CHECK(plain.backend.forwards.empty());
 }
 
+TEST_CASE("a greedy auto request joining a batch that left speculation is prefilled and decoded plainly") {
+  SchedulerOptions o;
+  o.max_num_seqs = 4;
+  o.num_draft = 3;
+  FakeBackendOptions fake;
+  fake.mtp_heads = 3;
+  // Warm-up measures plain steps at ~1 ms and verify steps 20 ms a token dearer: plain wins.
+  fake.pass_seconds = 0.001;
+  fake.verify_token_seconds = 0.02;
+  Harness h(o, fake);
+  h.backend.forwards.clear();
+  auto auto_request = [&](std::vector<int32_t> prompt, int tokens) {
+    auto r = h.Make(std::move(prompt), tokens);
+    r->generation.speculation = SpeculationMode::kAuto;
+    r->generation.num_draft = 3;
+    REQUIRE(h.scheduler->Submit(r).ok());
+    h.Track(r);
+    return r;
+  };
+  const auto first = auto_request({1, 2, 3}, 30), second = auto_request({4, 5, 6}, 30);
+  for (int i = 0; i < 4; ++i) h.Iterate();  // both prefilled with their heads, then left together
+  const auto late = auto_request({7, 8, 9, 10}, 5);
+  while (!h.Result(late).finish_reason) REQUIRE(h.Iterate());
+  bool first_prefill_had_heads = false;
+  int late_rows = 0;
+  for (const auto& rows : h.backend.forwards) {
+    for (const auto& row : rows) {
+      if (row.tokens == 3 && !row.defer) first_prefill_had_heads = first_prefill_had_heads || row.heads;
+      if (row.tokens == 4 && !row.defer) {  // the late prompt's prefill: without heads
+        ++late_rows;
+        CHECK_FALSE(row.heads);
+      }
+    }
+  }
+  CHECK(first_prefill_had_heads);
+  CHECK(late_rows == 1);
+  const std::vector<int32_t> late_prompt = {7, 8, 9, 10};
+  CHECK(h.Result(late).tokens == h.backend.Greedy(late_prompt, 5));
+  while (!h.Result(first).finish_reason || !h.Result(second).finish_reason) REQUIRE(h.Iterate());
+  const std::vector<int32_t> first_prompt = {1, 2, 3}, second_prompt = {4, 5, 6};
+  CHECK(h.Result(first).tokens == h.backend.Greedy(first_prompt, 30));
+  CHECK(h.Result(second).tokens == h.backend.Greedy(second_prompt, 30));
+}
+
 TEST_CASE("a failed forward pass ends the running requests with an error, and serving goes on") {
   SchedulerOptions o;
   o.max_num_seqs = 2;

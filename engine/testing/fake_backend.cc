@@ -1,6 +1,8 @@
 #include "engine/testing/fake_backend.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "engine/backend_validation.h"
 #include "base/status_macros.h"
@@ -59,11 +61,14 @@ absl::Status FakeBackend::Forward(std::span<const SequenceInput> batch, ForwardO
   RETURN_IF_ERROR(ValidateForwardBatch(batch, num_slots(), vocab, options_.mtp_heads > 0, true, false));
   std::vector<Row> rows;
   bool tokens_only = true;
+  double seconds = options_.pass_seconds;
   for (const SequenceInput& in : batch) {
     rows.push_back({in.slot, static_cast<int>(in.tokens.size()), in.defer_commit, in.mtp_heads, in.tokens_only});
     tokens_only = tokens_only && in.tokens_only;
+    if (in.defer_commit) seconds += options_.verify_token_seconds * static_cast<double>(in.tokens.size());
   }
   forwards.push_back(rows);
+  if (seconds > 0) std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
   const int heads = options_.mtp_heads;
   out->vocab_size = vocab;
   out->row_offset.assign(1, 0);

@@ -26,6 +26,11 @@ struct FakeBackendOptions {
   bool wants_warm_up = false;
   // > 0: roughly one state in this many gets one wrong draft (which head depends on the state).
   int wrong_draft_every = 0;
+  // Simulated time of a Forward (slept): `pass_seconds`, plus `verify_token_seconds` for each
+  // token of a speculative (defer_commit) sequence, so that the step costs warm-up measures
+  // are ones a test can predict.
+  double pass_seconds = 0;
+  double verify_token_seconds = 0;
 };
 
 class FakeBackend final : public Backend {
