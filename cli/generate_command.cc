@@ -35,7 +35,7 @@ struct GenerateSettings {
   double presence_penalty = 0.0;
   double frequency_penalty = 0.0;
   uint64_t seed = 0;
-  bool json = false;
+  bool print_json = false;
   bool ignore_eos = false;
   SpeculationMode speculation = SpeculationMode::kAuto;
   int num_draft = 3;
@@ -63,7 +63,7 @@ const settings::SettingsTable<GenerateSettings>& GenerateSettingsTable() {
       {"presence_penalty", &G::presence_penalty, "OpenAI presence penalty"},
       {"frequency_penalty", &G::frequency_penalty, "OpenAI frequency penalty"},
       {"seed", &G::seed, "random seed for sampling"},
-      {"json", &G::json, "print one JSON object (ids, text, the prompt's last logits)"},
+      {"print_json", &G::print_json, "print one JSON object (ids, text, the prompt's last logits)"},
       {"ignore_eos", &G::ignore_eos, "keep generating past end-of-sequence tokens"},
       {"speculation", &G::speculation, kSpeculationModeNames,
        "self-speculative decoding with the model's MTP heads (auto: draft length from measured acceptance and "
@@ -147,9 +147,9 @@ absl::Status Run(const GenerateSettings& f) {
 
   // Plain output streams text as it is made; JSON output is one object at the end.
   std::unique_ptr<StreamingDecoder> stream;
-  if (!f.json && tokenizer) stream = std::make_unique<StreamingDecoder>(*tokenizer);
+  if (!f.print_json && tokenizer) stream = std::make_unique<StreamingDecoder>(*tokenizer);
   auto on_token = [&](int32_t id) {
-    if (f.json) return;
+    if (f.print_json) return;
     if (stream) {
       // Ids the model knows but the tokenizer does not (padded vocabularies) print as U+FFFD.
       absl::StatusOr<std::string> piece = stream->Push(id);
@@ -162,7 +162,7 @@ absl::Status Run(const GenerateSettings& f) {
   absl::StatusOr<GenerationResult> result = generator.Generate(request, on_token);
   if (!result.ok()) return result.status();
 
-  if (!f.json) {
+  if (!f.print_json) {
     if (stream) std::fputs(stream->Flush().c_str(), stdout);
     std::fputs("\n", stdout);
     return absl::OkStatus();

@@ -31,7 +31,7 @@ struct TokenizeSettings {
   std::string tokenizer;
   std::optional<std::string> text;
   std::optional<std::string> text_file;
-  bool json = false;
+  bool print_json = false;
 };
 
 const settings::SettingsTable<TokenizeSettings>& TokenizeSettingsTable() {
@@ -40,7 +40,7 @@ const settings::SettingsTable<TokenizeSettings>& TokenizeSettingsTable() {
       {"tokenizer", &T::tokenizer, "path of tokenizer.json"},
       {"text", &T::text, "text to encode"},
       {"text_file", &T::text_file, "file whose bytes are encoded"},
-      {"json", &T::json, "print {\"ids\": [...]}"},
+      {"print_json", &T::print_json, "print {\"ids\": [...]}"},
   };
   return table;
 }
@@ -49,7 +49,7 @@ struct DetokenizeSettings {
   std::string tokenizer;
   std::optional<std::vector<int>> ids;
   bool skip_special = false;
-  bool json = false;
+  bool print_json = false;
 };
 
 const settings::SettingsTable<DetokenizeSettings>& DetokenizeSettingsTable() {
@@ -58,7 +58,7 @@ const settings::SettingsTable<DetokenizeSettings>& DetokenizeSettingsTable() {
       {"tokenizer", &D::tokenizer, "path of tokenizer.json"},
       {"ids", &D::ids, "comma-separated token ids"},
       {"skip_special", &D::skip_special, "leave special tokens out of the text"},
-      {"json", &D::json, "print {\"text\": \"...\"}"},
+      {"print_json", &D::print_json, "print {\"text\": \"...\"}"},
   };
   return table;
 }
@@ -67,7 +67,7 @@ const settings::SettingsTable<DetokenizeSettings>& DetokenizeSettingsTable() {
 
 int RunTokenize(const std::vector<std::string>& args) {
   TokenizeSettings f;
-  FlagSet flags("xlserve tokenize", "--tokenizer FILE (--text TEXT | --text-file FILE) [--json]",
+  FlagSet flags("xlserve tokenize", "--tokenizer FILE (--text TEXT | --text-file FILE) [--print-json]",
                 "Encodes text into token ids with a Hugging Face tokenizer.json (byte-level BPE).\n"
                 "Special tokens written in the text are recognised; no BOS/EOS is added.");
   flags.Add(TokenizeSettingsTable(), &f);
@@ -89,7 +89,7 @@ int RunTokenize(const std::vector<std::string>& args) {
   if (!tokenizer.ok()) return ReportError("tokenize", std::string(tokenizer.status().message()));
   absl::StatusOr<std::vector<int>> ids = (*tokenizer)->Encode(*text);
   if (!ids.ok()) return ReportError("tokenize", std::string(ids.status().message()));
-  if (f.json) {
+  if (f.print_json) {
     std::puts(nlohmann::json{{"ids", *ids}}.dump().c_str());
   } else {
     std::string line;
@@ -101,7 +101,7 @@ int RunTokenize(const std::vector<std::string>& args) {
 
 int RunDetokenize(const std::vector<std::string>& args) {
   DetokenizeSettings f;
-  FlagSet flags("xlserve detokenize", "--tokenizer FILE --ids 1,2,3 [--json]",
+  FlagSet flags("xlserve detokenize", "--tokenizer FILE --ids 1,2,3 [--print-json]",
                 "Decodes token ids into text with a Hugging Face tokenizer.json.");
   flags.Add(DetokenizeSettingsTable(), &f);
   if (absl::Status st = flags.Parse(args); !st.ok()) return ReportError("detokenize", std::string(st.message()));
@@ -114,7 +114,7 @@ int RunDetokenize(const std::vector<std::string>& args) {
   if (!tokenizer.ok()) return ReportError("detokenize", std::string(tokenizer.status().message()));
   absl::StatusOr<std::string> text = (*tokenizer)->Decode(*f.ids, f.skip_special);
   if (!text.ok()) return ReportError("detokenize", std::string(text.status().message()));
-  if (f.json) {
+  if (f.print_json) {
     std::puts(nlohmann::json{{"text", *text}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::fwrite(text->data(), 1, text->size(), stdout);

@@ -29,7 +29,7 @@ class GenerateMatchesGolden(unittest.TestCase):
             for prompt in golden["prompts"]:
                 ids = ",".join(map(str, prompt["prompt_ids"]))
                 r = run("generate", "--model", os.path.join(GOLDEN, case), "--prompt-ids", ids,
-                        "--max-tokens", str(len(prompt["greedy_tokens"])), "--ignore-eos", "--json")
+                        "--max-tokens", str(len(prompt["greedy_tokens"])), "--ignore-eos", "--print-json")
                 self.assertEqual(r.returncode, 0, r.stderr)
                 out = json.loads(r.stdout)
                 self.assertEqual(out["prompt_ids"], prompt["prompt_ids"])
@@ -41,7 +41,7 @@ class GenerateMatchesGolden(unittest.TestCase):
     def test_sampling_is_seeded(self):
         model = os.path.join(GOLDEN, "f32_base")
         args = ["generate", "--model", model, "--prompt-ids", "5,6,7", "--max-tokens", "16",
-                "--temperature", "1.0", "--top-p", "0.9", "--json", "--ignore-eos"]
+                "--temperature", "1.0", "--top-p", "0.9", "--print-json", "--ignore-eos"]
         a = json.loads(run(*args, "--seed", "11").stdout)["tokens"]
         b = json.loads(run(*args, "--seed", "11").stdout)["tokens"]
         c = json.loads(run(*args, "--seed", "12").stdout)["tokens"]
@@ -54,7 +54,7 @@ class TensorParallel(unittest.TestCase):
 
     def generate(self, model, ranks, *extra):
         r = run("generate", "--model", model, "--prompt-ids", "5,6,7,8,9,10,11", "--max-tokens", "12",
-                "--ignore-eos", "--json", "--device", "cpu", "--tensor-parallel", str(ranks), *extra)
+                "--ignore-eos", "--print-json", "--device", "cpu", "--tensor-parallel", str(ranks), *extra)
         self.assertEqual(r.returncode, 0, r.stderr)
         return json.loads(r.stdout)
 
@@ -185,11 +185,11 @@ class BadInput(unittest.TestCase):
 class Tokenize(unittest.TestCase):
     def test_round_trip(self):
         text = "def f(x):\r\n    return x  # héllo 👋🏽 世界"
-        r = run("tokenize", "--tokenizer", TOKENIZER, "--text", text, "--json")
+        r = run("tokenize", "--tokenizer", TOKENIZER, "--text", text, "--print-json")
         self.assertEqual(r.returncode, 0, r.stderr)
         ids = json.loads(r.stdout)["ids"]
         self.assertGreater(len(ids), 5)
-        r = run("detokenize", "--tokenizer", TOKENIZER, "--ids", ",".join(map(str, ids)), "--json")
+        r = run("detokenize", "--tokenizer", TOKENIZER, "--ids", ",".join(map(str, ids)), "--print-json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["text"], text)
 

@@ -79,7 +79,7 @@ class Parity(unittest.TestCase):
                 text_path = os.path.join(tmp, f"t{i}.txt")
                 with open(text_path, "w", encoding="utf-8", newline="") as f:
                     f.write(text)
-                r = subprocess.run([XLSERVE, "tokenize", "--tokenizer", path, "--text-file", text_path, "--json"],
+                r = subprocess.run([XLSERVE, "tokenize", "--tokenizer", path, "--text-file", text_path, "--print-json"],
                                    capture_output=True, text=True, timeout=60)
                 self.assertEqual(r.returncode, 0, r.stderr)
                 expected = tok.encode(text, add_special_tokens=False).ids

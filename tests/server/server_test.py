@@ -101,7 +101,7 @@ def collect(stream):
 
 def cli_generate(prompt, max_tokens, speculative="off"):
     r = subprocess.run([XLSERVE, "generate", "--model", MODEL, "--prompt", prompt, "--max-tokens", str(max_tokens),
-                        "--speculation", speculative, "--threads", "2", "--json"],
+                        "--speculation", speculative, "--threads", "2", "--print-json"],
                        capture_output=True, text=True, timeout=120, check=True)
     return json.loads(r.stdout)
 
@@ -158,7 +158,7 @@ class ServerTest(unittest.TestCase):
 
     def cold_ids(self, ids, max_tokens):
         r = subprocess.run([XLSERVE, "generate", "--model", MODEL, "--prompt-ids", ",".join(map(str, ids)),
-                            "--max-tokens", str(max_tokens), "--speculation", "off", "--threads", "2", "--json"],
+                            "--max-tokens", str(max_tokens), "--speculation", "off", "--threads", "2", "--print-json"],
                            capture_output=True, text=True, timeout=120, check=True)
         return json.loads(r.stdout)["tokens"]
 

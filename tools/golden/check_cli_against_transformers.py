@@ -1,4 +1,4 @@
-"""Checks `xlserve generate --json` against transformers on freshly drawn checkpoints.
+"""Checks `xlserve generate --print-json` against transformers on freshly drawn checkpoints.
 
 The committed golden cases are fixed; this script draws new random xLSTM configurations
 (widths, head counts, dim factors, FFN rounding, soft caps, biases, tied embeddings, the fused
@@ -60,7 +60,7 @@ def random_case(rng, index):
 def run_xlserve(binary, model_dir, prompt):
     ids = ",".join(map(str, prompt["prompt_ids"]))
     r = subprocess.run([binary, "generate", "--model", model_dir, "--prompt-ids", ids, "--device", "cpu",
-                        "--max-tokens", str(len(prompt["greedy_tokens"])), "--ignore-eos", "--json"],
+                        "--max-tokens", str(len(prompt["greedy_tokens"])), "--ignore-eos", "--print-json"],
                        capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         raise RuntimeError(f"xlserve failed on {model_dir}: {r.stderr.strip()}")

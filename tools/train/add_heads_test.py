@@ -208,7 +208,7 @@ def run_add_heads(model_dir, tokenizer, corpus, out, *extra):
 def generate(binary, model_dir, speculative):
     out = subprocess.run([binary, "generate", "--model", model_dir, "--prompt-ids", "5,17,30,41,60,2,9",
                           "--max-tokens", "40", "--speculation", speculative, "--num-draft", "3",
-                          "--device", "cpu", "--json"], capture_output=True, text=True, timeout=120)
+                          "--device", "cpu", "--print-json"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 

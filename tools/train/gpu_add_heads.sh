@@ -84,7 +84,7 @@ du -sh "$work/x7b_run" "$work/x7b_heads" >>"$work/x7b_log.txt" 2>&1
 stamp "the 7B export in xlserve generate"
 for s in off on; do
   timeout 60 "$xl" generate --model "$work/x7b_heads" --prompt-ids 1,2,3,4,5,6,7,8 --max-tokens 32 \
-    --speculation $s --device "$device" --json >"$work/x7b_generate_$s.json" 2>"$work/x7b_generate_${s}_err.txt"
+    --speculation $s --device "$device" --print-json >"$work/x7b_generate_$s.json" 2>"$work/x7b_generate_${s}_err.txt"
   echo "generate $s exit $?" >>"$work/x7b_log.txt"
 done
 stamp "done"
