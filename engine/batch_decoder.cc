@@ -12,10 +12,10 @@
 namespace xlserve {
 namespace {
 
-// Weight of the latest step in the running acceptance per draft position: recent steps
-// dominate after ~10, so the estimate follows text that turns easy or hard to draft.
+// Weight of each judged draft in the running acceptance per draft position (pooled over the
+// decoder's greedy sequences): the last ~10 dominate, so the estimate follows text that turns
+// easy or hard to draft.
 constexpr double kKeptWeight = 0.1;
-// Plain steps must beat the best draft length by this much before speculation is given up.
 // Greedy `auto` speculates only while its best draft length is expected to yield this much more
 // than plain steps: the expectation prices passes at their warm-up cost, and on the H200 a
 // batch's makespan (its slowest sequence) and mixed-shape steps took back more than 8% of a

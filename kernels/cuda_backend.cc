@@ -197,7 +197,7 @@ class CudaBackend final : public Backend {
                            ForwardOutput* out) {
     const int vocab = weights_->config.vocab_size;
     const int extra = b.head_logits != nullptr ? pass_->num_mtp_heads() : 0;
-    const size_t head_rows = size_t(extra) * plan.heads.picked.size();
+    const size_t head_rows = size_t(b.head_picked);
     const size_t picked = plan.picked();
     argmax_host_.resize(picked + head_rows);
     RETURN_IF_ERROR(copier_.Copy(argmax_host_.data(), b.argmax, argmax_host_.size() * sizeof(int32_t), stream_));

@@ -61,11 +61,11 @@ absl::StatusOr<PassBuffers> ForwardPass::Prepare(const ForwardPlan& plan) {
     ASSIGN_OR_RETURN(b.idx.commit_factors,
                      scratch_.commit_factors.Get(size_t(b.idx.deferred.count) * cfg_.num_heads * kCommitFactorStride));
   }
-  const size_t head_rows = plan.heads.slots.empty() ? 0 : size_t(num_mtp_heads()) * plan.heads.picked.size();
+  b.head_picked = plan.heads.slots.empty() ? 0 : num_mtp_heads() * static_cast<int>(plan.heads.picked.size());
   // The heads' logits follow the trunk's: one unembedding fills both.
-  ASSIGN_OR_RETURN(b.logits, scratch_.logits.Get((size_t(plan.picked()) + head_rows) * cfg_.vocab_size));
-  if (head_rows > 0) b.head_logits = b.logits + size_t(plan.picked()) * cfg_.vocab_size;
-  ASSIGN_OR_RETURN(b.argmax, scratch_.argmax.Get(size_t(plan.picked()) + head_rows));
+  ASSIGN_OR_RETURN(b.logits, scratch_.logits.Get(size_t(plan.picked() + b.head_picked) * cfg_.vocab_size));
+  if (b.head_picked > 0) b.head_logits = b.logits + size_t(plan.picked()) * cfg_.vocab_size;
+  ASSIGN_OR_RETURN(b.argmax, scratch_.argmax.Get(size_t(plan.picked() + b.head_picked)));
   return b;
 }
 
@@ -93,8 +93,7 @@ absl::Status ForwardPass::Enqueue(const ForwardPlan& plan, const PassBuffers& b)
 
   // sel: the trunk's picked rows, then each head's (RunMtpHeads); unembedded in one pass over
   // lm_head, into logits [picked | heads x the heads' picked, vocab], and argmax the same rows.
-  const int picked = plan.picked();
-  const int head_picked = b.head_logits != nullptr ? num_mtp_heads() * static_cast<int>(plan.heads.picked.size()) : 0;
+  const int picked = plan.picked(), head_picked = b.head_picked;
   ASSIGN_OR_RETURN(float* sel, scratch_.sel.Get(size_t(picked + head_picked) * d));
   CUDA_RETURN_IF_ERROR(GatherRows(x, b.idx.picked, picked, d, sel, stream_));
   RETURN_IF_ERROR(RunMtpHeads(plan.heads, b.ints + plan.heads_at, b.store, b.idx.commit_factors, z,

@@ -71,6 +71,7 @@ struct PassBuffers {
   float* store = nullptr;
   float* logits = nullptr;
   float* head_logits = nullptr;  // within logits, after the picked rows; null without heads
+  int head_picked = 0;            // rows of head_logits: heads x the heads' picked rows
   int32_t* argmax = nullptr;  // [picked rows] then [head][the heads' picked rows]
 };
 
