@@ -100,7 +100,8 @@ absl::StatusOr<StepTiming> MeasureDecode(const Accelerator& device, Backend* bac
 }
 
 // A serving step that admits a prompt while others decode: `batch - 1` greedy decode rows and
-// one prompt chunk of `chunk` tokens, in one pass (the tokens come back, not the logits).
+// the first chunk of `chunk` tokens of a new prompt, in one pass (the tokens come back, not the
+// logits). The prompt's slot is reset before each step, as the server's slot acquisition does.
 absl::StatusOr<StepTiming> MeasureMixed(const Accelerator& device, Backend* backend, int batch, int chunk, int steps) {
   RETURN_IF_ERROR(backend->AllocateSlots(batch));
   std::vector<int32_t> tokens(batch - 1 + chunk);
@@ -112,7 +113,13 @@ absl::StatusOr<StepTiming> MeasureMixed(const Accelerator& device, Backend* back
     seqs[i].tokens_only = true;
   }
   ForwardOutput out;
-  return TimeStep(device, backend, [&] { return backend->Forward(seqs, &out); }, 3, steps);
+  return TimeStep(
+      device, backend,
+      [&]() -> absl::Status {
+        RETURN_IF_ERROR(backend->ResetSlot(batch - 1));
+        return backend->Forward(seqs, &out);
+      },
+      3, steps);
 }
 
 // A speculative step of `length` tokens for each of `batch` sequences: a deferred greedy verify
@@ -281,7 +288,7 @@ absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const Model
       }
     }
     std::snprintf(line, sizeof(line),
-                  "\nmixed serving steps, precision %s, %s state: batch - 1 decode rows + one prompt chunk in one "
+                  "\nmixed serving steps, precision %s, %s state: batch - 1 decode rows + a new prompt's first chunk in one "
                   "pass, vs a plain step\n%6s %9s %20s %20s   %s\n",
                   prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", "batch", "plain ms", "chunk 64 ms (ratio)",
                   "chunk 128 ms (ratio)", "largest stages of the 128 step");
