@@ -5,17 +5,18 @@
 
 namespace xlserve::kernels {
 
-void Subset::Add(int first, int n, int slot, int32_t pend_row, int pend) {
+void Subset::Add(int first, int n, int slot, int32_t pend_row, int pend, bool fresh_slot) {
   begin.push_back(first);
   end.push_back(first + n);
   slots.push_back(slot);
   pend_begin.push_back(pend_row);
   pend_end.push_back(pend_row + pend);
+  fresh.push_back(fresh_slot ? 1 : 0);
   max_tokens = std::max(max_tokens, n);
   any_pending = any_pending || pend > 0;
 }
 
-void IndexPlan::AddSequence(const SequenceInput& s, const DeferredPlacement& placement) {
+void IndexPlan::AddSequence(const SequenceInput& s, const DeferredPlacement& placement, bool fresh_slot) {
   const int first = rows(), n = static_cast<int>(s.tokens.size());
   for (int r = s.all_logits ? first : first + n - 1; r < first + n; ++r) picked.push_back(r);
   row_offset.push_back(static_cast<int>(picked.size()));
@@ -23,7 +24,7 @@ void IndexPlan::AddSequence(const SequenceInput& s, const DeferredPlacement& pla
   slots.push_back(s.slot);
   defer.push_back(s.defer_commit ? 1 : 0);
   Subset& subset = s.defer_commit ? deferred : n == 1 ? single : multi;
-  subset.Add(first, n, s.slot, placement.pend_row, s.defer_commit ? placement.pend : 0);
+  subset.Add(first, n, s.slot, placement.pend_row, s.defer_commit ? placement.pend : 0, fresh_slot);
   for (int t = 0; s.defer_commit && t < n; ++t) {
     defer_src.push_back(first + t);
     defer_dst.push_back(placement.store_row + t);
@@ -35,7 +36,7 @@ void IndexPlan::AppendTo(std::vector<int32_t>* packed) const {
     packed->insert(packed->end(), v->begin(), v->end());
   }
   for (const Subset* s : {&deferred, &single, &multi}) {
-    for (const auto* v : {&s->begin, &s->end, &s->slots, &s->pend_begin, &s->pend_end}) {
+    for (const auto* v : {&s->begin, &s->end, &s->slots, &s->pend_begin, &s->pend_end, &s->fresh}) {
       packed->insert(packed->end(), v->begin(), v->end());
     }
   }
@@ -57,9 +58,9 @@ Indices IndexPlan::Resolve(const int32_t* at, float* store) const {
   for (auto [host, dev] :
        {std::pair{&deferred, &idx.deferred}, std::pair{&single, &idx.single}, std::pair{&multi, &idx.multi}}) {
     const int n = static_cast<int>(host->slots.size());
-    *dev = DeviceSubset{next, next + n, next + 2 * n, n, host->max_tokens, next + 3 * n, next + 4 * n,
-                        host->any_pending};
-    next += 5 * n;
+    *dev = DeviceSubset{next,         next + n,          next + 2 * n, n, host->max_tokens, next + 3 * n,
+                        next + 4 * n, host->any_pending, next + 5 * n};
+    next += 6 * n;
   }
   return idx;
 }
@@ -80,7 +81,7 @@ bool IsGraphStep(std::span<const SequenceInput> batch, bool profiling) {
 }  // namespace
 
 ForwardPlan PlanForward(std::span<const SequenceInput> batch, int scratch_slot, bool tiled, bool profiling,
-                        DeferredCommits* commits) {
+                        std::span<const uint8_t> fresh_slots, DeferredCommits* commits) {
   ForwardPlan plan;
   plan.seqs.assign(batch.begin(), batch.end());
   plan.graph_step = IsGraphStep(batch, profiling);
@@ -112,10 +113,11 @@ ForwardPlan PlanForward(std::span<const SequenceInput> batch, int scratch_slot, 
     plan.packed.insert(plan.packed.end(), s.tokens.begin(), s.tokens.end());
     const DeferredPlacement placement = commits->Place(s, fused[i]);
     plan.any_fused = plan.any_fused || placement.pend > 0;
-    plan.trunk.AddSequence(s, placement);
+    const bool fresh = static_cast<size_t>(s.slot) < fresh_slots.size() && fresh_slots[s.slot] != 0;
+    plan.trunk.AddSequence(s, placement, fresh);
     if (s.mtp_heads) {
       for (int t = 0; t < static_cast<int>(s.tokens.size()); ++t) head_rows.push_back(row + t);
-      plan.heads.AddSequence(s, placement);
+      plan.heads.AddSequence(s, placement, fresh);
     }
   }
   plan.rows = static_cast<int>(plan.packed.size());

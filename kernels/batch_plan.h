@@ -27,6 +27,7 @@ struct DeviceSubset {
   const int32_t* pend_begin = nullptr;  // a fused commit's rows in the store (deferred subset)
   const int32_t* pend_end = nullptr;
   bool any_pending = false;
+  const int32_t* fresh = nullptr;  // [count]: 1 where the slot holds the zero state of ResetSlot
 };
 
 // Device index arrays of one batch (the trunk's, or the MTP heads' sub-batch).
@@ -51,9 +52,10 @@ struct Indices {
 struct Subset {
   std::vector<int32_t> begin, end, slots;
   std::vector<int32_t> pend_begin, pend_end;  // rows of a fused commit in the store (0 rows: none)
+  std::vector<int32_t> fresh;
   int max_tokens = 0;
   bool any_pending = false;
-  void Add(int first, int n, int slot, int32_t pend_row, int pend);
+  void Add(int first, int n, int slot, int32_t pend_row, int pend, bool fresh_slot);
 };
 
 // Host side of Indices, built sequence by sequence.
@@ -63,7 +65,7 @@ struct IndexPlan {
   Subset deferred, single, multi;
 
   int rows() const { return row_begin.back(); }
-  void AddSequence(const SequenceInput& s, const DeferredPlacement& placement);
+  void AddSequence(const SequenceInput& s, const DeferredPlacement& placement, bool fresh_slot);
   // Appends every array, in the order Resolve() reads them.
   void AppendTo(std::vector<int32_t>* packed) const;
   // The device view of what AppendTo wrote, copied to `at`.
@@ -95,9 +97,11 @@ struct ForwardPlan {
 
 // Plans `batch` (validated) for the backend: `scratch_slot` takes the padding of graph steps
 // (never when `profiling`, which needs the kernels' events); `tiled`: the tiled mLSTM kernels
-// run (fused commits need them). Updates `commits` as the pass will leave the slots.
+// run (fused commits need them); `fresh_slots[slot]` is 1 where the slot still holds the zero
+// state that ResetSlot left (shorter than a slot's index: 0). Updates `commits` as the pass
+// will leave the slots.
 ForwardPlan PlanForward(std::span<const SequenceInput> batch, int scratch_slot, bool tiled, bool profiling,
-                        DeferredCommits* commits);
+                        std::span<const uint8_t> fresh_slots, DeferredCommits* commits);
 
 // Reorders per-head rows of `width` values from [head][sub-batch picked row] (host copies of the
 // heads' outputs) to ForwardOutput's [picked row][head] over all of the batch's picked rows; rows

@@ -33,7 +33,9 @@ TEST_CASE("a mixed batch: rows, unembedded rows, kernel subsets and the packed u
   v.mtp_heads = true;
   v.all_logits = true;
   const std::vector<SequenceInput> batch = {p, d, v};
-  const ForwardPlan plan = PlanForward(batch, kScratchSlot, true, false, &commits);
+  // Slots 0 and 2 hold a reset's zero state; slot 1 does not.
+  const std::vector<uint8_t> fresh = {1, 0, 1};
+  const ForwardPlan plan = PlanForward(batch, kScratchSlot, true, false, fresh, &commits);
 
   CHECK_FALSE(plan.graph_step);
   CHECK(plan.seqs.size() == 3);
@@ -45,6 +47,9 @@ TEST_CASE("a mixed batch: rows, unembedded rows, kernel subsets and the packed u
   CHECK(plan.trunk.single.slots == std::vector<int32_t>{1});
   CHECK(plan.trunk.deferred.slots == std::vector<int32_t>{2});
   CHECK(plan.trunk.multi.max_tokens == 4);
+  CHECK(plan.trunk.multi.fresh == std::vector<int32_t>{1});
+  CHECK(plan.trunk.single.fresh == std::vector<int32_t>{0});
+  CHECK(plan.trunk.deferred.fresh == std::vector<int32_t>{1});
   CHECK(plan.trunk.deferred.max_tokens == 3);
   const int32_t store_row = commits.layout().Row(2, commits.slot(2).half, 0);
   CHECK(plan.trunk.defer_src == std::vector<int32_t>{5, 6, 7});
@@ -74,6 +79,8 @@ TEST_CASE("a mixed batch: rows, unembedded rows, kernel subsets and the packed u
   CHECK(idx.multi.count == 1);
   CHECK(Read(idx.multi.begin, 1) == std::vector<int32_t>{0});
   CHECK(Read(idx.multi.end, 1) == std::vector<int32_t>{4});
+  CHECK(Read(idx.multi.fresh, 1) == std::vector<int32_t>{1});
+  CHECK(Read(idx.single.fresh, 1) == std::vector<int32_t>{0});
   CHECK(Read(idx.single.slots, 1) == std::vector<int32_t>{1});
   CHECK(Read(idx.deferred.begin, 1) == std::vector<int32_t>{5});
   CHECK(Read(idx.deferred.end, 1) == std::vector<int32_t>{8});
@@ -82,8 +89,9 @@ TEST_CASE("a mixed batch: rows, unembedded rows, kernel subsets and the packed u
   CHECK(heads.num_seqs == 1);
   CHECK(Read(heads.slots, 1) == std::vector<int32_t>{2});
   CHECK(Read(heads.deferred.end, 1) == std::vector<int32_t>{3});
-  // row_begin, slots, picked, defer, defer_src, defer_dst, then five arrays per subset sequence.
-  CHECK(plan.heads_at + 2 + 1 + 3 + 1 + 3 + 3 + 5 * 1 == plan.packed.size());
+  CHECK(Read(heads.deferred.fresh, 1) == std::vector<int32_t>{1});
+  // row_begin, slots, picked, defer, defer_src, defer_dst, then six arrays per subset sequence.
+  CHECK(plan.heads_at + 2 + 1 + 3 + 1 + 3 + 3 + 6 * 1 == plan.packed.size());
 }
 
 TEST_CASE("a uniform tokens-only step is padded to a power of two on the scratch slot and keyed by its shape") {
@@ -91,7 +99,7 @@ TEST_CASE("a uniform tokens-only step is padded to a power of two on the scratch
   const std::vector<int32_t> a = {1}, b = {2}, c = {3};
   std::vector<SequenceInput> batch = {Seq(0, a), Seq(1, b), Seq(2, c)};
   for (SequenceInput& s : batch) s.tokens_only = true;
-  const ForwardPlan plan = PlanForward(batch, kScratchSlot, true, false, &commits);
+  const ForwardPlan plan = PlanForward(batch, kScratchSlot, true, false, {}, &commits);
   REQUIRE(plan.graph_step);
   REQUIRE(plan.seqs.size() == 4);
   CHECK(plan.seqs[3].slot == kScratchSlot);
@@ -102,12 +110,12 @@ TEST_CASE("a uniform tokens-only step is padded to a power of two on the scratch
 
   std::vector<SequenceInput> with_heads = batch;
   for (SequenceInput& s : with_heads) s.mtp_heads = true;
-  const ForwardPlan other = PlanForward(with_heads, kScratchSlot, true, false, &commits);
+  const ForwardPlan other = PlanForward(with_heads, kScratchSlot, true, false, {}, &commits);
   REQUIRE(other.graph_step);
   CHECK(other.graph_key != plan.graph_key);
   const std::vector<SequenceInput> five = {batch[0], batch[1], batch[2], batch[0], batch[1]};
-  CHECK(PlanForward(five, kScratchSlot, true, false, &commits).seqs.size() == 8);
-  CHECK(PlanForward(five, kScratchSlot, true, false, &commits).graph_key != plan.graph_key);
+  CHECK(PlanForward(five, kScratchSlot, true, false, {}, &commits).seqs.size() == 8);
+  CHECK(PlanForward(five, kScratchSlot, true, false, {}, &commits).graph_key != plan.graph_key);
 }
 
 TEST_CASE("steps that are not uniform, return logits, carry prompts or are profiled run eagerly") {
@@ -115,18 +123,18 @@ TEST_CASE("steps that are not uniform, return logits, carry prompts or are profi
   const std::vector<int32_t> one = {1}, two = {1, 2};
   SequenceInput a = Seq(0, one), b = Seq(1, one);
   a.tokens_only = b.tokens_only = true;
-  CHECK(PlanForward(std::vector{a, b}, kScratchSlot, true, false, &commits).graph_step);
-  CHECK_FALSE(PlanForward(std::vector{a, b}, kScratchSlot, true, true, &commits).graph_step);
+  CHECK(PlanForward(std::vector{a, b}, kScratchSlot, true, false, {}, &commits).graph_step);
+  CHECK_FALSE(PlanForward(std::vector{a, b}, kScratchSlot, true, true, {}, &commits).graph_step);
   SequenceInput logits = b;
   logits.tokens_only = false;
-  CHECK_FALSE(PlanForward(std::vector{a, logits}, kScratchSlot, true, false, &commits).graph_step);
+  CHECK_FALSE(PlanForward(std::vector{a, logits}, kScratchSlot, true, false, {}, &commits).graph_step);
   SequenceInput prompt = Seq(1, two);
   prompt.tokens_only = true;
-  CHECK_FALSE(PlanForward(std::vector{prompt}, kScratchSlot, true, false, &commits).graph_step);
+  CHECK_FALSE(PlanForward(std::vector{prompt}, kScratchSlot, true, false, {}, &commits).graph_step);
   SequenceInput heads = b;
   heads.mtp_heads = true;
-  CHECK_FALSE(PlanForward(std::vector{a, heads}, kScratchSlot, true, false, &commits).graph_step);
-  const ForwardPlan eager = PlanForward(std::vector{a, logits}, kScratchSlot, true, false, &commits);
+  CHECK_FALSE(PlanForward(std::vector{a, heads}, kScratchSlot, true, false, {}, &commits).graph_step);
+  const ForwardPlan eager = PlanForward(std::vector{a, logits}, kScratchSlot, true, false, {}, &commits);
   CHECK(eager.seqs.size() == 2);
 }
 
@@ -137,7 +145,7 @@ TEST_CASE("a recorded commit rides with its slot's verify, or is applied before 
   v0.defer_commit = v1.defer_commit = true;
   v0.tokens_only = v1.tokens_only = true;
   const std::vector<SequenceInput> verify = {v0, v1};
-  const ForwardPlan first = PlanForward(verify, kScratchSlot, true, false, &commits);
+  const ForwardPlan first = PlanForward(verify, kScratchSlot, true, false, {}, &commits);
   CHECK(first.graph_step);
   const CommitInput c[] = {{0, 2}, {1, 3}};
   REQUIRE(commits.Record(c).ok());
@@ -147,7 +155,7 @@ TEST_CASE("a recorded commit rides with its slot's verify, or is applied before 
   const std::vector<int32_t> one = {9};
   SequenceInput plain = Seq(1, one);
   plain.tokens_only = true;
-  const ForwardPlan next = PlanForward(std::vector{v0, plain}, kScratchSlot, true, false, &commits);
+  const ForwardPlan next = PlanForward(std::vector{v0, plain}, kScratchSlot, true, false, {}, &commits);
   CHECK(next.any_fused);
   CHECK(next.commit_first.count == 1);
   CHECK(next.commit_first.packed.back() == 1);
@@ -159,9 +167,9 @@ TEST_CASE("a recorded commit rides with its slot's verify, or is applied before 
 
   // Without the tiled kernels nothing fuses: the commit is applied first.
   DeferredCommits recurrent = Commits();
-  PlanForward(verify, kScratchSlot, false, false, &recurrent);
+  PlanForward(verify, kScratchSlot, false, false, {}, &recurrent);
   REQUIRE(recurrent.Record(c).ok());
-  const ForwardPlan unfused = PlanForward(std::vector{v0}, kScratchSlot, false, false, &recurrent);
+  const ForwardPlan unfused = PlanForward(std::vector{v0}, kScratchSlot, false, false, {}, &recurrent);
   CHECK_FALSE(unfused.any_fused);
   CHECK(unfused.commit_first.count == 1);
 }
@@ -173,7 +181,7 @@ TEST_CASE("head rows are reordered from [head][sub-batch row] to [row][head] ove
   a.mtp_heads = c.mtp_heads = true;
   a.all_logits = true;
   const std::vector<SequenceInput> batch = {a, b, c};
-  const ForwardPlan plan = PlanForward(batch, kScratchSlot, true, false, &commits);
+  const ForwardPlan plan = PlanForward(batch, kScratchSlot, true, false, {}, &commits);
   // Picked rows: a's two, b's last, c's last; the heads' sub-batch picks a's two and c's one.
   REQUIRE(plan.heads.picked.size() == 3);
   const int heads = 2;

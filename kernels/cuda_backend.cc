@@ -86,13 +86,16 @@ class CudaBackend final : public Backend {
     graphs_.Clear();
     RETURN_IF_ERROR(states_.Allocate(num_slots + 1));
     commits_.Resize(num_slots + 1);
+    fresh_slots_.assign(num_slots + 1, 0);
     return absl::OkStatus();
   }
 
   absl::Status ResetSlot(int slot) override {
     RETURN_IF_ERROR(CheckSlot(slot, -1));
     commits_.Clear(slot);
-    return states_.Reset(slot, stream_);
+    RETURN_IF_ERROR(states_.Reset(slot, stream_));
+    fresh_slots_[slot] = 1;
+    return absl::OkStatus();
   }
 
   bool SupportsSpeculation() const override { return true; }
@@ -114,6 +117,7 @@ class CudaBackend final : public Backend {
   absl::Status WriteSlot(int slot, std::span<const float> in) override {
     RETURN_IF_ERROR(CheckSlot(slot, static_cast<int64_t>(in.size())));
     commits_.Clear(slot);
+    fresh_slots_[slot] = 0;
     return states_.Write(slot, in, stream_);
   }
 
@@ -127,6 +131,7 @@ class CudaBackend final : public Backend {
   absl::Status RestoreSnapshot(SnapshotRef src, int slot) override {
     RETURN_IF_ERROR(CheckSlot(slot, -1));
     commits_.Clear(slot);
+    fresh_slots_[slot] = 0;
     return snapshots_->Restore(src, slot, stream_);
   }
   absl::Status CopySnapshot(SnapshotRef src, SnapshotRef dst) override { return snapshots_->Copy(src, dst); }
@@ -151,7 +156,8 @@ class CudaBackend final : public Backend {
                                           std::to_string(s.tokens.size()));
       }
     }
-    const ForwardPlan plan = PlanForward(batch, num_slots(), pass_->Tiled(), profiler_.on, &commits_);
+    const ForwardPlan plan = PlanForward(batch, num_slots(), pass_->Tiled(), profiler_.on, fresh_slots_, &commits_);
+    for (const SequenceInput& s : batch) fresh_slots_[s.slot] = 0;
     RETURN_IF_ERROR(pass_->ApplyCommits(plan.commit_first));
     RETURN_IF_ERROR(profiler_.Mark("start", stream_));
     ASSIGN_OR_RETURN(const PassBuffers buffers, pass_->Prepare(plan));
@@ -178,6 +184,7 @@ class CudaBackend final : public Backend {
 
   absl::Status Commit(std::span<const CommitInput> commits) override {
     for (const CommitInput& c : commits) RETURN_IF_ERROR(CheckSlot(c.slot, -1));
+    for (const CommitInput& c : commits) fresh_slots_[c.slot] = 0;
     return commits_.Record(commits);
   }
 
@@ -248,6 +255,9 @@ class CudaBackend final : public Backend {
   StatePool states_;
   std::unique_ptr<SnapshotPool> snapshots_;
   DeferredCommits commits_;  // by slot, the scratch slot last
+  // By slot: 1 while the slot holds the zero state ResetSlot left (no pass, write, restore or
+  // commit since), so the chunkwise kernels skip reading it.
+  std::vector<uint8_t> fresh_slots_;
   StageProfiler profiler_;
   std::unique_ptr<ForwardPass> pass_;
   DecodeGraphs graphs_;

@@ -14,6 +14,8 @@
 // On earlier GPUs both calls compile to nothing and launches carry no attribute.
 #pragma once
 
+#include <atomic>
+
 #include <cuda_runtime.h>
 
 #include <utility>
@@ -62,6 +64,19 @@ cudaError_t LaunchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, si
   config.attrs = &attribute;
   config.numAttrs = DependentLaunchSupported() ? 1 : 0;
   return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
+
+// Lets kKernel launch with `bytes` of dynamic shared memory (above the 48 KB default needs an
+// opt-in); the attribute is raised only when a launch needs more than any before it.
+template <auto kKernel>
+cudaError_t AllowDynamicSmem(size_t bytes) {
+  static std::atomic<size_t> allowed{48 * 1024};
+  size_t now = allowed.load(std::memory_order_relaxed);
+  if (bytes <= now) return cudaSuccess;
+  const cudaError_t e = cudaFuncSetAttribute(kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes));
+  while (e == cudaSuccess && now < bytes && !allowed.compare_exchange_weak(now, bytes)) {
+  }
+  return e;
 }
 
 }  // namespace xlserve::kernels

@@ -230,8 +230,10 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
   if (idx.multi.count > 0) {
     MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.multi);
     if (MlstmChunkwiseSupports(p.dqk)) {
-      ASSIGN_OR_RETURN(p.chunk_scores, scratch_.chunk_scores.Get(size_t(rows) * p.heads * kChunkTokens));
-      ASSIGN_OR_RETURN(p.chunk_nm, scratch_.chunk_nm.Get(size_t(p.num_seqs) * p.heads * (p.dqk + 1)));
+      ASSIGN_OR_RETURN(p.chunk_p, scratch_.chunk_p.Get(size_t(rows) * p.heads * kChunkTokens));
+      ASSIGN_OR_RETURN(p.chunk_gates, scratch_.chunk_gates.Get(size_t(rows) * p.heads * kChunkGateFields));
+      ASSIGN_OR_RETURN(p.chunk_carry, scratch_.chunk_carry.Get(size_t(ChunkCarrySlots(rows)) * p.heads * p.dqk *
+                                                               (p.dv + 1)));
       CUDA_RETURN_IF_ERROR(MlstmChunkwise(p, idx.multi.max_tokens, stream_));
       RETURN_IF_ERROR(profiler_->Mark("mlstm chunkwise", stream_));
     } else {
@@ -246,6 +248,7 @@ MlstmParams ForwardPass::SubsetParams(int layer, const float* base, const MlstmC
                                       const DeviceSubset& s) const {
   MlstmParams p = LayerParams(layer, base, c, h, s.begin, s.slots, s.count);
   p.seq_row_end = s.end;
+  p.seq_fresh = s.fresh;
   return p;
 }
 

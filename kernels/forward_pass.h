@@ -59,7 +59,7 @@ struct ForwardScratch {
   ScratchArray<float> xn{&moves}, proj{&moves}, h{&moves}, hg{&moves}, gu{&moves}, act{&moves};
   ScratchArray<float> gemm_planes{&moves};
   ScratchArray<std::byte> bf16_input{&moves};
-  ScratchArray<float> chunk_scores{&moves}, chunk_nm{&moves};
+  ScratchArray<float> chunk_p{&moves}, chunk_gates{&moves}, chunk_carry{&moves};  // MlstmParams says
   ScratchArray<float> sel{&moves}, normed{&moves};  // the unembedded rows: trunk's, then heads'
 };
 

@@ -185,10 +185,16 @@ struct MlstmParams {
   const int32_t* pend_begin = nullptr;
   const int32_t* pend_end = nullptr;
   float* pend_coef = nullptr;
-  // Scratch that MlstmChunkwise needs (null otherwise): [rows, heads, kChunkTokens], and
-  // [num_seqs, heads, dqk + 1] for the n' and m' it leaves.
-  float* chunk_scores = nullptr;
-  float* chunk_nm = nullptr;
+  // Scratch that MlstmChunkwise needs (null otherwise): chunk_p [rows, heads, kChunkTokens] (each
+  // row's weighted scores against the keys of its chunk), chunk_gates [rows, heads,
+  // kChunkGateFields], and chunk_carry [ChunkCarrySlots(rows), heads, dqk * (dv + 1)] (C, then
+  // n, in fp32 between the chunks of a sequence).
+  float* chunk_p = nullptr;
+  float* chunk_gates = nullptr;
+  float* chunk_carry = nullptr;
+  // [num_seqs], nullable: 1 where the slot holds the zero state of a reset (the chunkwise kernels
+  // then skip reading C and n, and the products with them, for the sequence's first chunk).
+  const int32_t* seq_fresh = nullptr;
   int num_seqs;
   int heads;
   int dqk;
@@ -210,8 +216,12 @@ cudaError_t MlstmRecurrent(const MlstmParams& p, cudaStream_t stream);
 
 // The same recurrence in chunks of kChunkTokens tokens (mlstm_chunkwise.cu): for prefill, where
 // the per-token form is latency-bound. No deferred sequences; h non-null; `max_tokens`: the most
-// rows of any sequence. Needs MlstmChunkwiseSupports(dqk) (dqk up to ~340).
-constexpr int kChunkTokens = 32;
+// rows of any sequence. Needs MlstmChunkwiseSupports(dqk) (dqk a multiple of 4).
+constexpr int kChunkTokens = 128;
+constexpr int kChunkGateFields = 8;
+// Carry slots for a pass of `rows` rows: a sequence longer than one chunk takes slot
+// begin / (kChunkTokens + 1), distinct since such sequences own disjoint runs of more rows.
+inline int ChunkCarrySlots(int rows) { return rows / (kChunkTokens + 1) + 1; }
 bool MlstmChunkwiseSupports(int dqk);
 cudaError_t MlstmChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t stream);
 

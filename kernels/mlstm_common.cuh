@@ -19,7 +19,7 @@
 namespace xlserve::kernels {
 
 // The block shape of the kernels that keep C in registers across many tokens
-// (mlstm_recurrent.cu, mlstm_chunkwise.cu): kRegCols columns x kRegRowGroups warps, at most
+// (mlstm_recurrent.cu): kRegCols columns x kRegRowGroups warps, at most
 // kRegMaxRows rows of C per thread (dqk <= 512).
 constexpr int kRegCols = 32;
 constexpr int kRegRowGroups = 8;
@@ -46,10 +46,14 @@ struct HeadState {
   float* m;  // scalar
 };
 
+__device__ __forceinline__ float* HeadStabiliser(const MlstmStateRef& s, int slot, int head) {
+  return s.m + int64_t(slot) * s.m_slot_stride + s.m_offset + head * s.m_head_stride;
+}
+
 template <typename T>
 __device__ __forceinline__ HeadState<T> HeadStateOf(const MlstmStateRef& s, int slot, int head, int dqk, int dv) {
   T* base = static_cast<T*>(s.pool) + int64_t(slot) * s.slot_elems + s.c_offset + int64_t(head) * s.head_elems;
-  return {base, base + int64_t(dqk) * dv, s.m + int64_t(slot) * s.m_slot_stride + s.m_offset + head * s.m_head_stride};
+  return {base, base + int64_t(dqk) * dv, HeadStabiliser(s, slot, head)};
 }
 
 __device__ __forceinline__ int SeqRowEnd(const MlstmParams& p, int seq) {

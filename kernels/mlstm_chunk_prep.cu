@@ -1,0 +1,189 @@
+// The state-free half of the chunkwise mLSTM (mlstm_chunkwise.cu has the maths): the gate scan
+// of every chunk, then the chunk's weighted scores P, both for all chunks at once, before the
+// chunks' outputs and state updates run in order.
+//
+// MlstmChunkGatesKernel: grid (num_seqs, heads), kChunk threads. Per sequence and head it walks
+// the chunks in order (the stabiliser m carries from one to the next; nothing else does),
+// thread t taking row t of the chunk: b and the running maximum of ĩ - b are warp scans plus
+// the earlier warps' totals (shared memory); e_t then takes the chunk's last b and m. The next
+// chunk's raw gates load while this one is scanned. Writes the gate records of
+// mlstm_chunkwise.cuh; reads only m of the state.
+//
+// MlstmChunkScoresKernel: grid (num_seqs, heads, 32-row tiles of the longest sequence): the
+// tile's rows against the keys of its chunk up to the tile's own last row, over dqk in slices of
+// 32 (q [32][32] and k [128][32] in shared memory, each slice loaded into registers while the
+// previous one is multiplied). Warp w: rows 16 (w % 2) .. + 15 against keys 32 (w / 2) .. + 31
+// (four mma tiles, 3xTF32, tf32_mma.cuh), then weighted by the gates:
+//   P_ts = (q_t · k_s) / sqrt(dqk) · exp(b_t + (ĩ_s - b_s) - m_t)   for s <= t, else 0.
+// The exponent is <= 0 there (m_t bounds it), so P is finite whatever the gates.
+#include "kernels/dependent_launch.cuh"
+#include "kernels/mlstm_chunkwise.cuh"
+#include "kernels/tf32_mma.cuh"
+
+namespace xlserve::kernels {
+namespace {
+
+constexpr int kGateWarps = kChunk / 32;
+
+// Sum (or maximum) of v over the lanes up to this one.
+template <bool kMax>
+__device__ __forceinline__ float WarpInclusiveScan(float v) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const float up = __shfl_up_sync(0xffffffffu, v, o);
+    if (lane >= o) v = kMax ? fmaxf(v, up) : v + up;
+  }
+  return v;
+}
+
+__global__ void __launch_bounds__(kChunk) MlstmChunkGatesKernel(MlstmParams p) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
+  __shared__ float warp_b[kGateWarps], warp_max[kGateWarps], last[2];
+  const int seq = blockIdx.x, head = blockIdx.y, tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int begin = p.seq_row_begin[seq], end = SeqRowEnd(p, seq);
+  float m = *HeadStabiliser(p.state, p.seq_slot[seq], head);
+  const auto raw = [&](const float* gate, int row) {
+    return row < end ? gate[int64_t(row) * p.proj_stride + head] : 0.0f;
+  };
+  float raw_i = raw(p.igate, begin + tid), raw_f = raw(p.fgate, begin + tid);
+  for (int cs = begin; cs < end; cs += kChunk) {
+    const int len = min(kChunk, end - cs);
+    const bool live = tid < len;
+    const LogGates lg = live ? MlstmLogGates(raw_i, raw_f, p.gate_cap) : LogGates{-INFINITY, 0.0f};
+    raw_i = raw(p.igate, cs + kChunk + tid);  // the next chunk's, in flight during this one
+    raw_f = raw(p.fgate, cs + kChunk + tid);
+    // b: the inclusive sum of lf over the chunk, as warp scans plus the earlier warps' totals.
+    float b = WarpInclusiveScan<false>(lg.lf);
+    if (lane == 31) warp_b[warp] = b;
+    __syncthreads();
+    float carry = 0.0f;
+    for (int w = 0; w < warp; ++w) carry += warp_b[w];
+    b += carry;
+    const float ig_minus_b = live ? lg.ig - b : -INFINITY;
+    float run_max = WarpInclusiveScan<true>(ig_minus_b);
+    if (lane == 31) warp_max[warp] = run_max;
+    __syncthreads();
+    for (int w = 0; w < warp; ++w) run_max = fmaxf(run_max, warp_max[w]);
+    if (tid == len - 1) {
+      last[0] = b;
+      last[1] = run_max;
+    }
+    __syncthreads();
+    const float b_last = last[0], m_next = b_last + fmaxf(m, last[1]);
+    if (live) {
+      const float mt = b + fmaxf(m, run_max);
+      float* g = GateRecord(p, cs + tid, head);
+      g[kGateB] = b;
+      g[kGateIgMinusB] = ig_minus_b;
+      g[kGateM] = mt;
+      g[kGateA] = expf(b + m - mt);
+      g[kGateE] = expf(b_last + ig_minus_b - m_next);
+      if (tid == 0) g[kGateDecay] = expf(b_last + m - m_next);
+    }
+    m = m_next;
+    __syncthreads();  // warp_b, warp_max and last are rewritten by the next chunk
+  }
+}
+
+constexpr int kSlice = 32;             // dqk of one staged slice
+constexpr int kStride = kSlice + 4;    // q and k slice rows: fragments conflict-free
+constexpr int kKeyLoads = kChunk * kSlice / 4 / kChunkThreads;
+static_assert(kTile * kSlice == 4 * kChunkThreads, "one float4 of q per thread and slice");
+constexpr size_t kScoresSmemBytes = 2 * (kTile + kChunk) * kStride * sizeof(float);
+
+__device__ __forceinline__ float4 LoadRow4(const float* src, int valid) {
+  if (valid >= 4 && reinterpret_cast<uintptr_t>(src) % 16 == 0) return __ldg(reinterpret_cast<const float4*>(src));
+  float v[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) v[e] = e < valid ? src[e] : 0.0f;
+  return make_float4(v[0], v[1], v[2], v[3]);
+}
+
+__global__ void __launch_bounds__(kChunkThreads) MlstmChunkScoresKernel(MlstmParams p) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
+  extern __shared__ float4 smem4[];
+  float* smem = reinterpret_cast<float*>(smem4);
+  const int seq = blockIdx.x, head = blockIdx.y, row_tile = blockIdx.z;
+  const int begin = p.seq_row_begin[seq], end = SeqRowEnd(p, seq);
+  const int t0 = begin + row_tile * kTile;
+  if (t0 >= end) return;
+  const int tile = row_tile % kTilesPerChunk, cs = t0 - tile * kTile;  // the chunk's first row
+  const int len = min(kTile, end - t0), keys = min((tile + 1) * kTile, end - cs);
+  const int tid = threadIdx.x;
+  // Buffer s & 1 of each: q slices [2][kTile][kStride], k slices [2][kChunk][kStride].
+  const auto q_buf = [&](int s) { return smem + (s & 1) * kTile * kStride; };
+  const auto k_buf = [&](int s) { return smem + 2 * kTile * kStride + (s & 1) * kChunk * kStride; };
+  const int64_t col = int64_t(head) * p.dqk;
+  float4 q_reg, k_reg[kKeyLoads];
+  const auto load = [&](int s) {
+    const int i0 = s * kSlice, c = 4 * (tid % (kSlice / 4));
+    const int t = tid / (kSlice / 4);
+    q_reg = t < len ? LoadRow4(p.q + int64_t(t0 + t) * p.proj_stride + col + i0 + c, p.dqk - i0 - c)
+                    : make_float4(0, 0, 0, 0);
+#pragma unroll
+    for (int e = 0; e < kKeyLoads; ++e) {
+      const int key = (tid + kChunkThreads * e) / (kSlice / 4);
+      k_reg[e] = key < keys ? LoadRow4(p.k + int64_t(cs + key) * p.proj_stride + col + i0 + c, p.dqk - i0 - c)
+                            : make_float4(0, 0, 0, 0);
+    }
+  };
+  const auto store = [&](int s) {
+    const int c = 4 * (tid % (kSlice / 4));
+    *reinterpret_cast<float4*>(q_buf(s) + tid / (kSlice / 4) * kStride + c) = q_reg;
+#pragma unroll
+    for (int e = 0; e < kKeyLoads; ++e) {
+      *reinterpret_cast<float4*>(k_buf(s) + (tid + kChunkThreads * e) / (kSlice / 4) * kStride + c) = k_reg[e];
+    }
+  };
+  const int warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
+  const int r0 = 16 * (warp % 2), kg = warp / 2;  // rows r0 .. + 15 against keys 32 kg .. + 31
+  const bool active = kg <= tile;
+  const int slices = (p.dqk + kSlice - 1) / kSlice;
+  float d[1][4][4] = {};
+  load(0);
+  store(0);
+  for (int s = 0; s < slices; ++s) {
+    __syncthreads();
+    if (s + 1 < slices) load(s + 1);
+    if (active) {
+      WarpTileSlice32<1, 4, kStride, kStride, false, true>(d, q_buf(s) + (r0 + g) * kStride + t4,
+                                                          k_buf(s) + (kTile * kg + g) * kStride + t4);
+    }
+    if (s + 1 < slices) store(s + 1);
+  }
+  if (!active) return;
+  const float scale = rsqrtf(static_cast<float>(p.dqk));
+#pragma unroll
+  for (int e = 0; e < 4; ++e) {
+    const int t = r0 + AccRow(e);
+    if (t >= len) continue;
+    const int tl = tile * kTile + t;  // place in the chunk
+    const float* gt = GateRecord(p, t0 + t, head);
+    float* out = p.chunk_p + (int64_t(t0 + t) * p.heads + head) * kChunk;
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+      const int sl = kTile * kg + 8 * nt + AccCol(e);
+      const float* gs = GateRecord(p, cs + sl, head);
+      out[sl] = sl <= tl ? d[0][nt][e] * scale * expf(gt[kGateB] + gs[kGateIgMinusB] - gt[kGateM]) : 0.0f;
+    }
+  }
+}
+
+}  // namespace
+
+cudaError_t LaunchChunkGates(const MlstmParams& p, cudaStream_t stream) {
+  return LaunchDependent(MlstmChunkGatesKernel, dim3(p.num_seqs, p.heads), kChunk, 0, stream, p);
+}
+
+cudaError_t LaunchChunkScores(const MlstmParams& p, int max_tokens, cudaStream_t stream) {
+  const cudaError_t e = AllowDynamicSmem<MlstmChunkScoresKernel>(kScoresSmemBytes);
+  if (e != cudaSuccess) return e;
+  const int tiles = (max_tokens + kTile - 1) / kTile;
+  return LaunchDependent(MlstmChunkScoresKernel, dim3(p.num_seqs, p.heads, tiles), kChunkThreads,
+                         kScoresSmemBytes, stream, p);
+}
+
+}  // namespace xlserve::kernels
