@@ -9,11 +9,12 @@
 // chunk's raw gates load while this one is scanned. Writes the gate records of
 // mlstm_chunkwise.cuh; reads only m of the state.
 //
-// MlstmChunkScoresKernel: grid (num_seqs, heads, 32-row tiles of the longest sequence): the
-// tile's rows against the keys of its chunk up to the tile's own last row, over dqk in slices of
-// 32 (q [32][32] and k [128][32] in shared memory, each slice loaded into registers while the
-// previous one is multiplied). Warp w: rows 16 (w % 2) .. + 15 against keys 32 (w / 2) .. + 31
-// (four mma tiles, 3xTF32, tf32_mma.cuh), then weighted by the gates:
+// MlstmChunkScoresKernel: grid (num_seqs, heads, 32-row tiles of the longest sequence x
+// kTilesPerChunk key tiles): a row tile against one 32-key tile of its chunk up to its own, over
+// dqk in slices of 64 (q and k [32][64] in shared memory, loaded into registers one slice ahead).
+// Four warps: rows 16 (w % 2) .. + 15 against the 32 keys (four mma tiles, 3xTF32,
+// tf32_mma.cuh) over the dqk half w / 2 of each slice; the halves' sums meet in shared memory
+// and are weighted by the gates:
 //   P_ts = (q_t · k_s) / sqrt(dqk) · exp(b_t + (ĩ_s - b_s) - m_t)   for s <= t, else 0.
 // The exponent is <= 0 there (m_t bounds it), so P is finite whatever the gates.
 #include "kernels/dependent_launch.cuh"
@@ -87,11 +88,11 @@ __global__ void __launch_bounds__(kChunk) MlstmChunkGatesKernel(MlstmParams p) {
   }
 }
 
-constexpr int kSlice = 32;             // dqk of one staged slice
+constexpr int kScoreThreads = 128;     // 4 warps: two row halves x two halves of each dqk slice
+constexpr int kSlice = 64;             // dqk of one staged slice, 32 for each half
 constexpr int kStride = kSlice + 4;    // q and k slice rows: fragments conflict-free
-constexpr int kKeyLoads = kChunk * kSlice / 4 / kChunkThreads;
-static_assert(kTile * kSlice == 4 * kChunkThreads, "one float4 of q per thread and slice");
-constexpr size_t kScoresSmemBytes = 2 * (kTile + kChunk) * kStride * sizeof(float);
+constexpr int kPieces = kTile * kSlice / 4 / kScoreThreads;  // 4-value pieces of q (and of k) per thread
+constexpr size_t kScoresSmemBytes = (2 * 2 * kTile * kStride + 2 * kTile * 16) * sizeof(float);
 
 __device__ __forceinline__ float4 LoadRow4(const float* src, int valid) {
   if (valid >= 4 && reinterpret_cast<uintptr_t>(src) % 16 == 0) return __ldg(reinterpret_cast<const float4*>(src));
@@ -101,46 +102,45 @@ __device__ __forceinline__ float4 LoadRow4(const float* src, int valid) {
   return make_float4(v[0], v[1], v[2], v[3]);
 }
 
-__global__ void __launch_bounds__(kChunkThreads) MlstmChunkScoresKernel(MlstmParams p) {
+__global__ void __launch_bounds__(kScoreThreads) MlstmChunkScoresKernel(MlstmParams p) {
   AllowDependentLaunch();
   WaitForPriorKernels();
   extern __shared__ float4 smem4[];
   float* smem = reinterpret_cast<float*>(smem4);
-  const int seq = blockIdx.x, head = blockIdx.y, row_tile = blockIdx.z;
+  const int seq = blockIdx.x, head = blockIdx.y;
+  const int row_tile = blockIdx.z / kTilesPerChunk, kg = blockIdx.z % kTilesPerChunk;
+  const int tile = row_tile % kTilesPerChunk;  // within the chunk
+  if (kg > tile) return;
   const int begin = p.seq_row_begin[seq], end = SeqRowEnd(p, seq);
-  const int t0 = begin + row_tile * kTile;
+  const int t0 = begin + row_tile * kTile, cs = t0 - tile * kTile, s0 = cs + kTile * kg;  // rows, chunk, keys
   if (t0 >= end) return;
-  const int tile = row_tile % kTilesPerChunk, cs = t0 - tile * kTile;  // the chunk's first row
-  const int len = min(kTile, end - t0), keys = min((tile + 1) * kTile, end - cs);
+  const int len = min(kTile, end - t0), keys = min(kTile, end - s0);
   const int tid = threadIdx.x;
-  // Buffer s & 1 of each: q slices [2][kTile][kStride], k slices [2][kChunk][kStride].
+  // Buffer s & 1 of each: q slices [2][kTile][kStride], k slices [2][kTile][kStride]; then the
+  // second dqk halves' partial sums [2][32 lanes][16].
   const auto q_buf = [&](int s) { return smem + (s & 1) * kTile * kStride; };
-  const auto k_buf = [&](int s) { return smem + 2 * kTile * kStride + (s & 1) * kChunk * kStride; };
+  const auto k_buf = [&](int s) { return smem + (2 + (s & 1)) * kTile * kStride; };
+  float* part = smem + 4 * kTile * kStride;
   const int64_t col = int64_t(head) * p.dqk;
-  float4 q_reg, k_reg[kKeyLoads];
+  float4 q_reg[kPieces], k_reg[kPieces];
   const auto load = [&](int s) {
-    const int i0 = s * kSlice, c = 4 * (tid % (kSlice / 4));
-    const int t = tid / (kSlice / 4);
-    q_reg = t < len ? LoadRow4(p.q + int64_t(t0 + t) * p.proj_stride + col + i0 + c, p.dqk - i0 - c)
-                    : make_float4(0, 0, 0, 0);
 #pragma unroll
-    for (int e = 0; e < kKeyLoads; ++e) {
-      const int key = (tid + kChunkThreads * e) / (kSlice / 4);
-      k_reg[e] = key < keys ? LoadRow4(p.k + int64_t(cs + key) * p.proj_stride + col + i0 + c, p.dqk - i0 - c)
-                            : make_float4(0, 0, 0, 0);
+    for (int e = 0; e < kPieces; ++e) {
+      const int piece = tid + kScoreThreads * e, r = piece / (kSlice / 4), c = s * kSlice + 4 * (piece % (kSlice / 4));
+      q_reg[e] = r < len ? LoadRow4(p.q + int64_t(t0 + r) * p.proj_stride + col + c, p.dqk - c) : make_float4(0, 0, 0, 0);
+      k_reg[e] = r < keys ? LoadRow4(p.k + int64_t(s0 + r) * p.proj_stride + col + c, p.dqk - c) : make_float4(0, 0, 0, 0);
     }
   };
   const auto store = [&](int s) {
-    const int c = 4 * (tid % (kSlice / 4));
-    *reinterpret_cast<float4*>(q_buf(s) + tid / (kSlice / 4) * kStride + c) = q_reg;
 #pragma unroll
-    for (int e = 0; e < kKeyLoads; ++e) {
-      *reinterpret_cast<float4*>(k_buf(s) + (tid + kChunkThreads * e) / (kSlice / 4) * kStride + c) = k_reg[e];
+    for (int e = 0; e < kPieces; ++e) {
+      const int piece = tid + kScoreThreads * e, at = piece / (kSlice / 4) * kStride + 4 * (piece % (kSlice / 4));
+      *reinterpret_cast<float4*>(q_buf(s) + at) = q_reg[e];
+      *reinterpret_cast<float4*>(k_buf(s) + at) = k_reg[e];
     }
   };
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
-  const int r0 = 16 * (warp % 2), kg = warp / 2;  // rows r0 .. + 15 against keys 32 kg .. + 31
-  const bool active = kg <= tile;
+  const int r0 = 16 * (warp % 2), half = warp / 2;  // rows r0 .. + 15; dqk 32 half .. + 31 of each slice
   const int slices = (p.dqk + kSlice - 1) / kSlice;
   float d[1][4][4] = {};
   load(0);
@@ -148,13 +148,20 @@ __global__ void __launch_bounds__(kChunkThreads) MlstmChunkScoresKernel(MlstmPar
   for (int s = 0; s < slices; ++s) {
     __syncthreads();
     if (s + 1 < slices) load(s + 1);
-    if (active) {
-      WarpTileSlice32<1, 4, kStride, kStride, false, true>(d, q_buf(s) + (r0 + g) * kStride + t4,
-                                                          k_buf(s) + (kTile * kg + g) * kStride + t4);
-    }
+    WarpTileSlice32<1, 4, kStride, kStride, false, true>(d, q_buf(s) + (r0 + g) * kStride + 32 * half + t4,
+                                                        k_buf(s) + g * kStride + 32 * half + t4);
     if (s + 1 < slices) store(s + 1);
   }
-  if (!active) return;
+  float* mine = part + ((warp % 2) * 32 + lane) * 16;
+  if (half == 1) {
+#pragma unroll
+    for (int nt = 0; nt < 4; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) mine[nt * 4 + e] = d[0][nt][e];
+    }
+  }
+  __syncthreads();
+  if (half == 1) return;
   const float scale = rsqrtf(static_cast<float>(p.dqk));
 #pragma unroll
   for (int e = 0; e < 4; ++e) {
@@ -167,7 +174,8 @@ __global__ void __launch_bounds__(kChunkThreads) MlstmChunkScoresKernel(MlstmPar
     for (int nt = 0; nt < 4; ++nt) {
       const int sl = kTile * kg + 8 * nt + AccCol(e);
       const float* gs = GateRecord(p, cs + sl, head);
-      out[sl] = sl <= tl ? d[0][nt][e] * scale * expf(gt[kGateB] + gs[kGateIgMinusB] - gt[kGateM]) : 0.0f;
+      const float dot = d[0][nt][e] + mine[nt * 4 + e];
+      out[sl] = sl <= tl ? dot * scale * expf(gt[kGateB] + gs[kGateIgMinusB] - gt[kGateM]) : 0.0f;
     }
   }
 }
@@ -182,7 +190,7 @@ cudaError_t LaunchChunkScores(const MlstmParams& p, int max_tokens, cudaStream_t
   const cudaError_t e = AllowDynamicSmem<MlstmChunkScoresKernel>(kScoresSmemBytes);
   if (e != cudaSuccess) return e;
   const int tiles = (max_tokens + kTile - 1) / kTile;
-  return LaunchDependent(MlstmChunkScoresKernel, dim3(p.num_seqs, p.heads, tiles), kChunkThreads,
+  return LaunchDependent(MlstmChunkScoresKernel, dim3(p.num_seqs, p.heads, tiles * kTilesPerChunk), kScoreThreads,
                          kScoresSmemBytes, stream, p);
 }
 
