@@ -52,6 +52,7 @@ constexpr int kUpdateRows = 128;      // rows of C per update block
 constexpr int kKStride = kUpdateRows + 8;
 constexpr int kSliceLoads = kChunk * kSlice / 4 / kChunkThreads;  // float4 pieces per thread of a 128 x 32 slice
 static_assert(kCols * kSlice == 4 * kChunkThreads && kUpdateRows == kChunk, "one float4 of B per thread");
+static_assert(kChunk == 128 && kChunkThreads == 256, "the warp layouts below: four 32-row groups x two column halves");
 
 // Output blocks: A slices [kChunk][kAStride] and B slices [kSlice][kBStride], double-buffered, then n's
 // slices [2][kSlice] and the denominator per token.

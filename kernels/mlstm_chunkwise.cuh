@@ -10,8 +10,8 @@ namespace xlserve::kernels {
 constexpr int kChunk = kChunkTokens;              // tokens applied to C in one update
 constexpr int kTile = 32;                         // tokens (and keys) of one output or score tile
 constexpr int kTilesPerChunk = kChunk / kTile;
-constexpr int kChunkThreads = 256;                // 8 warps: a 32 x 32 tile as 2 x 4 mma tiles
-static_assert(kChunk % kTile == 0 && kTilesPerChunk <= 8, "");
+constexpr int kChunkThreads = 256;                // output and update blocks: 8 warps of 2 x 2 mma tiles
+static_assert(kChunk % kTile == 0, "");
 
 // The gate record of row r, head h at p.chunk_gates[(r * heads + h) * kChunkGateFields], with b
 // the inclusive sum of log f over the row's chunk up to it, m_c the stabiliser before the chunk
