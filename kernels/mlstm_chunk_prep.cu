@@ -94,14 +94,6 @@ constexpr int kStride = kSlice + 4;    // q and k slice rows: fragments conflict
 constexpr int kPieces = kTile * kSlice / 4 / kScoreThreads;  // 4-value pieces of q (and of k) per thread
 constexpr size_t kScoresSmemBytes = (2 * 2 * kTile * kStride + 2 * kTile * 16) * sizeof(float);
 
-__device__ __forceinline__ float4 LoadRow4(const float* src, int valid) {
-  if (valid >= 4 && reinterpret_cast<uintptr_t>(src) % 16 == 0) return __ldg(reinterpret_cast<const float4*>(src));
-  float v[4];
-#pragma unroll
-  for (int e = 0; e < 4; ++e) v[e] = e < valid ? src[e] : 0.0f;
-  return make_float4(v[0], v[1], v[2], v[3]);
-}
-
 __global__ void __launch_bounds__(kScoreThreads) MlstmChunkScoresKernel(MlstmParams p) {
   AllowDependentLaunch();
   WaitForPriorKernels();
@@ -127,8 +119,8 @@ __global__ void __launch_bounds__(kScoreThreads) MlstmChunkScoresKernel(MlstmPar
 #pragma unroll
     for (int e = 0; e < kPieces; ++e) {
       const int piece = tid + kScoreThreads * e, r = piece / (kSlice / 4), c = s * kSlice + 4 * (piece % (kSlice / 4));
-      q_reg[e] = r < len ? LoadRow4(p.q + int64_t(t0 + r) * p.proj_stride + col + c, p.dqk - c) : make_float4(0, 0, 0, 0);
-      k_reg[e] = r < keys ? LoadRow4(p.k + int64_t(s0 + r) * p.proj_stride + col + c, p.dqk - c) : make_float4(0, 0, 0, 0);
+      q_reg[e] = r < len ? Load4(p.q + int64_t(t0 + r) * p.proj_stride + col + c, p.dqk - c) : make_float4(0, 0, 0, 0);
+      k_reg[e] = r < keys ? Load4(p.k + int64_t(s0 + r) * p.proj_stride + col + c, p.dqk - c) : make_float4(0, 0, 0, 0);
     }
   };
   const auto store = [&](int s) {

@@ -60,25 +60,6 @@ constexpr size_t kOutputSmemFloats = 2 * (kChunk * kAStride + kSlice * kBStride)
 // Update blocks: k slices [kSlice][kKStride] and e ⊙ v slices [kSlice][kBStride], and e, double-buffered.
 constexpr size_t kUpdateSmemFloats = 2 * (kSlice * kKStride + kSlice * kBStride + kSlice);
 
-// Four consecutive values src[0..3] as floats, those at or past `valid` as zero; one vector load
-// when all four are there and aligned.
-template <typename T>
-__device__ __forceinline__ float4 Load4(const T* src, int valid) {
-  if (valid >= 4 && reinterpret_cast<uintptr_t>(src) % (4 * sizeof(T)) == 0) {
-    if constexpr (sizeof(T) == 4) {
-      return __ldg(reinterpret_cast<const float4*>(src));
-    } else {
-      const uint2 raw = __ldg(reinterpret_cast<const uint2*>(src));
-      const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
-      const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
-      return make_float4(lo.x, lo.y, hi.x, hi.y);
-    }
-  }
-  float v[4];
-#pragma unroll
-  for (int e = 0; e < 4; ++e) v[e] = e < valid ? ToFloat(src[e]) : 0.0f;
-  return make_float4(v[0], v[1], v[2], v[3]);
-}
 __device__ __forceinline__ void Store4(float* dst, float4 v) { *reinterpret_cast<float4*>(dst) = v; }
 // A thread's share of a staged slice: piece tid + kChunkThreads e is row piece / kRowPieces,
 // values 4 (piece % kRowPieces) .. + 3, into dst with row stride `stride`.
@@ -90,7 +71,6 @@ __device__ __forceinline__ void StorePieces(float* dst, int stride, const float4
     Store4(dst + piece / kRowPieces * stride + 4 * (piece % kRowPieces), pieces[e]);
   }
 }
-
 
 // Where chunk c of a sequence reads C and n from, and where it writes them: the state at the
 // sequence's first chunk and last chunk, the fp32 carry in between.
@@ -136,7 +116,6 @@ __device__ ChunkState<T> ChunkStateOf(const MlstmParams& p, int seq, int head, i
   s.dv = p.dv;
   return s;
 }
-
 
 // Where a fragment accumulator element (m-tile mt, n-tile nt, element e) lies in a warp's tile.
 __device__ __forceinline__ int FragRow(int mt, int e) { return 16 * mt + AccRow(e); }

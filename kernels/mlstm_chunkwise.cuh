@@ -1,5 +1,6 @@
 // What the chunkwise mLSTM kernels share (mlstm_chunk_prep.cu, mlstm_chunkwise.cu): the chunk
-// and tile sizes, and the per-(row, head) gate record that the gate scan leaves for the others.
+// and tile sizes, the per-(row, head) gate record that the gate scan leaves for the others, and
+// the guarded four-value load that stages their operands.
 #pragma once
 
 #include "kernels/launchers.h"
@@ -25,6 +26,26 @@ enum ChunkGate {
   kGateDecay,      // at the chunk's first row only: g = exp(b_L + m_c - m_L), the state's decay
 };
 static_assert(kGateDecay < kChunkGateFields, "");
+
+// Four consecutive values src[0..3] as floats, those at or past `valid` as zero; one vector load
+// when all four are there and aligned.
+template <typename T>
+__device__ __forceinline__ float4 Load4(const T* src, int valid) {
+  if (valid >= 4 && reinterpret_cast<uintptr_t>(src) % (4 * sizeof(T)) == 0) {
+    if constexpr (sizeof(T) == 4) {
+      return __ldg(reinterpret_cast<const float4*>(src));
+    } else {
+      const uint2 raw = __ldg(reinterpret_cast<const uint2*>(src));
+      const float2 lo = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.x));
+      const float2 hi = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&raw.y));
+      return make_float4(lo.x, lo.y, hi.x, hi.y);
+    }
+  }
+  float v[4];
+#pragma unroll
+  for (int e = 0; e < 4; ++e) v[e] = e < valid ? ToFloat(src[e]) : 0.0f;
+  return make_float4(v[0], v[1], v[2], v[3]);
+}
 
 __device__ __forceinline__ float* GateRecord(const MlstmParams& p, int row, int head) {
   return p.chunk_gates + (int64_t(row) * p.heads + head) * kChunkGateFields;
