@@ -222,10 +222,12 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
     CUDA_RETURN_IF_ERROR(MlstmVerify(p, idx.deferred.max_tokens, stream_));
     RETURN_IF_ERROR(profiler_->Mark("mlstm verify", stream_));
   }
-  if (idx.single.count > 0) {
-    MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.single);
-    CUDA_RETURN_IF_ERROR(MlstmStep(p, stream_));
-    RETURN_IF_ERROR(profiler_->Mark("mlstm step", stream_));
+  // A mixed step: the prompts' chunkwise kernels, latency-bound on few blocks, run on a side
+  // stream beside the decode rows' bandwidth-bound step kernel (in turn while stages are timed).
+  const bool overlap = idx.single.count > 0 && idx.multi.count > 0 && !profiler_->on;
+  cudaStream_t multi_stream = stream_;
+  if (overlap) {
+    ASSIGN_OR_RETURN(multi_stream, side_.Fork(stream_));
   }
   if (idx.multi.count > 0) {
     MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.multi);
@@ -234,13 +236,19 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
       ASSIGN_OR_RETURN(p.chunk_gates, scratch_.chunk_gates.Get(size_t(rows) * p.heads * kChunkGateFields));
       ASSIGN_OR_RETURN(p.chunk_carry, scratch_.chunk_carry.Get(size_t(ChunkCarrySlots(rows)) * p.heads * p.dqk *
                                                                (p.dv + 1)));
-      CUDA_RETURN_IF_ERROR(MlstmChunkwise(p, idx.multi.max_tokens, stream_));
+      CUDA_RETURN_IF_ERROR(MlstmChunkwise(p, idx.multi.max_tokens, multi_stream));
       RETURN_IF_ERROR(profiler_->Mark("mlstm chunkwise", stream_));
     } else {
-      CUDA_RETURN_IF_ERROR(MlstmRecurrent(p, stream_));
+      CUDA_RETURN_IF_ERROR(MlstmRecurrent(p, multi_stream));
       RETURN_IF_ERROR(profiler_->Mark("mlstm recurrent", stream_));
     }
   }
+  if (idx.single.count > 0) {
+    MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.single);
+    CUDA_RETURN_IF_ERROR(MlstmStep(p, stream_));
+    RETURN_IF_ERROR(profiler_->Mark("mlstm step", stream_));
+  }
+  if (overlap) RETURN_IF_ERROR(side_.Join(stream_));
   return absl::OkStatus();
 }
 

@@ -1,5 +1,5 @@
 // ForwardPass: the forward pass of engine/cpu/cpu_backend.cc on the GPU, enqueued on one stream
-// for a batch that batch_plan.h planned. Activations and state maths are fp32; the state is
+// (a mixed step's prompt mLSTM forks onto a second) for a batch that batch_plan.h planned. Activations and state maths are fp32; the state is
 // stored in fp32 or bf16. Matrix products with bf16 weights take the activations in the
 // precision's bf16 form (launchers.h): exact, the split pair (the products keep ~fp32 accuracy);
 // bf16, bf16(x) alone (half the tensor-core work, fp32 accumulation). One or two rows (decode
@@ -36,6 +36,7 @@
 #include "kernels/gemm_lt.h"
 #include "kernels/launchers.h"
 #include "kernels/scratch.h"
+#include "kernels/side_stream.h"
 #include "kernels/stage_profiler.h"
 #include "kernels/state_pool.h"
 
@@ -142,6 +143,7 @@ class ForwardPass {
   DeferredStoreLayout store_;
   StageProfiler* profiler_;
   ForwardScratch scratch_;
+  SideStream side_;  // the prompts' mLSTM of a mixed step
 };
 
 }  // namespace xlserve::kernels
