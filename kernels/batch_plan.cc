@@ -58,8 +58,9 @@ Indices IndexPlan::Resolve(const int32_t* at, float* store) const {
   for (auto [host, dev] :
        {std::pair{&deferred, &idx.deferred}, std::pair{&single, &idx.single}, std::pair{&multi, &idx.multi}}) {
     const int n = static_cast<int>(host->slots.size());
+    const bool all_fresh = std::all_of(host->fresh.begin(), host->fresh.end(), [](int32_t f) { return f != 0; });
     *dev = DeviceSubset{next,         next + n,          next + 2 * n, n, host->max_tokens, next + 3 * n,
-                        next + 4 * n, host->any_pending, next + 5 * n};
+                        next + 4 * n, host->any_pending, next + 5 * n, all_fresh};
     next += 6 * n;
   }
   return idx;

@@ -28,6 +28,7 @@ struct DeviceSubset {
   const int32_t* pend_end = nullptr;
   bool any_pending = false;
   const int32_t* fresh = nullptr;  // [count]: 1 where the slot holds the zero state of ResetSlot
+  bool all_fresh = false;          // every entry of fresh is 1
 };
 
 // Device index arrays of one batch (the trunk's, or the MTP heads' sub-batch).

@@ -81,6 +81,8 @@ TEST_CASE("a mixed batch: rows, unembedded rows, kernel subsets and the packed u
   CHECK(Read(idx.multi.end, 1) == std::vector<int32_t>{4});
   CHECK(Read(idx.multi.fresh, 1) == std::vector<int32_t>{1});
   CHECK(Read(idx.single.fresh, 1) == std::vector<int32_t>{0});
+  CHECK(idx.multi.all_fresh);
+  CHECK_FALSE(idx.single.all_fresh);
   CHECK(Read(idx.single.slots, 1) == std::vector<int32_t>{1});
   CHECK(Read(idx.deferred.begin, 1) == std::vector<int32_t>{5});
   CHECK(Read(idx.deferred.end, 1) == std::vector<int32_t>{8});

@@ -194,7 +194,8 @@ absl::Status ForwardPass::RunMtpHeads(const IndexPlan& plan, const int32_t* at, 
 // kernel, the others through the step kernel (one token each) or the chunkwise kernel (the
 // recurrent one for heads too large for its shared memory); heads too large for the tiled
 // kernels take the recurrent kernel for all.
-absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float* h, const Indices& idx) {
+absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float* h, const Indices& idx,
+                                   bool bf16_products) {
   if (!Tiled()) {
     MlstmParams p = LayerParams(layer, proj, ProjMlstmColumns(), h, idx.row_begin, idx.slots, idx.num_seqs);
     p.seq_defer = idx.defer;
@@ -236,6 +237,7 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
       ASSIGN_OR_RETURN(p.chunk_gates, scratch_.chunk_gates.Get(size_t(rows) * p.heads * kChunkGateFields));
       ASSIGN_OR_RETURN(p.chunk_carry, scratch_.chunk_carry.Get(size_t(ChunkCarrySlots(rows)) * p.heads * p.dqk *
                                                                (p.dv + 1)));
+      p.bf16_products = bf16_products;
       CUDA_RETURN_IF_ERROR(MlstmChunkwise(p, idx.multi.max_tokens, multi_stream));
       RETURN_IF_ERROR(profiler_->Mark("mlstm chunkwise", stream_));
     } else {
@@ -257,6 +259,7 @@ MlstmParams ForwardPass::SubsetParams(int layer, const float* base, const MlstmC
   MlstmParams p = LayerParams(layer, base, c, h, s.begin, s.slots, s.count);
   p.seq_row_end = s.end;
   p.seq_fresh = s.fresh;
+  p.all_fresh = s.all_fresh;
   return p;
 }
 
@@ -300,7 +303,8 @@ absl::Status ForwardPass::RunBlock(const DeviceBlock& w, int layer, int rows, co
                                            idx.defer_src, idx.defer_dst, idx.num_defer_rows,
                                            idx.store + store_.LayerOffset(layer), stream_));
   }
-  RETURN_IF_ERROR(RunMlstm(layer, rows, proj, h, idx));
+  const bool bf16_products = precision_ == Precision::kBf16 && w.proj.type == WeightType::kBF16;
+  RETURN_IF_ERROR(RunMlstm(layer, rows, proj, h, idx, bf16_products));
   // hg: [rows, heads * dv], normed per head and gated by sigmoid(o)
   CUDA_RETURN_IF_ERROR(HeadNormGate(h, proj + cols_.o, cols_.width, w.mh_norm_w, w.mh_norm_b, rows, heads,
                                     cfg_.v_head_dim(), norm_eps, Fp32InputFor(rows, w.out_proj, hg), bf16, stream_));

@@ -188,13 +188,17 @@ struct MlstmParams {
   // Scratch that MlstmChunkwise needs (null otherwise): chunk_p [rows, heads, kChunkTokens] (each
   // row's weighted scores against the keys of its chunk), chunk_gates [rows, heads,
   // kChunkGateFields], and chunk_carry [ChunkCarrySlots(rows), heads, dqk * (dv + 1)] (C, then
-  // n, in fp32 between the chunks of a sequence).
+  // n, in fp32 at each boundary between the chunks of a sequence).
   float* chunk_p = nullptr;
   float* chunk_gates = nullptr;
   float* chunk_carry = nullptr;
   // [num_seqs], nullable: 1 where the slot holds the zero state of a reset (the chunkwise kernels
   // then skip reading C and n, and the products with them, for the sequence's first chunk).
   const int32_t* seq_fresh = nullptr;
+  bool all_fresh = false;  // every seq_fresh entry is 1 (known on the host)
+  // The chunkwise products' precision: operands as bf16 hi + lo pairs, fp32 accumulation (the
+  // bf16 precision), or fp32-accurate 3xTF32 (exact); chunk_mma.cuh.
+  bool bf16_products = false;
   int num_seqs;
   int heads;
   int dqk;
@@ -219,9 +223,10 @@ cudaError_t MlstmRecurrent(const MlstmParams& p, cudaStream_t stream);
 // rows of any sequence. Needs MlstmChunkwiseSupports(dqk) (dqk a multiple of 4).
 constexpr int kChunkTokens = 128;
 constexpr int kChunkGateFields = 8;
-// Carry slots for a pass of `rows` rows: a sequence longer than one chunk takes slot
-// begin / (kChunkTokens + 1), distinct since such sequences own disjoint runs of more rows.
-inline int ChunkCarrySlots(int rows) { return rows / (kChunkTokens + 1) + 1; }
+// Carry slots for a pass of `rows` rows: the state entering chunk c >= 1 of a sequence, whose
+// chunk starts at row cs, takes slot cs / kChunkTokens - 1; distinct, since the chunks before
+// them are disjoint runs of kChunkTokens rows.
+inline int ChunkCarrySlots(int rows) { return rows / kChunkTokens + 1; }
 bool MlstmChunkwiseSupports(int dqk);
 cudaError_t MlstmChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t stream);
 

@@ -12,14 +12,14 @@
 // MlstmChunkScoresKernel: grid (num_seqs, heads, 32-row tiles of the longest sequence x
 // kTilesPerChunk key tiles): a row tile against one 32-key tile of its chunk up to its own, over
 // dqk in slices of 64 (q and k [32][64] in shared memory, loaded into registers one slice ahead).
-// Four warps: rows 16 (w % 2) .. + 15 against the 32 keys (four mma tiles, 3xTF32,
-// tf32_mma.cuh) over the dqk half w / 2 of each slice; the halves' sums meet in shared memory
-// and are weighted by the gates:
+// Four warps: rows 16 (w % 2) .. + 15 against the 32 keys (four mma tiles, 3xTF32 or bf16
+// pairs by p.bf16_products, chunk_mma.cuh) over the dqk half w / 2 of each slice; the halves'
+// sums meet in shared memory and are weighted by the gates:
 //   P_ts = (q_t · k_s) / sqrt(dqk) · exp(b_t + (ĩ_s - b_s) - m_t)   for s <= t, else 0.
 // The exponent is <= 0 there (m_t bounds it), so P is finite whatever the gates.
 #include "kernels/dependent_launch.cuh"
 #include "kernels/mlstm_chunkwise.cuh"
-#include "kernels/tf32_mma.cuh"
+#include "kernels/chunk_mma.cuh"
 
 namespace xlserve::kernels {
 namespace {
@@ -94,6 +94,7 @@ constexpr int kStride = kSlice + 4;    // q and k slice rows: fragments conflict
 constexpr int kPieces = kTile * kSlice / 4 / kScoreThreads;  // 4-value pieces of q (and of k) per thread
 constexpr size_t kScoresSmemBytes = (2 * 2 * kTile * kStride + 2 * kTile * 16) * sizeof(float);
 
+template <Products kP>
 __global__ void __launch_bounds__(kScoreThreads) MlstmChunkScoresKernel(MlstmParams p) {
   AllowDependentLaunch();
   WaitForPriorKernels();
@@ -140,7 +141,7 @@ __global__ void __launch_bounds__(kScoreThreads) MlstmChunkScoresKernel(MlstmPar
   for (int s = 0; s < slices; ++s) {
     __syncthreads();
     if (s + 1 < slices) load(s + 1);
-    WarpTileSlice32<1, 4, kStride, kStride, false, true>(d, q_buf(s) + (r0 + g) * kStride + 32 * half + t4,
+    WarpTileSlice32<kP, 1, 4, kStride, kStride, false, true>(d, q_buf(s) + (r0 + g) * kStride + 32 * half + t4,
                                                         k_buf(s) + g * kStride + 32 * half + t4);
     if (s + 1 < slices) store(s + 1);
   }
@@ -172,6 +173,15 @@ __global__ void __launch_bounds__(kScoreThreads) MlstmChunkScoresKernel(MlstmPar
   }
 }
 
+template <Products kP>
+cudaError_t LaunchScores(const MlstmParams& p, int max_tokens, cudaStream_t stream) {
+  const cudaError_t e = AllowDynamicSmem<MlstmChunkScoresKernel<kP>>(kScoresSmemBytes);
+  if (e != cudaSuccess) return e;
+  const int tiles = (max_tokens + kTile - 1) / kTile;
+  return LaunchDependent(MlstmChunkScoresKernel<kP>, dim3(p.num_seqs, p.heads, tiles * kTilesPerChunk), kScoreThreads,
+                         kScoresSmemBytes, stream, p);
+}
+
 }  // namespace
 
 cudaError_t LaunchChunkGates(const MlstmParams& p, cudaStream_t stream) {
@@ -179,11 +189,8 @@ cudaError_t LaunchChunkGates(const MlstmParams& p, cudaStream_t stream) {
 }
 
 cudaError_t LaunchChunkScores(const MlstmParams& p, int max_tokens, cudaStream_t stream) {
-  const cudaError_t e = AllowDynamicSmem<MlstmChunkScoresKernel>(kScoresSmemBytes);
-  if (e != cudaSuccess) return e;
-  const int tiles = (max_tokens + kTile - 1) / kTile;
-  return LaunchDependent(MlstmChunkScoresKernel, dim3(p.num_seqs, p.heads, tiles * kTilesPerChunk), kScoreThreads,
-                         kScoresSmemBytes, stream, p);
+  return p.bf16_products ? LaunchScores<Products::kBf16Pair>(p, max_tokens, stream)
+                         : LaunchScores<Products::k3xTf32>(p, max_tokens, stream);
 }
 
 }  // namespace xlserve::kernels

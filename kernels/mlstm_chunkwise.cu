@@ -16,19 +16,26 @@
 // Kernels, in stream order (each waits for the previous one; dependent launches):
 //   MlstmChunkGates, MlstmChunkScores (mlstm_chunk_prep.cu): the gate records and P of every
 //     chunk at once (they do not depend on C or n);
-//   then per chunk index c, for every sequence long enough:
-//   MlstmChunkOutputKernel: grid (num_seqs, heads, ceil(dv / 32)): the h of all the chunk's
-//     tokens for 32 columns, 8 warps of 32 tokens x 16 columns (2 x 2 mma tiles, 3xTF32,
-//     tf32_mma.cuh). Operands stream through shared memory in slices of 32 along the sum,
-//     each loaded into registers while the previous slice is multiplied: q [128][32] with C
-//     [32][32] and n over dqk (Q̂ C and q̂·n), then P [128][32] with v [32][32] over the keys
-//     (P V and Σ_s P_ts). Fp32 slices, strides 36 and 40 (conflict-free fragments); 49 KB.
+//   MlstmChunkOutputKernel for chunk 0 (it reads the state, which the last update overwrites;
+//     not when every sequence starts from a zero state, which it does not read);
+//   MlstmChunkUpdateKernel once per chunk index c, in order: the state after the chunk, into the
+//     carry of the next chunk (or, at a sequence's last, the state);
+//   MlstmChunkOutputKernel for all later chunks in one launch, each from its carry: the
+//     chunks' outputs do not wait for each other, and fill the GPU where one chunk's cannot.
+//   MlstmChunkOutputKernel: grid (num_seqs, heads, ceil(dv / 32) x chunks): the h of all of a
+//     chunk's tokens for 32 columns, 8 warps of 32 tokens x 16 columns (2 x 2 mma tiles, 3xTF32, or
+//     bf16 pairs with p.bf16_products; chunk_mma.cuh). Operands stream through shared memory in
+//     slices of 32 along the sum, each loaded into registers while the previous slice is
+//     multiplied: q [128][32] with C [32][32] and n over dqk (Q̂ C and q̂·n), then P [128][32]
+//     with v [32][32] over the keys (P V and Σ_s P_ts). Fp32 slices, strides 36 and 40
+//     (conflict-free fragments); 49 KB.
 //   MlstmChunkUpdateKernel: grid (num_seqs, heads x ceil(dqk / 128), ceil(dv / 32)): C' for 128
 //     rows x 32 columns, Kᵀ (e ⊙ V) over the chunk's tokens in slices of 32 (k [32][128], e ⊙ v
 //     [32][32]), 8 warps of 32 rows x 16 columns; blocks of the first column tile advance n for
 //     their rows, and at a sequence's last chunk one thread writes m.
-// Between chunks C and n live in fp32 (p.chunk_carry), so a bf16 state is rounded once per
-// pass, as by the recurrent kernel; chunk 0 reads the state and the last chunk writes it. A
+// Between chunks C and n live in fp32 (p.chunk_carry, one per chunk boundary), so a bf16 state
+// is rounded once per pass, as by the recurrent kernel; chunk 0 reads the state and the last
+// chunk writes it. A
 // sequence whose slot still holds a reset's zero state (p.seq_fresh: a new prompt) reads no C or
 // n at chunk 0: Q̂ C, q̂·n and g C are zero, so the output blocks run only the key slices.
 // Shapes/layout as for MlstmRecurrent (launchers.h): q, k, v, gates column slices of [rows,
@@ -39,7 +46,7 @@
 
 #include "kernels/dependent_launch.cuh"
 #include "kernels/mlstm_chunkwise.cuh"
-#include "kernels/tf32_mma.cuh"
+#include "kernels/chunk_mma.cuh"
 
 namespace xlserve::kernels {
 namespace {
@@ -73,29 +80,32 @@ __device__ __forceinline__ void StorePieces(float* dst, int stride, const float4
 }
 
 // Where chunk c of a sequence reads C and n from, and where it writes them: the state at the
-// sequence's first chunk and last chunk, the fp32 carry in between.
+// sequence's first chunk and last chunk, fp32 carries ([dqk, dv] C, then n [dqk]) in between,
+// one per chunk boundary, so that the outputs of later chunks can read theirs after the
+// updates have moved on.
 template <typename T>
 struct ChunkState {
   HeadState<T> state;
-  float* carry;  // [dqk, dv] C, then n [dqk]
+  const float* in;  // the carry entering the chunk (not at the first)
+  float* out;       // the carry leaving it (not at the last)
   bool first, last;
   int dqk, dv;
   __device__ float C(int i, int j) const {
-    return first ? ToFloat(state.c[int64_t(i) * dv + j]) : carry[int64_t(i) * dv + j];
+    return first ? ToFloat(state.c[int64_t(i) * dv + j]) : in[int64_t(i) * dv + j];
   }
-  __device__ float N(int i) const { return first ? ToFloat(state.n[i]) : carry[int64_t(dqk) * dv + i]; }
+  __device__ float N(int i) const { return first ? ToFloat(state.n[i]) : in[int64_t(dqk) * dv + i]; }
   __device__ void SetC(int i, int j, float v) const {
     if (last) {
       state.c[int64_t(i) * dv + j] = FromFloat<T>(v);
     } else {
-      carry[int64_t(i) * dv + j] = v;
+      out[int64_t(i) * dv + j] = v;
     }
   }
   __device__ void SetN(int i, float v) const {
     if (last) {
       state.n[i] = FromFloat<T>(v);
     } else {
-      carry[int64_t(dqk) * dv + i] = v;
+      out[int64_t(dqk) * dv + i] = v;
     }
   }
 };
@@ -107,11 +117,16 @@ __device__ __forceinline__ bool StartsFromZero(const MlstmParams& p, int seq, in
 
 template <typename T>
 __device__ ChunkState<T> ChunkStateOf(const MlstmParams& p, int seq, int head, int begin, int end, int cs) {
+  // The carry entering the chunk that starts at row `at` (ChunkCarrySlots).
+  const auto carry = [&](int at) {
+    return p.chunk_carry + (int64_t(at / kChunk - 1) * p.heads + head) * p.dqk * (p.dv + 1);
+  };
   ChunkState<T> s;
   s.state = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
-  s.carry = p.chunk_carry + (int64_t(begin / (kChunk + 1)) * p.heads + head) * p.dqk * (p.dv + 1);
   s.first = cs == begin;
   s.last = cs + kChunk >= end;
+  s.in = s.first ? nullptr : carry(cs);
+  s.out = s.last ? nullptr : carry(cs + kChunk);
   s.dqk = p.dqk;
   s.dv = p.dv;
   return s;
@@ -121,18 +136,21 @@ __device__ ChunkState<T> ChunkStateOf(const MlstmParams& p, int seq, int head, i
 __device__ __forceinline__ int FragRow(int mt, int e) { return 16 * mt + AccRow(e); }
 __device__ __forceinline__ int FragCol(int nt, int e) { return 8 * nt + AccCol(e); }
 
-// Outputs of chunk `chunk` for kCols columns of one head, all its tokens. Warp w: tokens 32 (w / 2)
+// Outputs of chunk first_chunk + blockIdx.z / (column tiles) for the kCols columns of column
+// tile blockIdx.z % (column tiles) of one head, all the chunk's tokens. Warp w: tokens 32 (w / 2)
 // .. + 31, columns 16 (w % 2) .. + 15, as 2 x 2 mma tiles. Slices, each staged one ahead in
 // registers while the previous one is multiplied: first the dqk rows of Q̂ C, 32 at a time (q
 // [tokens][32], C [32][cols], n), then the chunk's keys of P V, 32 at a time (P [tokens][32], v
 // [32][cols]); a warp skips key slices past its tokens (P is zero there).
-template <typename T>
-__global__ void __launch_bounds__(kChunkThreads) MlstmChunkOutputKernel(MlstmParams p, int chunk) {
+template <typename T, Products kP>
+__global__ void __launch_bounds__(kChunkThreads, 2) MlstmChunkOutputKernel(MlstmParams p, int first_chunk) {
   AllowDependentLaunch();
   WaitForPriorKernels();
   extern __shared__ float4 smem4[];
   float* smem = reinterpret_cast<float*>(smem4);
-  const int seq = blockIdx.x, head = blockIdx.y, j0 = blockIdx.z * kCols;
+  const int col_tiles = (p.dv + kCols - 1) / kCols;
+  const int seq = blockIdx.x, head = blockIdx.y, chunk = first_chunk + blockIdx.z / col_tiles;
+  const int j0 = blockIdx.z % col_tiles * kCols;
   const int begin = p.seq_row_begin[seq], end = SeqRowEnd(p, seq);
   const int cs = begin + chunk * kChunk;
   if (cs >= end) return;
@@ -163,7 +181,7 @@ __global__ void __launch_bounds__(kChunkThreads) MlstmChunkOutputKernel(MlstmPar
       }
       const int i = i0 + b_row;
       b_reg = i < p.dqk ? (st.first ? Load4(st.state.c + int64_t(i) * p.dv + j0 + b_col, width - b_col)
-                                    : Load4(st.carry + int64_t(i) * p.dv + j0 + b_col, width - b_col))
+                                    : Load4(st.in + int64_t(i) * p.dv + j0 + b_col, width - b_col))
                         : make_float4(0, 0, 0, 0);
       if (tid < kSlice) n_reg = i0 + tid < p.dqk ? st.N(i0 + tid) : 0.0f;
     } else {
@@ -201,14 +219,14 @@ __global__ void __launch_bounds__(kChunkThreads) MlstmChunkOutputKernel(MlstmPar
     const float* a_lane = a + (32 * tg + g) * kAStride + t4;
     const float* b_lane = b + t4 * kBStride + c0 + g;
     if (s < inter_slices) {
-      if (32 * tg < len) WarpTileSlice32<2, 2, kAStride, kBStride, false>(inter, a_lane, b_lane);
+      if (32 * tg < len) WarpTileSlice32<kP, 2, 2, kAStride, kBStride, false>(inter, a_lane, b_lane);
       const float* nn = n_buf + (s & 1) * kSlice;
 #pragma unroll
       for (int k = 0; k < kSlice / 2; ++k) qn_part += a[sum_t * kAStride + sum_k + k] * nn[sum_k + k];
     } else {
       const int ks = s - inter_slices;
       if (ks <= tg && 32 * tg < len) {
-        WarpTileSlice32<2, 2, kAStride, kBStride, false>(intra, a_lane, b_lane);
+        WarpTileSlice32<kP, 2, 2, kAStride, kBStride, false>(intra, a_lane, b_lane);
       }
       if (ks <= sum_t / kSlice) {  // key tiles past a token's own were never written
 #pragma unroll
@@ -247,7 +265,7 @@ __global__ void __launch_bounds__(kChunkThreads) MlstmChunkOutputKernel(MlstmPar
 // Warp w: rows 32 (w / 2) .. + 31, columns 16 (w % 2) .. + 15, as 2 x 2 mma tiles (A = Kᵀ read
 // from k's [token][row] layout). Blocks of the first column tile also advance n for their rows;
 // at a sequence's last chunk one thread writes m.
-template <typename T>
+template <typename T, Products kP>
 __global__ void __launch_bounds__(kChunkThreads, 2) MlstmChunkUpdateKernel(MlstmParams p, int chunk) {
   AllowDependentLaunch();
   WaitForPriorKernels();
@@ -319,7 +337,8 @@ __global__ void __launch_bounds__(kChunkThreads, 2) MlstmChunkUpdateKernel(Mlstm
     __syncthreads();
     if (s + 1 < slices) load(s + 1);
     const float* k = k_buf(s);
-    WarpTileSlice32<2, 2, kKStride, kBStride, true>(acc, k + t4 * kKStride + r0 + g, v_buf(s) + t4 * kBStride + c0 + g);
+    WarpTileSlice32<kP, 2, 2, kKStride, kBStride, true>(acc, k + t4 * kKStride + r0 + g,
+                                                        v_buf(s) + t4 * kBStride + c0 + g);
     if (advance_n) {
       const float* es = e_buf + (s & 1) * kSlice;
 #pragma unroll 8
@@ -343,22 +362,31 @@ __global__ void __launch_bounds__(kChunkThreads, 2) MlstmChunkUpdateKernel(Mlstm
   if (blockIdx.z == 0 && i0 == 0 && tid == 0 && st.last) *st.state.m = GateRecord(p, end - 1, head)[kGateM];
 }
 
-template <typename T>
+template <typename T, Products kP>
 cudaError_t LaunchChunks(const MlstmParams& p, int max_tokens, cudaStream_t stream) {
   const size_t out_smem = kOutputSmemFloats * sizeof(float), up_smem = kUpdateSmemFloats * sizeof(float);
-  cudaError_t e = AllowDynamicSmem<MlstmChunkOutputKernel<T>>(out_smem);
-  if (e == cudaSuccess) e = AllowDynamicSmem<MlstmChunkUpdateKernel<T>>(up_smem);
+  cudaError_t e = AllowDynamicSmem<MlstmChunkOutputKernel<T, kP>>(out_smem);
+  if (e == cudaSuccess) e = AllowDynamicSmem<MlstmChunkUpdateKernel<T, kP>>(up_smem);
   if (e != cudaSuccess) return e;
   const int col_tiles = (p.dv + kCols - 1) / kCols, row_tiles = (p.dqk + kUpdateRows - 1) / kUpdateRows;
-  for (int c = 0; c * kChunk < max_tokens; ++c) {
-    e = LaunchDependent(MlstmChunkOutputKernel<T>, dim3(p.num_seqs, p.heads, col_tiles), kChunkThreads, out_smem,
-                        stream, p, c);
-    if (e == cudaSuccess) {
-      e = LaunchDependent(MlstmChunkUpdateKernel<T>, dim3(p.num_seqs, p.heads * row_tiles, col_tiles), kChunkThreads,
-                          up_smem, stream, p, c);
-    }
-    if (e != cudaSuccess) return e;
+  const int chunks = (max_tokens + kChunk - 1) / kChunk;
+  // Chunk 0's outputs first where they read a state, which the last chunk's update overwrites;
+  // from zero states they read nothing and join the others.
+  const int first_late = p.all_fresh ? 0 : 1;
+  if (first_late == 1) {
+    e = LaunchDependent(MlstmChunkOutputKernel<T, kP>, dim3(p.num_seqs, p.heads, col_tiles), kChunkThreads, out_smem,
+                        stream, p, 0);
   }
+  for (int c = 0; c < chunks && e == cudaSuccess; ++c) {
+    e = LaunchDependent(MlstmChunkUpdateKernel<T, kP>, dim3(p.num_seqs, p.heads * row_tiles, col_tiles), kChunkThreads,
+                        up_smem, stream, p, c);
+  }
+  // Then the outputs of every later chunk in one launch, each from its own carry.
+  if (e == cudaSuccess && chunks > first_late) {
+    e = LaunchDependent(MlstmChunkOutputKernel<T, kP>, dim3(p.num_seqs, p.heads, col_tiles * (chunks - first_late)),
+                        kChunkThreads, out_smem, stream, p, first_late);
+  }
+  if (e != cudaSuccess) return e;
   return cudaGetLastError();
 }
 
@@ -377,8 +405,13 @@ cudaError_t MlstmChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t st
   cudaError_t e = LaunchChunkGates(p, stream);
   if (e == cudaSuccess) e = LaunchChunkScores(p, max_tokens, stream);
   if (e != cudaSuccess) return e;
-  return p.state.type == StateType::kF32 ? LaunchChunks<float>(p, max_tokens, stream)
-                                         : LaunchChunks<__nv_bfloat16>(p, max_tokens, stream);
+  const bool f32 = p.state.type == StateType::kF32;
+  if (p.bf16_products) {
+    return f32 ? LaunchChunks<float, Products::kBf16Pair>(p, max_tokens, stream)
+               : LaunchChunks<__nv_bfloat16, Products::kBf16Pair>(p, max_tokens, stream);
+  }
+  return f32 ? LaunchChunks<float, Products::k3xTf32>(p, max_tokens, stream)
+             : LaunchChunks<__nv_bfloat16, Products::k3xTf32>(p, max_tokens, stream);
 }
 
 }  // namespace xlserve::kernels
