@@ -28,6 +28,12 @@ class Server:
                     out[name] = float(value)
             return out
 
+    def engine_times(self):
+        """(passes, seconds in passes, engine-thread seconds in iterations with a pass) so far."""
+        m = self.metrics()
+        return (m.get("xlserve_engine_steps_total", 0), m.get("xlserve_engine_step_seconds_total", 0),
+                m.get("xlserve_engine_loop_seconds_total", 0))
+
     def rss_gib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             kb = next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))

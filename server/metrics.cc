@@ -66,6 +66,9 @@ std::string Metrics::Render() const {
   out.Counter("xlserve_engine_steps_total", "Forward passes of the engine thread.", engine_steps_total.load());
   out.Counter("xlserve_engine_step_seconds_total", "Time in forward passes (host clock).",
               engine_step_seconds_total.load());
+  out.Counter("xlserve_engine_loop_seconds_total",
+              "Engine-thread time in scheduler iterations that ran a forward pass, the pass included.",
+              engine_loop_seconds_total.load());
   out.Counter("xlserve_state_store_seconds_total",
               "Engine-thread time spent issuing state-store snapshots and restores (the copies run asynchronously).",
               state_store_seconds_total.load());

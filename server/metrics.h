@@ -58,6 +58,9 @@ struct Metrics {
   std::atomic<int64_t> sessions_missed_total{0};  // named a session that was unknown or evicted
   std::atomic<int64_t> engine_steps_total{0};
   std::atomic<double> engine_step_seconds_total{0};  // host time in forward passes
+  // Engine-thread time in iterations that ran a pass, the pass included: minus the above, the
+  // host's own work per step (planning, admission, token delivery), which the GPU waits for.
+  std::atomic<double> engine_loop_seconds_total{0};
   std::atomic<double> state_store_seconds_total{0};  // engine-thread time in state-store calls
 
   // The state store's figures as of the engine's last iteration.

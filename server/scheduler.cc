@@ -152,6 +152,8 @@ void Scheduler::Loop() {
 }
 
 bool Scheduler::RunIteration() {
+  const auto start = Clock::now();
+  const int64_t steps_before = metrics_->engine_steps_total;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) {
@@ -184,6 +186,7 @@ bool Scheduler::RunIteration() {
     store_->ExpireSessions();
     next_expiry_ = Clock::now() + std::chrono::seconds(1);
   }
+  if (metrics_->engine_steps_total != steps_before) metrics_->engine_loop_seconds_total += SecondsSince(start);
   PublishMetrics();
   return !stop_now;
 }

@@ -120,6 +120,10 @@ TEST_CASE("greedy completions are the model's own, whatever the batching and chu
     CHECK(c.usage.prompt_tokens == 3 + 11 * i);
   }
   CHECK(h.scheduler->slots_in_use() == 0);
+  // Iterations with a pass are timed whole, the pass included.
+  CHECK(h.metrics.engine_steps_total > 0);
+  CHECK(h.metrics.engine_step_seconds_total > 0);
+  CHECK(h.metrics.engine_loop_seconds_total >= h.metrics.engine_step_seconds_total);
 }
 
 TEST_CASE("each iteration is one forward pass: decode rows first, then a bounded prompt chunk") {
