@@ -13,7 +13,9 @@ The GPU machine has torch and triton but no network, so the wheels travel with t
     bash bench/fetch_nxai_wheels.sh                # here, with PyPI reachable: fills .whl/
     pip install --no-index --no-deps .whl/*.whl    # there, or: pip install --no-index --no-deps
     python3 bench/nxai_peer.py --json nxai.json    #   --target .nxai .whl/*.whl; PYTHONPATH=.nxai
-Run it in the same session as the bench, so the two tables compare. Weights are random (the
+Run it in the same session as the bench, so the two tables compare. The chunkwise kernel is
+first tried on one block in a child process; where it cannot run (a Triton compile that aborts),
+the measurement uses chunkwise--native_autograd and says so. Weights are random (the
 speed does not depend on them); nothing is downloaded at run time.
 Checking the logic on a CPU, with the torch-native kernels (no graph capture there):
     python3 bench/nxai_peer.py --tiny --device cpu --steps 2 --step-kernel native \
@@ -22,6 +24,10 @@ Checking the logic on a CPU, with the torch-native kernels (no graph capture the
 import argparse
 import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 
 import torch
@@ -33,11 +39,14 @@ except ImportError as e:
 
 
 def model_config(args):
-    # The 7b shape of bench/hf_reference.py; --tiny keeps the structure at a size a CPU runs.
+    # The 7b shape of bench/hf_reference.py; --tiny keeps the structure at a size a CPU runs;
+    # --probe keeps the head sizes (what the kernels are compiled for) with one block.
     if args.tiny:
         shape = dict(embedding_dim=512, num_heads=4, num_blocks=2, vocab_size=1024)
     else:
         shape = dict(embedding_dim=4096, num_heads=8, num_blocks=32, vocab_size=50304)
+    if args.probe:
+        shape.update(num_blocks=1, vocab_size=1024)
     return xLSTMLargeConfig(
         **shape, qk_dim_factor=0.5, v_dim_factor=1.0, ffn_proj_factor=2.667,
         ffn_round_up_to_multiple_of=64, gate_soft_cap=15.0, output_logit_soft_cap=30.0,
@@ -106,6 +115,27 @@ def decode_runner(model, batch, vocab, device):
     return run, replay is not step
 
 
+NATIVE_CHUNKWISE = "chunkwise--native_autograd"
+
+
+def chunkwise_failure(args):
+    """Why the chunkwise kernel cannot run a prompt here, or None when it can. Tried in a child
+    process: a Triton compile may abort the interpreter (an LLVM assertion was seen on an H200
+    machine) instead of raising."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--probe", "--device", args.device,
+           "--chunkwise-kernel", args.chunkwise_kernel, "--step-kernel", args.step_kernel,
+           "--chunk-size", str(args.chunk_size), "--weight-mode", args.weight_mode] + (["--tiny"] if args.tiny else [])
+    try:
+        r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        return "no result in 900 s"
+    if r.returncode == 0:
+        return None
+    how = f"killed by {signal.Signals(-r.returncode).name}" if r.returncode < 0 else f"exit status {r.returncode}"
+    last = (r.stderr.strip().splitlines() or [""])[-1]
+    return f"{how}{': ' + last[:200] if last else ''}"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -124,7 +154,16 @@ def main():
                     help="the xl_chunk kernel's default; prompts are padded to a multiple of it")
     ap.add_argument("--weight-mode", default="single", choices=["single", "fused"],
                     help="'single' as checkpoints load; 'fused' concatenates q,k,v,o and the gates")
+    ap.add_argument("--probe", action="store_true",
+                    help="only run two chunks of a prompt through one block of the shape, and exit 0 if it works "
+                         "(the check run before measuring, in a child process)")
     args = ap.parse_args()
+    if not args.probe and args.chunkwise_kernel != NATIVE_CHUNKWISE:
+        failure = chunkwise_failure(args)
+        if failure:
+            print(f"chunkwise kernel {args.chunkwise_kernel} fails here ({failure}); "
+                  f"measuring with {NATIVE_CHUNKWISE} instead", flush=True)
+            args.chunkwise_kernel = NATIVE_CHUNKWISE
 
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -135,6 +174,11 @@ def main():
     with torch.device(device) if device.type == "cuda" else contextlib.nullcontext():
         model = xLSTMLarge(cfg)
     model = model.to(device).eval()
+    if args.probe:
+        with torch.inference_mode():
+            model(torch.randint(3, cfg.vocab_size, (1, 2 * cfg.chunk_size), device=device))
+        sync(device)
+        return
     rows = []
     graphs = False
     print(f"NX-AI xlstm_large, {'tiny' if args.tiny else '7b'} shape, bf16 weights and state, "
