@@ -19,7 +19,9 @@ import openai
 import yaml
 
 XLSERVE = os.path.abspath(sys.argv.pop(1) if len(sys.argv) > 1 else "xlserve")
-BASE = 53000 + (os.getpid() % 50) * 40  # parallel test runs get their own ports
+# Parallel test runs get their own ports, below Linux's ephemeral range (32768-60999), where a
+# client polling a port before its server listens could connect to itself (dns_discovery_test).
+BASE = 24000 + (os.getpid() % 50) * 40
 
 
 def metrics(port):

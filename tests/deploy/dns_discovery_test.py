@@ -26,7 +26,11 @@ sys.path.insert(0, os.getcwd())  # the runfiles root: tests/testing is there
 from tests.testing.xlserve_processes import wait_for  # noqa: E402
 
 NAME = "replicas.xlserve.test"
-PORT = 56000 + (os.getpid() % 200) * 5
+# Fixed ports (two replicas share one, as pods behind a headless Service do), below Linux's
+# ephemeral range (32768-60999): a client polling a port in that range before the server
+# listens can be handed that very port as its own and connect to itself, reading back its own
+# request (seen as "BadStatusLine: GET /metrics" under ASan).
+PORT = 21000 + (os.getpid() % 200) * 5
 GATEWAY = PORT + 1
 METRICS = PORT + 2
 IPS = ("127.0.0.1", "127.0.0.2")
