@@ -3,13 +3,12 @@
 // Activations and state maths are fp32; the state is stored in fp32 or bf16. Matrix products
 // with bf16 weights take the activations in the precision's bf16 form (launchers.h): exact, the
 // split pair (the products keep ~fp32 accuracy); bf16, bf16(x) alone (half the tensor-core
-// work, fp32 accumulation). One or two rows (decode
-// at batch 1; up to 8 rows for small matrices) go through the GEMV, which multiplies the fp32
-// activations exactly (exact) or the bf16 form (bf16); more rows through one bf16 tensor-core
-// GEMM in cuBLASLt with a timed choice of algorithm per shape (gemm_lt.h), the weights read
-// once. fp32 weights go through the small-row GEMV (decode) or SGEMM without TF32, in either
-// precision. The chunkwise mLSTM's products run 3xTF32, or bf16 pairs in the bf16 precision
-// on bf16 weights (chunk_mma.cuh).
+// work, fp32 accumulation). One or two rows (decode at batch 1; up to 8 rows for small
+// matrices) go through the GEMV, which multiplies the fp32 activations exactly (exact) or the
+// bf16 form (bf16); more rows through one bf16 tensor-core GEMM in cuBLASLt with a timed choice
+// of algorithm per shape (gemm_lt.h), the weights read once. fp32 weights go through the
+// small-row GEMV (decode) or SGEMM without TF32, in either precision. The chunkwise mLSTM's
+// products run 3xTF32, or bf16 pairs in the bf16 precision on bf16 weights (chunk_mma.cuh).
 // Per block: RMSNorm -> stacked q/k/v/o/ĩ/f̃ GEMM -> mLSTM (step kernel when a sequence has one
 // token, verify kernel for deferred sequences, else the chunkwise kernel; gate soft cap inside)
 // -> head norm * sigmoid(o) -> out_proj GEMM added to the residual -> RMSNorm -> stacked
