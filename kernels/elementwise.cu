@@ -11,7 +11,7 @@
 //                    (float4s of rows * ffn / 4 when ffn % 4 == 0)
 //                    (gu one plane, or a GEMM's planes, plus bias)
 //   GatherRowSegments: dst[dst_rows[i], :] = (src[src_rows[i], a:a+a_len], src[.., b:b+b_len])
-//                    grid (count), block 256 over the a_len + b_len columns
+//                    grid (count, column blocks), a thread per float4 (or float) of the row
 //   ToBf16Activation: bf16 form of x (hi, and lo for a pair)        1-D grid over count
 //   ArgmaxRows:      out[r] = argmax_c x[r, c]                      grid (rows), block 256 over c
 // Activations fp32 row-major; tables F32 or BF16; biases fp32; bf16 forms as in launchers.h.
@@ -146,13 +146,17 @@ __global__ void SwiGluKernel(const float* gu, int planes, const float* bias, int
   }
 }
 
-__global__ void GatherRowSegmentsKernel(const float* src, int64_t src_stride, int a, int a_len, int b, int b_len,
-                                        const int32_t* src_rows, const int32_t* dst_rows, float* dst) {
+// One value of V (float, or float4 where every offset allows) per thread: blockIdx.y spreads a
+// row over blocks, so that no thread waits on a chain of loads. Offsets and lengths in V units.
+template <typename V>
+__global__ void GatherRowSegmentsKernel(const V* src, int64_t src_stride, int a, int a_len, int b, int b_len,
+                                        const int32_t* src_rows, const int32_t* dst_rows, V* dst) {
   AllowDependentLaunch();
   WaitForPriorKernels();
-  const float* in = src + int64_t(src_rows[blockIdx.x]) * src_stride;
-  float* out = dst + int64_t(dst_rows[blockIdx.x]) * (a_len + b_len);
-  for (int c = threadIdx.x; c < a_len + b_len; c += blockDim.x) out[c] = c < a_len ? in[a + c] : in[b + c - a_len];
+  const int c = blockIdx.y * blockDim.x + threadIdx.x;
+  if (c >= a_len + b_len) return;
+  const V* in = src + int64_t(src_rows[blockIdx.x]) * src_stride;
+  dst[int64_t(dst_rows[blockIdx.x]) * (a_len + b_len) + c] = c < a_len ? in[a + c] : in[b + c - a_len];
 }
 
 __global__ void ToBf16ActivationKernel(const float* x, int64_t count, Bf16Activation bf16) {
@@ -209,8 +213,18 @@ cudaError_t GatherRowSegments(const float* src, int64_t src_stride, int a, int a
                               const int32_t* src_rows, const int32_t* dst_rows, int count, float* dst,
                               cudaStream_t stream) {
   if (count == 0) return cudaSuccess;
-  LaunchDependent(GatherRowSegmentsKernel, count, kThreads, 0, stream, src, src_stride, a, a_len, b, b_len, src_rows,
-                  dst_rows, dst);
+  const bool vec = src_stride % 4 == 0 && a % 4 == 0 && a_len % 4 == 0 && b % 4 == 0 && b_len % 4 == 0 &&
+                   Aligned16(src) && Aligned16(dst);
+  const int units = (a_len + b_len) / (vec ? 4 : 1);
+  const dim3 grid(count, (units + kThreads - 1) / kThreads);
+  if (vec) {
+    LaunchDependent(GatherRowSegmentsKernel<float4>, grid, kThreads, 0, stream, reinterpret_cast<const float4*>(src),
+                    src_stride / 4, a / 4, a_len / 4, b / 4, b_len / 4, src_rows, dst_rows,
+                    reinterpret_cast<float4*>(dst));
+  } else {
+    LaunchDependent(GatherRowSegmentsKernel<float>, grid, kThreads, 0, stream, src, src_stride, a, a_len, b, b_len,
+                    src_rows, dst_rows, dst);
+  }
   return cudaGetLastError();
 }
 
