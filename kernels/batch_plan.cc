@@ -52,7 +52,7 @@ Indices IndexPlan::Resolve(const int32_t* at, float* store) const {
   idx.defer_dst = idx.defer_src + defer_src.size();
   idx.num_defer_rows = static_cast<int>(defer_src.size());
   idx.store = store;
-  idx.commit_factors = nullptr;
+  idx.verify_coef = nullptr;
   idx.num_seqs = static_cast<int>(slots.size());
   const int32_t* next = idx.defer_dst + defer_dst.size();
   for (auto [host, dev] :

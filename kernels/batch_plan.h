@@ -41,7 +41,7 @@ struct Indices {
   const int32_t* defer_dst;  // ... and where the store keeps their mLSTM inputs
   int num_defer_rows;
   float* store;
-  float* commit_factors;  // [deferred count, heads, kCommitFactorStride] when deferred.any_pending
+  float* verify_coef;  // [deferred count, heads, kVerifyCoefStride] when any sequence is deferred
   int num_seqs;
   // The sequences with defer_commit, and the others split by length: one token (the step
   // kernel) or more (chunkwise), so that decode rows beside a prompt chunk keep the step

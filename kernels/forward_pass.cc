@@ -57,9 +57,10 @@ absl::StatusOr<PassBuffers> ForwardPass::Prepare(const ForwardPlan& plan) {
     ASSIGN_OR_RETURN(b.store, DeferredStore());
   }
   b.idx = plan.trunk.Resolve(ints + plan.trunk_at, b.store);
-  if (plan.any_fused) {
-    ASSIGN_OR_RETURN(b.idx.commit_factors,
-                     scratch_.commit_factors.Get(size_t(b.idx.deferred.count) * cfg_.num_heads * kCommitFactorStride));
+  // One record per deferred sequence of the trunk or the heads, reused layer by layer.
+  const size_t verified = std::max(plan.trunk.deferred.slots.size(), plan.heads.deferred.slots.size());
+  if (verified > 0) {
+    ASSIGN_OR_RETURN(b.idx.verify_coef, scratch_.verify_coef.Get(verified * cfg_.num_heads * kVerifyCoefStride));
   }
   b.head_picked = plan.heads.slots.empty() ? 0 : num_mtp_heads() * static_cast<int>(plan.heads.picked.size());
   // The heads' logits follow the trunk's: one unembedding fills both.
@@ -96,7 +97,7 @@ absl::Status ForwardPass::Enqueue(const ForwardPlan& plan, const PassBuffers& b)
   const int picked = plan.picked(), head_picked = b.head_picked;
   ASSIGN_OR_RETURN(float* sel, scratch_.sel.Get(size_t(picked + head_picked) * d));
   CUDA_RETURN_IF_ERROR(GatherRows(x, b.idx.picked, picked, d, sel, stream_));
-  RETURN_IF_ERROR(RunMtpHeads(plan.heads, b.ints + plan.heads_at, b.store, b.idx.commit_factors, z,
+  RETURN_IF_ERROR(RunMtpHeads(plan.heads, b.ints + plan.heads_at, b.store, b.idx.verify_coef, z,
                               sel + size_t(picked) * d));
   RETURN_IF_ERROR(Unembed(sel, picked + head_picked, b.logits));
   RETURN_IF_ERROR(profiler_->Mark("lm_head + soft cap", stream_));
@@ -167,12 +168,12 @@ absl::Status ForwardPass::Unembed(const float* sel, int n, float* logits) {
 // Runs heads 1..n-1 on z (the sub-batch's rows of the residual stream the heads read) and
 // gathers each head's picked rows into sel [head][picked row][d] for the unembedding; nothing
 // without head sequences.
-absl::Status ForwardPass::RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, float* commit_factors,
+absl::Status ForwardPass::RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, float* verify_coef,
                                       const float* z, float* sel) {
   if (plan.slots.empty()) return absl::OkStatus();
   const int d = cfg_.hidden_size, rows = plan.rows(), n = static_cast<int>(plan.picked.size());
   Indices idx = plan.Resolve(at, store);
-  idx.commit_factors = commit_factors;
+  idx.verify_coef = verify_coef;
   ASSIGN_OR_RETURN(float* hx, scratch_.head_x.Get(size_t(rows) * d));
   for (int head = 1; head <= num_mtp_heads(); ++head) {
     if (cfg_.mtp->head_type == MtpHeadType::kMlstmBlock) {
@@ -204,22 +205,20 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
   }
   if (idx.deferred.count > 0) {
     MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.deferred);
+    p.verify_coef = idx.verify_coef;
     if (idx.deferred.any_pending) {
-      // The fused commit: n, m and the factors first, then the verify applies them to C.
+      // The fused commit: the prep advances n and m, the verify applies the factors to C.
       const float* base = idx.store + store_.LayerOffset(layer);
       const MlstmColumns sc = StoreColumns();
-      MlstmParams f = LayerParams(layer, base, sc, nullptr, idx.deferred.pend_begin, idx.deferred.slots,
-                                  idx.deferred.count);
-      f.seq_row_end = idx.deferred.pend_end;
-      f.pend_coef = idx.commit_factors;
-      CUDA_RETURN_IF_ERROR(MlstmCommitFactors(f, stream_));
       p.pend_k = base + sc.k;
       p.pend_v = base + sc.v;
+      p.pend_igate = base + sc.igate;
+      p.pend_fgate = base + sc.fgate;
       p.pend_stride = sc.stride;
       p.pend_begin = idx.deferred.pend_begin;
       p.pend_end = idx.deferred.pend_end;
-      p.pend_coef = idx.commit_factors;
     }
+    CUDA_RETURN_IF_ERROR(MlstmVerifyPrep(p, idx.deferred.max_tokens, stream_));
     CUDA_RETURN_IF_ERROR(MlstmVerify(p, idx.deferred.max_tokens, stream_));
     RETURN_IF_ERROR(profiler_->Mark("mlstm verify", stream_));
   }

@@ -51,7 +51,7 @@ struct ForwardScratch {
   // The store of deferred inputs (DeferredStoreLayout): kept across steps; its size changes only
   // with the number of slots.
   ScratchArray<float> deferred_store{&moves};
-  ScratchArray<float> commit_factors{&moves};  // [deferred sequences, heads, kCommitFactorStride]
+  ScratchArray<float> verify_coef{&moves};     // [deferred sequences, heads, kVerifyCoefStride]
   ScratchArray<float> logits{&moves};          // [picked rows + heads x the heads' picked rows, vocab]
   ScratchArray<int32_t> argmax{&moves};        // [picked rows + head rows]
   ScratchArray<float> x{&moves};               // the residual stream [rows, d]
@@ -118,7 +118,7 @@ class ForwardPass {
                           const int32_t* slots, int num_seqs) const;
   MlstmParams SubsetParams(int layer, const float* base, const MlstmColumns& c, float* h, const DeviceSubset& s) const;
   absl::Status Unembed(const float* sel, int n, float* logits);
-  absl::Status RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, float* commit_factors,
+  absl::Status RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, float* verify_coef,
                            const float* z, float* sel);
   // bf16_products: the chunkwise products in bf16 pairs, as where q, k and v came from a
   // projection that took bf16 activations (the bf16 precision on bf16 weights).

@@ -175,16 +175,19 @@ struct MlstmParams {
   // [num_seqs] (nullable): a sequence with a non-zero entry computes h from its state but leaves
   // the state unwritten (speculative verify, DESIGN §4).
   const int32_t* seq_defer = nullptr;
-  // A pending commit fused into MlstmVerify (nullable): before its own rows, sequence s applies
-  // rows [pend_begin[s], pend_end[s]) of pend_k / pend_v (row stride pend_stride) to its state
-  // with the factors at pend_coef[(s * heads + h) * kCommitFactorStride] (the decay of the state,
-  // then one weight per row) that MlstmCommitFactors wrote, and writes C back.
+  // A pending commit fused into a verify (pend_k null: none): before its own rows, sequence s
+  // applies rows [pend_begin[s], pend_end[s]) of pend_k, pend_v, pend_igate, pend_fgate (row
+  // stride pend_stride; the store of deferred inputs) to its state, and writes it back.
   const float* pend_k = nullptr;
   const float* pend_v = nullptr;
+  const float* pend_igate = nullptr;
+  const float* pend_fgate = nullptr;
   int64_t pend_stride = 0;
   const int32_t* pend_begin = nullptr;
   const int32_t* pend_end = nullptr;
-  float* pend_coef = nullptr;
+  // A verify's per-(sequence, head) factors, [num_seqs, heads, kVerifyCoefStride]: written by
+  // MlstmVerifyPrep, read by MlstmVerify (VerifyCoef says where each lies).
+  float* verify_coef = nullptr;
   // Scratch that MlstmChunkwise needs (null otherwise): chunk_p [rows, heads, kChunkTokens] (each
   // row's weighted scores against the keys of its chunk), chunk_gates [rows, heads,
   // kChunkGateFields], and chunk_carry [ChunkCarrySlots(rows), heads, dqk * (dv + 1)] (C, then
@@ -233,14 +236,26 @@ cudaError_t MlstmChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t st
 // Speculative verify and commit (DESIGN §4) with the step kernel's tiling; both need
 // MlstmStepSupports(dqk, dv, type) and at most kMaxVerifyTokens rows per sequence.
 constexpr int kMaxVerifyTokens = 8;
-// h of every row from the committed state, which stays unwritten (mlstm_verify.cu);
+// Where a verify's factors lie in its record of kVerifyCoefStride floats per (sequence, head)
+// (mlstm_verify_prep.cu has the maths): the pending commit's decay a_A and weights b_{As}, then
+// per verified token t the decay a_t of the committed state and the denominator, then the
+// weighted dots b_{ts} q̂_t·k_s (s <= t).
+struct VerifyCoef {
+  static constexpr int kCommitDecay = 0;
+  static constexpr int kCommitWeight = 1;
+  static constexpr int kDecay = kCommitWeight + kMaxVerifyTokens;
+  static constexpr int kDenom = kDecay + kMaxVerifyTokens;
+  static constexpr int kDots = kDenom + kMaxVerifyTokens;  // [t][s] at kDots + t * kMaxVerifyTokens + s
+};
+constexpr int kVerifyCoefStride = VerifyCoef::kDots + kMaxVerifyTokens * kMaxVerifyTokens;
+// The verify's factors into p.verify_coef, and, where a commit is pending, n and m advanced by it
+// (written to the state): grid (num_seqs, heads); before MlstmVerify on the same stream.
 // `max_tokens`: the most rows of any sequence.
+cudaError_t MlstmVerifyPrep(const MlstmParams& p, int max_tokens, cudaStream_t stream);
+// h of every row from the committed state, which stays unwritten apart from a pending commit's
+// C (mlstm_verify.cu); `max_tokens`: the most rows of any sequence.
 cudaError_t MlstmVerify(const MlstmParams& p, int max_tokens, cudaStream_t stream);
 // Advances each state by all of its sequence's rows in one update (mlstm_commit.cu).
 cudaError_t MlstmCommit(const MlstmParams& p, cudaStream_t stream);
-// The n and m half of that update, plus the factors a verify applies to C when it fuses the
-// commit (p.pend_coef, [num_seqs, heads, kCommitFactorStride]); mlstm_normalizer.cu.
-constexpr int kCommitFactorStride = 1 + kMaxVerifyTokens;
-cudaError_t MlstmCommitFactors(const MlstmParams& p, cudaStream_t stream);
 
 }  // namespace xlserve::kernels

@@ -2,9 +2,7 @@
 // head h over the sequence's rows t:
 //   m' = max(lf_t + m, ĩ_t);  n' = exp(lf_t + m - m') n + exp(ĩ_t - m') k_t
 // (gates soft-capped as in MlstmGates), then n and m are written back to the slot; deferred
-// sequences (speculative verify) are skipped. With p.pend_coef (MlstmCommitFactors) thread 0
-// also writes the factors of the same rows' update of C (mlstm_commit.cu's a_A and b_{As}) for
-// a verify kernel that applies them.
+// sequences (speculative verify) are skipped.
 // Launch: grid (num_seqs, heads), block kThreads; thread j owns n[j + kThreads * r] in
 // registers for r < kPerThread (dqk <= kThreads * kPerThread). Every thread advances m itself.
 // mlstm_common.cuh says why this is a kernel of its own.
@@ -31,19 +29,10 @@ __global__ void __launch_bounds__(kThreads) MlstmNormalizerKernel(MlstmParams p)
     n[r] = i < p.dqk ? ToFloat(st.n[i]) : 0.0f;
   }
   float m = *st.m;
-  float decay = 1.0f, weight[kMaxVerifyTokens];
-  const int begin = p.seq_row_begin[seq];
-  for (int row = begin, end = SeqRowEnd(p, seq); row < end; ++row) {
+  for (int row = p.seq_row_begin[seq], end = SeqRowEnd(p, seq); row < end; ++row) {
     const GateFactors g =
         MlstmGates(p.igate[int64_t(row) * p.proj_stride + head], p.fgate[int64_t(row) * p.proj_stride + head], m, p.gate_cap);
     m = g.m;
-    if (p.pend_coef != nullptr && threadIdx.x == 0 && row - begin < kMaxVerifyTokens) {
-      // The same operations, in the same order, as MlstmCommitKernel's factors.
-      const int t = row - begin;
-      decay *= g.f;
-      for (int s = 0; s < t; ++s) weight[s] *= g.f;
-      weight[t] = g.i;
-    }
     const float* k = p.k + int64_t(row) * p.proj_stride + int64_t(head) * p.dqk;
 #pragma unroll
     for (int r = 0; r < kPerThread; ++r) {
@@ -57,19 +46,9 @@ __global__ void __launch_bounds__(kThreads) MlstmNormalizerKernel(MlstmParams p)
     if (i < p.dqk) st.n[i] = FromFloat<T>(n[r]);
   }
   if (threadIdx.x == 0) *st.m = m;
-  if (p.pend_coef != nullptr && threadIdx.x == 0) {
-    float* coef = p.pend_coef + (int64_t(seq) * p.heads + head) * kCommitFactorStride;
-    coef[0] = decay;
-    for (int t = 0; t < SeqRowEnd(p, seq) - begin; ++t) coef[1 + t] = weight[t];
-  }
 }
 
 }  // namespace
-
-cudaError_t MlstmCommitFactors(const MlstmParams& p, cudaStream_t stream) {
-  if (p.pend_coef == nullptr) return cudaErrorInvalidValue;
-  return MlstmNormalizer(p, stream);
-}
 
 cudaError_t MlstmNormalizer(const MlstmParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;

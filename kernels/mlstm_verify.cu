@@ -10,15 +10,18 @@
 //            / (max(|a_t q̂_t·n0 + Σ_{s<=t} b_{ts} (q̂_t·k_s)|, e^{-m_t}) + eps)
 // All factors lie in [0, 1]: the stabiliser keeps the products finite.
 // Fused commit (MlstmParams::pend_*): a sequence whose previous verify was committed but not yet
-// applied first advances C by those A rows, C0 <- a_A C0 + Σ_s b_{As} k_s v_sᵀ with the factors
-// MlstmCommitFactors wrote (it has already advanced n and m), in mlstm_commit.cu's order of
-// operations, and writes C back: one read and one write of the state per speculative step.
+// applied first advances C by those A rows, C0 <- a_A C0 + Σ_s b_{As} k_s v_sᵀ, in
+// mlstm_commit.cu's order of operations, and writes C back: one read and one write of the state
+// per speculative step. MlstmVerifyPrep, launched before, has advanced n and m and left every
+// per-(sequence, head) factor in p.verify_coef (a_A, b_{As}, a_t, the denominators and the
+// weighted dots w_{ts} = b_{ts} q̂_t·k_s), so this kernel only streams C.
 // Shapes/layout: q, k, v, gates are column slices of [rows, proj_stride] fp32; h [rows,
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16.
-// Launch: grid (num_seqs, heads, ceil(dv / kCols)), block kTileThreads, the tiling of
-// mlstm_tile.cuh. Each thread streams its rows of C0 once and accumulates q̂_tᵀC0 for every t
-// (kL x kVec registers); the row groups' partial sums meet in shared memory, one token at a
-// time. The L x L dot products q̂_t·k_s and q̂_t·n0 are computed per block (a warp per dot).
+// Launch: grid (ceil(dv / kCols), heads, num_seqs), block kTileThreads, the tiling of
+// mlstm_tile.cuh. Each thread's rows of C0 are copied (cp.async) into shared memory before the
+// small loads (q̂, the pending keys and values, the factors), and it accumulates q̂_tᵀC0 for
+// every t (kL x kVec registers). The row groups' partial sums then meet in the staging space,
+// four tokens per barrier pair; the first kCols threads finish their column.
 #include <cuda_bf16.h>
 
 #include "kernels/dependent_launch.cuh"
@@ -28,93 +31,96 @@
 namespace xlserve::kernels {
 namespace {
 
+constexpr int kReduceTokens = 4;  // tokens whose partial sums share the staging space at once
+static_assert(kVerifyCoefStride <= kTileThreads, "a thread per factor");
+
+// Bytes of the staging space: C's rows of every thread, or the partial sums if more.
+template <typename T, int kRows>
+__host__ __device__ constexpr size_t StageBytes() {
+  const size_t rows = size_t(kRows) * kTileThreads * sizeof(uint4);
+  const size_t sums = size_t(TileShape<T>::kRowGroups) * kReduceTokens * (TileShape<T>::kCols + 1) * sizeof(float);
+  return rows > sums ? rows : sums;
+}
+
 template <typename T, int kRows, int kL>
 __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKernel(MlstmParams p) {
   AllowDependentLaunch();
   WaitForPriorKernels();
   using S = TileShape<T>;
-  extern __shared__ float smem[];  // q̂ [L, dqk], k [L, dqk], then b_{As} k_s [A, dqk] of a fused commit
-  float* q_s = smem;
-  float* k_s = smem + kL * p.dqk;
-  float* wk_p = k_s + kL * p.dqk;
+  // C's rows [kRows][kTileThreads] (the partial sums [kRowGroups][kReduceTokens][kCols + 1]
+  // once read), then q̂ [kL, dqk], then b_{As} k_s [A, dqk] of a fused commit.
+  extern __shared__ uint4 verify_smem[];
+  uint4* c_s = verify_smem;
+  float* q_s = reinterpret_cast<float*>(reinterpret_cast<char*>(verify_smem) + StageBytes<T, kRows>());
+  float* wk_p = q_s + kL * p.dqk;
   __shared__ float v_p[kMaxVerifyTokens][S::kCols];
-  __shared__ float part[S::kRowGroups][S::kCols + 1];
   __shared__ float num_s[kL][S::kCols];
-  __shared__ float qk[kL][kL];  // q̂_t·k_s, then b_{ts} q̂_t·k_s
-  __shared__ float qn0[kL], decay[kL], denom[kL], ig_s[kL], fg_s[kL];
+  __shared__ float coef_s[kVerifyCoefStride];
 
-  const int seq = blockIdx.x, head = blockIdx.y, tile = blockIdx.z;
+  // Column tiles fastest: the blocks that share q̂ and the factors run side by side.
+  const int seq = blockIdx.z, head = blockIdx.y, tile = blockIdx.x;
   const int row0 = p.seq_row_begin[seq];
   const int len = SeqRowEnd(p, seq) - row0;
   const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
   const int cg = threadIdx.x % S::kGroups, rg = threadIdx.x / S::kGroups;
   const int col0 = tile * S::kCols + cg * S::kVec;
   const bool has_cols = col0 < p.dv;
+  StageTileRows<T, kRows>(st.c, p.dqk, p.dv, rg, col0, has_cols, c_s);
 
-  // The loads of C0 go out first; the scalar work below hides their latency.
-  uint4 c[kRows];
-  LoadTileRows<T, kRows>(st.c, p.dqk, p.dv, rg, col0, has_cols, c);
-  const int pend = p.pend_coef != nullptr ? p.pend_end[seq] - p.pend_begin[seq] : 0;
-  const float* coef = p.pend_coef + (int64_t(seq) * p.heads + head) * kCommitFactorStride;
-  for (int e = threadIdx.x; e < pend * p.dqk; e += kTileThreads) {
-    const int t = e / p.dqk, i = e % p.dqk;
-    wk_p[e] = coef[1 + t] * p.pend_k[int64_t(p.pend_begin[seq] + t) * p.pend_stride + int64_t(head) * p.dqk + i];
-  }
-  for (int e = threadIdx.x; e < pend * S::kCols; e += kTileThreads) {
-    const int t = e / S::kCols, j = tile * S::kCols + e % S::kCols;
-    v_p[t][e % S::kCols] =
-        j < p.dv ? p.pend_v[int64_t(p.pend_begin[seq] + t) * p.pend_stride + int64_t(head) * p.dv + j] : 0.0f;
-  }
-  const float pend_decay = pend > 0 ? coef[0] : 1.0f;
+  // The small operands: every load of a thread issued before any of them is used (dqk <=
+  // kTileThreads, so each loop below takes at most its bound of steps).
+  const float* coef = p.verify_coef + (int64_t(seq) * p.heads + head) * kVerifyCoefStride;
+  const int pend = p.pend_k != nullptr ? p.pend_end[seq] - p.pend_begin[seq] : 0;
   const float scale = rsqrtf(static_cast<float>(p.dqk));
-  for (int e = threadIdx.x; e < len * p.dqk; e += kTileThreads) {
-    const int t = e / p.dqk, i = e % p.dqk;
-    const int64_t at = int64_t(row0 + t) * p.proj_stride + int64_t(head) * p.dqk + i;
-    q_s[e] = p.q[at] * scale;
-    k_s[e] = p.k[at];
+  float coef_r = threadIdx.x < kVerifyCoefStride ? coef[threadIdx.x] : 0.0f;
+  float q_r[kL], wk_r[kMaxVerifyTokens], v_r[kMaxVerifyTokens * S::kCols / kTileThreads];
+#pragma unroll
+  for (int j = 0; j < kL; ++j) {
+    const int e = threadIdx.x + j * kTileThreads, t = e / p.dqk, i = e % p.dqk;
+    q_r[j] = e < len * p.dqk ? p.q[int64_t(row0 + t) * p.proj_stride + int64_t(head) * p.dqk + i] : 0.0f;
   }
-  if (threadIdx.x < len) {
-    const int64_t in_row = int64_t(row0 + threadIdx.x) * p.proj_stride;
-    ig_s[threadIdx.x] = p.igate[in_row + head];
-    fg_s[threadIdx.x] = p.fgate[in_row + head];
+#pragma unroll
+  for (int j = 0; j < kMaxVerifyTokens; ++j) {
+    const int e = threadIdx.x + j * kTileThreads, t = e / p.dqk, i = e % p.dqk;
+    wk_r[j] = e < pend * p.dqk ? coef[VerifyCoef::kCommitWeight + t] *
+                                     p.pend_k[int64_t(p.pend_begin[seq] + t) * p.pend_stride + int64_t(head) * p.dqk + i]
+                               : 0.0f;
   }
+#pragma unroll
+  for (int j = 0; j < kMaxVerifyTokens * S::kCols / kTileThreads; ++j) {
+    const int e = threadIdx.x + j * kTileThreads, t = e / S::kCols, col = tile * S::kCols + e % S::kCols;
+    v_r[j] = e < pend * S::kCols && col < p.dv
+                 ? p.pend_v[int64_t(p.pend_begin[seq] + t) * p.pend_stride + int64_t(head) * p.dv + col]
+                 : 0.0f;
+  }
+  if (threadIdx.x < kVerifyCoefStride) coef_s[threadIdx.x] = coef_r;
+#pragma unroll
+  for (int j = 0; j < kL; ++j) {
+    const int e = threadIdx.x + j * kTileThreads;
+    if (e < len * p.dqk) q_s[e] = q_r[j] * scale;
+  }
+#pragma unroll
+  for (int j = 0; j < kMaxVerifyTokens; ++j) {
+    const int e = threadIdx.x + j * kTileThreads;
+    if (e < pend * p.dqk) wk_p[e] = wk_r[j];
+  }
+#pragma unroll
+  for (int j = 0; j < kMaxVerifyTokens * S::kCols / kTileThreads; ++j) {
+    const int e = threadIdx.x + j * kTileThreads;
+    if (e < pend * S::kCols) v_p[e / S::kCols][e % S::kCols] = v_r[j];
+  }
+  // The verified rows' v of this thread's output column, in flight during the products.
+  const int out_col = tile * S::kCols + threadIdx.x;
+  const bool writes_out = threadIdx.x < S::kCols && out_col < p.dv;
+  float v_out[kL];
+#pragma unroll
+  for (int s = 0; s < kL; ++s) {
+    v_out[s] = writes_out && s < len ? p.v[int64_t(row0 + s) * p.proj_stride + int64_t(head) * p.dv + out_col] : 0.0f;
+  }
+  WaitStagedRows();
   __syncthreads();
-  // Dots: (t, s) pairs with s <= t, then q̂_t·n0 as s = L; warp w takes dots w, w + 8, ...
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  for (int dot = warp; dot < len * (len + 1); dot += kTileThreads / 32) {
-    const int t = dot / (len + 1), s = dot % (len + 1);
-    if (s < len && s > t) continue;
-    float acc = 0;
-    for (int i = lane; i < p.dqk; i += 32) acc += q_s[t * p.dqk + i] * (s < len ? k_s[s * p.dqk + i] : ToFloat(st.n[i]));
-    acc = WarpSum(acc);
-    if (lane == 0) {
-      if (s < len) {
-        qk[t][s] = acc;
-      } else {
-        qn0[t] = acc;
-      }
-    }
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    // Sequential gates; b_{ts} kept as running products: after token t, w[s] = b_{ts}.
-    float m = *st.m, a = 1.0f, w[kL];
-    for (int t = 0; t < len; ++t) {
-      const GateFactors g = MlstmGates(ig_s[t], fg_s[t], m, p.gate_cap);
-      m = g.m;
-      a *= g.f;
-      float qn = a * qn0[t];
-      for (int s = 0; s <= t; ++s) {
-        w[s] = s == t ? g.i : w[s] * g.f;
-        qk[t][s] *= w[s];
-        qn += qk[t][s];
-      }
-      decay[t] = a;
-      denom[t] = fmaxf(fabsf(qn), expf(-m)) + p.eps;
-    }
-  }
-  // (The first barrier of the reduction below publishes decay, denom and the weighted qk.)
 
+  const float pend_decay = pend > 0 ? coef_s[VerifyCoef::kCommitDecay] : 1.0f;
   float acc[kL][S::kVec];
 #pragma unroll
   for (int t = 0; t < kL; ++t) {
@@ -126,7 +132,7 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
     const int i = rg + r * S::kRowGroups;
     if (has_cols && i < p.dqk) {
       float cf[S::kVec];
-      Unpack(c[r], cf, T{});
+      Unpack(c_s[r * kTileThreads + threadIdx.x], cf, T{});
       if (pend > 0) {
 #pragma unroll
         for (int e = 0; e < S::kVec; ++e) cf[e] *= pend_decay;
@@ -150,29 +156,36 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
       }
     }
   }
+  // The row groups' sums, kReduceTokens tokens at a time, in the staging space (all of C read).
+  float* part = reinterpret_cast<float*>(verify_smem);
+  const auto part_at = [&](int r, int t, int col) { return (r * kReduceTokens + t) * (S::kCols + 1) + col; };
 #pragma unroll
-  for (int t = 0; t < kL; ++t) {
-    if (t >= len) break;
-#pragma unroll
-    for (int e = 0; e < S::kVec; ++e) part[rg][cg * S::kVec + e] = acc[t][e];
+  for (int t0 = 0; t0 < kL; t0 += kReduceTokens) {
+    if (t0 >= len) break;
     __syncthreads();
-    if (threadIdx.x < S::kCols) {
-      float num = 0;
-      for (int r = 0; r < S::kRowGroups; ++r) num += part[r][threadIdx.x];
-      num_s[t][threadIdx.x] = num;
+#pragma unroll
+    for (int t = 0; t < kReduceTokens; ++t) {
+#pragma unroll
+      for (int e = 0; e < S::kVec; ++e) part[part_at(rg, t, cg * S::kVec + e)] = acc[t0 + t][e];
     }
     __syncthreads();
+    for (int o = threadIdx.x; o < kReduceTokens * S::kCols; o += kTileThreads) {
+      const int t = o / S::kCols, col = o % S::kCols;
+      if (t0 + t >= len) continue;
+      float num = 0;
+      for (int r = 0; r < S::kRowGroups; ++r) num += part[part_at(r, t, col)];
+      num_s[t0 + t][col] = num;
+    }
   }
-  if (threadIdx.x < S::kCols) {
-    const int col = tile * S::kCols + threadIdx.x;
-    if (col < p.dv) {
-      float v[kL];
-      for (int s = 0; s < len; ++s) v[s] = p.v[int64_t(row0 + s) * p.proj_stride + int64_t(head) * p.dv + col];
-      for (int t = 0; t < len; ++t) {
-        float num = decay[t] * num_s[t][threadIdx.x];
-        for (int s = 0; s <= t; ++s) num += qk[t][s] * v[s];
-        p.h[int64_t(row0 + t) * p.heads * p.dv + int64_t(head) * p.dv + col] = num / denom[t];
-      }
+  __syncthreads();
+  if (writes_out) {
+#pragma unroll
+    for (int t = 0; t < kL; ++t) {
+      if (t >= len) break;
+      float num = coef_s[VerifyCoef::kDecay + t] * num_s[t][threadIdx.x];
+#pragma unroll
+      for (int s = 0; s <= t; ++s) num += coef_s[VerifyCoef::kDots + t * kMaxVerifyTokens + s] * v_out[s];
+      p.h[int64_t(row0 + t) * p.heads * p.dv + int64_t(head) * p.dv + out_col] = num / coef_s[VerifyCoef::kDenom + t];
     }
   }
 }
@@ -180,19 +193,25 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
 template <typename T, int kL>
 cudaError_t LaunchVerify(const MlstmParams& p, cudaStream_t stream) {
   using S = TileShape<T>;
-  const dim3 grid(p.num_seqs, p.heads, (p.dv + S::kCols - 1) / S::kCols);
-  const size_t smem = (2 * size_t(kL) + (p.pend_coef != nullptr ? kMaxVerifyTokens : 0)) * p.dqk * sizeof(float);
-  return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
-    LaunchDependent(MlstmVerifyKernel<T, decltype(rows)::value, kL>, grid, kTileThreads, smem, stream, p);
+  const dim3 grid((p.dv + S::kCols - 1) / S::kCols, p.heads, p.num_seqs);
+  cudaError_t allowed = cudaSuccess;
+  const cudaError_t launched = LaunchByTileRows<T>(p.dqk, [&](auto rows) {
+    constexpr int kRows = decltype(rows)::value;
+    const size_t smem = StageBytes<T, kRows>() +
+                        (size_t(kL) + (p.pend_k != nullptr ? kMaxVerifyTokens : 0)) * p.dqk * sizeof(float);
+    allowed = AllowDynamicSmem<MlstmVerifyKernel<T, kRows, kL>>(smem);
+    if (allowed == cudaSuccess) LaunchDependent(MlstmVerifyKernel<T, kRows, kL>, grid, kTileThreads, smem, stream, p);
   });
+  return allowed != cudaSuccess ? allowed : launched;
 }
 
 }  // namespace
 
 cudaError_t MlstmVerify(const MlstmParams& p, int max_tokens, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
-  if (!MlstmStepSupports(p.dqk, p.dv, p.state.type) || max_tokens > kMaxVerifyTokens) return cudaErrorInvalidValue;
-  // q̂ and k of 8 tokens at dqk 256 take 16 KB of shared memory: under the 48 KB default.
+  if (!MlstmStepSupports(p.dqk, p.dv, p.state.type) || max_tokens > kMaxVerifyTokens || p.verify_coef == nullptr) {
+    return cudaErrorInvalidValue;
+  }
   if (p.state.type == StateType::kF32) {
     return max_tokens <= 4 ? LaunchVerify<float, 4>(p, stream) : LaunchVerify<float, kMaxVerifyTokens>(p, stream);
   }

@@ -20,7 +20,6 @@
 #include "tests/engine/bf16_golden_check.h"
 #include "tests/engine/golden_case.h"
 #include "tests/gpu/gpu_test_support.h"
-#include "bench/shape_bench.h"
 
 namespace xlserve {
 namespace {
@@ -241,13 +240,7 @@ TEST_CASE("CUDA agrees with the CPU reference on mixed batches, and batching cha
 }
 
 TEST_CASE("7B-shaped heads (dqk 256, dv 512) agree with the CPU reference") {
-  // One head of xLSTM-7b's size, so the kernels run with their production tiling.
-  ModelConfig cfg = bench::Xlstm7bConfig();
-  cfg.hidden_size = 512;
-  cfg.num_heads = 1;
-  cfg.num_blocks = 2;
-  cfg.vocab_size = 512;
-  auto weights = bench::RandomBf16Weights(cfg, 3);
+  auto weights = testing::SevenBHeadModel(3);
   for (Precision precision : {Precision::kExact, Precision::kBf16}) {
     for (DType state : {DType::kF32, DType::kBF16}) CompareWithCpu(weights, state, precision, "7b-head random", 300);
   }

@@ -129,6 +129,69 @@ TEST_CASE("a commit fused into the next verify gives the bits of a commit applie
   }
 }
 
+TEST_CASE("7B-shaped verify and fused commit (dqk 256, dv 512) agree with the CPU and with a commit on its own") {
+  // The verify, its prep and the commit kernels with their production tiling (16 rows of C per
+  // thread), verifies of 1 to 7 tokens (both templates).
+  auto weights = testing::SevenBHeadModel(5);
+  constexpr double kTol = 1e-3;
+  const std::vector<int32_t> p0 = RandomPrompt(40, 1), p1 = RandomPrompt(9, 2), p2 = RandomPrompt(3, 3);
+  const std::vector<int32_t> v4 = RandomPrompt(4, 4), v2 = RandomPrompt(2, 5), v1 = RandomPrompt(1, 6);
+  const std::vector<int32_t> v7 = RandomPrompt(7, 7), v3 = RandomPrompt(3, 8);
+  // Prefill; a verify of 4 / 2 / 1 tokens; commits of 3 / 2 / 1; then verifies of 7 / 3 / 2
+  // tokens that apply those commits inside themselves; commits; plain decoding from there.
+  const std::vector<std::vector<SequenceInput>> calls = {
+      {{0, p0, false}, {1, p1, false}, {2, p2, false}},
+      {{0, v4, true, false, true}, {1, v2, true, false, true}, {2, v1, true, false, true}},
+      {{0, v7, true, false, true}, {1, v3, true, false, true}, {2, v2, true, false, true}},
+      {{0, v1, false}, {1, v1, false}, {2, v1, false}},
+  };
+  const std::vector<std::vector<CommitInput>> commits = {{}, {{0, 3}, {1, 2}, {2, 1}}, {{0, 7}, {1, 1}, {2, 2}}, {}};
+  for (DType state : {DType::kF32, DType::kBF16}) {
+    INFO("state " << (state == DType::kF32 ? "f32" : "bf16"));
+    // Slots 0-2 ("fused") and their twins 3-5 ("apart") run in the same passes, so that the
+    // GEMMs cannot differ between them. Reading a twin applies its pending commit with the
+    // commit kernel before each pass; the fused slots apply theirs inside the verify.
+    auto gpu = CudaFactory(state)(weights, 6);
+    auto cpu = Cpu(weights, 3);
+    std::vector<float> st(gpu->state_layout().slot_floats()), other(st.size());
+    for (size_t i = 0; i < calls.size(); ++i) {
+      INFO("call " << i);
+      std::vector<SequenceInput> batch = calls[i];
+      for (const SequenceInput& s : calls[i]) {
+        SequenceInput twin = s;
+        twin.slot = s.slot + 3;
+        batch.push_back(twin);
+        REQUIRE(gpu->ReadSlot(twin.slot, st).ok());
+        // The CPU keeps fp32 state: with bf16 state it starts each call from the GPU's rounded one.
+        if (state == DType::kBF16) REQUIRE(cpu->WriteSlot(s.slot, st).ok());
+      }
+      ForwardOutput g, c;
+      REQUIRE(gpu->Forward(batch, &g).ok());
+      REQUIRE(cpu->Forward(calls[i], &c).ok());
+      const size_t vocab = weights->config.vocab_size, half = size_t(g.row_offset[3]) * vocab;
+      const std::span<const float> fused(g.logits.data(), half), apart(g.logits.data() + half, half);
+      CHECK(MaxAbsDiff(fused, apart) == 0.0);
+      CHECK(MaxAbsDiff(fused, c.logits) < kTol);
+      if (!commits[i].empty()) {
+        std::vector<CommitInput> both = commits[i];
+        for (const CommitInput& cm : commits[i]) both.push_back({cm.slot + 3, cm.num_tokens});
+        REQUIRE(gpu->Commit(both).ok());
+        REQUIRE(cpu->Commit(commits[i]).ok());
+      }
+    }
+    for (int slot = 0; slot < 3; ++slot) {
+      INFO("slot " << slot);
+      REQUIRE(gpu->ReadSlot(slot, st).ok());
+      REQUIRE(gpu->ReadSlot(slot + 3, other).ok());
+      CHECK(MaxAbsDiff(st, other) == 0.0);
+      if (state == DType::kF32) {
+        REQUIRE(cpu->ReadSlot(slot, other).ok());
+        CHECK(MaxAbsDiff(st, other) < kTol);
+      }
+    }
+  }
+}
+
 TEST_CASE("greedy speculation on the GPU gives exactly the tokens of plain decoding") {
   testing::CheckGreedySpeculationIsLossless(CudaFactory(DType::kF32));
 }

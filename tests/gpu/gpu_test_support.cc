@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include "bench/shape_bench.h"
 #include "engine/cpu/cpu_backend.h"
 #include "kernels/cuda_backend.h"
 
@@ -25,6 +26,15 @@ std::unique_ptr<Backend> MakeCpuBackend(std::shared_ptr<const ModelWeights> weig
   REQUIRE(b.ok());
   REQUIRE((*b)->AllocateSlots(slots).ok());
   return std::move(*b);
+}
+
+std::shared_ptr<const ModelWeights> SevenBHeadModel(uint32_t seed) {
+  ModelConfig cfg = bench::Xlstm7bConfig();
+  cfg.hidden_size = 512;
+  cfg.num_heads = 1;
+  cfg.num_blocks = 2;
+  cfg.vocab_size = 512;
+  return bench::RandomBf16Weights(cfg, seed);
 }
 
 }  // namespace xlserve::testing

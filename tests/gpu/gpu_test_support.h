@@ -16,4 +16,8 @@ std::unique_ptr<Backend> MakeCudaBackend(std::shared_ptr<const ModelWeights> wei
 std::unique_ptr<Backend> MakeCpuBackend(std::shared_ptr<const ModelWeights> weights, int slots,
                                         Precision precision = Precision::kExact);
 
+// Random bf16 weights of a small model with one mLSTM head of xLSTM-7b's size (dqk 256, dv 512):
+// the kernels run with their production tiling, the CPU reference keeps up.
+std::shared_ptr<const ModelWeights> SevenBHeadModel(uint32_t seed);
+
 }  // namespace xlserve::testing
