@@ -128,9 +128,10 @@ class BatchDecoder {
   std::optional<std::chrono::steady_clock::time_point> last_complete_;
   // Per draft position j, how often a greedy sequence's draft j was kept when drafts 1..j-1
   // were: a running mean over every greedy verify of every sequence (weight kKeptWeight per
-  // draft judged), so a batch learns its acceptance in a step or two. The prior is optimistic,
-  // so that speculation gets tried wherever it could pay.
+  // draft judged, a step's judgments pooled), so a batch learns its acceptance in a step or two.
+  // The prior is optimistic, so that speculation gets tried wherever it could pay.
   std::vector<double> kept_;
+  std::vector<int> judged_, judged_kept_;  // this step's judgments per position, and the kept ones
   // The smallest batch at which greedy `auto` sequences left speculation, and the steps since;
   // forgotten after kPlainVerdictSteps so that a later workload's acceptance is measured anew.
   std::optional<int> plain_from_batch_;
