@@ -1,5 +1,6 @@
 // MlstmVerify: the outputs of L <= kMaxVerifyTokens tokens per sequence through one mLSTM layer
-// from the committed state, which is read once and not written (speculative verify, DESIGN §4).
+// from the committed state, which is read once and written only by a fused commit (speculative
+// verify, DESIGN §4).
 //
 // Maths, per sequence s and head h, with q̂ = q / sqrt(dqk), C0, n0, m0 the committed state
 // and per token t = 1..L the gate factors of MlstmGates (m_t = max(lf_t + m_{t-1}, ĩ_t),
