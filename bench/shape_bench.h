@@ -40,7 +40,7 @@ struct ShapeBenchOptions {
 // not the logits), the HBM
 // floor ((matrix bytes + 2 x state bytes x batch) / copy bandwidth), the fraction reached, the
 // reference step time, and the largest stage of one profiled step with its share.
-// Prefill rows (first state dtype, batch 1): time to first token and the fraction of the tensor-core
+// Prefill rows (first state dtype, batch 1): time to first token (median of 5) and the fraction of the tensor-core
 // roofline (2 x matrix parameters x tokens FLOPs at the measured GEMM rate).
 // Verify rows: a deferred greedy verify pass of L tokens per sequence (every row's argmax to
 // the host) plus the commit of all L, against a plain one-token step of the same batch.
