@@ -47,14 +47,39 @@ __device__ __forceinline__ float4 Load4(const T* src, int valid) {
   return make_float4(v[0], v[1], v[2], v[3]);
 }
 
+// The same four values into shared memory at dst (16-byte aligned): by cp.async when all four
+// are there and aligned, so no register holds them and every piece of a staging round is in
+// flight together; otherwise through Load4. CommitStaged() then WaitStaged() and a barrier
+// before any thread reads another's pieces.
+__device__ __forceinline__ void Stage4(float* dst, const float* src, int valid) {
+  if (valid >= 4 && reinterpret_cast<uintptr_t>(src) % 16 == 0) {
+    const unsigned d = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src));
+  } else {
+    *reinterpret_cast<float4*>(dst) = Load4(src, valid);
+  }
+}
+// Rows [0, rows) x columns [0, cols) of a row-major src (row stride src_stride) into dst (row
+// stride dst_stride) by Stage4, cols a multiple of 4, the block's threads sharing the pieces;
+// rows from valid_rows and columns from valid_cols on stage as zeros.
+__device__ __forceinline__ void StageBlock(float* dst, int dst_stride, const float* src, int64_t src_stride, int rows,
+                                           int cols, int valid_rows, int valid_cols) {
+  const int per_row = cols / 4;
+  for (int piece = threadIdx.x; piece < rows * per_row; piece += blockDim.x) {
+    const int r = piece / per_row, c = 4 * (piece % per_row);
+    Stage4(dst + r * dst_stride + c, src + r * src_stride + c, r < valid_rows ? valid_cols - c : 0);
+  }
+}
+__device__ __forceinline__ void CommitStaged() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void WaitStaged() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
 __device__ __forceinline__ float* GateRecord(const MlstmParams& p, int row, int head) {
   return p.chunk_gates + (int64_t(row) * p.heads + head) * kChunkGateFields;
 }
 
-// The gate scan of every chunk of every sequence: grid (num_seqs, heads), kChunk threads each.
-cudaError_t LaunchChunkGates(const MlstmParams& p, cudaStream_t stream);
-// P_ts = (q̂_t · k_s) exp(b_t - b_s + ĩ_s - m_t) for s <= t in the same chunk (0 for s > t) into
-// p.chunk_p[(t * heads + h) * kChunk + s - chunk start], for every key tile up to t's own.
-cudaError_t LaunchChunkScores(const MlstmParams& p, int max_tokens, cudaStream_t stream);
+// The gate records of every chunk of every sequence, then P_ts = (q̂_t · k_s) exp(b_t - b_s +
+// ĩ_s - m_t) for s <= t in the same chunk (0 for s > t) into p.chunk_p[(t * heads + h) * kChunk
+// + s - chunk start], for every key tile up to t's own (mlstm_chunk_prep.cu).
+cudaError_t LaunchChunkPrep(const MlstmParams& p, int max_tokens, cudaStream_t stream);
 
 }  // namespace xlserve::kernels
