@@ -47,15 +47,8 @@ __global__ void __launch_bounds__(kTileThreads, 2) MlstmCommitKernel(MlstmParams
   }
   __syncthreads();
   if (threadIdx.x == 0) {
-    float m = *st.m, a = 1.0f;
-    for (int t = 0; t < len; ++t) {
-      const GateFactors g = MlstmGates(ig_s[t], fg_s[t], m, p.gate_cap);
-      m = g.m;
-      a *= g.f;
-      for (int s = 0; s < t; ++s) weight[s] *= g.f;
-      weight[t] = g.i;
-    }
-    decay = a;
+    float m = *st.m;
+    decay = CommitGateFactors(ig_s, fg_s, len, p.gate_cap, m, weight);
   }
   __syncthreads();
   for (int e = threadIdx.x; e < len * p.dqk; e += kTileThreads) {

@@ -63,6 +63,28 @@ __device__ __forceinline__ bool SeqDeferred(const MlstmParams& p, int seq) {
   return p.seq_defer != nullptr && p.seq_defer[seq] != 0;
 }
 
+// The factors of a commit of `len` <= kMaxVerifyTokens tokens (DESIGN §4), by one thread:
+// weight[s] = b_{len,s} = i_s Π_{s<u<len} f_u, and the returned decay Π f_u, with m advanced from
+// the stabiliser before the commit to the last token's; each token's f and i into f_out and
+// i_out when given. The commit kernel and the verify prep's fused commit both take it, so a
+// fused commit keeps the bits of a separate one.
+__device__ __forceinline__ float CommitGateFactors(const float* ig, const float* fg, int len, float cap, float& m,
+                                                   float* weight, float* f_out = nullptr, float* i_out = nullptr) {
+  float decay = 1.0f;
+  for (int t = 0; t < len; ++t) {
+    const GateFactors g = MlstmGates(ig[t], fg[t], m, cap);
+    m = g.m;
+    decay *= g.f;
+    for (int s = 0; s < t; ++s) weight[s] *= g.f;
+    weight[t] = g.i;
+    if (f_out != nullptr) {
+      f_out[t] = g.f;
+      i_out[t] = g.i;
+    }
+  }
+  return decay;
+}
+
 __device__ __forceinline__ float ToFloat(float v) { return v; }
 __device__ __forceinline__ float ToFloat(__nv_bfloat16 v) { return __bfloat162float(v); }
 

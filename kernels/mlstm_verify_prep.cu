@@ -5,7 +5,7 @@
 // commit's), with q̂ = q / sqrt(dqk) and MlstmGates' factors (m_t = max(lf_t + m_{t-1}, ĩ_t),
 // f_t = e^{lf_t + m_{t-1} - m_t}, i_t = e^{ĩ_t - m_t}):
 // 1. A pending commit of A rows (p.pend_k non-null): its factors a_A = Π f_u and
-//    b_{As} = i_s Π_{s<u<=A} f_u, in MlstmCommitKernel's order of operations, and n, m advanced
+//    b_{As} = i_s Π_{s<u<=A} f_u, by CommitGateFactors as MlstmCommitKernel, and n, m advanced
 //    over its rows, n_t = f_t n_{t-1} + i_t k_t in MlstmNormalizer's: n (as the state type) and m
 //    are written to the state, so a fused commit leaves the bits of MlstmCommit + MlstmNormalizer.
 // 2. From that state (n as stored, m): per verified token t <= L the decay a_t = Π_{u<=t} f_u,
@@ -95,17 +95,9 @@ __global__ void __launch_bounds__(kThreads) MlstmVerifyPrepKernel(MlstmParams p)
     }
     __syncthreads();
     if (tid == 0) {
-      float m = m_state, decay = 1.0f, weight[kMaxVerifyTokens];
-      for (int t = 0; t < pend; ++t) {
-        const GateFactors g = MlstmGates(pend_ig_s[t], pend_fg_s[t], m, p.gate_cap);
-        m = g.m;
-        decay *= g.f;
-        for (int s = 0; s < t; ++s) weight[s] *= g.f;
-        weight[t] = g.i;
-        pend_f[t] = g.f;
-        pend_i[t] = g.i;
-      }
-      coef[VerifyCoef::kCommitDecay] = decay;
+      float m = m_state, weight[kMaxVerifyTokens];
+      coef[VerifyCoef::kCommitDecay] =
+          CommitGateFactors(pend_ig_s, pend_fg_s, pend, p.gate_cap, m, weight, pend_f, pend_i);
       for (int t = 0; t < pend; ++t) coef[VerifyCoef::kCommitWeight + t] = weight[t];
       *st.m = m;
       m_committed = m;
