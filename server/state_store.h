@@ -129,6 +129,7 @@ class StateStore {
   void Touch(int64_t id);
   void Index(int64_t id, const Entry& e, bool add);
   void UpdateUsage();
+  int64_t& EntryCount(Kind kind);  // the count of entries of `kind` in stats_
 
   Backend* backend_;
   StateStoreOptions options_;
