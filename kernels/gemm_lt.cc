@@ -1,5 +1,6 @@
 #include "kernels/gemm_lt.h"
 
+#include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
@@ -18,12 +19,35 @@ constexpr int kTimedRuns = 3;
 // Two k-slices are taken only when this much faster: their extra plane costs the reader a pass.
 constexpr float kSliceGain = 0.9f;
 
+// The time in ms of kTimedRuns calls of run() after one untimed call; infinity when one fails.
+template <typename Run>
+absl::StatusOr<float> TimeRuns(Run run, cudaStream_t stream) {
+  if (!run()) return std::numeric_limits<float>::infinity();
+  cudaEvent_t start, stop;
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
+  CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
+  bool ok = true;
+  for (int r = 0; r < kTimedRuns; ++r) ok = ok && run();
+  CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
+  CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
+  float ms = 0;
+  CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  return ok ? ms : std::numeric_limits<float>::infinity();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LtGemm>> LtGemm::Create() {
   std::unique_ptr<LtGemm> g(new LtGemm());
   CUBLAS_RETURN_IF_ERROR(cublasLtCreate(&g->handle_));
   CUDA_RETURN_IF_ERROR(cudaMalloc(&g->workspace_, kWorkspaceBytes));
+  g->stream_gemm_ = StreamGemmAvailable();
+  int device = 0;
+  CUDA_RETURN_IF_ERROR(cudaGetDevice(&device));
+  CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&g->sms_, cudaDevAttrMultiProcessorCount, device));
   return g;
 }
 
@@ -72,6 +96,12 @@ absl::Status LtGemm::Describe(int n, int k, int cols, int slices, Plan* p) {
 }
 
 bool LtGemm::Borrow(const Plan& donor, int n, int k, int cols, Plan* p) {
+  if (donor.stream.width > 0) {
+    if (!StreamGemmSupports(n, k, cols)) return false;
+    p->stream = donor.stream;
+    p->k_slices = donor.k_slices;
+    return true;
+  }
   if (!Describe(n, k, cols, donor.k_slices, p).ok()) return false;
   cublasLtMatmulHeuristicResult_t check{};
   if (cublasLtMatmulAlgoCheck(handle_, p->desc, p->a, p->b, p->c, p->c, &donor.algo, &check) != CUBLAS_STATUS_SUCCESS ||
@@ -103,34 +133,48 @@ absl::StatusOr<float> LtGemm::Prepare(const void* w, int n, int k, const void* x
   p->algo = results[0].algo;
   float best = std::numeric_limits<float>::infinity();
   if (!timed) return best;
-  cudaEvent_t start, stop;
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&start));
-  CUDA_RETURN_IF_ERROR(cudaEventCreate(&stop));
   const float alpha = 1.0f, beta = 0.0f;
   for (int i = 0; i < found; ++i) {
-    auto run = [&] {
-      return cublasLtMatmul(handle_, p->desc, &alpha, w, p->a, x, p->b, &beta, out, p->c, out, p->c, &results[i].algo,
-                            workspace_, kWorkspaceBytes, stream);
-    };
-    if (run() != CUBLAS_STATUS_SUCCESS) continue;  // a candidate that cannot run here is skipped
-    CUDA_RETURN_IF_ERROR(cudaEventRecord(start, stream));
-    for (int r = 0; r < kTimedRuns; ++r) CUBLAS_RETURN_IF_ERROR(run());
-    CUDA_RETURN_IF_ERROR(cudaEventRecord(stop, stream));
-    CUDA_RETURN_IF_ERROR(cudaEventSynchronize(stop));
-    float ms = 0;
-    CUDA_RETURN_IF_ERROR(cudaEventElapsedTime(&ms, start, stop));
+    // A candidate that cannot run here times as infinity and is skipped.
+    ASSIGN_OR_RETURN(const float ms, TimeRuns(
+                                         [&] {
+                                           return cublasLtMatmul(handle_, p->desc, &alpha, w, p->a, x, p->b, &beta,
+                                                                 out, p->c, out, p->c, &results[i].algo, workspace_,
+                                                                 kWorkspaceBytes, stream) == CUBLAS_STATUS_SUCCESS;
+                                         },
+                                         stream));
     if (ms < best) {
       best = ms;
       p->algo = results[i].algo;
     }
   }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
   return best;
 }
 
+absl::Status LtGemm::TryStream(const void* w, int n, int k, const void* x, int cols, float* out, float best_ms,
+                               Plan* p, cudaStream_t stream) {
+  StreamGemmConfig chosen;
+  for (const StreamGemmConfig& c : StreamGemmCandidates(n, k, cols, sms_)) {
+    ASSIGN_OR_RETURN(const float ms,
+                     TimeRuns([&] { return StreamGemm(c, w, n, k, x, cols, out, stream) == cudaSuccess; }, stream));
+    cudaGetLastError();  // a configuration that cannot launch here is skipped
+    const float counted = ms / std::pow(kSliceGain, float(c.slices - 1));
+    if (counted < best_ms) {
+      best_ms = counted;
+      chosen = c;
+    }
+  }
+  if (chosen.width == 0) return absl::OkStatus();
+  Destroy(p);
+  p->stream = chosen;
+  p->k_slices = chosen.slices;
+  return absl::OkStatus();
+}
+
 // Only timed shapes can be sliced: the choice is made by timing both.
-int LtGemm::MaxKSlices(int cols) { return cols <= kTunedMaxCols ? 2 : 1; }
+int LtGemm::MaxKSlices(int cols) {
+  return cols <= kStreamGemmMaxCols ? kStreamGemmMaxSlices : cols <= kTunedMaxCols ? 2 : 1;
+}
 
 absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
                                               cudaStream_t stream) {
@@ -153,16 +197,19 @@ absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const
     return whole_ms.status();
   }
   // Two k-slices need 16-byte aligned slice starts (k % 16 == 0 for bf16 rows).
-  if (timed && MaxKSlices(cols) == 2 && k % 16 == 0) {
+  float best_ms = *whole_ms;
+  if (timed && MaxKSlices(cols) >= 2 && k % 16 == 0) {
     Plan sliced;
     absl::StatusOr<float> sliced_ms = Prepare(w, n, k, x, cols, out, 2, /*timed=*/true, &sliced, stream);
     if (sliced_ms.ok() && *sliced_ms < *whole_ms * kSliceGain) {
       Destroy(&whole);
       whole = sliced;
+      best_ms = *sliced_ms / kSliceGain;
     } else {
       Destroy(&sliced);
     }
   }
+  if (timed && stream_gemm_) RETURN_IF_ERROR(TryStream(w, n, k, x, cols, out, best_ms, &whole, stream));
   if (timed) timed_.insert(key);
   return &plans_.emplace(key, whole).first->second;
 }
@@ -172,6 +219,10 @@ absl::StatusOr<int> LtGemm::Run(const void* w, int n, int k, const void* x, int 
   absl::StatusOr<Plan*> plan = PlanFor(w, n, k, x, cols, out, stream);
   if (!plan.ok()) return plan.status();
   const Plan& p = **plan;
+  if (p.stream.width > 0) {
+    CUDA_RETURN_IF_ERROR(StreamGemm(p.stream, w, n, k, x, cols, out, stream));
+    return p.k_slices;
+  }
   const float alpha = 1.0f, beta = 0.0f;
   CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo,
                                         workspace_, kWorkspaceBytes, stream));

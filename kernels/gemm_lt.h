@@ -1,16 +1,18 @@
-// LtGemm: the bf16 weight GEMMs over split-pair activations through cuBLASLt, with the
-// algorithm chosen per shape by timing the library's candidates once.
+// LtGemm: the bf16 weight GEMMs over split-pair activations through cuBLASLt, or through the
+// weight-streaming StreamGemm (gemm_stream.cu) where that timed faster, with the algorithm
+// chosen per shape by timing the candidates once.
 //
 // Why: for the skinny products of decode and verify (a few to a few hundred activation rows
 // against 4096 x 4096 .. 21888 x 4096 weights) the default algorithm reached ~65% of the copy
 // bandwidth on an H200; cuBLASLt's heuristic lists split-k and other tilings that stream the
-// weights faster. Shapes with more rows (prefill) take the heuristic's first choice untimed.
-// The chosen algorithm is fixed per shape for the life of the object.
+// weights faster, and on sm_90 StreamGemm's tilings (up to kStreamGemmMaxCols rows) start
+// their weight stream before the kernel ahead ends. Shapes with more rows (prefill) take the
+// heuristic's first choice untimed. The choice is fixed per shape for the life of the object.
 //
-// A timed shape may also run as two k-slices: a strided batch of two GEMMs over the halves of
-// k (the weights still read once) whose partial products the caller adds up. For outputs of
-// few tiles (n = 4096 over 256 rows: 64 tiles of 128 x 128 on 132 SMs) that doubles the tiles
-// and halves each one's work.
+// A timed shape may also run as k-slices: a strided batch of two GEMMs over the halves of k, or
+// StreamGemm's blocks over up to four runs of k (the weights still read once), whose partial
+// products the caller adds up. For outputs of few tiles (n = 4096 over 256 rows: 64 tiles of
+// 128 x 128 on 132 SMs) that multiplies the tiles and divides each one's work.
 #pragma once
 
 #include <cublasLt.h>
@@ -22,6 +24,7 @@
 #include <tuple>
 
 #include "absl/status/statusor.h"
+#include "kernels/launchers.h"
 
 namespace xlserve::kernels {
 
@@ -33,9 +36,9 @@ class LtGemm {
   LtGemm& operator=(const LtGemm&) = delete;
 
   // out [s, cols, n] fp32 (row-major; cuBLAS's n x cols column-major) = the products
-  // x[:, slice s of k] · w[:, slice s of k]ᵀ for each of the returned number of k-slices (1 or
-  // 2, at most MaxKSlices(cols)); x and w bf16 row-major, fp32 accumulation. Timing a new
-  // shape synchronises `stream`.
+  // x[:, slice s of k] · w[:, slice s of k]ᵀ for each of the returned number of k-slices (at
+  // most MaxKSlices(cols)); x and w bf16 row-major, fp32 accumulation. Timing a new shape
+  // synchronises `stream`.
   absl::StatusOr<int> Run(const void* w, int n, int k, const void* x, int cols, float* out, cudaStream_t stream);
   // The most k-slices Run may return for `cols` columns (out must hold that many products).
   static int MaxKSlices(int cols);
@@ -53,6 +56,7 @@ class LtGemm {
     cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
     cublasLtMatmulAlgo_t algo{};
     int k_slices = 1;
+    StreamGemmConfig stream;  // width > 0: StreamGemm instead of cuBLASLt
   };
   // The descriptor and layouts of `slices` k-slices of the shape into p.
   absl::Status Describe(int n, int k, int cols, int slices, Plan* p);
@@ -63,6 +67,10 @@ class LtGemm {
   absl::StatusOr<float> Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
                                 bool timed, Plan* p, cudaStream_t stream);
   static void Destroy(Plan* p);
+  // Replaces *p by the fastest StreamGemm configuration of the shape if that beats `best_ms`
+  // (an extra k-slice counted as in PlanFor).
+  absl::Status TryStream(const void* w, int n, int k, const void* x, int cols, float* out, float best_ms, Plan* p,
+                         cudaStream_t stream);
   absl::StatusOr<Plan*> PlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
                                 cudaStream_t stream);
 
@@ -71,6 +79,8 @@ class LtGemm {
   std::map<std::tuple<int, int, int>, Plan> plans_;  // (n, k, cols)
   std::set<std::tuple<int, int, int>> timed_;        // the plans chosen by timing
   bool frozen_ = false;
+  bool stream_gemm_ = false;  // StreamGemm runs on this device
+  int sms_ = 0;
 };
 
 }  // namespace xlserve::kernels

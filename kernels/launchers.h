@@ -13,6 +13,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace xlserve::kernels {
 
@@ -30,6 +31,26 @@ struct Bf16Activation {
 // out[r, :] = table[ids[r], :] as fp32. table: [vocab, d].
 cudaError_t EmbeddingGather(const void* table, WeightType type, const int32_t* ids, int rows, int d, float* out,
                             cudaStream_t stream);
+
+// StreamGemm (gemm_stream.cu, sm_90a): out [slices, cols, n] fp32, plane s = x[:, slice s of
+// k] · w[:, slice s of k]ᵀ, for x bf16 [cols, k] and w bf16 [n, k] (16-byte aligned), the
+// k-slices being contiguous runs of 64-wide k-blocks. `width` weight rows per block.
+struct StreamGemmConfig {
+  int width = 0;  // 0: not the stream GEMM
+  int slices = 1;
+};
+constexpr int kStreamGemmMaxCols = 192;
+constexpr int kStreamGemmMaxSlices = 4;
+constexpr int kStreamGemmWidths[] = {64, 96, 128, 168};
+// Whether the running GPU executes it (sm_90 with this build's sm_90a code); asked once.
+bool StreamGemmAvailable();
+// Whether the shape is one it computes: 1..kStreamGemmMaxCols rows, n even, k >= 64, k % 8 == 0.
+bool StreamGemmSupports(int n, int k, int cols);
+// The configurations worth timing for the shape on `sms` SMs (about one wave of blocks); empty
+// when it does not apply.
+std::vector<StreamGemmConfig> StreamGemmCandidates(int n, int k, int cols, int sms);
+cudaError_t StreamGemm(StreamGemmConfig config, const void* w, int n, int k, const void* x, int cols, float* out,
+                       cudaStream_t stream);
 
 // out[i, :] = x[rows[i], :], x: [*, d].
 cudaError_t GatherRows(const float* x, const int32_t* rows, int count, int d, float* out, cudaStream_t stream);

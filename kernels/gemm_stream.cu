@@ -1,0 +1,303 @@
+// StreamGemm: a bf16 weight GEMM for 1-192 activation rows that streams the weights through
+// TMA into a ring of shared-memory stages and multiplies them with wgmma (sm_90a).
+//
+// Maths: out[s, c, j] = Σ_{k in slice s} x[c, k] · w[j, k], fp32 accumulation, for the k-slices
+// s < S (contiguous ranges of 64-wide k-blocks); the reader adds the S planes (GemmPlanes).
+// Shapes/dtypes: x bf16 [cols, k] and w bf16 [n, k], row-major (K-major operands), k % 8 == 0
+// (TMA strides are 16-byte multiples), n even; out fp32 [S, cols, n].
+// Why: at 65-192 rows a GEMM of the 7B shape sits near the ridge, where cuBLASLt's kernels
+// neither stream the weights at the copy rate nor start before the previous kernel ends. This
+// one is launched as a programmatic dependent: a block loads its first weight stages before it
+// waits for the kernel ahead, which only writes x and reads earlier planes.
+// Launch: grid (ceil(n / W), S), block 128 * G + 32 threads, 1 block per SM (its stages fill
+// shared memory); W (kStreamGemmWidths) weight rows per block, G = ceil(cols / 64) consumer
+// warpgroups of 64 activation rows. The last warp is the producer: one thread issues, per stage,
+// a TMA box of x [64 G rows, 64 k] and of w [W rows, 64 k] (128-byte swizzled rows; rows past
+// cols or n and k past the end arrive as zeros) onto the stage's "full" mbarrier. Warpgroup g
+// waits for it, issues four wgmma m64nWk16 over its rows against the stage's w, commits, and
+// once the previous stage's products are done releases that stage's "empty" mbarrier for the
+// producer to refill. Each thread then stores its fragment (float2 per row and column pair).
+#include <cuda.h>
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/dependent_launch.cuh"
+#include "kernels/launchers.h"
+#include "kernels/wgmma_ops.cuh"
+
+namespace xlserve::kernels {
+namespace {
+
+constexpr int kBlockK = 64;     // bf16 values in one 128-byte swizzled shared-memory row
+constexpr int kRowBytes = 128;
+constexpr int kMaxStages = 8;
+constexpr int kSmemPerBlock = 227 * 1024;  // sm_90's opt-in maximum
+
+template <int W, int G>
+struct StreamShape {
+  static constexpr int kXBytes = G * 64 * kRowBytes;
+  static constexpr int kStageBytes = kXBytes + W * kRowBytes;
+  // 1024 bytes to align the stages (the swizzle repeats every 8 rows), 256 for the mbarriers.
+  static constexpr int kStages = std::min(kMaxStages, (kSmemPerBlock - 1024 - 256) / kStageBytes);
+  static constexpr int kSmemBytes = 1024 + kStages * kStageBytes + 256;
+  static constexpr int kThreads = G * 128 + 32;
+};
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ uint32_t SharedAddress(const void* p) {
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void BarrierInit(uint32_t bar, uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void BarrierExpectBytes(uint32_t bar, uint32_t bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void BarrierArrive(uint32_t bar) {
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
+}
+__device__ __forceinline__ void BarrierWait(uint32_t bar, uint32_t parity) {
+  uint32_t done = 0;
+  while (!done) {
+    asm volatile(
+        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
+        : "=r"(done)
+        : "r"(bar), "r"(parity)
+        : "memory");
+  }
+}
+// The box of `map` at (c0 along k, c1 along rows) into shared memory at dst, counted on bar.
+__device__ __forceinline__ void TmaLoad(uint32_t dst, const CUtensorMap* map, int c0, int c1, uint32_t bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], "
+      "[%4];" ::"r"(dst),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
+      : "memory");
+}
+// wgmma descriptor of a K-major tile in 128-byte swizzled rows: 8-row groups 1024 bytes apart.
+__device__ __forceinline__ uint64_t TileDescriptor(uint32_t addr) {
+  return uint64_t((addr >> 4) & 0x3FFF) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+// Keeps the compiler from moving accumulator reads or writes across the asynchronous products.
+template <int R>
+__device__ __forceinline__ void FenceAccumulators(float (&d)[R]) {
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+}
+#endif
+
+template <int W, int G>
+__global__ void __launch_bounds__(StreamShape<W, G>::kThreads, 1)
+    StreamGemmKernel(const __grid_constant__ CUtensorMap xmap, const __grid_constant__ CUtensorMap wmap, int n, int k,
+                     int cols, float* out) {
+  AllowDependentLaunch();
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using S = StreamShape<W, G>;
+  extern __shared__ uint8_t stream_smem[];
+  const uint32_t base = (SharedAddress(stream_smem) + 1023) & ~1023u;
+  const uint32_t full = base + S::kStages * S::kStageBytes, empty = full + 8 * kMaxStages;
+  const int kblocks = (k + kBlockK - 1) / kBlockK, slice = blockIdx.y;
+  const int kb0 = int(int64_t(kblocks) * slice / gridDim.y);
+  const int iters = int(int64_t(kblocks) * (slice + 1) / gridDim.y) - kb0;
+  const int warp = threadIdx.x / 32;
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < S::kStages; ++i) {
+      BarrierInit(full + 8 * i, 1);
+      BarrierInit(empty + 8 * i, G * 4);  // one arrival per consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (warp == G * 4) {  // producer
+    if (threadIdx.x % 32 == 0) {
+      const int row0 = blockIdx.x * W;
+      // Weights are nobody's output: the first stages load before the kernel ahead has ended.
+      const int early = min(iters, S::kStages);
+      for (int it = 0; it < early; ++it) {
+        const uint32_t stage = base + it * S::kStageBytes;
+        BarrierExpectBytes(full + 8 * it, S::kStageBytes);
+        TmaLoad(stage + S::kXBytes, &wmap, (kb0 + it) * kBlockK, row0, full + 8 * it);
+      }
+      WaitForPriorKernels();
+      for (int it = 0; it < iters; ++it) {
+        const int st = it % S::kStages;
+        const uint32_t stage = base + st * S::kStageBytes;
+        if (it >= S::kStages) {
+          BarrierWait(empty + 8 * st, ((it / S::kStages) - 1) & 1);
+          BarrierExpectBytes(full + 8 * st, S::kStageBytes);
+          TmaLoad(stage + S::kXBytes, &wmap, (kb0 + it) * kBlockK, row0, full + 8 * st);
+        }
+        TmaLoad(stage, &xmap, (kb0 + it) * kBlockK, 0, full + 8 * st);
+      }
+    } else {
+      WaitForPriorKernels();
+    }
+    return;
+  }
+
+  // Consumers: warpgroup g owns activation rows 64 g .. 64 g + 63 against all W weight rows.
+  WaitForPriorKernels();  // `out` may still be read by the kernel ahead
+  const int g = warp / 4;
+  float d[W / 2];
+  for (int it = 0; it < iters; ++it) {
+    const int st = it % S::kStages;
+    BarrierWait(full + 8 * st, (it / S::kStages) & 1);
+    const uint32_t xs = base + st * S::kStageBytes + g * 64 * kRowBytes;
+    const uint32_t ws = base + st * S::kStageBytes + S::kXBytes;
+    FenceAccumulators(d);
+    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < kBlockK / 16; ++kk) {
+      // A k16 step is 32 bytes into each swizzled row; the first product overwrites d.
+      Wgmma<W>::Run(d, TileDescriptor(xs + kk * 32), TileDescriptor(ws + kk * 32), it > 0 || kk > 0);
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+    FenceAccumulators(d);
+    asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+    FenceAccumulators(d);
+    if (it > 0 && threadIdx.x % 32 == 0) BarrierArrive(empty + 8 * ((it - 1) % S::kStages));
+  }
+  asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+  FenceAccumulators(d);
+  const int lane = threadIdx.x % 32;
+  const int row = g * 64 + (warp % 4) * 16 + lane / 4;
+  float* o = out + int64_t(slice) * cols * n;
+#pragma unroll
+  for (int j = 0; j < W / 8; ++j) {
+    const int col = blockIdx.x * W + 8 * j + 2 * (lane % 4);
+    if (col >= n) continue;
+    if (row < cols) *reinterpret_cast<float2*>(o + int64_t(row) * n + col) = make_float2(d[4 * j], d[4 * j + 1]);
+    if (row + 8 < cols) {
+      *reinterpret_cast<float2*>(o + int64_t(row + 8) * n + col) = make_float2(d[4 * j + 2], d[4 * j + 3]);
+    }
+  }
+#endif
+}
+
+// Writes 1 when this build's code for the running GPU has the sm_90a instructions.
+__global__ void StreamGemmProbeKernel(int* has) {
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  *has = 1;
+#else
+  *has = 0;
+#endif
+}
+
+using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
+                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
+                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+EncodeTiled Encoder() {
+  static const EncodeTiled encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    // The entry point as of CUDA 12.0, the version whose signature EncodeTiled spells.
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
+            cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return EncodeTiled{nullptr};
+    }
+    return reinterpret_cast<EncodeTiled>(fn);
+  }();
+  return encode;
+}
+
+// A bf16 [rows, k] row-major matrix read in boxes of `box_rows` rows x 64 k.
+cudaError_t MapOf(const void* p, int k, int rows, int box_rows, CUtensorMap* map) {
+  const cuuint64_t dims[2] = {cuuint64_t(k), cuuint64_t(rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(k) * 2};
+  const cuuint32_t box[2] = {kBlockK, cuuint32_t(box_rows)};
+  const cuuint32_t steps[2] = {1, 1};
+  const CUresult r = Encoder()(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(p), dims, strides, box,
+                               steps, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
+}
+
+template <int W, int G>
+cudaError_t LaunchStream(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
+                         cudaStream_t stream) {
+  using S = StreamShape<W, G>;
+  CUtensorMap xmap, wmap;
+  cudaError_t e = MapOf(x, k, cols, G * 64, &xmap);
+  if (e == cudaSuccess) e = MapOf(w, k, n, W, &wmap);
+  if (e == cudaSuccess) e = AllowDynamicSmem<StreamGemmKernel<W, G>>(S::kSmemBytes);
+  if (e != cudaSuccess) return e;
+  return LaunchDependent(StreamGemmKernel<W, G>, dim3((n + W - 1) / W, slices), S::kThreads, S::kSmemBytes, stream,
+                         xmap, wmap, n, k, cols, out);
+}
+
+template <int W>
+cudaError_t LaunchWidth(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
+                        cudaStream_t stream) {
+  if (cols <= 64) return LaunchStream<W, 1>(w, n, k, x, cols, out, slices, stream);
+  if (cols <= 128) return LaunchStream<W, 2>(w, n, k, x, cols, out, slices, stream);
+  return LaunchStream<W, 3>(w, n, k, x, cols, out, slices, stream);
+}
+
+}  // namespace
+
+bool StreamGemmAvailable() {
+  static const bool available = [] {
+    int device = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device) != cudaSuccess) {
+      cudaGetLastError();
+      return false;
+    }
+    if (major != 9 || minor != 0 || Encoder() == nullptr) return false;
+    int* has = nullptr;
+    int host = 0;
+    bool ok = cudaMalloc(&has, sizeof(int)) == cudaSuccess;
+    ok = ok && cudaMemset(has, 0, sizeof(int)) == cudaSuccess;
+    if (ok) StreamGemmProbeKernel<<<1, 1>>>(has);
+    ok = ok && cudaMemcpy(&host, has, sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess;
+    if (has) cudaFree(has);
+    cudaGetLastError();
+    return ok && host == 1;
+  }();
+  return available;
+}
+
+bool StreamGemmSupports(int n, int k, int cols) {
+  return cols >= 1 && cols <= kStreamGemmMaxCols && n >= 2 && n % 2 == 0 && k >= kBlockK && k % 8 == 0;
+}
+
+std::vector<StreamGemmConfig> StreamGemmCandidates(int n, int k, int cols, int sms) {
+  std::vector<StreamGemmConfig> out;
+  if (!StreamGemmSupports(n, k, cols)) return out;
+  const int kblocks = (k + kBlockK - 1) / kBlockK;
+  for (int width : kStreamGemmWidths) {
+    const int tiles = (n + width - 1) / width;
+    for (int slices = 1; slices <= kStreamGemmMaxSlices && slices <= kblocks; ++slices) {
+      // About one wave: fewer blocks leave SMs idle, more leave a partial second wave.
+      const int blocks = tiles * slices;
+      if (4 * blocks >= 3 * sms && 2 * blocks <= 3 * sms) out.push_back({width, slices});
+    }
+  }
+  return out;
+}
+
+cudaError_t StreamGemm(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols, float* out,
+                       cudaStream_t stream) {
+  // Every slice needs a k-block: its plane is written from the products.
+  if (!StreamGemmSupports(n, k, cols) || c.slices < 1 || c.slices > kStreamGemmMaxSlices ||
+      c.slices > (k + kBlockK - 1) / kBlockK) {
+    return cudaErrorInvalidValue;
+  }
+  switch (c.width) {
+    case 64: return LaunchWidth<64>(w, n, k, x, cols, out, c.slices, stream);
+    case 96: return LaunchWidth<96>(w, n, k, x, cols, out, c.slices, stream);
+    case 128: return LaunchWidth<128>(w, n, k, x, cols, out, c.slices, stream);
+    case 168: return LaunchWidth<168>(w, n, k, x, cols, out, c.slices, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace xlserve::kernels
