@@ -67,11 +67,11 @@ __global__ void __launch_bounds__(kTileThreads, 2) MlstmCommitKernel(MlstmParams
       float cf[S::kVec];
       Unpack(c[r], cf, T{});
 #pragma unroll
-      for (int e = 0; e < S::kVec; ++e) cf[e] *= decay;
+      for (int e = 0; e < S::kVec; ++e) cf[e] = __fmul_rn(cf[e], decay);
       for (int t = 0; t < len; ++t) {
         const float wk = wk_s[t * p.dqk + i];
 #pragma unroll
-        for (int e = 0; e < S::kVec; ++e) cf[e] += wk * v_s[t][cg * S::kVec + e];
+        for (int e = 0; e < S::kVec; ++e) cf[e] = __fmaf_rn(wk, v_s[t][cg * S::kVec + e], cf[e]);
       }
       *reinterpret_cast<uint4*>(st.c + int64_t(i) * p.dv + col0) = Pack(cf, T{});
     }
