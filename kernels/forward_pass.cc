@@ -373,7 +373,7 @@ absl::StatusOr<GemmPlanes> ForwardPass::LinearUncombined(const float* x, const B
   // t: [k-slices][2 or 1, rows, n] = (hi; lo) · wᵀ or bf16(x) · wᵀ in one GEMM over 2 * rows or
   // rows columns (cuBLAS's view), in one or two slices of k.
   const int forms = x_bf16.pair ? 2 : 1, cols = forms * rows;
-  ASSIGN_OR_RETURN(float* t, scratch_.gemm_planes.Get(size_t(cols) * LtGemm::MaxKSlices(cols) * n));
+  ASSIGN_OR_RETURN(float* t, scratch_.gemm_planes.Get(size_t(cols) * lt_->MaxKSlices(cols) * n));
   ASSIGN_OR_RETURN(const int slices, lt_->Run(w.data, n, k, x_bf16.data, cols, t, stream_));
   return GemmPlanes{t, forms * slices};
 }

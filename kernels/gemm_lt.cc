@@ -172,8 +172,9 @@ absl::Status LtGemm::TryStream(const void* w, int n, int k, const void* x, int c
 }
 
 // Only timed shapes can be sliced: the choice is made by timing both.
-int LtGemm::MaxKSlices(int cols) {
-  return cols <= kStreamGemmMaxCols ? kStreamGemmMaxSlices : cols <= kTunedMaxCols ? 2 : 1;
+int LtGemm::MaxKSlices(int cols) const {
+  if (stream_gemm_ && cols <= kStreamGemmMaxCols) return kStreamGemmMaxSlices;
+  return cols <= kTunedMaxCols ? 2 : 1;
 }
 
 absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const void* x, int cols, float* out,

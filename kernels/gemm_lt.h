@@ -40,8 +40,9 @@ class LtGemm {
   // most MaxKSlices(cols)); x and w bf16 row-major, fp32 accumulation. Timing a new shape
   // synchronises `stream`.
   absl::StatusOr<int> Run(const void* w, int n, int k, const void* x, int cols, float* out, cudaStream_t stream);
-  // The most k-slices Run may return for `cols` columns (out must hold that many products).
-  static int MaxKSlices(int cols);
+  // The most k-slices Run may return for `cols` columns (out must hold that many products):
+  // StreamGemm's four only where it runs.
+  int MaxKSlices(int cols) const;
   // Whether a new shape is timed (the default) or not: timing stalls the stream for tens of
   // milliseconds at the 7B shape, which a live step must not (the server times shapes during
   // warm-up only). An untimed shape takes the choice timed for the nearest larger column count
