@@ -101,24 +101,28 @@ absl::StatusOr<StepTiming> MeasureDecode(const Accelerator& device, Backend* bac
   return TimeStep(device, backend, [&] { return backend->Forward(seqs, &out); }, 3, steps);
 }
 
-// A serving step that admits a prompt while others decode: `batch - 1` greedy decode rows and
-// the first chunk of `chunk` tokens of a new prompt, in one pass (the tokens come back, not the
-// logits). The prompt's slot is reset before each step, as the server's slot acquisition does.
-absl::StatusOr<StepTiming> MeasureMixed(const Accelerator& device, Backend* backend, int batch, int chunk, int steps) {
+// A serving step that admits prompts while others decode: `batch - prompts` greedy decode rows
+// and the first chunks, of `chunk` tokens, of `prompts` new prompts, in one pass (the tokens come
+// back, not the logits). The prompts' slots are reset before each step, as the server's slot
+// acquisition does.
+absl::StatusOr<StepTiming> MeasureMixed(const Accelerator& device, Backend* backend, int batch, int prompts, int chunk,
+                                        int steps) {
   RETURN_IF_ERROR(backend->AllocateSlots(batch));
-  std::vector<int32_t> tokens(batch - 1 + chunk);
+  const int decode = batch - prompts;
+  std::vector<int32_t> tokens(decode + size_t(prompts) * chunk);
   for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = 3 + int(i);
   std::vector<SequenceInput> seqs(batch);
   for (int i = 0; i < batch; ++i) {
-    const bool prompt = i == batch - 1;
-    seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[i], prompt ? chunk : 1), false};
+    const bool prompt = i >= decode;
+    const size_t at = prompt ? decode + size_t(i - decode) * chunk : i;
+    seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[at], prompt ? chunk : 1), false};
     seqs[i].tokens_only = true;
   }
   ForwardOutput out;
   return TimeStep(
       device, backend,
       [&]() -> absl::Status {
-        RETURN_IF_ERROR(backend->ResetSlot(batch - 1));
+        for (int i = decode; i < batch; ++i) RETURN_IF_ERROR(backend->ResetSlot(i));
         return backend->Forward(seqs, &out);
       },
       3, steps);
@@ -290,22 +294,27 @@ absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const Model
       }
     }
     std::snprintf(line, sizeof(line),
-                  "\nmixed serving steps, precision %s, %s state: batch - 1 decode rows + a new prompt's first chunk in one "
-                  "pass, vs a plain step\n%6s %9s %20s %20s   %s\n",
-                  prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", "batch", "plain ms", "chunk 64 ms (ratio)",
-                  "chunk 128 ms (ratio)", "largest stages of the 128 step");
+                  "\nmixed serving steps, precision %s, %s state: new prompts (count x tokens) beside decode rows, batch "
+                  "rows in all, in one pass, vs a plain step\n%6s %9s %20s %20s %20s   %s\n",
+                  prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", "batch", "plain ms", "1 x 64 ms (ratio)",
+                  "1 x 128 ms (ratio)", "2 x 128 ms (ratio)", "largest stages of the 1 x 128 step");
     *table += line;
     for (int batch : options.batch_sizes) {
       if (batch < 2) continue;
       const double plain = plain_step_ms[batch];
       std::string cells;
       std::string top;
-      for (int chunk : {64, 128}) {
+      for (auto [prompts, chunk] : {std::pair{1, 64}, std::pair{1, 128}, std::pair{2, 128}}) {
+        if (prompts >= batch) {
+          cells += std::string(20, ' ');
+          cells.back() = '-';
+          continue;
+        }
         ASSIGN_OR_RETURN(const StepTiming m,
-                         MeasureMixed(device, backend.get(), batch, chunk, std::max(3, options.steps / 2)));
+                         MeasureMixed(device, backend.get(), batch, prompts, chunk, std::max(3, options.steps / 2)));
         std::snprintf(line, sizeof(line), " %11.2f (%5.2fx)", m.step_ms, m.step_ms / plain);
         cells += line;
-        if (chunk == 128) {
+        if (prompts == 1 && chunk == 128) {
           std::vector<std::pair<double, std::string>> stages;
           for (const auto& [name, ms] : m.stages.items()) stages.push_back({ms.get<double>(), name});
           std::sort(stages.rbegin(), stages.rend());
@@ -318,6 +327,7 @@ absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const Model
                          {"precision", prec},
                          {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
                          {"batch", batch},
+                         {"prompts", prompts},
                          {"chunk", chunk},
                          {"step_ms", m.step_ms},
                          {"plain_step_ms", plain},
