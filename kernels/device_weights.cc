@@ -3,6 +3,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cstring>
+#include <vector>
 
 #include "engine/util/dtype.h"
 #include "base/status_macros.h"
@@ -17,6 +18,18 @@ float ElementAsFloat(const TensorView& t, int64_t i) {
     case DType::kF16: return F16ToFloat(static_cast<const uint16_t*>(t.data)[i]);
     default: return static_cast<const float*>(t.data)[i];
   }
+}
+
+// Rows [2 half, row_bytes] (two stacked halves) reordered into groups of `group` rows of the
+// first half, then `group` of the second (kSwiGluGroup's layout; half % group == 0).
+std::vector<uint8_t> InterleaveHalves(const uint8_t* rows, int64_t half, size_t row_bytes, int group) {
+  std::vector<uint8_t> out(2 * half * row_bytes);
+  for (int64_t r = 0; r < 2 * half; ++r) {
+    const int64_t q = r / (2 * group), j = r % (2 * group);
+    const int64_t src = (j < group ? 0 : half) + q * group + j % group;
+    std::memcpy(out.data() + r * row_bytes, rows + src * row_bytes, row_bytes);
+  }
+  return out;
 }
 
 }  // namespace
@@ -54,7 +67,7 @@ absl::StatusOr<const float*> DeviceWeights::UploadVector(const TensorView& t) {
 }
 
 absl::StatusOr<const float*> DeviceWeights::UploadStackedBias(
-    const std::vector<std::pair<const TensorView*, const TensorView*>>& parts) {
+    const std::vector<std::pair<const TensorView*, const TensorView*>>& parts, int interleave) {
   bool any = false;
   std::vector<float> v;
   for (auto [w, b] : parts) {
@@ -66,11 +79,16 @@ absl::StatusOr<const float*> DeviceWeights::UploadStackedBias(
     }
   }
   if (!any) return nullptr;
+  if (interleave > 0) {
+    const std::vector<uint8_t> mixed =
+        InterleaveHalves(reinterpret_cast<const uint8_t*>(v.data()), int64_t(v.size() / 2), sizeof(float), interleave);
+    std::memcpy(v.data(), mixed.data(), mixed.size());
+  }
   ASSIGN_OR_RETURN(void* p, Copy(v.data(), v.size() * sizeof(float)));
   return static_cast<const float*>(p);
 }
 
-absl::StatusOr<DeviceMatrix> DeviceWeights::UploadMatrix(const std::vector<const TensorView*>& parts) {
+absl::StatusOr<DeviceMatrix> DeviceWeights::UploadMatrix(const std::vector<const TensorView*>& parts, int interleave) {
   DeviceMatrix m;
   bool all_bf16 = true;
   for (const TensorView* t : parts) {
@@ -99,6 +117,10 @@ absl::StatusOr<DeviceMatrix> DeviceWeights::UploadMatrix(const std::vector<const
     }
     src = host.data();
   }
+  if (interleave > 0) {
+    host = InterleaveHalves(static_cast<const uint8_t*>(src), m.rows / 2, size_t(m.cols) * elem, interleave);
+    src = host.data();
+  }
   ASSIGN_OR_RETURN(void* p, Copy(src, count * elem));
   m.data = p;
   matrix_bytes += count * elem;
@@ -123,8 +145,10 @@ absl::StatusOr<DeviceBlock> DeviceWeights::UploadBlock(const BlockWeights& b) {
   ASSIGN_OR_RETURN(db.out_proj_b, UploadVector(b.out_proj_b));
   ASSIGN_OR_RETURN(db.norm_ffn_w, UploadVector(b.norm_ffn_w));
   ASSIGN_OR_RETURN(db.norm_ffn_b, UploadVector(b.norm_ffn_b));
-  ASSIGN_OR_RETURN(db.up, UploadMatrix({&b.up_gate_w, &b.up_w}));
-  ASSIGN_OR_RETURN(db.up_b, UploadStackedBias({{&b.up_gate_w, &b.up_gate_b}, {&b.up_w, &b.up_b}}));
+  db.up_interleaved = b.up_gate_w.rows() == b.up_w.rows() && b.up_w.rows() % kSwiGluGroup == 0;
+  const int group = db.up_interleaved ? kSwiGluGroup : 0;
+  ASSIGN_OR_RETURN(db.up, UploadMatrix({&b.up_gate_w, &b.up_w}, group));
+  ASSIGN_OR_RETURN(db.up_b, UploadStackedBias({{&b.up_gate_w, &b.up_gate_b}, {&b.up_w, &b.up_b}}, group));
   ASSIGN_OR_RETURN(db.down, UploadMatrix({&b.down_w}));
   ASSIGN_OR_RETURN(db.down_b, UploadVector(b.down_b));
   return db;

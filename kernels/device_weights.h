@@ -36,8 +36,11 @@ struct DeviceBlock {
   const float* out_proj_b = nullptr;
   const float* norm_ffn_w = nullptr;
   const float* norm_ffn_b = nullptr;
-  DeviceMatrix up;  // rows: up_gate [ffn], then up [ffn]
+  // Rows: up_gate [ffn], then up [ffn]; with up_interleaved in kSwiGluGroup groups of each
+  // (launchers.h), and so is up_b.
+  DeviceMatrix up;
   const float* up_b = nullptr;
+  bool up_interleaved = false;
   DeviceMatrix down;
   const float* down_b = nullptr;
 };
@@ -71,8 +74,10 @@ class DeviceWeights {
   DeviceWeights() = default;
   absl::StatusOr<DeviceBlock> UploadBlock(const BlockWeights& b);
   absl::StatusOr<const float*> UploadVector(const TensorView& t);
-  absl::StatusOr<const float*> UploadStackedBias(const std::vector<std::pair<const TensorView*, const TensorView*>>& parts);
-  absl::StatusOr<DeviceMatrix> UploadMatrix(const std::vector<const TensorView*>& parts);
+  // interleave > 0: two parts of equal rows, their rows in groups of that many of each in turn.
+  absl::StatusOr<const float*> UploadStackedBias(const std::vector<std::pair<const TensorView*, const TensorView*>>& parts,
+                                                 int interleave = 0);
+  absl::StatusOr<DeviceMatrix> UploadMatrix(const std::vector<const TensorView*>& parts, int interleave = 0);
   absl::StatusOr<void*> Copy(const void* host, size_t bytes);
 
   std::vector<void*> allocations_;

@@ -8,6 +8,7 @@
 //   AddBias:         y[r, c] += b[c]                                1-D grid
 //   SoftCap:         x[i] = cap * tanh(x[i] / cap)                  1-D grid
 //   SwiGlu:          out[r, c] = silu(gu[r, c]) * gu[r, ffn + c]    1-D grid over rows * ffn
+//                    (or the kSwiGluGroup-interleaved columns: launchers.h)
 //                    (float4s of rows * ffn / 4 when ffn % 4 == 0)
 //                    (gu one plane, or a GEMM's planes, plus bias)
 //   GatherRowSegments: dst[dst_rows[i], :] = (src[src_rows[i], a:a+a_len], src[.., b:b+b_len])
@@ -104,15 +105,19 @@ __device__ __forceinline__ void LoadFloats(const float* p, float (&v)[kVec]) {
 }
 
 // kVec consecutive columns per thread: 4 when ffn % 4 == 0 and the pointers are 16-byte aligned.
+static_assert(kSwiGluGroup % 4 == 0, "a float4 of FFN columns stays inside one interleaved group");
 template <int kVec>
-__global__ void SwiGluKernel(const float* gu, int planes, const float* bias, int ffn, int64_t count, float* out,
-                             Bf16Activation bf16) {
+__global__ void SwiGluKernel(const float* gu, int planes, const float* bias, bool interleaved, int ffn, int64_t count,
+                             float* out, Bf16Activation bf16) {
   AllowDependentLaunch();
   WaitForPriorKernels();
   const int64_t i = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) * kVec;
   if (i >= count) return;
   const int64_t r = i / ffn, c = i % ffn;
-  const int64_t at_g = r * 2 * ffn + c, at_u = at_g + ffn, plane = 2 * count;
+  // Column of up_gate's value within the row, and how far on up's is.
+  const int64_t g_col = interleaved ? c / kSwiGluGroup * 2 * kSwiGluGroup + c % kSwiGluGroup : c;
+  const int64_t u_off = interleaved ? kSwiGluGroup : ffn;
+  const int64_t at_g = r * 2 * ffn + g_col, at_u = at_g + u_off, plane = 2 * count;
   float g[kVec], u[kVec];
   LoadFloats(gu + at_g, g);
   LoadFloats(gu + at_u, u);
@@ -128,8 +133,8 @@ __global__ void SwiGluKernel(const float* gu, int planes, const float* bias, int
   }
   if (bias) {
     float g_b[kVec], u_b[kVec];
-    LoadFloats(bias + c, g_b);
-    LoadFloats(bias + ffn + c, u_b);
+    LoadFloats(bias + g_col, g_b);
+    LoadFloats(bias + g_col + u_off, u_b);
 #pragma unroll
     for (int e = 0; e < kVec; ++e) {
       g[e] += g_b[e];
@@ -276,16 +281,18 @@ cudaError_t SoftCap(float* x, int64_t count, float cap, cudaStream_t stream) {
   return cudaGetLastError();
 }
 
-cudaError_t SwiGlu(const GemmPlanes& gu, const float* bias, int rows, int ffn, float* out, Bf16Activation bf16,
-                   cudaStream_t stream) {
+cudaError_t SwiGlu(const GemmPlanes& gu, const float* bias, bool interleaved, int rows, int ffn, float* out,
+                   Bf16Activation bf16, cudaStream_t stream) {
   const int64_t count = int64_t(rows) * ffn;
   if (count == 0) return cudaSuccess;
-  if (gu.planes < 1) return cudaErrorInvalidValue;
+  if (gu.planes < 1 || (interleaved && ffn % kSwiGluGroup != 0)) return cudaErrorInvalidValue;
+  // A float4 of FFN columns stays inside one group (kSwiGluGroup % 4 == 0).
   if (ffn % 4 == 0 && Aligned16(gu.t) && Aligned16(bias) && Aligned16(out) && Aligned16(bf16.data)) {
-    LaunchDependent(SwiGluKernel<4>, Blocks(count / 4), kThreads, 0, stream, gu.t, gu.planes, bias, ffn, count, out,
-                    bf16);
+    LaunchDependent(SwiGluKernel<4>, Blocks(count / 4), kThreads, 0, stream, gu.t, gu.planes, bias, interleaved, ffn,
+                    count, out, bf16);
   } else {
-    LaunchDependent(SwiGluKernel<1>, Blocks(count), kThreads, 0, stream, gu.t, gu.planes, bias, ffn, count, out, bf16);
+    LaunchDependent(SwiGluKernel<1>, Blocks(count), kThreads, 0, stream, gu.t, gu.planes, bias, interleaved, ffn, count,
+                    out, bf16);
   }
   return cudaGetLastError();
 }

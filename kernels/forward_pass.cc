@@ -282,7 +282,6 @@ absl::Status ForwardPass::RunBlock(const DeviceBlock& w, int layer, int rows, co
   ASSIGN_OR_RETURN(float* proj, scratch_.proj.Get(size_t(rows) * cols_.width));
   ASSIGN_OR_RETURN(float* h, scratch_.h.Get(size_t(rows) * v));
   ASSIGN_OR_RETURN(float* hg, scratch_.hg.Get(size_t(rows) * v));
-  ASSIGN_OR_RETURN(float* gu, scratch_.gu.Get(size_t(rows) * 2 * ffn));
   ASSIGN_OR_RETURN(float* act, scratch_.act.Get(size_t(rows) * ffn));
 
   // mLSTM sub-layer: x += out_proj(sigmoid(o) * MultiHeadNorm(mLSTM(q, k, v, ĩ, f̃))).
@@ -321,18 +320,41 @@ absl::Status ForwardPass::RunBlock(const DeviceBlock& w, int layer, int rows, co
         RmsNorm(x, w.norm_ffn_w, w.norm_ffn_b, rows, d, norm_eps, Fp32InputFor(rows, w.up, xn), bf16, stream_));
   }
   RETURN_IF_ERROR(profiler_->Mark("rmsnorm", stream_));
-  // gu: [rows, up_gate | up]
+  ASSIGN_OR_RETURN(const Bf16Activation act_bf16, UpSwiGlu(w, xn, bf16, rows, act));
+  ASSIGN_OR_RETURN(const GemmPlanes down_pair, LinearUncombined(act, act_bf16, rows, w.down, w.down_b, true, x));
+  *residual = PendingResidual{down_pair, w.down_b, d};
+  RETURN_IF_ERROR(profiler_->Mark("gemm down", stream_));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Bf16Activation> ForwardPass::UpSwiGlu(const DeviceBlock& w, const float* xn, const Bf16Activation& bf16,
+                                                     int rows, float* act) {
+  const int ffn = cfg_.ffn_dim();
+  float* act_fp32 = Fp32InputFor(rows, w.down, act);
+  if (w.up_interleaved && w.up.type == WeightType::kBF16 && bf16.data != nullptr && !bf16.pair &&
+      !UsesGemv(rows, w.up)) {
+    ASSIGN_OR_RETURN(void* act_data, scratch_.bf16_act.Get(size_t(rows) * ffn * 2));
+    const SwiGluEpilogue epilogue{w.up_b, act_fp32, Bf16Activation{act_data, false}};
+    ASSIGN_OR_RETURN(float* t, scratch_.gemm_planes.Get(size_t(rows) * lt_->MaxKSlices(rows) * w.up.rows));
+    ASSIGN_OR_RETURN(const int slices,
+                     lt_->RunSwiGlu(w.up.data, w.up.rows, w.up.cols, bf16.data, rows, t, epilogue, stream_));
+    RETURN_IF_ERROR(profiler_->Mark("gemm up_gate|up", stream_));
+    if (slices > 0) {
+      CUDA_RETURN_IF_ERROR(SwiGlu(GemmPlanes{t, slices}, w.up_b, true, rows, ffn, act_fp32, epilogue.bf16, stream_));
+      RETURN_IF_ERROR(profiler_->Mark("swiglu", stream_));
+    }
+    return epilogue.bf16;
+  }
+  // gu: [rows, up_gate | up], interleaved as w.up's rows
+  ASSIGN_OR_RETURN(float* gu, scratch_.gu.Get(size_t(rows) * 2 * ffn));
   ASSIGN_OR_RETURN(const GemmPlanes gu_pair, LinearUncombined(xn, bf16, rows, w.up, w.up_b, false, gu));
   RETURN_IF_ERROR(profiler_->Mark("gemm up_gate|up", stream_));
   // Without planes gu holds the product, bias included.
   const bool planes = gu_pair.t != nullptr;
-  CUDA_RETURN_IF_ERROR(SwiGlu(planes ? gu_pair : GemmPlanes{gu, 1}, planes ? w.up_b : nullptr, rows, ffn,
-                              Fp32InputFor(rows, w.down, act), bf16, stream_));
+  CUDA_RETURN_IF_ERROR(SwiGlu(planes ? gu_pair : GemmPlanes{gu, 1}, planes ? w.up_b : nullptr, w.up_interleaved, rows,
+                              ffn, act_fp32, bf16, stream_));
   RETURN_IF_ERROR(profiler_->Mark("swiglu", stream_));
-  ASSIGN_OR_RETURN(const GemmPlanes down_pair, LinearUncombined(act, bf16, rows, w.down, w.down_b, true, x));
-  *residual = PendingResidual{down_pair, w.down_b, d};
-  RETURN_IF_ERROR(profiler_->Mark("gemm down", stream_));
-  return absl::OkStatus();
+  return bf16;
 }
 
 // y[rows, n] (+)= x[rows, k] w[n, k]ᵀ (+ bias). `x_bf16` is x's bf16 form (no data when no

@@ -61,6 +61,9 @@ struct ForwardScratch {
   ScratchArray<float> xn{&moves}, proj{&moves}, h{&moves}, hg{&moves}, gu{&moves}, act{&moves};
   ScratchArray<float> gemm_planes{&moves};
   ScratchArray<std::byte> bf16_input{&moves};
+  // The up projection's SwiGLU epilogue writes the activation's bf16 form here: its GEMM is
+  // still reading bf16_input.
+  ScratchArray<std::byte> bf16_act{&moves};
   ScratchArray<float> chunk_p{&moves}, chunk_gates{&moves}, chunk_carry{&moves};  // MlstmParams says
   ScratchArray<float> sel{&moves}, normed{&moves};  // the unembedded rows: trunk's, then heads'
 };
@@ -126,6 +129,10 @@ class ForwardPass {
   absl::Status FlushResidual(int rows, PendingResidual* residual, float* x);
   absl::Status RunBlock(const DeviceBlock& w, int layer, int rows, const Indices& idx, PendingResidual* residual,
                         float* x);
+  // act [rows, ffn] = silu(up_gate(xn)) * up(xn) (and its bf16 form); returns the bf16 form the
+  // down projection reads: `bf16`, or another buffer where the GEMM's epilogue wrote it.
+  absl::StatusOr<Bf16Activation> UpSwiGlu(const DeviceBlock& w, const float* xn, const Bf16Activation& bf16, int rows,
+                                          float* act);
   absl::Status Linear(const float* x, const Bf16Activation& x_bf16, int rows, const DeviceMatrix& w, const float* bias,
                       bool accumulate, float* y);
   absl::StatusOr<GemmPlanes> LinearUncombined(const float* x, const Bf16Activation& x_bf16, int rows,

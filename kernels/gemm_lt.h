@@ -9,6 +9,10 @@
 // their weight stream before the kernel ahead ends. Shapes with more rows (prefill) take the
 // heuristic's first choice untimed. The choice is fixed per shape for the life of the object.
 //
+// The FFN's up projection may instead run with SwiGLU as StreamGemm's epilogue (RunSwiGlu), so
+// that its fp32 product [rows, 2 ffn] never reaches memory, where that timed faster than the
+// product plus the separate SwiGlu pass.
+//
 // A timed shape may also run as k-slices: a strided batch of two GEMMs over the halves of k, or
 // StreamGemm's blocks over up to four runs of k (the weights still read once), whose partial
 // products the caller adds up. For outputs of few tiles (n = 4096 over 256 rows: 64 tiles of
@@ -40,6 +44,12 @@ class LtGemm {
   // most MaxKSlices(cols)); x and w bf16 row-major, fp32 accumulation. Timing a new shape
   // synchronises `stream`.
   absl::StatusOr<int> Run(const void* w, int n, int k, const void* x, int cols, float* out, cudaStream_t stream);
+  // The FFN's up projection (n = 2 ffn rows interleaved as kSwiGluGroup says) followed by
+  // SwiGLU: either StreamGemm with the SwiGLU epilogue, which writes the activation and leaves
+  // `out` alone (returns 0), or Run into `out` (returns its k-slices) for the caller's SwiGlu
+  // pass. The first where, timed with its epilogue, it beat Run plus that pass (timing as Run's).
+  absl::StatusOr<int> RunSwiGlu(const void* w, int n, int k, const void* x, int cols, float* out,
+                                const SwiGluEpilogue& epilogue, cudaStream_t stream);
   // The most k-slices Run may return for `cols` columns (out must hold that many products):
   // StreamGemm's four only where it runs.
   int MaxKSlices(int cols) const;
@@ -74,11 +84,18 @@ class LtGemm {
                          cudaStream_t stream);
   absl::StatusOr<Plan*> PlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
                                 cudaStream_t stream);
+  // Runs plan p (planned for the shape) on `stream`.
+  absl::Status Launch(const Plan& p, const void* w, int n, int k, const void* x, int cols, float* out,
+                      cudaStream_t stream);
+  // RunSwiGlu's choice for the shape: the epilogue's configuration, width 0 for Run + SwiGlu.
+  absl::StatusOr<StreamGemmConfig> SwiGluPlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
+                                                 const SwiGluEpilogue& epilogue, cudaStream_t stream);
 
   cublasLtHandle_t handle_ = nullptr;
   void* workspace_ = nullptr;
   std::map<std::tuple<int, int, int>, Plan> plans_;  // (n, k, cols)
   std::set<std::tuple<int, int, int>> timed_;        // the plans chosen by timing
+  std::map<std::tuple<int, int, int>, StreamGemmConfig> swiglu_;  // RunSwiGlu's, timed ones only
   bool frozen_ = false;
   bool stream_gemm_ = false;  // StreamGemm runs on this device
   int sms_ = 0;

@@ -16,7 +16,11 @@
 // cols or n and k past the end arrive as zeros) onto the stage's "full" mbarrier. Warpgroup g
 // waits for it, issues four wgmma m64nWk16 over its rows against the stage's w, commits, and
 // once the previous stage's products are done releases that stage's "empty" mbarrier for the
-// producer to refill. Each thread then stores its fragment (float2 per row and column pair).
+// producer to refill. Each thread then stores its fragment (float2 per row and column pair),
+// or with the SwiGLU epilogue (StreamGemmSwiGlu: weight rows interleaved in kSwiGluGroup groups,
+// W % 16 == 0, one k-slice) forms silu(g + b_g) * (u + b_u) from the column groups 2 i (up_gate)
+// and 2 i + 1 (up) it holds for the same FFN columns and stores that as fp32 (optional) and bf16
+// [cols, n / 2]: the fp32 [cols, n] product never reaches memory.
 #include <cuda.h>
 #include <cuda_bf16.h>
 
@@ -89,10 +93,11 @@ __device__ __forceinline__ void FenceAccumulators(float (&d)[R]) {
 }
 #endif
 
-template <int W, int G>
+// kSwiGlu: the SwiGLU epilogue (SwiGluEpilogue) instead of storing `out`.
+template <int W, int G, bool kSwiGlu>
 __global__ void __launch_bounds__(StreamShape<W, G>::kThreads, 1)
     StreamGemmKernel(const __grid_constant__ CUtensorMap xmap, const __grid_constant__ CUtensorMap wmap, int n, int k,
-                     int cols, float* out) {
+                     int cols, float* out, SwiGluEpilogue epilogue) {
   AllowDependentLaunch();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = StreamShape<W, G>;
@@ -165,6 +170,40 @@ __global__ void __launch_bounds__(StreamShape<W, G>::kThreads, 1)
   FenceAccumulators(d);
   const int lane = threadIdx.x % 32;
   const int row = g * 64 + (warp % 4) * 16 + lane / 4;
+  if constexpr (kSwiGlu) {
+    // Column groups 2 i and 2 i + 1 of 8 hold up_gate and up of the same FFN columns; a thread
+    // has the same two columns of each, for rows `row` and row + 8.
+    const int ffn = n / 2;
+#pragma unroll
+    for (int i = 0; i < W / 16; ++i) {
+      const int col = blockIdx.x * W + 16 * i + 2 * (lane % 4);
+      if (col >= n) continue;
+      const int fcol = col / 16 * 8 + col % 16;
+      float2 bg = make_float2(0.0f, 0.0f), bu = bg;
+      if (epilogue.bias) {
+        bg = *reinterpret_cast<const float2*>(epilogue.bias + col);
+        bu = *reinterpret_cast<const float2*>(epilogue.bias + col + kSwiGluGroup);
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = row + 8 * h;
+        if (r >= cols) continue;
+        float gate[2] = {d[8 * i + 2 * h], d[8 * i + 2 * h + 1]}, up[2] = {d[8 * i + 4 + 2 * h], d[8 * i + 5 + 2 * h]};
+        if (epilogue.bias) {
+          gate[0] += bg.x, gate[1] += bg.y;
+          up[0] += bu.x, up[1] += bu.y;
+        }
+        float a[2];
+#pragma unroll
+        for (int e = 0; e < 2; ++e) a[e] = gate[e] / (1.0f + expf(-gate[e])) * up[e];
+        const int64_t at = int64_t(r) * ffn + fcol;
+        if (epilogue.out) *reinterpret_cast<float2*>(epilogue.out + at) = make_float2(a[0], a[1]);
+        *reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(epilogue.bf16.data) + at) =
+            __floats2bfloat162_rn(a[0], a[1]);
+      }
+    }
+    return;
+  }
   float* o = out + int64_t(slice) * cols * n;
 #pragma unroll
   for (int j = 0; j < W / 8; ++j) {
@@ -219,25 +258,25 @@ cudaError_t MapOf(const void* p, int k, int rows, int box_rows, CUtensorMap* map
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-template <int W, int G>
+template <int W, int G, bool kSwiGlu>
 cudaError_t LaunchStream(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
-                         cudaStream_t stream) {
+                         const SwiGluEpilogue& epilogue, cudaStream_t stream) {
   using S = StreamShape<W, G>;
   CUtensorMap xmap, wmap;
   cudaError_t e = MapOf(x, k, cols, G * 64, &xmap);
   if (e == cudaSuccess) e = MapOf(w, k, n, W, &wmap);
-  if (e == cudaSuccess) e = AllowDynamicSmem<StreamGemmKernel<W, G>>(S::kSmemBytes);
+  if (e == cudaSuccess) e = AllowDynamicSmem<StreamGemmKernel<W, G, kSwiGlu>>(S::kSmemBytes);
   if (e != cudaSuccess) return e;
-  return LaunchDependent(StreamGemmKernel<W, G>, dim3((n + W - 1) / W, slices), S::kThreads, S::kSmemBytes, stream,
-                         xmap, wmap, n, k, cols, out);
+  return LaunchDependent(StreamGemmKernel<W, G, kSwiGlu>, dim3((n + W - 1) / W, slices), S::kThreads, S::kSmemBytes,
+                         stream, xmap, wmap, n, k, cols, out, epilogue);
 }
 
-template <int W>
+template <int W, bool kSwiGlu>
 cudaError_t LaunchWidth(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
-                        cudaStream_t stream) {
-  if (cols <= 64) return LaunchStream<W, 1>(w, n, k, x, cols, out, slices, stream);
-  if (cols <= 128) return LaunchStream<W, 2>(w, n, k, x, cols, out, slices, stream);
-  return LaunchStream<W, 3>(w, n, k, x, cols, out, slices, stream);
+                        const SwiGluEpilogue& epilogue, cudaStream_t stream) {
+  if (cols <= 64) return LaunchStream<W, 1, kSwiGlu>(w, n, k, x, cols, out, slices, epilogue, stream);
+  if (cols <= 128) return LaunchStream<W, 2, kSwiGlu>(w, n, k, x, cols, out, slices, epilogue, stream);
+  return LaunchStream<W, 3, kSwiGlu>(w, n, k, x, cols, out, slices, epilogue, stream);
 }
 
 }  // namespace
@@ -291,11 +330,32 @@ cudaError_t StreamGemm(StreamGemmConfig c, const void* w, int n, int k, const vo
       c.slices > (k + kBlockK - 1) / kBlockK) {
     return cudaErrorInvalidValue;
   }
+  const SwiGluEpilogue none;
   switch (c.width) {
-    case 64: return LaunchWidth<64>(w, n, k, x, cols, out, c.slices, stream);
-    case 96: return LaunchWidth<96>(w, n, k, x, cols, out, c.slices, stream);
-    case 128: return LaunchWidth<128>(w, n, k, x, cols, out, c.slices, stream);
-    case 168: return LaunchWidth<168>(w, n, k, x, cols, out, c.slices, stream);
+    case 64: return LaunchWidth<64, false>(w, n, k, x, cols, out, c.slices, none, stream);
+    case 96: return LaunchWidth<96, false>(w, n, k, x, cols, out, c.slices, none, stream);
+    case 128: return LaunchWidth<128, false>(w, n, k, x, cols, out, c.slices, none, stream);
+    case 168: return LaunchWidth<168, false>(w, n, k, x, cols, out, c.slices, none, stream);
+    case 176: return LaunchWidth<176, false>(w, n, k, x, cols, out, c.slices, none, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+bool StreamGemmSwiGluSupports(StreamGemmConfig c, int n, int k, int cols) {
+  return StreamGemmSupports(n, k, cols) && c.slices == 1 && c.width % (2 * kSwiGluGroup) == 0 &&
+         n % (2 * kSwiGluGroup) == 0;
+}
+
+cudaError_t StreamGemmSwiGlu(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols,
+                             const SwiGluEpilogue& epilogue, cudaStream_t stream) {
+  if (!StreamGemmSwiGluSupports(c, n, k, cols) || epilogue.bf16.data == nullptr || epilogue.bf16.pair) {
+    return cudaErrorInvalidValue;
+  }
+  switch (c.width) {
+    case 64: return LaunchWidth<64, true>(w, n, k, x, cols, nullptr, 1, epilogue, stream);
+    case 96: return LaunchWidth<96, true>(w, n, k, x, cols, nullptr, 1, epilogue, stream);
+    case 128: return LaunchWidth<128, true>(w, n, k, x, cols, nullptr, 1, epilogue, stream);
+    case 176: return LaunchWidth<176, true>(w, n, k, x, cols, nullptr, 1, epilogue, stream);
     default: return cudaErrorInvalidValue;
   }
 }

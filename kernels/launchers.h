@@ -41,7 +41,9 @@ struct StreamGemmConfig {
 };
 constexpr int kStreamGemmMaxCols = 192;
 constexpr int kStreamGemmMaxSlices = 4;
-constexpr int kStreamGemmWidths[] = {64, 96, 128, 168};
+// 176: the widest that the SwiGLU epilogue takes (whole pairs of 8-row groups) and that covers
+// the 7B up projection (21888 rows) in one wave of 132 SMs.
+constexpr int kStreamGemmWidths[] = {64, 96, 128, 168, 176};
 // Whether the running GPU executes it (sm_90 with this build's sm_90a code); asked once.
 bool StreamGemmAvailable();
 // Whether the shape is one it computes: 1..kStreamGemmMaxCols rows, n even, k >= 64, k % 8 == 0.
@@ -51,6 +53,24 @@ bool StreamGemmSupports(int n, int k, int cols);
 std::vector<StreamGemmConfig> StreamGemmCandidates(int n, int k, int cols, int sms);
 cudaError_t StreamGemm(StreamGemmConfig config, const void* w, int n, int k, const void* x, int cols, float* out,
                        cudaStream_t stream);
+
+// The FFN's up projection stores its weight rows as up_gate and up interleaved in groups of
+// kSwiGluGroup (rows 16 q .. 16 q + 7: up_gate rows 8 q ..; rows 16 q + 8 .. + 15: up rows 8 q ..)
+// where ffn % kSwiGluGroup == 0, so that one GEMM tile holds both halves of its FFN columns.
+constexpr int kSwiGluGroup = 8;
+// Where that GEMM's output (n = 2 ffn interleaved columns) goes when SwiGLU is its epilogue:
+// act[r, c] = silu(g) * u with g, u the product's up_gate and up values of FFN column c plus
+// their bias (nullable, interleaved like the rows), formed as SwiGlu forms them from one plane.
+// out fp32 [cols, ffn] (nullable) and bf16 (the bf16 precision's single form).
+struct SwiGluEpilogue {
+  const float* bias = nullptr;
+  float* out = nullptr;
+  Bf16Activation bf16;
+};
+// StreamGemm with that epilogue: one k-slice, `width` a multiple of 2 kSwiGluGroup, n % 16 == 0.
+bool StreamGemmSwiGluSupports(StreamGemmConfig config, int n, int k, int cols);
+cudaError_t StreamGemmSwiGlu(StreamGemmConfig config, const void* w, int n, int k, const void* x, int cols,
+                             const SwiGluEpilogue& epilogue, cudaStream_t stream);
 
 // out[i, :] = x[rows[i], :], x: [*, d].
 cudaError_t GatherRows(const float* x, const int32_t* rows, int count, int d, float* out, cudaStream_t stream);
@@ -148,9 +168,11 @@ cudaError_t SoftCap(float* x, int64_t count, float cap, cudaStream_t stream);
 
 // out[r, c] = silu(g[r, c]) * g[r, ffn + c] with g = Σ_p gu[p] (+ bias): the fused [rows,
 // 2 * ffn] output of (up_gate; up), in one plane or as a GEMM's planes, formed as CombineSplit
-// forms it, so the GEMM's combine pass is skipped. out: [rows, ffn]; `bf16` as for RmsNorm.
-cudaError_t SwiGlu(const GemmPlanes& gu, const float* bias, int rows, int ffn, float* out, Bf16Activation bf16,
-                   cudaStream_t stream);
+// forms it, so the GEMM's combine pass is skipped. With `interleaved` the columns (and bias) are
+// in kSwiGluGroup groups (the up matrix's row order) instead. out: [rows, ffn]; `bf16` as for
+// RmsNorm.
+cudaError_t SwiGlu(const GemmPlanes& gu, const float* bias, bool interleaved, int rows, int ffn, float* out,
+                   Bf16Activation bf16, cudaStream_t stream);
 
 // Per row and head over its head_dim values g of h: g <- LayerNorm(g) (biased variance, eps)
 // * w (+ b), then * sigmoid(o). h: [rows, heads * head_dim] (stride heads * head_dim); o: row
