@@ -28,12 +28,13 @@ std::unique_ptr<Backend> MakeCpuBackend(std::shared_ptr<const ModelWeights> weig
   return std::move(*b);
 }
 
-std::shared_ptr<const ModelWeights> SevenBHeadModel(uint32_t seed) {
+std::shared_ptr<const ModelWeights> SevenBHeadModel(uint32_t seed, double ffn_proj_factor) {
   ModelConfig cfg = bench::Xlstm7bConfig();
   cfg.hidden_size = 512;
   cfg.num_heads = 1;
   cfg.num_blocks = 2;
   cfg.vocab_size = 512;
+  cfg.ffn_proj_factor = ffn_proj_factor;
   return bench::RandomBf16Weights(cfg, seed);
 }
 

@@ -17,7 +17,9 @@ std::unique_ptr<Backend> MakeCpuBackend(std::shared_ptr<const ModelWeights> weig
                                         Precision precision = Precision::kExact);
 
 // Random bf16 weights of a small model with one mLSTM head of xLSTM-7b's size (dqk 256, dv 512):
-// the kernels run with their production tiling, the CPU reference keeps up.
-std::shared_ptr<const ModelWeights> SevenBHeadModel(uint32_t seed);
+// the kernels run with their production tiling, the CPU reference keeps up. A larger
+// ffn_proj_factor widens the FFN (17.5: an up matrix of 17,920 rows, wide enough for
+// StreamGemm's tilings and so its SwiGLU epilogue).
+std::shared_ptr<const ModelWeights> SevenBHeadModel(uint32_t seed, double ffn_proj_factor = 2.667);
 
 }  // namespace xlserve::testing
