@@ -193,8 +193,9 @@ def table(engine, on, off):
             if r["kind"] == "prefill":
                 out.append(f"  {r.get('precision', '')} TTFT({r['prompt_tokens']}): {r['ttft_ms']:.1f} ms")
             if r["kind"] == "mixed":
-                out.append(f"  mixed B={r['batch']} ({r['batch'] - 1} decode rows + {r['chunk']} prompt tokens): "
-                           f"{r['step_ms']:.2f} ms, {r['cost_ratio']:.2f} x a plain step")
+                prompts = r.get("prompts", 1)
+                out.append(f"  mixed B={r['batch']} ({r['batch'] - prompts} decode rows + {prompts} x {r['chunk']} "
+                           f"prompt tokens): {r['step_ms']:.2f} ms, {r['cost_ratio']:.2f} x a plain step")
     return "\n".join(out)
 
 
