@@ -20,16 +20,13 @@ float ElementAsFloat(const TensorView& t, int64_t i) {
   }
 }
 
-// Rows [2 half, row_bytes] (two stacked halves) reordered into groups of `group` rows of the
-// first half, then `group` of the second (kSwiGluGroup's layout; half % group == 0).
-std::vector<uint8_t> InterleaveHalves(const uint8_t* rows, int64_t half, size_t row_bytes, int group) {
-  std::vector<uint8_t> out(2 * half * row_bytes);
-  for (int64_t r = 0; r < 2 * half; ++r) {
-    const int64_t q = r / (2 * group), j = r % (2 * group);
-    const int64_t src = (j < group ? 0 : half) + q * group + j % group;
-    std::memcpy(out.data() + r * row_bytes, rows + src * row_bytes, row_bytes);
-  }
-  return out;
+// The row of the parts stacked in order that row r of an upload holds: r itself, or with
+// `group` > 0 (two parts of `half` rows each) groups of `group` rows of each part in turn
+// (kSwiGluGroup's layout).
+int64_t SourceRow(int64_t r, int64_t half, int group) {
+  if (group == 0) return r;
+  const int64_t q = r / (2 * group), j = r % (2 * group);
+  return (j < group ? 0 : half) + q * group + j % group;
 }
 
 }  // namespace
@@ -79,12 +76,9 @@ absl::StatusOr<const float*> DeviceWeights::UploadStackedBias(
     }
   }
   if (!any) return nullptr;
-  if (interleave > 0) {
-    const std::vector<uint8_t> mixed =
-        InterleaveHalves(reinterpret_cast<const uint8_t*>(v.data()), int64_t(v.size() / 2), sizeof(float), interleave);
-    std::memcpy(v.data(), mixed.data(), mixed.size());
-  }
-  ASSIGN_OR_RETURN(void* p, Copy(v.data(), v.size() * sizeof(float)));
+  std::vector<float> placed(v.size());
+  for (size_t r = 0; r < v.size(); ++r) placed[r] = v[SourceRow(int64_t(r), int64_t(v.size() / 2), interleave)];
+  ASSIGN_OR_RETURN(void* p, Copy(placed.data(), placed.size() * sizeof(float)));
   return static_cast<const float*>(p);
 }
 
@@ -104,21 +98,22 @@ absl::StatusOr<DeviceMatrix> DeviceWeights::UploadMatrix(const std::vector<const
   if (parts.size() == 1 && (all_bf16 || parts[0]->dtype == DType::kF32)) {
     src = parts[0]->data;  // stored as needed: copy straight from the mapping
   } else {
+    // Row by row from the parts, in one pass over the host copy.
     host.resize(count * elem);
-    int64_t at = 0;
-    for (const TensorView* t : parts) {
+    const size_t row_bytes = size_t(m.cols) * elem;
+    for (int64_t r = 0; r < m.rows; ++r) {
+      int64_t row = SourceRow(r, m.rows / 2, interleave);
+      size_t part = 0;
+      while (row >= parts[part]->rows()) row -= parts[part++]->rows();
+      const TensorView& t = *parts[part];
+      uint8_t* dst = host.data() + r * row_bytes;
       if (all_bf16) {
-        std::memcpy(host.data() + at * 2, t->data, t->numel() * 2);
+        std::memcpy(dst, static_cast<const uint8_t*>(t.data) + row * row_bytes, row_bytes);
       } else {
-        float* dst = reinterpret_cast<float*>(host.data()) + at;
-        for (int64_t i = 0; i < t->numel(); ++i) dst[i] = ElementAsFloat(*t, i);
+        float* out = reinterpret_cast<float*>(dst);
+        for (int64_t c = 0; c < m.cols; ++c) out[c] = ElementAsFloat(t, row * m.cols + c);
       }
-      at += t->numel();
     }
-    src = host.data();
-  }
-  if (interleave > 0) {
-    host = InterleaveHalves(static_cast<const uint8_t*>(src), m.rows / 2, size_t(m.cols) * elem, interleave);
     src = host.data();
   }
   ASSIGN_OR_RETURN(void* p, Copy(src, count * elem));
