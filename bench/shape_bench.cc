@@ -306,8 +306,8 @@ absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const Model
       std::string top;
       for (auto [prompts, chunk] : {std::pair{1, 64}, std::pair{1, 128}, std::pair{2, 128}}) {
         if (prompts >= batch) {
-          cells += std::string(20, ' ');
-          cells.back() = '-';
+          std::snprintf(line, sizeof(line), " %20s", "-");
+          cells += line;
           continue;
         }
         ASSIGN_OR_RETURN(const StepTiming m,

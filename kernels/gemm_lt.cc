@@ -224,13 +224,14 @@ absl::StatusOr<StreamGemmConfig> LtGemm::SwiGluPlanFor(const void* w, int n, int
   StreamGemmConfig chosen;
   const bool timed = !frozen_ && cols <= kTunedMaxCols && stream_gemm_;
   if (!timed) {
-    // As Run borrows: the choice of the nearest larger timed column count, where it applies.
+    // As Run borrows: the choice for the nearest larger column count, where it applies.
     auto donor = swiglu_.lower_bound(key);
     if (donor != swiglu_.end() && std::get<0>(donor->first) == n && std::get<1>(donor->first) == k &&
         StreamGemmSwiGluSupports(donor->second, n, k, cols)) {
       chosen = donor->second;
     }
-    return chosen;  // not kept: a later unfrozen call may time the shape
+    swiglu_.emplace(key, chosen);
+    return chosen;
   }
   ASSIGN_OR_RETURN(const Plan* plan, PlanFor(w, n, k, x, cols, out, stream));
   ASSIGN_OR_RETURN(float best_ms, TimeRuns(

@@ -95,7 +95,7 @@ class LtGemm {
   void* workspace_ = nullptr;
   std::map<std::tuple<int, int, int>, Plan> plans_;  // (n, k, cols)
   std::set<std::tuple<int, int, int>> timed_;        // the plans chosen by timing
-  std::map<std::tuple<int, int, int>, StreamGemmConfig> swiglu_;  // RunSwiGlu's, timed ones only
+  std::map<std::tuple<int, int, int>, StreamGemmConfig> swiglu_;  // RunSwiGlu's choice per (n, k, cols)
   bool frozen_ = false;
   bool stream_gemm_ = false;  // StreamGemm runs on this device
   int sms_ = 0;
