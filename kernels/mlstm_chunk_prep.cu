@@ -32,49 +32,6 @@ namespace {
 
 constexpr int kGateWarps = kChunk / 32;
 
-// Sum (or maximum) of v over the lanes up to this one.
-template <bool kMax>
-__device__ __forceinline__ float WarpInclusiveScan(float v) {
-  const int lane = threadIdx.x % 32;
-#pragma unroll
-  for (int o = 1; o < 32; o <<= 1) {
-    const float up = __shfl_up_sync(0xffffffffu, v, o);
-    if (lane >= o) v = kMax ? fmaxf(v, up) : v + up;
-  }
-  return v;
-}
-
-// One chunk's gate scan, thread t taking row t (len rows live, from the stabiliser m before the
-// chunk): b and the running maximum of ĩ - b as warp scans plus the earlier warps' totals. The
-// block's threads all call it; its shared memory is free again when it returns.
-struct ChunkScan {
-  float b, ig_minus_b, m_t;  // this thread's row
-  float b_last, m_next;      // the chunk's last row: b, and the stabiliser after the chunk
-};
-__device__ __forceinline__ ChunkScan ScanChunkGates(LogGates lg, bool live, int len, float m) {
-  __shared__ float warp_b[kGateWarps], warp_max[kGateWarps], last[2];
-  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
-  float b = WarpInclusiveScan<false>(lg.lf);
-  if (lane == 31) warp_b[warp] = b;
-  __syncthreads();
-  float carry = 0.0f;
-  for (int w = 0; w < warp; ++w) carry += warp_b[w];
-  b += carry;
-  const float ig_minus_b = live ? lg.ig - b : -INFINITY;
-  float run_max = WarpInclusiveScan<true>(ig_minus_b);
-  if (lane == 31) warp_max[warp] = run_max;
-  __syncthreads();
-  for (int w = 0; w < warp; ++w) run_max = fmaxf(run_max, warp_max[w]);
-  if (tid == len - 1) {
-    last[0] = b;
-    last[1] = run_max;
-  }
-  __syncthreads();
-  ChunkScan sc{b, ig_minus_b, b + fmaxf(m, run_max), last[0], last[0] + fmaxf(m, last[1])};
-  __syncthreads();  // warp_b, warp_max and last are rewritten by the next scan
-  return sc;
-}
-
 // Row `row`'s gate record (mlstm_chunkwise.cuh) from its scan; `first`: the chunk's first row.
 __device__ __forceinline__ void WriteGateRecord(const MlstmParams& p, int row, int head, const ChunkScan& sc, float m,
                                                 bool first) {
@@ -104,7 +61,7 @@ __global__ void __launch_bounds__(kChunk) MlstmChunkGatesKernel(MlstmParams p) {
     const LogGates lg = live ? MlstmLogGates(raw_i, raw_f, p.gate_cap) : LogGates{-INFINITY, 0.0f};
     raw_i = RawGate(p, p.igate, cs + kChunk + tid, end, head);  // the next chunk's, in flight during this one
     raw_f = RawGate(p, p.fgate, cs + kChunk + tid, end, head);
-    const ChunkScan sc = ScanChunkGates(lg, live, len, m);
+    const ChunkScan sc = ScanChunkGates<kGateWarps>(lg, live, len, m);
     if (live) WriteGateRecord(p, cs + tid, head, sc, m, tid == 0);
     m = sc.m_next;
   }
@@ -168,7 +125,7 @@ __global__ void __launch_bounds__(kScoreThreads) MlstmChunkScoresKernel(MlstmPar
     const LogGates lg = live ? MlstmLogGates(RawGate(p, p.igate, cs + tid, end, head),
                                              RawGate(p, p.fgate, cs + tid, end, head), p.gate_cap)
                              : LogGates{-INFINITY, 0.0f};
-    const ChunkScan sc = ScanChunkGates(lg, live, chunk_len, m);
+    const ChunkScan sc = ScanChunkGates<kScoreThreads / 32>(lg, live, chunk_len, m);
     if (live) {
       scan_b[tid] = sc.b;
       scan_igb[tid] = sc.ig_minus_b;

@@ -73,6 +73,51 @@ __device__ __forceinline__ void StageBlock(float* dst, int dst_stride, const flo
 __device__ __forceinline__ void CommitStaged() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void WaitStaged() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 
+// Sum (or maximum) of v over the lanes up to this one.
+template <bool kMax>
+__device__ __forceinline__ float WarpInclusiveScan(float v) {
+  const int lane = threadIdx.x % 32;
+#pragma unroll
+  for (int o = 1; o < 32; o <<= 1) {
+    const float up = __shfl_up_sync(0xffffffffu, v, o);
+    if (lane >= o) v = kMax ? fmaxf(v, up) : v + up;
+  }
+  return v;
+}
+
+// One chunk's gate scan, thread t taking row t (len rows live, from the stabiliser m before the
+// chunk): b and the running maximum of ĩ - b as warp scans plus the earlier warps' totals. All
+// kWarps warps of the block call it (threads past len pass live = false); its shared memory is
+// free again when it returns.
+struct ChunkScan {
+  float b, ig_minus_b, m_t;  // this thread's row
+  float b_last, m_next;      // the chunk's last row: b, and the stabiliser after the chunk
+};
+template <int kWarps>
+__device__ __forceinline__ ChunkScan ScanChunkGates(LogGates lg, bool live, int len, float m) {
+  __shared__ float warp_b[kWarps], warp_max[kWarps], last[2];
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  float b = WarpInclusiveScan<false>(lg.lf);
+  if (lane == 31) warp_b[warp] = b;
+  __syncthreads();
+  float carry = 0.0f;
+  for (int w = 0; w < warp; ++w) carry += warp_b[w];
+  b += carry;
+  const float ig_minus_b = live ? lg.ig - b : -INFINITY;
+  float run_max = WarpInclusiveScan<true>(ig_minus_b);
+  if (lane == 31) warp_max[warp] = run_max;
+  __syncthreads();
+  for (int w = 0; w < warp; ++w) run_max = fmaxf(run_max, warp_max[w]);
+  if (tid == len - 1) {
+    last[0] = b;
+    last[1] = run_max;
+  }
+  __syncthreads();
+  ChunkScan sc{b, ig_minus_b, b + fmaxf(m, run_max), last[0], last[0] + fmaxf(m, last[1])};
+  __syncthreads();  // warp_b, warp_max and last are rewritten by the next scan
+  return sc;
+}
+
 __device__ __forceinline__ float* GateRecord(const MlstmParams& p, int row, int head) {
   return p.chunk_gates + (int64_t(row) * p.heads + head) * kChunkGateFields;
 }
