@@ -222,7 +222,19 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
     CUDA_RETURN_IF_ERROR(MlstmVerify(p, idx.deferred.max_tokens, stream_));
     RETURN_IF_ERROR(profiler_->Mark("mlstm verify", stream_));
   }
-  // A mixed step: the prompts' chunkwise kernels, latency-bound on few blocks, run on a side
+  // New one-chunk prompts beside decode rows, the common serving pass: their blocks join the step
+  // kernel's launch, spread among its blocks, instead of a chain of their own that waited for
+  // SMs behind the step's (mlstm_step.cu says why).
+  if (idx.single.count > 0 && idx.multi.count > 0) {
+    MlstmParams fresh = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.multi);
+    fresh.bf16_products = bf16_products;
+    const MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.single);
+    if (MlstmFreshChunkApplies(fresh, idx.multi.max_tokens) && MlstmStepSupports(p.dqk, p.dv, p.state.type)) {
+      CUDA_RETURN_IF_ERROR(MlstmStepBesideFresh(p, fresh, idx.multi.max_tokens, stream_));
+      return profiler_->Mark("mlstm step + new prompts", stream_);
+    }
+  }
+  // Other mixed steps: the prompts' chunkwise kernels, latency-bound on few blocks, run on a side
   // stream beside the decode rows' bandwidth-bound step kernel (in turn while stages are timed).
   const bool overlap = idx.single.count > 0 && idx.multi.count > 0 && !profiler_->on;
   cudaStream_t multi_stream = stream_;
@@ -231,12 +243,15 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
   }
   if (idx.multi.count > 0) {
     MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.multi);
-    if (MlstmChunkwiseSupports(p.dqk)) {
+    p.bf16_products = bf16_products;
+    if (MlstmFreshChunkApplies(p, idx.multi.max_tokens)) {
+      CUDA_RETURN_IF_ERROR(MlstmFreshChunk(p, idx.multi.max_tokens, multi_stream));
+      RETURN_IF_ERROR(profiler_->Mark("mlstm chunkwise", stream_));
+    } else if (MlstmChunkwiseSupports(p.dqk)) {
       ASSIGN_OR_RETURN(p.chunk_p, scratch_.chunk_p.Get(size_t(rows) * p.heads * kChunkTokens));
       ASSIGN_OR_RETURN(p.chunk_gates, scratch_.chunk_gates.Get(size_t(rows) * p.heads * kChunkGateFields));
       ASSIGN_OR_RETURN(p.chunk_carry, scratch_.chunk_carry.Get(size_t(ChunkCarrySlots(rows)) * p.heads * p.dqk *
                                                                (p.dv + 1)));
-      p.bf16_products = bf16_products;
       CUDA_RETURN_IF_ERROR(MlstmChunkwise(p, idx.multi.max_tokens, multi_stream));
       RETURN_IF_ERROR(profiler_->Mark("mlstm chunkwise", stream_));
     } else {

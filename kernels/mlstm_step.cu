@@ -10,8 +10,9 @@
 // m' by MlstmNormalizer afterwards (mlstm_common.cuh says why).
 // Shapes/layout: q, k, v, gates are column slices of [rows, proj_stride] fp32; h [rows,
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16, rows of C 16-byte aligned.
-// Launch: grid (ceil(dv / kCols), heads, num_seqs), block kTileThreads. A block owns kCols columns
-// of one head's C (64 fp32 or 128 bf16: 256 bytes of each row). Thread t reads kVec
+// Launch: grid (ceil(dv / kCols), heads, num_seqs), block kTileThreads (MlstmStepBesideFresh
+// flattens it to 1-D with new one-chunk prompts' blocks among the step's: FreshBeside below).
+// A block owns kCols columns of one head's C (64 fp32 or 128 bf16: 256 bytes of each row). Thread t reads kVec
 // consecutive columns (16 bytes: 4 fp32 or 8 bf16) of the rows rg, rg + kRowGroups, ...
 // (rg = t / kGroups, at most kRows rows): a warp covers two whole 256-byte row segments. The
 // thread's rows are copied with cp.async into shared memory (kRows x 16 bytes per thread, 64 KB
@@ -21,18 +22,56 @@
 // batch.
 #include <cuda_bf16.h>
 
+#include <algorithm>
+
 #include "kernels/dependent_launch.cuh"
 #include "kernels/mlstm_common.cuh"
 #include "kernels/mlstm_tile.cuh"
+#include "kernels/mlstm_fresh_chunk.cuh"
 
 namespace xlserve::kernels {
 namespace {
 
-template <typename T, int kRows>
-__global__ void __launch_bounds__(kTileThreads, 2) MlstmStepKernel(MlstmParams p) {
+// MlstmStepBesideFresh: the same launch with the blocks of new one-chunk prompts
+// (mlstm_fresh_chunk.cuh) among the step's, in a 1-D grid: block b < blocks * every is a prompt
+// block where b % every == every - 1, the others are step blocks in the order above. Why: on
+// their own stream the prompts' kernels got SMs only as the step's ~2,000 resident blocks left
+// them, so a 128-token prompt beside 63 decode rows still added its chunkwise chain after the
+// step (H200, 7B shape: 9.2 ms a pass, against 8.6 with no chunkwise kernels at all). Dispatched
+// first, all together, they took nearly every SM while the step waited (8.7 ms); spread over
+// the first half of the launch (kFreshSpread) they run beside it (8.55-8.61 ms). Their blocks
+// are latency-bound and the step's bandwidth-bound, so sharing SMs costs the step little.
+constexpr int kFreshSpread = 2;
+struct FreshBeside {
+  MlstmParams p;
+  int max_tokens = 0, blocks = 0;
+  int every = 1;  // block b < blocks * every is a fresh one where b % every == every - 1
+};
+
+// With kFresh the prompts' code would take 128 registers a thread, two blocks an SM; three, as
+// the step's shared memory allows, keep the step's loads in flight (a few bytes spill).
+template <typename T, int kRows, Products kP, bool kFresh>
+__global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(MlstmParams p, FreshBeside fresh) {
   AllowDependentLaunch();
   WaitForPriorKernels();
   using S = TileShape<T>;
+  int seq = blockIdx.z, head = blockIdx.y, tile = blockIdx.x;
+  if constexpr (kFresh) {
+    const int b = blockIdx.x, r = fresh.every;
+    int step_block = b - fresh.blocks;
+    if (b < fresh.blocks * r) {
+      if (b % r == r - 1) {
+        extern __shared__ float4 fresh_smem[];
+        FreshChunkBlock<T, kP>(fresh.p, fresh.max_tokens, b / r, reinterpret_cast<float*>(fresh_smem));
+        return;
+      }
+      step_block = b / r * (r - 1) + b % r;
+    }
+    const int tiles = (p.dv + S::kCols - 1) / S::kCols;
+    tile = step_block % tiles;
+    head = step_block / tiles % p.heads;
+    seq = step_block / tiles / p.heads;
+  }
   extern __shared__ uint4 step_smem[];  // this block's rows of C [kRows][kTileThreads], then q̂ [dqk], k [dqk]
   uint4* c_s = step_smem;
   float* q_s = reinterpret_cast<float*>(step_smem + kRows * kTileThreads);
@@ -41,7 +80,6 @@ __global__ void __launch_bounds__(kTileThreads, 2) MlstmStepKernel(MlstmParams p
   __shared__ float scratch[32];
 
   // Column tiles fastest: the blocks that share C's rows run side by side.
-  const int seq = blockIdx.z, head = blockIdx.y, tile = blockIdx.x;
   const int row = p.seq_row_begin[seq];
   const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
   const int cg = threadIdx.x % S::kGroups, rg = threadIdx.x / S::kGroups;
@@ -101,20 +139,23 @@ __global__ void __launch_bounds__(kTileThreads, 2) MlstmStepKernel(MlstmParams p
   }
 }
 
-template <typename T>
-cudaError_t LaunchStep(const MlstmParams& p, cudaStream_t stream) {
+template <typename T, Products kP, bool kFresh>
+cudaError_t LaunchStep(const MlstmParams& p, const FreshBeside& fresh, cudaStream_t stream) {
   using S = TileShape<T>;
-  const dim3 grid((p.dv + S::kCols - 1) / S::kCols, p.heads, p.num_seqs);
+  const int tiles = (p.dv + S::kCols - 1) / S::kCols;
+  const dim3 grid = kFresh ? dim3(tiles * p.heads * p.num_seqs + fresh.blocks) : dim3(tiles, p.heads, p.num_seqs);
   return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
     constexpr int kRows = decltype(rows)::value;
-    const size_t smem = size_t(kRows) * kTileThreads * sizeof(uint4) + 2 * size_t(p.dqk) * sizeof(float);
+    const size_t step_smem = size_t(kRows) * kTileThreads * sizeof(uint4) + 2 * size_t(p.dqk) * sizeof(float);
+    const size_t smem = kFresh ? std::max(step_smem, FreshChunkSmemBytes()) : step_smem;
     // Above the 48 KB default at 16 rows per thread; set once per instantiation, for the
     // largest dqk it serves.
     static const cudaError_t opt_in = cudaFuncSetAttribute(
-        MlstmStepKernel<T, kRows>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-        int(size_t(kRows) * kTileThreads * sizeof(uint4) + 2 * size_t(kRows) * S::kRowGroups * sizeof(float)));
+        MlstmStepKernel<T, kRows, kP, kFresh>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        int(std::max(size_t(kRows) * kTileThreads * sizeof(uint4) + 2 * size_t(kRows) * S::kRowGroups * sizeof(float),
+                     kFresh ? FreshChunkSmemBytes() : size_t(0))));
     (void)opt_in;  // had it failed, the launch fails and LaunchByTileRows reports that
-    LaunchDependent(MlstmStepKernel<T, kRows>, grid, kTileThreads, smem, stream, p);
+    LaunchDependent(MlstmStepKernel<T, kRows, kP, kFresh>, grid, kTileThreads, smem, stream, p, fresh);
   });
 }
 
@@ -130,8 +171,27 @@ bool MlstmStepSupports(int dqk, int dv, StateType type) {
 cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
   if (!MlstmStepSupports(p.dqk, p.dv, p.state.type)) return cudaErrorInvalidValue;
-  return LaunchByStateTypeThenNormalize(
-      p, stream, [&](auto state) { return LaunchStep<decltype(state)>(p, stream); });
+  return LaunchByStateTypeThenNormalize(p, stream, [&](auto state) {
+    return LaunchStep<decltype(state), Products::k3xTf32, false>(p, FreshBeside{}, stream);
+  });
+}
+
+cudaError_t MlstmStepBesideFresh(const MlstmParams& p, const MlstmParams& fresh, int fresh_max_tokens,
+                                 cudaStream_t stream) {
+  if (fresh.num_seqs == 0) return MlstmStep(p, stream);
+  if (p.num_seqs == 0 || !MlstmStepSupports(p.dqk, p.dv, p.state.type) ||
+      !MlstmFreshChunkApplies(fresh, fresh_max_tokens) || fresh.h == nullptr || fresh.seq_defer != nullptr ||
+      fresh.state.type != p.state.type) {
+    return cudaErrorInvalidValue;
+  }
+  FreshBeside beside{fresh, fresh_max_tokens, FreshChunkBlocks(fresh, fresh_max_tokens)};
+  return LaunchByStateTypeThenNormalize(p, stream, [&](auto state) {
+    using T = decltype(state);
+    const int total = ((p.dv + TileShape<T>::kCols - 1) / TileShape<T>::kCols) * p.heads * p.num_seqs + beside.blocks;
+    beside.every = std::max(1, total / (kFreshSpread * beside.blocks));
+    return fresh.bf16_products ? LaunchStep<T, Products::kBf16Pair, true>(p, beside, stream)
+                               : LaunchStep<T, Products::k3xTf32, true>(p, beside, stream);
+  });
 }
 
 }  // namespace xlserve::kernels

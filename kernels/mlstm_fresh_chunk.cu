@@ -1,0 +1,47 @@
+// MlstmFreshChunk: the launch of mlstm_fresh_chunk.cuh's blocks on their own (the maths, tiles
+// and shared memory are there). Grid: FreshChunkBlocks(p, max_tokens) blocks in x,
+// kFreshThreads threads, FreshChunkSmemBytes() of dynamic shared memory.
+#include <cuda_bf16.h>
+
+#include "kernels/dependent_launch.cuh"
+#include "kernels/mlstm_fresh_chunk.cuh"
+
+namespace xlserve::kernels {
+namespace {
+
+template <typename T, Products kP>
+__global__ void __launch_bounds__(kFreshThreads, 2) MlstmFreshChunkKernel(MlstmParams p, int max_tokens) {
+  AllowDependentLaunch();
+  WaitForPriorKernels();
+  extern __shared__ float4 fresh_smem[];
+  FreshChunkBlock<T, kP>(p, max_tokens, blockIdx.x, reinterpret_cast<float*>(fresh_smem));
+}
+
+template <typename T, Products kP>
+cudaError_t Launch(const MlstmParams& p, int max_tokens, cudaStream_t stream) {
+  const cudaError_t e = AllowDynamicSmem<MlstmFreshChunkKernel<T, kP>>(FreshChunkSmemBytes());
+  if (e != cudaSuccess) return e;
+  LaunchDependent(MlstmFreshChunkKernel<T, kP>, dim3(FreshChunkBlocks(p, max_tokens)), kFreshThreads,
+                  FreshChunkSmemBytes(), stream, p, max_tokens);
+  return cudaGetLastError();
+}
+
+}  // namespace
+
+bool MlstmFreshChunkApplies(const MlstmParams& p, int max_tokens) {
+  return p.all_fresh && max_tokens <= kChunkTokens && MlstmChunkwiseSupports(p.dqk);
+}
+
+cudaError_t MlstmFreshChunk(const MlstmParams& p, int max_tokens, cudaStream_t stream) {
+  if (p.num_seqs == 0) return cudaSuccess;
+  if (!MlstmFreshChunkApplies(p, max_tokens) || p.h == nullptr || p.seq_defer != nullptr) return cudaErrorInvalidValue;
+  const bool f32 = p.state.type == StateType::kF32;
+  if (p.bf16_products) {
+    return f32 ? Launch<float, Products::kBf16Pair>(p, max_tokens, stream)
+               : Launch<__nv_bfloat16, Products::kBf16Pair>(p, max_tokens, stream);
+  }
+  return f32 ? Launch<float, Products::k3xTf32>(p, max_tokens, stream)
+             : Launch<__nv_bfloat16, Products::k3xTf32>(p, max_tokens, stream);
+}
+
+}  // namespace xlserve::kernels
