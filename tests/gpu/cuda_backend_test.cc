@@ -241,15 +241,21 @@ TEST_CASE("CUDA agrees with the CPU reference on mixed batches, and batching cha
 }
 
 // The serving step: decode rows beside new prompts of one chunk from reset slots. There the
-// prompts' state updates run on the side stream past their layer (only the next layer's
-// projection and the pass's end wait for them), so the step after reads what they wrote.
+// prompts' blocks run inside the step kernel's launch (mlstm_fresh_chunk.cuh, MlstmStepBesideFresh),
+// so the step after reads the states they wrote. The 7B-shaped head (dqk 256, dv 512) has the
+// serving model's tiles: two update row tiles and four output column tiles per head.
 TEST_CASE("new one-chunk prompts beside decode rows leave the states the next steps read") {
+  std::vector<std::pair<std::string, std::shared_ptr<const ModelWeights>>> models;
   for (const char* name : {"f32_heads4_wide", "bf16_base"}) {
     auto weights = LoadModelWeights(std::string("tests/golden/models/") + name);
     REQUIRE(weights.ok());
-    const int vocab = (*weights)->config.vocab_size;
-    auto gpu = Cuda(*weights, 8);
-    auto cpu = Cpu(*weights, 8, Precision::kExact);
+    models.emplace_back(name, *weights);
+  }
+  models.emplace_back("7b-head random", testing::SevenBHeadModel(7));
+  for (const auto& [name, weights] : models) {
+    const int vocab = weights->config.vocab_size;
+    auto gpu = Cuda(weights, 8);
+    auto cpu = Cpu(weights, 8, Precision::kExact);
     std::mt19937 rng(11);
     auto tokens = [&](int n) {
       std::vector<int32_t> t(n);
