@@ -222,17 +222,16 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
     CUDA_RETURN_IF_ERROR(MlstmVerify(p, idx.deferred.max_tokens, stream_));
     RETURN_IF_ERROR(profiler_->Mark("mlstm verify", stream_));
   }
+  // The prompts' rows (multi) and the one-token rows (single) of the layer.
+  MlstmParams multi = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.multi);
+  multi.bf16_products = bf16_products;
+  const MlstmParams single = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.single);
   // New one-chunk prompts beside decode rows, the common serving pass: their blocks join the step
   // kernel's launch, spread among its blocks, instead of a chain of their own that waited for
   // SMs behind the step's (mlstm_step.cu says why).
-  if (idx.single.count > 0 && idx.multi.count > 0) {
-    MlstmParams fresh = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.multi);
-    fresh.bf16_products = bf16_products;
-    const MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.single);
-    if (MlstmFreshChunkApplies(fresh, idx.multi.max_tokens) && MlstmStepSupports(p.dqk, p.dv, p.state.type)) {
-      CUDA_RETURN_IF_ERROR(MlstmStepBesideFresh(p, fresh, idx.multi.max_tokens, stream_));
-      return profiler_->Mark("mlstm step + new prompts", stream_);
-    }
+  if (idx.single.count > 0 && idx.multi.count > 0 && MlstmFreshChunkApplies(multi, idx.multi.max_tokens)) {
+    CUDA_RETURN_IF_ERROR(MlstmStepBesideFresh(single, multi, idx.multi.max_tokens, stream_));
+    return profiler_->Mark("mlstm step + new prompts", stream_);
   }
   // Other mixed steps: the prompts' chunkwise kernels, latency-bound on few blocks, run on a side
   // stream beside the decode rows' bandwidth-bound step kernel (in turn while stages are timed).
@@ -242,26 +241,23 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
     ASSIGN_OR_RETURN(multi_stream, side_.Fork(stream_));
   }
   if (idx.multi.count > 0) {
-    MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.multi);
-    p.bf16_products = bf16_products;
-    if (MlstmFreshChunkApplies(p, idx.multi.max_tokens)) {
-      CUDA_RETURN_IF_ERROR(MlstmFreshChunk(p, idx.multi.max_tokens, multi_stream));
+    if (MlstmFreshChunkApplies(multi, idx.multi.max_tokens)) {
+      CUDA_RETURN_IF_ERROR(MlstmFreshChunk(multi, idx.multi.max_tokens, multi_stream));
       RETURN_IF_ERROR(profiler_->Mark("mlstm chunkwise", stream_));
-    } else if (MlstmChunkwiseSupports(p.dqk)) {
-      ASSIGN_OR_RETURN(p.chunk_p, scratch_.chunk_p.Get(size_t(rows) * p.heads * kChunkTokens));
-      ASSIGN_OR_RETURN(p.chunk_gates, scratch_.chunk_gates.Get(size_t(rows) * p.heads * kChunkGateFields));
-      ASSIGN_OR_RETURN(p.chunk_carry, scratch_.chunk_carry.Get(size_t(ChunkCarrySlots(rows)) * p.heads * p.dqk *
-                                                               (p.dv + 1)));
-      CUDA_RETURN_IF_ERROR(MlstmChunkwise(p, idx.multi.max_tokens, multi_stream));
+    } else if (MlstmChunkwiseSupports(multi.dqk)) {
+      ASSIGN_OR_RETURN(multi.chunk_p, scratch_.chunk_p.Get(size_t(rows) * multi.heads * kChunkTokens));
+      ASSIGN_OR_RETURN(multi.chunk_gates, scratch_.chunk_gates.Get(size_t(rows) * multi.heads * kChunkGateFields));
+      ASSIGN_OR_RETURN(multi.chunk_carry, scratch_.chunk_carry.Get(size_t(ChunkCarrySlots(rows)) * multi.heads *
+                                                                   multi.dqk * (multi.dv + 1)));
+      CUDA_RETURN_IF_ERROR(MlstmChunkwise(multi, idx.multi.max_tokens, multi_stream));
       RETURN_IF_ERROR(profiler_->Mark("mlstm chunkwise", stream_));
     } else {
-      CUDA_RETURN_IF_ERROR(MlstmRecurrent(p, multi_stream));
+      CUDA_RETURN_IF_ERROR(MlstmRecurrent(multi, multi_stream));
       RETURN_IF_ERROR(profiler_->Mark("mlstm recurrent", stream_));
     }
   }
   if (idx.single.count > 0) {
-    MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.single);
-    CUDA_RETURN_IF_ERROR(MlstmStep(p, stream_));
+    CUDA_RETURN_IF_ERROR(MlstmStep(single, stream_));
     RETURN_IF_ERROR(profiler_->Mark("mlstm step", stream_));
   }
   if (overlap) RETURN_IF_ERROR(side_.Join(stream_));

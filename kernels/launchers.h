@@ -277,8 +277,8 @@ bool MlstmChunkwiseSupports(int dqk);
 cudaError_t MlstmChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t stream);
 // The same for new prompts only: every sequence of p from a reset slot (p.all_fresh) and at most
 // kChunkTokens tokens (mlstm_fresh_chunk.cuh), as one launch of independent blocks that needs
-// none of the chunkwise scratch. MlstmStepBesideFresh runs those blocks in the step kernel's
-// launch for `step`, ahead of its own blocks (both subsets of one layer, disjoint slots).
+// none of the chunkwise scratch. MlstmStepBesideFresh runs those blocks inside the step kernel's
+// launch for `step`, spread among its own (both subsets of one layer, disjoint slots).
 bool MlstmFreshChunkApplies(const MlstmParams& p, int max_tokens);
 cudaError_t MlstmFreshChunk(const MlstmParams& p, int max_tokens, cudaStream_t stream);
 cudaError_t MlstmStepBesideFresh(const MlstmParams& step, const MlstmParams& fresh, int fresh_max_tokens,

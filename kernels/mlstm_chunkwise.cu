@@ -416,13 +416,9 @@ cudaError_t MlstmChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t st
   }
   const cudaError_t e = LaunchChunkPrep(p, max_tokens, stream);
   if (e != cudaSuccess) return e;
-  const bool f32 = p.state.type == StateType::kF32;
-  if (p.bf16_products) {
-    return f32 ? LaunchChunks<float, Products::kBf16Pair>(p, max_tokens, stream)
-               : LaunchChunks<__nv_bfloat16, Products::kBf16Pair>(p, max_tokens, stream);
-  }
-  return f32 ? LaunchChunks<float, Products::k3xTf32>(p, max_tokens, stream)
-             : LaunchChunks<__nv_bfloat16, Products::k3xTf32>(p, max_tokens, stream);
+  return LaunchByStateAndProducts(p, [&](auto state, auto products) {
+    return LaunchChunks<decltype(state), decltype(products)::value>(p, max_tokens, stream);
+  });
 }
 
 }  // namespace xlserve::kernels

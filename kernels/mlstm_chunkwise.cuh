@@ -3,6 +3,11 @@
 // the guarded four-value load that stages their operands.
 #pragma once
 
+#include <cuda_bf16.h>
+
+#include <type_traits>
+
+#include "kernels/chunk_mma.cuh"
 #include "kernels/launchers.h"
 #include "kernels/mlstm_common.cuh"
 
@@ -116,6 +121,16 @@ __device__ __forceinline__ ChunkScan ScanChunkGates(LogGates lg, bool live, int 
   ChunkScan sc{b, ig_minus_b, b + fmaxf(m, run_max), last[0], last[0] + fmaxf(m, last[1])};
   __syncthreads();  // warp_b, warp_max and last are rewritten by the next scan
   return sc;
+}
+
+// launch(T{}, std::integral_constant<Products, kP>{}) for p's state type T and products kP.
+template <typename Launch>
+cudaError_t LaunchByStateAndProducts(const MlstmParams& p, Launch&& launch) {
+  using Bf16Pair = std::integral_constant<Products, Products::kBf16Pair>;
+  using Tf32x3 = std::integral_constant<Products, Products::k3xTf32>;
+  const bool f32 = p.state.type == StateType::kF32;
+  if (p.bf16_products) return f32 ? launch(float{}, Bf16Pair{}) : launch(__nv_bfloat16{}, Bf16Pair{});
+  return f32 ? launch(float{}, Tf32x3{}) : launch(__nv_bfloat16{}, Tf32x3{});
 }
 
 __device__ __forceinline__ float* GateRecord(const MlstmParams& p, int row, int head) {

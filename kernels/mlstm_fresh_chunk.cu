@@ -35,13 +35,9 @@ bool MlstmFreshChunkApplies(const MlstmParams& p, int max_tokens) {
 cudaError_t MlstmFreshChunk(const MlstmParams& p, int max_tokens, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
   if (!MlstmFreshChunkApplies(p, max_tokens) || p.h == nullptr || p.seq_defer != nullptr) return cudaErrorInvalidValue;
-  const bool f32 = p.state.type == StateType::kF32;
-  if (p.bf16_products) {
-    return f32 ? Launch<float, Products::kBf16Pair>(p, max_tokens, stream)
-               : Launch<__nv_bfloat16, Products::kBf16Pair>(p, max_tokens, stream);
-  }
-  return f32 ? Launch<float, Products::k3xTf32>(p, max_tokens, stream)
-             : Launch<__nv_bfloat16, Products::k3xTf32>(p, max_tokens, stream);
+  return LaunchByStateAndProducts(p, [&](auto state, auto products) {
+    return Launch<decltype(state), decltype(products)::value>(p, max_tokens, stream);
+  });
 }
 
 }  // namespace xlserve::kernels

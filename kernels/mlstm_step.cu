@@ -12,14 +12,14 @@
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16, rows of C 16-byte aligned.
 // Launch: grid (ceil(dv / kCols), heads, num_seqs), block kTileThreads (MlstmStepBesideFresh
 // flattens it to 1-D with new one-chunk prompts' blocks among the step's: FreshBeside below).
-// A block owns kCols columns of one head's C (64 fp32 or 128 bf16: 256 bytes of each row). Thread t reads kVec
-// consecutive columns (16 bytes: 4 fp32 or 8 bf16) of the rows rg, rg + kRowGroups, ...
-// (rg = t / kGroups, at most kRows rows): a warp covers two whole 256-byte row segments. The
-// thread's rows are copied with cp.async into shared memory (kRows x 16 bytes per thread, 64 KB
-// per block at 16 rows) before the q̂/k/n prologue, so C's latency overlaps it without holding
-// registers. Partial sums of q̂ᵀC' per thread are reduced over the row groups in shared memory.
-// Summation order depends only on the shape, so a sequence gives the same bits alone or in any
-// batch.
+// A block owns kCols columns of one head's C (64 fp32 or 128 bf16: 256 bytes of each row).
+// Thread t reads kVec consecutive columns (16 bytes: 4 fp32 or 8 bf16) of the rows rg,
+// rg + kRowGroups, ... (rg = t / kGroups, at most kRows rows): a warp covers two whole 256-byte
+// row segments. The thread's rows are copied with cp.async into shared memory (kRows x 16 bytes
+// per thread, 64 KB per block at 16 rows) before the q̂/k/n prologue, so C's latency overlaps it
+// without holding registers. Partial sums of q̂ᵀC' per thread are reduced over the row groups
+// in shared memory. Summation order depends only on the shape, so a sequence gives the same bits
+// alone or in any batch.
 #include <cuda_bf16.h>
 
 #include <algorithm>
