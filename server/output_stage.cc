@@ -8,8 +8,7 @@ namespace xlserve::server {
 
 using Clock = std::chrono::steady_clock;
 
-OutputStage::OutputStage(const Tokenizer* tokenizer, Metrics* metrics, size_t max_queued)
-    : tokenizer_(tokenizer), metrics_(metrics), max_queued_(max_queued) {}
+OutputStage::OutputStage(Metrics* metrics, size_t max_queued) : metrics_(metrics), max_queued_(max_queued) {}
 
 OutputStage::~OutputStage() { Stop(); }
 

@@ -23,7 +23,6 @@
 #include "absl/status/status.h"
 #include "engine/model/model_config.h"
 #include "engine/tokenizer/streaming_decoder.h"
-#include "engine/tokenizer/tokenizer.h"
 #include "server/metrics.h"
 #include "server/request.h"
 
@@ -58,8 +57,8 @@ struct OutputWork {
 
 class OutputStage {
  public:
-  // `tokenizer` (may be null: no text) and `metrics` must outlive the stage.
-  OutputStage(const Tokenizer* tokenizer, Metrics* metrics, size_t max_queued = 1 << 16);
+  // `metrics` must outlive the stage. The text of a sequence comes from its SequenceOutput::text.
+  explicit OutputStage(Metrics* metrics, size_t max_queued = 1 << 16);
   ~OutputStage();
 
   void Start();  // the stage's thread
@@ -73,7 +72,6 @@ class OutputStage {
   void Loop();
   void Process(OutputWork& work);
 
-  const Tokenizer* tokenizer_;
   Metrics* metrics_;
   const size_t max_queued_;
   std::mutex mu_;

@@ -59,7 +59,7 @@ Scheduler::Scheduler(Backend* backend, const Tokenizer* tokenizer, const ModelCo
       options_(options),
       metrics_(metrics),
       decoder_(backend),
-      output_(tokenizer, metrics) {}
+      output_(metrics) {}
 
 Scheduler::~Scheduler() { Shutdown(); }
 
