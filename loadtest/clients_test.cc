@@ -48,7 +48,7 @@ class FakeOpenAiServer {
       last_auth_ = req.get_header_value("Authorization");
       Stream(res, true);
     });
-    server_.Post("/nodone/v1/completions", [this](const httplib::Request&, httplib::Response& res) { Stream(res, false); });
+    server_.Post("/nodone/v1/completions", [](const httplib::Request&, httplib::Response& res) { Stream(res, false); });
     server_.Post("/limited/v1/completions", [](const httplib::Request&, httplib::Response& res) {
       res.status = 429;
       res.set_content(R"({"error": {"message": "queue full", "type": "rate_limit", "code": "429"}})", "application/json");
