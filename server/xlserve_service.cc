@@ -159,7 +159,7 @@ grpc::Status XlServeService::StreamedGenerate(
   if (grpc::Status st = Authorize(context, &key_tag); !st.ok()) return st;
   v1::GenerateRequest proto;
   if (!stream->Read(&proto)) return Undecodable("xlserve.v1.GenerateRequest");
-  return Generate(context, proto, key_tag, stream);
+  return RunGeneration(context, proto, key_tag, stream);
 }
 
 grpc::Status XlServeService::StreamedTokenize(
@@ -167,7 +167,7 @@ grpc::Status XlServeService::StreamedTokenize(
   std::string key_tag;
   return Unary(stream, Authorize(context, &key_tag), "xlserve.v1.TokenizeRequest",
                [this](const v1::TokenizeRequest& request, v1::TokenizeResponse* response) {
-                 return Tokenize(request, response);
+                 return TokenizeText(request, response);
                });
 }
 
@@ -176,7 +176,7 @@ grpc::Status XlServeService::StreamedDetokenize(
   std::string key_tag;
   return Unary(stream, Authorize(context, &key_tag), "xlserve.v1.DetokenizeRequest",
                [this](const v1::DetokenizeRequest& request, v1::DetokenizeResponse* response) {
-                 return Detokenize(request, response);
+                 return DetokenizeIds(request, response);
                });
 }
 
@@ -190,9 +190,9 @@ grpc::Status XlServeService::StreamedGetModelInfo(
                });
 }
 
-grpc::Status XlServeService::Generate(grpc::ServerContext* context, const v1::GenerateRequest& proto,
-                                      const std::string& key_tag,
-                                      grpc::ServerSplitStreamer<v1::GenerateRequest, v1::GenerateResponse>* writer) {
+grpc::Status XlServeService::RunGeneration(grpc::ServerContext* context, const v1::GenerateRequest& proto,
+                                           const std::string& key_tag,
+                                           grpc::ServerSplitStreamer<v1::GenerateRequest, v1::GenerateResponse>* writer) {
   // gRPC admits messages up to twice the limit so that a merely large request gets a clear
   // INVALID_ARGUMENT here instead of a transport error.
   if (proto.ByteSizeLong() > static_cast<size_t>(config_.max_message_bytes)) {
@@ -280,7 +280,7 @@ grpc::Status XlServeService::Generate(grpc::ServerContext* context, const v1::Ge
   return grpc::Status::OK;
 }
 
-grpc::Status XlServeService::Tokenize(const v1::TokenizeRequest& request, v1::TokenizeResponse* response) const {
+grpc::Status XlServeService::TokenizeText(const v1::TokenizeRequest& request, v1::TokenizeResponse* response) const {
   if (!tokenizer_) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this model has no tokenizer");
   absl::StatusOr<std::vector<int>> ids = tokenizer_->Encode(request.text());
   if (!ids.ok()) return ToGrpcStatus(absl::InvalidArgumentError(std::string(ids.status().message())));
@@ -288,7 +288,8 @@ grpc::Status XlServeService::Tokenize(const v1::TokenizeRequest& request, v1::To
   return grpc::Status::OK;
 }
 
-grpc::Status XlServeService::Detokenize(const v1::DetokenizeRequest& request, v1::DetokenizeResponse* response) const {
+grpc::Status XlServeService::DetokenizeIds(const v1::DetokenizeRequest& request,
+                                            v1::DetokenizeResponse* response) const {
   if (!tokenizer_) return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, "this model has no tokenizer");
   const std::vector<int> ids(request.token_ids().begin(), request.token_ids().end());
   absl::StatusOr<std::string> text = tokenizer_->Decode(ids, request.skip_special_tokens());

@@ -52,10 +52,11 @@ class XlServeService final : public v1::XlServe::StreamedService {
  private:
   // OK when keys are off or the call carries one of them; *key_tag then names the key ("" off).
   grpc::Status Authorize(grpc::ServerContext* context, std::string* key_tag) const;
-  grpc::Status Generate(grpc::ServerContext* context, const v1::GenerateRequest& proto, const std::string& key_tag,
-                        grpc::ServerSplitStreamer<v1::GenerateRequest, v1::GenerateResponse>* stream);
-  grpc::Status Tokenize(const v1::TokenizeRequest& request, v1::TokenizeResponse* response) const;
-  grpc::Status Detokenize(const v1::DetokenizeRequest& request, v1::DetokenizeResponse* response) const;
+  grpc::Status RunGeneration(grpc::ServerContext* context, const v1::GenerateRequest& proto,
+                             const std::string& key_tag,
+                             grpc::ServerSplitStreamer<v1::GenerateRequest, v1::GenerateResponse>* stream);
+  grpc::Status TokenizeText(const v1::TokenizeRequest& request, v1::TokenizeResponse* response) const;
+  grpc::Status DetokenizeIds(const v1::DetokenizeRequest& request, v1::DetokenizeResponse* response) const;
   void FillModelInfo(v1::ModelInfo* info) const;
 
   Scheduler* scheduler_;
