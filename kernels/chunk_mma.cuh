@@ -191,5 +191,8 @@ __device__ __forceinline__ void WarpTileSlice32(float (&d)[MT][NT][4], const flo
 // Where element e of a lane's accumulator fragment lies in its 16 x 8 tile.
 __device__ __forceinline__ int AccRow(int e) { return threadIdx.x % 32 / 4 + (e >= 2 ? 8 : 0); }
 __device__ __forceinline__ int AccCol(int e) { return 2 * (threadIdx.x % 4) + (e & 1); }
+// The same for m-tile mt / n-tile nt of a warp's tile of 16 x 8 tiles.
+__device__ __forceinline__ int FragRow(int mt, int e) { return 16 * mt + AccRow(e); }
+__device__ __forceinline__ int FragCol(int nt, int e) { return 8 * nt + AccCol(e); }
 
 }  // namespace xlserve::kernels

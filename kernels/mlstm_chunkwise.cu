@@ -133,10 +133,6 @@ __device__ ChunkState<T> ChunkStateOf(const MlstmParams& p, int seq, int head, i
   return s;
 }
 
-// Where a fragment accumulator element (m-tile mt, n-tile nt, element e) lies in a warp's tile.
-__device__ __forceinline__ int FragRow(int mt, int e) { return 16 * mt + AccRow(e); }
-__device__ __forceinline__ int FragCol(int nt, int e) { return 8 * nt + AccCol(e); }
-
 // Outputs of chunk first_chunk + blockIdx.z / (column tiles) for the kCols columns of column
 // tile blockIdx.z % (column tiles) of one head, all the chunk's tokens. Warp w: tokens 32 (w / 2)
 // .. + 31, columns 16 (w % 2) .. + 15, as 2 x 2 mma tiles. Slices, each staged one ahead in

@@ -143,10 +143,10 @@ __device__ __forceinline__ void OutputTile(const MlstmParams& p, int begin, int 
     for (int mt = 0; mt < 2; ++mt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int tl = 16 * mt + AccRow(e), t = r0 + tl;
+        const int tl = FragRow(mt, e), t = r0 + tl;
 #pragma unroll
         for (int nt = 0; nt < 2; ++nt) {
-          const int s = 16 * warp + 8 * nt + AccCol(e);
+          const int s = 16 * warp + FragCol(nt, e);
           ps[tl * kPS + s] =
               s <= t && t < len ? acc[mt][nt][e] * scale * expf(g[t] + g[kChunk + s] - g[2 * kChunk + t]) : 0.0f;
         }
@@ -185,13 +185,13 @@ __device__ __forceinline__ void OutputTile(const MlstmParams& p, int begin, int 
   for (int mt = 0; mt < 2; ++mt) {
 #pragma unroll
     for (int e = 0; e < 4; ++e) {
-      const int tl = 16 * mt + AccRow(e);
+      const int tl = FragRow(mt, e);
       if (tl >= rows) continue;
       float* h = p.h + int64_t(begin + r0 + tl) * p.heads * p.dv + int64_t(head) * p.dv + j0;
       const float d = den[tl];
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt) {
-        const int jl = 16 * warp + 8 * nt + AccCol(e);
+        const int jl = 16 * warp + FragCol(nt, e);
         if (jl < width) h[jl] = out[mt][nt][e] / d;
       }
     }
@@ -245,7 +245,7 @@ __device__ __forceinline__ void UpdateTile(const MlstmParams& p, int seq, int be
     for (int nt = 0; nt < 2; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int il = r0 + 16 * mt + AccRow(e), jl = c0 + 8 * nt + AccCol(e);
+        const int il = r0 + FragRow(mt, e), jl = c0 + FragCol(nt, e);
         if (il < rows && jl < width) st.c[int64_t(i0 + il) * p.dv + j0 + jl] = FromFloat<T>(acc[mt][nt][e]);
       }
     }
