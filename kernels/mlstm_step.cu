@@ -23,6 +23,7 @@
 #include <cuda_bf16.h>
 
 #include <algorithm>
+#include <type_traits>
 
 #include "kernels/dependent_launch.cuh"
 #include "kernels/mlstm_common.cuh"
@@ -47,11 +48,15 @@ struct FreshBeside {
   int max_tokens = 0, blocks = 0;
   int every = 1;  // block b < blocks * every is a fresh one where b % every == every - 1
 };
+// A plain step's launch carries no second MlstmParams.
+struct NoFresh {};
+template <bool kFresh>
+using FreshArg = std::conditional_t<kFresh, FreshBeside, NoFresh>;
 
 // With kFresh the prompts' code would take 128 registers a thread, two blocks an SM; three, as
 // the step's shared memory allows, keep the step's loads in flight (a few bytes spill).
 template <typename T, int kRows, Products kP, bool kFresh>
-__global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(MlstmParams p, FreshBeside fresh) {
+__global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(MlstmParams p, FreshArg<kFresh> fresh) {
   AllowDependentLaunch();
   WaitForPriorKernels();
   using S = TileShape<T>;
@@ -140,10 +145,11 @@ __global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(
 }
 
 template <typename T, Products kP, bool kFresh>
-cudaError_t LaunchStep(const MlstmParams& p, const FreshBeside& fresh, cudaStream_t stream) {
+cudaError_t LaunchStep(const MlstmParams& p, const FreshArg<kFresh>& fresh, cudaStream_t stream) {
   using S = TileShape<T>;
   const int tiles = (p.dv + S::kCols - 1) / S::kCols;
-  const dim3 grid = kFresh ? dim3(tiles * p.heads * p.num_seqs + fresh.blocks) : dim3(tiles, p.heads, p.num_seqs);
+  dim3 grid(tiles, p.heads, p.num_seqs);
+  if constexpr (kFresh) grid = dim3(tiles * p.heads * p.num_seqs + fresh.blocks);
   return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
     constexpr int kRows = decltype(rows)::value;
     const size_t step_smem = size_t(kRows) * kTileThreads * sizeof(uint4) + 2 * size_t(p.dqk) * sizeof(float);
@@ -172,7 +178,7 @@ cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
   if (!MlstmStepSupports(p.dqk, p.dv, p.state.type)) return cudaErrorInvalidValue;
   return LaunchByStateTypeThenNormalize(p, stream, [&](auto state) {
-    return LaunchStep<decltype(state), Products::k3xTf32, false>(p, FreshBeside{}, stream);
+    return LaunchStep<decltype(state), Products::k3xTf32, false>(p, NoFresh{}, stream);
   });
 }
 
