@@ -49,6 +49,20 @@ inline bool DependentLaunchSupported() {
   return supported;
 }
 
+// The current device's SM count (0 when it cannot be asked); once per process, as above.
+inline int DeviceSmCount() {
+  static const int sms = [] {
+    int device = 0, count = 0;
+    if (cudaGetDevice(&device) != cudaSuccess ||
+        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return count;
+  }();
+  return sms;
+}
+
 // kernel<<<grid, block, smem, stream>>>(args...) with programmatic stream serialization.
 template <typename... Params, typename... Args>
 cudaError_t LaunchDependent(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,

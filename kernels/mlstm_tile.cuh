@@ -18,13 +18,14 @@ constexpr int kTileThreads = 256;
 // spill; larger heads take the recurrent kernel.
 constexpr int kTileMaxRows = 16;
 
-// 16 column groups of 16 bytes: 256-byte row segments whatever the state type (bf16 with 8
-// groups, 128-byte segments and half the rows per thread, reached only ~70% of the copy
-// bandwidth at batch 128).
-template <typename T>
+// By default 16 column groups of 16 bytes: 256-byte row segments whatever the state type (bf16
+// with 8 groups, 128-byte segments and half the rows per thread, reached only ~70% of the copy
+// bandwidth at batch 128). Fewer groups make narrow tiles: more blocks with fewer rows each, for
+// grids too small to fill the GPU (mlstm_verify.cu).
+template <typename T, int kGroupCount = 16>
 struct TileShape {
   static constexpr int kVec = 16 / sizeof(T);
-  static constexpr int kGroups = 16;
+  static constexpr int kGroups = kGroupCount;
   static constexpr int kCols = kGroups * kVec;
   static constexpr int kRowGroups = kTileThreads / kGroups;
 };
@@ -74,12 +75,12 @@ __device__ __forceinline__ void LoadTileRows(const T* c, int dqk, int dv, int rg
 // `staged` ([kRows][kTileThreads] 16-byte entries, entry r of thread t at r * kTileThreads + t),
 // so a kernel can issue them before its prologue and overlap the two; WaitStagedRows() before
 // reading. Only the issuing thread reads its entries, so no barrier is needed.
-template <typename T, int kRows>
+template <typename T, int kRows, int kGroups = 16>
 __device__ __forceinline__ void StageTileRows(const T* c, int dqk, int dv, int rg, int col0, bool has_cols,
                                               uint4* staged) {
 #pragma unroll
   for (int r = 0; r < kRows; ++r) {
-    const int i = rg + r * TileShape<T>::kRowGroups;
+    const int i = rg + r * TileShape<T, kGroups>::kRowGroups;
     if (has_cols && i < dqk) {
       const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(staged + r * kTileThreads + threadIdx.x));
       asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(c + int64_t(i) * dv + col0));
@@ -92,9 +93,9 @@ __device__ __forceinline__ void WaitStagedRows() { asm volatile("cp.async.wait_a
 // Calls launch(std::integral_constant<int, kRows>) with the fewest rows per thread of 1, 2, 4,
 // 8, 16 that cover dqk (unused registers cost occupancy); cudaErrorInvalidValue when dqk is
 // too large for the tiled kernels.
-template <typename T, typename Launch>
+template <typename T, int kGroups = 16, typename Launch>
 cudaError_t LaunchByTileRows(int dqk, Launch&& launch) {
-  const int rows = (dqk + TileShape<T>::kRowGroups - 1) / TileShape<T>::kRowGroups;
+  const int rows = (dqk + TileShape<T, kGroups>::kRowGroups - 1) / TileShape<T, kGroups>::kRowGroups;
   if (rows <= 1) {
     launch(std::integral_constant<int, 1>{});
   } else if (rows <= 2) {

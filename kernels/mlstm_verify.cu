@@ -19,7 +19,12 @@
 // Shapes/layout: q, k, v, gates are column slices of [rows, proj_stride] fp32; h [rows,
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16.
 // Launch: grid (ceil(dv / kCols), heads, num_seqs), block kTileThreads, the tiling of
-// mlstm_tile.cuh. Each thread's rows of C0 are copied (cp.async) into shared memory before the
+// mlstm_tile.cuh: wide tiles (16 column groups, 16 rows of C per thread at the 7B shape), or
+// narrow ones (4 groups, 4 rows) while the wide grid has no more blocks than the GPU has SMs:
+// there each SM ran one block, and a thread's serial work over 16 rows was the kernel's time
+// (H200, 7B shape, B = 1: the verify stage of L = 4 took 0.61-0.64 ms a pass narrow against
+// 0.84-0.89 wide). The tiling fixes the order of the sums, so a sequence's bits depend on it,
+// as the GEMMs' do on the row count. Each thread's rows of C0 are copied (cp.async) into shared memory before the
 // small loads (q̂, the pending keys and values, the factors); it keeps the first pending rows'
 // values of its columns in registers for the fused commit, and accumulates q̂_tᵀC0 for every t
 // (kL x kVec registers). The row groups' partial sums then meet in the staging space,
@@ -37,23 +42,24 @@ constexpr int kReduceTokens = 4;  // tokens whose partial sums share the staging
 static_assert(kVerifyCoefStride <= kTileThreads, "a thread per factor");
 
 // Bytes of the staging space: C's rows of every thread, or the partial sums if more.
-template <typename T, int kRows>
+template <typename T, int kRows, int kGroups>
 __host__ __device__ constexpr size_t StageBytes() {
+  using S = TileShape<T, kGroups>;
   const size_t rows = size_t(kRows) * kTileThreads * sizeof(uint4);
-  const size_t sums = size_t(TileShape<T>::kRowGroups) * kReduceTokens * (TileShape<T>::kCols + 1) * sizeof(float);
+  const size_t sums = size_t(S::kRowGroups) * kReduceTokens * (S::kCols + 1) * sizeof(float);
   return rows > sums ? rows : sums;
 }
 
-template <typename T, int kRows, int kL>
+template <typename T, int kRows, int kL, int kGroups>
 __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKernel(MlstmParams p) {
   AllowDependentLaunch();
   WaitForPriorKernels();
-  using S = TileShape<T>;
+  using S = TileShape<T, kGroups>;
   // C's rows [kRows][kTileThreads] (the partial sums [kRowGroups][kReduceTokens][kCols + 1]
   // once read), then q̂ [kL, dqk], then b_{As} k_s [A, dqk] of a fused commit.
   extern __shared__ uint4 verify_smem[];
   uint4* c_s = verify_smem;
-  float* q_s = reinterpret_cast<float*>(reinterpret_cast<char*>(verify_smem) + StageBytes<T, kRows>());
+  float* q_s = reinterpret_cast<float*>(reinterpret_cast<char*>(verify_smem) + StageBytes<T, kRows, kGroups>());
   float* wk_p = q_s + kL * p.dqk;
   __shared__ float v_p[kMaxVerifyTokens][S::kCols];
   __shared__ float num_s[kL][S::kCols];
@@ -67,29 +73,29 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
   const int cg = threadIdx.x % S::kGroups, rg = threadIdx.x / S::kGroups;
   const int col0 = tile * S::kCols + cg * S::kVec;
   const bool has_cols = col0 < p.dv;
-  StageTileRows<T, kRows>(st.c, p.dqk, p.dv, rg, col0, has_cols, c_s);
+  StageTileRows<T, kRows, kGroups>(st.c, p.dqk, p.dv, rg, col0, has_cols, c_s);
 
-  // The small operands: every load of a thread issued before any of them is used (dqk <=
-  // kTileThreads, so each loop below takes at most its bound of steps).
+  // The small operands: every load of a thread issued before any of them is used. Thread i
+  // takes element i of each token's q̂ and pending key (dqk <= kTileThreads), so no index needs
+  // a division by dqk.
   const float* coef = p.verify_coef + (int64_t(seq) * p.heads + head) * kVerifyCoefStride;
   const int pend = p.pend_k != nullptr ? p.pend_end[seq] - p.pend_begin[seq] : 0;
   const float scale = rsqrtf(static_cast<float>(p.dqk));
+  const bool owns_i = threadIdx.x < p.dqk;
   float coef_r = threadIdx.x < kVerifyCoefStride ? coef[threadIdx.x] : 0.0f;
-  float q_r[kL], wk_r[kMaxVerifyTokens], v_r[kMaxVerifyTokens * S::kCols / kTileThreads];
+  constexpr int kPendVLoads = (kMaxVerifyTokens * S::kCols + kTileThreads - 1) / kTileThreads;
+  float q_r[kL], wk_r[kMaxVerifyTokens], v_r[kPendVLoads];
+  const float* q_in = p.q + int64_t(row0) * p.proj_stride + int64_t(head) * p.dqk + threadIdx.x;
 #pragma unroll
-  for (int j = 0; j < kL; ++j) {
-    const int e = threadIdx.x + j * kTileThreads, t = e / p.dqk, i = e % p.dqk;
-    q_r[j] = e < len * p.dqk ? p.q[int64_t(row0 + t) * p.proj_stride + int64_t(head) * p.dqk + i] : 0.0f;
+  for (int t = 0; t < kL; ++t) q_r[t] = owns_i && t < len ? q_in[int64_t(t) * p.proj_stride] : 0.0f;
+  const float* k_pend =
+      pend > 0 ? p.pend_k + int64_t(p.pend_begin[seq]) * p.pend_stride + int64_t(head) * p.dqk + threadIdx.x : nullptr;
+#pragma unroll
+  for (int t = 0; t < kMaxVerifyTokens; ++t) {
+    wk_r[t] = owns_i && t < pend ? coef[VerifyCoef::kCommitWeight + t] * k_pend[int64_t(t) * p.pend_stride] : 0.0f;
   }
 #pragma unroll
-  for (int j = 0; j < kMaxVerifyTokens; ++j) {
-    const int e = threadIdx.x + j * kTileThreads, t = e / p.dqk, i = e % p.dqk;
-    wk_r[j] = e < pend * p.dqk ? coef[VerifyCoef::kCommitWeight + t] *
-                                     p.pend_k[int64_t(p.pend_begin[seq] + t) * p.pend_stride + int64_t(head) * p.dqk + i]
-                               : 0.0f;
-  }
-#pragma unroll
-  for (int j = 0; j < kMaxVerifyTokens * S::kCols / kTileThreads; ++j) {
+  for (int j = 0; j < kPendVLoads; ++j) {
     const int e = threadIdx.x + j * kTileThreads, t = e / S::kCols, col = tile * S::kCols + e % S::kCols;
     v_r[j] = e < pend * S::kCols && col < p.dv
                  ? p.pend_v[int64_t(p.pend_begin[seq] + t) * p.pend_stride + int64_t(head) * p.dv + col]
@@ -97,17 +103,15 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
   }
   if (threadIdx.x < kVerifyCoefStride) coef_s[threadIdx.x] = coef_r;
 #pragma unroll
-  for (int j = 0; j < kL; ++j) {
-    const int e = threadIdx.x + j * kTileThreads;
-    if (e < len * p.dqk) q_s[e] = q_r[j] * scale;
+  for (int t = 0; t < kL; ++t) {
+    if (owns_i && t < len) q_s[t * p.dqk + threadIdx.x] = q_r[t] * scale;
   }
 #pragma unroll
-  for (int j = 0; j < kMaxVerifyTokens; ++j) {
-    const int e = threadIdx.x + j * kTileThreads;
-    if (e < pend * p.dqk) wk_p[e] = wk_r[j];
+  for (int t = 0; t < kMaxVerifyTokens; ++t) {
+    if (owns_i && t < pend) wk_p[t * p.dqk + threadIdx.x] = wk_r[t];
   }
 #pragma unroll
-  for (int j = 0; j < kMaxVerifyTokens * S::kCols / kTileThreads; ++j) {
+  for (int j = 0; j < kPendVLoads; ++j) {
     const int e = threadIdx.x + j * kTileThreads;
     if (e < pend * S::kCols) v_p[e / S::kCols][e % S::kCols] = v_r[j];
   }
@@ -216,19 +220,32 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
   }
 }
 
-template <typename T, int kL>
-cudaError_t LaunchVerify(const MlstmParams& p, cudaStream_t stream) {
-  using S = TileShape<T>;
+template <typename T, int kL, int kGroups>
+cudaError_t LaunchVerifyTiles(const MlstmParams& p, cudaStream_t stream) {
+  using S = TileShape<T, kGroups>;
   const dim3 grid((p.dv + S::kCols - 1) / S::kCols, p.heads, p.num_seqs);
   cudaError_t allowed = cudaSuccess;
-  const cudaError_t launched = LaunchByTileRows<T>(p.dqk, [&](auto rows) {
+  const cudaError_t launched = LaunchByTileRows<T, kGroups>(p.dqk, [&](auto rows) {
     constexpr int kRows = decltype(rows)::value;
-    const size_t smem = StageBytes<T, kRows>() +
+    const size_t smem = StageBytes<T, kRows, kGroups>() +
                         (size_t(kL) + (p.pend_k != nullptr ? kMaxVerifyTokens : 0)) * p.dqk * sizeof(float);
-    allowed = AllowDynamicSmem<MlstmVerifyKernel<T, kRows, kL>>(smem);
-    if (allowed == cudaSuccess) LaunchDependent(MlstmVerifyKernel<T, kRows, kL>, grid, kTileThreads, smem, stream, p);
+    allowed = AllowDynamicSmem<MlstmVerifyKernel<T, kRows, kL, kGroups>>(smem);
+    if (allowed == cudaSuccess) {
+      LaunchDependent(MlstmVerifyKernel<T, kRows, kL, kGroups>, grid, kTileThreads, smem, stream, p);
+    }
   });
   return allowed != cudaSuccess ? allowed : launched;
+}
+
+// Narrow tiles (kNarrowGroups column groups, a quarter of the rows per thread) when the wide
+// grid would leave most warp slots empty.
+constexpr int kNarrowGroups = 4;
+template <typename T, int kL>
+cudaError_t LaunchVerify(const MlstmParams& p, cudaStream_t stream) {
+  using Wide = TileShape<T>;
+  const int64_t wide_blocks = int64_t((p.dv + Wide::kCols - 1) / Wide::kCols) * p.heads * p.num_seqs;
+  if (wide_blocks <= DeviceSmCount()) return LaunchVerifyTiles<T, kL, kNarrowGroups>(p, stream);
+  return LaunchVerifyTiles<T, kL, 16>(p, stream);
 }
 
 }  // namespace

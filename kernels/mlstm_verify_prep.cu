@@ -68,20 +68,20 @@ __global__ void __launch_bounds__(kThreads) MlstmVerifyPrepKernel(MlstmParams p)
                                      : 0.0f;
   }
   const float scale = rsqrtf(static_cast<float>(p.dqk));
-  float q_r[kMaxVerifyTokens], k_r[kMaxVerifyTokens];  // dqk <= kThreads: at most one value per row
+  // Thread i takes element i of each verified row's q̂ and k (dqk <= kThreads): no division.
+  float q_r[kMaxVerifyTokens], k_r[kMaxVerifyTokens];
+  const int64_t in0 = int64_t(row0) * p.proj_stride + int64_t(head) * p.dqk + tid;
 #pragma unroll
-  for (int j = 0; j < kMaxVerifyTokens; ++j) {
-    const int e = tid + j * kThreads, t = e / p.dqk, i = e % p.dqk;
-    const int64_t at = int64_t(row0 + t) * p.proj_stride + int64_t(head) * p.dqk + i;
-    q_r[j] = e < len * p.dqk ? p.q[at] : 0.0f;
-    k_r[j] = e < len * p.dqk ? p.k[at] : 0.0f;
+  for (int t = 0; t < kMaxVerifyTokens; ++t) {
+    const int64_t at = in0 + int64_t(t) * p.proj_stride;
+    q_r[t] = owns_n && t < len ? p.q[at] : 0.0f;
+    k_r[t] = owns_n && t < len ? p.k[at] : 0.0f;
   }
 #pragma unroll
-  for (int j = 0; j < kMaxVerifyTokens; ++j) {
-    const int e = tid + j * kThreads;
-    if (e < len * p.dqk) {
-      q_s[e] = q_r[j] * scale;
-      k_s[e] = k_r[j];
+  for (int t = 0; t < kMaxVerifyTokens; ++t) {
+    if (owns_n && t < len) {
+      q_s[t * p.dqk + tid] = q_r[t] * scale;
+      k_s[t * p.dqk + tid] = k_r[t];
     }
   }
 

@@ -2,6 +2,8 @@
 // against the CPU reference and against plain decoding, lossless greedy output (random models
 // and the shipped code model), speculative sampling's distribution and the errors. Tagged
 // "gpu": run on a CUDA machine (README "GPU tests and benchmarks").
+#include <cuda_runtime_api.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
@@ -129,9 +131,9 @@ TEST_CASE("a commit fused into the next verify gives the bits of a commit applie
   }
 }
 
-TEST_CASE("7B-shaped verify and fused commit (dqk 256, dv 512) agree with the CPU and with a commit on its own") {
-  // The verify, its prep and the commit kernels with their production tiling (16 rows of C per
-  // thread), verifies of 1 to 7 tokens (both templates).
+// `copies` groups of three sequences through the 7B-shaped scenario below, each beside a twin
+// slot whose pending commits the commit kernel applies apart.
+void CheckSevenBVerifyAndFusedCommit(int copies) {
   auto weights = testing::SevenBHeadModel(5);
   constexpr double kTol = 1e-3;
   const std::vector<int32_t> p0 = RandomPrompt(40, 1), p1 = RandomPrompt(9, 2), p2 = RandomPrompt(3, 3);
@@ -139,27 +141,44 @@ TEST_CASE("7B-shaped verify and fused commit (dqk 256, dv 512) agree with the CP
   const std::vector<int32_t> v7 = RandomPrompt(7, 7), v3 = RandomPrompt(3, 8);
   // Prefill; a verify of 4 / 2 / 1 tokens; commits of 3 / 2 / 1; then verifies of 7 / 3 / 2
   // tokens that apply those commits inside themselves; commits; plain decoding from there.
-  const std::vector<std::vector<SequenceInput>> calls = {
+  const std::vector<std::vector<SequenceInput>> group = {
       {{0, p0, false}, {1, p1, false}, {2, p2, false}},
       {{0, v4, true, false, true}, {1, v2, true, false, true}, {2, v1, true, false, true}},
       {{0, v7, true, false, true}, {1, v3, true, false, true}, {2, v2, true, false, true}},
       {{0, v1, false}, {1, v1, false}, {2, v1, false}},
   };
-  const std::vector<std::vector<CommitInput>> commits = {{}, {{0, 3}, {1, 2}, {2, 1}}, {{0, 7}, {1, 1}, {2, 2}}, {}};
+  const std::vector<std::vector<CommitInput>> group_commits = {
+      {}, {{0, 3}, {1, 2}, {2, 1}}, {{0, 7}, {1, 1}, {2, 2}}, {}};
+  // Group c takes slots 3 c .. 3 c + 2; the twins are the slots `fused` further on.
+  const int fused = 3 * copies;
+  std::vector<std::vector<SequenceInput>> calls(group.size());
+  std::vector<std::vector<CommitInput>> commits(group.size());
+  for (size_t i = 0; i < group.size(); ++i) {
+    for (int c = 0; c < copies; ++c) {
+      for (SequenceInput s : group[i]) {
+        s.slot += 3 * c;
+        calls[i].push_back(s);
+      }
+      for (CommitInput cm : group_commits[i]) {
+        cm.slot += 3 * c;
+        commits[i].push_back(cm);
+      }
+    }
+  }
   for (DType state : {DType::kF32, DType::kBF16}) {
     INFO("state " << (state == DType::kF32 ? "f32" : "bf16"));
-    // Slots 0-2 ("fused") and their twins 3-5 ("apart") run in the same passes, so that the
-    // GEMMs cannot differ between them. Reading a twin applies its pending commit with the
-    // commit kernel before each pass; the fused slots apply theirs inside the verify.
-    auto gpu = CudaFactory(state)(weights, 6);
-    auto cpu = Cpu(weights, 3);
+    // The fused slots and their twins run in the same passes, so that the GEMMs cannot differ
+    // between them. Reading a twin applies its pending commit with the commit kernel before each
+    // pass; the fused slots apply theirs inside the verify.
+    auto gpu = CudaFactory(state)(weights, 2 * fused);
+    auto cpu = Cpu(weights, fused);
     std::vector<float> st(gpu->state_layout().slot_floats()), other(st.size());
     for (size_t i = 0; i < calls.size(); ++i) {
       INFO("call " << i);
       std::vector<SequenceInput> batch = calls[i];
       for (const SequenceInput& s : calls[i]) {
         SequenceInput twin = s;
-        twin.slot = s.slot + 3;
+        twin.slot = s.slot + fused;
         batch.push_back(twin);
         REQUIRE(gpu->ReadSlot(twin.slot, st).ok());
         // The CPU keeps fp32 state: with bf16 state it starts each call from the GPU's rounded one.
@@ -168,27 +187,41 @@ TEST_CASE("7B-shaped verify and fused commit (dqk 256, dv 512) agree with the CP
       ForwardOutput g, c;
       REQUIRE(gpu->Forward(batch, &g).ok());
       REQUIRE(cpu->Forward(calls[i], &c).ok());
-      const size_t vocab = weights->config.vocab_size, half = size_t(g.row_offset[3]) * vocab;
-      const std::span<const float> fused(g.logits.data(), half), apart(g.logits.data() + half, half);
-      CHECK(MaxAbsDiff(fused, apart) == 0.0);
-      CHECK(MaxAbsDiff(fused, c.logits) < kTol);
+      const size_t vocab = weights->config.vocab_size, half = size_t(g.row_offset[fused]) * vocab;
+      const std::span<const float> fused_logits(g.logits.data(), half), apart(g.logits.data() + half, half);
+      CHECK(MaxAbsDiff(fused_logits, apart) == 0.0);
+      CHECK(MaxAbsDiff(fused_logits, c.logits) < kTol);
       if (!commits[i].empty()) {
         std::vector<CommitInput> both = commits[i];
-        for (const CommitInput& cm : commits[i]) both.push_back({cm.slot + 3, cm.num_tokens});
+        for (const CommitInput& cm : commits[i]) both.push_back({cm.slot + fused, cm.num_tokens});
         REQUIRE(gpu->Commit(both).ok());
         REQUIRE(cpu->Commit(commits[i]).ok());
       }
     }
-    for (int slot = 0; slot < 3; ++slot) {
+    for (int slot = 0; slot < fused; ++slot) {
       INFO("slot " << slot);
       REQUIRE(gpu->ReadSlot(slot, st).ok());
-      REQUIRE(gpu->ReadSlot(slot + 3, other).ok());
+      REQUIRE(gpu->ReadSlot(slot + fused, other).ok());
       CHECK(MaxAbsDiff(st, other) == 0.0);
       if (state == DType::kF32) {
         REQUIRE(cpu->ReadSlot(slot, other).ok());
         CHECK(MaxAbsDiff(st, other) < kTol);
       }
     }
+  }
+}
+
+TEST_CASE("7B-shaped verify and fused commit (dqk 256, dv 512) agree with the CPU and with a commit on its own") {
+  // The verify, its prep and the commit kernels with their production tiling, verifies of 1 to
+  // 7 tokens (both templates). The verify's tiles depend on its grid: narrow ones (4 rows of C
+  // per thread) while the wide grid would not fill the SMs, wide ones (16 rows) beyond.
+  SECTION("few sequences: narrow tiles") { CheckSevenBVerifyAndFusedCommit(1); }
+  SECTION("a grid wider than the SMs: wide tiles") {
+    int device = 0, sms = 0;
+    REQUIRE(cudaGetDevice(&device) == cudaSuccess);
+    REQUIRE(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess);
+    // 4 column tiles of 128 a sequence (dv 512, 1 head), 6 sequences a group with the twins.
+    CheckSevenBVerifyAndFusedCommit(sms / 24 + 1);
   }
 }
 
