@@ -5,12 +5,13 @@
 
 namespace xlserve::kernels {
 
-void Subset::Add(int first, int n, int slot, int32_t pend_row, int pend, bool fresh_slot) {
+void Subset::Add(int first, int n, int slot, int32_t pend_row, int pend, int32_t keep_row, bool fresh_slot) {
   begin.push_back(first);
   end.push_back(first + n);
   slots.push_back(slot);
   pend_begin.push_back(pend_row);
   pend_end.push_back(pend_row + pend);
+  keep_begin.push_back(keep_row);
   fresh.push_back(fresh_slot ? 1 : 0);
   max_tokens = std::max(max_tokens, n);
   any_pending = any_pending || pend > 0;
@@ -24,7 +25,8 @@ void IndexPlan::AddSequence(const SequenceInput& s, const DeferredPlacement& pla
   slots.push_back(s.slot);
   defer.push_back(s.defer_commit ? 1 : 0);
   Subset& subset = s.defer_commit ? deferred : n == 1 ? single : multi;
-  subset.Add(first, n, s.slot, placement.pend_row, s.defer_commit ? placement.pend : 0, fresh_slot);
+  subset.Add(first, n, s.slot, placement.pend_row, s.defer_commit ? placement.pend : 0,
+             s.defer_commit ? placement.store_row : 0, fresh_slot);
   for (int t = 0; s.defer_commit && t < n; ++t) {
     defer_src.push_back(first + t);
     defer_dst.push_back(placement.store_row + t);
@@ -36,7 +38,7 @@ void IndexPlan::AppendTo(std::vector<int32_t>* packed) const {
     packed->insert(packed->end(), v->begin(), v->end());
   }
   for (const Subset* s : {&deferred, &single, &multi}) {
-    for (const auto* v : {&s->begin, &s->end, &s->slots, &s->pend_begin, &s->pend_end, &s->fresh}) {
+    for (const auto* v : {&s->begin, &s->end, &s->slots, &s->pend_begin, &s->pend_end, &s->fresh, &s->keep_begin}) {
       packed->insert(packed->end(), v->begin(), v->end());
     }
   }
@@ -60,8 +62,8 @@ Indices IndexPlan::Resolve(const int32_t* at, float* store) const {
     const int n = static_cast<int>(host->slots.size());
     const bool all_fresh = std::all_of(host->fresh.begin(), host->fresh.end(), [](int32_t f) { return f != 0; });
     *dev = DeviceSubset{next,         next + n,          next + 2 * n, n, host->max_tokens, next + 3 * n,
-                        next + 4 * n, host->any_pending, next + 5 * n, all_fresh};
-    next += 6 * n;
+                        next + 4 * n, host->any_pending, next + 6 * n, next + 5 * n, all_fresh};
+    next += 7 * n;
   }
   return idx;
 }

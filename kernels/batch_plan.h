@@ -27,6 +27,7 @@ struct DeviceSubset {
   const int32_t* pend_begin = nullptr;  // a fused commit's rows in the store (deferred subset)
   const int32_t* pend_end = nullptr;
   bool any_pending = false;
+  const int32_t* keep_begin = nullptr;  // the store rows for a verify's own inputs (deferred subset)
   const int32_t* fresh = nullptr;  // [count]: 1 where the slot holds the zero state of ResetSlot
   bool all_fresh = false;          // every entry of fresh is 1
 };
@@ -53,10 +54,11 @@ struct Indices {
 struct Subset {
   std::vector<int32_t> begin, end, slots;
   std::vector<int32_t> pend_begin, pend_end;  // rows of a fused commit in the store (0 rows: none)
+  std::vector<int32_t> keep_begin;             // the store rows for the sequence's own inputs
   std::vector<int32_t> fresh;
   int max_tokens = 0;
   bool any_pending = false;
-  void Add(int first, int n, int slot, int32_t pend_row, int pend, bool fresh_slot);
+  void Add(int first, int n, int slot, int32_t pend_row, int pend, int32_t keep_row, bool fresh_slot);
 };
 
 // Host side of Indices, built sequence by sequence.

@@ -86,14 +86,15 @@ TEST_CASE("a mixed batch: rows, unembedded rows, kernel subsets and the packed u
   CHECK(Read(idx.single.slots, 1) == std::vector<int32_t>{1});
   CHECK(Read(idx.deferred.begin, 1) == std::vector<int32_t>{5});
   CHECK(Read(idx.deferred.end, 1) == std::vector<int32_t>{8});
+  CHECK(Read(idx.deferred.keep_begin, 1) == std::vector<int32_t>{store_row});
   CHECK(idx.store == &store);
   const Indices heads = plan.heads.Resolve(at + plan.heads_at, &store);
   CHECK(heads.num_seqs == 1);
   CHECK(Read(heads.slots, 1) == std::vector<int32_t>{2});
   CHECK(Read(heads.deferred.end, 1) == std::vector<int32_t>{3});
   CHECK(Read(heads.deferred.fresh, 1) == std::vector<int32_t>{1});
-  // row_begin, slots, picked, defer, defer_src, defer_dst, then six arrays per subset sequence.
-  CHECK(plan.heads_at + 2 + 1 + 3 + 1 + 3 + 3 + 6 * 1 == plan.packed.size());
+  // row_begin, slots, picked, defer, defer_src, defer_dst, then seven arrays per subset sequence.
+  CHECK(plan.heads_at + 2 + 1 + 3 + 1 + 3 + 3 + 7 * 1 == plan.packed.size());
 }
 
 TEST_CASE("a uniform tokens-only step is padded to a power of two on the scratch slot and keyed by its shape") {

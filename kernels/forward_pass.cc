@@ -206,15 +206,22 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
   if (idx.deferred.count > 0) {
     MlstmParams p = SubsetParams(layer, proj, ProjMlstmColumns(), h, idx.deferred);
     p.verify_coef = idx.verify_coef;
+    // The verified rows' inputs go to the store for their commit from inside the prep and the
+    // verify: a gather kernel of their own cost a launch per layer.
+    float* base = idx.store + store_.LayerOffset(layer);
+    const MlstmColumns sc = StoreColumns();
+    p.keep_k = base + sc.k;
+    p.keep_v = base + sc.v;
+    p.keep_igate = base + sc.igate;
+    p.keep_fgate = base + sc.fgate;
+    p.keep_begin = idx.deferred.keep_begin;
+    p.pend_stride = sc.stride;
     if (idx.deferred.any_pending) {
       // The fused commit: the prep advances n and m, the verify applies the factors to C.
-      const float* base = idx.store + store_.LayerOffset(layer);
-      const MlstmColumns sc = StoreColumns();
       p.pend_k = base + sc.k;
       p.pend_v = base + sc.v;
       p.pend_igate = base + sc.igate;
       p.pend_fgate = base + sc.fgate;
-      p.pend_stride = sc.stride;
       p.pend_begin = idx.deferred.pend_begin;
       p.pend_end = idx.deferred.pend_end;
     }
@@ -307,7 +314,8 @@ absl::Status ForwardPass::RunBlock(const DeviceBlock& w, int layer, int rows, co
   // proj: [rows, q | k | v | o | ĩ | f̃] from xn [rows, d]
   RETURN_IF_ERROR(Linear(xn, bf16, rows, w.proj, w.proj_b, false, proj));
   RETURN_IF_ERROR(profiler_->Mark("gemm q|k|v|o|gates", stream_));
-  if (idx.num_defer_rows > 0) {
+  // The tiled verify keeps them itself (RunMlstm).
+  if (idx.num_defer_rows > 0 && !Tiled()) {
     CUDA_RETURN_IF_ERROR(GatherRowSegments(proj, cols_.width, cols_.k, cfg_.qk_dim() + v, cols_.igate, 2 * heads,
                                            idx.defer_src, idx.defer_dst, idx.num_defer_rows,
                                            idx.store + store_.LayerOffset(layer), stream_));

@@ -228,6 +228,14 @@ struct MlstmParams {
   int64_t pend_stride = 0;
   const int32_t* pend_begin = nullptr;
   const int32_t* pend_end = nullptr;
+  // Where a verify keeps its own rows' inputs for their commit (keep_k null: it does not): token t
+  // of sequence s goes to row keep_begin[s] + t of keep_k, keep_v, keep_igate, keep_fgate (row
+  // stride pend_stride): MlstmVerifyPrep writes k and the gates, MlstmVerify v.
+  float* keep_k = nullptr;
+  float* keep_v = nullptr;
+  float* keep_igate = nullptr;
+  float* keep_fgate = nullptr;
+  const int32_t* keep_begin = nullptr;
   // A verify's per-(sequence, head) factors, [num_seqs, heads, kVerifyCoefStride]: written by
   // MlstmVerifyPrep, read by MlstmVerify (VerifyCoef says where each lies).
   float* verify_coef = nullptr;

@@ -24,7 +24,8 @@
 // there each SM ran one block, and a thread's serial work over 16 rows was the kernel's time
 // (H200, 7B shape, B = 1: the verify stage of L = 4 took 0.61-0.64 ms a pass narrow against
 // 0.84-0.89 wide). The tiling fixes the order of the sums, so a sequence's bits depend on it,
-// as the GEMMs' do on the row count. Each thread's rows of C0 are copied (cp.async) into shared memory before the
+// as the GEMMs' do on the row count. The verified rows' v go to the store of deferred inputs
+// (MlstmParams::keep_v) for their commit. Each thread's rows of C0 are copied (cp.async) into shared memory before the
 // small loads (q̂, the pending keys and values, the factors); it keeps the first pending rows'
 // values of its columns in registers for the fused commit, and accumulates q̂_tᵀC0 for every t
 // (kL x kVec registers). The row groups' partial sums then meet in the staging space,
@@ -216,6 +217,14 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
 #pragma unroll
       for (int s = 0; s <= t; ++s) num += coef_s[VerifyCoef::kDots + t * kMaxVerifyTokens + s] * v_out[s];
       p.h[int64_t(row0 + t) * p.heads * p.dv + int64_t(head) * p.dv + out_col] = num / coef_s[VerifyCoef::kDenom + t];
+    }
+    // The verified rows' v, kept for their commit (MlstmVerifyPrep keeps k and the gates).
+    if (p.keep_v != nullptr) {
+      const int64_t keep0 = int64_t(p.keep_begin[seq]) * p.pend_stride + int64_t(head) * p.dv + out_col;
+#pragma unroll
+      for (int t = 0; t < kL; ++t) {
+        if (t < len) p.keep_v[keep0 + t * p.pend_stride] = v_out[t];
+      }
     }
   }
 }

@@ -84,6 +84,18 @@ __global__ void __launch_bounds__(kThreads) MlstmVerifyPrepKernel(MlstmParams p)
       k_s[t * p.dqk + tid] = k_r[t];
     }
   }
+  // The verified rows' k and gates, kept for their commit (MlstmVerify keeps v).
+  if (p.keep_k != nullptr) {
+    const int64_t keep0 = int64_t(p.keep_begin[seq]) * p.pend_stride;
+#pragma unroll
+    for (int t = 0; t < kMaxVerifyTokens; ++t) {
+      if (owns_n && t < len) p.keep_k[keep0 + t * p.pend_stride + int64_t(head) * p.dqk + tid] = k_r[t];
+    }
+    if (tid < len) {
+      p.keep_igate[keep0 + tid * p.pend_stride + head] = ig_s[tid];
+      p.keep_fgate[keep0 + tid * p.pend_stride + head] = fg_s[tid];
+    }
+  }
 
   // 1. The pending commit: factors and m by one thread, n by every thread.
   if (pend > 0) {
