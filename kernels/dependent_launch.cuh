@@ -34,32 +34,26 @@ __device__ __forceinline__ void WaitForPriorKernels() {
 #endif
 }
 
+// An attribute of the current device, 0 when it cannot be asked.
+inline int CurrentDeviceAttribute(cudaDeviceAttr attribute) {
+  int device = 0, value = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&value, attribute, device) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return value;
+}
+
 // Whether the current device takes programmatic dependent launches (compute capability 9.0+);
 // asked once per process: the backend runs on one device.
 inline bool DependentLaunchSupported() {
-  static const bool supported = [] {
-    int device = 0, major = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess) {
-      cudaGetLastError();
-      return false;
-    }
-    return major >= 9;
-  }();
+  static const bool supported = CurrentDeviceAttribute(cudaDevAttrComputeCapabilityMajor) >= 9;
   return supported;
 }
 
 // The current device's SM count (0 when it cannot be asked); once per process, as above.
 inline int DeviceSmCount() {
-  static const int sms = [] {
-    int device = 0, count = 0;
-    if (cudaGetDevice(&device) != cudaSuccess ||
-        cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess) {
-      cudaGetLastError();
-      return 0;
-    }
-    return count;
-  }();
+  static const int sms = CurrentDeviceAttribute(cudaDevAttrMultiProcessorCount);
   return sms;
 }
 
