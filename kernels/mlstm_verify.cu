@@ -25,11 +25,12 @@
 // (H200, 7B shape, B = 1: the verify stage of L = 4 took 0.61-0.64 ms a pass narrow against
 // 0.84-0.89 wide). The tiling fixes the order of the sums, so a sequence's bits depend on it,
 // as the GEMMs' do on the row count. The verified rows' v go to the store of deferred inputs
-// (MlstmParams::keep_v) for their commit. Each thread's rows of C0 are copied (cp.async) into shared memory before the
-// small loads (q̂, the pending keys and values, the factors); it keeps the first pending rows'
-// values of its columns in registers for the fused commit, and accumulates q̂_tᵀC0 for every t
-// (kL x kVec registers). The row groups' partial sums then meet in the staging space,
-// four tokens per barrier pair; the first kCols threads finish their column.
+// (MlstmParams::keep_v) for their commit. Each thread's rows of C0 are copied (cp.async) into
+// shared memory before the small loads (q̂, the pending keys and values, the factors); it keeps
+// the first pending rows' values of its columns in registers for the fused commit, and
+// accumulates q̂_tᵀC0 for every t (kL x kVec registers). The row groups' partial sums then meet
+// in the staging space, four tokens per barrier pair; the first kCols threads finish their
+// column.
 #include <cuda_bf16.h>
 
 #include "kernels/dependent_launch.cuh"
