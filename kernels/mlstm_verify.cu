@@ -255,7 +255,7 @@ cudaError_t LaunchVerify(const MlstmParams& p, cudaStream_t stream) {
   using Wide = TileShape<T>;
   const int64_t wide_blocks = int64_t((p.dv + Wide::kCols - 1) / Wide::kCols) * p.heads * p.num_seqs;
   if (wide_blocks <= DeviceSmCount()) return LaunchVerifyTiles<T, kL, kNarrowGroups>(p, stream);
-  return LaunchVerifyTiles<T, kL, 16>(p, stream);
+  return LaunchVerifyTiles<T, kL, Wide::kGroups>(p, stream);
 }
 
 }  // namespace
