@@ -350,6 +350,19 @@ absl::StatusOr<Bf16Activation> ForwardPass::UpSwiGlu(const DeviceBlock& w, const
                                                      int rows, float* act) {
   const int ffn = cfg_.ffn_dim();
   float* act_fp32 = Fp32InputFor(rows, w.down, act);
+  if (w.up_interleaved && w.up.type == WeightType::kBF16 && UsesGemv(rows, w.up)) {
+    // The GEMV forms the activation itself. Its bf16 form (what the down GEMV reads in the bf16
+    // precision) gets a buffer of its own: bf16 still holds the x that other blocks are reading.
+    const bool bf16_x = precision_ == Precision::kBf16;
+    Bf16Activation act_bf16{nullptr, false};
+    if (bf16_x) {
+      ASSIGN_OR_RETURN(act_bf16.data, scratch_.bf16_act.Get(size_t(rows) * ffn * 2));
+    }
+    CUDA_RETURN_IF_ERROR(GemvBf16SwiGlu(bf16_x ? bf16.data : static_cast<const void*>(xn), bf16_x, w.up.data, w.up_b,
+                                        rows, w.up.rows, w.up.cols, act_fp32, act_bf16, stream_));
+    RETURN_IF_ERROR(profiler_->Mark("gemm up_gate|up", stream_));
+    return act_bf16;
+  }
   if (w.up_interleaved && w.up.type == WeightType::kBF16 && bf16.data != nullptr && !bf16.pair &&
       !UsesGemv(rows, w.up)) {
     ASSIGN_OR_RETURN(void* act_data, scratch_.bf16_act.Get(size_t(rows) * ffn * 2));

@@ -103,6 +103,11 @@ cudaError_t GemvSmallRows(const float* x, const float* w, const float* bias, int
 // bf16 precision's Bf16Activation without pair); needs k % 8 == 0.
 cudaError_t GemvBf16SmallRows(const void* x, bool x_bf16, const void* w, const float* bias, int rows, int n, int k,
                               bool accumulate, float* y, cudaStream_t stream);
+// The FFN's up projection through it with SwiGLU (SwiGlu's maths and bits) in the same launch:
+// w [n = 2 ffn, k] interleaved in groups of kSwiGluGroup (n % 16 == 0); writes the activation
+// [rows, ffn] to act (fp32, nullable) and act_bf16 (when it has data).
+cudaError_t GemvBf16SwiGlu(const void* x, bool x_bf16, const void* w, const float* bias, int rows, int n, int k,
+                           float* act, Bf16Activation act_bf16, cudaStream_t stream);
 
 // y[r, c] = Σ_p t[p, r, c] (+ bias[c]) (+ y[r, c] when accumulate): the planes of a GEMM
 // (GemmPlanes). t: [planes, rows, n], y: [rows, n], bias fp32 (nullable).

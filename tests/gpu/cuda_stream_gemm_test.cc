@@ -2,10 +2,12 @@
 // plane: every tile width and k-slice count, activation row counts on and off the 64-row
 // warpgroup edges, weight rows off the tile edges and k off the 64-wide blocks; nothing past
 // the planes is written. Its SwiGLU epilogue against the plain product followed by SwiGlu, bit
-// for bit. Tagged "gpu" (sm_90 only: the kernel needs sm_90a).
+// for bit. The small-row GEMV's SwiGLU form (GemvBf16SwiGlu) against the GEMV followed by
+// SwiGlu, bit for bit. Tagged "gpu" (sm_90 only: StreamGemm needs sm_90a).
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -93,6 +95,27 @@ TEST_CASE("the stream GEMM matches a double-precision product for every tiling, 
   }
 }
 
+// Compares a SwiGLU activation with its reference: the first bf16_checked of act (bf16, bf16_total
+// written or guard) and fp32_checked of out (fp32, fp32_total) must hold the reference's bits, the
+// rest must keep the NaN fill (nothing written past the activation).
+void CheckActivation(const __nv_bfloat16* act, const __nv_bfloat16* ref_act, size_t bf16_checked, size_t bf16_total,
+                     const float* out, const float* ref_out, size_t fp32_checked, size_t fp32_total) {
+  std::vector<uint16_t> got(bf16_total), want(bf16_checked);
+  std::vector<float> got_f(fp32_total), want_f(fp32_checked);
+  REQUIRE(cudaMemcpy(got.data(), act, got.size() * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
+  REQUIRE(cudaMemcpy(want.data(), ref_act, want.size() * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
+  REQUIRE(cudaMemcpy(got_f.data(), out, got_f.size() * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+  REQUIRE(cudaMemcpy(want_f.data(), ref_out, want_f.size() * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
+  int bad = 0, bad_f = 0, written = 0;
+  for (size_t i = 0; i < bf16_checked; ++i) bad += got[i] != want[i];
+  for (size_t i = 0; i < fp32_checked; ++i) bad_f += std::memcmp(&got_f[i], &want_f[i], 4) != 0;
+  for (size_t i = bf16_checked; i < got.size(); ++i) written += got[i] != 0xFFFF;
+  for (size_t i = fp32_checked; i < got_f.size(); ++i) written += !std::isnan(got_f[i]);
+  CHECK(bad == 0);
+  CHECK(bad_f == 0);
+  CHECK(written == 0);
+}
+
 // StreamGemmSwiGlu(config) against StreamGemm(config) then SwiGlu over the interleaved plane:
 // the same products and the same maths, so the same bits; nothing past the activation written.
 void CheckSwiGlu(int ffn, int k, int cols, int width, bool bias, bool fp32_out, std::mt19937& rng) {
@@ -117,22 +140,8 @@ void CheckSwiGlu(int ffn, int k, int cols, int width, bool bias, bool fp32_out, 
   REQUIRE(kernels::SwiGlu(kernels::GemmPlanes{plane.data, 1}, bias_ptr, true, cols, ffn, ref_out.data,
                           {ref_act.data, false}, nullptr) == cudaSuccess);
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
-  std::vector<uint16_t> got(count + guard), want(count);
-  std::vector<float> got_f(count + guard), want_f(count);
-  REQUIRE(cudaMemcpy(got.data(), act.data, got.size() * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
-  REQUIRE(cudaMemcpy(want.data(), ref_act.data, want.size() * 2, cudaMemcpyDeviceToHost) == cudaSuccess);
-  REQUIRE(cudaMemcpy(got_f.data(), out.data, got_f.size() * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
-  REQUIRE(cudaMemcpy(want_f.data(), ref_out.data, want_f.size() * 4, cudaMemcpyDeviceToHost) == cudaSuccess);
-  int bad = 0, bad_f = 0, written = 0;
-  for (size_t i = 0; i < count; ++i) {
-    bad += got[i] != want[i];
-    if (fp32_out) bad_f += std::memcmp(&got_f[i], &want_f[i], 4) != 0;
-  }
-  for (size_t i = count; i < got.size(); ++i) written += got[i] != 0xFFFF;
-  for (size_t i = fp32_out ? count : 0; i < got_f.size(); ++i) written += !std::isnan(got_f[i]);
-  CHECK(bad == 0);
-  CHECK(bad_f == 0);
-  CHECK(written == 0);
+  CheckActivation(act.data, ref_act.data, count, count + guard, out.data, ref_out.data, fp32_out ? count : 0,
+                  count + guard);
 }
 
 TEST_CASE("the stream GEMM's SwiGLU epilogue gives the bits of the product followed by SwiGlu") {
@@ -145,6 +154,64 @@ TEST_CASE("the stream GEMM's SwiGLU epilogue gives the bits of the product follo
     }
   }
   CheckSwiGlu(1368, 4096, 191, 176, true, true, rng);
+}
+
+// GemvBf16SwiGlu against GemvBf16SmallRows (bias included) then SwiGlu over the interleaved
+// product: the same sums in the same order, so the same bits; nothing past the activation written.
+void CheckGemvSwiGlu(int ffn, int k, int rows, bool x_bf16, bool bias, bool fp32_out, int bf16_forms,
+                     std::mt19937& rng) {
+  CAPTURE(ffn, k, rows, x_bf16, bias, fp32_out, bf16_forms);
+  const int n = 2 * ffn;
+  const std::vector<__nv_bfloat16> w = RandomBf16(size_t(n) * k, rng);
+  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+  std::vector<float> x(size_t(rows) * k), b(n);
+  for (auto& v : x) v = x_bf16 ? __bfloat162float(__float2bfloat16(u(rng))) : u(rng);
+  for (auto& v : b) v = 0.5f * u(rng);
+  std::vector<__nv_bfloat16> xb(x.size());
+  for (size_t i = 0; i < x.size(); ++i) xb[i] = __float2bfloat16(x[i]);
+  const size_t count = size_t(rows) * ffn, guard = 4096, forms = std::max(bf16_forms, 1);
+  DeviceBuffer<__nv_bfloat16> dw(w.size()), dxb(xb.size()), act(forms * count + guard), ref_act(forms * count);
+  DeviceBuffer<float> dx(x.size()), dbias(n), gu(size_t(rows) * n), out(count + guard), ref_out(count);
+  REQUIRE(cudaMemcpy(dw.data, w.data(), w.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess);
+  REQUIRE(cudaMemcpy(dxb.data, xb.data(), xb.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess);
+  REQUIRE(cudaMemcpy(dx.data, x.data(), x.size() * 4, cudaMemcpyHostToDevice) == cudaSuccess);
+  REQUIRE(cudaMemcpy(dbias.data, b.data(), n * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
+  REQUIRE(cudaMemset(act.data, 0xFF, (forms * count + guard) * 2) == cudaSuccess);  // NaN
+  REQUIRE(cudaMemset(out.data, 0xFF, (count + guard) * sizeof(float)) == cudaSuccess);
+  const void* xin = x_bf16 ? static_cast<const void*>(dxb.data) : dx.data;
+  const float* bias_ptr = bias ? dbias.data : nullptr;
+  const kernels::Bf16Activation fused{bf16_forms > 0 ? act.data : nullptr, bf16_forms == 2};
+  const kernels::Bf16Activation reference{bf16_forms > 0 ? ref_act.data : nullptr, bf16_forms == 2};
+  REQUIRE(kernels::GemvBf16SwiGlu(xin, x_bf16, dw.data, bias_ptr, rows, n, k, fp32_out ? out.data : nullptr, fused,
+                                  nullptr) == cudaSuccess);
+  REQUIRE(kernels::GemvBf16SmallRows(xin, x_bf16, dw.data, bias_ptr, rows, n, k, false, gu.data, nullptr) ==
+          cudaSuccess);
+  REQUIRE(kernels::SwiGlu(kernels::GemmPlanes{gu.data, 1}, nullptr, true, rows, ffn, ref_out.data, reference,
+                          nullptr) == cudaSuccess);
+  REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
+  CheckActivation(act.data, ref_act.data, bf16_forms > 0 ? forms * count : 0, forms * count + guard, out.data,
+                  ref_out.data, fp32_out ? count : 0, count + guard);
+}
+
+TEST_CASE("the small-row GEMV's SwiGLU form gives the bits of the GEMV followed by SwiGlu") {
+  std::mt19937 rng(17);
+  // k 520: each warp its own outputs; k 2056: eight warps split k. ffn 40: a partial block.
+  for (int k : {520, 2056}) {
+    for (int rows = 1; rows <= kernels::kGemvMaxRows; ++rows) {
+      CheckGemvSwiGlu(40, k, rows, rows % 2 == 0, true, true, 0, rng);
+      CheckGemvSwiGlu(72, k, rows, rows % 2 == 1, rows > 4, false, 1, rng);
+      CheckGemvSwiGlu(40, k, rows, false, false, true, 2, rng);
+    }
+  }
+  DeviceBuffer<__nv_bfloat16> x(8 * 128), w(88 * 128);
+  DeviceBuffer<float> act(8 * 44);
+  // n must be whole groups of up_gate and up rows, k whole 16-byte chunks, rows at most 8.
+  CHECK(kernels::GemvBf16SwiGlu(x.data, true, w.data, nullptr, 1, 88, 128, act.data, {}, nullptr) ==
+        cudaErrorInvalidValue);
+  CHECK(kernels::GemvBf16SwiGlu(x.data, true, w.data, nullptr, 1, 80, 124, act.data, {}, nullptr) ==
+        cudaErrorInvalidValue);
+  CHECK(kernels::GemvBf16SwiGlu(x.data, true, w.data, nullptr, 9, 80, 128, act.data, {}, nullptr) ==
+        cudaErrorInvalidValue);
 }
 
 TEST_CASE("the stream GEMM refuses shapes and configurations it does not compute") {
