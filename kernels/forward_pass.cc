@@ -57,10 +57,13 @@ absl::StatusOr<PassBuffers> ForwardPass::Prepare(const ForwardPlan& plan) {
     ASSIGN_OR_RETURN(b.store, DeferredStore());
   }
   b.idx = plan.trunk.Resolve(ints + plan.trunk_at, b.store);
-  // One record per deferred sequence of the trunk or the heads, reused layer by layer.
+  // One record per deferred sequence of the trunk or the heads, reused layer by layer; a set per
+  // head, for heads side by side.
   const size_t verified = std::max(plan.trunk.deferred.slots.size(), plan.heads.deferred.slots.size());
   if (verified > 0) {
-    ASSIGN_OR_RETURN(b.idx.verify_coef, scratch_.verify_coef.Get(verified * cfg_.num_heads * kVerifyCoefStride));
+    b.verify_coef_per_head = verified * cfg_.num_heads * kVerifyCoefStride;
+    ASSIGN_OR_RETURN(b.idx.verify_coef,
+                     scratch_.verify_coef.Get(std::max(1, num_mtp_heads()) * b.verify_coef_per_head));
   }
   b.head_picked = plan.heads.slots.empty() ? 0 : num_mtp_heads() * static_cast<int>(plan.heads.picked.size());
   // The heads' logits follow the trunk's: one unembedding fills both.
@@ -97,8 +100,7 @@ absl::Status ForwardPass::Enqueue(const ForwardPlan& plan, const PassBuffers& b)
   const int picked = plan.picked(), head_picked = b.head_picked;
   ASSIGN_OR_RETURN(float* sel, scratch_.sel.Get(size_t(picked + head_picked) * d));
   CUDA_RETURN_IF_ERROR(GatherRows(x, b.idx.picked, picked, d, sel, stream_));
-  RETURN_IF_ERROR(RunMtpHeads(plan.heads, b.ints + plan.heads_at, b.store, b.idx.verify_coef, z,
-                              sel + size_t(picked) * d));
+  RETURN_IF_ERROR(RunMtpHeads(plan.heads, b.ints + plan.heads_at, b, z, sel + size_t(picked) * d));
   RETURN_IF_ERROR(Unembed(sel, picked + head_picked, b.logits));
   RETURN_IF_ERROR(profiler_->Mark("lm_head + soft cap", stream_));
   CUDA_RETURN_IF_ERROR(ArgmaxRows(b.logits, picked + head_picked, cfg_.vocab_size, b.argmax, stream_));
@@ -168,27 +170,71 @@ absl::Status ForwardPass::Unembed(const float* sel, int n, float* logits) {
 // Runs heads 1..n-1 on z (the sub-batch's rows of the residual stream the heads read) and
 // gathers each head's picked rows into sel [head][picked row][d] for the unembedding; nothing
 // without head sequences.
-absl::Status ForwardPass::RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, float* verify_coef,
-                                      const float* z, float* sel) {
+absl::Status ForwardPass::RunMtpHeads(const IndexPlan& plan, const int32_t* at, const PassBuffers& b, const float* z,
+                                      float* sel) {
   if (plan.slots.empty()) return absl::OkStatus();
-  const int d = cfg_.hidden_size, rows = plan.rows(), n = static_cast<int>(plan.picked.size());
-  Indices idx = plan.Resolve(at, store);
-  idx.verify_coef = verify_coef;
-  ASSIGN_OR_RETURN(float* hx, scratch_.head_x.Get(size_t(rows) * d));
-  for (int head = 1; head <= num_mtp_heads(); ++head) {
-    if (cfg_.mtp->head_type == MtpHeadType::kMlstmBlock) {
-      CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(hx, z, size_t(rows) * d * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
-      PendingResidual residual;
-      RETURN_IF_ERROR(RunBlock(dev_->head_blocks[head - 1], cfg_.num_blocks + head - 1, rows, idx, &residual, hx));
-      RETURN_IF_ERROR(FlushResidual(rows, &residual, hx));
-    } else {
-      ASSIGN_OR_RETURN(const Bf16Activation bf16, Bf16Input(rows));
-      if (bf16.data != nullptr) CUDA_RETURN_IF_ERROR(ToBf16Activation(z, int64_t(rows) * d, bf16, stream_));
-      RETURN_IF_ERROR(Linear(z, bf16, rows, dev_->head_linear[head - 1], nullptr, false, hx));
-    }
-    CUDA_RETURN_IF_ERROR(GatherRows(hx, idx.picked, n, d, sel + size_t(head - 1) * n * d, stream_));
+  const int rows = plan.rows(), picked = static_cast<int>(plan.picked.size());
+  Indices idx = plan.Resolve(at, b.store);
+  idx.verify_coef = b.idx.verify_coef;
+  if (!HeadsSideBySide(rows, idx)) {
+    for (int head = 1; head <= num_mtp_heads(); ++head) RETURN_IF_ERROR(RunHead(head, rows, picked, idx, z, sel));
+    return profiler_->Mark("mtp heads", stream_);
   }
-  return profiler_->Mark("mtp heads", stream_);
+  // Head 1 on the pass's stream, heads 2.. each on a side stream with buffers and verify records
+  // of its own: at batch 1-2 a head block is a chain of small dependent kernels on a few SMs, so
+  // heads one after another cost their chains' latencies added up.
+  while (static_cast<int>(head_sides_.size()) + 1 < num_mtp_heads()) {
+    head_sides_.push_back(std::make_unique<SideStream>());
+    scratch_.side_heads.push_back(std::make_unique<BlockScratch>(&scratch_.moves));
+  }
+  const cudaStream_t main = stream_;
+  for (int head = 2; head <= num_mtp_heads(); ++head) {
+    ASSIGN_OR_RETURN(const cudaStream_t side, head_sides_[head - 2]->Fork(main));
+    Indices own = idx;
+    own.verify_coef = idx.verify_coef + size_t(head - 1) * b.verify_coef_per_head;
+    stream_ = side;
+    block_ = scratch_.side_heads[head - 2].get();
+    const absl::Status status = RunHead(head, rows, picked, own, z, sel);
+    stream_ = main;
+    block_ = &scratch_.trunk;
+    RETURN_IF_ERROR(status);
+  }
+  RETURN_IF_ERROR(RunHead(1, rows, picked, idx, z, sel));
+  for (int head = 2; head <= num_mtp_heads(); ++head) RETURN_IF_ERROR(head_sides_[head - 2]->Join(main));
+  return absl::OkStatus();
+}
+
+absl::Status ForwardPass::RunHead(int head, int rows, int picked, const Indices& idx, const float* z, float* sel) {
+  const int d = cfg_.hidden_size;
+  ASSIGN_OR_RETURN(float* hx, block_->head_x.Get(size_t(rows) * d));
+  if (cfg_.mtp->head_type == MtpHeadType::kMlstmBlock) {
+    CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(hx, z, size_t(rows) * d * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+    PendingResidual residual;
+    RETURN_IF_ERROR(RunBlock(dev_->head_blocks[head - 1], cfg_.num_blocks + head - 1, rows, idx, &residual, hx));
+    RETURN_IF_ERROR(FlushResidual(rows, &residual, hx));
+  } else {
+    ASSIGN_OR_RETURN(const Bf16Activation bf16, Bf16Input(rows));
+    if (bf16.data != nullptr) CUDA_RETURN_IF_ERROR(ToBf16Activation(z, int64_t(rows) * d, bf16, stream_));
+    RETURN_IF_ERROR(Linear(z, bf16, rows, dev_->head_linear[head - 1], nullptr, false, hx));
+  }
+  CUDA_RETURN_IF_ERROR(GatherRows(hx, idx.picked, picked, d, sel + size_t(head - 1) * picked * d, stream_));
+  return absl::OkStatus();
+}
+
+// Only where the heads' kernels share nothing but what they read: mLSTM blocks whose products
+// all take the GEMV, no prompt rows (their chunkwise kernels have a side stream and buffers of
+// the pass's own), stages untimed (the profiler's events are on the pass's stream).
+bool ForwardPass::HeadsSideBySide(int rows, const Indices& idx) const {
+  if (num_mtp_heads() < 2 || profiler_->on || cfg_.mtp->head_type != MtpHeadType::kMlstmBlock ||
+      idx.multi.count > 0) {
+    return false;
+  }
+  for (const DeviceBlock& w : dev_->head_blocks) {
+    if (!GemvOnly(rows, w.proj) || !GemvOnly(rows, w.out_proj) || !GemvOnly(rows, w.up) || !GemvOnly(rows, w.down)) {
+      return false;
+    }
+  }
+  return true;
 }
 
 // The mLSTM recurrence of one layer over the batch: deferred sequences through the verify
@@ -295,12 +341,12 @@ absl::Status ForwardPass::RunBlock(const DeviceBlock& w, int layer, int rows, co
                                    PendingResidual* residual, float* x) {
   const int d = cfg_.hidden_size, heads = cfg_.num_heads, v = cfg_.v_dim(), ffn = cfg_.ffn_dim();
   const float norm_eps = static_cast<float>(cfg_.norm_eps);
-  ASSIGN_OR_RETURN(float* xn, scratch_.xn.Get(size_t(rows) * d));
+  ASSIGN_OR_RETURN(float* xn, block_->xn.Get(size_t(rows) * d));
   ASSIGN_OR_RETURN(const Bf16Activation bf16, Bf16Input(rows));
-  ASSIGN_OR_RETURN(float* proj, scratch_.proj.Get(size_t(rows) * cols_.width));
-  ASSIGN_OR_RETURN(float* h, scratch_.h.Get(size_t(rows) * v));
-  ASSIGN_OR_RETURN(float* hg, scratch_.hg.Get(size_t(rows) * v));
-  ASSIGN_OR_RETURN(float* act, scratch_.act.Get(size_t(rows) * ffn));
+  ASSIGN_OR_RETURN(float* proj, block_->proj.Get(size_t(rows) * cols_.width));
+  ASSIGN_OR_RETURN(float* h, block_->h.Get(size_t(rows) * v));
+  ASSIGN_OR_RETURN(float* hg, block_->hg.Get(size_t(rows) * v));
+  ASSIGN_OR_RETURN(float* act, block_->act.Get(size_t(rows) * ffn));
 
   // mLSTM sub-layer: x += out_proj(sigmoid(o) * MultiHeadNorm(mLSTM(q, k, v, ĩ, f̃))).
   if (residual->t.t != nullptr) {
@@ -356,7 +402,7 @@ absl::StatusOr<Bf16Activation> ForwardPass::UpSwiGlu(const DeviceBlock& w, const
     const bool bf16_x = precision_ == Precision::kBf16;
     Bf16Activation act_bf16{nullptr, false};
     if (bf16_x) {
-      ASSIGN_OR_RETURN(act_bf16.data, scratch_.bf16_act.Get(size_t(rows) * ffn * 2));
+      ASSIGN_OR_RETURN(act_bf16.data, block_->bf16_act.Get(size_t(rows) * ffn * 2));
     }
     CUDA_RETURN_IF_ERROR(GemvBf16SwiGlu(bf16_x ? bf16.data : static_cast<const void*>(xn), bf16_x, w.up.data, w.up_b,
                                         rows, w.up.rows, w.up.cols, act_fp32, act_bf16, stream_));
@@ -365,9 +411,9 @@ absl::StatusOr<Bf16Activation> ForwardPass::UpSwiGlu(const DeviceBlock& w, const
   }
   if (w.up_interleaved && w.up.type == WeightType::kBF16 && bf16.data != nullptr && !bf16.pair &&
       !UsesGemv(rows, w.up)) {
-    ASSIGN_OR_RETURN(void* act_data, scratch_.bf16_act.Get(size_t(rows) * ffn * 2));
+    ASSIGN_OR_RETURN(void* act_data, block_->bf16_act.Get(size_t(rows) * ffn * 2));
     const SwiGluEpilogue epilogue{w.up_b, act_fp32, Bf16Activation{act_data, false}};
-    ASSIGN_OR_RETURN(float* t, scratch_.gemm_planes.Get(size_t(rows) * lt_->MaxKSlices(rows) * w.up.rows));
+    ASSIGN_OR_RETURN(float* t, block_->gemm_planes.Get(size_t(rows) * lt_->MaxKSlices(rows) * w.up.rows));
     ASSIGN_OR_RETURN(const int slices,
                      lt_->RunSwiGlu(w.up.data, w.up.rows, w.up.cols, bf16.data, rows, t, epilogue, stream_));
     RETURN_IF_ERROR(profiler_->Mark("gemm up_gate|up", stream_));
@@ -378,7 +424,7 @@ absl::StatusOr<Bf16Activation> ForwardPass::UpSwiGlu(const DeviceBlock& w, const
     return epilogue.bf16;
   }
   // gu: [rows, up_gate | up], interleaved as w.up's rows
-  ASSIGN_OR_RETURN(float* gu, scratch_.gu.Get(size_t(rows) * 2 * ffn));
+  ASSIGN_OR_RETURN(float* gu, block_->gu.Get(size_t(rows) * 2 * ffn));
   ASSIGN_OR_RETURN(const GemmPlanes gu_pair, LinearUncombined(xn, bf16, rows, w.up, w.up_b, false, gu));
   RETURN_IF_ERROR(profiler_->Mark("gemm up_gate|up", stream_));
   // Without planes gu holds the product, bias included.
@@ -427,9 +473,13 @@ absl::StatusOr<GemmPlanes> ForwardPass::LinearUncombined(const float* x, const B
   // t: [k-slices][2 or 1, rows, n] = (hi; lo) · wᵀ or bf16(x) · wᵀ in one GEMM over 2 * rows or
   // rows columns (cuBLAS's view), in one or two slices of k.
   const int forms = x_bf16.pair ? 2 : 1, cols = forms * rows;
-  ASSIGN_OR_RETURN(float* t, scratch_.gemm_planes.Get(size_t(cols) * lt_->MaxKSlices(cols) * n));
+  ASSIGN_OR_RETURN(float* t, block_->gemm_planes.Get(size_t(cols) * lt_->MaxKSlices(cols) * n));
   ASSIGN_OR_RETURN(const int slices, lt_->Run(w.data, n, k, x_bf16.data, cols, t, stream_));
   return GemmPlanes{t, forms * slices};
+}
+
+bool ForwardPass::GemvOnly(int rows, const DeviceMatrix& w) {
+  return w.type == WeightType::kF32 ? rows <= kGemvMaxRows : UsesGemv(rows, w);
 }
 
 // Whether Linear takes the GEMV for `rows` rows of bf16 weights w.
@@ -454,7 +504,7 @@ absl::StatusOr<Bf16Activation> ForwardPass::Bf16Input(int rows) {
   const bool pair = precision_ == Precision::kExact;
   if (!dev_->any_bf16) return Bf16Activation{nullptr, pair};
   const int widest = std::max({cfg_.hidden_size, cfg_.v_dim(), cfg_.ffn_dim()});
-  ASSIGN_OR_RETURN(void* data, scratch_.bf16_input.Get(size_t(pair ? 2 : 1) * rows * widest * 2));
+  ASSIGN_OR_RETURN(void* data, block_->bf16_input.Get(size_t(pair ? 2 : 1) * rows * widest * 2));
   return Bf16Activation{data, pair};
 }
 

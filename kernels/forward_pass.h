@@ -26,6 +26,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -43,6 +45,20 @@
 
 namespace xlserve::kernels {
 
+// A block's intermediates, and a head's residual stream.
+struct BlockScratch {
+  explicit BlockScratch(uint64_t* moves)
+      : head_x(moves), xn(moves), proj(moves), h(moves), hg(moves), gu(moves), act(moves), gemm_planes(moves),
+        bf16_input(moves), bf16_act(moves) {}
+  ScratchArray<float> head_x;  // [head rows, d]
+  ScratchArray<float> xn, proj, h, hg, gu, act;
+  ScratchArray<float> gemm_planes;
+  ScratchArray<std::byte> bf16_input;
+  // The up projection's SwiGLU epilogue writes the activation's bf16 form here: its GEMM is
+  // still reading bf16_input.
+  ScratchArray<std::byte> bf16_act;
+};
+
 // The pass's device buffers; `moves` changes whenever one of them moves (DecodeGraphs).
 struct ForwardScratch {
   uint64_t moves = 0;
@@ -56,14 +72,9 @@ struct ForwardScratch {
   ScratchArray<int32_t> argmax{&moves};        // [picked rows + head rows]
   ScratchArray<float> x{&moves};               // the residual stream [rows, d]
   ScratchArray<float> z{&moves};               // what the heads read [head rows, d]
-  ScratchArray<float> head_x{&moves};          // a head's residual stream [head rows, d]
-  // A block's intermediates.
-  ScratchArray<float> xn{&moves}, proj{&moves}, h{&moves}, hg{&moves}, gu{&moves}, act{&moves};
-  ScratchArray<float> gemm_planes{&moves};
-  ScratchArray<std::byte> bf16_input{&moves};
-  // The up projection's SwiGLU epilogue writes the activation's bf16 form here: its GEMM is
-  // still reading bf16_input.
-  ScratchArray<std::byte> bf16_act{&moves};
+  BlockScratch trunk{&moves};                  // the trunk's blocks, and heads run in turn
+  // Heads 2.. when the heads run side by side (ForwardPass::RunMtpHeads), one set each.
+  std::vector<std::unique_ptr<BlockScratch>> side_heads;
   ScratchArray<float> chunk_p{&moves}, chunk_gates{&moves}, chunk_carry{&moves};  // MlstmParams says
   ScratchArray<float> sel{&moves}, normed{&moves};  // the unembedded rows: trunk's, then heads'
 };
@@ -78,6 +89,8 @@ struct PassBuffers {
   float* head_logits = nullptr;  // within logits, after the picked rows; null without heads
   int head_picked = 0;            // rows of head_logits: heads x the heads' picked rows
   int32_t* argmax = nullptr;  // [picked rows] then [head][the heads' picked rows]
+  // idx.verify_coef holds a record set per head for heads side by side; this is one set's size.
+  size_t verify_coef_per_head = 0;
 };
 
 class ForwardPass {
@@ -121,8 +134,14 @@ class ForwardPass {
                           const int32_t* slots, int num_seqs) const;
   MlstmParams SubsetParams(int layer, const float* base, const MlstmColumns& c, float* h, const DeviceSubset& s) const;
   absl::Status Unembed(const float* sel, int n, float* logits);
-  absl::Status RunMtpHeads(const IndexPlan& plan, const int32_t* at, float* store, float* verify_coef,
-                           const float* z, float* sel);
+  absl::Status RunMtpHeads(const IndexPlan& plan, const int32_t* at, const PassBuffers& b, const float* z,
+                           float* sel);
+  // Head `head` (1-based) over z's `rows` rows into its `picked` rows of sel, on stream_ with
+  // block_'s buffers.
+  absl::Status RunHead(int head, int rows, int picked, const Indices& idx, const float* z, float* sel);
+  bool HeadsSideBySide(int rows, const Indices& idx) const;
+  // Whether Linear over `rows` rows of w takes a GEMV (no cuBLAS handle, no GEMM workspace).
+  static bool GemvOnly(int rows, const DeviceMatrix& w);
   // bf16_products: the chunkwise products in bf16 pairs, as where q, k and v came from a
   // projection that took bf16 activations (the bf16 precision on bf16 weights).
   absl::Status RunMlstm(int layer, int rows, const float* proj, float* h, const Indices& idx, bool bf16_products);
@@ -153,7 +172,10 @@ class ForwardPass {
   DeferredStoreLayout store_;
   StageProfiler* profiler_;
   ForwardScratch scratch_;
+  // The buffers RunBlock and what it calls use: scratch_.trunk, or a side head's while it runs.
+  BlockScratch* block_ = &scratch_.trunk;
   SideStream side_;  // the prompts' mLSTM of a mixed step
+  std::vector<std::unique_ptr<SideStream>> head_sides_;  // heads 2.. side by side
 };
 
 }  // namespace xlserve::kernels
