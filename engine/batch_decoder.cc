@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <span>
 
 #include "engine/sampling/distribution.h"
 #include "engine/sampling/sampler.h"
@@ -21,14 +22,40 @@ namespace {
 // misses took the expected gain below the margin for good (7B shape, replayed acceptance, H200:
 // `auto` 0.98x of plain decoding where `on` made 1.30x; pooled, 1.35x).
 constexpr double kKeptWeight = 0.1;
-// Greedy `auto` speculates only while its best draft length is expected to yield this much more
-// than plain steps: the expectation prices passes at their warm-up cost, and on the H200 a
+// Greedy `auto` leaves speculation for good unless its best draft length is expected to yield this
+// much more than plain steps: the expectation prices passes at their warm-up cost, and on the H200 a
 // batch's makespan (its slowest sequence) and mixed-shape steps took back more than 8% of a
 // predicted gain (shipped model, batch 8: 1.08x predicted, 0.56x measured with `on`).
 constexpr double kSpeculationMargin = 1.10;
 constexpr double kKeptPrior = 0.7;
+// Judged first drafts (pooled, since the decoder started) before the long-run acceptance may
+// end speculation for good. On one judgment the running estimate decided: the shipped model at
+// batch 1 (held-out code, H200) made 1.13x of plain with `on`, but `auto` left after its first
+// draft was rejected (kept 0.7 -> 0.63 put k = 3 just under the margin) and made 0.98x. After
+// 32, one judgment moves the estimate by 0.03 and an acceptance near 0.7 has a standard error
+// of 0.08; gathering them costs at most 32 verify steps once per decoder, 32 / n at batch n.
+constexpr int64_t kEvidenceJudgments = 32;
 constexpr double kCycleOutlier = 25;
 constexpr int64_t kPlainVerdictSteps = 4096;
+
+// The draft length in [1, kept.size()] that yields the most expected tokens per second for each
+// of `batch` sequences when draft j is kept with probability kept[j] once drafts 0..j-1 were,
+// and that rate; k = 0 when no verify of those lengths was measured.
+struct BestLength {
+  int k = 0;
+  double rate = 0;
+};
+BestLength Best(const StepCosts& costs, int batch, std::span<const double> kept) {
+  BestLength best;
+  for (int k = 1; k <= static_cast<int>(kept.size()); ++k) {
+    const std::optional<double> seconds = costs.Verify(batch, 1 + k);
+    if (!seconds) continue;
+    double tokens = 1, chain = 1;
+    for (int j = 0; j < k; ++j) tokens += (chain *= kept[j]);
+    if (tokens / *seconds > best.rate) best = {k, tokens / *seconds};
+  }
+  return best;
+}
 
 }  // namespace
 
@@ -136,6 +163,8 @@ absl::StatusOr<int> BatchDecoder::Add(int slot, const GenerationRequest& request
     kept_.resize(max_draft, kKeptPrior);
     judged_.resize(max_draft, 0);
     judged_kept_.resize(max_draft, 0);
+    judged_total_.resize(max_draft, 0);
+    kept_total_.resize(max_draft, 0);
   }
   if (speculative && acceptance_source_ && !sampler.greedy()) {
     return absl::InvalidArgumentError("replayed acceptance decodes greedy requests only (temperature 0)");
@@ -250,30 +279,24 @@ std::optional<int> BatchDecoder::SharedDraftLength(const std::vector<Sequence*>&
   const int batch = static_cast<int>(active.size());
   const std::optional<double> plain = costs_.Plain(batch);
   if (!plain) return std::nullopt;
-  std::vector<const Sequence*> group;
-  int most = 1 << 30;
+  int most = 0;  // the longest draft every sequence of the group makes
   for (const Sequence* s : active) {
-    if (!SharedEligible(*s)) continue;
-    group.push_back(s);
-    most = std::min(most, s->max_draft);
+    if (SharedEligible(*s)) most = most == 0 ? s->max_draft : std::min(most, s->max_draft);
   }
-  if (group.empty()) return std::nullopt;
-  int best = 0;
-  double best_rate = 0;
-  for (int k = 1; k <= most; ++k) {
-    const std::optional<double> seconds = costs_.Verify(batch, 1 + k);
-    if (!seconds) continue;
-    double per_sequence = 1, chain = 1;
-    for (int j = 0; j < k; ++j) per_sequence += (chain *= kept_[j]);
-    const double tokens = per_sequence * static_cast<double>(group.size());
-    if (tokens / *seconds > best_rate) {
-      best_rate = tokens / *seconds;
-      best = k;
+  if (most == 0) return std::nullopt;
+  const BestLength chosen = Best(costs_, batch, std::span<const double>(kept_).first(most));
+  if (chosen.k == 0) return std::nullopt;
+  // Tokens per second per sequence, as Best counts them, that speculation must beat.
+  const double needed = kSpeculationMargin / *plain;
+  if (Best(costs_, batch, std::vector<double>(most, 1.0)).rate < needed) return 0;
+  if (judged_total_[0] >= kEvidenceJudgments) {
+    std::vector<double> long_run(most, kKeptPrior);  // the prior where a position was never judged
+    for (int j = 0; j < most; ++j) {
+      if (judged_total_[j] > 0) long_run[j] = static_cast<double>(kept_total_[j]) / judged_total_[j];
     }
+    if (Best(costs_, batch, long_run).rate < needed) return 0;
   }
-  if (best == 0) return std::nullopt;
-  if (best_rate < kSpeculationMargin * static_cast<double>(group.size()) / *plain) return 0;
-  return best;
+  return chosen.k;
 }
 
 int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {
@@ -371,6 +394,8 @@ absl::Status BatchDecoder::CompleteStep(const ForwardOutput& out, double seconds
     if (judged_[j] == 0) continue;
     const double weight = 1 - std::pow(1 - kKeptWeight, judged_[j]);
     kept_[j] += weight * (static_cast<double>(judged_kept_[j]) / judged_[j] - kept_[j]);
+    judged_total_[j] += judged_[j];
+    kept_total_[j] += judged_kept_[j];
     judged_[j] = judged_kept_[j] = 0;
   }
   for (size_t j = 0; j < planned_.size(); ++j) {

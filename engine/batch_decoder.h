@@ -66,7 +66,8 @@ class BatchDecoder {
   // Step costs measured at warm-up. With them, greedy `auto` sequences share one draft length
   // per step, the one that maximises the batch's expected tokens per second (so the batch keeps
   // one captured graph), and leave speculation for good when plain steps yield more: drafting
-  // then costs more than it saves at this batch size.
+  // then costs more than it saves at this batch size (judged on the acceptance since the decoder
+  // started, once enough drafts were judged, or at once when keeping every draft could not pay).
   void SetStepCosts(StepCosts costs) { costs_ = std::move(costs); }
 
   // Replays acceptance instead of judging drafts (bench only: it measures the system cost of
@@ -110,6 +111,8 @@ class BatchDecoder {
   absl::StatusOr<int> Accept(Sequence& seq, const ForwardOutput& out, int first_row, int k);
   // The shared draft length of this step's greedy `auto` sequences among `active` (all the
   // step's sequences): k >= 1, 0 for plain steps from now on, or nullopt without step costs.
+  // kept_ picks k; going plain takes kEvidenceJudgments long-run judgments that say drafting
+  // pays too little, unless keeping every draft could not pay either.
   std::optional<int> SharedDraftLength(const std::vector<Sequence*>& active) const;
   // Greedy `auto` speculation: the sequences whose draft length the batch shares.
   static bool SharedEligible(const Sequence& s);
@@ -132,6 +135,9 @@ class BatchDecoder {
   // The prior is optimistic, so that speculation gets tried wherever it could pay.
   std::vector<double> kept_;
   std::vector<int> judged_, judged_kept_;  // this step's judgments per position, and the kept ones
+  // The same judgments counted since the decoder started: the evidence that a permanent plain
+  // verdict needs, where kept_ (which follows the last ~10) only picks each step's length.
+  std::vector<int64_t> judged_total_, kept_total_;
   // The smallest batch at which greedy `auto` sequences left speculation, and the steps since;
   // forgotten after kPlainVerdictSteps so that a later workload's acceptance is measured anew.
   std::optional<int> plain_from_batch_;

@@ -59,6 +59,7 @@ absl::Status FakeBackend::Forward(std::span<const SequenceInput> batch, ForwardO
   }
   const int vocab = options_.vocab_size;
   RETURN_IF_ERROR(ValidateForwardBatch(batch, num_slots(), vocab, options_.mtp_heads > 0, true, false));
+  const int pass = passes_++;
   std::vector<Row> rows;
   bool tokens_only = true;
   double seconds = options_.pass_seconds;
@@ -101,7 +102,8 @@ absl::Status FakeBackend::Forward(std::span<const SequenceInput> batch, ForwardO
       for (int h = 1; h <= heads; ++h) {
         int32_t draft = Next(future);
         future = Advance(future, draft);
-        if (h == wrong) draft = (draft + 1) % vocab;
+        const bool wrong_here = options_.wrong_draft && options_.wrong_draft(pass, h);
+        if (h == wrong || wrong_here) draft = (draft + 1) % vocab;
         if (!in.mtp_heads) draft = -1;
         out->mtp_argmax.push_back(draft);
         if (!tokens_only) {

@@ -6,12 +6,13 @@
 // token history — whatever the batching, the prefill chunks, or the snapshots restored on the
 // way — and a test can compute the expected completion with Greedy(). MTP head i predicts
 // what greedy decoding would give i tokens later (stateless heads), except where
-// `wrong_draft_every` says to make a draft wrong. Every Forward, Commit and snapshot copy is
-// recorded for the test to inspect. Speculation (defer_commit and Commit) is supported; device
-// sampling is not.
+// `wrong_draft_every` or `wrong_draft` says to make a draft wrong. Every Forward, Commit and
+// snapshot copy is recorded for the test to inspect. Speculation (defer_commit and Commit) is
+// supported; device sampling is not.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -26,6 +27,9 @@ struct FakeBackendOptions {
   bool wants_warm_up = false;
   // > 0: roughly one state in this many gets one wrong draft (which head depends on the state).
   int wrong_draft_every = 0;
+  // When set, also wrong: head h's drafts in the pass numbered `pass` (Forward calls counted
+  // from 0 since construction) where wrong_draft(pass, h); a test sets acceptance step by step.
+  std::function<bool(int pass, int head)> wrong_draft;
   // Simulated time of a Forward (slept): `pass_seconds`, plus `verify_token_seconds` for each
   // token of a speculative (defer_commit) sequence, so that the step costs warm-up measures
   // are ones a test can predict.
@@ -97,6 +101,7 @@ class FakeBackend final : public Backend {
   std::vector<State> slots_;
   std::vector<std::vector<int32_t>> deferred_;  // by slot: the last deferred forward's tokens
   std::vector<State> tiers_[2];
+  int passes_ = 0;  // Forward calls so far (wrong_draft's `pass`)
 };
 
 }  // namespace xlserve::testing
