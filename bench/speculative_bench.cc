@@ -13,13 +13,43 @@
 namespace xlserve::bench {
 namespace {
 
+int Rounds(const SpeculativeBenchOptions& options, int batch) {
+  return std::max(1, (options.sequences + batch - 1) / batch);
+}
+
+// Prefills prompts [first, first + batch) into slots of `cache` and adds them to `decoder`.
+absl::StatusOr<std::vector<int>> AddSequences(Backend* backend, const SpeculativeBenchOptions& options, int first,
+                                              int batch, SpeculationMode mode, StateCache& cache,
+                                              BatchDecoder& decoder, std::vector<int>& slots) {
+  std::vector<int> ids;
+  for (int i = first; i < first + batch; ++i) {
+    GenerationRequest request;
+    request.prompt_ids = options.prompts[i];
+    request.max_new_tokens = options.new_tokens;
+    request.speculation = mode;
+    request.num_draft = options.num_draft;
+    ASSIGN_OR_RETURN(const int slot, cache.Acquire());
+    slots.push_back(slot);
+    SequenceInput in;
+    in.slot = slot;
+    in.tokens = request.prompt_ids;
+    in.mtp_heads = decoder.SpeculationEnabled(request);
+    ForwardOutput out;
+    RETURN_IF_ERROR(backend->Forward(std::span<const SequenceInput>(&in, 1), &out));
+    ASSIGN_OR_RETURN(const int id, decoder.Add(slot, request, out, 0));
+    ids.push_back(id);
+  }
+  return ids;
+}
+
 absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBenchOptions& options,
                                            int batch, SpeculationMode mode, const char* mode_name) {
   ASSIGN_OR_RETURN(StateCache cache, StateCache::Create(backend, batch));
+  const int rounds = Rounds(options, batch);
   // As a server does before serving: each step shape's one-time work (GEMM choices, graphs)
   // stays out of the timed steps.
   int longest = 1;
-  for (int i = 0; i < batch; ++i) longest = std::max(longest, static_cast<int>(options.prompts[i].size()));
+  for (int i = 0; i < rounds * batch; ++i) longest = std::max(longest, static_cast<int>(options.prompts[i].size()));
   StepCosts costs;
   RETURN_IF_ERROR(WarmUp(backend, WarmUpOptions{batch, std::max(longest, batch * (1 + options.num_draft) + 1),
                                                 options.num_draft}, {}, &costs));
@@ -38,70 +68,67 @@ absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBe
     ASSIGN_OR_RETURN(replay, ReplayedAcceptance::Create(*options.replayed_acceptance, options.replay_seed));
     decoder.SetAcceptanceSource([&replay](int drafts) { return replay->Draw(drafts); });
   }
-  std::vector<int> ids;
-  for (int i = 0; i < batch; ++i) {
-    GenerationRequest request;
-    request.prompt_ids = options.prompts[i];
-    request.max_new_tokens = options.new_tokens;
-    request.speculation = mode;
-    request.num_draft = options.num_draft;
-    ASSIGN_OR_RETURN(const int slot, cache.Acquire());
-    SequenceInput in;
-    in.slot = slot;
-    in.tokens = request.prompt_ids;
-    in.mtp_heads = decoder.SpeculationEnabled(request);
-    ForwardOutput out;
-    RETURN_IF_ERROR(backend->Forward(std::span<const SequenceInput>(&in, 1), &out));
-    ASSIGN_OR_RETURN(const int id, decoder.Add(slot, request, out, 0));
-    ids.push_back(id);
-  }
   SpeculativeBenchRow row;
   row.batch = batch;
   row.mode = mode_name;
-  auto drafted = [&] {
-    int64_t n = 0;
-    for (int id : ids) n += decoder.result(id).drafted_tokens;
-    return n;
-  };
+  row.sequences = rounds * batch;
   using Clock = std::chrono::steady_clock;
-  int64_t drafted_before = drafted();
-  // Only the passes are timed: counting the drafts between them stays out of the tokens/s.
-  while (decoder.has_unfinished()) {
-    const auto pass_start = Clock::now();
-    RETURN_IF_ERROR(decoder.Step());
-    const double seconds = std::chrono::duration<double>(Clock::now() - pass_start).count();
-    ++row.passes;
-    const int64_t drafted_after = drafted();
-    if (drafted_after > drafted_before) {
-      ++row.drafting_passes;
-      row.drafting_seconds += seconds;
-    } else {
-      row.plain_seconds += seconds;
+  for (int round = 0; round < rounds; ++round) {
+    std::vector<int> slots;
+    ASSIGN_OR_RETURN(const std::vector<int> ids,
+                     AddSequences(backend, options, round * batch, batch, mode, cache, decoder, slots));
+    auto drafted = [&] {
+      int64_t n = 0;
+      for (int id : ids) n += decoder.result(id).drafted_tokens;
+      return n;
+    };
+    int64_t drafted_before = drafted();
+    // Only the passes are timed: counting the drafts between them stays out of the tokens/s.
+    while (decoder.has_unfinished()) {
+      const auto pass_start = Clock::now();
+      RETURN_IF_ERROR(decoder.Step());
+      const double seconds = std::chrono::duration<double>(Clock::now() - pass_start).count();
+      ++row.passes;
+      const int64_t drafted_after = drafted();
+      if (drafted_after > drafted_before) {
+        ++row.drafting_passes;
+        row.drafting_seconds += seconds;
+      } else {
+        row.plain_seconds += seconds;
+      }
+      drafted_before = drafted_after;
     }
-    drafted_before = drafted_after;
+    for (int id : ids) {
+      const GenerationResult r = decoder.Remove(id);
+      // The first token comes from prefill, so decode passes produced the rest.
+      row.tokens += static_cast<int64_t>(r.tokens.size()) - 1;
+      row.sequence_steps += r.steps;
+      row.drafted += r.drafted_tokens;
+      row.accepted += r.accepted_drafts;
+      row.acceptance.Add(r.acceptance);
+    }
+    for (int slot : slots) RETURN_IF_ERROR(cache.Release(slot));
   }
   row.decode_seconds = row.drafting_seconds + row.plain_seconds;
-  for (int id : ids) {
-    const GenerationResult r = decoder.Remove(id);
-    // The first token comes from prefill, so decode passes produced the rest.
-    row.tokens += static_cast<int64_t>(r.tokens.size()) - 1;
-    row.sequence_steps += r.steps;
-    row.drafted += r.drafted_tokens;
-    row.accepted += r.accepted_drafts;
-    row.acceptance.Add(r.acceptance);
-  }
   return row;
 }
 
 }  // namespace
 
+int PromptsNeeded(const SpeculativeBenchOptions& options) {
+  int most = 0;
+  for (int batch : options.batch_sizes) most = std::max(most, Rounds(options, std::max(batch, 1)) * batch);
+  return most;
+}
+
 absl::StatusOr<std::vector<SpeculativeBenchRow>> RunSpeculativeBench(Backend* backend,
                                                                      const SpeculativeBenchOptions& options) {
   std::vector<SpeculativeBenchRow> rows;
   for (int batch : options.batch_sizes) {
-    if (batch < 1 || batch > static_cast<int>(options.prompts.size())) {
-      return absl::InvalidArgumentError("batch size " + std::to_string(batch) + " needs that many prompts; have " +
-                                        std::to_string(options.prompts.size()));
+    if (batch < 1 || Rounds(options, batch) * batch > static_cast<int>(options.prompts.size())) {
+      return absl::InvalidArgumentError("batch size " + std::to_string(batch) + " needs " +
+                                        std::to_string(Rounds(options, std::max(batch, 1)) * std::max(batch, 1)) +
+                                        " prompts; have " + std::to_string(options.prompts.size()));
     }
     for (auto [mode, name] : {std::pair{SpeculationMode::kOff, "off"}, std::pair{SpeculationMode::kOn, "on"},
                               std::pair{SpeculationMode::kAuto, "auto"}}) {
@@ -141,15 +168,15 @@ std::string FormatSpeculativeTable(const std::vector<SpeculativeBenchRow>& rows)
   }
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof(line), "%6s %5s %8s %8s %9s %11s %9s %10s %8s %10s %10s\n", "batch", "mode", "tokens",
-                "passes", "drafting", "tok/step", "accept", "tok/s", "speedup", "ms/draft", "ms/plain");
+  std::snprintf(line, sizeof(line), "%6s %5s %5s %8s %8s %9s %11s %9s %10s %8s %10s %10s\n", "batch", "seqs", "mode",
+                "tokens", "passes", "drafting", "tok/step", "accept", "tok/s", "speedup", "ms/draft", "ms/plain");
   out += line;
   auto mean_ms = [](double seconds, int64_t n) { return n ? 1e3 * seconds / n : 0.0; };
   for (const auto& r : rows) {
     const double accept = r.drafted ? double(r.accepted) / r.drafted : 0;
     const double base = plain_rate[r.batch];
-    std::snprintf(line, sizeof(line), "%6d %5s %8lld %8lld %9lld %11.3f %9.3f %10.1f %7.2fx %10.3f %10.3f\n", r.batch,
-                  r.mode.c_str(), static_cast<long long>(r.tokens), static_cast<long long>(r.passes),
+    std::snprintf(line, sizeof(line), "%6d %5d %5s %8lld %8lld %9lld %11.3f %9.3f %10.1f %7.2fx %10.3f %10.3f\n",
+                  r.batch, r.sequences, r.mode.c_str(), static_cast<long long>(r.tokens), static_cast<long long>(r.passes),
                   static_cast<long long>(r.drafting_passes), r.tokens_per_step(), accept, r.tokens_per_second(),
                   base > 0 ? r.tokens_per_second() / base : 0.0, mean_ms(r.drafting_seconds, r.drafting_passes),
                   mean_ms(r.plain_seconds, r.plain_passes()));
@@ -162,6 +189,7 @@ nlohmann::json SpeculativeRowsToJson(const std::vector<SpeculativeBenchRow>& row
   nlohmann::json j = nlohmann::json::array();
   for (const auto& r : rows) {
     j.push_back({{"batch", r.batch},
+                 {"sequences", r.sequences},
                  {"mode", r.mode},
                  {"tokens", r.tokens},
                  {"sequence_steps", r.sequence_steps},

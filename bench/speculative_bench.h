@@ -14,8 +14,13 @@
 namespace xlserve::bench {
 
 struct SpeculativeBenchOptions {
-  std::vector<std::vector<int32_t>> prompts;  // token ids; batch b uses the first b prompts
+  // Token ids; batch b decodes prompts 0, 1, ... in rounds of b, at least `sequences` of them
+  // (PromptsNeeded).
+  std::vector<std::vector<int32_t>> prompts;
   std::vector<int> batch_sizes = {1, 8, 32};
+  // Sequences decoded at each batch size at least: one text decides too much of a small batch's
+  // figure, since acceptance varies from text to text.
+  int sequences = 8;
   int new_tokens = 128;
   int num_draft = 3;
   // Set: speculative runs keep drafts as this trace says, not as the model does (a system-cost
@@ -26,6 +31,7 @@ struct SpeculativeBenchOptions {
 
 struct SpeculativeBenchRow {
   int batch = 0;
+  int sequences = 0;         // decoded, in rounds of the batch size
   std::string mode;          // "off", "on" or "auto"
   int64_t tokens = 0;        // generated, all sequences
   int64_t sequence_steps = 0;  // decode passes summed over sequences
@@ -47,8 +53,12 @@ struct SpeculativeBenchRow {
   double tokens_per_second() const { return decode_seconds > 0 ? tokens / decode_seconds : 0; }
 };
 
-// Greedy decoding of every batch size in every mode; each run starts from freshly prefilled
-// prompts. `backend` needs at least max(batch_sizes) slots' worth of memory.
+// The prompts `options` decodes: the most rounds of any batch size times that size.
+int PromptsNeeded(const SpeculativeBenchOptions& options);
+
+// Greedy decoding of every batch size in every mode; each round of a run starts from freshly
+// prefilled prompts, one decoder (and what it learnt) across the rounds of a run. `backend`
+// needs at least max(batch_sizes) slots' worth of memory.
 absl::StatusOr<std::vector<SpeculativeBenchRow>> RunSpeculativeBench(Backend* backend,
                                                                      const SpeculativeBenchOptions& options);
 

@@ -30,6 +30,7 @@ struct BenchSettings {
   std::string prompts_from;
   int prompt_tokens = 128;
   int new_tokens = 128;
+  int sequences = 8;
   std::optional<std::vector<int>> batch_sizes;
   std::string precisions = "bf16,exact";
   std::string state_dtypes = "bf16,f32";
@@ -58,6 +59,9 @@ const settings::SettingsTable<BenchSettings>& BenchSettingsTable() {
       {"prompt_tokens", &B::prompt_tokens, "tokens per prompt", {1, 1 << 20}},
       {"new_tokens", &B::new_tokens, "tokens generated per sequence", {1, 1 << 20}},
       {"batch_sizes", &B::batch_sizes, "batch sizes (default 1,8,32)", {1, 1 << 16}},
+      {"sequences", &B::sequences,
+       "with --speculative: sequences decoded at each batch size at least, in rounds of the batch (acceptance "
+       "varies from text to text)", {1, 1 << 16}},
       {"num_draft", &B::num_draft, "drafts per step at most", {0, 16}},
       {"device", &B::device, kDeviceNames, "backend (auto: cuda when a GPU is present)"},
       {"threads", &B::threads, "CPU backend threads (0: one per core)", {0, 4096}},
@@ -129,9 +133,9 @@ absl::Status RunSpeculative(const BenchSettings& f) {
   if (f.batch_sizes) options.batch_sizes = *f.batch_sizes;
   options.new_tokens = f.new_tokens;
   options.num_draft = f.num_draft;
-  const int most = *std::max_element(options.batch_sizes.begin(), options.batch_sizes.end());
+  options.sequences = f.sequences;
   absl::StatusOr<std::vector<std::vector<int32_t>>> prompts =
-      LoadPrompts(**tokenizer, f.prompts_from, f.prompt_tokens, most);
+      LoadPrompts(**tokenizer, f.prompts_from, f.prompt_tokens, bench::PromptsNeeded(options));
   if (!prompts.ok()) return prompts.status();
   options.prompts = std::move(*prompts);
 
@@ -208,8 +212,8 @@ absl::Status RunReplayedShape(const BenchSettings& f) {
   if (f.batch_sizes) options.batch_sizes = *f.batch_sizes;
   options.new_tokens = f.new_tokens;
   options.num_draft = f.num_draft;
-  const int most = *std::max_element(options.batch_sizes.begin(), options.batch_sizes.end());
-  options.prompts = bench::RandomPrompts(most, f.prompt_tokens, config.vocab_size, 1);
+  options.sequences = f.sequences;
+  options.prompts = bench::RandomPrompts(bench::PromptsNeeded(options), f.prompt_tokens, config.vocab_size, 1);
   options.replayed_acceptance = std::move(trace);
   std::fprintf(stderr, "bench: making the %s shape with %d MTP heads and random bf16 weights ...\n", f.shape.c_str(),
                heads);

@@ -32,7 +32,7 @@ class AcceptanceTraces(unittest.TestCase):
         shutil.copy(__file__, prompts)  # code the model never saw
         path = os.path.join(self.dir, "trace.json")
         r = run("--speculative", "--prompts-from", prompts, "--prompt-tokens", "32", "--new-tokens", "24",
-                "--batch-sizes", "1", "--record-acceptance", path)
+                "--batch-sizes", "1", "--sequences", "1", "--record-acceptance", path)
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(path) as f:
             trace = json.load(f)
@@ -45,7 +45,7 @@ class AcceptanceTraces(unittest.TestCase):
     def test_replay_on_random_heads_keeps_the_traced_drafts(self):
         out = os.path.join(self.dir, "out.json")
         r = run("--shape", "model", "--speculative", "--acceptance", TRACE, "--batch-sizes", "1,2",
-                "--prompt-tokens", "16", "--new-tokens", "24", "--json", out)
+                "--sequences", "3", "--prompt-tokens", "16", "--new-tokens", "24", "--json", out)
         self.assertEqual(r.returncode, 0, r.stderr)
         header = r.stdout.splitlines()[0]
         self.assertIn("system cost with replayed acceptance (%s), not output quality" % TRACE, header)
@@ -54,15 +54,17 @@ class AcceptanceTraces(unittest.TestCase):
         self.assertEqual([(row["batch"], row["mode"]) for row in rows],
                          [(b, m) for b in (1, 2) for m in ("off", "on", "auto")])
         for row in rows:
-            self.assertEqual(row["tokens"], row["batch"] * 23)
+            # At least 3 sequences, in whole rounds of the batch: 3 of 1, 2 of 2.
+            self.assertEqual(row["sequences"], {1: 3, 2: 4}[row["batch"]])
+            self.assertEqual(row["tokens"], row["sequences"] * 23)
             # Passes are split by whether a sequence drafted in them: never with speculation off,
-            # every pass but the last one-token step of each sequence with it on.
+            # every pass but the last one-token step of each round with it on.
             self.assertLessEqual(row["drafting_seconds"] + row["plain_seconds"], row["decode_seconds"])
             if row["mode"] == "off":
                 self.assertEqual(row["drafting_passes"], 0)
                 self.assertGreater(row["plain_seconds"], 0)
             if row["mode"] == "on":
-                self.assertGreaterEqual(row["drafting_passes"], row["passes"] - row["batch"])
+                self.assertGreaterEqual(row["drafting_passes"], row["passes"] - row["sequences"])
                 self.assertGreater(row["drafting_seconds"], 0)
                 # Random heads of a 4096-token vocabulary would almost never match the trunk.
                 self.assertGreater(row["accepted"], row["drafted"] / 5)
