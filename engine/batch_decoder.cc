@@ -308,7 +308,13 @@ int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {
   }
   const std::optional<int> shared = SharedDraftLength(active);
   planned_uniform_k_ = shared.value_or(0);
-  if (plain_from_batch_ && ++steps_since_plain_verdict_ >= kPlainVerdictSteps) plain_from_batch_.reset();
+  if (plain_from_batch_ && ++steps_since_plain_verdict_ >= kPlainVerdictSteps) {
+    // Measured anew: the old workload's judgments would otherwise end a newcomer's speculation
+    // at its first step, whatever its own text.
+    plain_from_batch_.reset();
+    std::fill(judged_total_.begin(), judged_total_.end(), 0);
+    std::fill(kept_total_.begin(), kept_total_.end(), 0);
+  }
   if (shared == 0) {
     const int batch = static_cast<int>(active.size());
     plain_from_batch_ = std::min(plain_from_batch_.value_or(batch), batch);

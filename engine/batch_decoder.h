@@ -135,8 +135,9 @@ class BatchDecoder {
   // The prior is optimistic, so that speculation gets tried wherever it could pay.
   std::vector<double> kept_;
   std::vector<int> judged_, judged_kept_;  // this step's judgments per position, and the kept ones
-  // The same judgments counted since the decoder started: the evidence that a permanent plain
-  // verdict needs, where kept_ (which follows the last ~10) only picks each step's length.
+  // The same judgments counted since the decoder started or a plain verdict aged: the evidence
+  // that a permanent plain verdict needs, where kept_ (which follows the last ~10) only picks
+  // each step's length.
   std::vector<int64_t> judged_total_, kept_total_;
   // The smallest batch at which greedy `auto` sequences left speculation, and the steps since;
   // forgotten after kPlainVerdictSteps so that a later workload's acceptance is measured anew.

@@ -239,5 +239,40 @@ TEST_CASE("a greedy auto request joining a batch that left speculation decodes p
   CHECK(tokens == backend.Greedy(prompt, static_cast<int>(tokens.size())));
 }
 
+TEST_CASE("when a plain verdict ages, a newcomer gathers evidence of its own before leaving") {
+  // Every draft wrong at costs where keeping every draft would pay: the first sequence leaves
+  // after 32 judged first drafts. 4,096 steps later a newcomer speculates again, and leaves only
+  // after 32 judgments of its own, not at once on the old ones.
+  FakeBackendOptions o;
+  o.mtp_heads = 3;
+  o.wrong_draft = [](int, int head) { return head == 1; };
+  FakeBackend backend(o);
+  REQUIRE(backend.AllocateSlots(2).ok());
+  BatchDecoder decoder(&backend);
+  decoder.SetStepCosts(Costs(1e-9, 0.3e-9));
+  std::vector<int32_t> prompt;
+  for (int t = 0; t < 6; ++t) prompt.push_back((t * 7) % 60);
+  const int long_id = AddRequest(backend, decoder, 0, prompt, 4300, SpeculationMode::kAuto);
+  for (int i = 0; i < 40; ++i) REQUIRE(decoder.Step().ok());
+  CHECK(decoder.result(long_id).heads_dropped);
+  CHECK(decoder.result(long_id).drafted_tokens >= 32);
+  GenerationRequest greedy_auto;
+  greedy_auto.speculation = SpeculationMode::kAuto;
+  greedy_auto.num_draft = 3;
+  CHECK(decoder.JoinsPlain(greedy_auto));
+  for (int i = 0; i < 4100; ++i) REQUIRE(decoder.Step().ok());
+  REQUIRE_FALSE(decoder.finished(long_id));
+  REQUIRE_FALSE(decoder.JoinsPlain(greedy_auto));
+
+  const std::vector<int32_t> other = {3, 1, 4, 1, 5};
+  const int new_id = AddRequest(backend, decoder, 1, other, 60, SpeculationMode::kAuto);
+  while (!decoder.finished(new_id)) REQUIRE(decoder.Step().ok());
+  const GenerationResult r = decoder.Remove(new_id);
+  INFO("drafted " << r.drafted_tokens << ", steps " << r.steps);
+  CHECK(r.heads_dropped);
+  CHECK(r.drafted_tokens >= 32);
+  CHECK(r.tokens == backend.Greedy(other, 60));
+}
+
 }  // namespace
 }  // namespace xlserve
