@@ -145,12 +145,12 @@ bool BatchDecoder::SpeculationEnabled(const GenerationRequest& request) const {
 }
 
 bool BatchDecoder::JoinsPlain(const GenerationRequest& request) const {
-  if (!plain_from_batch_ || request.speculation != SpeculationMode::kAuto || request.sampling.temperature != 0.0f) {
-    return false;
-  }
+  if (request.speculation != SpeculationMode::kAuto || request.sampling.temperature != 0.0f) return false;
   int decoding = 0;
   for (const auto& [id, seq] : sequences_) decoding += seq->finished || seq->suspended ? 0 : 1;
-  return decoding + 1 >= *plain_from_batch_;
+  if (plain_from_batch_ && decoding + 1 >= *plain_from_batch_) return true;
+  const int most = std::min(request.num_draft, backend_->num_mtp_heads());
+  return most > 0 && LeavesAtOnce(decoding + 1, most);
 }
 
 absl::StatusOr<int> BatchDecoder::Add(int slot, const GenerationRequest& request,
@@ -277,8 +277,7 @@ bool BatchDecoder::SharedEligible(const Sequence& s) {
 std::optional<int> BatchDecoder::SharedDraftLength(const std::vector<Sequence*>& active) const {
   if (costs_.empty()) return std::nullopt;
   const int batch = static_cast<int>(active.size());
-  const std::optional<double> plain = costs_.Plain(batch);
-  if (!plain) return std::nullopt;
+  if (!costs_.Plain(batch)) return std::nullopt;
   int most = 0;  // the longest draft every sequence of the group makes
   for (const Sequence* s : active) {
     if (SharedEligible(*s)) most = most == 0 ? s->max_draft : std::min(most, s->max_draft);
@@ -286,17 +285,23 @@ std::optional<int> BatchDecoder::SharedDraftLength(const std::vector<Sequence*>&
   if (most == 0) return std::nullopt;
   const BestLength chosen = Best(costs_, batch, std::span<const double>(kept_).first(most));
   if (chosen.k == 0) return std::nullopt;
+  return LeavesAtOnce(batch, most) ? 0 : chosen.k;
+}
+
+bool BatchDecoder::LeavesAtOnce(int batch, int most) const {
+  const std::optional<double> plain = costs_.Plain(batch);
+  if (!plain) return false;
   // Tokens per second per sequence, as Best counts them, that speculation must beat.
   const double needed = kSpeculationMargin / *plain;
-  if (Best(costs_, batch, std::vector<double>(most, 1.0)).rate < needed) return 0;
-  if (judged_total_[0] >= kEvidenceJudgments) {
-    std::vector<double> long_run(most, kKeptPrior);  // the prior where a position was never judged
-    for (int j = 0; j < most; ++j) {
-      if (judged_total_[j] > 0) long_run[j] = static_cast<double>(kept_total_[j]) / judged_total_[j];
-    }
-    if (Best(costs_, batch, long_run).rate < needed) return 0;
+  const BestLength perfect = Best(costs_, batch, std::vector<double>(most, 1.0));
+  if (perfect.k > 0 && perfect.rate < needed) return true;
+  const int judged = static_cast<int>(judged_total_.size());
+  if (judged == 0 || judged_total_[0] < kEvidenceJudgments) return false;
+  std::vector<double> long_run(most, kKeptPrior);  // the prior where a position was never judged
+  for (int j = 0; j < std::min(most, judged); ++j) {
+    if (judged_total_[j] > 0) long_run[j] = static_cast<double>(kept_total_[j]) / judged_total_[j];
   }
-  return chosen.k;
+  return Best(costs_, batch, long_run).rate < needed;
 }
 
 int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {

@@ -98,8 +98,9 @@ class BatchDecoder {
   // Whether a greedy `auto` request joining the sequences decoding now should decode plainly
   // from its prompt on (the caller then turns its speculation off): the shared draft length
   // left speculation at a batch this size or smaller within the last kPlainVerdictSteps
-  // steps. Its heads would only cost (their prefill, and steps whose sequences differ in shape,
-  // which replay no graph) for drafts the batch will not take.
+  // steps, or the batch it joins would leave at once (LeavesAtOnce). Its heads would only cost
+  // (their prefill, and steps whose sequences differ in shape, which replay no graph) for
+  // drafts the batch will not take.
   bool JoinsPlain(const GenerationRequest& request) const;
 
  private:
@@ -114,6 +115,10 @@ class BatchDecoder {
   // kept_ picks k; going plain takes kEvidenceJudgments long-run judgments that say drafting
   // pays too little, unless keeping every draft could not pay either.
   std::optional<int> SharedDraftLength(const std::vector<Sequence*>& active) const;
+  // Whether `batch` sequences drafting up to `most` tokens leave speculation for good now: even
+  // keeping every draft could not pay, or the judgments since the decoder started (enough of
+  // them) say drafting pays too little.
+  bool LeavesAtOnce(int batch, int most) const;
   // Greedy `auto` speculation: the sequences whose draft length the batch shares.
   static bool SharedEligible(const Sequence& s);
 

@@ -202,7 +202,7 @@ TEST_CASE("auto leaves speculation for good once enough judged drafts say it doe
   CHECK(r.drafted_tokens <= 3 * 32);
 }
 
-TEST_CASE("a greedy auto request joining a batch that left speculation decodes plainly, until the verdict ages") {
+TEST_CASE("a greedy auto request joins plainly where keeping every draft could not pay, verdict or not") {
   FakeBackendOptions o;
   o.mtp_heads = 3;
   FakeBackend backend(o);
@@ -212,7 +212,7 @@ TEST_CASE("a greedy auto request joining a batch that left speculation decodes p
   GenerationRequest greedy_auto;
   greedy_auto.speculation = SpeculationMode::kAuto;
   greedy_auto.num_draft = 3;
-  CHECK_FALSE(decoder.JoinsPlain(greedy_auto));  // no verdict before a step
+  CHECK(decoder.JoinsPlain(greedy_auto));  // no verdict yet: the costs alone decide
 
   std::vector<int32_t> prompt;
   for (int t = 0; t < 6; ++t) prompt.push_back((t * 7) % 60);
@@ -231,38 +231,69 @@ TEST_CASE("a greedy auto request joining a batch that left speculation decodes p
   while (!decoder.finished(short_id)) REQUIRE(decoder.Step().ok());
   decoder.Remove(short_id);
   CHECK(decoder.JoinsPlain(greedy_auto));
-  // The verdict is forgotten after kPlainVerdictSteps steps: a newcomer measures again.
+  // The verdict is forgotten after kPlainVerdictSteps steps, but no acceptance pays at these costs.
   for (int i = 0; i < 4100 && !decoder.finished(long_id); ++i) REQUIRE(decoder.Step().ok());
   REQUIRE_FALSE(decoder.finished(long_id));
-  CHECK_FALSE(decoder.JoinsPlain(greedy_auto));
+  CHECK(decoder.JoinsPlain(greedy_auto));
   const std::vector<int32_t>& tokens = decoder.result(long_id).tokens;
   CHECK(tokens == backend.Greedy(prompt, static_cast<int>(tokens.size())));
+}
+
+// Every first draft wrong, at costs where keeping every draft would pay (a verify of 4 tokens
+// 2.2x a plain step): greedy `auto` leaves once 32 first drafts were judged.
+struct FirstDraftsWrong {
+  explicit FirstDraftsWrong(int slots) : backend(Options()), decoder(&backend) {
+    REQUIRE(backend.AllocateSlots(slots).ok());
+    decoder.SetStepCosts(Costs(1e-9, 0.3e-9));
+    greedy_auto.speculation = SpeculationMode::kAuto;
+    greedy_auto.num_draft = 3;
+  }
+  static FakeBackendOptions Options() {
+    FakeBackendOptions o;
+    o.mtp_heads = 3;
+    o.wrong_draft = [](int, int head) { return head == 1; };
+    return o;
+  }
+  FakeBackend backend;
+  BatchDecoder decoder;
+  GenerationRequest greedy_auto;  // a newcomer that JoinsPlain is asked about
+};
+
+TEST_CASE("a newcomer joining a smaller batch than the one that left decodes plainly on the same evidence") {
+  // Three sequences, every first draft wrong, leave together once 32 first drafts were judged:
+  // the verdict came at batch 3. With two of them gone a newcomer would make a batch of 2, which
+  // the same judgments price below the margin too, so it joins plainly (no heads in its prefill).
+  FirstDraftsWrong t(3);
+  FakeBackend& backend = t.backend;
+  BatchDecoder& decoder = t.decoder;
+  CHECK_FALSE(decoder.JoinsPlain(t.greedy_auto));  // perfect drafts would pay, and no evidence yet
+  const int long_id = AddRequest(backend, decoder, 0, {2, 7, 1, 8}, 200, SpeculationMode::kAuto);
+  const int b = AddRequest(backend, decoder, 1, {3, 1, 4, 1, 5}, 30, SpeculationMode::kAuto);
+  const int c = AddRequest(backend, decoder, 2, {1, 6, 1, 8}, 30, SpeculationMode::kAuto);
+  while (!decoder.finished(b) || !decoder.finished(c)) REQUIRE(decoder.Step().ok());
+  CHECK(decoder.result(long_id).heads_dropped);
+  decoder.Remove(b);
+  decoder.Remove(c);
+  CHECK(decoder.JoinsPlain(t.greedy_auto));
 }
 
 TEST_CASE("when a plain verdict ages, a newcomer gathers evidence of its own before leaving") {
   // Every draft wrong at costs where keeping every draft would pay: the first sequence leaves
   // after 32 judged first drafts. 4,096 steps later a newcomer speculates again, and leaves only
   // after 32 judgments of its own, not at once on the old ones.
-  FakeBackendOptions o;
-  o.mtp_heads = 3;
-  o.wrong_draft = [](int, int head) { return head == 1; };
-  FakeBackend backend(o);
-  REQUIRE(backend.AllocateSlots(2).ok());
-  BatchDecoder decoder(&backend);
-  decoder.SetStepCosts(Costs(1e-9, 0.3e-9));
+  FirstDraftsWrong t(2);
+  FakeBackend& backend = t.backend;
+  BatchDecoder& decoder = t.decoder;
   std::vector<int32_t> prompt;
   for (int t = 0; t < 6; ++t) prompt.push_back((t * 7) % 60);
   const int long_id = AddRequest(backend, decoder, 0, prompt, 4300, SpeculationMode::kAuto);
   for (int i = 0; i < 40; ++i) REQUIRE(decoder.Step().ok());
   CHECK(decoder.result(long_id).heads_dropped);
   CHECK(decoder.result(long_id).drafted_tokens >= 32);
-  GenerationRequest greedy_auto;
-  greedy_auto.speculation = SpeculationMode::kAuto;
-  greedy_auto.num_draft = 3;
-  CHECK(decoder.JoinsPlain(greedy_auto));
+  CHECK(decoder.JoinsPlain(t.greedy_auto));
   for (int i = 0; i < 4100; ++i) REQUIRE(decoder.Step().ok());
   REQUIRE_FALSE(decoder.finished(long_id));
-  REQUIRE_FALSE(decoder.JoinsPlain(greedy_auto));
+  REQUIRE_FALSE(decoder.JoinsPlain(t.greedy_auto));
 
   const std::vector<int32_t> other = {3, 1, 4, 1, 5};
   const int new_id = AddRequest(backend, decoder, 1, other, 60, SpeculationMode::kAuto);

@@ -404,9 +404,11 @@ TEST_CASE("a greedy auto request joining a batch that left speculation is prefil
   o.num_draft = 3;
   FakeBackendOptions fake;
   fake.mtp_heads = 3;
-  // Warm-up measures plain steps at ~1 ms and verify steps 20 ms a token dearer: plain wins.
+  // Warm-up measures plain steps at ~1 ms and verify steps 0.3 ms a token dearer: kept drafts
+  // would pay, but every first draft is wrong, so the batch leaves once 32 were judged.
   fake.pass_seconds = 0.001;
-  fake.verify_token_seconds = 0.02;
+  fake.verify_token_seconds = 0.0003;
+  fake.wrong_draft = [](int, int head) { return head == 1; };
   Harness h(o, fake);
   h.backend.forwards.clear();
   auto auto_request = [&](std::vector<int32_t> prompt, int tokens) {
@@ -418,7 +420,7 @@ TEST_CASE("a greedy auto request joining a batch that left speculation is prefil
     return r;
   };
   const auto first = auto_request({1, 2, 3}, 30), second = auto_request({4, 5, 6}, 30);
-  for (int i = 0; i < 4; ++i) h.Iterate();  // both prefilled with their heads, then left together
+  for (int i = 0; i < 20; ++i) h.Iterate();  // both prefilled with their heads, then left together
   const auto late = auto_request({7, 8, 9, 10}, 5);
   while (!h.Result(late).finish_reason) REQUIRE(h.Iterate());
   bool first_prefill_had_heads = false;
