@@ -6,8 +6,9 @@ prompts of held-out code, and output tokens/s of each mode against `off` (#16 it
 Run from the repository root with the binary built (or the GPU bundle unpacked):
     python3 bench/serve_speculation.py --xlserve dist/bin/xlserve --prompts-from DIR
 DIR holds source files the model never saw (e.g. an installed package such as networkx);
-prompts are their first ~--prompt-chars characters, split at a line end. Prints one table;
---json keeps every loadtest result.
+prompts are ~--prompt-chars characters from the middle of each, whole lines, as the bench's.
+Prints one table (tokens a streamed chunk: a speculative step's tokens come as one chunk, the
+server's counterpart of the bench's tokens a step); --json keeps every loadtest result.
 """
 import argparse
 import json
@@ -20,6 +21,10 @@ from served import Server
 
 
 def write_prompts(src_dir, path, count, chars, max_tokens):
+    """~chars characters from the middle of each .py file, whole lines, files in sorted order: the
+    texts `xlserve bench --speculative --prompts-from` takes (its prompts are the middle tokens),
+    so that the server's figures and the bench's measure the same kind of text. A file's head
+    (licence, docstring, imports) drafts differently from its code."""
     files = []
     for root, _, names in os.walk(src_dir):
         files += [os.path.join(root, n) for n in sorted(names) if n.endswith(".py")]
@@ -27,15 +32,16 @@ def write_prompts(src_dir, path, count, chars, max_tokens):
     prompts = []
     for f in files:
         with open(f, errors="replace") as fh:
-            text = fh.read(4 * chars)
-        if len(text) < chars:
+            text = fh.read()
+        if len(text) < 2 * chars:
             continue
-        cut = text.rfind("\n", 0, chars)
-        prompts.append(text[: cut if cut > chars // 2 else chars])
+        start = text.find("\n", len(text) // 2 - chars // 2) + 1
+        cut = text.rfind("\n", start, start + chars)
+        prompts.append(text[start: cut if cut > start + chars // 2 else start + chars])
         if len(prompts) == count:
             break
     if not prompts:
-        raise SystemExit(f"no .py file of at least {chars} characters under {src_dir}")
+        raise SystemExit(f"no .py file of at least {2 * chars} characters under {src_dir}")
     with open(path, "w") as out:
         for p in prompts:
             out.write(json.dumps({"prompt": p, "max_tokens": max_tokens}) + "\n")
@@ -85,15 +91,18 @@ def main():
             server.stop()
 
     base = modes[0]
-    lines = [f"{'concurrency':>11s} {'mode':>5s} {'tok/s':>9s} {'vs ' + base:>8s} {'TPOT p50 ms':>12s} "
-             f"{'TTFT p50 ms':>12s} {'errors':>6s}"]
+    lines = [f"{'concurrency':>11s} {'mode':>5s} {'tok/s':>9s} {'vs ' + base:>8s} {'tok/chunk':>10s} "
+             f"{'TPOT p50 ms':>12s} {'TTFT p50 ms':>12s} {'errors':>6s}"]
     for c in levels:
         ref = results[(base, c)]["throughput"]["output_tokens_per_s"]
         for mode in modes:
             r = results[(mode, c)]
             tps = r["throughput"]["output_tokens_per_s"]
-            lines.append(f"{c:>11d} {mode:>5s} {tps:>9.0f} {tps / ref:>7.2f}x {r['tpot_ms']['p50']:>12.2f} "
-                         f"{r['ttft_ms']['p50']:>12.1f} {r['requests']['failed']:>6d}")
+            # Each request's first chunk, then one per inter-chunk gap.
+            chunks = r["itl_ms"]["count"] + r["requests"]["succeeded"]
+            per_chunk = r["tokens"]["output"] / chunks if chunks else 0.0
+            lines.append(f"{c:>11d} {mode:>5s} {tps:>9.0f} {tps / ref:>7.2f}x {per_chunk:>10.2f} "
+                         f"{r['tpot_ms']['p50']:>12.2f} {r['ttft_ms']['p50']:>12.1f} {r['requests']['failed']:>6d}")
     print("\n".join(lines), flush=True)
     if args.json:
         with open(args.json, "w") as f:
