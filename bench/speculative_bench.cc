@@ -13,6 +13,7 @@
 namespace xlserve::bench {
 namespace {
 
+// Rounds of `batch` (>= 1) sequences that decode at least options.sequences.
 int Rounds(const SpeculativeBenchOptions& options, int batch) {
   return std::max(1, (options.sequences + batch - 1) / batch);
 }
@@ -117,7 +118,9 @@ absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBe
 
 int PromptsNeeded(const SpeculativeBenchOptions& options) {
   int most = 0;
-  for (int batch : options.batch_sizes) most = std::max(most, Rounds(options, std::max(batch, 1)) * batch);
+  for (int batch : options.batch_sizes) {
+    if (batch >= 1) most = std::max(most, Rounds(options, batch) * batch);
+  }
   return most;
 }
 
@@ -125,9 +128,10 @@ absl::StatusOr<std::vector<SpeculativeBenchRow>> RunSpeculativeBench(Backend* ba
                                                                      const SpeculativeBenchOptions& options) {
   std::vector<SpeculativeBenchRow> rows;
   for (int batch : options.batch_sizes) {
-    if (batch < 1 || Rounds(options, batch) * batch > static_cast<int>(options.prompts.size())) {
-      return absl::InvalidArgumentError("batch size " + std::to_string(batch) + " needs " +
-                                        std::to_string(Rounds(options, std::max(batch, 1)) * std::max(batch, 1)) +
+    if (batch < 1) return absl::InvalidArgumentError("batch size " + std::to_string(batch) + ": at least 1");
+    const int needed = Rounds(options, batch) * batch;
+    if (needed > static_cast<int>(options.prompts.size())) {
+      return absl::InvalidArgumentError("batch size " + std::to_string(batch) + " needs " + std::to_string(needed) +
                                         " prompts; have " + std::to_string(options.prompts.size()));
     }
     for (auto [mode, name] : {std::pair{SpeculationMode::kOff, "off"}, std::pair{SpeculationMode::kOn, "on"},

@@ -38,20 +38,22 @@ constexpr int64_t kEvidenceJudgments = 32;
 constexpr double kCycleOutlier = 25;
 constexpr int64_t kPlainVerdictSteps = 4096;
 
-// The draft length in [1, kept.size()] that yields the most expected tokens per second for each
-// of `batch` sequences when draft j is kept with probability kept[j] once drafts 0..j-1 were,
-// and that rate; k = 0 when no verify of those lengths was measured.
+// The draft length in [1, most] that yields the most expected tokens per second for each of
+// `batch` sequences when draft j is kept with probability kept(j) once drafts 0..j-1 were, and
+// that rate; k = 0 when no verify of those lengths was measured. kept is a callable, so the
+// estimates a step weighs need no vectors of their own.
 struct BestLength {
   int k = 0;
   double rate = 0;
 };
-BestLength Best(const StepCosts& costs, int batch, std::span<const double> kept) {
+template <typename Kept>
+BestLength Best(const StepCosts& costs, int batch, int most, const Kept& kept) {
   BestLength best;
-  for (int k = 1; k <= static_cast<int>(kept.size()); ++k) {
+  for (int k = 1; k <= most; ++k) {
     const std::optional<double> seconds = costs.Verify(batch, 1 + k);
     if (!seconds) continue;
     double tokens = 1, chain = 1;
-    for (int j = 0; j < k; ++j) tokens += (chain *= kept[j]);
+    for (int j = 0; j < k; ++j) tokens += (chain *= kept(j));
     if (tokens / *seconds > best.rate) best = {k, tokens / *seconds};
   }
   return best;
@@ -283,7 +285,7 @@ std::optional<int> BatchDecoder::SharedDraftLength(const std::vector<Sequence*>&
     if (SharedEligible(*s)) most = most == 0 ? s->max_draft : std::min(most, s->max_draft);
   }
   if (most == 0) return std::nullopt;
-  const BestLength chosen = Best(costs_, batch, std::span<const double>(kept_).first(most));
+  const BestLength chosen = Best(costs_, batch, most, [this](int j) { return kept_[j]; });
   if (chosen.k == 0) return std::nullopt;
   return LeavesAtOnce(batch, most) ? 0 : chosen.k;
 }
@@ -293,15 +295,15 @@ bool BatchDecoder::LeavesAtOnce(int batch, int most) const {
   if (!plain) return false;
   // Tokens per second per sequence, as Best counts them, that speculation must beat.
   const double needed = kSpeculationMargin / *plain;
-  const BestLength perfect = Best(costs_, batch, std::vector<double>(most, 1.0));
+  const BestLength perfect = Best(costs_, batch, most, [](int) { return 1.0; });
   if (perfect.k > 0 && perfect.rate < needed) return true;
   const int judged = static_cast<int>(judged_total_.size());
   if (judged == 0 || judged_total_[0] < kEvidenceJudgments) return false;
-  std::vector<double> long_run(most, kKeptPrior);  // the prior where a position was never judged
-  for (int j = 0; j < std::min(most, judged); ++j) {
-    if (judged_total_[j] > 0) long_run[j] = static_cast<double>(kept_total_[j]) / judged_total_[j];
-  }
-  return Best(costs_, batch, long_run).rate < needed;
+  // The prior where a position was never judged.
+  const auto long_run = [&](int j) {
+    return j < judged && judged_total_[j] > 0 ? static_cast<double>(kept_total_[j]) / judged_total_[j] : kKeptPrior;
+  };
+  return Best(costs_, batch, most, long_run).rate < needed;
 }
 
 int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {

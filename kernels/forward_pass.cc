@@ -183,24 +183,24 @@ absl::Status ForwardPass::RunMtpHeads(const IndexPlan& plan, const int32_t* at, 
   // Head 1 on the pass's stream, heads 2.. each on a side stream with buffers and verify records
   // of its own: at batch 1-2 a head block is a chain of small dependent kernels on a few SMs, so
   // heads one after another cost their chains' latencies added up.
-  while (static_cast<int>(head_sides_.size()) + 1 < num_mtp_heads()) {
-    head_sides_.push_back(std::make_unique<SideStream>());
-    scratch_.side_heads.push_back(std::make_unique<BlockScratch>(&scratch_.moves));
+  while (static_cast<int>(head_lanes_.size()) + 1 < num_mtp_heads()) {
+    head_lanes_.push_back(std::make_unique<HeadLane>(&scratch_.moves));
   }
   const cudaStream_t main = stream_;
   for (int head = 2; head <= num_mtp_heads(); ++head) {
-    ASSIGN_OR_RETURN(const cudaStream_t side, head_sides_[head - 2]->Fork(main));
+    HeadLane& lane = *head_lanes_[head - 2];
+    ASSIGN_OR_RETURN(const cudaStream_t side, lane.stream.Fork(main));
     Indices own = idx;
     own.verify_coef = idx.verify_coef + size_t(head - 1) * b.verify_coef_per_head;
     stream_ = side;
-    block_ = scratch_.side_heads[head - 2].get();
+    block_ = &lane.scratch;
     const absl::Status status = RunHead(head, rows, picked, own, z, sel);
     stream_ = main;
     block_ = &scratch_.trunk;
     RETURN_IF_ERROR(status);
   }
   RETURN_IF_ERROR(RunHead(1, rows, picked, idx, z, sel));
-  for (int head = 2; head <= num_mtp_heads(); ++head) RETURN_IF_ERROR(head_sides_[head - 2]->Join(main));
+  for (int head = 2; head <= num_mtp_heads(); ++head) RETURN_IF_ERROR(head_lanes_[head - 2]->stream.Join(main));
   return absl::OkStatus();
 }
 

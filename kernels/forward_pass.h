@@ -73,8 +73,6 @@ struct ForwardScratch {
   ScratchArray<float> x{&moves};               // the residual stream [rows, d]
   ScratchArray<float> z{&moves};               // what the heads read [head rows, d]
   BlockScratch trunk{&moves};                  // the trunk's blocks, and heads run in turn
-  // Heads 2.. when the heads run side by side (ForwardPass::RunMtpHeads), one set each.
-  std::vector<std::unique_ptr<BlockScratch>> side_heads;
   ScratchArray<float> chunk_p{&moves}, chunk_gates{&moves}, chunk_carry{&moves};  // MlstmParams says
   ScratchArray<float> sel{&moves}, normed{&moves};  // the unembedded rows: trunk's, then heads'
 };
@@ -175,7 +173,14 @@ class ForwardPass {
   // The buffers RunBlock and what it calls use: scratch_.trunk, or a side head's while it runs.
   BlockScratch* block_ = &scratch_.trunk;
   SideStream side_;  // the prompts' mLSTM of a mixed step
-  std::vector<std::unique_ptr<SideStream>> head_sides_;  // heads 2.. side by side
+  // Heads 2.. when the heads run side by side (RunMtpHeads): a stream and buffers each, the
+  // buffers counted in scratch_.moves.
+  struct HeadLane {
+    explicit HeadLane(uint64_t* moves) : scratch(moves) {}
+    SideStream stream;
+    BlockScratch scratch;
+  };
+  std::vector<std::unique_ptr<HeadLane>> head_lanes_;
 };
 
 }  // namespace xlserve::kernels
