@@ -43,14 +43,13 @@ absl::StatusOr<std::vector<int>> AddSequences(Backend* backend, const Speculativ
   return ids;
 }
 
-absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBenchOptions& options,
-                                           int batch, SpeculationMode mode, const char* mode_name) {
-  ASSIGN_OR_RETURN(StateCache cache, StateCache::Create(backend, batch));
-  const int rounds = Rounds(options, batch);
-  // As a server does before serving: each step shape's one-time work (GEMM choices, graphs)
-  // stays out of the timed steps.
+// As a server does before serving: each step shape's one-time work (GEMM choices, graphs) stays
+// out of the timed steps. Returns the step costs `auto` weighs.
+absl::StatusOr<StepCosts> WarmUpBatch(Backend* backend, const SpeculativeBenchOptions& options, int batch) {
   int longest = 1;
-  for (int i = 0; i < rounds * batch; ++i) longest = std::max(longest, static_cast<int>(options.prompts[i].size()));
+  for (int i = 0; i < Rounds(options, batch) * batch; ++i) {
+    longest = std::max(longest, static_cast<int>(options.prompts[i].size()));
+  }
   StepCosts costs;
   RETURN_IF_ERROR(WarmUp(backend, WarmUpOptions{batch, std::max(longest, batch * (1 + options.num_draft) + 1),
                                                 options.num_draft}, {}, &costs));
@@ -62,9 +61,17 @@ absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBe
     }
     std::fprintf(stderr, "%s ms\n", line.c_str());
   }
+  return costs;
+}
+
+// One run of one mode: a fresh decoder (nothing learnt from earlier runs) over every round.
+absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBenchOptions& options, int batch,
+                                           SpeculationMode mode, const char* mode_name, const StepCosts& costs,
+                                           StateCache& cache) {
+  const int rounds = Rounds(options, batch);
   std::optional<ReplayedAcceptance> replay;
   BatchDecoder decoder(backend);
-  decoder.SetStepCosts(std::move(costs));
+  decoder.SetStepCosts(costs);
   if (options.replayed_acceptance && mode != SpeculationMode::kOff) {
     ASSIGN_OR_RETURN(replay, ReplayedAcceptance::Create(*options.replayed_acceptance, options.replay_seed));
     decoder.SetAcceptanceSource([&replay](int drafts) { return replay->Draw(drafts); });
@@ -73,6 +80,7 @@ absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBe
   row.batch = batch;
   row.mode = mode_name;
   row.sequences = rounds * batch;
+  row.runs = 1;
   using Clock = std::chrono::steady_clock;
   for (int round = 0; round < rounds; ++round) {
     std::vector<int> slots;
@@ -111,7 +119,26 @@ absl::StatusOr<SpeculativeBenchRow> RunOne(Backend* backend, const SpeculativeBe
     for (int slot : slots) RETURN_IF_ERROR(cache.Release(slot));
   }
   row.decode_seconds = row.drafting_seconds + row.plain_seconds;
+  row.run_tokens_per_second = {row.tokens_per_second()};
   return row;
+}
+
+// `run` added to the pooled `row` of the same batch and mode.
+void Pool(const SpeculativeBenchRow& run, SpeculativeBenchRow* row) {
+  row->runs += run.runs;
+  row->sequences += run.sequences;
+  row->tokens += run.tokens;
+  row->sequence_steps += run.sequence_steps;
+  row->passes += run.passes;
+  row->drafted += run.drafted;
+  row->accepted += run.accepted;
+  row->decode_seconds += run.decode_seconds;
+  row->drafting_passes += run.drafting_passes;
+  row->drafting_seconds += run.drafting_seconds;
+  row->plain_seconds += run.plain_seconds;
+  row->acceptance.Add(run.acceptance);
+  row->run_tokens_per_second.insert(row->run_tokens_per_second.end(), run.run_tokens_per_second.begin(),
+                                    run.run_tokens_per_second.end());
 }
 
 }  // namespace
@@ -127,6 +154,7 @@ int PromptsNeeded(const SpeculativeBenchOptions& options) {
 absl::StatusOr<std::vector<SpeculativeBenchRow>> RunSpeculativeBench(Backend* backend,
                                                                      const SpeculativeBenchOptions& options) {
   std::vector<SpeculativeBenchRow> rows;
+  if (options.runs < 1) return absl::InvalidArgumentError("runs " + std::to_string(options.runs) + ": at least 1");
   for (int batch : options.batch_sizes) {
     if (batch < 1) return absl::InvalidArgumentError("batch size " + std::to_string(batch) + ": at least 1");
     const int needed = Rounds(options, batch) * batch;
@@ -134,11 +162,24 @@ absl::StatusOr<std::vector<SpeculativeBenchRow>> RunSpeculativeBench(Backend* ba
       return absl::InvalidArgumentError("batch size " + std::to_string(batch) + " needs " + std::to_string(needed) +
                                         " prompts; have " + std::to_string(options.prompts.size()));
     }
-    for (auto [mode, name] : {std::pair{SpeculationMode::kOff, "off"}, std::pair{SpeculationMode::kOn, "on"},
-                              std::pair{SpeculationMode::kAuto, "auto"}}) {
-      std::fprintf(stderr, "bench: batch %d, speculation %s ...\n", batch, name);
-      ASSIGN_OR_RETURN(SpeculativeBenchRow row, RunOne(backend, options, batch, mode, name));
-      rows.push_back(row);
+    ASSIGN_OR_RETURN(StateCache cache, StateCache::Create(backend, batch));
+    ASSIGN_OR_RETURN(const StepCosts costs, WarmUpBatch(backend, options, batch));
+    constexpr std::pair<SpeculationMode, const char*> kModes[] = {
+        {SpeculationMode::kOff, "off"}, {SpeculationMode::kOn, "on"}, {SpeculationMode::kAuto, "auto"}};
+    const size_t first = rows.size();
+    // The modes take turns run by run, so that a drift of the machine's speed reaches each alike.
+    for (int run = 0; run < options.runs; ++run) {
+      for (size_t m = 0; m < std::size(kModes); ++m) {
+        const auto [mode, name] = kModes[m];
+        std::fprintf(stderr, "bench: batch %d, speculation %s, run %d of %d ...\n", batch, name, run + 1,
+                     options.runs);
+        ASSIGN_OR_RETURN(const SpeculativeBenchRow one, RunOne(backend, options, batch, mode, name, costs, cache));
+        if (run == 0) {
+          rows.push_back(one);
+        } else {
+          Pool(one, &rows[first + m]);
+        }
+      }
     }
   }
   return rows;
@@ -172,18 +213,19 @@ std::string FormatSpeculativeTable(const std::vector<SpeculativeBenchRow>& rows)
   }
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof(line), "%6s %5s %5s %8s %8s %9s %11s %9s %10s %8s %10s %10s\n", "batch", "seqs", "mode",
-                "tokens", "passes", "drafting", "tok/step", "accept", "tok/s", "speedup", "ms/draft", "ms/plain");
+  std::snprintf(line, sizeof(line), "%6s %4s %5s %5s %8s %8s %9s %11s %9s %10s %8s %10s %10s\n", "batch", "runs",
+                "seqs", "mode", "tokens", "passes", "drafting", "tok/step", "accept", "tok/s", "speedup", "ms/draft",
+                "ms/plain");
   out += line;
   auto mean_ms = [](double seconds, int64_t n) { return n ? 1e3 * seconds / n : 0.0; };
   for (const auto& r : rows) {
     const double accept = r.drafted ? double(r.accepted) / r.drafted : 0;
     const double base = plain_rate[r.batch];
-    std::snprintf(line, sizeof(line), "%6d %5d %5s %8lld %8lld %9lld %11.3f %9.3f %10.1f %7.2fx %10.3f %10.3f\n",
-                  r.batch, r.sequences, r.mode.c_str(), static_cast<long long>(r.tokens), static_cast<long long>(r.passes),
-                  static_cast<long long>(r.drafting_passes), r.tokens_per_step(), accept, r.tokens_per_second(),
-                  base > 0 ? r.tokens_per_second() / base : 0.0, mean_ms(r.drafting_seconds, r.drafting_passes),
-                  mean_ms(r.plain_seconds, r.plain_passes()));
+    std::snprintf(line, sizeof(line), "%6d %4d %5d %5s %8lld %8lld %9lld %11.3f %9.3f %10.1f %7.2fx %10.3f %10.3f\n",
+                  r.batch, r.runs, r.sequences, r.mode.c_str(), static_cast<long long>(r.tokens),
+                  static_cast<long long>(r.passes), static_cast<long long>(r.drafting_passes), r.tokens_per_step(),
+                  accept, r.tokens_per_second(), base > 0 ? r.tokens_per_second() / base : 0.0,
+                  mean_ms(r.drafting_seconds, r.drafting_passes), mean_ms(r.plain_seconds, r.plain_passes()));
     out += line;
   }
   return out;
@@ -193,6 +235,7 @@ nlohmann::json SpeculativeRowsToJson(const std::vector<SpeculativeBenchRow>& row
   nlohmann::json j = nlohmann::json::array();
   for (const auto& r : rows) {
     j.push_back({{"batch", r.batch},
+                 {"runs", r.runs},
                  {"sequences", r.sequences},
                  {"mode", r.mode},
                  {"tokens", r.tokens},
@@ -205,7 +248,8 @@ nlohmann::json SpeculativeRowsToJson(const std::vector<SpeculativeBenchRow>& row
                  {"drafting_passes", r.drafting_passes},
                  {"drafting_seconds", r.drafting_seconds},
                  {"plain_seconds", r.plain_seconds},
-                 {"tokens_per_second", r.tokens_per_second()}});
+                 {"tokens_per_second", r.tokens_per_second()},
+                 {"run_tokens_per_second", r.run_tokens_per_second}});
   }
   return j;
 }

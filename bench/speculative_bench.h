@@ -21,6 +21,8 @@ struct SpeculativeBenchOptions {
   // Sequences decoded at each batch size at least: one text decides too much of a small batch's
   // figure, since acceptance varies from text to text.
   int sequences = 8;
+  // Runs of each mode at each batch size, the modes taking turns; a row pools its mode's runs.
+  int runs = 1;
   int new_tokens = 128;
   int num_draft = 3;
   // Set: speculative runs keep drafts as this trace says, not as the model does (a system-cost
@@ -31,7 +33,8 @@ struct SpeculativeBenchOptions {
 
 struct SpeculativeBenchRow {
   int batch = 0;
-  int sequences = 0;         // decoded, in rounds of the batch size
+  int runs = 0;              // pooled into this row
+  int sequences = 0;         // decoded, in rounds of the batch size, over all runs
   std::string mode;          // "off", "on" or "auto"
   int64_t tokens = 0;        // generated, all sequences
   int64_t sequence_steps = 0;  // decode passes summed over sequences
@@ -46,6 +49,7 @@ struct SpeculativeBenchRow {
   double drafting_seconds = 0;
   double plain_seconds = 0;
   AcceptanceCounts acceptance;  // all sequences' complete verifies
+  std::vector<double> run_tokens_per_second;  // each run's own, in order: the spread
 
   int64_t plain_passes() const { return passes - drafting_passes; }
 
@@ -56,9 +60,10 @@ struct SpeculativeBenchRow {
 // The prompts `options` decodes: the most rounds of any batch size times that size.
 int PromptsNeeded(const SpeculativeBenchOptions& options);
 
-// Greedy decoding of every batch size in every mode; each round of a run starts from freshly
-// prefilled prompts, one decoder (and what it learnt) across the rounds of a run. `backend`
-// needs at least max(batch_sizes) slots' worth of memory.
+// Greedy decoding of every batch size in every mode, after one warm-up per batch size; each round
+// of a run starts from freshly prefilled prompts, one decoder (and what it learnt) across the
+// rounds of a run, a new one per run. `backend` needs at least max(batch_sizes) slots' worth of
+// memory.
 absl::StatusOr<std::vector<SpeculativeBenchRow>> RunSpeculativeBench(Backend* backend,
                                                                      const SpeculativeBenchOptions& options);
 

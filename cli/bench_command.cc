@@ -31,6 +31,7 @@ struct BenchSettings {
   int prompt_tokens = 128;
   int new_tokens = 128;
   int sequences = 8;
+  int runs = 1;
   std::optional<std::vector<int>> batch_sizes;
   std::string precisions = "bf16,exact";
   std::string state_dtypes = "bf16,f32";
@@ -62,6 +63,9 @@ const settings::SettingsTable<BenchSettings>& BenchSettingsTable() {
       {"sequences", &B::sequences,
        "with --speculative: sequences decoded at each batch size at least, in rounds of the batch (acceptance "
        "varies from text to text)", {1, 1 << 16}},
+      {"runs", &B::runs,
+       "with --speculative: runs of each mode at each batch size, the modes taking turns (off, on, auto, off, "
+       "...); each row pools its mode's runs, and the JSON keeps each run's tok/s", {1, 100}},
       {"num_draft", &B::num_draft, "drafts per step at most", {0, 16}},
       {"device", &B::device, kDeviceNames, "backend (auto: cuda when a GPU is present)"},
       {"threads", &B::threads, "CPU backend threads (0: one per core)", {0, 4096}},
@@ -134,6 +138,7 @@ absl::Status RunSpeculative(const BenchSettings& f) {
   options.new_tokens = f.new_tokens;
   options.num_draft = f.num_draft;
   options.sequences = f.sequences;
+  options.runs = f.runs;
   absl::StatusOr<std::vector<std::vector<int32_t>>> prompts =
       LoadPrompts(**tokenizer, f.prompts_from, f.prompt_tokens, bench::PromptsNeeded(options));
   if (!prompts.ok()) return prompts.status();
@@ -213,6 +218,7 @@ absl::Status RunReplayedShape(const BenchSettings& f) {
   options.new_tokens = f.new_tokens;
   options.num_draft = f.num_draft;
   options.sequences = f.sequences;
+  options.runs = f.runs;
   options.prompts = bench::RandomPrompts(bench::PromptsNeeded(options), f.prompt_tokens, config.vocab_size, 1);
   options.replayed_acceptance = std::move(trace);
   std::fprintf(stderr, "bench: making the %s shape with %d MTP heads and random bf16 weights ...\n", f.shape.c_str(),

@@ -69,6 +69,31 @@ class AcceptanceTraces(unittest.TestCase):
                 # Random heads of a 4096-token vocabulary would almost never match the trunk.
                 self.assertGreater(row["accepted"], row["drafted"] / 5)
 
+    def test_runs_take_turns_and_pool(self):
+        rows = {}
+        for runs in (1, 2):
+            out = os.path.join(self.dir, "runs%d.json" % runs)
+            r = run("--shape", "model", "--speculative", "--acceptance", TRACE, "--batch-sizes", "2",
+                    "--sequences", "2", "--prompt-tokens", "16", "--new-tokens", "16", "--runs", str(runs),
+                    "--json", out)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(out) as f:
+                rows[runs] = {row["mode"]: row for row in json.load(f)["rows"]}
+            if runs == 2:
+                order = [line.split("speculation ")[1] for line in r.stderr.splitlines()
+                         if line.startswith("bench: batch 2, speculation")]
+                self.assertEqual(order, ["off, run 1 of 2 ...", "on, run 1 of 2 ...", "auto, run 1 of 2 ...",
+                                         "off, run 2 of 2 ...", "on, run 2 of 2 ...", "auto, run 2 of 2 ..."])
+        for mode in ("off", "on"):
+            one, two = rows[1][mode], rows[2][mode]
+            self.assertEqual((one["runs"], two["runs"]), (1, 2))
+            self.assertEqual(len(two["run_tokens_per_second"]), 2)
+            # Every run replays the same draws, so two runs pool twice one run's counts.
+            for key in ("sequences", "tokens", "sequence_steps", "passes", "drafted", "accepted", "drafting_passes"):
+                self.assertEqual(two[key], 2 * one[key], (mode, key))
+            seconds = two["drafting_seconds"] + two["plain_seconds"]
+            self.assertAlmostEqual(two["tokens_per_second"], two["tokens"] / seconds, delta=1e-6 * two["tokens"])
+
     def test_bad_traces_and_flags_fail_with_one_line(self):
         bad = os.path.join(self.dir, "bad.json")
         with open(bad, "w") as f:
@@ -79,6 +104,7 @@ class AcceptanceTraces(unittest.TestCase):
              "cannot open acceptance trace"),
             (["--shape", "model", "--acceptance", TRACE, "--num-draft", "4"], "--num-draft 4"),
             (["--shape", "7b", "--acceptance", TRACE], "--shape 7b runs on the CUDA backend"),
+            (["--shape", "model", "--acceptance", TRACE, "--runs", "0"], "--runs"),
         ]:
             r = run("--speculative", *args)
             self.assertEqual(r.returncode, 1, args)
