@@ -23,8 +23,8 @@ import add_heads  # noqa: E402
 import checkpoint  # noqa: E402
 import export  # noqa: E402
 import hf_checkpoint  # noqa: E402
-import model as M  # noqa: E402
 import text_stream  # noqa: E402
+import tiny_checkpoints  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 GOLDEN = os.path.join(ROOT, "tests", "golden", "models")
@@ -43,20 +43,7 @@ def tmp(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tokenizer(tmp):
-    """Byte-level BPE with exactly 256 tokens (the bytes, no merges), so that every tiny
-    checkpoint's vocabulary holds its ids."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=256, special_tokens=[], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(["x"], trainer)
-    assert tok.get_vocab_size() == 256
-    path = str(tmp / "tokenizer.json")
-    tok.save(path)
-    return path
+    return tiny_checkpoints.byte_tokenizer(str(tmp / "tokenizer.json"))
 
 
 def sentence(r, n):
@@ -84,28 +71,8 @@ def corpus(tmp):
 
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp):
-    """A trunk made here: the trainer's model with random weights and gates that move, saved as
-    transformers writes an xLSTM (config.json of the golden f32_base with this model's sizes)."""
-    a = M.ModelArgs(vocab_size=256, hidden_size=48, num_blocks=3, num_heads=2, qk_dim_factor=0.5,
-                    ffn_proj_factor=2.0, ffn_round_up_to_multiple_of=32, chunk_size=16, mtp_num_heads=1)
-    torch.manual_seed(3)
-    model = M.MtpXlstm(a)
-    g = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "gate_preact" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * (2.0 if p.ndim == 1 else 0.3))
-    d = tmp / "tiny"
-    d.mkdir()
-    with open(os.path.join(GOLDEN, "f32_base", "config.json")) as f:
-        config = json.load(f)
-    config.update(vocab_size=256, hidden_size=48, embedding_dim=48, num_blocks=3, num_hidden_layers=3,
-                  num_heads=2, qk_dim_factor=0.5, ffn_proj_factor=2.0, ffn_round_up_to_multiple_of=32,
-                  chunk_size=16, eos_token_id=10, bos_token_id=10, pad_token_id=10)
-    (d / "config.json").write_text(json.dumps(config, indent=2))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"),
-              metadata={"format": "pt"})
-    return str(d)
+    """A trunk made here (tiny_checkpoints.py), without heads."""
+    return tiny_checkpoints.save_checkpoint(tiny_checkpoints.tiny_model(), str(tmp / "tiny"))
 
 
 def sha256(path):

@@ -13,15 +13,14 @@ import sys
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-import model as M  # noqa: E402
+import tiny_checkpoints  # noqa: E402
 import tune_heads_on_policy as T  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
-GOLDEN_CONFIG = os.path.join(ROOT, "tests", "golden", "models", "f32_base", "config.json")
 WORDS = "def return self import for while if else print range len list dict yield class".split()
 
 
@@ -39,19 +38,9 @@ def tmp(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp):
-    """The trainer's model with three draft heads and random weights whose gates move, saved as
-    transformers writes an xLSTM plus the `mtp` key, with a byte-level tokenizer of 256 ids."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    a = M.ModelArgs(vocab_size=256, hidden_size=48, num_blocks=3, num_heads=2, qk_dim_factor=0.5,
-                    ffn_proj_factor=2.0, ffn_round_up_to_multiple_of=32, chunk_size=16, mtp_num_heads=4)
-    torch.manual_seed(3)
-    model = M.MtpXlstm(a)
-    g = torch.Generator().manual_seed(4)
+    """A tiny checkpoint (tiny_checkpoints.py) with three draft heads and its tokenizer."""
+    model = tiny_checkpoints.tiny_model(mtp_num_heads=4)
     with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "gate_preact" in name:
-                p.copy_(torch.randn(p.shape, generator=g) * (2.0 if p.ndim == 1 else 0.3))
         # A trunk that passes the embedding through and peaked next-token distributions: greedy
         # decoding then follows token -> its argmax successor into a short cycle, text whose next
         # tokens heads can learn to draft in a few steps, as they do on a trained model's loops.
@@ -59,24 +48,10 @@ def checkpoint(tmp):
             if name.endswith(("out_proj.weight", "proj_down.weight")):
                 p.zero_()
         model.lm_head.weight.mul_(10)
-    d = tmp / "model"
-    d.mkdir()
-    with open(GOLDEN_CONFIG) as f:
-        config = json.load(f)
-    config.update(vocab_size=256, hidden_size=48, embedding_dim=48, num_blocks=3, num_hidden_layers=3,
-                  num_heads=2, qk_dim_factor=0.5, ffn_proj_factor=2.0, ffn_round_up_to_multiple_of=32,
-                  chunk_size=16, eos_token_id=10, bos_token_id=10, pad_token_id=10,
-                  mtp={"num_heads": 4, "head_type": "mlstm_block", "trunk_layers": 2})
-    (d / "config.json").write_text(json.dumps(config, indent=2))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(d / "model.safetensors"),
-              metadata={"format": "pt"})
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(["x"], trainers.BpeTrainer(vocab_size=256, special_tokens=[], show_progress=False,
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.save(str(d / "tokenizer.json"))
-    return str(d)
+    d = tiny_checkpoints.save_checkpoint(model, str(tmp / "model"),
+                                         mtp={"num_heads": 4, "head_type": "mlstm_block", "trunk_layers": 2})
+    tiny_checkpoints.byte_tokenizer(os.path.join(d, "tokenizer.json"))
+    return d
 
 
 @pytest.fixture(scope="module")
