@@ -66,6 +66,14 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if os.path.realpath(args.out) == os.path.realpath(args.model):
         p.error("--out must not be the source checkpoint (write elsewhere, then replace it)")
+    if not (os.path.isfile(args.xlserve) and os.access(args.xlserve, os.X_OK)):
+        p.error(f"--xlserve {args.xlserve}: not an executable file")
+    for name in ("config.json", "tokenizer.json"):
+        if not os.path.isfile(os.path.join(args.model, name)):
+            p.error(f"--model {args.model}: no {name}")
+    for d in args.prompts_from:
+        if not os.path.isdir(d):
+            p.error(f"--prompts-from {d}: not a directory")
     return args
 
 

@@ -129,7 +129,15 @@ def test_tunes_only_the_heads_from_greedy_continuations(checkpoint, code, tmp, c
     assert "continuations: 80 cached, 0 to generate" in capsys.readouterr().out
 
 
-def test_refuses_to_write_over_its_source(checkpoint):
-    with pytest.raises(SystemExit):
-        T.parse_args(["--model", checkpoint, "--prompts-from", ".", "--xlserve", "x", "--work", "w",
-                      "--out", checkpoint])
+def test_bad_arguments_fail_before_any_work(checkpoint, code, tmp, capsys):
+    binary = xlserve_binary()
+    base = {"--model": checkpoint, "--prompts-from": code, "--xlserve": binary, "--work": str(tmp / "w"),
+            "--out": str(tmp / "o")}
+    for change, message in [({"--out": checkpoint}, "--out must not be the source checkpoint"),
+                            ({"--xlserve": str(tmp / "none")}, "not an executable file"),
+                            ({"--model": code}, "no config.json"),
+                            ({"--prompts-from": str(tmp / "none")}, "not a directory")]:
+        argv = [x for k, v in {**base, **change}.items() for x in (k, v)]
+        with pytest.raises(SystemExit):
+            T.parse_args(argv)
+        assert message in capsys.readouterr().err
