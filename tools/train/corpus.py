@@ -65,7 +65,8 @@ def list_files() -> list[tuple[str, str]]:
     return out
 
 
-def _read(path: str) -> tuple[str, str] | None:
+def read_source(path: str) -> tuple[str, str] | None:
+    """(sha1 of the bytes, text) of a file of at most MAX_FILE_BYTES that is valid UTF-8, else None."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
@@ -80,7 +81,7 @@ def load(val_packages=DEFAULT_VAL_PACKAGES, workers: int = 32) -> tuple[list[Doc
     """(train, val) documents, each list in a fixed order, without duplicate contents."""
     files = list_files()
     with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        contents = list(pool.map(_read, (p for _, p in files), chunksize=64))
+        contents = list(pool.map(read_source, (p for _, p in files), chunksize=64))
     val_set = set(val_packages)
     train, val, seen = [], [], set()
     # Validation first, so that a file shared with a training package stays on the validation side.

@@ -347,19 +347,27 @@ class MtpXlstm(nn.Module):
         return torch.stack(losses)
 
     def distill_loss(self, window: torch.Tensor) -> torch.Tensor:
-        """Head tuning with the trunk and head 0 frozen: head i at position t learns head 0's
-        distribution at t+i (the token that greedy decoding puts at t+1+i), soft targets.
-        Returns the per-head losses of heads 1..n-1, shape (n-1,)."""
-        n = self.a.mtp_num_heads
-        S = window.shape[1] - n
+        """Head tuning with the trunk and head 0 frozen, on windows (B, S + n) whose first S tokens
+        are the inputs: the per-head losses of heads 1..n-1 (head_distill), shape (n-1,)."""
+        S = window.shape[1] - self.a.mtp_num_heads
         with torch.no_grad():
             trunk = self.trunk(window[:, :S])
+        return self.head_distill(trunk)[0]
+
+    def head_distill(self, trunk: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """On the residual stream `trunk` (B, S, d): head i at position t learns head 0's
+        distribution at t+i (the token that greedy decoding puts at t+1+i), soft targets. Returns
+        the per-head losses of heads 1..n-1, shape (n-1,), and per head whether its argmax agrees
+        with head 0's there, (B, S - i)."""
+        S = trunk.shape[1]
+        with torch.no_grad():
             teacher = torch.softmax(self.logits(self.head_hidden(trunk, 0)), -1)
-        losses = []
-        for i in range(1, n):
-            logp = torch.log_softmax(self.logits(self.head_hidden(trunk, i))[:, :S - i], -1)
-            losses.append(-(teacher[:, i:] * logp).sum(-1).mean())
-        return torch.stack(losses)
+        losses, agree = [], []
+        for i in range(1, self.a.mtp_num_heads):
+            logits = self.logits(self.head_hidden(trunk, i))[:, :S - i]
+            losses.append(-(teacher[:, i:] * torch.log_softmax(logits, -1)).sum(-1).mean())
+            agree.append(logits.detach().argmax(-1) == teacher[:, i:].argmax(-1))
+        return torch.stack(losses), agree
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -26,7 +26,6 @@ it repeats itself, and its next token is always head 0's argmax. Heads tuned on 
 
 import argparse
 import concurrent.futures
-import hashlib
 import json
 import os
 import random
@@ -39,9 +38,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import corpus  # noqa: E402
 import hf_checkpoint  # noqa: E402
-
-MAX_FILE_BYTES = 1_000_000
 
 
 def parse_args(argv=None):
@@ -106,12 +104,8 @@ def source_files(dirs: list[str], exclude: set[str]) -> list[str]:
 
 
 def _digest(path: str) -> str | None:
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except OSError:
-        return None
-    return hashlib.sha1(data).hexdigest() if 0 < len(data) <= MAX_FILE_BYTES else None
+    read = corpus.read_source(path)
+    return read[0] if read else None
 
 
 def sample_prompts(files: list[str], tokenizer, count: int, length: int, seed: int) -> list[list[int]]:
@@ -166,20 +160,6 @@ def continue_greedily(args, prompts: list[list[int]]) -> list[list[int]]:
     return [p + cached[tuple(p)] for p in prompts]
 
 
-def head_losses(model, z: torch.Tensor):
-    """Per head 1..n-1: soft cross-entropy to head 0's distribution at the position it drafts
-    for, and whether its argmax agrees with head 0's there (B, S - i)."""
-    S = z.shape[1]
-    with torch.no_grad():
-        teacher = torch.softmax(model.logits(model.head_hidden(z, 0)), -1)
-    losses, agree = [], []
-    for i in range(1, model.a.mtp_num_heads):
-        logits = model.logits(model.head_hidden(z, i))[:, :S - i]
-        losses.append(-(teacher[:, i:] * torch.log_softmax(logits, -1)).sum(-1).mean())
-        agree.append(logits.argmax(-1) == teacher[:, i:].argmax(-1))
-    return torch.stack(losses), agree
-
-
 @torch.no_grad()
 def evaluate(model, z: torch.Tensor, prompt_tokens: int, batch: int) -> dict:
     """Head losses, and the chained agreement at the continuations' positions (the last prompt
@@ -188,10 +168,10 @@ def evaluate(model, z: torch.Tensor, prompt_tokens: int, batch: int) -> dict:
     losses = torch.zeros(n - 1, dtype=torch.float64)
     chain = torch.zeros(n - 1, dtype=torch.float64)
     positions = 0
+    span = slice(prompt_tokens - 1, z.shape[1] - (n - 1))
     for i in range(0, z.shape[0], batch):
-        part, agree = head_losses(model, z[i:i + batch])
+        part, agree = model.head_distill(z[i:i + batch])
         losses += part.double() * z[i:i + batch].shape[0]
-        span = slice(prompt_tokens - 1, z.shape[1] - (n - 1))
         ok = torch.ones_like(agree[0][:, span])
         for h in range(n - 1):
             ok = ok & agree[h][:, span]
@@ -279,7 +259,7 @@ def main(argv=None):
         lr = args.lr * min(1.0, (step + 1) / args.warmup_steps) * (1 - step / steps)
         for g in opt.param_groups:
             g["lr"] = lr
-        losses, _ = head_losses(model, z[batch])
+        losses, _ = model.head_distill(z[batch])
         opt.zero_grad(set_to_none=True)
         losses.sum().backward()
         torch.nn.utils.clip_grad_norm_(heads, 1.0)
