@@ -57,13 +57,12 @@ absl::StatusOr<PassBuffers> ForwardPass::Prepare(const ForwardPlan& plan) {
     ASSIGN_OR_RETURN(b.store, DeferredStore());
   }
   b.idx = plan.trunk.Resolve(ints + plan.trunk_at, b.store);
-  // One record per deferred sequence of the trunk or the heads, reused layer by layer; a set per
-  // head, for heads side by side.
+  // One record per deferred sequence, reused layer by layer; a set for the trunk and one per MTP
+  // head, which may run beside it.
   const size_t verified = std::max(plan.trunk.deferred.slots.size(), plan.heads.deferred.slots.size());
   if (verified > 0) {
     b.verify_coef_per_head = verified * cfg_.num_heads * kVerifyCoefStride;
-    ASSIGN_OR_RETURN(b.idx.verify_coef,
-                     scratch_.verify_coef.Get(std::max(1, num_mtp_heads()) * b.verify_coef_per_head));
+    ASSIGN_OR_RETURN(b.idx.verify_coef, scratch_.verify_coef.Get((num_mtp_heads() + 1) * b.verify_coef_per_head));
   }
   b.head_picked = plan.heads.slots.empty() ? 0 : num_mtp_heads() * static_cast<int>(plan.heads.picked.size());
   // The heads' logits follow the trunk's: one unembedding fills both.
@@ -82,28 +81,40 @@ absl::Status ForwardPass::Enqueue(const ForwardPlan& plan, const PassBuffers& b)
   RETURN_IF_ERROR(profiler_->Mark("embedding", stream_));
   const int trunk_layers = cfg_.mtp ? cfg_.mtp->trunk_layers : cfg_.num_blocks;
   ASSIGN_OR_RETURN(float* z, scratch_.z.Get(size_t(head_count) * d));
+  // sel: the trunk's picked rows, then each head's; their logits [picked | heads x the heads'
+  // picked rows, vocab] and argmax follow the same order.
+  const int picked = plan.picked();
+  ASSIGN_OR_RETURN(float* sel, scratch_.sel.Get(size_t(picked + b.head_picked) * d));
   PendingResidual residual;
+  HeadsLaunch heads;
+  // The heads start as soon as the rows they read exist: side by side, they run beside the
+  // trunk's remaining blocks.
+  const auto start_heads = [&]() -> absl::Status {
+    RETURN_IF_ERROR(FlushResidual(rows, &residual, x));
+    CUDA_RETURN_IF_ERROR(GatherRows(x, head_rows, head_count, d, z, stream_));
+    ASSIGN_OR_RETURN(heads, StartMtpHeads(plan.heads, b.ints + plan.heads_at, b, picked, z, sel));
+    return absl::OkStatus();
+  };
   for (int l = 0; l < cfg_.num_blocks; ++l) {
-    if (head_count > 0 && l == trunk_layers) {
-      RETURN_IF_ERROR(FlushResidual(rows, &residual, x));
-      CUDA_RETURN_IF_ERROR(GatherRows(x, head_rows, head_count, d, z, stream_));
-    }
+    if (head_count > 0 && l == trunk_layers) RETURN_IF_ERROR(start_heads());
     RETURN_IF_ERROR(RunBlock(dev_->blocks[l], l, rows, b.idx, &residual, x));
   }
+  if (head_count > 0 && trunk_layers == cfg_.num_blocks) RETURN_IF_ERROR(start_heads());
   RETURN_IF_ERROR(FlushResidual(rows, &residual, x));
-  if (head_count > 0 && trunk_layers == cfg_.num_blocks) {
-    CUDA_RETURN_IF_ERROR(GatherRows(x, head_rows, head_count, d, z, stream_));
-  }
-
-  // sel: the trunk's picked rows, then each head's (RunMtpHeads); unembedded in one pass over
-  // lm_head, into logits [picked | heads x the heads' picked, vocab], and argmax the same rows.
-  const int picked = plan.picked(), head_picked = b.head_picked;
-  ASSIGN_OR_RETURN(float* sel, scratch_.sel.Get(size_t(picked + head_picked) * d));
   CUDA_RETURN_IF_ERROR(GatherRows(x, b.idx.picked, picked, d, sel, stream_));
-  RETURN_IF_ERROR(RunMtpHeads(plan.heads, b.ints + plan.heads_at, b, z, sel + size_t(picked) * d));
-  RETURN_IF_ERROR(Unembed(sel, picked + head_picked, b.logits));
+  if (heads.unembedded) {
+    RETURN_IF_ERROR(UnembedRows(sel, 0, picked, b));
+    return JoinMtpHeads(heads);
+  }
+  RETURN_IF_ERROR(JoinMtpHeads(heads));
+  return UnembedRows(sel, 0, picked + b.head_picked, b);
+}
+
+absl::Status ForwardPass::UnembedRows(const float* sel, int first, int n, const PassBuffers& b) {
+  float* logits = b.logits + size_t(first) * cfg_.vocab_size;
+  RETURN_IF_ERROR(Unembed(sel + size_t(first) * cfg_.hidden_size, n, logits));
   RETURN_IF_ERROR(profiler_->Mark("lm_head + soft cap", stream_));
-  CUDA_RETURN_IF_ERROR(ArgmaxRows(b.logits, picked + head_picked, cfg_.vocab_size, b.argmax, stream_));
+  CUDA_RETURN_IF_ERROR(ArgmaxRows(logits, n, cfg_.vocab_size, b.argmax + first, stream_));
   return absl::OkStatus();
 }
 
@@ -155,7 +166,7 @@ MlstmParams ForwardPass::LayerParams(int layer, const float* base, const MlstmCo
 // logits [n, vocab] = soft_cap(lm_head(out_norm(sel))) for sel [n, d].
 absl::Status ForwardPass::Unembed(const float* sel, int n, float* logits) {
   const int d = cfg_.hidden_size;
-  ASSIGN_OR_RETURN(float* normed, scratch_.normed.Get(size_t(n) * d));
+  ASSIGN_OR_RETURN(float* normed, block_->normed.Get(size_t(n) * d));
   ASSIGN_OR_RETURN(const Bf16Activation bf16, Bf16Input(n));
   CUDA_RETURN_IF_ERROR(RmsNorm(sel, dev_->out_norm_w, nullptr, n, d, static_cast<float>(cfg_.norm_eps),
                                Fp32InputFor(n, dev_->lm_head, normed), bf16, stream_));
@@ -168,39 +179,56 @@ absl::Status ForwardPass::Unembed(const float* sel, int n, float* logits) {
 }
 
 // Runs heads 1..n-1 on z (the sub-batch's rows of the residual stream the heads read) and
-// gathers each head's picked rows into sel [head][picked row][d] for the unembedding; nothing
-// without head sequences.
-absl::Status ForwardPass::RunMtpHeads(const IndexPlan& plan, const int32_t* at, const PassBuffers& b, const float* z,
-                                      float* sel) {
-  if (plan.slots.empty()) return absl::OkStatus();
+// gathers each head's picked rows into their places in sel (after the trunk's `trunk_picked`);
+// nothing without head sequences. Heads in turn run on the pass's stream; heads side by side on
+// lanes that JoinMtpHeads joins.
+absl::StatusOr<ForwardPass::HeadsLaunch> ForwardPass::StartMtpHeads(const IndexPlan& plan, const int32_t* at,
+                                                                    const PassBuffers& b, int trunk_picked,
+                                                                    const float* z, float* sel) {
+  HeadsLaunch launch;
+  if (plan.slots.empty()) return launch;
   const int rows = plan.rows(), picked = static_cast<int>(plan.picked.size());
-  Indices idx = plan.Resolve(at, b.store);
-  idx.verify_coef = b.idx.verify_coef;
+  const Indices idx = plan.Resolve(at, b.store);
+  float* head_sel = sel + size_t(trunk_picked) * cfg_.hidden_size;
+  const auto records = [&](int head) {
+    Indices own = idx;
+    own.verify_coef = b.idx.verify_coef + size_t(head) * b.verify_coef_per_head;
+    return own;
+  };
   if (!HeadsSideBySide(rows, idx)) {
-    for (int head = 1; head <= num_mtp_heads(); ++head) RETURN_IF_ERROR(RunHead(head, rows, picked, idx, z, sel));
-    return profiler_->Mark("mtp heads", stream_);
+    for (int head = 1; head <= num_mtp_heads(); ++head) {
+      RETURN_IF_ERROR(RunHead(head, rows, picked, records(head), z, head_sel));
+    }
+    RETURN_IF_ERROR(profiler_->Mark("mtp heads", stream_));
+    return launch;
   }
-  // Head 1 on the pass's stream, heads 2.. each on a side stream with buffers and verify records
-  // of its own: at batch 1-2 a head block is a chain of small dependent kernels on a few SMs, so
-  // heads one after another cost their chains' latencies added up.
-  while (static_cast<int>(head_lanes_.size()) + 1 < num_mtp_heads()) {
+  // Each head on a lane of its own (stream, buffers, verify records), beside the trunk's last
+  // blocks and each other: at batch 1-2 a block is a chain of small dependent kernels on a few
+  // SMs, so blocks one after another cost their chains' latencies added up. Where a head's rows
+  // take the GEMV for the unembedding too, its lane unembeds them: one unembedding of every row
+  // after the join was one more chain on the critical path.
+  launch.unembedded = GemvOnly(picked, dev_->lm_head);
+  while (static_cast<int>(head_lanes_.size()) < num_mtp_heads()) {
     head_lanes_.push_back(std::make_unique<HeadLane>(&scratch_.moves));
   }
   const cudaStream_t main = stream_;
-  for (int head = 2; head <= num_mtp_heads(); ++head) {
-    HeadLane& lane = *head_lanes_[head - 2];
+  for (int head = 1; head <= num_mtp_heads(); ++head) {
+    HeadLane& lane = *head_lanes_[head - 1];
     ASSIGN_OR_RETURN(const cudaStream_t side, lane.stream.Fork(main));
-    Indices own = idx;
-    own.verify_coef = idx.verify_coef + size_t(head - 1) * b.verify_coef_per_head;
+    ++launch.lanes;
     stream_ = side;
     block_ = &lane.scratch;
-    const absl::Status status = RunHead(head, rows, picked, own, z, sel);
+    absl::Status status = RunHead(head, rows, picked, records(head), z, head_sel);
+    if (status.ok() && launch.unembedded) status = UnembedRows(sel, trunk_picked + (head - 1) * picked, picked, b);
     stream_ = main;
     block_ = &scratch_.trunk;
     RETURN_IF_ERROR(status);
   }
-  RETURN_IF_ERROR(RunHead(1, rows, picked, idx, z, sel));
-  for (int head = 2; head <= num_mtp_heads(); ++head) RETURN_IF_ERROR(head_lanes_[head - 2]->stream.Join(main));
+  return launch;
+}
+
+absl::Status ForwardPass::JoinMtpHeads(const HeadsLaunch& launch) {
+  for (int lane = 0; lane < launch.lanes; ++lane) RETURN_IF_ERROR(head_lanes_[lane]->stream.Join(stream_));
   return absl::OkStatus();
 }
 

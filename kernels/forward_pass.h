@@ -49,7 +49,7 @@ namespace xlserve::kernels {
 struct BlockScratch {
   explicit BlockScratch(uint64_t* moves)
       : head_x(moves), xn(moves), proj(moves), h(moves), hg(moves), gu(moves), act(moves), gemm_planes(moves),
-        bf16_input(moves), bf16_act(moves) {}
+        bf16_input(moves), bf16_act(moves), normed(moves) {}
   ScratchArray<float> head_x;  // [head rows, d]
   ScratchArray<float> xn, proj, h, hg, gu, act;
   ScratchArray<float> gemm_planes;
@@ -57,6 +57,7 @@ struct BlockScratch {
   // The up projection's SwiGLU epilogue writes the activation's bf16 form here: its GEMM is
   // still reading bf16_input.
   ScratchArray<std::byte> bf16_act;
+  ScratchArray<float> normed;  // rows being unembedded, after out_norm
 };
 
 // The pass's device buffers; `moves` changes whenever one of them moves (DecodeGraphs).
@@ -72,9 +73,9 @@ struct ForwardScratch {
   ScratchArray<int32_t> argmax{&moves};        // [picked rows + head rows]
   ScratchArray<float> x{&moves};               // the residual stream [rows, d]
   ScratchArray<float> z{&moves};               // what the heads read [head rows, d]
-  BlockScratch trunk{&moves};                  // the trunk's blocks, and heads run in turn
+  BlockScratch trunk{&moves};                  // the trunk's blocks and unembedding, and heads run in turn
   ScratchArray<float> chunk_p{&moves}, chunk_gates{&moves}, chunk_carry{&moves};  // MlstmParams says
-  ScratchArray<float> sel{&moves}, normed{&moves};  // the unembedded rows: trunk's, then heads'
+  ScratchArray<float> sel{&moves};             // the unembedded rows: trunk's, then heads'
 };
 
 // A planned forward's device buffers, fetched before any kernel so that a graph capture never
@@ -87,7 +88,7 @@ struct PassBuffers {
   float* head_logits = nullptr;  // within logits, after the picked rows; null without heads
   int head_picked = 0;            // rows of head_logits: heads x the heads' picked rows
   int32_t* argmax = nullptr;  // [picked rows] then [head][the heads' picked rows]
-  // idx.verify_coef holds a record set per head for heads side by side; this is one set's size.
+  // idx.verify_coef holds a record set for the trunk, then one per MTP head; this is one set's size.
   size_t verify_coef_per_head = 0;
 };
 
@@ -132,8 +133,17 @@ class ForwardPass {
                           const int32_t* slots, int num_seqs) const;
   MlstmParams SubsetParams(int layer, const float* base, const MlstmColumns& c, float* h, const DeviceSubset& s) const;
   absl::Status Unembed(const float* sel, int n, float* logits);
-  absl::Status RunMtpHeads(const IndexPlan& plan, const int32_t* at, const PassBuffers& b, const float* z,
-                           float* sel);
+  // How a pass's MTP heads run: in turn on the pass's stream (no lanes), or side by side on
+  // `lanes` lanes that the pass's stream joins before its end.
+  struct HeadsLaunch {
+    int lanes = 0;
+    bool unembedded = false;  // the lanes unembedded their rows and took their argmax
+  };
+  absl::StatusOr<HeadsLaunch> StartMtpHeads(const IndexPlan& plan, const int32_t* at, const PassBuffers& b,
+                                            int trunk_picked, const float* z, float* sel);
+  absl::Status JoinMtpHeads(const HeadsLaunch& launch);
+  // logits and argmax of sel's rows [first, first + n) into their places in b.
+  absl::Status UnembedRows(const float* sel, int first, int n, const PassBuffers& b);
   // Head `head` (1-based) over z's `rows` rows into its `picked` rows of sel, on stream_ with
   // block_'s buffers.
   absl::Status RunHead(int head, int rows, int picked, const Indices& idx, const float* z, float* sel);
@@ -173,8 +183,8 @@ class ForwardPass {
   // The buffers RunBlock and what it calls use: scratch_.trunk, or a side head's while it runs.
   BlockScratch* block_ = &scratch_.trunk;
   SideStream side_;  // the prompts' mLSTM of a mixed step
-  // Heads 2.. when the heads run side by side (RunMtpHeads): a stream and buffers each, the
-  // buffers counted in scratch_.moves.
+  // The heads when they run side by side (StartMtpHeads): a stream and buffers each, the buffers
+  // counted in scratch_.moves.
   struct HeadLane {
     explicit HeadLane(uint64_t* moves) : scratch(moves) {}
     SideStream stream;
