@@ -65,7 +65,7 @@ absl::StatusOr<PassBuffers> ForwardPass::Prepare(const ForwardPlan& plan) {
     ASSIGN_OR_RETURN(b.idx.verify_coef, scratch_.verify_coef.Get((num_mtp_heads() + 1) * b.verify_coef_per_head));
   }
   b.head_picked = plan.heads.slots.empty() ? 0 : num_mtp_heads() * static_cast<int>(plan.heads.picked.size());
-  // The heads' logits follow the trunk's: one unembedding fills both.
+  // The heads' logits follow the trunk's in one buffer, which one unembedding or several fill.
   ASSIGN_OR_RETURN(b.logits, scratch_.logits.Get(size_t(plan.picked() + b.head_picked) * cfg_.vocab_size));
   if (b.head_picked > 0) b.head_logits = b.logits + size_t(plan.picked()) * cfg_.vocab_size;
   ASSIGN_OR_RETURN(b.argmax, scratch_.argmax.Get(size_t(plan.picked() + b.head_picked)));
