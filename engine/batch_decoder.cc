@@ -4,12 +4,14 @@
 #include <chrono>
 #include <cmath>
 #include <span>
+#include <string>
 
 #include "engine/sampling/distribution.h"
 #include "engine/sampling/sampler.h"
 #include "engine/speculative/draft_acceptance.h"
 #include "engine/speculative/draft_length_policy.h"
 #include "base/status_macros.h"
+#include "spdlog/spdlog.h"
 
 namespace xlserve {
 namespace {
@@ -202,6 +204,7 @@ absl::StatusOr<int> BatchDecoder::Add(int slot, const GenerationRequest& request
   }
   const int id = next_id_++;
   sequences_[id] = std::move(seq);
+  last_complete_.reset();
   return id;
 }
 
@@ -290,6 +293,21 @@ std::optional<int> BatchDecoder::SharedDraftLength(const std::vector<Sequence*>&
   return LeavesAtOnce(batch, most) ? 0 : chosen.k;
 }
 
+void BatchDecoder::LogPlainVerdict(int batch) const {
+  std::string kept, priced;
+  for (size_t j = 0; j < judged_total_.size(); ++j) {
+    kept += fmt::format("{}{}/{}", j ? ", " : "", kept_total_[j], judged_total_[j]);
+  }
+  for (int tokens = 2; tokens <= static_cast<int>(judged_total_.size()) + 1; ++tokens) {
+    if (const std::optional<double> s = costs_.Verify(batch, tokens)) {
+      priced += fmt::format("{}L={} {:.3f} ms", priced.empty() ? "" : ", ", tokens, *s * 1e3);
+    }
+  }
+  spdlog::info("speculation auto: batch {} decodes plainly from now on; drafts kept per position {}; "
+               "verify priced at {} against a plain step's {:.3f} ms",
+               batch, kept, priced, costs_.Plain(batch).value_or(0) * 1e3);
+}
+
 bool BatchDecoder::LeavesAtOnce(int batch, int most) const {
   const std::optional<double> plain = costs_.Plain(batch);
   if (!plain) return false;
@@ -324,6 +342,7 @@ int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {
   }
   if (shared == 0) {
     const int batch = static_cast<int>(active.size());
+    if (!plain_from_batch_ || batch < *plain_from_batch_) LogPlainVerdict(batch);
     plain_from_batch_ = std::min(plain_from_batch_.value_or(batch), batch);
     steps_since_plain_verdict_ = 0;
   }
@@ -366,7 +385,7 @@ int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {
 }
 
 absl::Status BatchDecoder::CompleteStep(const ForwardOutput& out, double seconds) {
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = clock_();
   const bool alone = planned_first_ == 0 && out.row_offset.size() == planned_.size() + 1;
   if (planned_uniform_k_ > 0 && alone && last_complete_) {
     const double cycle = std::chrono::duration<double>(now - *last_complete_).count();
@@ -454,6 +473,7 @@ void BatchDecoder::Resume(int id, int slot) {
   Sequence& s = *sequences_.at(id);
   s.suspended = false;
   s.slot = slot;
+  last_complete_.reset();
 }
 
 bool BatchDecoder::finished(int id) const { return sequences_.at(id)->finished; }

@@ -76,6 +76,9 @@ class BatchDecoder {
   // after them comes next, as after a real rejection. Greedy sequences only: Add refuses the
   // others while a source is set. Set it before adding sequences.
   void SetAcceptanceSource(AcceptanceSource source) { acceptance_source_ = std::move(source); }
+  // The clock that times step cycles (steady_clock by default); a test drives its own.
+  using Clock = std::function<std::chrono::steady_clock::time_point()>;
+  void SetClock(Clock clock) { clock_ = std::move(clock); }
 
   // Whether any sequence that is neither finished nor suspended remains.
   bool has_unfinished() const;
@@ -119,6 +122,8 @@ class BatchDecoder {
   // keeping every draft could not pay, or the judgments since the decoder started (enough of
   // them) say drafting pays too little.
   bool LeavesAtOnce(int batch, int most) const;
+  // One log line when `batch` sequences leave speculation: the evidence and the prices.
+  void LogPlainVerdict(int batch) const;
   // Greedy `auto` speculation: the sequences whose draft length the batch shares.
   static bool SharedEligible(const Sequence& s);
 
@@ -131,9 +136,11 @@ class BatchDecoder {
   int planned_first_ = 0;
   // The planned step's shared draft length when every sequence of it drafted it (else 0), and
   // when the previous step completed: a step's whole cycle, host work included, corrects the
-  // warm-up's verify cost of its shape (warm-up timed the passes alone).
+  // warm-up's verify cost of its shape (warm-up timed the passes alone). Add and Resume forget
+  // the previous step: the cycle after them spans a prefill or a restore, and maybe an idle wait.
   int planned_uniform_k_ = 0;
   std::optional<std::chrono::steady_clock::time_point> last_complete_;
+  Clock clock_ = [] { return std::chrono::steady_clock::now(); };
   // Per draft position j, how often a greedy sequence's draft j was kept when drafts 1..j-1
   // were: a running mean over every greedy verify of every sequence (weight kKeptWeight per
   // draft judged, a step's judgments pooled), so a batch learns its acceptance in a step or two.

@@ -202,6 +202,53 @@ TEST_CASE("auto leaves speculation for good once enough judged drafts say it doe
   CHECK(r.drafted_tokens <= 3 * 32);
 }
 
+// Greedy `auto` sequences decoded one after another with every draft kept, where a verify of 4
+// tokens costs 2.2 plain steps: the test's clock moves by exactly that per step, so every cycle
+// of k = 3 confirms its warm-up cost. Returns the draft length of each step of the second
+// sequence, which joins after `gap` seconds of idling and prefill.
+std::vector<int> DraftLengthsAfterGap(double gap) {
+  FakeBackendOptions o;
+  o.mtp_heads = 3;
+  FakeBackend backend(o);
+  REQUIRE(backend.AllocateSlots(2).ok());
+  BatchDecoder decoder(&backend);
+  decoder.SetStepCosts(Costs(1.0, 0.3));
+  auto now = std::chrono::steady_clock::time_point{};
+  decoder.SetClock([&now] { return now; });
+  const auto advance = [&now](double seconds) {
+    now += std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds));
+  };
+  const int first = AddRequest(backend, decoder, 0, {2, 7, 1, 8}, 40, SpeculationMode::kAuto);
+  while (!decoder.finished(first)) {
+    advance(2.2);
+    REQUIRE(decoder.Step().ok());
+  }
+  decoder.Remove(first);
+  advance(gap);
+  const std::vector<int32_t> prompt = {3, 1, 4, 1, 5};
+  const int second = AddRequest(backend, decoder, 1, prompt, 40, SpeculationMode::kAuto);
+  backend.forwards.clear();
+  while (!decoder.finished(second)) {
+    advance(2.2);
+    REQUIRE(decoder.Step().ok());
+  }
+  CHECK(decoder.Remove(second).tokens == backend.Greedy(prompt, 40));
+  std::vector<int> lengths;
+  for (const auto& rows : backend.forwards) lengths.push_back(rows[0].tokens - 1);
+  return lengths;
+}
+
+TEST_CASE("a cycle that spans a newcomer's prefill or an idle wait does not price a verify") {
+  // 50 s is within the outlier bound (25 verify costs): counted as a cycle, it would price a
+  // verify of 4 tokens at 7.2 plain steps, and the newcomer would draft 2 tokens, not 3.
+  const std::vector<int> lengths = DraftLengthsAfterGap(50.0);
+  REQUIRE(lengths.size() >= 5);
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    INFO("step " << i);
+    CHECK(lengths[i] == 3);
+  }
+}
+
 TEST_CASE("a greedy auto request joins plainly where keeping every draft could not pay, verdict or not") {
   FakeBackendOptions o;
   o.mtp_heads = 3;
