@@ -1,9 +1,11 @@
 #include "bench/speculative_bench.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <map>
 #include <random>
+#include <span>
 
 #include "engine/batch_decoder.h"
 #include "engine/state_cache.h"
@@ -141,6 +143,23 @@ void Pool(const SpeculativeBenchRow& run, SpeculativeBenchRow* row) {
                                     run.run_tokens_per_second.end());
 }
 
+// Each row's run_speedups and median_speedup against the `off` row among `rows` (one batch).
+void SetRunSpeedups(std::span<SpeculativeBenchRow> rows) {
+  const auto off = std::find_if(rows.begin(), rows.end(), [](const auto& r) { return r.mode == "off"; });
+  if (off == rows.end()) return;
+  for (auto& r : rows) {
+    r.run_speedups.clear();
+    for (size_t i = 0; i < r.run_tokens_per_second.size() && i < off->run_tokens_per_second.size(); ++i) {
+      const double base = off->run_tokens_per_second[i];
+      r.run_speedups.push_back(base > 0 ? r.run_tokens_per_second[i] / base : 0.0);
+    }
+    std::vector<double> sorted = r.run_speedups;
+    std::sort(sorted.begin(), sorted.end());
+    const size_t n = sorted.size();
+    r.median_speedup = n == 0 ? 0.0 : n % 2 ? sorted[n / 2] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  }
+}
+
 }  // namespace
 
 int PromptsNeeded(const SpeculativeBenchOptions& options) {
@@ -181,6 +200,7 @@ absl::StatusOr<std::vector<SpeculativeBenchRow>> RunSpeculativeBench(Backend* ba
         }
       }
     }
+    SetRunSpeedups(std::span<SpeculativeBenchRow>(rows).subspan(first));
   }
   return rows;
 }
@@ -213,18 +233,19 @@ std::string FormatSpeculativeTable(const std::vector<SpeculativeBenchRow>& rows)
   }
   std::string out;
   char line[256];
-  std::snprintf(line, sizeof(line), "%6s %4s %5s %5s %8s %8s %9s %11s %9s %10s %8s %10s %10s\n", "batch", "runs",
-                "seqs", "mode", "tokens", "passes", "drafting", "tok/step", "accept", "tok/s", "speedup", "ms/draft",
-                "ms/plain");
+  std::snprintf(line, sizeof(line), "%6s %4s %5s %5s %8s %8s %9s %11s %9s %10s %8s %8s %10s %10s\n", "batch",
+                "runs", "seqs", "mode", "tokens", "passes", "drafting", "tok/step", "accept", "tok/s", "speedup",
+                "median", "ms/draft", "ms/plain");
   out += line;
   auto mean_ms = [](double seconds, int64_t n) { return n ? 1e3 * seconds / n : 0.0; };
   for (const auto& r : rows) {
     const double accept = r.drafted ? double(r.accepted) / r.drafted : 0;
     const double base = plain_rate[r.batch];
-    std::snprintf(line, sizeof(line), "%6d %4d %5d %5s %8lld %8lld %9lld %11.3f %9.3f %10.1f %7.2fx %10.3f %10.3f\n",
-                  r.batch, r.runs, r.sequences, r.mode.c_str(), static_cast<long long>(r.tokens),
-                  static_cast<long long>(r.passes), static_cast<long long>(r.drafting_passes), r.tokens_per_step(),
-                  accept, r.tokens_per_second(), base > 0 ? r.tokens_per_second() / base : 0.0,
+    std::snprintf(line, sizeof(line),
+                  "%6d %4d %5d %5s %8lld %8lld %9lld %11.3f %9.3f %10.1f %7.2fx %7.2fx %10.3f %10.3f\n", r.batch, r.runs,
+                  r.sequences, r.mode.c_str(), static_cast<long long>(r.tokens), static_cast<long long>(r.passes),
+                  static_cast<long long>(r.drafting_passes), r.tokens_per_step(), accept, r.tokens_per_second(),
+                  base > 0 ? r.tokens_per_second() / base : 0.0, r.median_speedup,
                   mean_ms(r.drafting_seconds, r.drafting_passes), mean_ms(r.plain_seconds, r.plain_passes()));
     out += line;
   }
@@ -249,7 +270,9 @@ nlohmann::json SpeculativeRowsToJson(const std::vector<SpeculativeBenchRow>& row
                  {"drafting_seconds", r.drafting_seconds},
                  {"plain_seconds", r.plain_seconds},
                  {"tokens_per_second", r.tokens_per_second()},
-                 {"run_tokens_per_second", r.run_tokens_per_second}});
+                 {"run_tokens_per_second", r.run_tokens_per_second},
+                 {"run_speedups", r.run_speedups},
+                 {"median_speedup", r.median_speedup}});
   }
   return j;
 }

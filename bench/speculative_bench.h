@@ -50,6 +50,10 @@ struct SpeculativeBenchRow {
   double plain_seconds = 0;
   AcceptanceCounts acceptance;  // all sequences' complete verifies
   std::vector<double> run_tokens_per_second;  // each run's own, in order: the spread
+  // Each run's tokens/s over the `off` run of the same turn, and their median: one slow stretch
+  // of the machine moves the pooled speed-up, the median hardly.
+  std::vector<double> run_speedups;
+  double median_speedup = 0;
 
   int64_t plain_passes() const { return passes - drafting_passes; }
 

@@ -65,7 +65,8 @@ const settings::SettingsTable<BenchSettings>& BenchSettingsTable() {
        "varies from text to text)", {1, 1 << 16}},
       {"runs", &B::runs,
        "with --speculative: runs of each mode at each batch size, the modes taking turns (off, on, auto, off, "
-       "...); each row pools its mode's runs, and the JSON keeps each run's tok/s", {1, 100}},
+       "...); each row pools its mode's runs, the median column is the median over turns of a run's tok/s over "
+       "off's, and the JSON keeps each run's tok/s", {1, 100}},
       {"num_draft", &B::num_draft, "drafts per step at most", {0, 16}},
       {"device", &B::device, kDeviceNames, "backend (auto: cuda when a GPU is present)"},
       {"threads", &B::threads, "CPU backend threads (0: one per core)", {0, 4096}},

@@ -84,6 +84,16 @@ class AcceptanceTraces(unittest.TestCase):
                          if line.startswith("bench: batch 2, speculation")]
                 self.assertEqual(order, ["off, run 1 of 2 ...", "on, run 1 of 2 ...", "auto, run 1 of 2 ...",
                                          "off, run 2 of 2 ...", "on, run 2 of 2 ...", "auto, run 2 of 2 ..."])
+        for mode in ("off", "on", "auto"):
+            # Each run's speed-up is over the off run of its turn; the median of two is their mean.
+            two = rows[2][mode]
+            speedups = [rate / off for rate, off in zip(two["run_tokens_per_second"],
+                                                         rows[2]["off"]["run_tokens_per_second"])]
+            self.assertEqual(len(two["run_speedups"]), 2)
+            for got, want in zip(two["run_speedups"], speedups):
+                self.assertAlmostEqual(got, want, delta=1e-9 * want)
+            self.assertAlmostEqual(two["median_speedup"], sum(speedups) / 2, delta=1e-9 * sum(speedups))
+        self.assertEqual(rows[2]["off"]["run_speedups"], [1.0, 1.0])
         for mode in ("off", "on"):
             one, two = rows[1][mode], rows[2][mode]
             self.assertEqual((one["runs"], two["runs"]), (1, 2))
