@@ -148,7 +148,6 @@ void SetRunSpeedups(std::span<SpeculativeBenchRow> rows) {
   const auto off = std::find_if(rows.begin(), rows.end(), [](const auto& r) { return r.mode == "off"; });
   if (off == rows.end()) return;
   for (auto& r : rows) {
-    r.run_speedups.clear();
     for (size_t i = 0; i < r.run_tokens_per_second.size() && i < off->run_tokens_per_second.size(); ++i) {
       const double base = off->run_tokens_per_second[i];
       r.run_speedups.push_back(base > 0 ? r.run_tokens_per_second[i] / base : 0.0);
