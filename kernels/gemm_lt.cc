@@ -18,6 +18,10 @@ constexpr int kCandidates = 16;
 constexpr int kTimedRuns = 3;
 // Two k-slices are taken only when this much faster: their extra plane costs the reader a pass.
 constexpr float kSliceGain = 0.9f;
+// The narrow StreamGemm's planes are a few hundred KB (4 rows x 12304 fp32 at the 7B shape),
+// where kSliceGain would charge a tenth of the product a plane: an extra plane is priced instead
+// by its bytes, written once and read once at about 3 TB/s (bytes per ms).
+constexpr float kPlaneBytesPerMs = 3e9f;
 
 // The time in ms of kTimedRuns calls of run() after one untimed call; infinity when one fails.
 template <typename Run>
@@ -97,7 +101,7 @@ absl::Status LtGemm::Describe(int n, int k, int cols, int slices, Plan* p) {
 
 bool LtGemm::Borrow(const Plan& donor, int n, int k, int cols, Plan* p) {
   if (donor.stream.width > 0) {
-    if (!StreamGemmSupports(n, k, cols)) return false;
+    if (!StreamGemmRuns(donor.stream, n, k, cols)) return false;
     p->stream = donor.stream;
     p->k_slices = donor.k_slices;
     return true;
@@ -158,7 +162,10 @@ absl::Status LtGemm::TryStream(const void* w, int n, int k, const void* x, int c
     ASSIGN_OR_RETURN(const float ms,
                      TimeRuns([&] { return StreamGemm(c, w, n, k, x, cols, out, stream) == cudaSuccess; }, stream));
     cudaGetLastError();  // a configuration that cannot launch here is skipped
-    const float counted = ms / std::pow(kSliceGain, float(c.slices - 1));
+    // ms covers kTimedRuns calls.
+    const float counted =
+        c.narrow ? ms + float(kTimedRuns * (c.slices - 1)) * 2 * sizeof(float) * cols * n / kPlaneBytesPerMs
+                 : ms / std::pow(kSliceGain, float(c.slices - 1));
     if (counted < best_ms) {
       best_ms = counted;
       chosen = c;

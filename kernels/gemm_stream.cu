@@ -26,72 +26,28 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <vector>
 
 #include "kernels/dependent_launch.cuh"
 #include "kernels/launchers.h"
+#include "kernels/tma_stream.cuh"
 #include "kernels/wgmma_ops.cuh"
 
 namespace xlserve::kernels {
 namespace {
 
-constexpr int kBlockK = 64;     // bf16 values in one 128-byte swizzled shared-memory row
-constexpr int kRowBytes = 128;
 constexpr int kMaxStages = 8;
-constexpr int kSmemPerBlock = 227 * 1024;  // sm_90's opt-in maximum
 
 template <int W, int G>
 struct StreamShape {
-  static constexpr int kXBytes = G * 64 * kRowBytes;
-  static constexpr int kStageBytes = kXBytes + W * kRowBytes;
+  static constexpr int kXBytes = G * 64 * kStreamRowBytes;
+  static constexpr int kStageBytes = kXBytes + W * kStreamRowBytes;
   // 1024 bytes to align the stages (the swizzle repeats every 8 rows), 256 for the mbarriers.
-  static constexpr int kStages = std::min(kMaxStages, (kSmemPerBlock - 1024 - 256) / kStageBytes);
+  static constexpr int kStages = std::min(kMaxStages, (kStreamSmemPerBlock - 1024 - 256) / kStageBytes);
   static constexpr int kSmemBytes = 1024 + kStages * kStageBytes + 256;
   static constexpr int kThreads = G * 128 + 32;
 };
-
-#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
-__device__ __forceinline__ uint32_t SharedAddress(const void* p) {
-  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void BarrierInit(uint32_t bar, uint32_t count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void BarrierExpectBytes(uint32_t bar, uint32_t bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(bar), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void BarrierArrive(uint32_t bar) {
-  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(bar) : "memory");
-}
-__device__ __forceinline__ void BarrierWait(uint32_t bar, uint32_t parity) {
-  uint32_t done = 0;
-  while (!done) {
-    asm volatile(
-        "{\n.reg .pred p;\nmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\nselp.u32 %0, 1, 0, p;\n}\n"
-        : "=r"(done)
-        : "r"(bar), "r"(parity)
-        : "memory");
-  }
-}
-// The box of `map` at (c0 along k, c1 along rows) into shared memory at dst, counted on bar.
-__device__ __forceinline__ void TmaLoad(uint32_t dst, const CUtensorMap* map, int c0, int c1, uint32_t bar) {
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], "
-      "[%4];" ::"r"(dst),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(bar)
-      : "memory");
-}
-// wgmma descriptor of a K-major tile in 128-byte swizzled rows: 8-row groups 1024 bytes apart.
-__device__ __forceinline__ uint64_t TileDescriptor(uint32_t addr) {
-  return uint64_t((addr >> 4) & 0x3FFF) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
-}
-// Keeps the compiler from moving accumulator reads or writes across the asynchronous products.
-template <int R>
-__device__ __forceinline__ void FenceAccumulators(float (&d)[R]) {
-#pragma unroll
-  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
-}
-#endif
 
 // kSwiGlu: the SwiGLU epilogue (SwiGluEpilogue) instead of storing `out`.
 template <int W, int G, bool kSwiGlu>
@@ -104,9 +60,9 @@ __global__ void __launch_bounds__(StreamShape<W, G>::kThreads, 1)
   extern __shared__ uint8_t stream_smem[];
   const uint32_t base = (SharedAddress(stream_smem) + 1023) & ~1023u;
   const uint32_t full = base + S::kStages * S::kStageBytes, empty = full + 8 * kMaxStages;
-  const int kblocks = (k + kBlockK - 1) / kBlockK, slice = blockIdx.y;
-  const int kb0 = int(int64_t(kblocks) * slice / gridDim.y);
-  const int iters = int(int64_t(kblocks) * (slice + 1) / gridDim.y) - kb0;
+  const int slice = blockIdx.y;
+  int kb0, iters;
+  SliceBlocks(k, slice, gridDim.y, &kb0, &iters);
   const int warp = threadIdx.x / 32;
   if (threadIdx.x == 0) {
     for (int i = 0; i < S::kStages; ++i) {
@@ -125,7 +81,7 @@ __global__ void __launch_bounds__(StreamShape<W, G>::kThreads, 1)
       for (int it = 0; it < early; ++it) {
         const uint32_t stage = base + it * S::kStageBytes;
         BarrierExpectBytes(full + 8 * it, S::kStageBytes);
-        TmaLoad(stage + S::kXBytes, &wmap, (kb0 + it) * kBlockK, row0, full + 8 * it);
+        TmaLoad(stage + S::kXBytes, &wmap, (kb0 + it) * kStreamBlockK, row0, full + 8 * it);
       }
       WaitForPriorKernels();
       for (int it = 0; it < iters; ++it) {
@@ -134,9 +90,9 @@ __global__ void __launch_bounds__(StreamShape<W, G>::kThreads, 1)
         if (it >= S::kStages) {
           BarrierWait(empty + 8 * st, ((it / S::kStages) - 1) & 1);
           BarrierExpectBytes(full + 8 * st, S::kStageBytes);
-          TmaLoad(stage + S::kXBytes, &wmap, (kb0 + it) * kBlockK, row0, full + 8 * st);
+          TmaLoad(stage + S::kXBytes, &wmap, (kb0 + it) * kStreamBlockK, row0, full + 8 * st);
         }
-        TmaLoad(stage, &xmap, (kb0 + it) * kBlockK, 0, full + 8 * st);
+        TmaLoad(stage, &xmap, (kb0 + it) * kStreamBlockK, 0, full + 8 * st);
       }
     } else {
       WaitForPriorKernels();
@@ -151,12 +107,12 @@ __global__ void __launch_bounds__(StreamShape<W, G>::kThreads, 1)
   for (int it = 0; it < iters; ++it) {
     const int st = it % S::kStages;
     BarrierWait(full + 8 * st, (it / S::kStages) & 1);
-    const uint32_t xs = base + st * S::kStageBytes + g * 64 * kRowBytes;
+    const uint32_t xs = base + st * S::kStageBytes + g * 64 * kStreamRowBytes;
     const uint32_t ws = base + st * S::kStageBytes + S::kXBytes;
     FenceAccumulators(d);
     asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
 #pragma unroll
-    for (int kk = 0; kk < kBlockK / 16; ++kk) {
+    for (int kk = 0; kk < kStreamBlockK / 16; ++kk) {
       // A k16 step is 32 bytes into each swizzled row; the first product overwrites d.
       Wgmma<W>::Run(d, TileDescriptor(xs + kk * 32), TileDescriptor(ws + kk * 32), it > 0 || kk > 0);
     }
@@ -226,38 +182,6 @@ __global__ void StreamGemmProbeKernel(int* has) {
 #endif
 }
 
-using EncodeTiled = CUresult (*)(CUtensorMap*, CUtensorMapDataType, cuuint32_t, void*, const cuuint64_t*,
-                                 const cuuint64_t*, const cuuint32_t*, const cuuint32_t*, CUtensorMapInterleave,
-                                 CUtensorMapSwizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-EncodeTiled Encoder() {
-  static const EncodeTiled encode = [] {
-    void* fn = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    // The entry point as of CUDA 12.0, the version whose signature EncodeTiled spells.
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault, &found) !=
-            cudaSuccess ||
-        found != cudaDriverEntryPointSuccess) {
-      cudaGetLastError();
-      return EncodeTiled{nullptr};
-    }
-    return reinterpret_cast<EncodeTiled>(fn);
-  }();
-  return encode;
-}
-
-// A bf16 [rows, k] row-major matrix read in boxes of `box_rows` rows x 64 k.
-cudaError_t MapOf(const void* p, int k, int rows, int box_rows, CUtensorMap* map) {
-  const cuuint64_t dims[2] = {cuuint64_t(k), cuuint64_t(rows)};
-  const cuuint64_t strides[1] = {cuuint64_t(k) * 2};
-  const cuuint32_t box[2] = {kBlockK, cuuint32_t(box_rows)};
-  const cuuint32_t steps[2] = {1, 1};
-  const CUresult r = Encoder()(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<void*>(p), dims, strides, box,
-                               steps, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-                               CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
-}
-
 template <int W, int G, bool kSwiGlu>
 cudaError_t LaunchStream(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
                          const SwiGluEpilogue& epilogue, cudaStream_t stream) {
@@ -290,7 +214,7 @@ bool StreamGemmAvailable() {
       cudaGetLastError();
       return false;
     }
-    if (major != 9 || minor != 0 || Encoder() == nullptr) return false;
+    if (major != 9 || minor != 0 || TensorMapEncoder() == nullptr) return false;
     int* has = nullptr;
     int host = 0;
     bool ok = cudaMalloc(&has, sizeof(int)) == cudaSuccess;
@@ -305,13 +229,13 @@ bool StreamGemmAvailable() {
 }
 
 bool StreamGemmSupports(int n, int k, int cols) {
-  return cols >= 1 && cols <= kStreamGemmMaxCols && n >= 2 && n % 2 == 0 && k >= kBlockK && k % 8 == 0;
+  return cols >= 1 && cols <= kStreamGemmMaxCols && n >= 2 && n % 2 == 0 && k >= kStreamBlockK && k % 8 == 0;
 }
 
 std::vector<StreamGemmConfig> StreamGemmCandidates(int n, int k, int cols, int sms) {
   std::vector<StreamGemmConfig> out;
   if (!StreamGemmSupports(n, k, cols)) return out;
-  const int kblocks = (k + kBlockK - 1) / kBlockK;
+  const int kblocks = (k + kStreamBlockK - 1) / kStreamBlockK;
   for (int width : kStreamGemmWidths) {
     const int tiles = (n + width - 1) / width;
     for (int slices = 1; slices <= kStreamGemmMaxSlices && slices <= kblocks; ++slices) {
@@ -320,16 +244,36 @@ std::vector<StreamGemmConfig> StreamGemmCandidates(int n, int k, int cols, int s
       if (4 * blocks >= 3 * sms && 2 * blocks <= 3 * sms) out.push_back({width, slices});
     }
   }
+  // The narrow kernel's blocks are small and share SMs: every tiling and slicing is timed.
+  if (cols <= kStreamGemmNarrowMaxCols) {
+    for (const StreamGemmTiling& t : kStreamGemmNarrowTilings) {
+      for (int slices = 1; slices <= kStreamGemmMaxSlices && slices <= kblocks; ++slices) {
+        out.push_back({t.width, slices, true, t.stages});
+      }
+    }
+  }
   return out;
+}
+
+bool StreamGemmRuns(StreamGemmConfig c, int n, int k, int cols) {
+  // Every slice needs a k-block: its plane is written from the products.
+  if (!StreamGemmSupports(n, k, cols) || c.slices < 1 || c.slices > kStreamGemmMaxSlices ||
+      c.slices > (k + kStreamBlockK - 1) / kStreamBlockK) {
+    return false;
+  }
+  if (c.narrow) {
+    return cols <= kStreamGemmNarrowMaxCols &&
+           std::any_of(std::begin(kStreamGemmNarrowTilings), std::end(kStreamGemmNarrowTilings),
+                       [&](const StreamGemmTiling& t) { return t.width == c.width && t.stages == c.stages; });
+  }
+  return std::find(std::begin(kStreamGemmWidths), std::end(kStreamGemmWidths), c.width) !=
+         std::end(kStreamGemmWidths);
 }
 
 cudaError_t StreamGemm(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols, float* out,
                        cudaStream_t stream) {
-  // Every slice needs a k-block: its plane is written from the products.
-  if (!StreamGemmSupports(n, k, cols) || c.slices < 1 || c.slices > kStreamGemmMaxSlices ||
-      c.slices > (k + kBlockK - 1) / kBlockK) {
-    return cudaErrorInvalidValue;
-  }
+  if (!StreamGemmRuns(c, n, k, cols)) return cudaErrorInvalidValue;
+  if (c.narrow) return StreamGemmNarrow(c, w, n, k, x, cols, out, stream);
   const SwiGluEpilogue none;
   switch (c.width) {
     case 64: return LaunchWidth<64, false>(w, n, k, x, cols, out, c.slices, none, stream);
@@ -342,7 +286,7 @@ cudaError_t StreamGemm(StreamGemmConfig c, const void* w, int n, int k, const vo
 }
 
 bool StreamGemmSwiGluSupports(StreamGemmConfig c, int n, int k, int cols) {
-  return StreamGemmSupports(n, k, cols) && c.slices == 1 && c.width % (2 * kSwiGluGroup) == 0 &&
+  return StreamGemmSupports(n, k, cols) && !c.narrow && c.slices == 1 && c.width % (2 * kSwiGluGroup) == 0 &&
          n % (2 * kSwiGluGroup) == 0;
 }
 

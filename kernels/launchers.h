@@ -34,25 +34,42 @@ cudaError_t EmbeddingGather(const void* table, WeightType type, const int32_t* i
 
 // StreamGemm (gemm_stream.cu, sm_90a): out [slices, cols, n] fp32, plane s = x[:, slice s of
 // k] · w[:, slice s of k]ᵀ, for x bf16 [cols, k] and w bf16 [n, k] (16-byte aligned), the
-// k-slices being contiguous runs of 64-wide k-blocks. `width` weight rows per block.
+// k-slices being contiguous runs of 64-wide k-blocks. `width` weight rows per block. `narrow`:
+// the kernel for at most kStreamGemmNarrowMaxCols rows (gemm_stream_narrow.cu), with `stages`
+// shared-memory stages a block (one of kStreamGemmNarrowTilings).
 struct StreamGemmConfig {
   int width = 0;  // 0: not the stream GEMM
   int slices = 1;
+  bool narrow = false;
+  int stages = 0;
 };
 constexpr int kStreamGemmMaxCols = 192;
 constexpr int kStreamGemmMaxSlices = 4;
 // 176: the widest that the SwiGLU epilogue takes (whole pairs of 8-row groups) and that covers
 // the 7B up projection (21888 rows) in one wave of 132 SMs.
 constexpr int kStreamGemmWidths[] = {64, 96, 128, 168, 176};
+constexpr int kStreamGemmNarrowMaxCols = 16;
+struct StreamGemmTiling {
+  int width, stages;
+};
+// The narrow kernel's tilings worth timing (H200, 7B shapes, 4-16 rows: each was the fastest of
+// one shape at one row count among widths 64-256 and 4-12 stages).
+constexpr StreamGemmTiling kStreamGemmNarrowTilings[] = {{64, 8}, {64, 12}, {128, 6}, {128, 8}, {192, 6}};
 // Whether the running GPU executes it (sm_90 with this build's sm_90a code); asked once.
 bool StreamGemmAvailable();
 // Whether the shape is one it computes: 1..kStreamGemmMaxCols rows, n even, k >= 64, k % 8 == 0.
 bool StreamGemmSupports(int n, int k, int cols);
-// The configurations worth timing for the shape on `sms` SMs (about one wave of blocks); empty
-// when it does not apply.
+// The configurations worth timing for the shape on `sms` SMs (about one wave of blocks; for at
+// most kStreamGemmNarrowMaxCols rows also every narrow tiling and k-slicing); empty when it does
+// not apply.
 std::vector<StreamGemmConfig> StreamGemmCandidates(int n, int k, int cols, int sms);
+// Whether `config` computes the shape (StreamGemm refuses the others).
+bool StreamGemmRuns(StreamGemmConfig config, int n, int k, int cols);
 cudaError_t StreamGemm(StreamGemmConfig config, const void* w, int n, int k, const void* x, int cols, float* out,
                        cudaStream_t stream);
+// StreamGemm's narrow configurations, unchecked (StreamGemm checks, then calls it).
+cudaError_t StreamGemmNarrow(StreamGemmConfig config, const void* w, int n, int k, const void* x, int cols, float* out,
+                             cudaStream_t stream);
 
 // The FFN's up projection stores its weight rows as up_gate and up interleaved in groups of
 // kSwiGluGroup (rows 16 q .. 16 q + 7: up_gate rows 8 q ..; rows 16 q + 8 .. + 15: up rows 8 q ..)

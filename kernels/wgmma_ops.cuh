@@ -3,7 +3,8 @@
 // [N / 2] per thread (PTX ISA "wgmma D fragment": row 16 w + lane / 4 (+ 8), column
 // 8 (i / 4) + 2 (lane % 4) + i % 2 for thread lane of warp w); d += a bᵀ, or d = a bᵀ when
 // `accumulate` is 0. sm_90a only. Each N needs its own operand list, hence one specialisation
-// per tile width used by gemm_stream.cu (kStreamGemmWidths).
+// per tile width used by gemm_stream.cu (kStreamGemmWidths) and per activation tile of
+// gemm_stream_narrow.cu (8 and 16 rows).
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,29 @@ namespace xlserve::kernels {
 
 template <int N>
 struct Wgmma;
+
+template <>
+struct Wgmma<8> {
+  __device__ __forceinline__ static void Run(float (&d)[4], uint64_t a, uint64_t b, uint32_t accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %6, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n8k16.f32.bf16.bf16 {%0, %1, %2, %3}, %4, %5, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "l"(a), "l"(b), "r"(accumulate));
+  }
+};
+
+template <>
+struct Wgmma<16> {
+  __device__ __forceinline__ static void Run(float (&d)[8], uint64_t a, uint64_t b, uint32_t accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %10, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, 1, 0, "
+        "0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+        : "l"(a), "l"(b), "r"(accumulate));
+  }
+};
 
 template <>
 struct Wgmma<64> {

@@ -1,7 +1,7 @@
 // StreamGemm (kernels/gemm_stream.cu) against a double-precision product on the host, plane by
 // plane: every tile width and k-slice count, activation row counts on and off the 64-row
 // warpgroup edges, weight rows off the tile edges and k off the 64-wide blocks; nothing past
-// the planes is written. Its SwiGLU epilogue against the plain product followed by SwiGlu, bit
+// the planes is written. The same for its narrow kernel (gemm_stream_narrow.cu) over 1-16 rows. Its SwiGLU epilogue against the plain product followed by SwiGlu, bit
 // for bit. The small-row GEMV's SwiGLU form (GemvBf16SwiGlu) against the GEMV followed by
 // SwiGlu, bit for bit. Tagged "gpu" (sm_90 only: StreamGemm needs sm_90a).
 #include <cuda_bf16.h>
@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <random>
 #include <vector>
 
@@ -40,7 +41,7 @@ std::vector<__nv_bfloat16> RandomBf16(size_t count, std::mt19937& rng) {
 
 // Checks every plane of StreamGemm(config) for x [cols, k] and w [n, k].
 void CheckShape(int n, int k, int cols, StreamGemmConfig config, std::mt19937& rng) {
-  CAPTURE(n, k, cols, config.width, config.slices);
+  CAPTURE(n, k, cols, config.width, config.slices, config.narrow, config.stages);
   const std::vector<__nv_bfloat16> x = RandomBf16(size_t(cols) * k, rng), w = RandomBf16(size_t(n) * k, rng);
   const size_t planes = size_t(config.slices) * cols * n, guard = 4096;
   DeviceBuffer<__nv_bfloat16> dx(x.size()), dw(w.size());
@@ -93,6 +94,30 @@ TEST_CASE("the stream GEMM matches a double-precision product for every tiling, 
     CheckShape(400, 4096, 191, {168, slices}, rng);
     CheckShape(400, 136, 64, {96, std::min(slices, 3)}, rng);  // three k-blocks at most
   }
+}
+
+TEST_CASE("the narrow stream GEMM matches a double-precision product for every tiling, row count and k-slicing") {
+  REQUIRE(kernels::StreamGemmAvailable());
+  std::mt19937 rng(11);
+  // Rows on and off the 8- and 16-row activation tiles; a partial last weight tile; k past the blocks.
+  for (int cols : {1, 3, 8, 9, 16}) {
+    for (const kernels::StreamGemmTiling& t : kernels::kStreamGemmNarrowTilings) {
+      CheckShape(2 * t.width + 10, 1032, cols, {t.width, 1, true, t.stages}, rng);
+      CheckShape(t.width + 2, 1544, cols, {t.width, 4, true, t.stages}, rng);
+    }
+  }
+  for (int slices = 1; slices <= kernels::kStreamGemmMaxSlices; ++slices) {
+    CheckShape(1000, 4096, 4, {64, slices, true, 8}, rng);  // more k-blocks a slice than stages
+  }
+  // The candidates of a few rows include every narrow tiling, and each of them runs the shape.
+  const std::vector<StreamGemmConfig> candidates = kernels::StreamGemmCandidates(12304, 4096, 4, 132);
+  int narrow = 0;
+  for (const StreamGemmConfig& c : candidates) {
+    narrow += c.narrow;
+    CHECK(kernels::StreamGemmRuns(c, 12304, 4096, 4));
+  }
+  CHECK(narrow == int(std::size(kernels::kStreamGemmNarrowTilings)) * kernels::kStreamGemmMaxSlices);
+  for (const StreamGemmConfig& c : kernels::StreamGemmCandidates(12304, 4096, 17, 132)) CHECK_FALSE(c.narrow);
 }
 
 // Compares a SwiGLU activation with its reference: the first bf16_checked of act (bf16, bf16_total
@@ -224,6 +249,15 @@ TEST_CASE("the stream GEMM refuses shapes and configurations it does not compute
   CHECK(kernels::StreamGemm({96, 3}, w.data, 256, 128, x.data, 64, out.data, nullptr) == cudaErrorInvalidValue);
   CHECK(kernels::StreamGemm({100, 1}, w.data, 256, 128, x.data, 64, out.data, nullptr) == cudaErrorInvalidValue);
   CHECK(kernels::StreamGemmCandidates(256, 128, 193, 132).empty());
+  // The narrow kernel: at most 16 rows, and only its own tilings.
+  CHECK(kernels::StreamGemm({64, 1, true, 8}, w.data, 256, 128, x.data, 17, out.data, nullptr) ==
+        cudaErrorInvalidValue);
+  CHECK(kernels::StreamGemm({64, 1, true, 6}, w.data, 256, 128, x.data, 8, out.data, nullptr) ==
+        cudaErrorInvalidValue);
+  CHECK(kernels::StreamGemm({96, 1, true, 8}, w.data, 256, 128, x.data, 8, out.data, nullptr) ==
+        cudaErrorInvalidValue);
+  CHECK_FALSE(kernels::StreamGemmRuns({64, 1, true, 8}, 256, 128, 17));
+  CHECK(kernels::StreamGemmRuns({64, 1, true, 8}, 256, 128, 16));
   for (const StreamGemmConfig& c : kernels::StreamGemmCandidates(21888, 4096, 191, 132)) {
     const int blocks = (21888 + c.width - 1) / c.width * c.slices;
     CHECK(blocks >= 99);
@@ -235,6 +269,8 @@ TEST_CASE("the stream GEMM refuses shapes and configurations it does not compute
   const kernels::SwiGluEpilogue e{nullptr, nullptr, {act.data, false}};
   CHECK(kernels::StreamGemmSwiGlu({168, 1}, w.data, 256, 128, x.data, 64, e, nullptr) == cudaErrorInvalidValue);
   CHECK(kernels::StreamGemmSwiGlu({96, 2}, w.data, 256, 128, x.data, 64, e, nullptr) == cudaErrorInvalidValue);
+  CHECK(kernels::StreamGemmSwiGlu({64, 1, true, 8}, w.data, 256, 128, x.data, 8, e, nullptr) ==
+        cudaErrorInvalidValue);
   CHECK(kernels::StreamGemmSwiGlu({96, 1}, w.data, 248, 128, x.data, 64, e, nullptr) == cudaErrorInvalidValue);
   CHECK(kernels::StreamGemmSwiGlu({96, 1}, w.data, 256, 128, x.data, 64, {nullptr, nullptr, {act.data, true}},
                                   nullptr) == cudaErrorInvalidValue);

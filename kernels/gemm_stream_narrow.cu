@@ -1,0 +1,178 @@
+// StreamGemmNarrow: StreamGemm's product for 1-16 activation rows with the operands swapped:
+// the weights are wgmma's A operand (m64 tiles of weight rows) and the activations its B (an
+// N = 8 or 16 row tile), so the tensor-core work a k16 step is 64 x N per weight tile instead
+// of 64 padded activation rows x W.
+//
+// Maths: out[s, c, j] = Σ_{k in slice s} x[c, k] · w[j, k], fp32 accumulation, for the k-slices
+// s < S (contiguous runs of 64-wide k-blocks, SliceBlocks); the reader adds the S planes.
+// Shapes/dtypes: x bf16 [cols, k], w bf16 [n, k], row-major, k % 8 == 0; out fp32 [S, cols, n].
+// Why: a verify pass of one sequence (4 rows) or a decode step at batch 3-8 reads every weight
+// once and does little arithmetic. StreamGemm pads those rows to a 64-row warpgroup and pairs
+// them with W weight rows a block, so its blocks are few and wide: the 7B q|k|v|o|gates product
+// (12304 x 4096) at 4 rows takes 147 blocks on 132 SMs, 3.26 TB/s (H200). Here a block is one
+// warpgroup with small stages, two or three blocks share an SM, and tilings of 64 weight rows
+// with 2-4 k-slices spread the work over the SMs: 4.02 TB/s for that product, 0.1008 ms for a
+// layer's four products at 4 rows against StreamGemm's 0.1103 and the 1-row GEMV's 0.0971.
+// Launch: grid (ceil(n / W), S), block 160 threads: one consumer warpgroup and a producer warp;
+// W = 64 MT weight rows a block (kStreamGemmNarrowTilings), `kStages` stages of [N rows of x,
+// W rows of w] x 64 k in 128-byte swizzled rows (tma_stream.cuh). The producer's thread loads
+// the first stages' weights before it waits for the kernel ahead (programmatic dependent
+// launch: weights are nobody's output), then x alongside. The warpgroup issues MT wgmma
+// m64nNk16 a k16 step, keeps one stage's products in flight, and releases the stage before.
+// Thread lane of warp w then holds, per weight tile m, the D fragment of wgmma_ops.cuh: weight
+// row 64 m + 16 w + lane / 4 (+ 8) against activation rows 8 (i / 4) + 2 (lane % 4) + i % 2,
+// stored as single floats (the plane is [cols, n], the fragment runs along n).
+// The summation order depends on k, the slicing and N, never on cols: a row gives the same bits
+// alone or with others of the same N.
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "kernels/dependent_launch.cuh"
+#include "kernels/launchers.h"
+#include "kernels/tma_stream.cuh"
+#include "kernels/wgmma_ops.cuh"
+
+namespace xlserve::kernels {
+namespace {
+
+constexpr int kThreads = 160;
+
+template <int MT, int N, int kStages>
+struct NarrowShape {
+  static constexpr int kXBytes = N * kStreamRowBytes;  // 1024-byte multiple: swizzle alignment
+  static constexpr int kStageBytes = kXBytes + MT * 64 * kStreamRowBytes;
+  // 1024 bytes to align the stages, 256 for the mbarriers.
+  static constexpr int kSmemBytes = 1024 + kStages * kStageBytes + 256;
+  static_assert(kSmemBytes <= kStreamSmemPerBlock, "the stages fit in shared memory");
+};
+
+template <int MT, int N, int kStages>
+__global__ void __launch_bounds__(kThreads) StreamGemmNarrowKernel(const __grid_constant__ CUtensorMap xmap,
+                                                                   const __grid_constant__ CUtensorMap wmap, int n,
+                                                                   int k, int cols, float* out) {
+  AllowDependentLaunch();
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using S = NarrowShape<MT, N, kStages>;
+  extern __shared__ uint8_t narrow_smem[];
+  const uint32_t base = (SharedAddress(narrow_smem) + 1023) & ~1023u;
+  const uint32_t full = base + kStages * S::kStageBytes, empty = full + 8 * kStages;
+  const int slice = blockIdx.y;
+  int kb0, iters;
+  SliceBlocks(k, slice, gridDim.y, &kb0, &iters);
+  const int warp = threadIdx.x / 32;
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < kStages; ++i) {
+      BarrierInit(full + 8 * i, 1);
+      BarrierInit(empty + 8 * i, 4);  // one arrival per consumer warp
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+
+  if (warp == 4) {  // producer
+    if (threadIdx.x % 32 == 0) {
+      const int row0 = blockIdx.x * MT * 64;
+      const int early = min(iters, kStages);
+      for (int it = 0; it < early; ++it) {
+        BarrierExpectBytes(full + 8 * it, S::kStageBytes);
+        TmaLoad(base + it * S::kStageBytes + S::kXBytes, &wmap, (kb0 + it) * kStreamBlockK, row0, full + 8 * it);
+      }
+      WaitForPriorKernels();
+      for (int it = 0; it < iters; ++it) {
+        const int st = it % kStages;
+        const uint32_t stage = base + st * S::kStageBytes;
+        if (it >= kStages) {
+          BarrierWait(empty + 8 * st, ((it / kStages) - 1) & 1);
+          BarrierExpectBytes(full + 8 * st, S::kStageBytes);
+          TmaLoad(stage + S::kXBytes, &wmap, (kb0 + it) * kStreamBlockK, row0, full + 8 * st);
+        }
+        TmaLoad(stage, &xmap, (kb0 + it) * kStreamBlockK, 0, full + 8 * st);
+      }
+    } else {
+      WaitForPriorKernels();
+    }
+    return;
+  }
+
+  WaitForPriorKernels();  // `out` may still be read by the kernel ahead
+  float d[MT][N / 2];
+  for (int it = 0; it < iters; ++it) {
+    const int st = it % kStages;
+    BarrierWait(full + 8 * st, (it / kStages) & 1);
+    const uint32_t xs = base + st * S::kStageBytes, ws = xs + S::kXBytes;
+#pragma unroll
+    for (int m = 0; m < MT; ++m) FenceAccumulators(d[m]);
+    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+#pragma unroll
+    for (int kk = 0; kk < kStreamBlockK / 16; ++kk) {
+      // A k16 step is 32 bytes into each swizzled row; the first product overwrites d.
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        Wgmma<N>::Run(d[m], TileDescriptor(ws + m * 64 * kStreamRowBytes + kk * 32), TileDescriptor(xs + kk * 32),
+                      it > 0 || kk > 0);
+      }
+    }
+    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+#pragma unroll
+    for (int m = 0; m < MT; ++m) FenceAccumulators(d[m]);
+    asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+#pragma unroll
+    for (int m = 0; m < MT; ++m) FenceAccumulators(d[m]);
+    if (it > 0 && threadIdx.x % 32 == 0) BarrierArrive(empty + 8 * ((it - 1) % kStages));
+  }
+  asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory");
+#pragma unroll
+  for (int m = 0; m < MT; ++m) FenceAccumulators(d[m]);
+  const int lane = threadIdx.x % 32;
+  float* o = out + int64_t(slice) * cols * n;
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+#pragma unroll
+    for (int i = 0; i < N / 2; ++i) {
+      const int j = blockIdx.x * MT * 64 + m * 64 + warp * 16 + lane / 4 + 8 * (i / 2 % 2);
+      const int c = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
+      if (j < n && c < cols) o[int64_t(c) * n + j] = d[m][i];
+    }
+  }
+#endif
+}
+
+template <int MT, int N, int kStages>
+cudaError_t LaunchNarrow(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
+                         cudaStream_t stream) {
+  using S = NarrowShape<MT, N, kStages>;
+  CUtensorMap xmap, wmap;
+  cudaError_t e = MapOf(x, k, cols, N, &xmap);
+  if (e == cudaSuccess) e = MapOf(w, k, n, MT * 64, &wmap);
+  if (e == cudaSuccess) e = AllowDynamicSmem<StreamGemmNarrowKernel<MT, N, kStages>>(S::kSmemBytes);
+  if (e != cudaSuccess) return e;
+  return LaunchDependent(StreamGemmNarrowKernel<MT, N, kStages>, dim3((n + MT * 64 - 1) / (MT * 64), slices),
+                         kThreads, S::kSmemBytes, stream, xmap, wmap, n, k, cols, out);
+}
+
+template <int N>
+cudaError_t LaunchTiling(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols, float* out,
+                         cudaStream_t stream) {
+  static_assert(sizeof(kStreamGemmNarrowTilings) / sizeof(kStreamGemmNarrowTilings[0]) == 5,
+                "one case per tiling");
+  switch (c.width * 100 + c.stages) {
+    case 6408: return LaunchNarrow<1, N, 8>(w, n, k, x, cols, out, c.slices, stream);
+    case 6412: return LaunchNarrow<1, N, 12>(w, n, k, x, cols, out, c.slices, stream);
+    case 12806: return LaunchNarrow<2, N, 6>(w, n, k, x, cols, out, c.slices, stream);
+    case 12808: return LaunchNarrow<2, N, 8>(w, n, k, x, cols, out, c.slices, stream);
+    case 19206: return LaunchNarrow<3, N, 6>(w, n, k, x, cols, out, c.slices, stream);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+}  // namespace
+
+cudaError_t StreamGemmNarrow(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols, float* out,
+                             cudaStream_t stream) {
+  if (cols <= 8) return LaunchTiling<8>(c, w, n, k, x, cols, out, stream);
+  if (cols <= 16) return LaunchTiling<16>(c, w, n, k, x, cols, out, stream);
+  return cudaErrorInvalidValue;
+}
+
+}  // namespace xlserve::kernels
