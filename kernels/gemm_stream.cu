@@ -286,7 +286,7 @@ cudaError_t StreamGemm(StreamGemmConfig c, const void* w, int n, int k, const vo
 }
 
 bool StreamGemmSwiGluSupports(StreamGemmConfig c, int n, int k, int cols) {
-  return StreamGemmSupports(n, k, cols) && !c.narrow && c.slices == 1 && c.width % (2 * kSwiGluGroup) == 0 &&
+  return StreamGemmRuns(c, n, k, cols) && (c.narrow || c.slices == 1) && c.width % (2 * kSwiGluGroup) == 0 &&
          n % (2 * kSwiGluGroup) == 0;
 }
 
@@ -295,6 +295,7 @@ cudaError_t StreamGemmSwiGlu(StreamGemmConfig c, const void* w, int n, int k, co
   if (!StreamGemmSwiGluSupports(c, n, k, cols) || epilogue.bf16.data == nullptr || epilogue.bf16.pair) {
     return cudaErrorInvalidValue;
   }
+  if (c.narrow) return StreamGemmNarrowSwiGlu(c, w, n, k, x, cols, epilogue, stream);
   switch (c.width) {
     case 64: return LaunchWidth<64, true>(w, n, k, x, cols, nullptr, 1, epilogue, stream);
     case 96: return LaunchWidth<96, true>(w, n, k, x, cols, nullptr, 1, epilogue, stream);

@@ -24,11 +24,19 @@
 // stored as single floats (the plane is [cols, n], the fragment runs along n).
 // The summation order depends on k, the slicing and N, never on cols: a row gives the same bits
 // alone or with others of the same N.
+// StreamGemmNarrowSwiGlu: the FFN's up projection (rows interleaved in kSwiGluGroup groups) with
+// SwiGLU as the epilogue. A thread's rows 16 w + lane / 4 and + 8 of a tile are up_gate and up
+// of the same FFN column, so it forms silu(g + b_g) · (u + b_u) itself. With S > 1 k-slices the
+// S blocks of a weight tile form a thread-block cluster: each leaves its products in its shared
+// memory, and the block of slice 0 adds the others' (distributed shared memory) in slice order,
+// then applies the epilogue: the sums, and so the bits, of StreamGemmNarrow followed by SwiGlu
+// over its planes, without the planes' round trip or a launch.
 #include <cuda_bf16.h>
 
 #include <cstdint>
 
 #include "kernels/dependent_launch.cuh"
+#include "kernels/device_common.cuh"
 #include "kernels/launchers.h"
 #include "kernels/tma_stream.cuh"
 #include "kernels/wgmma_ops.cuh"
@@ -47,10 +55,26 @@ struct NarrowShape {
   static_assert(kSmemBytes <= kStreamSmemPerBlock, "the stages fit in shared memory");
 };
 
-template <int MT, int N, int kStages>
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL)
+__device__ __forceinline__ void ClusterSync() {
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+// The fp32 at shared address `addr` of the cluster's block `rank`.
+__device__ __forceinline__ float LoadFromBlock(uint32_t addr, int rank) {
+  uint32_t remote;
+  float v;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(remote) : "r"(addr), "r"(rank));
+  asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(remote) : "memory");
+  return v;
+}
+#endif
+
+// kSwiGlu: the SwiGLU epilogue (with a cluster of the k-slices) instead of storing planes.
+template <int MT, int N, int kStages, bool kSwiGlu>
 __global__ void __launch_bounds__(kThreads) StreamGemmNarrowKernel(const __grid_constant__ CUtensorMap xmap,
                                                                    const __grid_constant__ CUtensorMap wmap, int n,
-                                                                   int k, int cols, float* out) {
+                                                                   int k, int cols, float* out,
+                                                                   SwiGluEpilogue epilogue) {
   AllowDependentLaunch();
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using S = NarrowShape<MT, N, kStages>;
@@ -92,6 +116,12 @@ __global__ void __launch_bounds__(kThreads) StreamGemmNarrowKernel(const __grid_
     } else {
       WaitForPriorKernels();
     }
+    if constexpr (kSwiGlu) {
+      if (gridDim.y > 1) {  // the consumers' two cluster barriers below
+        ClusterSync();
+        ClusterSync();
+      }
+    }
     return;
   }
 
@@ -125,6 +155,51 @@ __global__ void __launch_bounds__(kThreads) StreamGemmNarrowKernel(const __grid_
 #pragma unroll
   for (int m = 0; m < MT; ++m) FenceAccumulators(d[m]);
   const int lane = threadIdx.x % 32;
+  if constexpr (kSwiGlu) {
+    if (gridDim.y > 1) {
+      // Every stage has been read: the products go where the stages were, [MT][N / 2][128].
+      float* mine = reinterpret_cast<float*>(narrow_smem + (base - SharedAddress(narrow_smem)));
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+#pragma unroll
+        for (int i = 0; i < N / 2; ++i) mine[(m * (N / 2) + i) * 128 + threadIdx.x] = d[m][i];
+      }
+      ClusterSync();
+      if (slice == 0) {
+        for (int r = 1; r < int(gridDim.y); ++r) {
+#pragma unroll
+          for (int m = 0; m < MT; ++m) {
+#pragma unroll
+            for (int i = 0; i < N / 2; ++i) {
+              d[m][i] += LoadFromBlock(base + 4 * ((m * (N / 2) + i) * 128 + threadIdx.x), r);
+            }
+          }
+        }
+      }
+      ClusterSync();  // the others' shared memory stays until slice 0 has read it
+      if (slice != 0) return;
+    }
+    // Weight rows j (up_gate) and j + 8 (up) of FFN column 8 (j / 16) + lane / 4.
+    const int ffn = n / 2;
+    const int64_t count = int64_t(cols) * ffn;
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      const int j = blockIdx.x * MT * 64 + m * 64 + warp * 16 + lane / 4;
+      if (j >= n) continue;
+      const int fcol = j / 16 * 8 + lane / 4;
+      const float bg = epilogue.bias ? epilogue.bias[j] : 0.0f, bu = epilogue.bias ? epilogue.bias[j + 8] : 0.0f;
+#pragma unroll
+      for (int i = 0; i < N / 2; ++i) {
+        if (i / 2 % 2 != 0) continue;
+        const int c = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
+        if (c >= cols) continue;
+        float g = d[m][i], u = d[m][i + 2];
+        if (epilogue.bias) g += bg, u += bu;
+        StoreActivation(epilogue.out, epilogue.bf16, count, int64_t(c) * ffn + fcol, g / (1.0f + expf(-g)) * u);
+      }
+    }
+    return;
+  }
   float* o = out + int64_t(slice) * cols * n;
 #pragma unroll
   for (int m = 0; m < MT; ++m) {
@@ -138,41 +213,67 @@ __global__ void __launch_bounds__(kThreads) StreamGemmNarrowKernel(const __grid_
 #endif
 }
 
-template <int MT, int N, int kStages>
+template <int MT, int N, int kStages, bool kSwiGlu>
 cudaError_t LaunchNarrow(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
-                         cudaStream_t stream) {
+                         const SwiGluEpilogue& epilogue, cudaStream_t stream) {
   using S = NarrowShape<MT, N, kStages>;
+  constexpr auto kKernel = StreamGemmNarrowKernel<MT, N, kStages, kSwiGlu>;
   CUtensorMap xmap, wmap;
   cudaError_t e = MapOf(x, k, cols, N, &xmap);
   if (e == cudaSuccess) e = MapOf(w, k, n, MT * 64, &wmap);
-  if (e == cudaSuccess) e = AllowDynamicSmem<StreamGemmNarrowKernel<MT, N, kStages>>(S::kSmemBytes);
+  if (e == cudaSuccess) e = AllowDynamicSmem<kKernel>(S::kSmemBytes);
   if (e != cudaSuccess) return e;
-  return LaunchDependent(StreamGemmNarrowKernel<MT, N, kStages>, dim3((n + MT * 64 - 1) / (MT * 64), slices),
-                         kThreads, S::kSmemBytes, stream, xmap, wmap, n, k, cols, out);
+  cudaLaunchAttribute attributes[2] = {};
+  attributes[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attributes[0].val.programmaticStreamSerializationAllowed = 1;
+  attributes[1].id = cudaLaunchAttributeClusterDimension;
+  attributes[1].val.clusterDim.x = 1;
+  attributes[1].val.clusterDim.y = slices;
+  attributes[1].val.clusterDim.z = 1;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3((n + MT * 64 - 1) / (MT * 64), slices);
+  config.blockDim = kThreads;
+  config.dynamicSmemBytes = S::kSmemBytes;
+  config.stream = stream;
+  config.attrs = attributes;
+  // The SwiGLU form's k-slices meet in a cluster; the plain form's go to planes.
+  config.numAttrs = kSwiGlu && slices > 1 ? 2 : 1;
+  return cudaLaunchKernelEx(&config, kKernel, xmap, wmap, n, k, cols, out, epilogue);
 }
 
-template <int N>
+template <int N, bool kSwiGlu>
 cudaError_t LaunchTiling(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols, float* out,
-                         cudaStream_t stream) {
+                         const SwiGluEpilogue& e, cudaStream_t stream) {
   static_assert(sizeof(kStreamGemmNarrowTilings) / sizeof(kStreamGemmNarrowTilings[0]) == 5,
                 "one case per tiling");
   switch (c.width * 100 + c.stages) {
-    case 6408: return LaunchNarrow<1, N, 8>(w, n, k, x, cols, out, c.slices, stream);
-    case 6412: return LaunchNarrow<1, N, 12>(w, n, k, x, cols, out, c.slices, stream);
-    case 12806: return LaunchNarrow<2, N, 6>(w, n, k, x, cols, out, c.slices, stream);
-    case 12808: return LaunchNarrow<2, N, 8>(w, n, k, x, cols, out, c.slices, stream);
-    case 19206: return LaunchNarrow<3, N, 6>(w, n, k, x, cols, out, c.slices, stream);
+    case 6408: return LaunchNarrow<1, N, 8, kSwiGlu>(w, n, k, x, cols, out, c.slices, e, stream);
+    case 6412: return LaunchNarrow<1, N, 12, kSwiGlu>(w, n, k, x, cols, out, c.slices, e, stream);
+    case 12806: return LaunchNarrow<2, N, 6, kSwiGlu>(w, n, k, x, cols, out, c.slices, e, stream);
+    case 12808: return LaunchNarrow<2, N, 8, kSwiGlu>(w, n, k, x, cols, out, c.slices, e, stream);
+    case 19206: return LaunchNarrow<3, N, 6, kSwiGlu>(w, n, k, x, cols, out, c.slices, e, stream);
     default: return cudaErrorInvalidValue;
   }
+}
+
+template <bool kSwiGlu>
+cudaError_t LaunchRows(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols, float* out,
+                       const SwiGluEpilogue& e, cudaStream_t stream) {
+  if (cols <= 8) return LaunchTiling<8, kSwiGlu>(c, w, n, k, x, cols, out, e, stream);
+  if (cols <= 16) return LaunchTiling<16, kSwiGlu>(c, w, n, k, x, cols, out, e, stream);
+  return cudaErrorInvalidValue;
 }
 
 }  // namespace
 
 cudaError_t StreamGemmNarrow(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols, float* out,
                              cudaStream_t stream) {
-  if (cols <= 8) return LaunchTiling<8>(c, w, n, k, x, cols, out, stream);
-  if (cols <= 16) return LaunchTiling<16>(c, w, n, k, x, cols, out, stream);
-  return cudaErrorInvalidValue;
+  return LaunchRows<false>(c, w, n, k, x, cols, out, SwiGluEpilogue{}, stream);
+}
+
+cudaError_t StreamGemmNarrowSwiGlu(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols,
+                                   const SwiGluEpilogue& epilogue, cudaStream_t stream) {
+  return LaunchRows<true>(c, w, n, k, x, cols, nullptr, epilogue, stream);
 }
 
 }  // namespace xlserve::kernels

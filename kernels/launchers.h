@@ -84,10 +84,14 @@ struct SwiGluEpilogue {
   float* out = nullptr;
   Bf16Activation bf16;
 };
-// StreamGemm with that epilogue: one k-slice, `width` a multiple of 2 kSwiGluGroup, n % 16 == 0.
+// StreamGemm with that epilogue: `width` a multiple of 2 kSwiGluGroup, n % 16 == 0, and one
+// k-slice, or any of a narrow configuration (its slices meet in a cluster).
 bool StreamGemmSwiGluSupports(StreamGemmConfig config, int n, int k, int cols);
 cudaError_t StreamGemmSwiGlu(StreamGemmConfig config, const void* w, int n, int k, const void* x, int cols,
                              const SwiGluEpilogue& epilogue, cudaStream_t stream);
+// The narrow configurations of StreamGemmSwiGlu, unchecked (StreamGemmSwiGlu checks, then calls it).
+cudaError_t StreamGemmNarrowSwiGlu(StreamGemmConfig config, const void* w, int n, int k, const void* x, int cols,
+                                   const SwiGluEpilogue& epilogue, cudaStream_t stream);
 
 // out[i, :] = x[rows[i], :], x: [*, d].
 cudaError_t GatherRows(const float* x, const int32_t* rows, int count, int d, float* out, cudaStream_t stream);

@@ -1,9 +1,10 @@
 // StreamGemm (kernels/gemm_stream.cu) against a double-precision product on the host, plane by
 // plane: every tile width and k-slice count, activation row counts on and off the 64-row
 // warpgroup edges, weight rows off the tile edges and k off the 64-wide blocks; nothing past
-// the planes is written. The same for its narrow kernel (gemm_stream_narrow.cu) over 1-16 rows. Its SwiGLU epilogue against the plain product followed by SwiGlu, bit
-// for bit. The small-row GEMV's SwiGLU form (GemvBf16SwiGlu) against the GEMV followed by
-// SwiGlu, bit for bit. Tagged "gpu" (sm_90 only: StreamGemm needs sm_90a).
+// the planes is written. The same for its narrow kernel (gemm_stream_narrow.cu) over 1-16 rows.
+// Its SwiGLU epilogue (the narrow kernel's over k-slices too) against the plain product followed
+// by SwiGlu, bit for bit. The small-row GEMV's SwiGLU form (GemvBf16SwiGlu) against the GEMV
+// followed by SwiGlu, bit for bit. Tagged "gpu" (sm_90 only: StreamGemm needs sm_90a).
 #include <cuda_bf16.h>
 #include <cuda_runtime_api.h>
 
@@ -141,10 +142,10 @@ void CheckActivation(const __nv_bfloat16* act, const __nv_bfloat16* ref_act, siz
   CHECK(written == 0);
 }
 
-// StreamGemmSwiGlu(config) against StreamGemm(config) then SwiGlu over the interleaved plane:
+// StreamGemmSwiGlu(config) against StreamGemm(config) then SwiGlu over the interleaved planes:
 // the same products and the same maths, so the same bits; nothing past the activation written.
-void CheckSwiGlu(int ffn, int k, int cols, int width, bool bias, bool fp32_out, std::mt19937& rng) {
-  CAPTURE(ffn, k, cols, width, bias, fp32_out);
+void CheckSwiGlu(int ffn, int k, int cols, StreamGemmConfig config, bool bias, bool fp32_out, std::mt19937& rng) {
+  CAPTURE(ffn, k, cols, config.width, config.slices, config.narrow, config.stages, bias, fp32_out);
   const int n = 2 * ffn;
   const std::vector<__nv_bfloat16> x = RandomBf16(size_t(cols) * k, rng), w = RandomBf16(size_t(n) * k, rng);
   std::vector<float> b(n);
@@ -152,7 +153,7 @@ void CheckSwiGlu(int ffn, int k, int cols, int width, bool bias, bool fp32_out, 
   for (auto& v : b) v = u(rng);
   const size_t count = size_t(cols) * ffn, guard = 4096;
   DeviceBuffer<__nv_bfloat16> dx(x.size()), dw(w.size()), act(count + guard), ref_act(count);
-  DeviceBuffer<float> dbias(n), plane(size_t(cols) * n), out(count + guard), ref_out(count);
+  DeviceBuffer<float> dbias(n), plane(size_t(config.slices) * cols * n), out(count + guard), ref_out(count);
   REQUIRE(cudaMemcpy(dx.data, x.data(), x.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess);
   REQUIRE(cudaMemcpy(dw.data, w.data(), w.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess);
   REQUIRE(cudaMemcpy(dbias.data, b.data(), n * sizeof(float), cudaMemcpyHostToDevice) == cudaSuccess);
@@ -160,9 +161,9 @@ void CheckSwiGlu(int ffn, int k, int cols, int width, bool bias, bool fp32_out, 
   REQUIRE(cudaMemset(out.data, 0xFF, (count + guard) * sizeof(float)) == cudaSuccess);
   const float* bias_ptr = bias ? dbias.data : nullptr;
   const kernels::SwiGluEpilogue fused{bias_ptr, fp32_out ? out.data : nullptr, {act.data, false}};
-  REQUIRE(kernels::StreamGemmSwiGlu({width, 1}, dw.data, n, k, dx.data, cols, fused, nullptr) == cudaSuccess);
-  REQUIRE(kernels::StreamGemm({width, 1}, dw.data, n, k, dx.data, cols, plane.data, nullptr) == cudaSuccess);
-  REQUIRE(kernels::SwiGlu(kernels::GemmPlanes{plane.data, 1}, bias_ptr, true, cols, ffn, ref_out.data,
+  REQUIRE(kernels::StreamGemmSwiGlu(config, dw.data, n, k, dx.data, cols, fused, nullptr) == cudaSuccess);
+  REQUIRE(kernels::StreamGemm(config, dw.data, n, k, dx.data, cols, plane.data, nullptr) == cudaSuccess);
+  REQUIRE(kernels::SwiGlu(kernels::GemmPlanes{plane.data, config.slices}, bias_ptr, true, cols, ffn, ref_out.data,
                           {ref_act.data, false}, nullptr) == cudaSuccess);
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
   CheckActivation(act.data, ref_act.data, count, count + guard, out.data, ref_out.data, fp32_out ? count : 0,
@@ -174,11 +175,20 @@ TEST_CASE("the stream GEMM's SwiGLU epilogue gives the bits of the product follo
   std::mt19937 rng(11);
   for (int cols : {1, 17, 64, 65, 130, 192}) {
     for (int width : {64, 96, 128, 176}) {
-      CheckSwiGlu(200, 1032, cols, width, true, false, rng);  // a partial last tile
-      CheckSwiGlu(3 * width / 2, 520, cols, width, false, true, rng);
+      CheckSwiGlu(200, 1032, cols, {width, 1}, true, false, rng);  // a partial last tile
+      CheckSwiGlu(3 * width / 2, 520, cols, {width, 1}, false, true, rng);
     }
   }
-  CheckSwiGlu(1368, 4096, 191, 176, true, true, rng);
+  CheckSwiGlu(1368, 4096, 191, {176, 1}, true, true, rng);
+  // The narrow kernel, whose k-slices meet in a cluster.
+  for (int cols : {1, 3, 8, 9, 16}) {
+    for (const kernels::StreamGemmTiling& t : kernels::kStreamGemmNarrowTilings) {
+      for (int slices = 1; slices <= kernels::kStreamGemmMaxSlices; ++slices) {
+        CheckSwiGlu(200, 1032, cols, {t.width, slices, true, t.stages}, slices % 2 == 1, slices < 3, rng);
+      }
+    }
+  }
+  CheckSwiGlu(10944, 4096, 4, {128, 3, true, 6}, true, false, rng);  // the 7B up projection
 }
 
 // GemvBf16SwiGlu against GemvBf16SmallRows (bias included) then SwiGlu over the interleaved
@@ -269,7 +279,9 @@ TEST_CASE("the stream GEMM refuses shapes and configurations it does not compute
   const kernels::SwiGluEpilogue e{nullptr, nullptr, {act.data, false}};
   CHECK(kernels::StreamGemmSwiGlu({168, 1}, w.data, 256, 128, x.data, 64, e, nullptr) == cudaErrorInvalidValue);
   CHECK(kernels::StreamGemmSwiGlu({96, 2}, w.data, 256, 128, x.data, 64, e, nullptr) == cudaErrorInvalidValue);
-  CHECK(kernels::StreamGemmSwiGlu({64, 1, true, 8}, w.data, 256, 128, x.data, 8, e, nullptr) ==
+  CHECK(kernels::StreamGemmSwiGlu({64, 1, true, 8}, w.data, 256, 128, x.data, 17, e, nullptr) ==
+        cudaErrorInvalidValue);
+  CHECK(kernels::StreamGemmSwiGlu({64, 2, true, 8}, w.data, 248, 128, x.data, 8, e, nullptr) ==
         cudaErrorInvalidValue);
   CHECK(kernels::StreamGemmSwiGlu({96, 1}, w.data, 248, 128, x.data, 64, e, nullptr) == cudaErrorInvalidValue);
   CHECK(kernels::StreamGemmSwiGlu({96, 1}, w.data, 256, 128, x.data, 64, {nullptr, nullptr, {act.data, true}},
