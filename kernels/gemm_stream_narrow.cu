@@ -1,6 +1,6 @@
-// StreamGemmNarrow: StreamGemm's product for 1-16 activation rows with the operands swapped:
+// StreamGemmNarrow: StreamGemm's product for 1-32 activation rows with the operands swapped:
 // the weights are wgmma's A operand (m64 tiles of weight rows) and the activations its B (an
-// N = 8 or 16 row tile), so the tensor-core work a k16 step is 64 x N per weight tile instead
+// N = 8, 16 or 32 row tile), so the tensor-core work a k16 step is 64 x N per weight tile instead
 // of 64 padded activation rows x W.
 //
 // Maths: out[s, c, j] = Σ_{k in slice s} x[c, k] · w[j, k], fp32 accumulation, for the k-slices
@@ -261,6 +261,7 @@ cudaError_t LaunchRows(StreamGemmConfig c, const void* w, int n, int k, const vo
                        const SwiGluEpilogue& e, cudaStream_t stream) {
   if (cols <= 8) return LaunchTiling<8, kSwiGlu>(c, w, n, k, x, cols, out, e, stream);
   if (cols <= 16) return LaunchTiling<16, kSwiGlu>(c, w, n, k, x, cols, out, e, stream);
+  if (cols <= 32) return LaunchTiling<32, kSwiGlu>(c, w, n, k, x, cols, out, e, stream);
   return cudaErrorInvalidValue;
 }
 

@@ -48,7 +48,7 @@ constexpr int kStreamGemmMaxSlices = 4;
 // 176: the widest that the SwiGLU epilogue takes (whole pairs of 8-row groups) and that covers
 // the 7B up projection (21888 rows) in one wave of 132 SMs.
 constexpr int kStreamGemmWidths[] = {64, 96, 128, 168, 176};
-constexpr int kStreamGemmNarrowMaxCols = 16;
+constexpr int kStreamGemmNarrowMaxCols = 32;
 struct StreamGemmTiling {
   int width, stages;
 };

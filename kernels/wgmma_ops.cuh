@@ -4,7 +4,7 @@
 // 8 (i / 4) + 2 (lane % 4) + i % 2 for thread lane of warp w); d += a bᵀ, or d = a bᵀ when
 // `accumulate` is 0. sm_90a only. Each N needs its own operand list, hence one specialisation
 // per tile width used by gemm_stream.cu (kStreamGemmWidths) and per activation tile of
-// gemm_stream_narrow.cu (8 and 16 rows).
+// gemm_stream_narrow.cu (8, 16 and 32 rows).
 #pragma once
 
 #include <cstdint>
@@ -33,6 +33,19 @@ struct Wgmma<16> {
         "wgmma.mma_async.sync.aligned.m64n16k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7}, %8, %9, p, 1, 1, 0, "
         "0;\n}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7])
+        : "l"(a), "l"(b), "r"(accumulate));
+  }
+};
+
+template <>
+struct Wgmma<32> {
+  __device__ __forceinline__ static void Run(float (&d)[16], uint64_t a, uint64_t b, uint32_t accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, "
+        "%13, %14, %15}, %16, %17, p, 1, 1, 0, 0;\n}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
+          "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15])
         : "l"(a), "l"(b), "r"(accumulate));
   }
 };

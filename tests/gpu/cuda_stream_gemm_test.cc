@@ -1,7 +1,7 @@
 // StreamGemm (kernels/gemm_stream.cu) against a double-precision product on the host, plane by
 // plane: every tile width and k-slice count, activation row counts on and off the 64-row
 // warpgroup edges, weight rows off the tile edges and k off the 64-wide blocks; nothing past
-// the planes is written. The same for its narrow kernel (gemm_stream_narrow.cu) over 1-16 rows.
+// the planes is written. The same for its narrow kernel (gemm_stream_narrow.cu) over 1-32 rows.
 // Its SwiGLU epilogue (the narrow kernel's over k-slices too) against the plain product followed
 // by SwiGlu, bit for bit. The small-row GEMV's SwiGLU form (GemvBf16SwiGlu) against the GEMV
 // followed by SwiGlu, bit for bit. Tagged "gpu" (sm_90 only: StreamGemm needs sm_90a).
@@ -100,8 +100,9 @@ TEST_CASE("the stream GEMM matches a double-precision product for every tiling, 
 TEST_CASE("the narrow stream GEMM matches a double-precision product for every tiling, row count and k-slicing") {
   REQUIRE(kernels::StreamGemmAvailable());
   std::mt19937 rng(11);
-  // Rows on and off the 8- and 16-row activation tiles; a partial last weight tile; k past the blocks.
-  for (int cols : {1, 3, 8, 9, 16}) {
+  // Rows on and off the 8-, 16- and 32-row activation tiles; a partial last weight tile; k past
+  // the blocks.
+  for (int cols : {1, 3, 8, 9, 16, 17, 32}) {
     for (const kernels::StreamGemmTiling& t : kernels::kStreamGemmNarrowTilings) {
       CheckShape(2 * t.width + 10, 1032, cols, {t.width, 1, true, t.stages}, rng);
       CheckShape(t.width + 2, 1544, cols, {t.width, 4, true, t.stages}, rng);
@@ -118,7 +119,7 @@ TEST_CASE("the narrow stream GEMM matches a double-precision product for every t
     CHECK(kernels::StreamGemmRuns(c, 12304, 4096, 4));
   }
   CHECK(narrow == int(std::size(kernels::kStreamGemmNarrowTilings)) * kernels::kStreamGemmMaxSlices);
-  for (const StreamGemmConfig& c : kernels::StreamGemmCandidates(12304, 4096, 17, 132)) CHECK_FALSE(c.narrow);
+  for (const StreamGemmConfig& c : kernels::StreamGemmCandidates(12304, 4096, 33, 132)) CHECK_FALSE(c.narrow);
 }
 
 // Compares a SwiGLU activation with its reference: the first bf16_checked of act (bf16, bf16_total
@@ -181,7 +182,7 @@ TEST_CASE("the stream GEMM's SwiGLU epilogue gives the bits of the product follo
   }
   CheckSwiGlu(1368, 4096, 191, {176, 1}, true, true, rng);
   // The narrow kernel, whose k-slices meet in a cluster.
-  for (int cols : {1, 3, 8, 9, 16}) {
+  for (int cols : {1, 3, 8, 9, 16, 17, 32}) {
     for (const kernels::StreamGemmTiling& t : kernels::kStreamGemmNarrowTilings) {
       for (int slices = 1; slices <= kernels::kStreamGemmMaxSlices; ++slices) {
         CheckSwiGlu(200, 1032, cols, {t.width, slices, true, t.stages}, slices % 2 == 1, slices < 3, rng);
@@ -259,15 +260,15 @@ TEST_CASE("the stream GEMM refuses shapes and configurations it does not compute
   CHECK(kernels::StreamGemm({96, 3}, w.data, 256, 128, x.data, 64, out.data, nullptr) == cudaErrorInvalidValue);
   CHECK(kernels::StreamGemm({100, 1}, w.data, 256, 128, x.data, 64, out.data, nullptr) == cudaErrorInvalidValue);
   CHECK(kernels::StreamGemmCandidates(256, 128, 193, 132).empty());
-  // The narrow kernel: at most 16 rows, and only its own tilings.
-  CHECK(kernels::StreamGemm({64, 1, true, 8}, w.data, 256, 128, x.data, 17, out.data, nullptr) ==
+  // The narrow kernel: at most 32 rows, and only its own tilings.
+  CHECK(kernels::StreamGemm({64, 1, true, 8}, w.data, 256, 128, x.data, 33, out.data, nullptr) ==
         cudaErrorInvalidValue);
   CHECK(kernels::StreamGemm({64, 1, true, 6}, w.data, 256, 128, x.data, 8, out.data, nullptr) ==
         cudaErrorInvalidValue);
   CHECK(kernels::StreamGemm({96, 1, true, 8}, w.data, 256, 128, x.data, 8, out.data, nullptr) ==
         cudaErrorInvalidValue);
-  CHECK_FALSE(kernels::StreamGemmRuns({64, 1, true, 8}, 256, 128, 17));
-  CHECK(kernels::StreamGemmRuns({64, 1, true, 8}, 256, 128, 16));
+  CHECK_FALSE(kernels::StreamGemmRuns({64, 1, true, 8}, 256, 128, 33));
+  CHECK(kernels::StreamGemmRuns({64, 1, true, 8}, 256, 128, 32));
   for (const StreamGemmConfig& c : kernels::StreamGemmCandidates(21888, 4096, 191, 132)) {
     const int blocks = (21888 + c.width - 1) / c.width * c.slices;
     CHECK(blocks >= 99);
@@ -279,7 +280,7 @@ TEST_CASE("the stream GEMM refuses shapes and configurations it does not compute
   const kernels::SwiGluEpilogue e{nullptr, nullptr, {act.data, false}};
   CHECK(kernels::StreamGemmSwiGlu({168, 1}, w.data, 256, 128, x.data, 64, e, nullptr) == cudaErrorInvalidValue);
   CHECK(kernels::StreamGemmSwiGlu({96, 2}, w.data, 256, 128, x.data, 64, e, nullptr) == cudaErrorInvalidValue);
-  CHECK(kernels::StreamGemmSwiGlu({64, 1, true, 8}, w.data, 256, 128, x.data, 17, e, nullptr) ==
+  CHECK(kernels::StreamGemmSwiGlu({64, 1, true, 8}, w.data, 256, 128, x.data, 33, e, nullptr) ==
         cudaErrorInvalidValue);
   CHECK(kernels::StreamGemmSwiGlu({64, 2, true, 8}, w.data, 248, 128, x.data, 8, e, nullptr) ==
         cudaErrorInvalidValue);
