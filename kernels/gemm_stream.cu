@@ -64,36 +64,12 @@ __global__ void __launch_bounds__(StreamShape<W, G>::kThreads, 1)
   int kb0, iters;
   SliceBlocks(k, slice, gridDim.y, &kb0, &iters);
   const int warp = threadIdx.x / 32;
-  if (threadIdx.x == 0) {
-    for (int i = 0; i < S::kStages; ++i) {
-      BarrierInit(full + 8 * i, 1);
-      BarrierInit(empty + 8 * i, G * 4);  // one arrival per consumer warp
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  }
-  __syncthreads();
+  InitStageBarriers(full, empty, S::kStages, G * 4);
 
   if (warp == G * 4) {  // producer
     if (threadIdx.x % 32 == 0) {
-      const int row0 = blockIdx.x * W;
-      // Weights are nobody's output: the first stages load before the kernel ahead has ended.
-      const int early = min(iters, S::kStages);
-      for (int it = 0; it < early; ++it) {
-        const uint32_t stage = base + it * S::kStageBytes;
-        BarrierExpectBytes(full + 8 * it, S::kStageBytes);
-        TmaLoad(stage + S::kXBytes, &wmap, (kb0 + it) * kStreamBlockK, row0, full + 8 * it);
-      }
-      WaitForPriorKernels();
-      for (int it = 0; it < iters; ++it) {
-        const int st = it % S::kStages;
-        const uint32_t stage = base + st * S::kStageBytes;
-        if (it >= S::kStages) {
-          BarrierWait(empty + 8 * st, ((it / S::kStages) - 1) & 1);
-          BarrierExpectBytes(full + 8 * st, S::kStageBytes);
-          TmaLoad(stage + S::kXBytes, &wmap, (kb0 + it) * kStreamBlockK, row0, full + 8 * st);
-        }
-        TmaLoad(stage, &xmap, (kb0 + it) * kStreamBlockK, 0, full + 8 * st);
-      }
+      ProduceStages(&xmap, &wmap, blockIdx.x * W, kb0, iters, S::kStages, S::kStageBytes, S::kXBytes, base, full,
+                    empty);
     } else {
       WaitForPriorKernels();
     }

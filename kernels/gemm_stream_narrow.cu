@@ -85,34 +85,12 @@ __global__ void __launch_bounds__(kThreads) StreamGemmNarrowKernel(const __grid_
   int kb0, iters;
   SliceBlocks(k, slice, gridDim.y, &kb0, &iters);
   const int warp = threadIdx.x / 32;
-  if (threadIdx.x == 0) {
-    for (int i = 0; i < kStages; ++i) {
-      BarrierInit(full + 8 * i, 1);
-      BarrierInit(empty + 8 * i, 4);  // one arrival per consumer warp
-    }
-    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
-  }
-  __syncthreads();
+  InitStageBarriers(full, empty, kStages, 4);
 
   if (warp == 4) {  // producer
     if (threadIdx.x % 32 == 0) {
-      const int row0 = blockIdx.x * MT * 64;
-      const int early = min(iters, kStages);
-      for (int it = 0; it < early; ++it) {
-        BarrierExpectBytes(full + 8 * it, S::kStageBytes);
-        TmaLoad(base + it * S::kStageBytes + S::kXBytes, &wmap, (kb0 + it) * kStreamBlockK, row0, full + 8 * it);
-      }
-      WaitForPriorKernels();
-      for (int it = 0; it < iters; ++it) {
-        const int st = it % kStages;
-        const uint32_t stage = base + st * S::kStageBytes;
-        if (it >= kStages) {
-          BarrierWait(empty + 8 * st, ((it / kStages) - 1) & 1);
-          BarrierExpectBytes(full + 8 * st, S::kStageBytes);
-          TmaLoad(stage + S::kXBytes, &wmap, (kb0 + it) * kStreamBlockK, row0, full + 8 * st);
-        }
-        TmaLoad(stage, &xmap, (kb0 + it) * kStreamBlockK, 0, full + 8 * st);
-      }
+      ProduceStages(&xmap, &wmap, blockIdx.x * MT * 64, kb0, iters, kStages, S::kStageBytes, S::kXBytes, base, full,
+                    empty);
     } else {
       WaitForPriorKernels();
     }
@@ -223,22 +201,10 @@ cudaError_t LaunchNarrow(const void* w, int n, int k, const void* x, int cols, f
   if (e == cudaSuccess) e = MapOf(w, k, n, MT * 64, &wmap);
   if (e == cudaSuccess) e = AllowDynamicSmem<kKernel>(S::kSmemBytes);
   if (e != cudaSuccess) return e;
-  cudaLaunchAttribute attributes[2] = {};
-  attributes[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attributes[0].val.programmaticStreamSerializationAllowed = 1;
-  attributes[1].id = cudaLaunchAttributeClusterDimension;
-  attributes[1].val.clusterDim.x = 1;
-  attributes[1].val.clusterDim.y = slices;
-  attributes[1].val.clusterDim.z = 1;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3((n + MT * 64 - 1) / (MT * 64), slices);
-  config.blockDim = kThreads;
-  config.dynamicSmemBytes = S::kSmemBytes;
-  config.stream = stream;
-  config.attrs = attributes;
   // The SwiGLU form's k-slices meet in a cluster; the plain form's go to planes.
-  config.numAttrs = kSwiGlu && slices > 1 ? 2 : 1;
-  return cudaLaunchKernelEx(&config, kKernel, xmap, wmap, n, k, cols, out, epilogue);
+  const dim3 cluster(1, kSwiGlu ? slices : 1, 1);
+  return LaunchDependentClusters(cluster, kKernel, dim3((n + MT * 64 - 1) / (MT * 64), slices), kThreads,
+                                 S::kSmemBytes, stream, xmap, wmap, n, k, cols, out, epilogue);
 }
 
 template <int N, bool kSwiGlu>

@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "kernels/dependent_launch.cuh"
+
 namespace xlserve::kernels {
 
 constexpr int kStreamBlockK = 64;   // bf16 values in one 128-byte swizzled shared-memory row
@@ -50,6 +52,42 @@ __device__ __forceinline__ void TmaLoad(uint32_t dst, const CUtensorMap* map, in
 // wgmma descriptor of a K-major tile in 128-byte swizzled rows: 8-row groups 1024 bytes apart.
 __device__ __forceinline__ uint64_t TileDescriptor(uint32_t addr) {
   return uint64_t((addr >> 4) & 0x3FFF) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+// Thread 0 of a block: the "full" and "empty" mbarriers of `stages` stages (8 bytes apart), the
+// empty ones counting one arrival per consumer warp; then the block syncs.
+__device__ __forceinline__ void InitStageBarriers(uint32_t full, uint32_t empty, int stages, int consumer_warps) {
+  if (threadIdx.x == 0) {
+    for (int i = 0; i < stages; ++i) {
+      BarrierInit(full + 8 * i, 1);
+      BarrierInit(empty + 8 * i, consumer_warps);
+    }
+    asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+  }
+  __syncthreads();
+}
+// The producer's thread: k-blocks kb0 .. kb0 + iters - 1 into the ring of `stages` stages at
+// `base`, each [x box (x_bytes), w box of the rows from row0], counted on the stage's full
+// barrier; a stage is refilled once its empty barrier says the consumers are done. Weights are
+// nobody's output: the first stages' weights load before the wait for the kernel ahead.
+__device__ __forceinline__ void ProduceStages(const CUtensorMap* xmap, const CUtensorMap* wmap, int row0, int kb0,
+                                              int iters, int stages, uint32_t stage_bytes, uint32_t x_bytes,
+                                              uint32_t base, uint32_t full, uint32_t empty) {
+  const int early = min(iters, stages);
+  for (int it = 0; it < early; ++it) {
+    BarrierExpectBytes(full + 8 * it, stage_bytes);
+    TmaLoad(base + it * stage_bytes + x_bytes, wmap, (kb0 + it) * kStreamBlockK, row0, full + 8 * it);
+  }
+  WaitForPriorKernels();
+  for (int it = 0; it < iters; ++it) {
+    const int st = it % stages;
+    const uint32_t stage = base + st * stage_bytes;
+    if (it >= stages) {
+      BarrierWait(empty + 8 * st, ((it / stages) - 1) & 1);
+      BarrierExpectBytes(full + 8 * st, stage_bytes);
+      TmaLoad(stage + x_bytes, wmap, (kb0 + it) * kStreamBlockK, row0, full + 8 * st);
+    }
+    TmaLoad(stage, xmap, (kb0 + it) * kStreamBlockK, 0, full + 8 * st);
+  }
 }
 // Keeps the compiler from moving accumulator reads or writes across the asynchronous products.
 template <int R>
