@@ -219,6 +219,29 @@ std::shared_ptr<const ModelWeights> RandomBf16Weights(const ModelConfig& config,
 
 namespace {
 
+// The GEMM choices that timing made on `backend` as one JSON row: a choice that differs between
+// two runs of one binary explains a row that does.
+absl::Status AppendGemmChoices(const Accelerator& device, Backend* backend, const std::string& prec, DType state,
+                               nlohmann::json* rows) {
+  ASSIGN_OR_RETURN(const std::vector<GemmChoice> choices, device.GemmChoices(backend));
+  nlohmann::json shapes = nlohmann::json::array();
+  for (const GemmChoice& c : choices) {
+    nlohmann::json candidates = nlohmann::json::array();
+    for (const auto& [name, ms] : c.candidates_ms) candidates.push_back({{"name", name}, {"ms", ms}});
+    shapes.push_back({{"n", c.n},
+                      {"k", c.k},
+                      {"rows", c.rows},
+                      {"swiglu", c.swiglu},
+                      {"chosen", c.chosen},
+                      {"candidates", candidates}});
+  }
+  rows->push_back({{"kind", "gemm_choices"},
+                   {"precision", prec},
+                   {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                   {"shapes", shapes}});
+  return absl::OkStatus();
+}
+
 // The tables of one precision, appended to `rows` and `table`.
 absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const ModelWeights> weights,
                           const ShapeBenchOptions& options, Precision precision, nlohmann::json* rows,
@@ -259,7 +282,10 @@ absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const Model
                        {"reference_step_ms", ref},
                        {"stage_ms", r.stages}});
     }
-    if (state != options.state_dtypes.front()) continue;
+    if (state != options.state_dtypes.front()) {
+      RETURN_IF_ERROR(AppendGemmChoices(device, backend.get(), prec, state, rows));
+      continue;
+    }
     if (!options.verify_lengths.empty()) {
       std::snprintf(line, sizeof(line),
                     "\nspeculative verify, precision %s, %s state: deferred greedy pass of L tokens per sequence "
@@ -388,6 +414,7 @@ absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const Model
                        {"fraction_of_roofline", roof_ms / ms},
                        {"stage_ms", stage_ms}});
     }
+    RETURN_IF_ERROR(AppendGemmChoices(device, backend.get(), prec, state, rows));
   }
   return absl::OkStatus();
 }

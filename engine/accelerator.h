@@ -24,6 +24,16 @@ namespace xlserve {
 // Milliseconds of device time per stage name, largest first.
 using StageProfile = std::vector<std::pair<std::string, double>>;
 
+// What timing chose for one weight GEMM shape (n outputs, depth k, `rows` activation rows): the
+// candidates that ran, each with the ms of its timed calls, and the one taken. Benchmarks
+// report these, so that a choice that differs between two runs of one binary shows.
+struct GemmChoice {
+  int n = 0, k = 0, rows = 0;
+  bool swiglu = false;  // the up projection with SwiGLU fused, against the product + SwiGLU pass
+  std::vector<std::pair<std::string, double>> candidates_ms;
+  std::string chosen;
+};
+
 class Accelerator {
  public:
   virtual ~Accelerator() = default;
@@ -50,6 +60,10 @@ class Accelerator {
   // TakeStageProfile returns the sums since profiling was switched on and resets them.
   virtual absl::Status SetStageProfiling(Backend* backend, bool on) const = 0;
   virtual absl::StatusOr<StageProfile> TakeStageProfile(Backend* backend) const = 0;
+
+  // The GEMM choices that timing made on a backend this accelerator created, in the order made
+  // (INVALID_ARGUMENT for any other backend).
+  virtual absl::StatusOr<std::vector<GemmChoice>> GemmChoices(Backend* backend) const = 0;
 };
 
 }  // namespace xlserve

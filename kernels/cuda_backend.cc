@@ -189,6 +189,7 @@ class CudaBackend final : public Backend {
   }
 
   StageProfiler& profiler() { return profiler_; }
+  const LtGemm& gemms() const { return *lt_; }
 
  private:
   // Applies the slot's recorded commit to its state with the commit kernel.
@@ -311,6 +312,12 @@ absl::StatusOr<std::vector<std::pair<std::string, double>>> TakeStageProfile(Bac
   auto* cuda = dynamic_cast<CudaBackend*>(backend);
   if (cuda == nullptr) return absl::InvalidArgumentError("stage profiling needs a CUDA backend");
   return cuda->profiler().Take();
+}
+
+absl::StatusOr<std::vector<GemmChoice>> GemmChoices(Backend* backend) {
+  auto* cuda = dynamic_cast<CudaBackend*>(backend);
+  if (cuda == nullptr) return absl::InvalidArgumentError("GEMM choices need a CUDA backend");
+  return cuda->gemms().choices();
 }
 
 }  // namespace xlserve::kernels

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/accelerator.h"
 #include "engine/backend.h"
 #include "engine/model/model_weights.h"
 #include "engine/util/dtype.h"
@@ -47,5 +48,7 @@ absl::StatusOr<double> MeasureBf16GemmFlops(int n);
 absl::Status SetStageProfiling(Backend* backend, bool on);
 // Milliseconds per stage name summed since profiling was switched on, largest first; resets.
 absl::StatusOr<std::vector<std::pair<std::string, double>>> TakeStageProfile(Backend* backend);
+// The weight GEMM choices that timing made on the backend, in the order made.
+absl::StatusOr<std::vector<GemmChoice>> GemmChoices(Backend* backend);
 
 }  // namespace xlserve::kernels

@@ -42,6 +42,23 @@ absl::StatusOr<float> TimeRuns(Run run, cudaStream_t stream) {
   return ok ? ms : std::numeric_limits<float>::infinity();
 }
 
+// Names of the candidates in GemmChoice.
+std::string LtLabel(const cublasLtMatmulAlgo_t& algo, int slices) {
+  int32_t id = 0;
+  uint32_t tile = 0, stages = 0, split_k = 0;
+  size_t written = 0;
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof(id), &written);
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof(tile), &written);
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof(stages), &written);
+  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &split_k, sizeof(split_k), &written);
+  return "cublasLt algo " + std::to_string(id) + " tile " + std::to_string(tile) + " stages " +
+         std::to_string(stages) + " split-k " + std::to_string(split_k) + ", " + std::to_string(slices) + " k-slice(s)";
+}
+std::string StreamLabel(const StreamGemmConfig& c) {
+  return std::string(c.narrow ? "narrow " : "") + "StreamGemm width " + std::to_string(c.width) + " stages " +
+         std::to_string(c.stages) + ", " + std::to_string(c.slices) + " k-slice(s)";
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LtGemm>> LtGemm::Create() {
@@ -116,8 +133,12 @@ bool LtGemm::Borrow(const Plan& donor, int n, int k, int cols, Plan* p) {
   return true;
 }
 
+std::string LtGemm::Label(const Plan& p) {
+  return p.stream.width > 0 ? StreamLabel(p.stream) : LtLabel(p.algo, p.k_slices);
+}
+
 absl::StatusOr<float> LtGemm::Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
-                                      bool timed, Plan* p, cudaStream_t stream) {
+                                      bool timed, Plan* p, GemmChoice* record, cudaStream_t stream) {
   RETURN_IF_ERROR(Describe(n, k, cols, slices, p));
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
@@ -147,6 +168,7 @@ absl::StatusOr<float> LtGemm::Prepare(const void* w, int n, int k, const void* x
                                                                  kWorkspaceBytes, stream) == CUBLAS_STATUS_SUCCESS;
                                          },
                                          stream));
+    if (std::isfinite(ms)) record->candidates_ms.emplace_back(LtLabel(results[i].algo, slices), ms);
     if (ms < best) {
       best = ms;
       p->algo = results[i].algo;
@@ -156,12 +178,13 @@ absl::StatusOr<float> LtGemm::Prepare(const void* w, int n, int k, const void* x
 }
 
 absl::Status LtGemm::TryStream(const void* w, int n, int k, const void* x, int cols, float* out, float best_ms,
-                               Plan* p, cudaStream_t stream) {
+                               Plan* p, GemmChoice* record, cudaStream_t stream) {
   StreamGemmConfig chosen;
   for (const StreamGemmConfig& c : StreamGemmCandidates(n, k, cols, sms_)) {
     ASSIGN_OR_RETURN(const float ms,
                      TimeRuns([&] { return StreamGemm(c, w, n, k, x, cols, out, stream) == cudaSuccess; }, stream));
     cudaGetLastError();  // a configuration that cannot launch here is skipped
+    if (std::isfinite(ms)) record->candidates_ms.emplace_back(StreamLabel(c), ms);
     // ms covers kTimedRuns calls.
     const float counted =
         c.narrow ? ms + float(kTimedRuns * (c.slices - 1)) * 2 * sizeof(float) * cols * n / kPlaneBytesPerMs
@@ -198,8 +221,9 @@ absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const
     }
   }
   const bool timed = !frozen_ && cols <= kTunedMaxCols;
+  GemmChoice record{n, k, cols};
   Plan whole;
-  absl::StatusOr<float> whole_ms = Prepare(w, n, k, x, cols, out, 1, timed, &whole, stream);
+  absl::StatusOr<float> whole_ms = Prepare(w, n, k, x, cols, out, 1, timed, &whole, &record, stream);
   if (!whole_ms.ok()) {
     Destroy(&whole);
     return whole_ms.status();
@@ -208,7 +232,7 @@ absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const
   float best_ms = *whole_ms;
   if (timed && MaxKSlices(cols) >= 2 && k % 16 == 0) {
     Plan sliced;
-    absl::StatusOr<float> sliced_ms = Prepare(w, n, k, x, cols, out, 2, /*timed=*/true, &sliced, stream);
+    absl::StatusOr<float> sliced_ms = Prepare(w, n, k, x, cols, out, 2, /*timed=*/true, &sliced, &record, stream);
     if (sliced_ms.ok() && *sliced_ms < *whole_ms * kSliceGain) {
       Destroy(&whole);
       whole = sliced;
@@ -217,8 +241,12 @@ absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const
       Destroy(&sliced);
     }
   }
-  if (timed && stream_gemm_) RETURN_IF_ERROR(TryStream(w, n, k, x, cols, out, best_ms, &whole, stream));
-  if (timed) timed_.insert(key);
+  if (timed && stream_gemm_) RETURN_IF_ERROR(TryStream(w, n, k, x, cols, out, best_ms, &whole, &record, stream));
+  if (timed) {
+    timed_.insert(key);
+    record.chosen = Label(whole);
+    choices_.push_back(std::move(record));
+  }
   return &plans_.emplace(key, whole).first->second;
 }
 
@@ -241,6 +269,8 @@ absl::StatusOr<StreamGemmConfig> LtGemm::SwiGluPlanFor(const void* w, int n, int
     return chosen;
   }
   ASSIGN_OR_RETURN(const Plan* plan, PlanFor(w, n, k, x, cols, out, stream));
+  GemmChoice record{n, k, cols, /*swiglu=*/true};
+  const std::string unfused = "the product (" + Label(*plan) + ") + the SwiGLU pass";
   ASSIGN_OR_RETURN(float best_ms, TimeRuns(
                                       [&] {
                                         return Launch(*plan, w, n, k, x, cols, out, stream).ok() &&
@@ -248,6 +278,7 @@ absl::StatusOr<StreamGemmConfig> LtGemm::SwiGluPlanFor(const void* w, int n, int
                                                       epilogue.out, epilogue.bf16, stream) == cudaSuccess;
                                       },
                                       stream));
+  if (std::isfinite(best_ms)) record.candidates_ms.emplace_back(unfused, best_ms);
   for (const StreamGemmConfig& c : StreamGemmCandidates(n, k, cols, sms_)) {
     if (!StreamGemmSwiGluSupports(c, n, k, cols)) continue;
     ASSIGN_OR_RETURN(const float ms, TimeRuns(
@@ -257,11 +288,14 @@ absl::StatusOr<StreamGemmConfig> LtGemm::SwiGluPlanFor(const void* w, int n, int
                                          },
                                          stream));
     cudaGetLastError();  // a configuration that cannot launch here is skipped
+    if (std::isfinite(ms)) record.candidates_ms.emplace_back(StreamLabel(c) + " with the SwiGLU epilogue", ms);
     if (ms < best_ms) {
       best_ms = ms;
       chosen = c;
     }
   }
+  record.chosen = chosen.width > 0 ? StreamLabel(chosen) + " with the SwiGLU epilogue" : unfused;
+  choices_.push_back(std::move(record));
   swiglu_.emplace(key, chosen);
   return chosen;
 }

@@ -25,9 +25,12 @@
 #include <map>
 #include <set>
 #include <memory>
+#include <string>
 #include <tuple>
+#include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/accelerator.h"
 #include "kernels/launchers.h"
 
 namespace xlserve::kernels {
@@ -59,6 +62,10 @@ class LtGemm {
   // of the same weights when cuBLASLt accepts it there (warm-up times a ladder of row counts),
   // else the heuristic's first choice.
   void SetTuning(bool allowed) { frozen_ = !allowed; }
+  // Every shape timed so far: the candidates' times as measured (a k-sliced one is then taken
+  // only if kSliceGain faster, a narrow one's extra planes priced by their bytes) and the one
+  // taken. One entry per timed shape, so bounded by the shapes warm-up visits.
+  const std::vector<GemmChoice>& choices() const { return choices_; }
 
  private:
   LtGemm() = default;
@@ -74,14 +81,17 @@ class LtGemm {
   // A plan for the shape with `donor`'s algorithm and slicing, if cuBLASLt accepts it there.
   bool Borrow(const Plan& donor, int n, int k, int cols, Plan* p);
   // The layouts of `slices` k-slices of the shape into p, and its fastest algorithm (timed when
-  // `timed`) with its time in ms (infinity when untimed).
+  // `timed`, each candidate's time added to `record`) with its time in ms (infinity when
+  // untimed).
   absl::StatusOr<float> Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
-                                bool timed, Plan* p, cudaStream_t stream);
+                                bool timed, Plan* p, GemmChoice* record, cudaStream_t stream);
   static void Destroy(Plan* p);
+  // The plan's name in GemmChoice.
+  static std::string Label(const Plan& p);
   // Replaces *p by the fastest StreamGemm configuration of the shape if that beats `best_ms`
-  // (an extra k-slice counted as in PlanFor).
+  // (an extra k-slice counted as in PlanFor); each configuration's time goes to `record`.
   absl::Status TryStream(const void* w, int n, int k, const void* x, int cols, float* out, float best_ms, Plan* p,
-                         cudaStream_t stream);
+                         GemmChoice* record, cudaStream_t stream);
   absl::StatusOr<Plan*> PlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
                                 cudaStream_t stream);
   // Runs plan p (planned for the shape) on `stream`.
@@ -96,6 +106,7 @@ class LtGemm {
   std::map<std::tuple<int, int, int>, Plan> plans_;  // (n, k, cols)
   std::set<std::tuple<int, int, int>> timed_;        // the plans chosen by timing
   std::map<std::tuple<int, int, int>, StreamGemmConfig> swiglu_;  // RunSwiGlu's choice per (n, k, cols)
+  std::vector<GemmChoice> choices_;
   bool frozen_ = false;
   bool stream_gemm_ = false;  // StreamGemm runs on this device
   int sms_ = 0;

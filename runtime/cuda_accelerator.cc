@@ -31,6 +31,9 @@ class CudaAccelerator final : public Accelerator {
   absl::StatusOr<StageProfile> TakeStageProfile(Backend* backend) const override {
     return kernels::TakeStageProfile(backend);
   }
+  absl::StatusOr<std::vector<GemmChoice>> GemmChoices(Backend* backend) const override {
+    return kernels::GemmChoices(backend);
+  }
 };
 
 }  // namespace
