@@ -42,17 +42,23 @@ absl::StatusOr<float> TimeRuns(Run run, cudaStream_t stream) {
   return ok ? ms : std::numeric_limits<float>::infinity();
 }
 
-// Names of the candidates in GemmChoice.
+// Names of the candidates in GemmChoice: every field of cuBLASLt's algorithm configuration that
+// its heuristic varies.
 std::string LtLabel(const cublasLtMatmulAlgo_t& algo, int slices) {
-  int32_t id = 0;
-  uint32_t tile = 0, stages = 0, split_k = 0;
-  size_t written = 0;
-  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_ID, &id, sizeof(id), &written);
-  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_TILE_ID, &tile, sizeof(tile), &written);
-  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, &stages, sizeof(stages), &written);
-  cublasLtMatmulAlgoConfigGetAttribute(&algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, &split_k, sizeof(split_k), &written);
-  return "cublasLt algo " + std::to_string(id) + " tile " + std::to_string(tile) + " stages " +
-         std::to_string(stages) + " split-k " + std::to_string(split_k) + ", " + std::to_string(slices) + " k-slice(s)";
+  const auto field = [&](cublasLtMatmulAlgoConfigAttributes_t attribute, auto value) {
+    size_t written = 0;
+    cublasLtMatmulAlgoConfigGetAttribute(&algo, attribute, &value, sizeof(value), &written);
+    return std::to_string(value);
+  };
+  return "cublasLt algo " + field(CUBLASLT_ALGO_CONFIG_ID, int32_t{0}) + " tile " +
+         field(CUBLASLT_ALGO_CONFIG_TILE_ID, uint32_t{0}) + " stages " +
+         field(CUBLASLT_ALGO_CONFIG_STAGES_ID, uint32_t{0}) + " split-k " +
+         field(CUBLASLT_ALGO_CONFIG_SPLITK_NUM, int32_t{0}) + " reduction " +
+         field(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, uint32_t{0}) + " swizzle " +
+         field(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, uint32_t{0}) + " custom " +
+         field(CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, uint32_t{0}) + " inner " +
+         field(CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID, uint16_t{0}) + " cluster " +
+         field(CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, uint16_t{0}) + ", " + std::to_string(slices) + " k-slice(s)";
 }
 std::string StreamLabel(const StreamGemmConfig& c) {
   return std::string(c.narrow ? "narrow " : "") + "StreamGemm width " + std::to_string(c.width) + " stages " +
