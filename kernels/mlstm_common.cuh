@@ -7,6 +7,8 @@
 // m' back while another block of the same head had yet to read n and m, the second would read
 // the new values. So the C kernels only read n and m (each block advances a private copy in
 // the same arithmetic), and MlstmNormalizer, ordered after them on the stream, writes them.
+// The plain step is the exception where a head's blocks form one cluster: a cluster barrier
+// orders their reads before the write (mlstm_step.cu).
 #pragma once
 
 #include <cuda_bf16.h>

@@ -6,12 +6,17 @@
 //   C' = f C + i k vᵀ            C [dqk, dv], k [dqk], v [dv]
 //   n' = f n + i k
 //   h  = (q̂ᵀ C') / (max(|q̂ᵀ n'|, exp(-m')) + eps)
-// C' is written here (not for a deferred sequence: speculative verify of one token); n' and
-// m' by MlstmNormalizer afterwards (mlstm_common.cuh says why).
+// C' is written here (not for a deferred sequence: speculative verify of one token), and so are
+// n' and m' where a head's column tiles fit one thread-block cluster (StepWritesNm): every tile
+// advances a private n' for its denominator, arrives at the cluster barrier once it has read n
+// and m, and the first tile writes n' and m' after the barrier, so no tile reads them
+// half-written. Otherwise (and beside new prompts) MlstmNormalizer writes them afterwards
+// (mlstm_common.cuh). The bits are the normaliser's: the same arithmetic on the same values.
 // Shapes/layout: q, k, v, gates are column slices of [rows, proj_stride] fp32; h [rows,
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16, rows of C 16-byte aligned.
-// Launch: grid (ceil(dv / kCols), heads, num_seqs), block kTileThreads (MlstmStepBesideFresh
-// flattens it to 1-D with new one-chunk prompts' blocks among the step's: FreshBeside below).
+// Launch: grid (ceil(dv / kCols), heads, num_seqs), block kTileThreads, clusters of a head's
+// tiles when it writes n' and m' (MlstmStepBesideFresh flattens the grid to 1-D with new
+// one-chunk prompts' blocks among the step's: FreshBeside below).
 // A block owns kCols columns of one head's C (64 fp32 or 128 bf16: 256 bytes of each row).
 // Thread t reads kVec consecutive columns (16 bytes: 4 fp32 or 8 bf16) of the rows rg,
 // rg + kRowGroups, ... (rg = t / kGroups, at most kRows rows): a warp covers two whole 256-byte
@@ -53,10 +58,33 @@ struct NoFresh {};
 template <bool kFresh>
 using FreshArg = std::conditional_t<kFresh, FreshBeside, NoFresh>;
 
+// The most column tiles a head may have for the step to write n' and m' itself: the portable
+// cluster size. Why it should: the normaliser's launch cost ~2.6 us a layer on the H200 (7B
+// shape, ncu), and counting the tiles' arrivals with an atomic and a fence instead made every
+// batch size slower (DESIGN §6).
+constexpr int kMaxClusterTiles = 8;
+static_assert(TileShape<float>::kRowGroups * kTileMaxRows <= kTileThreads &&
+                  TileShape<__nv_bfloat16>::kRowGroups * kTileMaxRows <= kTileThreads,
+              "dqk <= kTileThreads: a thread advances at most one element of n");
+
+template <typename T>
+__host__ __device__ int StepTiles(int dv) {
+  return (dv + TileShape<T>::kCols - 1) / TileShape<T>::kCols;
+}
+
+// Whether a plain step writes n' and m' itself: a head's tiles are one block, or one cluster
+// (sm_90, where programmatic launches work too).
+bool StepWritesNm(const MlstmParams& p) {
+  const int tiles = p.state.type == StateType::kF32 ? StepTiles<float>(p.dv) : StepTiles<__nv_bfloat16>(p.dv);
+  return tiles == 1 || (tiles <= kMaxClusterTiles && DependentLaunchSupported());
+}
+
 // With kFresh the prompts' code would take 128 registers a thread, two blocks an SM; three, as
 // the step's shared memory allows, keep the step's loads in flight (a few bytes spill).
-template <typename T, int kRows, Products kP, bool kFresh>
+// kWritesNm: the grid's x dimension is one cluster, and the block of tile 0 writes n' and m'.
+template <typename T, int kRows, Products kP, bool kFresh, bool kWritesNm>
 __global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(MlstmParams p, FreshArg<kFresh> fresh) {
+  static_assert(!(kFresh && kWritesNm), "beside new prompts the grid is 1-D: the normaliser writes n and m");
   AllowDependentLaunch();
   WaitForPriorKernels();
   using S = TileShape<T>;
@@ -72,7 +100,7 @@ __global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(
       }
       step_block = b / r * (r - 1) + b % r;
     }
-    const int tiles = (p.dv + S::kCols - 1) / S::kCols;
+    const int tiles = StepTiles<T>(p.dv);
     tile = step_block % tiles;
     head = step_block / tiles % p.heads;
     seq = step_block / tiles / p.heads;
@@ -97,16 +125,18 @@ __global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(
   const float scale = rsqrtf(static_cast<float>(p.dqk));
   const bool write_state = !SeqDeferred(p, seq);
 
-  // q̂ and k to shared memory; q̂ᵀn' from this block's own n' (read-only here).
-  float qn = 0;
+  // q̂ and k to shared memory; q̂ᵀn' from this block's own n'.
+  float qn = 0, n_next = 0;  // n_next: n'[threadIdx.x] (dqk <= kTileThreads)
   for (int i = threadIdx.x; i < p.dqk; i += kTileThreads) {
     const float q = p.q[in_row + int64_t(head) * p.dqk + i] * scale;
     const float k = p.k[in_row + int64_t(head) * p.dqk + i];
     q_s[i] = q;
     k_s[i] = k;
-    qn += q * (g.f * ToFloat(st.n[i]) + g.i * k);
+    n_next = g.f * ToFloat(st.n[i]) + g.i * k;
+    qn += q * n_next;
   }
   qn = BlockSum(qn, scratch);  // its barriers also publish q_s and k_s
+  if constexpr (kWritesNm) ClusterArrive();  // this block is done with n and m
 
   float v[S::kVec], acc[S::kVec];
 #pragma unroll
@@ -142,12 +172,21 @@ __global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(
           num / (fmaxf(fabsf(qn), expf(-g.m)) + p.eps);
     }
   }
+  if constexpr (kWritesNm) {
+    if (tile == 0) {
+      ClusterWait();  // every tile of the head has read n and m
+      if (write_state) {
+        if (threadIdx.x < p.dqk) st.n[threadIdx.x] = FromFloat<T>(n_next);
+        if (threadIdx.x == 0) *st.m = g.m;
+      }
+    }
+  }
 }
 
-template <typename T, Products kP, bool kFresh>
+template <typename T, Products kP, bool kFresh, bool kWritesNm = false>
 cudaError_t LaunchStep(const MlstmParams& p, const FreshArg<kFresh>& fresh, cudaStream_t stream) {
   using S = TileShape<T>;
-  const int tiles = (p.dv + S::kCols - 1) / S::kCols;
+  const int tiles = StepTiles<T>(p.dv);
   dim3 grid(tiles, p.heads, p.num_seqs);
   if constexpr (kFresh) grid = dim3(tiles * p.heads * p.num_seqs + fresh.blocks);
   return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
@@ -156,12 +195,13 @@ cudaError_t LaunchStep(const MlstmParams& p, const FreshArg<kFresh>& fresh, cuda
     const size_t smem = kFresh ? std::max(step_smem, FreshChunkSmemBytes()) : step_smem;
     // Above the 48 KB default at 16 rows per thread; set once per instantiation, for the
     // largest dqk it serves.
+    constexpr auto kKernel = MlstmStepKernel<T, kRows, kP, kFresh, kWritesNm>;
     static const cudaError_t opt_in = cudaFuncSetAttribute(
-        MlstmStepKernel<T, kRows, kP, kFresh>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        kKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
         int(std::max(size_t(kRows) * kTileThreads * sizeof(uint4) + 2 * size_t(kRows) * S::kRowGroups * sizeof(float),
                      kFresh ? FreshChunkSmemBytes() : size_t(0))));
     (void)opt_in;  // had it failed, the launch fails and LaunchByTileRows reports that
-    LaunchDependent(MlstmStepKernel<T, kRows, kP, kFresh>, grid, kTileThreads, smem, stream, p, fresh);
+    LaunchDependentClusters(dim3(kWritesNm ? tiles : 1, 1, 1), kKernel, grid, kTileThreads, smem, stream, p, fresh);
   });
 }
 
@@ -177,6 +217,11 @@ bool MlstmStepSupports(int dqk, int dv, StateType type) {
 cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
   if (!MlstmStepSupports(p.dqk, p.dv, p.state.type)) return cudaErrorInvalidValue;
+  if (StepWritesNm(p)) {
+    return p.state.type == StateType::kF32
+               ? LaunchStep<float, Products::k3xTf32, false, true>(p, NoFresh{}, stream)
+               : LaunchStep<__nv_bfloat16, Products::k3xTf32, false, true>(p, NoFresh{}, stream);
+  }
   return LaunchByStateTypeThenNormalize(p, stream, [&](auto state) {
     return LaunchStep<decltype(state), Products::k3xTf32, false>(p, NoFresh{}, stream);
   });

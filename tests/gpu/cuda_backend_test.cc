@@ -101,6 +101,21 @@ TEST_CASE("the bf16 precision against transformers running the bf16 golden model
   CHECK(checked == 2);
 }
 
+// The largest difference between two backends' slot states over the batch's slots, each
+// element relative to the second's value and at least 1 (n and m sit beside far larger C values).
+double StateDiff(const Backend& a, const Backend& b, const std::vector<SequenceInput>& batch) {
+  std::vector<float> x(a.state_layout().slot_floats()), y(x.size());
+  double worst = 0;
+  for (const auto& s : batch) {
+    REQUIRE(a.ReadSlot(s.slot, x).ok());
+    REQUIRE(b.ReadSlot(s.slot, y).ok());
+    for (size_t i = 0; i < x.size(); ++i) {
+      worst = std::max(worst, std::fabs(double(x[i]) - y[i]) / std::max(1.0, std::fabs(double(y[i]))));
+    }
+  }
+  return worst;
+}
+
 // Prefill of prompts of mixed lengths in one batch, then decode steps of the whole batch:
 // CUDA against the CPU reference; and each decode step against each sequence alone on a second
 // CUDA backend that starts from the same states.
@@ -147,6 +162,12 @@ void CompareWithCpu(std::shared_ptr<const ModelWeights> weights, DType state, Pr
     REQUIRE(cpu_exact->Forward(batch, &e).ok());
     prefill_effect = MaxAbsDiff(c.logits, e.logits);
   }
+  // The states the decode steps leave, n and m included (the step kernel writes them itself
+  // where a head's column tiles form one cluster), against the CPU's own: with an fp32 state in
+  // the exact precision the CPU keeps its own states. Six steps may add little to what the
+  // prompts left; a wrong or missing n or m is off by its own scale.
+  const bool compare_states = state == DType::kF32 && !bf16;
+  const double prompt_state_diff = compare_states ? StateDiff(*gpu, *cpu, batch) : 0.0;
   auto alone = Cuda(weights, 16, state, precision);
   std::vector<float> st(gpu->state_layout().slot_floats());
   for (auto& s : batch) {
@@ -183,6 +204,7 @@ void CompareWithCpu(std::shared_ptr<const ModelWeights> weights, DType state, Pr
       alone_diff = std::max(alone_diff, MaxAbsDiff(together.LastRow(static_cast<int>(i)), o.LastRow(0)));
     }
   }
+  const double state_diff = compare_states ? StateDiff(*gpu, *cpu, batch) : 0.0;
   // A second multi-token chunk of every sequence: the chunkwise kernels from a state they read.
   std::vector<std::vector<int32_t>> more(batch.size(), std::vector<int32_t>(45));
   std::vector<SequenceInput> continued;
@@ -205,11 +227,13 @@ void CompareWithCpu(std::shared_ptr<const ModelWeights> weights, DType state, Pr
               "%.3g\n",
               name.c_str(), prec.c_str(), StateName(state), prefill_diff, prefill_tol, decode_diff, decode_tol,
               alone_diff);
-  std::printf("  prefill by prompt length:%s; a second chunk %.3g\n", per_prompt.c_str(), continued_diff);
+  std::printf("  prefill by prompt length:%s; a second chunk %.3g; states after the prompts %.3g, after decode %.3g\n",
+              per_prompt.c_str(), continued_diff, prompt_state_diff, state_diff);
   INFO(name << " " << prec << " state " << StateName(state));
   CHECK(prefill_diff <= prefill_tol);
   CHECK(decode_diff <= decode_tol);
   CHECK(continued_diff <= prefill_tol);
+  CHECK(state_diff <= 4 * prompt_state_diff + kTol);
   // fp32 weights, and bf16 matrices this small: the GEMVs and the step kernel sum in an order
   // fixed by the shape, so a row gives the same bits alone or batched. Larger bf16 matrices
   // switch from the GEMV to cuBLAS above two rows, and cuBLAS may pick another kernel for 4
