@@ -86,7 +86,6 @@ template <typename T, int kRows, Products kP, bool kFresh, bool kWritesNm>
 __global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(MlstmParams p, FreshArg<kFresh> fresh) {
   static_assert(!(kFresh && kWritesNm), "beside new prompts the grid is 1-D: the normaliser writes n and m");
   AllowDependentLaunch();
-  WaitForPriorKernels();
   using S = TileShape<T>;
   int seq = blockIdx.z, head = blockIdx.y, tile = blockIdx.x;
   if constexpr (kFresh) {
@@ -94,6 +93,7 @@ __global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(
     int step_block = b - fresh.blocks;
     if (b < fresh.blocks * r) {
       if (b % r == r - 1) {
+        WaitForPriorKernels();
         extern __shared__ float4 fresh_smem[];
         FreshChunkBlock<T, kP>(fresh.p, fresh.max_tokens, b / r, reinterpret_cast<float*>(fresh_smem));
         return;
@@ -113,13 +113,19 @@ __global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(
   __shared__ float scratch[32];
 
   // Column tiles fastest: the blocks that share C's rows run side by side.
-  const int row = p.seq_row_begin[seq];
   const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
   const int cg = threadIdx.x % S::kGroups, rg = threadIdx.x / S::kGroups;
   const int col0 = tile * S::kCols + cg * S::kVec;
   const bool has_cols = col0 < p.dv;
-  // C's loads go out first and land while the prologue below waits on its own loads.
+  // C's loads go out first, before the wait for the kernel ahead, and land while it finishes
+  // and the prologue below waits on its own loads. Safe because no kernel that may still run
+  // writes a decode row's C: the pass's kernels write only their own rows' slots, and whatever
+  // wrote this slot before (the last pass, ApplyCommits, a slot copy) precedes the pass's upload
+  // of its index arrays (ForwardPass::Prepare), a copy and so a full barrier on the stream. Those
+  // arrays are all this reads of what the stream wrote.
   StageTileRows<T, kRows>(st.c, p.dqk, p.dv, rg, col0, has_cols, c_s);
+  WaitForPriorKernels();
+  const int row = p.seq_row_begin[seq];
   const int64_t in_row = int64_t(row) * p.proj_stride;
   const GateFactors g = MlstmGates(p.igate[in_row + head], p.fgate[in_row + head], *st.m, p.gate_cap);
   const float scale = rsqrtf(static_cast<float>(p.dqk));
