@@ -39,8 +39,10 @@ namespace xlserve::kernels {
 namespace {
 
 // MlstmStepBesideFresh: the same launch with the blocks of new one-chunk prompts
-// (mlstm_fresh_chunk.cuh) among the step's, in a 1-D grid: block b < blocks * every is a prompt
-// block where b % every == every - 1, the others are step blocks in the order above. Why: on
+// (mlstm_fresh_chunk.cuh) among the step's, in a 1-D grid of units of `unit` consecutive blocks
+// (a head's column tiles, one cluster, when the step writes n and m; else single blocks): unit
+// u < fresh units * every holds prompt blocks where u % every == every - 1 (the last such unit
+// padded with idle blocks), the others hold step blocks in the order above. Why: on
 // their own stream the prompts' kernels got SMs only as the step's ~2,000 resident blocks left
 // them, so a 128-token prompt beside 63 decode rows still added its chunkwise chain after the
 // step (H200, 7B shape: 9.2 ms a pass, against 8.6 with no chunkwise kernels at all). Dispatched
@@ -51,7 +53,9 @@ constexpr int kFreshSpread = 2;
 struct FreshBeside {
   MlstmParams p;
   int max_tokens = 0, blocks = 0;
-  int every = 1;  // block b < blocks * every is a fresh one where b % every == every - 1
+  int unit = 1;   // blocks a unit
+  int every = 1;  // unit u < units() * every is a fresh one where u % every == every - 1
+  __host__ __device__ int units() const { return (blocks + unit - 1) / unit; }
 };
 // A plain step's launch carries no second MlstmParams.
 struct NoFresh {};
@@ -84,22 +88,23 @@ bool StepWritesNm(const MlstmParams& p) {
 // kWritesNm: the grid's x dimension is one cluster, and the block of tile 0 writes n' and m'.
 template <typename T, int kRows, Products kP, bool kFresh, bool kWritesNm>
 __global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(MlstmParams p, FreshArg<kFresh> fresh) {
-  static_assert(!(kFresh && kWritesNm), "beside new prompts the grid is 1-D: the normaliser writes n and m");
   AllowDependentLaunch();
   using S = TileShape<T>;
   int seq = blockIdx.z, head = blockIdx.y, tile = blockIdx.x;
   if constexpr (kFresh) {
-    const int b = blockIdx.x, r = fresh.every;
-    int step_block = b - fresh.blocks;
-    if (b < fresh.blocks * r) {
-      if (b % r == r - 1) {
+    const int u = blockIdx.x / fresh.unit, j = blockIdx.x % fresh.unit, r = fresh.every;
+    int step_unit = u - fresh.units();
+    if (u < fresh.units() * r) {
+      if (u % r == r - 1) {
         WaitForPriorKernels();
+        const int f = u / r * fresh.unit + j;
         extern __shared__ float4 fresh_smem[];
-        FreshChunkBlock<T, kP>(fresh.p, fresh.max_tokens, b / r, reinterpret_cast<float*>(fresh_smem));
+        if (f < fresh.blocks) FreshChunkBlock<T, kP>(fresh.p, fresh.max_tokens, f, reinterpret_cast<float*>(fresh_smem));
         return;
       }
-      step_block = b / r * (r - 1) + b % r;
+      step_unit = u / r * (r - 1) + u % r;
     }
+    const int step_block = step_unit * fresh.unit + j;
     const int tiles = StepTiles<T>(p.dv);
     tile = step_block % tiles;
     head = step_block / tiles % p.heads;
@@ -194,7 +199,7 @@ cudaError_t LaunchStep(const MlstmParams& p, const FreshArg<kFresh>& fresh, cuda
   using S = TileShape<T>;
   const int tiles = StepTiles<T>(p.dv);
   dim3 grid(tiles, p.heads, p.num_seqs);
-  if constexpr (kFresh) grid = dim3(tiles * p.heads * p.num_seqs + fresh.blocks);
+  if constexpr (kFresh) grid = dim3(tiles * p.heads * p.num_seqs + fresh.units() * fresh.unit);
   return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
     constexpr int kRows = decltype(rows)::value;
     const size_t step_smem = size_t(kRows) * kTileThreads * sizeof(uint4) + 2 * size_t(p.dqk) * sizeof(float);
@@ -224,9 +229,8 @@ cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
   if (!MlstmStepSupports(p.dqk, p.dv, p.state.type)) return cudaErrorInvalidValue;
   if (StepWritesNm(p)) {
-    return p.state.type == StateType::kF32
-               ? LaunchStep<float, Products::k3xTf32, false, true>(p, NoFresh{}, stream)
-               : LaunchStep<__nv_bfloat16, Products::k3xTf32, false, true>(p, NoFresh{}, stream);
+    return LaunchByStateType(
+        p, [&](auto state) { return LaunchStep<decltype(state), Products::k3xTf32, false, true>(p, NoFresh{}, stream); });
   }
   return LaunchByStateTypeThenNormalize(p, stream, [&](auto state) {
     return LaunchStep<decltype(state), Products::k3xTf32, false>(p, NoFresh{}, stream);
@@ -242,13 +246,21 @@ cudaError_t MlstmStepBesideFresh(const MlstmParams& p, const MlstmParams& fresh,
     return cudaErrorInvalidValue;
   }
   FreshBeside beside{fresh, fresh_max_tokens, FreshChunkBlocks(fresh, fresh_max_tokens)};
-  return LaunchByStateTypeThenNormalize(p, stream, [&](auto state) {
+  const bool writes_nm = StepWritesNm(p);
+  const auto launch = [&](auto state) {
     using T = decltype(state);
-    const int total = ((p.dv + TileShape<T>::kCols - 1) / TileShape<T>::kCols) * p.heads * p.num_seqs + beside.blocks;
-    beside.every = std::max(1, total / (kFreshSpread * beside.blocks));
+    const int tiles = StepTiles<T>(p.dv);
+    beside.unit = writes_nm ? tiles : 1;
+    const int units = tiles / beside.unit * p.heads * p.num_seqs + beside.units();
+    beside.every = std::max(1, units / (kFreshSpread * beside.units()));
+    if (writes_nm) {
+      return fresh.bf16_products ? LaunchStep<T, Products::kBf16Pair, true, true>(p, beside, stream)
+                                 : LaunchStep<T, Products::k3xTf32, true, true>(p, beside, stream);
+    }
     return fresh.bf16_products ? LaunchStep<T, Products::kBf16Pair, true>(p, beside, stream)
                                : LaunchStep<T, Products::k3xTf32, true>(p, beside, stream);
-  });
+  };
+  return writes_nm ? LaunchByStateType(p, launch) : LaunchByStateTypeThenNormalize(p, stream, launch);
 }
 
 }  // namespace xlserve::kernels

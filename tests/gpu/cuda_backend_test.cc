@@ -314,7 +314,7 @@ TEST_CASE("new one-chunk prompts beside decode rows leave the states the next st
       CHECK(run({{0, 1, false}, {1, 1, false}, {2, 1, false}, {3, 1, false}}) <= kTol);
     }
     std::vector<float> g_state(gpu->state_layout().slot_floats()), c_state(g_state.size());
-    for (int slot : {2, 3}) {
+    for (int slot : {0, 1, 2, 3}) {  // decoded beside the prompts, and the prompts
       REQUIRE(gpu->ReadSlot(slot, g_state).ok());
       REQUIRE(cpu->ReadSlot(slot, c_state).ok());
       double largest = 1;
