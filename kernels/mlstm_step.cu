@@ -10,8 +10,7 @@
 // n' and m' where a head's column tiles fit one thread-block cluster (StepWritesNm): every tile
 // advances a private n' for its denominator, arrives at the cluster barrier once it has read n
 // and m, and the first tile writes n' and m' after the barrier, so no tile reads them
-// half-written. Otherwise (and beside new prompts) MlstmNormalizer writes them afterwards
-// (mlstm_common.cuh). The bits are the normaliser's: the same arithmetic on the same values.
+// half-written. Otherwise MlstmNormalizer writes them afterwards (mlstm_common.cuh). The bits are the normaliser's: the same arithmetic on the same values.
 // Shapes/layout: q, k, v, gates are column slices of [rows, proj_stride] fp32; h [rows,
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16, rows of C 16-byte aligned.
 // Launch: grid (ceil(dv / kCols), heads, num_seqs), block kTileThreads, clusters of a head's
@@ -85,7 +84,8 @@ bool StepWritesNm(const MlstmParams& p) {
 
 // With kFresh the prompts' code would take 128 registers a thread, two blocks an SM; three, as
 // the step's shared memory allows, keep the step's loads in flight (a few bytes spill).
-// kWritesNm: the grid's x dimension is one cluster, and the block of tile 0 writes n' and m'.
+// kWritesNm: a head's tiles are one cluster (the grid's x dimension, or one unit of the 1-D grid
+// beside new prompts), and the block of tile 0 writes n' and m'.
 template <typename T, int kRows, Products kP, bool kFresh, bool kWritesNm>
 __global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(MlstmParams p, FreshArg<kFresh> fresh) {
   AllowDependentLaunch();
