@@ -30,6 +30,7 @@
 #include <type_traits>
 
 #include "kernels/dependent_launch.cuh"
+#include "kernels/fresh_beside_layout.h"
 #include "kernels/mlstm_common.cuh"
 #include "kernels/mlstm_tile.cuh"
 #include "kernels/mlstm_fresh_chunk.cuh"
@@ -38,10 +39,9 @@ namespace xlserve::kernels {
 namespace {
 
 // MlstmStepBesideFresh: the same launch with the blocks of new one-chunk prompts
-// (mlstm_fresh_chunk.cuh) among the step's, in a 1-D grid of units of `unit` consecutive blocks
-// (a head's column tiles, one cluster, when the step writes n and m; else single blocks): unit
-// u < fresh units * every holds prompt blocks where u % every == every - 1 (the last such unit
-// padded with idle blocks), the others hold step blocks in the order above. Why: on
+// (mlstm_fresh_chunk.cuh) among the step's, in the 1-D grid of FreshBesideLayout: units of a
+// head's column tiles (one cluster) when the step writes n and m, else of single blocks,
+// spread over the first 1 / kFreshSpread of the launch. Why: on
 // their own stream the prompts' kernels got SMs only as the step's ~2,000 resident blocks left
 // them, so a 128-token prompt beside 63 decode rows still added its chunkwise chain after the
 // step (H200, 7B shape: 9.2 ms a pass, against 8.6 with no chunkwise kernels at all). Dispatched
@@ -51,10 +51,8 @@ namespace {
 constexpr int kFreshSpread = 2;
 struct FreshBeside {
   MlstmParams p;
-  int max_tokens = 0, blocks = 0;
-  int unit = 1;   // blocks a unit
-  int every = 1;  // unit u < units() * every is a fresh one where u % every == every - 1
-  __host__ __device__ int units() const { return (blocks + unit - 1) / unit; }
+  int max_tokens = 0;
+  FreshBesideLayout layout;
 };
 // A plain step's launch carries no second MlstmParams.
 struct NoFresh {};
@@ -92,19 +90,16 @@ __global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(
   using S = TileShape<T>;
   int seq = blockIdx.z, head = blockIdx.y, tile = blockIdx.x;
   if constexpr (kFresh) {
-    const int u = blockIdx.x / fresh.unit, j = blockIdx.x % fresh.unit, r = fresh.every;
-    int step_unit = u - fresh.units();
-    if (u < fresh.units() * r) {
-      if (u % r == r - 1) {
-        WaitForPriorKernels();
-        const int f = u / r * fresh.unit + j;
-        extern __shared__ float4 fresh_smem[];
-        if (f < fresh.blocks) FreshChunkBlock<T, kP>(fresh.p, fresh.max_tokens, f, reinterpret_cast<float*>(fresh_smem));
-        return;
+    const FreshBesideLayout::Role role = fresh.layout.Of(blockIdx.x);
+    if (role.fresh) {
+      WaitForPriorKernels();
+      extern __shared__ float4 fresh_smem[];
+      if (role.index < fresh.layout.fresh_blocks) {
+        FreshChunkBlock<T, kP>(fresh.p, fresh.max_tokens, role.index, reinterpret_cast<float*>(fresh_smem));
       }
-      step_unit = u / r * (r - 1) + u % r;
+      return;
     }
-    const int step_block = step_unit * fresh.unit + j;
+    const int step_block = role.index;
     const int tiles = StepTiles<T>(p.dv);
     tile = step_block % tiles;
     head = step_block / tiles % p.heads;
@@ -199,7 +194,7 @@ cudaError_t LaunchStep(const MlstmParams& p, const FreshArg<kFresh>& fresh, cuda
   using S = TileShape<T>;
   const int tiles = StepTiles<T>(p.dv);
   dim3 grid(tiles, p.heads, p.num_seqs);
-  if constexpr (kFresh) grid = dim3(tiles * p.heads * p.num_seqs + fresh.units() * fresh.unit);
+  if constexpr (kFresh) grid = dim3(fresh.layout.GridBlocks());
   return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
     constexpr int kRows = decltype(rows)::value;
     const size_t step_smem = size_t(kRows) * kTileThreads * sizeof(uint4) + 2 * size_t(p.dqk) * sizeof(float);
@@ -245,14 +240,14 @@ cudaError_t MlstmStepBesideFresh(const MlstmParams& p, const MlstmParams& fresh,
       fresh.state.type != p.state.type) {
     return cudaErrorInvalidValue;
   }
-  FreshBeside beside{fresh, fresh_max_tokens, FreshChunkBlocks(fresh, fresh_max_tokens)};
   const bool writes_nm = StepWritesNm(p);
   const auto launch = [&](auto state) {
     using T = decltype(state);
     const int tiles = StepTiles<T>(p.dv);
-    beside.unit = writes_nm ? tiles : 1;
-    const int units = tiles / beside.unit * p.heads * p.num_seqs + beside.units();
-    beside.every = std::max(1, units / (kFreshSpread * beside.units()));
+    const FreshBeside beside{fresh, fresh_max_tokens,
+                             FreshBesideLayout::Make(tiles * p.heads * p.num_seqs,
+                                                     FreshChunkBlocks(fresh, fresh_max_tokens), writes_nm ? tiles : 1,
+                                                     kFreshSpread)};
     if (writes_nm) {
       return fresh.bf16_products ? LaunchStep<T, Products::kBf16Pair, true, true>(p, beside, stream)
                                  : LaunchStep<T, Products::k3xTf32, true, true>(p, beside, stream);
