@@ -10,7 +10,8 @@
 // n' and m' where a head's column tiles fit one thread-block cluster (StepWritesNm): every tile
 // advances a private n' for its denominator, arrives at the cluster barrier once it has read n
 // and m, and the first tile writes n' and m' after the barrier, so no tile reads them
-// half-written. Otherwise MlstmNormalizer writes them afterwards (mlstm_common.cuh). The bits are the normaliser's: the same arithmetic on the same values.
+// half-written. Otherwise MlstmNormalizer writes them afterwards (mlstm_common.cuh). The bits
+// are the normaliser's: the same arithmetic on the same values.
 // Shapes/layout: q, k, v, gates are column slices of [rows, proj_stride] fp32; h [rows,
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16, rows of C 16-byte aligned.
 // Launch: grid (ceil(dv / kCols), heads, num_seqs), block kTileThreads, clusters of a head's
