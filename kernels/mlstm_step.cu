@@ -225,8 +225,9 @@ cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
   if (!MlstmStepSupports(p.dqk, p.dv, p.state.type)) return cudaErrorInvalidValue;
   if (StepWritesNm(p)) {
-    return LaunchByStateType(
-        p, [&](auto state) { return LaunchStep<decltype(state), Products::k3xTf32, false, true>(p, NoFresh{}, stream); });
+    return LaunchByStateType(p, [&](auto state) {
+      return LaunchStep<decltype(state), Products::k3xTf32, false, true>(p, NoFresh{}, stream);
+    });
   }
   return LaunchByStateTypeThenNormalize(p, stream, [&](auto state) {
     return LaunchStep<decltype(state), Products::k3xTf32, false>(p, NoFresh{}, stream);
