@@ -69,15 +69,11 @@ static_assert(TileShape<float>::kRowGroups * kTileMaxRows <= kTileThreads &&
                   TileShape<__nv_bfloat16>::kRowGroups * kTileMaxRows <= kTileThreads,
               "dqk <= kTileThreads: a thread advances at most one element of n");
 
-template <typename T>
-__host__ __device__ int StepTiles(int dv) {
-  return (dv + TileShape<T>::kCols - 1) / TileShape<T>::kCols;
-}
-
 // Whether a plain step writes n' and m' itself: a head's tiles are one block, or one cluster
 // (sm_90, where programmatic launches work too).
 bool StepWritesNm(const MlstmParams& p) {
-  const int tiles = p.state.type == StateType::kF32 ? StepTiles<float>(p.dv) : StepTiles<__nv_bfloat16>(p.dv);
+  const int tiles =
+      p.state.type == StateType::kF32 ? TileShape<float>::Tiles(p.dv) : TileShape<__nv_bfloat16>::Tiles(p.dv);
   return tiles == 1 || (tiles <= kMaxClusterTiles && DependentLaunchSupported());
 }
 
@@ -101,7 +97,7 @@ __global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(
       return;
     }
     const int step_block = role.index;
-    const int tiles = StepTiles<T>(p.dv);
+    const int tiles = TileShape<T>::Tiles(p.dv);
     tile = step_block % tiles;
     head = step_block / tiles % p.heads;
     seq = step_block / tiles / p.heads;
@@ -193,7 +189,7 @@ __global__ void __launch_bounds__(kTileThreads, kFresh ? 3 : 2) MlstmStepKernel(
 template <typename T, Products kP, bool kFresh, bool kWritesNm = false>
 cudaError_t LaunchStep(const MlstmParams& p, const FreshArg<kFresh>& fresh, cudaStream_t stream) {
   using S = TileShape<T>;
-  const int tiles = StepTiles<T>(p.dv);
+  const int tiles = TileShape<T>::Tiles(p.dv);
   dim3 grid(tiles, p.heads, p.num_seqs);
   if constexpr (kFresh) grid = dim3(fresh.layout.GridBlocks());
   return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
@@ -245,7 +241,7 @@ cudaError_t MlstmStepBesideFresh(const MlstmParams& p, const MlstmParams& fresh,
   const bool writes_nm = StepWritesNm(p);
   const auto launch = [&](auto state) {
     using T = decltype(state);
-    const int tiles = StepTiles<T>(p.dv);
+    const int tiles = TileShape<T>::Tiles(p.dv);
     const FreshBeside beside{fresh, fresh_max_tokens,
                              FreshBesideLayout::Make(tiles * p.heads * p.num_seqs,
                                                      FreshChunkBlocks(fresh, fresh_max_tokens), writes_nm ? tiles : 1,

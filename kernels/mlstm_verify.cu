@@ -235,7 +235,7 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
 template <typename T, int kL, int kGroups>
 cudaError_t LaunchVerifyTiles(const MlstmParams& p, cudaStream_t stream) {
   using S = TileShape<T, kGroups>;
-  const dim3 grid((p.dv + S::kCols - 1) / S::kCols, p.heads, p.num_seqs);
+  const dim3 grid(S::Tiles(p.dv), p.heads, p.num_seqs);
   cudaError_t allowed = cudaSuccess;
   const cudaError_t launched = LaunchByTileRows<T, kGroups>(p.dqk, [&](auto rows) {
     constexpr int kRows = decltype(rows)::value;
@@ -255,7 +255,7 @@ constexpr int kNarrowGroups = 4;
 template <typename T, int kL>
 cudaError_t LaunchVerify(const MlstmParams& p, cudaStream_t stream) {
   using Wide = TileShape<T>;
-  const int64_t wide_blocks = int64_t((p.dv + Wide::kCols - 1) / Wide::kCols) * p.heads * p.num_seqs;
+  const int64_t wide_blocks = int64_t(Wide::Tiles(p.dv)) * p.heads * p.num_seqs;
   if (wide_blocks <= DeviceSmCount()) return LaunchVerifyTiles<T, kL, kNarrowGroups>(p, stream);
   return LaunchVerifyTiles<T, kL, Wide::kGroups>(p, stream);
 }
