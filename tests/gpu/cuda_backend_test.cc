@@ -331,6 +331,49 @@ TEST_CASE("7B-shaped heads (dqk 256, dv 512) agree with the CPU reference") {
   }
 }
 
+// The step kernel forms clusters and writes n and m itself only in a grid of one wave (two
+// blocks an SM); past that the normaliser writes them after it. 64 sequences of the 7B head's 8
+// fp32 column tiles are 512 blocks, more than one wave on any GPU of up to 256 SMs (the H200 has
+// 132), while CompareWithCpu's 8 sequences fit one. So this runs the other path: its logits and
+// the states it leaves, n and m included, against the CPU's.
+TEST_CASE("7B-shaped heads agree with the CPU reference in a decode grid of several waves") {
+  constexpr int kSeqs = 64;
+  auto weights = testing::SevenBHeadModel(9);
+  const int vocab = weights->config.vocab_size;
+  auto gpu = Cuda(weights, kSeqs, DType::kF32, Precision::kExact);
+  auto cpu = Cpu(weights, kSeqs, Precision::kExact);
+  std::mt19937 rng(13);
+  std::vector<std::vector<int32_t>> prompts(kSeqs);
+  std::vector<SequenceInput> batch;
+  for (int i = 0; i < kSeqs; ++i) {
+    prompts[i].resize(1 + i % 9);
+    for (auto& t : prompts[i]) t = static_cast<int32_t>(rng() % vocab);
+    batch.push_back({i, prompts[i], true});
+  }
+  ForwardOutput g, c;
+  REQUIRE(gpu->Forward(batch, &g).ok());
+  REQUIRE(cpu->Forward(batch, &c).ok());
+  CHECK(MaxAbsDiff(g.logits, c.logits) <= kTol);
+  const double prompt_state_diff = StateDiff(*gpu, *cpu, batch);
+  double decode_diff = 0;
+  std::vector<int32_t> next(kSeqs);
+  for (int step = 0; step < 4; ++step) {
+    std::vector<SequenceInput> decode;
+    for (int i = 0; i < kSeqs; ++i) {
+      next[i] = static_cast<int32_t>((step * 17 + i * 5) % vocab);
+      decode.push_back({i, std::span<const int32_t>(&next[i], 1), false});
+    }
+    REQUIRE(gpu->Forward(decode, &g).ok());
+    REQUIRE(cpu->Forward(decode, &c).ok());
+    decode_diff = std::max(decode_diff, MaxAbsDiff(g.logits, c.logits));
+  }
+  const double state_diff = StateDiff(*gpu, *cpu, batch);
+  std::printf("7b-head, %d sequences: decode %.3g; states after the prompts %.3g, after decode %.3g\n", kSeqs,
+              decode_diff, prompt_state_diff, state_diff);
+  CHECK(decode_diff <= kTol);
+  CHECK(state_diff <= 4 * prompt_state_diff + kTol);
+}
+
 // Prompts of 9 to 192 rows take the weight GEMMs of StreamGemm's range, where warm-up timing
 // usually gives the FFN's up projection the SwiGLU epilogue (the bits of the epilogue itself are
 // cuda_stream_gemm_test's); here the pass around it: the activation's own buffer, the down
