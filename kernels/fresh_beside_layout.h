@@ -1,6 +1,7 @@
 // The 1-D grid of MlstmStepBesideFresh (mlstm_step.cu): the decode step's blocks with new
 // one-chunk prompts' blocks among them. Plain C++ that nvcc compiles too, so that CPU CI tests
-// the layout the kernel walks.
+// the layout the kernel walks (with single-block units the kernel spells Of() out, and the test
+// checks that arithmetic: mlstm_step.cu says why).
 //
 // The grid is made of units of `unit` consecutive blocks: a head's column tiles when the step
 // writes n and m (a unit is then one thread-block cluster), else single blocks. Unit u <

@@ -58,6 +58,7 @@ TEST_CASE("the grid beside new prompts runs each step and prompt block once, a u
   }
 }
 
+// The arithmetic MlstmStepKernel spells out for single-block units (and had before clusters).
 TEST_CASE("with single-block units the prompts sit where they did before clusters") {
   const FreshBesideLayout l = FreshBesideLayout::Make(4 * 8 * 63, 24, 1, kSpread);
   const int r = l.every;
