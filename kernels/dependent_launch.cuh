@@ -7,7 +7,10 @@
 //   AllowDependentLaunch();   // all of this grid's blocks have started: the next may launch
 //   [work that reads nothing an earlier kernel writes, e.g. weights]
 //   WaitForPriorKernels();    // the previous kernel has finished and its writes are visible
-// and nothing before the wait touches memory that an earlier kernel writes or reads. The wait
+// and nothing before the wait touches memory that an earlier kernel still running may write or
+// read. A copy on the stream is a full barrier, so what was written before one may be read
+// early: the mLSTM kernels load their rows' recurrent state before the wait, as only they write
+// it within a pass and each pass begins with the upload of its index arrays. The wait
 // comes before any early return, so a grid never finishes before the one it follows: the order
 // of kernels on the stream stays transitive (kernel n+2 may read what kernel n wrote).
 // Kernels that are not launched through LaunchDependent (cuBLAS) keep the stream's full order.

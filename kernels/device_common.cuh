@@ -107,6 +107,21 @@ __device__ __forceinline__ float BlockSum(float v, float* scratch) {
   return total;
 }
 
+// The thread-block cluster barrier (sm_90), split: ClusterArrive releases this thread's earlier
+// memory operations to the cluster, ClusterWait returns once every non-exited thread of the
+// cluster has arrived and acquires theirs. A thread arrives before it waits; a block may arrive
+// and exit without waiting. Every thread of a warp makes each call together (.aligned).
+__device__ __forceinline__ void ClusterArrive() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void ClusterWait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ float LogSigmoid(float x) { return fminf(x, 0.0f) - log1pf(expf(-fabsf(x))); }
 
 // The gate arithmetic of one token (DESIGN §3): from pre-activations ĩ, f̃ (soft-capped when

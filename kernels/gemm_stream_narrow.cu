@@ -57,7 +57,8 @@ struct NarrowShape {
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
 __device__ __forceinline__ void ClusterSync() {
-  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;" ::: "memory");
+  ClusterArrive();
+  ClusterWait();
 }
 // The fp32 at shared address `addr` of the cluster's block `rank`.
 __device__ __forceinline__ float LoadFromBlock(uint32_t addr, int rank) {

@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kTileThreads, 2) MlstmCommitKernel(MlstmParams
 template <typename T>
 cudaError_t LaunchCommit(const MlstmParams& p, cudaStream_t stream) {
   using S = TileShape<T>;
-  const dim3 grid(p.num_seqs, p.heads, (p.dv + S::kCols - 1) / S::kCols);
+  const dim3 grid(p.num_seqs, p.heads, S::Tiles(p.dv));
   const size_t smem = size_t(kMaxVerifyTokens) * p.dqk * sizeof(float);
   return LaunchByTileRows<T>(p.dqk, [&](auto rows) {
     LaunchDependent(MlstmCommitKernel<T, decltype(rows)::value>, grid, kTileThreads, smem, stream, p);

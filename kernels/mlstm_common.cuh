@@ -7,6 +7,8 @@
 // m' back while another block of the same head had yet to read n and m, the second would read
 // the new values. So the C kernels only read n and m (each block advances a private copy in
 // the same arithmetic), and MlstmNormalizer, ordered after them on the stream, writes them.
+// The plain step is the exception where a head's blocks form one cluster: a cluster barrier
+// orders their reads before the write (mlstm_step.cu).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -103,11 +105,17 @@ __device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
 // state; grid (num_seqs, heads), one block each. Launch after the C kernel of the same layer.
 cudaError_t MlstmNormalizer(const MlstmParams& p, cudaStream_t stream);
 
-// launch(float{}) or launch(__nv_bfloat16{}) by the state's storage type, then, when that
-// launched, MlstmNormalizer: the tail of every C kernel that leaves n and m to it.
+// launch(float{}) or launch(__nv_bfloat16{}) by the state's storage type.
+template <typename Launch>
+cudaError_t LaunchByStateType(const MlstmParams& p, Launch&& launch) {
+  return p.state.type == StateType::kF32 ? launch(float{}) : launch(__nv_bfloat16{});
+}
+
+// The same, then, when that launched, MlstmNormalizer: the tail of every C kernel that leaves
+// n and m to it.
 template <typename Launch>
 cudaError_t LaunchByStateTypeThenNormalize(const MlstmParams& p, cudaStream_t stream, Launch&& launch) {
-  const cudaError_t e = p.state.type == StateType::kF32 ? launch(float{}) : launch(__nv_bfloat16{});
+  const cudaError_t e = LaunchByStateType(p, launch);
   if (e != cudaSuccess) return e;
   return MlstmNormalizer(p, stream);
 }

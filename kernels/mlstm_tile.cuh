@@ -28,6 +28,8 @@ struct TileShape {
   static constexpr int kGroups = kGroupCount;
   static constexpr int kCols = kGroups * kVec;
   static constexpr int kRowGroups = kTileThreads / kGroups;
+  // Column tiles (blocks) of one head's C with dv columns.
+  __host__ __device__ static constexpr int Tiles(int dv) { return (dv + kCols - 1) / kCols; }
 };
 
 __device__ __forceinline__ void Unpack(const uint4& raw, float* out, float) {

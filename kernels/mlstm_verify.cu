@@ -55,7 +55,6 @@ __host__ __device__ constexpr size_t StageBytes() {
 template <typename T, int kRows, int kL, int kGroups>
 __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKernel(MlstmParams p) {
   AllowDependentLaunch();
-  WaitForPriorKernels();
   using S = TileShape<T, kGroups>;
   // C's rows [kRows][kTileThreads] (the partial sums [kRowGroups][kReduceTokens][kCols + 1]
   // once read), then q̂ [kL, dqk], then b_{As} k_s [A, dqk] of a fused commit.
@@ -69,13 +68,16 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
 
   // Column tiles fastest: the blocks that share q̂ and the factors run side by side.
   const int seq = blockIdx.z, head = blockIdx.y, tile = blockIdx.x;
-  const int row0 = p.seq_row_begin[seq];
-  const int len = SeqRowEnd(p, seq) - row0;
   const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
   const int cg = threadIdx.x % S::kGroups, rg = threadIdx.x / S::kGroups;
   const int col0 = tile * S::kCols + cg * S::kVec;
   const bool has_cols = col0 < p.dv;
+  // Before the wait, as the step kernel's (mlstm_step.cu says why that is safe): only this
+  // kernel writes a verified sequence's C in a pass.
   StageTileRows<T, kRows, kGroups>(st.c, p.dqk, p.dv, rg, col0, has_cols, c_s);
+  WaitForPriorKernels();
+  const int row0 = p.seq_row_begin[seq];
+  const int len = SeqRowEnd(p, seq) - row0;
 
   // The small operands: every load of a thread issued before any of them is used. Thread i
   // takes element i of each token's q̂ and pending key (dqk <= kTileThreads), so no index needs
@@ -233,7 +235,7 @@ __global__ void __launch_bounds__(kTileThreads, kL <= 4 ? 2 : 1) MlstmVerifyKern
 template <typename T, int kL, int kGroups>
 cudaError_t LaunchVerifyTiles(const MlstmParams& p, cudaStream_t stream) {
   using S = TileShape<T, kGroups>;
-  const dim3 grid((p.dv + S::kCols - 1) / S::kCols, p.heads, p.num_seqs);
+  const dim3 grid(S::Tiles(p.dv), p.heads, p.num_seqs);
   cudaError_t allowed = cudaSuccess;
   const cudaError_t launched = LaunchByTileRows<T, kGroups>(p.dqk, [&](auto rows) {
     constexpr int kRows = decltype(rows)::value;
@@ -253,7 +255,7 @@ constexpr int kNarrowGroups = 4;
 template <typename T, int kL>
 cudaError_t LaunchVerify(const MlstmParams& p, cudaStream_t stream) {
   using Wide = TileShape<T>;
-  const int64_t wide_blocks = int64_t((p.dv + Wide::kCols - 1) / Wide::kCols) * p.heads * p.num_seqs;
+  const int64_t wide_blocks = int64_t(Wide::Tiles(p.dv)) * p.heads * p.num_seqs;
   if (wide_blocks <= DeviceSmCount()) return LaunchVerifyTiles<T, kL, kNarrowGroups>(p, stream);
   return LaunchVerifyTiles<T, kL, Wide::kGroups>(p, stream);
 }

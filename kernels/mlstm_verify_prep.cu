@@ -29,7 +29,6 @@ constexpr int kThreads = 256;
 template <typename T>
 __global__ void __launch_bounds__(kThreads) MlstmVerifyPrepKernel(MlstmParams p) {
   AllowDependentLaunch();
-  WaitForPriorKernels();
   extern __shared__ float prep_smem[];  // q̂ [L, dqk], k [L, dqk], n0 [dqk]
   __shared__ float ig_s[kMaxVerifyTokens], fg_s[kMaxVerifyTokens];  // the verified rows' gates
   __shared__ float pend_f[kMaxVerifyTokens], pend_i[kMaxVerifyTokens];
@@ -46,12 +45,9 @@ __global__ void __launch_bounds__(kThreads) MlstmVerifyPrepKernel(MlstmParams p)
   float* n_s = k_s + len * p.dqk;
   float* coef = p.verify_coef + (int64_t(seq) * p.heads + head) * kVerifyCoefStride;
 
-  // Every load first: the gates, this thread's n and pending keys, q̂ and k of the verified rows.
-  if (tid < len) {
-    const int64_t in_row = int64_t(row0 + tid) * p.proj_stride;
-    ig_s[tid] = p.igate[in_row + head];
-    fg_s[tid] = p.fgate[in_row + head];
-  }
+  // Every load first. The state and the pending rows before the wait for the kernel ahead: no
+  // kernel of the pass writes them before this one (mlstm_step.cu says why); then the gates,
+  // q̂ and k of the verified rows, which the projection ahead writes.
   float pend_ig = 0.0f, pend_fg = 0.0f;
   if (tid < pend) {
     const int64_t at = int64_t(pend_row0 + tid) * p.pend_stride + head;
@@ -66,6 +62,12 @@ __global__ void __launch_bounds__(kThreads) MlstmVerifyPrepKernel(MlstmParams p)
   for (int t = 0; t < kMaxVerifyTokens; ++t) {
     pend_key[t] = owns_n && t < pend ? p.pend_k[int64_t(pend_row0 + t) * p.pend_stride + int64_t(head) * p.dqk + tid]
                                      : 0.0f;
+  }
+  WaitForPriorKernels();
+  if (tid < len) {
+    const int64_t in_row = int64_t(row0 + tid) * p.proj_stride;
+    ig_s[tid] = p.igate[in_row + head];
+    fg_s[tid] = p.fgate[in_row + head];
   }
   const float scale = rsqrtf(static_cast<float>(p.dqk));
   // Thread i takes element i of each verified row's q̂ and k (dqk <= kThreads): no division.

@@ -101,6 +101,21 @@ TEST_CASE("the bf16 precision against transformers running the bf16 golden model
   CHECK(checked == 2);
 }
 
+// The largest difference between two backends' slot states over the batch's slots, each
+// element relative to the second's value and at least 1 (n and m sit beside far larger C values).
+double StateDiff(const Backend& a, const Backend& b, const std::vector<SequenceInput>& batch) {
+  std::vector<float> x(a.state_layout().slot_floats()), y(x.size());
+  double worst = 0;
+  for (const auto& s : batch) {
+    REQUIRE(a.ReadSlot(s.slot, x).ok());
+    REQUIRE(b.ReadSlot(s.slot, y).ok());
+    for (size_t i = 0; i < x.size(); ++i) {
+      worst = std::max(worst, std::fabs(double(x[i]) - y[i]) / std::max(1.0, std::fabs(double(y[i]))));
+    }
+  }
+  return worst;
+}
+
 // Prefill of prompts of mixed lengths in one batch, then decode steps of the whole batch:
 // CUDA against the CPU reference; and each decode step against each sequence alone on a second
 // CUDA backend that starts from the same states.
@@ -147,6 +162,12 @@ void CompareWithCpu(std::shared_ptr<const ModelWeights> weights, DType state, Pr
     REQUIRE(cpu_exact->Forward(batch, &e).ok());
     prefill_effect = MaxAbsDiff(c.logits, e.logits);
   }
+  // The states the decode steps leave, n and m included (the step kernel writes them itself
+  // where a head's column tiles form one cluster), against the CPU's own: with an fp32 state in
+  // the exact precision the CPU keeps its own states. Six steps may add little to what the
+  // prompts left; a wrong or missing n or m is off by its own scale.
+  const bool compare_states = state == DType::kF32 && !bf16;
+  const double prompt_state_diff = compare_states ? StateDiff(*gpu, *cpu, batch) : 0.0;
   auto alone = Cuda(weights, 16, state, precision);
   std::vector<float> st(gpu->state_layout().slot_floats());
   for (auto& s : batch) {
@@ -183,6 +204,7 @@ void CompareWithCpu(std::shared_ptr<const ModelWeights> weights, DType state, Pr
       alone_diff = std::max(alone_diff, MaxAbsDiff(together.LastRow(static_cast<int>(i)), o.LastRow(0)));
     }
   }
+  const double state_diff = compare_states ? StateDiff(*gpu, *cpu, batch) : 0.0;
   // A second multi-token chunk of every sequence: the chunkwise kernels from a state they read.
   std::vector<std::vector<int32_t>> more(batch.size(), std::vector<int32_t>(45));
   std::vector<SequenceInput> continued;
@@ -205,11 +227,13 @@ void CompareWithCpu(std::shared_ptr<const ModelWeights> weights, DType state, Pr
               "%.3g\n",
               name.c_str(), prec.c_str(), StateName(state), prefill_diff, prefill_tol, decode_diff, decode_tol,
               alone_diff);
-  std::printf("  prefill by prompt length:%s; a second chunk %.3g\n", per_prompt.c_str(), continued_diff);
+  std::printf("  prefill by prompt length:%s; a second chunk %.3g; states after the prompts %.3g, after decode %.3g\n",
+              per_prompt.c_str(), continued_diff, prompt_state_diff, state_diff);
   INFO(name << " " << prec << " state " << StateName(state));
   CHECK(prefill_diff <= prefill_tol);
   CHECK(decode_diff <= decode_tol);
   CHECK(continued_diff <= prefill_tol);
+  CHECK(state_diff <= 4 * prompt_state_diff + kTol);
   // fp32 weights, and bf16 matrices this small: the GEMVs and the step kernel sum in an order
   // fixed by the shape, so a row gives the same bits alone or batched. Larger bf16 matrices
   // switch from the GEMV to cuBLAS above two rows, and cuBLAS may pick another kernel for 4
@@ -290,7 +314,7 @@ TEST_CASE("new one-chunk prompts beside decode rows leave the states the next st
       CHECK(run({{0, 1, false}, {1, 1, false}, {2, 1, false}, {3, 1, false}}) <= kTol);
     }
     std::vector<float> g_state(gpu->state_layout().slot_floats()), c_state(g_state.size());
-    for (int slot : {2, 3}) {
+    for (int slot : {0, 1, 2, 3}) {  // decoded beside the prompts, and the prompts
       REQUIRE(gpu->ReadSlot(slot, g_state).ok());
       REQUIRE(cpu->ReadSlot(slot, c_state).ok());
       double largest = 1;
@@ -305,6 +329,49 @@ TEST_CASE("7B-shaped heads (dqk 256, dv 512) agree with the CPU reference") {
   for (Precision precision : {Precision::kExact, Precision::kBf16}) {
     for (DType state : {DType::kF32, DType::kBF16}) CompareWithCpu(weights, state, precision, "7b-head random", 300);
   }
+}
+
+// The step kernel forms clusters and writes n and m itself only in a grid of one wave (two
+// blocks an SM); past that the normaliser writes them after it. 64 sequences of the 7B head's 8
+// fp32 column tiles are 512 blocks, more than one wave on any GPU of up to 256 SMs (the H200 has
+// 132), while CompareWithCpu's 8 sequences fit one. So this runs the other path: its logits and
+// the states it leaves, n and m included, against the CPU's.
+TEST_CASE("7B-shaped heads agree with the CPU reference in a decode grid of several waves") {
+  constexpr int kSeqs = 64;
+  auto weights = testing::SevenBHeadModel(9);
+  const int vocab = weights->config.vocab_size;
+  auto gpu = Cuda(weights, kSeqs, DType::kF32, Precision::kExact);
+  auto cpu = Cpu(weights, kSeqs, Precision::kExact);
+  std::mt19937 rng(13);
+  std::vector<std::vector<int32_t>> prompts(kSeqs);
+  std::vector<SequenceInput> batch;
+  for (int i = 0; i < kSeqs; ++i) {
+    prompts[i].resize(1 + i % 9);
+    for (auto& t : prompts[i]) t = static_cast<int32_t>(rng() % vocab);
+    batch.push_back({i, prompts[i], true});
+  }
+  ForwardOutput g, c;
+  REQUIRE(gpu->Forward(batch, &g).ok());
+  REQUIRE(cpu->Forward(batch, &c).ok());
+  CHECK(MaxAbsDiff(g.logits, c.logits) <= kTol);
+  const double prompt_state_diff = StateDiff(*gpu, *cpu, batch);
+  double decode_diff = 0;
+  std::vector<int32_t> next(kSeqs);
+  for (int step = 0; step < 4; ++step) {
+    std::vector<SequenceInput> decode;
+    for (int i = 0; i < kSeqs; ++i) {
+      next[i] = static_cast<int32_t>((step * 17 + i * 5) % vocab);
+      decode.push_back({i, std::span<const int32_t>(&next[i], 1), false});
+    }
+    REQUIRE(gpu->Forward(decode, &g).ok());
+    REQUIRE(cpu->Forward(decode, &c).ok());
+    decode_diff = std::max(decode_diff, MaxAbsDiff(g.logits, c.logits));
+  }
+  const double state_diff = StateDiff(*gpu, *cpu, batch);
+  std::printf("7b-head, %d sequences: decode %.3g; states after the prompts %.3g, after decode %.3g\n", kSeqs,
+              decode_diff, prompt_state_diff, state_diff);
+  CHECK(decode_diff <= kTol);
+  CHECK(state_diff <= 4 * prompt_state_diff + kTol);
 }
 
 // Prompts of 9 to 192 rows take the weight GEMMs of StreamGemm's range, where warm-up timing
