@@ -64,6 +64,7 @@ std::string StreamLabel(const StreamGemmConfig& c) {
   return std::string(c.narrow ? "narrow " : "") + "StreamGemm width " + std::to_string(c.width) + " stages " +
          std::to_string(c.stages) + ", " + std::to_string(c.slices) + " k-slice(s)";
 }
+std::string SwiGluLabel(const StreamGemmConfig& c) { return StreamLabel(c) + " with the SwiGLU epilogue"; }
 
 }  // namespace
 
@@ -294,13 +295,13 @@ absl::StatusOr<StreamGemmConfig> LtGemm::SwiGluPlanFor(const void* w, int n, int
                                          },
                                          stream));
     cudaGetLastError();  // a configuration that cannot launch here is skipped
-    if (std::isfinite(ms)) record.candidates_ms.emplace_back(StreamLabel(c) + " with the SwiGLU epilogue", ms);
+    if (std::isfinite(ms)) record.candidates_ms.emplace_back(SwiGluLabel(c), ms);
     if (ms < best_ms) {
       best_ms = ms;
       chosen = c;
     }
   }
-  record.chosen = chosen.width > 0 ? StreamLabel(chosen) + " with the SwiGLU epilogue" : unfused;
+  record.chosen = chosen.width > 0 ? SwiGluLabel(chosen) : unfused;
   choices_.push_back(std::move(record));
   swiglu_.emplace(key, chosen);
   return chosen;
