@@ -228,12 +228,15 @@ absl::Status AppendGemmChoices(const Accelerator& device, Backend* backend, cons
   for (const GemmChoice& c : choices) {
     nlohmann::json candidates = nlohmann::json::array();
     for (const auto& [name, ms] : c.candidates_ms) candidates.push_back({{"name", name}, {"ms", ms}});
+    nlohmann::json passes = nlohmann::json::array();
+    for (const auto& [name, ms] : c.pass_ms) passes.push_back({{"name", name}, {"ms", ms}});
     shapes.push_back({{"n", c.n},
                       {"k", c.k},
                       {"rows", c.rows},
                       {"swiglu", c.swiglu},
                       {"chosen", c.chosen},
-                      {"candidates", candidates}});
+                      {"candidates", candidates},
+                      {"passes", passes}});
   }
   rows->push_back({{"kind", "gemm_choices"},
                    {"precision", prec},

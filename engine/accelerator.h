@@ -32,6 +32,9 @@ struct GemmChoice {
   bool swiglu = false;  // the up projection with SwiGLU fused, against the product + SwiGLU pass
   std::vector<std::pair<std::string, double>> candidates_ms;
   std::string chosen;
+  // Where the candidates' times alone were too close to call (Backend::OpenChoices): the ms of
+  // warm-up's pass with each of the close ones, which decided `chosen`.
+  std::vector<std::pair<std::string, double>> pass_ms;
 };
 
 class Accelerator {

@@ -62,6 +62,13 @@ struct SnapshotRef {
   bool operator==(const SnapshotRef&) const = default;
 };
 
+// A backend's choice between implementations of one step shape that timing them alone left
+// open (Backend::OpenChoices): `candidates` of them, the first the one timing picked.
+struct OpenChoice {
+  int id = 0;
+  int candidates = 0;
+};
+
 // How a backend multiplies activations by bf16 weights (the `precision` setting; products with
 // fp32 weights stay fp32 either way). The recurrent state's maths is fp32 in both.
 enum class Precision {
@@ -180,6 +187,17 @@ class Backend {
   // be tuned (timed) — on during warm-up, off after it, so that a live step never stalls on it.
   virtual bool WantsWarmUp() const { return false; }
   virtual void SetShapeTuning(bool allowed) { (void)allowed; }
+  // The choices tuning has left open so far and not settled: a kernel's time alone is not its
+  // cost in a pass (a neighbour overlaps it or not, the cache holds what it reads or not), so
+  // where candidates timed alone within a few percent, warm-up runs passes with each.
+  virtual std::vector<OpenChoice> OpenChoices() const { return {}; }
+  // Runs candidate `candidate` of open choice `id` from the next Forward on; with
+  // `pass_seconds` (one per candidate: what a pass took with each) also settles the choice.
+  virtual absl::Status TakeCandidate(int id, int candidate, std::span<const double> pass_seconds) {
+    (void)candidate;
+    (void)pass_seconds;
+    return absl::NotFoundError("no open choice " + std::to_string(id));
+  }
 
   // Host copies of a slot's state in StateLayout's fp32 format, for tests and tools.
   virtual absl::Status ReadSlot(int slot, std::span<float> out) const = 0;

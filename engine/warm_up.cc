@@ -15,7 +15,11 @@ namespace {
 // all of them.
 class Runner {
  public:
-  explicit Runner(Backend* backend) : backend_(backend) {}
+  Runner(Backend* backend, std::function<double()> clock) : backend_(backend), clock_(std::move(clock)) {
+    if (!clock_) {
+      clock_ = [] { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); };
+    }
+  }
 
   // Returns the step's wall time: Forward waits for the step's tokens, so it covers the GPU's.
   absl::StatusOr<double> Step(int seqs, int len, bool verify) {
@@ -30,9 +34,14 @@ class Runner {
       in.mtp_heads = verify;
       in.defer_commit = verify;
     }
-    const auto start = std::chrono::steady_clock::now();
+    return Timed(batch);
+  }
+
+  // Runs and commits `batch`, returning its wall time.
+  absl::StatusOr<double> Timed(std::span<const SequenceInput> batch) {
+    const double start = clock_();
     RETURN_IF_ERROR(RunAndCommit(batch));
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return clock_() - start;
   }
 
   absl::Status RunAndCommit(std::span<const SequenceInput> batch) {
@@ -54,6 +63,7 @@ class Runner {
 
  private:
   Backend* backend_;
+  std::function<double()> clock_;
   std::vector<int32_t> zeros_;
   ForwardOutput out_;
 };
@@ -102,6 +112,47 @@ absl::Status MeasureBuckets(Runner& run, int max_batch, int verify_len, const Re
   return absl::OkStatus();
 }
 
+// Open choices settled by passes, and how many of them the passes took from timing's pick.
+struct Settled {
+  int choices = 0, overruled = 0;
+};
+
+// Rounds of passes per candidate of an open choice; the first round does not count (a
+// candidate's first call may load its kernel), the fastest of the others does.
+constexpr int kSettleRounds = 4;
+
+// Settles the choices that running `batch` (from reset slots [0, slots)) left open: it runs
+// again with each candidate, the candidates taking turns, and the fastest pass decides.
+absl::Status SettleOpenChoices(Backend* backend, Runner& run, std::span<const SequenceInput> batch, int slots,
+                               const std::vector<OpenChoice>& before, Settled* settled) {
+  for (const OpenChoice& choice : backend->OpenChoices()) {
+    if (std::any_of(before.begin(), before.end(), [&](const OpenChoice& b) { return b.id == choice.id; })) continue;
+    std::vector<double> seconds(choice.candidates, 1e30);
+    for (int round = 0; round < kSettleRounds; ++round) {
+      for (int c = 0; c < choice.candidates; ++c) {
+        RETURN_IF_ERROR(backend->TakeCandidate(choice.id, c, {}));
+        RETURN_IF_ERROR(run.Reset(slots));
+        ASSIGN_OR_RETURN(const double s, run.Timed(batch));
+        if (round > 0) seconds[c] = std::min(seconds[c], s);
+      }
+    }
+    const int best = static_cast<int>(std::min_element(seconds.begin(), seconds.end()) - seconds.begin());
+    RETURN_IF_ERROR(backend->TakeCandidate(choice.id, best, seconds));
+    ++settled->choices;
+    settled->overruled += best != 0;
+  }
+  return run.Reset(slots);
+}
+
+// Runs `batch` once with shape tuning on (from reset slots [0, slots)), then settles the
+// choices it left open. Leaves the slots reset.
+absl::Status TuneWith(Backend* backend, Runner& run, std::span<const SequenceInput> batch, int slots,
+                      Settled* settled) {
+  const std::vector<OpenChoice> before = backend->OpenChoices();
+  RETURN_IF_ERROR(run.RunAndCommit(batch));
+  return SettleOpenChoices(backend, run, batch, slots, before, settled);
+}
+
 }  // namespace
 
 absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
@@ -116,7 +167,7 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
   auto say = [&](const std::string& line) {
     if (progress) progress(line);
   };
-  Runner run(backend);
+  Runner run(backend, options.clock);
   if (!backend->WantsWarmUp()) {
     // Nothing to tune or capture; speculation's `auto` still needs what a plain step and each
     // verify cost, or it cannot tell when running the heads does not pay.
@@ -125,6 +176,7 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
     return MeasureBuckets(run, max_batch, verify_len, kTimingRepeats, costs, say);
   }
   backend->SetShapeTuning(true);
+  Settled settled;
 
   // The largest passes first: a mixed one (every other sequence verifying, one prefill taking
   // the rest of the budget) and a verify of every sequence with all its logits to the host.
@@ -143,7 +195,7 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
       in.defer_commit = drafts && !last;
       in.all_logits = drafts && !last;
     }
-    RETURN_IF_ERROR(run.RunAndCommit(batch));
+    RETURN_IF_ERROR(TuneWith(backend, run, batch, others + 1, &settled));
     if (drafts) {
       std::vector<SequenceInput> verify(max_batch);
       for (int i = 0; i < max_batch; ++i) {
@@ -152,28 +204,8 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
         verify[i].tokens = std::span<const int32_t>(run.zeros().data(), verify_len);
         verify[i].all_logits = verify[i].mtp_heads = verify[i].defer_commit = true;
       }
-      RETURN_IF_ERROR(run.RunAndCommit(verify));
+      RETURN_IF_ERROR(TuneWith(backend, run, verify, max_batch, &settled));
     }
-    if (backend->SamplesOnDevice()) {
-      // Sampling's buffers at their largest batch; a long history sizes the penalty list.
-      std::vector<int32_t> history(1024, 0);
-      DeviceSampling sampling;
-      sampling.params.temperature = 1.0f;
-      sampling.params.top_k = 50;
-      sampling.params.top_p = 0.9f;
-      sampling.params.repetition_penalty = 1.1f;
-      sampling.history = TokenHistory{history, {}};
-      std::vector<SequenceInput> sampled(max_batch);
-      for (int i = 0; i < max_batch; ++i) {
-        sampled[i] = SequenceInput{};
-        sampled[i].slot = i;
-        sampled[i].tokens = std::span<const int32_t>(run.zeros().data(), 1);
-        sampled[i].tokens_only = true;
-        sampled[i].sample = &sampling;
-      }
-      RETURN_IF_ERROR(run.RunAndCommit(sampled));
-    }
-    RETURN_IF_ERROR(run.Reset(max_batch));
   }
 
   // A ladder of pass sizes: a mixed pass (decode rows beside a prompt chunk) has any number of
@@ -187,8 +219,34 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
     in.tokens = std::span<const int32_t>(run.zeros().data(), rows);
     in.tokens_only = true;
     in.mtp_heads = drafts;
-    RETURN_IF_ERROR(run.RunAndCommit(std::span<const SequenceInput>(&in, 1)));
-    RETURN_IF_ERROR(run.Reset(1));
+    RETURN_IF_ERROR(TuneWith(backend, run, std::span<const SequenceInput>(&in, 1), 1, &settled));
+  }
+  if (settled.choices > 0) {
+    say("warm-up: passes settled " + std::to_string(settled.choices) + " choice(s) that timing left open; " +
+        std::to_string(settled.overruled) + " overruled timing's pick");
+  }
+
+  if (backend->SamplesOnDevice()) {
+    // Sampling's buffers at their largest batch; a long history sizes the penalty list. After
+    // the ladder: this step's shapes are a decode step's, whose choices the ladder settles
+    // before the step's graph is captured.
+    std::vector<int32_t> history(1024, 0);
+    DeviceSampling sampling;
+    sampling.params.temperature = 1.0f;
+    sampling.params.top_k = 50;
+    sampling.params.top_p = 0.9f;
+    sampling.params.repetition_penalty = 1.1f;
+    sampling.history = TokenHistory{history, {}};
+    std::vector<SequenceInput> sampled(max_batch);
+    for (int i = 0; i < max_batch; ++i) {
+      sampled[i] = SequenceInput{};
+      sampled[i].slot = i;
+      sampled[i].tokens = std::span<const int32_t>(run.zeros().data(), 1);
+      sampled[i].tokens_only = true;
+      sampled[i].sample = &sampling;
+    }
+    RETURN_IF_ERROR(run.RunAndCommit(sampled));
+    RETURN_IF_ERROR(run.Reset(max_batch));
   }
 
   RETURN_IF_ERROR(MeasureBuckets(run, max_batch, drafts ? verify_len : 0, kCaptureRepeats, costs, say));

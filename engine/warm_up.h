@@ -17,13 +17,19 @@ struct WarmUpOptions {
   int max_batch = 1;        // sequences decoding at once; slots [0, max_batch) must be free
   int max_step_tokens = 1;  // rows of the largest forward pass (the scheduler's step budget)
   int max_draft = 0;        // drafts per speculative step; 0: no speculation
+  // Seconds on some steady clock, for the passes warm-up times; empty: std::chrono::steady_clock
+  // (tests pass a simulated one).
+  std::function<double()> clock;
 };
 
 // On backends that do not want it (Backend::WantsWarmUp) it only measures `costs` (the bucket
 // steps below), and only when speculation can run: `auto` needs them. Otherwise runs, on
 // token 0 in slots [0, max_batch): the largest mixed pass and the largest verify pass first
 // (so that later shapes find their buffers in place), one prompt chunk of each size of a ladder
-// up to max_step_tokens (mixed passes borrow the next size's choices), then for each power-of-two batch bucket
+// up to max_step_tokens (mixed passes borrow the next size's choices), each of these again
+// with every candidate of the choices it left open (Backend::OpenChoices) until the fastest
+// pass settles them, a sampled step of max_batch sequences on backends that sample on
+// the device, then for each power-of-two batch bucket
 // up to max_batch a plain greedy step and, with drafts, a verify of each length 1..1+max_draft
 // with and without a recorded commit, each three times (eager, captured, replayed). Shape
 // tuning is on meanwhile and off afterwards (Backend::SetShapeTuning). Resets the slots.

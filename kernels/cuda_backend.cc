@@ -145,6 +145,10 @@ class CudaBackend final : public Backend {
   }
   bool WantsWarmUp() const override { return true; }
   void SetShapeTuning(bool allowed) override { lt_->SetTuning(allowed); }
+  std::vector<OpenChoice> OpenChoices() const override { return lt_->OpenChoices(); }
+  absl::Status TakeCandidate(int id, int candidate, std::span<const double> pass_seconds) override {
+    return lt_->TakeCandidate(id, candidate, pass_seconds);
+  }
 
   absl::Status Forward(std::span<const SequenceInput> batch, ForwardOutput* out) override {
     const ModelConfig& cfg = weights_->config;
@@ -190,6 +194,7 @@ class CudaBackend final : public Backend {
 
   StageProfiler& profiler() { return profiler_; }
   const LtGemm& gemms() const { return *lt_; }
+  LtGemm& gemms() { return *lt_; }
 
  private:
   // Applies the slot's recorded commit to its state with the commit kernel.
@@ -318,6 +323,14 @@ absl::StatusOr<std::vector<GemmChoice>> GemmChoices(Backend* backend) {
   auto* cuda = dynamic_cast<CudaBackend*>(backend);
   if (cuda == nullptr) return absl::InvalidArgumentError("GEMM choices need a CUDA backend");
   return cuda->gemms().choices();
+}
+
+absl::Status SetGemmOpenGap(Backend* backend, float gap) {
+  auto* cuda = dynamic_cast<CudaBackend*>(backend);
+  if (cuda == nullptr) return absl::InvalidArgumentError("GEMM choices need a CUDA backend");
+  if (!(gap >= 0)) return absl::InvalidArgumentError("the open gap is a fraction >= 0");
+  cuda->gemms().SetOpenGap(gap);
+  return absl::OkStatus();
 }
 
 }  // namespace xlserve::kernels

@@ -50,5 +50,8 @@ absl::Status SetStageProfiling(Backend* backend, bool on);
 absl::StatusOr<std::vector<std::pair<std::string, double>>> TakeStageProfile(Backend* backend);
 // The weight GEMM choices that timing made on the backend, in the order made.
 absl::StatusOr<std::vector<GemmChoice>> GemmChoices(Backend* backend);
+// How close (a fraction of the fastest) timing's runner-ups must come to leave a GEMM choice open
+// for warm-up's passes (Backend::OpenChoices); tests widen it so that every choice opens.
+absl::Status SetGemmOpenGap(Backend* backend, float gap);
 
 }  // namespace xlserve::kernels

@@ -1,5 +1,6 @@
 #include "kernels/gemm_lt.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -22,6 +23,8 @@ constexpr float kSliceGain = 0.9f;
 // where kSliceGain would charge a tenth of the product a plane: an extra plane is priced instead
 // by its bytes, written once and read once at about 3 TB/s (bytes per ms).
 constexpr float kPlaneBytesPerMs = 3e9f;
+// The most candidates an open choice keeps (timing's pick and its closest runner-ups).
+constexpr size_t kMaxOpenCandidates = 3;
 
 // The time in ms of kTimedRuns calls of run() after one untimed call; infinity when one fails.
 template <typename Run>
@@ -144,8 +147,9 @@ std::string LtGemm::Label(const Plan& p) {
   return p.stream.width > 0 ? StreamLabel(p.stream) : LtLabel(p.algo, p.k_slices);
 }
 
-absl::StatusOr<float> LtGemm::Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
-                                      bool timed, Plan* p, GemmChoice* record, cudaStream_t stream) {
+absl::Status LtGemm::Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
+                             bool timed, Plan* p, GemmChoice* record, std::vector<Option>* options,
+                             cudaStream_t stream) {
   RETURN_IF_ERROR(Describe(n, k, cols, slices, p));
   cublasLtMatmulPreference_t pref = nullptr;
   CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
@@ -163,8 +167,7 @@ absl::StatusOr<float> LtGemm::Prepare(const void* w, int n, int k, const void* x
                                " k-slice(s)");
   }
   p->algo = results[0].algo;
-  float best = std::numeric_limits<float>::infinity();
-  if (!timed) return best;
+  if (!timed) return absl::OkStatus();
   const float alpha = 1.0f, beta = 0.0f;
   for (int i = 0; i < found; ++i) {
     // A candidate that cannot run here times as infinity and is skipped.
@@ -175,36 +178,39 @@ absl::StatusOr<float> LtGemm::Prepare(const void* w, int n, int k, const void* x
                                                                  kWorkspaceBytes, stream) == CUBLAS_STATUS_SUCCESS;
                                          },
                                          stream));
-    if (std::isfinite(ms)) record->candidates_ms.emplace_back(LtLabel(results[i].algo, slices), ms);
-    if (ms < best) {
-      best = ms;
-      p->algo = results[i].algo;
-    }
+    if (!std::isfinite(ms)) continue;
+    record->candidates_ms.emplace_back(LtLabel(results[i].algo, slices), ms);
+    // A k-sliced product is counted kSliceGain slower: its extra plane costs the reader a pass.
+    options->push_back({ms / std::pow(kSliceGain, float(slices - 1)), slices, results[i].algo, {}});
   }
-  return best;
+  return absl::OkStatus();
 }
 
-absl::Status LtGemm::TryStream(const void* w, int n, int k, const void* x, int cols, float* out, float best_ms,
-                               Plan* p, GemmChoice* record, cudaStream_t stream) {
-  StreamGemmConfig chosen;
+absl::Status LtGemm::TryStream(const void* w, int n, int k, const void* x, int cols, float* out, GemmChoice* record,
+                               std::vector<Option>* options, cudaStream_t stream) {
   for (const StreamGemmConfig& c : StreamGemmCandidates(n, k, cols, sms_)) {
     ASSIGN_OR_RETURN(const float ms,
                      TimeRuns([&] { return StreamGemm(c, w, n, k, x, cols, out, stream) == cudaSuccess; }, stream));
     cudaGetLastError();  // a configuration that cannot launch here is skipped
-    if (std::isfinite(ms)) record->candidates_ms.emplace_back(StreamLabel(c), ms);
+    if (!std::isfinite(ms)) continue;
+    record->candidates_ms.emplace_back(StreamLabel(c), ms);
     // ms covers kTimedRuns calls.
     const float counted =
         c.narrow ? ms + float(kTimedRuns * (c.slices - 1)) * 2 * sizeof(float) * cols * n / kPlaneBytesPerMs
                  : ms / std::pow(kSliceGain, float(c.slices - 1));
-    if (counted < best_ms) {
-      best_ms = counted;
-      chosen = c;
-    }
+    options->push_back({counted, c.slices, {}, c});
   }
-  if (chosen.width == 0) return absl::OkStatus();
-  Destroy(p);
-  p->stream = chosen;
-  p->k_slices = chosen.slices;
+  return absl::OkStatus();
+}
+
+absl::Status LtGemm::Materialize(int n, int k, int cols, const Option& option, Plan* p) {
+  if (option.stream.width > 0) {
+    p->stream = option.stream;
+    p->k_slices = option.stream.slices;
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(Describe(n, k, cols, option.slices, p));
+  p->algo = option.algo;
   return absl::OkStatus();
 }
 
@@ -229,32 +235,80 @@ absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const
   }
   const bool timed = !frozen_ && cols <= kTunedMaxCols;
   GemmChoice record{n, k, cols};
-  Plan whole;
-  absl::StatusOr<float> whole_ms = Prepare(w, n, k, x, cols, out, 1, timed, &whole, &record, stream);
-  if (!whole_ms.ok()) {
-    Destroy(&whole);
-    return whole_ms.status();
-  }
+  std::vector<Option> options;
+  Plan plan;
+  absl::Status prepared = Prepare(w, n, k, x, cols, out, 1, timed, &plan, &record, &options, stream);
   // Two k-slices need 16-byte aligned slice starts (k % 16 == 0 for bf16 rows).
-  float best_ms = *whole_ms;
-  if (timed && MaxKSlices(cols) >= 2 && k % 16 == 0) {
+  if (prepared.ok() && timed && MaxKSlices(cols) >= 2 && k % 16 == 0) {
     Plan sliced;
-    absl::StatusOr<float> sliced_ms = Prepare(w, n, k, x, cols, out, 2, /*timed=*/true, &sliced, &record, stream);
-    if (sliced_ms.ok() && *sliced_ms < *whole_ms * kSliceGain) {
-      Destroy(&whole);
-      whole = sliced;
-      best_ms = *sliced_ms / kSliceGain;
-    } else {
-      Destroy(&sliced);
-    }
+    // A sliced shape cuBLASLt has no algorithm for is simply not a candidate.
+    (void)Prepare(w, n, k, x, cols, out, 2, /*timed=*/true, &sliced, &record, &options, stream);
+    Destroy(&sliced);
   }
-  if (timed && stream_gemm_) RETURN_IF_ERROR(TryStream(w, n, k, x, cols, out, best_ms, &whole, &record, stream));
+  if (prepared.ok() && timed && stream_gemm_) prepared = TryStream(w, n, k, x, cols, out, &record, &options, stream);
+  if (!prepared.ok()) {
+    Destroy(&plan);
+    return prepared;
+  }
+  if (timed && !options.empty()) {
+    std::stable_sort(options.begin(), options.end(),
+                     [](const Option& a, const Option& b) { return a.counted_ms < b.counted_ms; });
+    Destroy(&plan);
+    RETURN_IF_ERROR(Materialize(n, k, cols, options.front(), &plan));
+  }
   if (timed) {
     timed_.insert(key);
-    record.chosen = Label(whole);
+    record.chosen = Label(plan);
+    // Candidates within the open gap of the fastest: timing each alone cannot tell them apart
+    // reliably, so warm-up's passes decide (TakeCandidate).
+    size_t close = 1;
+    while (close < options.size() && close < kMaxOpenCandidates &&
+           options[close].counted_ms <= options.front().counted_ms * (1 + open_gap_)) {
+      ++close;
+    }
+    if (close > 1) {
+      options.resize(close);
+      open_.push_back({key, std::move(options), choices_.size()});
+    }
     choices_.push_back(std::move(record));
   }
-  return &plans_.emplace(key, whole).first->second;
+  return &plans_.emplace(key, plan).first->second;
+}
+
+std::vector<OpenChoice> LtGemm::OpenChoices() const {
+  std::vector<OpenChoice> open;
+  for (size_t i = 0; i < open_.size(); ++i) {
+    if (!open_[i].settled) open.push_back({static_cast<int>(i), static_cast<int>(open_[i].options.size())});
+  }
+  return open;
+}
+
+absl::Status LtGemm::TakeCandidate(int id, int candidate, std::span<const double> pass_seconds) {
+  if (id < 0 || id >= static_cast<int>(open_.size()) || open_[id].settled || candidate < 0 ||
+      candidate >= static_cast<int>(open_[id].options.size())) {
+    return absl::InvalidArgumentError("no open GEMM choice " + std::to_string(id) + " with candidate " +
+                                      std::to_string(candidate));
+  }
+  Open& o = open_[id];
+  const auto [n, k, cols] = o.key;
+  Plan taken;
+  if (absl::Status st = Materialize(n, k, cols, o.options[candidate], &taken); !st.ok()) {
+    Destroy(&taken);
+    return st;
+  }
+  Plan& current = plans_.at(o.key);
+  Destroy(&current);
+  current = taken;
+  if (pass_seconds.empty()) return absl::OkStatus();
+  o.settled = true;
+  GemmChoice& record = choices_[o.record];
+  record.chosen = Label(current);
+  for (size_t i = 0; i < o.options.size() && i < pass_seconds.size(); ++i) {
+    const Option& c = o.options[i];
+    record.pass_ms.emplace_back(c.stream.width > 0 ? StreamLabel(c.stream) : LtLabel(c.algo, c.slices),
+                                1e3 * pass_seconds[i]);
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<StreamGemmConfig> LtGemm::SwiGluPlanFor(const void* w, int n, int k, const void* x, int cols,

@@ -23,8 +23,9 @@
 #include <cuda_runtime_api.h>
 
 #include <map>
-#include <set>
 #include <memory>
+#include <set>
+#include <span>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -34,6 +35,11 @@
 #include "kernels/launchers.h"
 
 namespace xlserve::kernels {
+
+// Timing's runner-ups within this fraction of its pick leave the choice open for a pass to
+// decide. On an H100 one candidate's time alone moved by 13% between processes while its
+// neighbour's held (docs/design.md, section 6), so that close a call is not timing's to make.
+inline constexpr float kDefaultOpenGap = 0.05f;
 
 class LtGemm {
  public:
@@ -66,6 +72,14 @@ class LtGemm {
   // only if kSliceGain faster, a narrow one's extra planes priced by their bytes) and the one
   // taken. One entry per timed shape, so bounded by the shapes warm-up visits.
   const std::vector<GemmChoice>& choices() const { return choices_; }
+  // Choices that timing left open (Backend::OpenChoices): shapes whose runner-ups timed within
+  // the open gap of the fastest, not yet settled.
+  std::vector<OpenChoice> OpenChoices() const;
+  // The fraction of the fastest candidate's time within which runner-ups leave a choice open.
+  void SetOpenGap(float gap) { open_gap_ = gap; }
+  // Runs candidate `candidate` of open choice `id` from the next call on; with `pass_seconds`
+  // it settles the choice and adds them to its GemmChoice (Backend::TakeCandidate).
+  absl::Status TakeCandidate(int id, int candidate, std::span<const double> pass_seconds);
 
  private:
   LtGemm() = default;
@@ -76,22 +90,36 @@ class LtGemm {
     int k_slices = 1;
     StreamGemmConfig stream;  // width > 0: StreamGemm instead of cuBLASLt
   };
+  // A timed candidate: its time as counted (k-slices priced as said above) and what Plan it makes.
+  struct Option {
+    float counted_ms;
+    int slices;
+    cublasLtMatmulAlgo_t algo;
+    StreamGemmConfig stream;  // width > 0: StreamGemm
+  };
+  struct Open {
+    std::tuple<int, int, int> key;  // (n, k, cols)
+    std::vector<Option> options;    // the close candidates, timing's pick first
+    size_t record;                  // its entry of choices_
+    bool settled = false;
+  };
   // The descriptor and layouts of `slices` k-slices of the shape into p.
   absl::Status Describe(int n, int k, int cols, int slices, Plan* p);
   // A plan for the shape with `donor`'s algorithm and slicing, if cuBLASLt accepts it there.
   bool Borrow(const Plan& donor, int n, int k, int cols, Plan* p);
-  // The layouts of `slices` k-slices of the shape into p, and its fastest algorithm (timed when
-  // `timed`, each candidate's time added to `record`) with its time in ms (infinity when
-  // untimed).
-  absl::StatusOr<float> Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
-                                bool timed, Plan* p, GemmChoice* record, cudaStream_t stream);
+  // The layouts of `slices` k-slices of the shape into p with the heuristic's first algorithm;
+  // when `timed`, every algorithm of the heuristic's list timed, each added to `record` and
+  // `options`.
+  absl::Status Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices, bool timed,
+                       Plan* p, GemmChoice* record, std::vector<Option>* options, cudaStream_t stream);
+  // The plan of a timed candidate for the shape.
+  absl::Status Materialize(int n, int k, int cols, const Option& option, Plan* p);
   static void Destroy(Plan* p);
   // The plan's name in GemmChoice.
   static std::string Label(const Plan& p);
-  // Replaces *p by the fastest StreamGemm configuration of the shape if that beats `best_ms`
-  // (an extra k-slice counted as in PlanFor); each configuration's time goes to `record`.
-  absl::Status TryStream(const void* w, int n, int k, const void* x, int cols, float* out, float best_ms, Plan* p,
-                         GemmChoice* record, cudaStream_t stream);
+  // Times every StreamGemm configuration of the shape into `record` and `options`.
+  absl::Status TryStream(const void* w, int n, int k, const void* x, int cols, float* out, GemmChoice* record,
+                         std::vector<Option>* options, cudaStream_t stream);
   absl::StatusOr<Plan*> PlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
                                 cudaStream_t stream);
   // Runs plan p (planned for the shape) on `stream`.
@@ -107,7 +135,9 @@ class LtGemm {
   std::set<std::tuple<int, int, int>> timed_;        // the plans chosen by timing
   std::map<std::tuple<int, int, int>, StreamGemmConfig> swiglu_;  // RunSwiGlu's choice per (n, k, cols)
   std::vector<GemmChoice> choices_;
+  std::vector<Open> open_;  // one per timed shape at most, so bounded as choices_
   bool frozen_ = false;
+  float open_gap_ = kDefaultOpenGap;
   bool stream_gemm_ = false;  // StreamGemm runs on this device
   int sms_ = 0;
 };

@@ -9,7 +9,8 @@
 
 namespace xlserve::testing {
 
-FakeBackend::FakeBackend(const FakeBackendOptions& options) : options_(options) {
+FakeBackend::FakeBackend(const FakeBackendOptions& options)
+    : choice_states(options.choices.size()), options_(options) {
   layout_.num_layers = 1;
   layout_.num_heads = 1;
   layout_.qk_head_dim = 1;
@@ -69,7 +70,19 @@ absl::Status FakeBackend::Forward(std::span<const SequenceInput> batch, ForwardO
     if (in.defer_commit) seconds += options_.verify_token_seconds * static_cast<double>(in.tokens.size());
   }
   forwards.push_back(rows);
-  if (seconds > 0) std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  int total_rows = 0;
+  for (const Row& row : rows) total_rows += row.tokens;
+  for (size_t i = 0; i < options_.choices.size(); ++i) {
+    if (options_.choices[i].rows != total_rows) continue;
+    ChoiceState& c = choice_states[i];
+    c.opened = c.opened || tuning;
+    if (c.opened) seconds += options_.choices[i].seconds[c.taken];
+  }
+  if (options_.clock) {
+    *options_.clock += seconds;
+  } else if (seconds > 0) {
+    std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  }
   const int heads = options_.mtp_heads;
   out->vocab_size = vocab;
   out->row_offset.assign(1, 0);
@@ -120,6 +133,32 @@ absl::Status FakeBackend::Forward(std::span<const SequenceInput> batch, ForwardO
       slots_[in.slot] = s;
       deferred_[in.slot].clear();
     }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<OpenChoice> FakeBackend::OpenChoices() const {
+  std::vector<OpenChoice> open;
+  for (size_t i = 0; i < choice_states.size(); ++i) {
+    if (choice_states[i].opened && !choice_states[i].settled) {
+      open.push_back({static_cast<int>(i), static_cast<int>(options_.choices[i].seconds.size())});
+    }
+  }
+  return open;
+}
+
+absl::Status FakeBackend::TakeCandidate(int id, int candidate, std::span<const double> pass_seconds) {
+  if (id < 0 || id >= static_cast<int>(choice_states.size()) || !choice_states[id].opened ||
+      choice_states[id].settled || candidate < 0 ||
+      candidate >= static_cast<int>(options_.choices[id].seconds.size())) {
+    return absl::InvalidArgumentError("no open choice " + std::to_string(id) + " with candidate " +
+                                      std::to_string(candidate));
+  }
+  ChoiceState& c = choice_states[id];
+  c.taken = candidate;
+  if (!pass_seconds.empty()) {
+    c.settled = true;
+    c.pass_seconds.assign(pass_seconds.begin(), pass_seconds.end());
   }
   return absl::OkStatus();
 }

@@ -35,6 +35,17 @@ struct FakeBackendOptions {
   // are ones a test can predict.
   double pass_seconds = 0;
   double verify_token_seconds = 0;
+  // When set, a Forward adds its simulated time here instead of sleeping (a clock for
+  // WarmUpOptions::clock).
+  double* clock = nullptr;
+  // Choices that timing leaves open (Backend::OpenChoices): a Forward of `rows` rows in all made
+  // while tuning is on opens the choice, and its taken candidate c adds seconds[c] to every
+  // Forward of `rows` rows.
+  struct Choice {
+    int rows;
+    std::vector<double> seconds;
+  };
+  std::vector<Choice> choices;
 };
 
 class FakeBackend final : public Backend {
@@ -73,6 +84,8 @@ class FakeBackend final : public Backend {
   absl::Status CopySnapshot(SnapshotRef src, SnapshotRef dst) override;
   bool WantsWarmUp() const override { return options_.wants_warm_up; }
   void SetShapeTuning(bool allowed) override { tuning = allowed; }
+  std::vector<OpenChoice> OpenChoices() const override;
+  absl::Status TakeCandidate(int id, int candidate, std::span<const double> pass_seconds) override;
   absl::Status ReadSlot(int slot, std::span<float> out) const override;
   absl::Status WriteSlot(int slot, std::span<const float> in) override;
 
@@ -80,6 +93,12 @@ class FakeBackend final : public Backend {
   std::vector<std::vector<Row>> forwards;
   std::vector<Copy> copies;
   bool tuning = true;  // as the backend's own default
+  struct ChoiceState {  // one per FakeBackendOptions::choices
+    bool opened = false, settled = false;
+    int taken = 0;
+    std::vector<double> pass_seconds;  // as settled
+  };
+  std::vector<ChoiceState> choice_states;
   // Tokens each slot's state has seen (a second record of the state, readable by tests).
   const std::vector<int32_t>& seen(int slot) const { return slots_[slot].seen; }
   // A snapshot buffer's token history; empty when never written.

@@ -438,39 +438,6 @@ TEST_CASE("a reset slot forgets its previous sequence, and other slots are never
   }
 }
 
-// Benchmarks report what warm-up's timing chose (bench --shape 7b --json, "gemm_choices"), to
-// tell a slower run's kernels from a faster one's: every timed shape, its candidates' times and
-// the one taken, which must be one of them.
-TEST_CASE("the GEMM choices name every timed shape's candidates and the one taken") {
-  auto weights = testing::SevenBHeadModel(11);
-  auto gpu = Cuda(weights, 4, DType::kBF16, Precision::kBf16);
-  std::vector<std::vector<int32_t>> prompts = {{5, 6, 7}, {8}, {9, 10, 11, 12, 13}, {14, 15}};
-  std::vector<SequenceInput> batch;
-  for (int i = 0; i < 4; ++i) batch.push_back({i, prompts[i], true});
-  ForwardOutput out;
-  REQUIRE(gpu->Forward(batch, &out).ok());
-  auto choices = kernels::GemmChoices(gpu.get());
-  REQUIRE(choices.ok());
-  REQUIRE_FALSE(choices->empty());
-  for (const GemmChoice& c : *choices) {
-    INFO(c.n << " x " << c.k << " over " << c.rows << " rows" << (c.swiglu ? ", SwiGLU" : "") << ": " << c.chosen);
-    CHECK(c.n > 0);
-    CHECK(c.k > 0);
-    // The pass's 11 rows, or the unembedding's 4: each sequence's last row.
-    CHECK((c.rows == 11 || c.rows == 4));
-    REQUIRE_FALSE(c.candidates_ms.empty());
-    bool listed = false;
-    for (const auto& [name, ms] : c.candidates_ms) {
-      CHECK(ms > 0);
-      CHECK(std::isfinite(ms));
-      listed = listed || name == c.chosen;
-    }
-    CHECK(listed);
-  }
-  auto cpu = Cpu(weights, 1, Precision::kBf16);
-  CHECK(kernels::GemmChoices(cpu.get()).status().code() == absl::StatusCode::kInvalidArgument);
-}
-
 TEST_CASE("the CUDA backend reports bad slots and bad options as errors") {
   auto weights = LoadModelWeights("tests/golden/models/f32_base");
   REQUIRE(weights.ok());

@@ -1,0 +1,89 @@
+#include "engine/warm_up.h"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "engine/testing/fake_backend.h"
+
+namespace xlserve {
+namespace {
+
+using testing::FakeBackend;
+using testing::FakeBackendOptions;
+
+// A backend whose passes take 10 ms on a simulated clock, with choices left open as `choices`.
+struct Simulated {
+  explicit Simulated(std::vector<FakeBackendOptions::Choice> choices) {
+    FakeBackendOptions o;
+    o.wants_warm_up = true;
+    o.pass_seconds = 0.010;
+    o.clock = &now;
+    o.choices = std::move(choices);
+    backend = std::make_unique<FakeBackend>(o);
+    REQUIRE(backend->AllocateSlots(8).ok());
+  }
+  absl::Status WarmUp() {
+    WarmUpOptions w;
+    w.max_batch = 4;
+    w.max_step_tokens = 128;
+    w.clock = [this] { return now; };
+    return xlserve::WarmUp(backend.get(), w, [this](const std::string& line) { lines.push_back(line); });
+  }
+  int PassesOf(int rows) const {
+    int n = 0;
+    for (const auto& call : backend->forwards) {
+      int total = 0;
+      for (const auto& row : call) total += row.tokens;
+      n += total == rows;
+    }
+    return n;
+  }
+  double now = 0;
+  std::unique_ptr<FakeBackend> backend;
+  std::vector<std::string> lines;  // warm-up's progress
+};
+
+TEST_CASE("warm-up settles a choice timing left open by the pass that opened it, on the fastest candidate") {
+  // 64 rows: a ladder pass; candidate 1 makes that pass fastest, though timing picked 0.
+  Simulated sim({{64, {0.004, 0.001, 0.003}}});
+  REQUIRE(sim.WarmUp().ok());
+  const FakeBackend::ChoiceState& c = sim.backend->choice_states[0];
+  CHECK(c.settled);
+  CHECK(c.taken == 1);
+  REQUIRE(c.pass_seconds.size() == 3);
+  CHECK(c.pass_seconds[0] == Approx(0.014));
+  CHECK(c.pass_seconds[1] == Approx(0.011));
+  CHECK(c.pass_seconds[2] == Approx(0.013));
+  CHECK(sim.backend->OpenChoices().empty());
+  // The opening pass, then four rounds of the three candidates: bounded work.
+  CHECK(sim.PassesOf(64) == 1 + 4 * 3);
+  CHECK_FALSE(sim.backend->tuning);
+  CHECK(std::count(sim.lines.begin(), sim.lines.end(),
+                   "warm-up: passes settled 1 choice(s) that timing left open; 1 overruled timing's pick") == 1);
+}
+
+TEST_CASE("warm-up judges an open choice only by a pass that runs its shape") {
+  // 48 rows: opened by its ladder pass; 1096 rows: never run, so never opened; 1 row: opened by
+  // the batch-1 decode step, which warm-up captures as a graph, so it keeps timing's pick.
+  Simulated sim({{48, {0.002, 0.003}}, {1096, {0.002, 0.001}}, {1, {0.002, 0.001}}});
+  REQUIRE(sim.WarmUp().ok());
+  const auto& states = sim.backend->choice_states;
+  CHECK(states[0].settled);
+  CHECK(states[0].taken == 0);
+  CHECK(states[0].pass_seconds[0] < states[0].pass_seconds[1]);
+  CHECK_FALSE(states[1].opened);
+  CHECK(states[2].opened);
+  CHECK_FALSE(states[2].settled);
+  CHECK(states[2].taken == 0);
+  // Passes of other sizes ran as often as without any open choice.
+  Simulated plain({});
+  REQUIRE(plain.WarmUp().ok());
+  CHECK(sim.PassesOf(16) == plain.PassesOf(16));
+  CHECK(sim.PassesOf(48) == plain.PassesOf(48) + 4 * 2);
+}
+
+}  // namespace
+}  // namespace xlserve
