@@ -7,7 +7,9 @@
 // bandwidth on an H200; cuBLASLt's heuristic lists split-k and other tilings that stream the
 // weights faster, and on sm_90 StreamGemm's tilings (up to kStreamGemmMaxCols rows) start
 // their weight stream before the kernel ahead ends. Shapes with more rows (prefill) take the
-// heuristic's first choice untimed. The choice is fixed per shape for the life of the object.
+// heuristic's first choice untimed. Where runner-ups time within the open gap of the fastest,
+// the choice stays open until warm-up's passes settle it (TakeCandidate); otherwise it is fixed
+// per shape for the life of the object.
 //
 // The FFN's up projection may instead run with SwiGLU as StreamGemm's epilogue (RunSwiGlu), so
 // that its fp32 product [rows, 2 ffn] never reaches memory, where that timed faster than the
