@@ -146,6 +146,9 @@ bool LtGemm::Borrow(const Plan& donor, int n, int k, int cols, Plan* p) {
 std::string LtGemm::Label(const Plan& p) {
   return p.stream.width > 0 ? StreamLabel(p.stream) : LtLabel(p.algo, p.k_slices);
 }
+std::string LtGemm::Label(const Option& o) {
+  return o.stream.width > 0 ? StreamLabel(o.stream) : LtLabel(o.algo, o.slices);
+}
 
 absl::Status LtGemm::Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
                              bool timed, Plan* p, GemmChoice* record, std::vector<Option>* options,
@@ -302,11 +305,9 @@ absl::Status LtGemm::TakeCandidate(int id, int candidate, std::span<const double
   if (pass_seconds.empty()) return absl::OkStatus();
   o.settled = true;
   GemmChoice& record = choices_[o.record];
-  record.chosen = Label(current);
+  record.chosen = Label(o.options[candidate]);
   for (size_t i = 0; i < o.options.size() && i < pass_seconds.size(); ++i) {
-    const Option& c = o.options[i];
-    record.pass_ms.emplace_back(c.stream.width > 0 ? StreamLabel(c.stream) : LtLabel(c.algo, c.slices),
-                                1e3 * pass_seconds[i]);
+    record.pass_ms.emplace_back(Label(o.options[i]), 1e3 * pass_seconds[i]);
   }
   return absl::OkStatus();
 }

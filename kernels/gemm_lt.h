@@ -117,8 +117,9 @@ class LtGemm {
   // The plan of a timed candidate for the shape.
   absl::Status Materialize(int n, int k, int cols, const Option& option, Plan* p);
   static void Destroy(Plan* p);
-  // The plan's name in GemmChoice.
+  // The plan's or the candidate's name in GemmChoice.
   static std::string Label(const Plan& p);
+  static std::string Label(const Option& o);
   // Times every StreamGemm configuration of the shape into `record` and `options`.
   absl::Status TryStream(const void* w, int n, int k, const void* x, int cols, float* out, GemmChoice* record,
                          std::vector<Option>* options, cudaStream_t stream);
