@@ -357,6 +357,11 @@ absl::StatusOr<StreamGemmConfig> LtGemm::SwiGluPlanFor(const void* w, int n, int
     }
   }
   record.chosen = chosen.width > 0 ? SwiGluLabel(chosen) : unfused;
+  if (chosen.width > 0) {
+    // The plain product's plan never runs beside the epilogue, so no pass could judge its
+    // candidates: its choice closes as timed.
+    for (Open& o : open_) o.settled = o.settled || o.key == key;
+  }
   choices_.push_back(std::move(record));
   swiglu_.emplace(key, chosen);
   return chosen;

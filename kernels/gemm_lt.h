@@ -13,7 +13,8 @@
 //
 // The FFN's up projection may instead run with SwiGLU as StreamGemm's epilogue (RunSwiGlu), so
 // that its fp32 product [rows, 2 ffn] never reaches memory, where that timed faster than the
-// product plus the separate SwiGlu pass.
+// product plus the separate SwiGlu pass. The product's own choice is then closed as timed: its
+// plan never runs, so no pass could settle it.
 //
 // A timed shape may also run as k-slices: a strided batch of two GEMMs over the halves of k, or
 // StreamGemm's blocks over up to four runs of k (the weights still read once), whose partial

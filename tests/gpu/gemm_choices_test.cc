@@ -123,6 +123,15 @@ TEST_CASE("every candidate of an open GEMM choice computes the pass, and warm-up
   }
   // The ladder's passes (8-32 rows) and the largest passes open shapes of their own.
   CHECK(settled >= 3);
+  // Where the SwiGLU epilogue won, the plain product of that shape never runs: no pass settles it.
+  for (const GemmChoice& fused : *choices) {
+    if (!fused.swiglu || fused.chosen.find("with the SwiGLU epilogue") == std::string::npos) continue;
+    for (const GemmChoice& c : *choices) {
+      if (c.swiglu || c.n != fused.n || c.k != fused.k || c.rows != fused.rows) continue;
+      INFO(c.n << " x " << c.k << " over " << c.rows << " rows, beside " << fused.chosen);
+      CHECK(c.pass_ms.empty());
+    }
+  }
   // The settled backend still computes the pass.
   REQUIRE(ResetAll(warm.get(), 4).ok());
   ForwardOutput out;
