@@ -41,18 +41,19 @@ constexpr double kCycleOutlier = 25;
 constexpr int64_t kPlainVerdictSteps = 4096;
 
 // The draft length in [1, most] that yields the most expected tokens per second for each of
-// `batch` sequences when draft j is kept with probability kept(j) once drafts 0..j-1 were, and
-// that rate; k = 0 when no verify of those lengths was measured. kept is a callable, so the
-// estimates a step weighs need no vectors of their own.
+// the batch's sequences when draft j is kept with probability kept(j) once drafts 0..j-1 were,
+// and that rate, with a verify of L tokens a sequence priced at price(L); k = 0 when no verify
+// of those lengths is priced. kept and price are callables, so the estimates a step weighs need
+// no vectors of their own.
 struct BestLength {
   int k = 0;
   double rate = 0;
 };
-template <typename Kept>
-BestLength Best(const StepCosts& costs, int batch, int most, const Kept& kept) {
+template <typename Kept, typename Price>
+BestLength Best(int most, const Kept& kept, const Price& price) {
   BestLength best;
   for (int k = 1; k <= most; ++k) {
-    const std::optional<double> seconds = costs.Verify(batch, 1 + k);
+    const std::optional<double> seconds = price(1 + k);
     if (!seconds) continue;
     double tokens = 1, chain = 1;
     for (int j = 0; j < k; ++j) tokens += (chain *= kept(j));
@@ -288,7 +289,7 @@ std::optional<int> BatchDecoder::SharedDraftLength(const std::vector<Sequence*>&
     if (SharedEligible(*s)) most = most == 0 ? s->max_draft : std::min(most, s->max_draft);
   }
   if (most == 0) return std::nullopt;
-  const BestLength chosen = Best(costs_, batch, most, [this](int j) { return kept_[j]; });
+  const BestLength chosen = Best(most, [this](int j) { return kept_[j]; }, VerifyPricer(batch));
   if (chosen.k == 0) return std::nullopt;
   return LeavesAtOnce(batch, most) ? 0 : chosen.k;
 }
@@ -299,21 +300,40 @@ void BatchDecoder::LogPlainVerdict(int batch) const {
     kept += fmt::format("{}{}/{}", j ? ", " : "", kept_total_[j], judged_total_[j]);
   }
   for (int tokens = 2; tokens <= static_cast<int>(judged_total_.size()) + 1; ++tokens) {
-    if (const std::optional<double> s = costs_.Verify(batch, tokens)) {
+    if (const std::optional<double> s = VerifyPrice(batch, tokens)) {
       priced += fmt::format("{}L={} {:.3f} ms", priced.empty() ? "" : ", ", tokens, *s * 1e3);
     }
   }
   spdlog::info("speculation auto: batch {} decodes plainly from now on; drafts kept per position {}; "
-               "verify priced at {} against a plain step's {:.3f} ms",
-               batch, kept, priced, costs_.Plain(batch).value_or(0) * 1e3);
+               "verify priced at {} against a plain step's {:.3f} ms (each with {:.3f} ms of host work)",
+               batch, kept, priced, PlainPrice(batch).value_or(0) * 1e3, HostSeconds(batch) * 1e3);
+}
+
+double BatchDecoder::HostSeconds(int batch) const {
+  const std::optional<int> bucket = costs_.Bucket(batch);
+  if (!bucket) return 0;
+  auto it = host_.find(*bucket);
+  return it == host_.end() ? 0 : it->second.Median();
+}
+
+std::optional<double> BatchDecoder::Priced(std::optional<double> pass, int batch) const {
+  if (!pass) return std::nullopt;
+  // A pass faster than warm-up's makes the host work negative; half the pass bounds it below.
+  return std::max(*pass + HostSeconds(batch), 0.5 * *pass);
+}
+
+std::optional<double> BatchDecoder::PlainPrice(int batch) const { return Priced(costs_.Plain(batch), batch); }
+
+std::optional<double> BatchDecoder::VerifyPrice(int batch, int tokens) const {
+  return Priced(costs_.Verify(batch, tokens), batch);
 }
 
 bool BatchDecoder::LeavesAtOnce(int batch, int most) const {
-  const std::optional<double> plain = costs_.Plain(batch);
+  const std::optional<double> plain = PlainPrice(batch);
   if (!plain) return false;
   // Tokens per second per sequence, as Best counts them, that speculation must beat.
   const double needed = kSpeculationMargin / *plain;
-  const BestLength perfect = Best(costs_, batch, most, [](int) { return 1.0; });
+  const BestLength perfect = Best(most, [](int) { return 1.0; }, VerifyPricer(batch));
   if (perfect.k > 0 && perfect.rate < needed) return true;
   const int judged = static_cast<int>(judged_total_.size());
   if (judged == 0 || judged_total_[0] < kEvidenceJudgments) return false;
@@ -321,7 +341,7 @@ bool BatchDecoder::LeavesAtOnce(int batch, int most) const {
   const auto long_run = [&](int j) {
     return j < judged && judged_total_[j] > 0 ? static_cast<double>(kept_total_[j]) / judged_total_[j] : kKeptPrior;
   };
-  return Best(costs_, batch, most, long_run).rate < needed;
+  return Best(most, long_run, VerifyPricer(batch)).rate < needed;
 }
 
 int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {
@@ -387,16 +407,19 @@ int BatchDecoder::PlanStep(std::vector<SequenceInput>* batch) {
 absl::Status BatchDecoder::CompleteStep(const ForwardOutput& out, double seconds) {
   const auto now = clock_();
   const bool alone = planned_first_ == 0 && out.row_offset.size() == planned_.size() + 1;
-  if (planned_uniform_k_ > 0 && alone && last_complete_) {
+  const int batch = static_cast<int>(planned_.size());
+  const std::optional<int> bucket = costs_.Bucket(batch);
+  if (alone && last_complete_ && batch > 0 && bucket) {
+    // The pass as warm-up timed it, where this step has a timed shape: a verify shared by the
+    // whole batch, or plain steps without heads.
+    const bool plain = std::all_of(planned_.begin(), planned_.end(), [](const Sequence* s) { return s->max_draft == 0; });
+    const std::optional<double> pass = planned_uniform_k_ > 0 ? costs_.Verify(batch, 1 + planned_uniform_k_)
+                                       : plain                ? costs_.Plain(batch)
+                                                              : std::nullopt;
     const double cycle = std::chrono::duration<double>(now - *last_complete_).count();
-    const int batch = static_cast<int>(planned_.size());
-    for (auto it = costs_.verify.lower_bound({batch, 0}); it != costs_.verify.end(); ++it) {
-      if (it->first.second != 1 + planned_uniform_k_) continue;
-      // Host work can take several times a small model's pass; a cycle longer still waited
-      // for work, not for this step.
-      if (cycle < kCycleOutlier * it->second) it->second += kKeptWeight * (cycle - it->second);
-      break;
-    }
+    // Host work can take several times a small model's pass; a cycle longer still waited for
+    // work, not for this step.
+    if (pass && cycle < kCycleOutlier * *pass) host_[*bucket].Add(cycle - *pass);
   }
   last_complete_ = now;
   std::vector<CommitInput> commits;

@@ -19,6 +19,7 @@
 #include "absl/status/statusor.h"
 #include "engine/backend.h"
 #include "engine/generator.h"
+#include "engine/speculative/host_time.h"
 #include "engine/speculative/step_costs.h"
 
 namespace xlserve {
@@ -124,6 +125,15 @@ class BatchDecoder {
   bool LeavesAtOnce(int batch, int most) const;
   // One log line when `batch` sequences leave speculation: the evidence and the prices.
   void LogPlainVerdict(int batch) const;
+  // A step's price for `batch` sequences: its pass as warm-up timed it plus the host work
+  // measured beside the steps of its bucket (host_); nullopt where warm-up did not time it.
+  std::optional<double> PlainPrice(int batch) const;
+  std::optional<double> VerifyPrice(int batch, int tokens) const;
+  auto VerifyPricer(int batch) const {
+    return [this, batch](int tokens) { return VerifyPrice(batch, tokens); };
+  }
+  std::optional<double> Priced(std::optional<double> pass, int batch) const;
+  double HostSeconds(int batch) const;
   // Greedy `auto` speculation: the sequences whose draft length the batch shares.
   static bool SharedEligible(const Sequence& s);
 
@@ -135,11 +145,13 @@ class BatchDecoder {
   std::vector<Sequence*> planned_;
   int planned_first_ = 0;
   // The planned step's shared draft length when every sequence of it drafted it (else 0), and
-  // when the previous step completed: a step's whole cycle, host work included, corrects the
-  // warm-up's verify cost of its shape (warm-up timed the passes alone). Add and Resume forget
-  // the previous step: the cycle after them spans a prefill or a restore, and maybe an idle wait.
+  // when the previous step completed: a step's whole cycle less its pass as warm-up timed it is
+  // the host work of the cycle, which prices plain and verify steps of its bucket alike (host_,
+  // by StepCosts bucket, so bounded by the buckets). Add and Resume forget the previous step:
+  // the cycle after them spans a prefill or a restore, and maybe an idle wait.
   int planned_uniform_k_ = 0;
   std::optional<std::chrono::steady_clock::time_point> last_complete_;
+  std::map<int, HostTime> host_;
   Clock clock_ = [] { return std::chrono::steady_clock::now(); };
   // Per draft position j, how often a greedy sequence's draft j was kept when drafts 1..j-1
   // were: a running mean over every greedy verify of every sequence (weight kKeptWeight per

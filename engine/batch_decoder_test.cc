@@ -2,6 +2,7 @@
 #include "engine/batch_decoder.h"
 
 #include <array>
+#include <functional>
 
 #include <catch2/catch.hpp>
 
@@ -247,6 +248,62 @@ TEST_CASE("a cycle that spans a newcomer's prefill or an idle wait does not pric
     INFO("step " << i);
     CHECK(lengths[i] == 3);
   }
+}
+
+// One greedy `auto` sequence of 60 tokens with every draft kept, where a verify of 4 tokens
+// costs 2.4 plain steps as warm-up timed them; the test's clock moves by cycle(step) seconds
+// a step. Returns the draft length of each step and whether the sequence left speculation.
+std::vector<int> DraftLengthsWithCycles(const std::function<double(int)>& cycle, bool* dropped) {
+  FakeBackendOptions o;
+  o.mtp_heads = 3;
+  FakeBackend backend(o);
+  REQUIRE(backend.AllocateSlots(1).ok());
+  BatchDecoder decoder(&backend);
+  decoder.SetStepCosts(Costs(1.0, 0.35));
+  auto now = std::chrono::steady_clock::time_point{};
+  decoder.SetClock([&now] { return now; });
+  const std::vector<int32_t> prompt = {2, 7, 1, 8, 2, 8};
+  const int id = AddRequest(backend, decoder, 0, prompt, 60, SpeculationMode::kAuto);
+  backend.forwards.clear();
+  for (int step = 0; !decoder.finished(id); ++step) {
+    now += std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(cycle(step)));
+    REQUIRE(decoder.Step().ok());
+  }
+  const GenerationResult r = decoder.Remove(id);
+  CHECK(r.tokens == backend.Greedy(prompt, 60));
+  *dropped = r.heads_dropped;
+  std::vector<int> lengths;
+  for (const auto& rows : backend.forwards) lengths.push_back(rows[0].tokens - 1);
+  return lengths;
+}
+
+// Every step drafts; from the third on (the prior acceptance of 0.7 favours 2 drafts at these
+// costs until two steps kept theirs), 3.
+void CheckDraftsThree(const std::vector<int>& lengths) {
+  REQUIRE(lengths.size() >= 10);
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    INFO("step " << i);
+    CHECK(lengths[i] >= (i < 2 ? 2 : 3));
+  }
+}
+
+TEST_CASE("host work measured beside verify steps prices plain steps too") {
+  // 3 s of host work a cycle beside 2.4 s passes. Added to the verify's price alone, it made a
+  // verify of 4 tokens cost 5.4 plain steps, more than its 4 tokens could pay, and the sequence
+  // left after a few steps; a plain step pays it too (4 s), so drafting 3 still yields more.
+  bool dropped = true;
+  const std::vector<int> lengths = DraftLengthsWithCycles([](int) { return 5.4; }, &dropped);
+  CHECK_FALSE(dropped);
+  CheckDraftsThree(lengths);
+}
+
+TEST_CASE("one stalled cycle does not end speculation") {
+  // Step 5's cycle stalls for 30 s, within the outlier bound (25 verify passes): as a running
+  // mean it priced the verify at 5.2 plain steps and ended speculation for good.
+  bool dropped = true;
+  const std::vector<int> lengths = DraftLengthsWithCycles([](int step) { return step == 5 ? 30.0 : 2.4; }, &dropped);
+  CHECK_FALSE(dropped);
+  CheckDraftsThree(lengths);
 }
 
 TEST_CASE("a greedy auto request joins plainly where keeping every draft could not pay, verdict or not") {

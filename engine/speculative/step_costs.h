@@ -15,8 +15,14 @@ struct StepCosts {
   std::map<std::pair<int, int>, double> verify;  // (bucket, tokens per sequence) -> seconds
 
   bool empty() const { return plain.empty(); }
-  // The cost for `batch` sequences: its bucket's (the smallest measured bucket holding it);
-  // nullopt when none was measured that large.
+  // The bucket holding `batch`: the smallest measured one at least that large; nullopt when
+  // none was measured that large.
+  std::optional<int> Bucket(int batch) const {
+    auto it = plain.lower_bound(batch);
+    if (it == plain.end()) return std::nullopt;
+    return it->first;
+  }
+  // The cost for `batch` sequences: its bucket's; nullopt when none was measured that large.
   std::optional<double> Plain(int batch) const {
     auto it = plain.lower_bound(batch);
     if (it == plain.end()) return std::nullopt;
