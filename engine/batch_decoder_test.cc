@@ -1,6 +1,7 @@
 // BatchDecoder's shared draft length for greedy `auto` speculation, against FakeBackend.
 #include "engine/batch_decoder.h"
 
+#include <algorithm>
 #include <array>
 #include <functional>
 
@@ -188,6 +189,28 @@ TEST_CASE("auto keeps speculating after a rejected first draft when its acceptan
   CHECK_FALSE(r.heads_dropped);
   CHECK(heads == r.steps);
   CHECK(r.accepted_drafts > r.steps);  // over 2 tokens a step
+}
+
+TEST_CASE("a draft position that the shared length stopped drafting is tried again") {
+  // The second draft is wrong for the first 40 passes and right from then on, at costs where a
+  // verify of 2 / 3 / 4 tokens is 1.7 / 2.05 / 2.4 plain steps. The stretch takes the batch to
+  // one draft a step; judged never again, the second position's estimate kept it there for the
+  // remaining ~60 steps, where drafting 3 yields 4 tokens a step.
+  FakeBackendOptions o;
+  o.mtp_heads = 3;
+  o.wrong_draft = [](int pass, int head) { return head == 2 && pass < 40; };
+  FakeBackend backend(o);
+  const Run run = Decode(backend, 1, 200, SpeculationMode::kAuto, Costs(1e-9, 0.35e-9));
+  CHECK(run.results[0].tokens == backend.Greedy(run.prompts[0], 200));
+  CHECK_FALSE(run.results[0].heads_dropped);
+  std::vector<int> lengths;
+  for (const auto& rows : backend.forwards) lengths.push_back(rows[0].tokens - 1);
+  REQUIRE(lengths.size() > 40);
+  CHECK(*std::min_element(lengths.begin(), lengths.begin() + 14) == 1);
+  for (size_t i = lengths.size() - 20; i < lengths.size(); ++i) {
+    INFO("step " << i << " of " << lengths.size());
+    CHECK(lengths[i] == 3);
+  }
 }
 
 TEST_CASE("auto leaves speculation for good once enough judged drafts say it does not pay") {
