@@ -71,6 +71,13 @@ StepCosts Costs(double plain, double verify_per_token) {
   return c;
 }
 
+// The draft length of the first sequence of each pass since backend.forwards was cleared.
+std::vector<int> DraftLengths(const FakeBackend& backend) {
+  std::vector<int> lengths;
+  for (const auto& rows : backend.forwards) lengths.push_back(rows[0].tokens - 1);
+  return lengths;
+}
+
 TEST_CASE("auto leaves speculation at once when a verify step costs more than its drafts can yield") {
   FakeBackendOptions o;
   o.mtp_heads = 3;
@@ -203,8 +210,7 @@ TEST_CASE("a draft position that the shared length stopped drafting is tried aga
   const Run run = Decode(backend, 1, 200, SpeculationMode::kAuto, Costs(1e-9, 0.35e-9));
   CHECK(run.results[0].tokens == backend.Greedy(run.prompts[0], 200));
   CHECK_FALSE(run.results[0].heads_dropped);
-  std::vector<int> lengths;
-  for (const auto& rows : backend.forwards) lengths.push_back(rows[0].tokens - 1);
+  const std::vector<int> lengths = DraftLengths(backend);
   REQUIRE(lengths.size() > 40);
   CHECK(*std::min_element(lengths.begin(), lengths.begin() + 14) == 1);
   for (size_t i = lengths.size() - 20; i < lengths.size(); ++i) {
@@ -226,40 +232,49 @@ TEST_CASE("auto leaves speculation for good once enough judged drafts say it doe
   CHECK(r.drafted_tokens <= 3 * 32);
 }
 
+// A decoder of one greedy `auto` batch over a FakeBackend with three heads, timed by a clock the
+// test moves.
+struct ClockedDecoder {
+  ClockedDecoder(int slots, const StepCosts& costs) : backend(Options()), decoder(&backend) {
+    REQUIRE(backend.AllocateSlots(slots).ok());
+    decoder.SetStepCosts(costs);
+    decoder.SetClock([this] { return now; });
+  }
+  static FakeBackendOptions Options() {
+    FakeBackendOptions o;
+    o.mtp_heads = 3;
+    return o;
+  }
+  void Advance(double seconds) {
+    now += std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds));
+  }
+  FakeBackend backend;
+  BatchDecoder decoder;
+  std::chrono::steady_clock::time_point now{};
+};
+
 // Greedy `auto` sequences decoded one after another with every draft kept, where a verify of 4
 // tokens costs 2.2 plain steps: the test's clock moves by exactly that per step, so every cycle
 // of k = 3 confirms its warm-up cost. Returns the draft length of each step of the second
 // sequence, which joins after `gap` seconds of idling and prefill.
 std::vector<int> DraftLengthsAfterGap(double gap) {
-  FakeBackendOptions o;
-  o.mtp_heads = 3;
-  FakeBackend backend(o);
-  REQUIRE(backend.AllocateSlots(2).ok());
-  BatchDecoder decoder(&backend);
-  decoder.SetStepCosts(Costs(1.0, 0.3));
-  auto now = std::chrono::steady_clock::time_point{};
-  decoder.SetClock([&now] { return now; });
-  const auto advance = [&now](double seconds) {
-    now += std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(seconds));
-  };
-  const int first = AddRequest(backend, decoder, 0, {2, 7, 1, 8}, 40, SpeculationMode::kAuto);
-  while (!decoder.finished(first)) {
-    advance(2.2);
-    REQUIRE(decoder.Step().ok());
+  ClockedDecoder c(2, Costs(1.0, 0.3));
+  const int first = AddRequest(c.backend, c.decoder, 0, {2, 7, 1, 8}, 40, SpeculationMode::kAuto);
+  while (!c.decoder.finished(first)) {
+    c.Advance(2.2);
+    REQUIRE(c.decoder.Step().ok());
   }
-  decoder.Remove(first);
-  advance(gap);
+  c.decoder.Remove(first);
+  c.Advance(gap);
   const std::vector<int32_t> prompt = {3, 1, 4, 1, 5};
-  const int second = AddRequest(backend, decoder, 1, prompt, 40, SpeculationMode::kAuto);
-  backend.forwards.clear();
-  while (!decoder.finished(second)) {
-    advance(2.2);
-    REQUIRE(decoder.Step().ok());
+  const int second = AddRequest(c.backend, c.decoder, 1, prompt, 40, SpeculationMode::kAuto);
+  c.backend.forwards.clear();
+  while (!c.decoder.finished(second)) {
+    c.Advance(2.2);
+    REQUIRE(c.decoder.Step().ok());
   }
-  CHECK(decoder.Remove(second).tokens == backend.Greedy(prompt, 40));
-  std::vector<int> lengths;
-  for (const auto& rows : backend.forwards) lengths.push_back(rows[0].tokens - 1);
-  return lengths;
+  CHECK(c.decoder.Remove(second).tokens == c.backend.Greedy(prompt, 40));
+  return DraftLengths(c.backend);
 }
 
 TEST_CASE("a cycle that spans a newcomer's prefill or an idle wait does not price a verify") {
@@ -277,27 +292,18 @@ TEST_CASE("a cycle that spans a newcomer's prefill or an idle wait does not pric
 // costs 2.4 plain steps as warm-up timed them; the test's clock moves by cycle(step) seconds
 // a step. Returns the draft length of each step and whether the sequence left speculation.
 std::vector<int> DraftLengthsWithCycles(const std::function<double(int)>& cycle, bool* dropped) {
-  FakeBackendOptions o;
-  o.mtp_heads = 3;
-  FakeBackend backend(o);
-  REQUIRE(backend.AllocateSlots(1).ok());
-  BatchDecoder decoder(&backend);
-  decoder.SetStepCosts(Costs(1.0, 0.35));
-  auto now = std::chrono::steady_clock::time_point{};
-  decoder.SetClock([&now] { return now; });
+  ClockedDecoder c(1, Costs(1.0, 0.35));
   const std::vector<int32_t> prompt = {2, 7, 1, 8, 2, 8};
-  const int id = AddRequest(backend, decoder, 0, prompt, 60, SpeculationMode::kAuto);
-  backend.forwards.clear();
-  for (int step = 0; !decoder.finished(id); ++step) {
-    now += std::chrono::duration_cast<std::chrono::steady_clock::duration>(std::chrono::duration<double>(cycle(step)));
-    REQUIRE(decoder.Step().ok());
+  const int id = AddRequest(c.backend, c.decoder, 0, prompt, 60, SpeculationMode::kAuto);
+  c.backend.forwards.clear();
+  for (int step = 0; !c.decoder.finished(id); ++step) {
+    c.Advance(cycle(step));
+    REQUIRE(c.decoder.Step().ok());
   }
-  const GenerationResult r = decoder.Remove(id);
-  CHECK(r.tokens == backend.Greedy(prompt, 60));
+  const GenerationResult r = c.decoder.Remove(id);
+  CHECK(r.tokens == c.backend.Greedy(prompt, 60));
   *dropped = r.heads_dropped;
-  std::vector<int> lengths;
-  for (const auto& rows : backend.forwards) lengths.push_back(rows[0].tokens - 1);
-  return lengths;
+  return DraftLengths(c.backend);
 }
 
 // Every step drafts; from the third on (the prior acceptance of 0.7 favours 2 drafts at these
