@@ -209,9 +209,11 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
   }
 
   // A ladder of pass sizes: a mixed pass (decode rows beside a prompt chunk) has any number of
-  // rows, and takes the choices timed here for the next size up.
+  // rows, and takes the choices timed here for the next size up. The small rungs settle the
+  // shapes of steps that are captured as graphs (a verify of one or two sequences, decode at
+  // batch 3-4): those steps cannot settle a choice themselves, and their shapes are the same.
   say("warm-up: pass sizes up to " + std::to_string(options.max_step_tokens) + " rows");
-  for (int rows : {8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512}) {
+  for (int rows : {3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384, 448, 512}) {
     if (rows > options.max_step_tokens) break;
     run.zeros().assign(std::max<size_t>(run.zeros().size(), rows), 0);
     SequenceInput in;

@@ -85,5 +85,16 @@ TEST_CASE("warm-up judges an open choice only by a pass that runs its shape") {
   CHECK(sim.PassesOf(48) == plain.PassesOf(48) + 4 * 2);
 }
 
+TEST_CASE("warm-up settles the shapes of captured small steps by a ladder pass of as many rows") {
+  // 4 rows: a decode step of batch 4 and a verify of 4 tokens, both captured as graphs; the
+  // 4-row ladder pass opens the choice first and settles it on the fastest candidate.
+  Simulated sim({{4, {0.003, 0.001}}});
+  REQUIRE(sim.WarmUp().ok());
+  const FakeBackend::ChoiceState& c = sim.backend->choice_states[0];
+  CHECK(c.settled);
+  CHECK(c.taken == 1);
+  CHECK(sim.backend->OpenChoices().empty());
+}
+
 }  // namespace
 }  // namespace xlserve
