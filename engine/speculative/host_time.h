@@ -22,21 +22,21 @@ class HostTime {
     samples_[next_] = seconds;
     next_ = (next_ + 1) % kSamples;
     count_ = std::min(count_ + 1, kSamples);
-  }
-  // The median of the samples kept (the lower middle of an even count); 0 before any.
-  double Median() const {
-    if (count_ == 0) return 0;
+    // Found here, once a step: a step prices several lengths with it.
     std::array<double, kSamples> sorted = samples_;
     const auto middle = sorted.begin() + (count_ - 1) / 2;
     std::nth_element(sorted.begin(), middle, sorted.begin() + count_);
-    return *middle;
+    median_ = *middle;
   }
+  // The median of the samples kept (the lower middle of an even count); 0 before any.
+  double Median() const { return median_; }
   int count() const { return count_; }
 
  private:
   std::array<double, kSamples> samples_{};
   int count_ = 0;
   int next_ = 0;  // where the next sample goes, overwriting the oldest once full
+  double median_ = 0;
 };
 
 }  // namespace xlserve
