@@ -193,6 +193,7 @@ class CudaBackend final : public Backend {
   }
 
   StageProfiler& profiler() { return profiler_; }
+  const DecodeGraphs& graphs() const { return graphs_; }
   const LtGemm& gemms() const { return *lt_; }
   LtGemm& gemms() { return *lt_; }
 
@@ -317,6 +318,12 @@ absl::StatusOr<std::vector<std::pair<std::string, double>>> TakeStageProfile(Bac
   auto* cuda = dynamic_cast<CudaBackend*>(backend);
   if (cuda == nullptr) return absl::InvalidArgumentError("stage profiling needs a CUDA backend");
   return cuda->profiler().Take();
+}
+
+absl::StatusOr<int64_t> DecodeGraphBuilds(const Backend* backend) {
+  const auto* cuda = dynamic_cast<const CudaBackend*>(backend);
+  if (cuda == nullptr) return absl::InvalidArgumentError("decode graphs need a CUDA backend");
+  return cuda->graphs().builds();
 }
 
 absl::StatusOr<std::vector<GemmChoice>> GemmChoices(Backend* backend) {

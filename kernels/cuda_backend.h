@@ -48,6 +48,10 @@ absl::StatusOr<double> MeasureBf16GemmFlops(int n);
 absl::Status SetStageProfiling(Backend* backend, bool on);
 // Milliseconds per stage name summed since profiling was switched on, largest first; resets.
 absl::StatusOr<std::vector<std::pair<std::string, double>>> TakeStageProfile(Backend* backend);
+// Greedy decode and verify steps that ran eagerly or were captured as a graph instead of
+// replaying one, since the backend was made. Warm-up runs every such shape, so after it the count
+// stays put.
+absl::StatusOr<int64_t> DecodeGraphBuilds(const Backend* backend);
 // The weight GEMM choices that timing made on the backend, in the order made.
 absl::StatusOr<std::vector<GemmChoice>> GemmChoices(Backend* backend);
 // How close (a fraction of the fastest) timing's runner-ups must come to leave a GEMM choice open

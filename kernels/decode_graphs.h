@@ -38,6 +38,7 @@ class DecodeGraphs {
     }
     if (!g.exec && !g.failed && g.built_at == generation()) {
       cudaGraph_t graph = nullptr;
+      ++builds_;
       CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
       const absl::Status captured = enqueue();
       const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
@@ -53,10 +54,15 @@ class DecodeGraphs {
       CUDA_RETURN_IF_ERROR(cudaGraphLaunch(g.exec, stream));
       return absl::OkStatus();
     }
+    ++builds_;
     RETURN_IF_ERROR(enqueue());
     g.built_at = generation();
     return absl::OkStatus();
   }
+
+  // Steps of a graph shape that did not replay: eager runs and captures. After warm-up it stays
+  // put while steps keep to the shapes warm-up ran.
+  int64_t builds() const { return builds_; }
 
  private:
   struct Entry {
@@ -67,6 +73,7 @@ class DecodeGraphs {
     bool failed = false;
   };
   std::map<int, Entry> graphs_;
+  int64_t builds_ = 0;
 };
 
 }  // namespace xlserve::kernels

@@ -63,8 +63,13 @@ struct BlockScratch {
 // The pass's device buffers; `moves` changes whenever one of them moves (DecodeGraphs).
 struct ForwardScratch {
   uint64_t moves = 0;
-  ScratchArray<int32_t> ints{&moves};         // ForwardPlan::packed
-  ScratchArray<int32_t> commit_ints{&moves};  // CommitPlan::packed
+  ScratchArray<int32_t> ints{&moves};  // ForwardPlan::packed
+  // CommitPlan::packed: read only by ApplyCommits, which never runs inside a graph, so its moves
+  // stale none. Counted with the others, the first commit applied on its own to more sequences
+  // than before (a batch leaving speculation) made every captured step run eagerly and be
+  // captured again inside live steps.
+  uint64_t commit_moves = 0;
+  ScratchArray<int32_t> commit_ints{&commit_moves};
   // The store of deferred inputs (DeferredStoreLayout): kept across steps; its size changes only
   // with the number of slots.
   ScratchArray<float> deferred_store{&moves};
