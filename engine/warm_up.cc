@@ -77,6 +77,9 @@ struct Repeats {
 constexpr Repeats kCaptureRepeats{5, 2, 6, 3, true};
 // Backends without graphs: one run to touch the buffers, then two timed.
 constexpr Repeats kTimingRepeats{3, 1, 3, 1, false};
+// Graph backends, before any bucket step is captured: each shape once (a verify unfused, then
+// fused), so that every buffer of the steps has its largest size.
+constexpr Repeats kSizingRepeats{1, 0, 2, 0, false};
 
 // For each power-of-two batch bucket up to max_batch: a plain greedy step and, when verify_len > 0,
 // a verify of each length 1..verify_len with and without a recorded commit; the fastest counted
@@ -205,6 +208,12 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
         verify[i].all_logits = verify[i].mtp_heads = verify[i].defer_commit = true;
       }
       RETURN_IF_ERROR(TuneWith(backend, run, verify, max_batch, &settled));
+      // A batch leaving speculation: the decode step after a verify applies its commit on its own
+      // first, on buffers of that path, which would otherwise first grow inside a live step (a
+      // device-wide synchronisation, 0.6 ms on the H100).
+      RETURN_IF_ERROR(run.RunAndCommit(verify));
+      RETURN_IF_ERROR(run.Step(max_batch, 1, false).status());
+      RETURN_IF_ERROR(run.Reset(max_batch));
     }
   }
 
@@ -251,6 +260,13 @@ absl::Status WarmUp(Backend* backend, const WarmUpOptions& options,
     RETURN_IF_ERROR(run.Reset(max_batch));
   }
 
+  // A step that grows a buffer moves it, and that stales every graph captured over the old one.
+  // The heads' buffers of small verifies (the heads side by side) grow with each bucket and
+  // length, so captured in turn, the smaller steps' graphs were stale when serving began, and
+  // each ran eagerly and was captured again inside live steps.
+  say("warm-up: every batch bucket's buffers");
+  RETURN_IF_ERROR(MeasureBuckets(run, max_batch, drafts ? verify_len : 0, kSizingRepeats, nullptr,
+                                 [](const std::string&) {}));
   RETURN_IF_ERROR(MeasureBuckets(run, max_batch, drafts ? verify_len : 0, kCaptureRepeats, costs, say));
   backend->SetShapeTuning(false);
   return absl::OkStatus();

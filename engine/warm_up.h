@@ -25,13 +25,15 @@ struct WarmUpOptions {
 // On backends that do not want it (Backend::WantsWarmUp) it only measures `costs` (the bucket
 // steps below), and only when speculation can run: `auto` needs them. Otherwise runs, on
 // token 0 in slots [0, max_batch): the largest mixed pass and the largest verify pass first
-// (so that later shapes find their buffers in place), one prompt chunk of each size of a ladder
+// (so that later shapes find their buffers in place), that verify again with a decode step after
+// it (its commit applied on its own), one prompt chunk of each size of a ladder
 // up to max_step_tokens (mixed passes borrow the next size's choices), each of these again
 // with every candidate of the choices it left open (Backend::OpenChoices) until the fastest
 // pass settles them, a sampled step of max_batch sequences on backends that sample on
 // the device, then for each power-of-two batch bucket
 // up to max_batch a plain greedy step and, with drafts, a verify of each length 1..1+max_draft
-// with and without a recorded commit, each three times (eager, captured, replayed). Shape
+// with and without a recorded commit: each once (its buffers), then, every bucket's buffers in
+// place, each three times (eager, captured, replayed). Shape
 // tuning is on meanwhile and off afterwards (Backend::SetShapeTuning). Resets the slots.
 // `progress` (may be empty) sees one line per stage.
 // `costs` (may be null) gets the time of each bucket's replayed plain and verify steps.

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -94,6 +95,52 @@ TEST_CASE("warm-up settles the shapes of captured small steps by a ladder pass o
   CHECK(c.settled);
   CHECK(c.taken == 1);
   CHECK(sim.backend->OpenChoices().empty());
+}
+
+TEST_CASE("warm-up captures each bucket step after every bucket step has grown its buffers") {
+  // A graph backend captures a shape on its second run and replays it after; a buffer grown by a
+  // shape not run before stales every graph captured until then. So once the last new shape has
+  // run, each shape must still run three times: eagerly, captured, replayed.
+  FakeBackendOptions o;
+  o.wants_warm_up = true;
+  o.mtp_heads = 3;
+  FakeBackend backend(o);
+  REQUIRE(backend.AllocateSlots(8).ok());
+  WarmUpOptions w;
+  w.max_batch = 4;
+  w.max_step_tokens = 64;
+  w.max_draft = 3;
+  REQUIRE(WarmUp(&backend, w, nullptr).ok());
+  // The shape of a call that a graph backend replays: sequences, tokens each, verify or decode.
+  struct Shape {
+    size_t seqs;
+    int len;
+    bool verify;
+    auto operator<=>(const Shape&) const = default;
+  };
+  std::vector<std::optional<Shape>> shapes;
+  for (const auto& call : backend.forwards) {
+    std::optional<Shape> shape = Shape{call.size(), call.front().tokens, call.front().defer};
+    for (const auto& row : call) {
+      if (row.tokens != shape->len || row.defer != shape->verify || !(row.tokens_only || row.defer)) shape.reset();
+    }
+    if (shape && shape->len > 1 && !shape->verify) shape.reset();
+    shapes.push_back(shape);
+  }
+  size_t last_new = 0;
+  std::vector<Shape> seen;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    if (shapes[i] && std::find(seen.begin(), seen.end(), *shapes[i]) == seen.end()) {
+      seen.push_back(*shapes[i]);
+      last_new = i;
+    }
+  }
+  // Batches 1, 2 and 4: a decode step and verifies of 1-4 tokens.
+  REQUIRE(seen.size() == 3 * 5);
+  for (const Shape& shape : seen) {
+    INFO(shape.seqs << " sequences of " << shape.len << (shape.verify ? " tokens, verify" : " token, decode"));
+    CHECK(std::count(shapes.begin() + last_new + 1, shapes.end(), std::optional<Shape>(shape)) >= 3);
+  }
 }
 
 }  // namespace
