@@ -120,6 +120,30 @@ TEST_CASE("auto drafts one shared length for the whole batch when verifying is c
   }
 }
 
+TEST_CASE("`on` verifies every greedy sequence with the same number of tokens to the batch's end") {
+  // Wrong drafts put the sequences at different lengths, so they reach max_new_tokens at
+  // different steps; a verify of mixed lengths is one no graph replays.
+  FakeBackendOptions o;
+  o.mtp_heads = 3;
+  o.wrong_draft_every = 3;
+  FakeBackend backend(o);
+  const Run run = Decode(backend, 4, 25, SpeculationMode::kOn, StepCosts{});
+  REQUIRE_FALSE(backend.forwards.empty());
+  for (const auto& rows : backend.forwards) {
+    for (const auto& row : rows) CHECK(row.tokens == 4);
+  }
+  int finishing_steps = 0;  // steps where some sequences had fewer than 4 tokens left
+  for (size_t i = 0; i < run.results.size(); ++i) {
+    const GenerationResult& r = run.results[i];
+    CHECK(r.tokens == backend.Greedy(run.prompts[i], 25));
+    // Drafts past the end are verified but not counted: each step counts at most what was left.
+    CHECK(r.drafted_tokens <= 3 * r.steps);
+    CHECK(r.accepted_drafts <= r.drafted_tokens);
+    finishing_steps += r.drafted_tokens < 3 * r.steps;
+  }
+  CHECK(finishing_steps > 0);
+}
+
 TEST_CASE("without step costs each sequence keeps its own draft policy, and `on` ignores costs") {
   FakeBackendOptions o;
   o.mtp_heads = 3;
