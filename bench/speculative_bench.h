@@ -2,6 +2,7 @@
 // and without speculation, for several batch sizes, on any backend.
 #pragma once
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,6 +30,9 @@ struct SpeculativeBenchOptions {
   // measurement, for heads that cannot draft); every run replays the same seeded draws.
   std::optional<AcceptanceTrace> replayed_acceptance;
   uint64_t replay_seed = 1;
+  // Set where the backend counts them (Accelerator::DecodeGraphBuilds): its graph builds so far.
+  // A build inside a timed pass is one-time work that warm-up should have done.
+  std::function<int64_t()> graph_builds;
 };
 
 struct SpeculativeBenchRow {
@@ -49,6 +53,7 @@ struct SpeculativeBenchRow {
   double drafting_seconds = 0;
   double plain_seconds = 0;
   AcceptanceCounts acceptance;  // all sequences' complete verifies
+  int64_t graph_builds = -1;    // inside the timed passes; -1 where the backend does not count them
   std::vector<double> run_tokens_per_second;  // each run's own, in order: the spread
   // Each run's tokens/s over the `off` run of the same turn, and their median: one slow stretch
   // of the machine moves the pooled speed-up, the median hardly.

@@ -67,6 +67,11 @@ class Accelerator {
   // The GEMM choices that timing made on a backend this accelerator created, in the order made
   // (INVALID_ARGUMENT for any other backend).
   virtual absl::StatusOr<std::vector<GemmChoice>> GemmChoices(Backend* backend) const = 0;
+
+  // Decode and verify steps on a backend this accelerator created that ran eagerly or were
+  // captured instead of replaying a graph, since the backend was made (INVALID_ARGUMENT for any
+  // other backend). After warm-up, timed steps should add none.
+  virtual absl::StatusOr<int64_t> DecodeGraphBuilds(const Backend* backend) const = 0;
 };
 
 }  // namespace xlserve

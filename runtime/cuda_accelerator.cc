@@ -34,6 +34,9 @@ class CudaAccelerator final : public Accelerator {
   absl::StatusOr<std::vector<GemmChoice>> GemmChoices(Backend* backend) const override {
     return kernels::GemmChoices(backend);
   }
+  absl::StatusOr<int64_t> DecodeGraphBuilds(const Backend* backend) const override {
+    return kernels::DecodeGraphBuilds(backend);
+  }
 };
 
 }  // namespace
