@@ -134,7 +134,7 @@ def run_mode(xl, model, work, name, extra, data):
                 res[scenario] = loadtest(xl, server, p(scenario), "--dataset", data[scenario], "--concurrency",
                                          concurrency, "--num-requests", count, "--warmup", warmup)
         res["metrics"] = {k: v for k, v in server.metrics().items() if "state_store" in k or "prefix" in k
-                          or "session" in k or "engine_" in k or k.startswith("xlserve_prefill")}
+                          or "session" in k or "engine_" in k or k.startswith("xlserve_prefill") or "graph" in k}
         res["rss_gib"] = server.rss_gib()
     finally:
         server.stop()
@@ -175,7 +175,7 @@ def table(engine, on, off):
     out += [f"{n:46s} {a:>10s} {b:>10s} {r:>7s}  {t}" for n, a, b, r, t in rows]
     m = on["metrics"]
     out.append("")
-    out.append("state store (cache on), after all scenarios:")
+    out.append("server metrics (cache on), after all scenarios:")
     for k in sorted(m):
         out.append(f"  {k} = {m[k]:.6g}")
     out.append(f"  server RSS {on['rss_gib']:.2f} GiB" + (f" (cache off: {off['rss_gib']:.2f} GiB)" if off else ""))

@@ -3,7 +3,6 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <functional>
 #include <map>
 #include <sstream>
 
@@ -126,13 +125,6 @@ absl::Status WriteJson(const std::string& path, const nlohmann::json& j) {
   return absl::OkStatus();
 }
 
-// The decode graphs `backend` has built so far, where its accelerator counts them; empty otherwise.
-std::function<int64_t()> GraphBuildsOf(const Backend* backend) {
-  const Accelerator* accelerator = runtime::FindAccelerator(backend->name());
-  if (accelerator == nullptr || !accelerator->DecodeGraphBuilds(backend).ok()) return {};
-  return [accelerator, backend] { return accelerator->DecodeGraphBuilds(backend).value_or(0); };
-}
-
 absl::Status RunSpeculative(const BenchSettings& f) {
   if (f.prompts_from.empty()) {
     return absl::InvalidArgumentError("--prompts-from DIR is required (a directory of held-out .py files)");
@@ -159,7 +151,7 @@ absl::Status RunSpeculative(const BenchSettings& f) {
   backend_options.tensor_parallel = f.tensor_parallel;
   absl::StatusOr<std::unique_ptr<Backend>> backend = CreateBackend(*weights, backend_options);
   if (!backend.ok()) return backend.status();
-  options.graph_builds = GraphBuildsOf(backend->get());
+  options.graph_builds = runtime::GraphBuildCounter(backend->get());
   absl::StatusOr<std::vector<bench::SpeculativeBenchRow>> rows = bench::RunSpeculativeBench(backend->get(), options);
   if (!rows.ok()) return rows.status();
   const std::string_view device = (*backend)->name();
@@ -239,7 +231,7 @@ absl::Status RunReplayedShape(const BenchSettings& f) {
   backend_options.tensor_parallel = f.tensor_parallel;
   ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend,
                    CreateBackend(bench::RandomBf16Weights(config, 1), backend_options));
-  options.graph_builds = GraphBuildsOf(backend.get());
+  options.graph_builds = runtime::GraphBuildCounter(backend.get());
   ASSIGN_OR_RETURN(const std::vector<bench::SpeculativeBenchRow> rows,
                    bench::RunSpeculativeBench(backend.get(), options));
   const std::string_view device = backend->name();

@@ -3,6 +3,7 @@
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <thread>
 
@@ -11,6 +12,7 @@
 #include "cli/termination_signals.h"
 #include "engine/model/model_weights.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "runtime/accelerators.h"
 #include "runtime/backend_factory.h"
 #include "server/server.h"
 #include "spdlog/spdlog.h"
@@ -46,8 +48,9 @@ absl::Status Serve(server::ServerConfig config) {
 
   const sigset_t signals = BlockTerminationSignals();
 
-  absl::StatusOr<std::unique_ptr<server::Server>> server =
-      server::Server::Start(config, *weights, std::move(*backend), std::move(*tokenizer));
+  std::function<int64_t()> graph_builds = runtime::GraphBuildCounter(backend->get());
+  absl::StatusOr<std::unique_ptr<server::Server>> server = server::Server::Start(
+      config, *weights, std::move(*backend), std::move(*tokenizer), std::move(graph_builds));
   if (!server.ok()) return server.status();
   spdlog::info("start-up: serving after {:.2f} s", seconds(start));
   // Tests and scripts read this line to find the ports when they asked for port 0.

@@ -64,6 +64,10 @@ std::string Metrics::Render() const {
               "Requests naming a session that was unknown or evicted (run from the empty state).",
               sessions_missed_total.load());
   out.Counter("xlserve_engine_steps_total", "Forward passes of the engine thread.", engine_steps_total.load());
+  out.Counter("xlserve_live_graph_builds_total",
+              "Decode and verify steps since start-up that ran eagerly or were captured instead of replaying a "
+              "CUDA graph (one-time work inside live steps; 0 without graphs).",
+              live_graph_builds_total.load());
   out.Counter("xlserve_engine_step_seconds_total", "Time in forward passes (host clock).",
               engine_step_seconds_total.load());
   out.Counter("xlserve_engine_loop_seconds_total",

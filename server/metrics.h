@@ -62,6 +62,9 @@ struct Metrics {
   // host's own work per step (planning, admission, token delivery), which the GPU waits for.
   std::atomic<double> engine_loop_seconds_total{0};
   std::atomic<double> state_store_seconds_total{0};  // engine-thread time in state-store calls
+  // Decode and verify steps since start-up that ran eagerly or were captured instead of
+  // replaying a graph (SchedulerOptions::graph_builds); warm-up should leave none to build.
+  std::atomic<int64_t> live_graph_builds_total{0};
 
   // The state store's figures as of the engine's last iteration.
   mutable std::mutex store_mu;

@@ -76,6 +76,7 @@ absl::Status Scheduler::Start() {
     decoder_.SetStepCosts(std::move(costs));
     spdlog::info("start-up: warm-up done in {:.2f} s", SecondsSince(t));
   }
+  if (options_.graph_builds) graph_builds_at_start_ = options_.graph_builds();
   StateStoreOptions store;
   store.device_bytes = options_.state_cache_device_bytes;
   if (store.device_bytes < 0) {
@@ -436,6 +437,7 @@ absl::Status Scheduler::Step() {
   const double seconds = SecondsSince(start);
   ++metrics_->engine_steps_total;
   metrics_->engine_step_seconds_total += seconds;
+  if (options_.graph_builds) metrics_->live_graph_builds_total = options_.graph_builds() - graph_builds_at_start_;
   if (decoding > 0) RETURN_IF_ERROR(decoder_.CompleteStep(step_out_, seconds));
   for (size_t j = 0; j < prefilling.size(); ++j) {
     RETURN_IF_ERROR(AfterPrefill(*prefilling[j], step_out_, decoding + static_cast<int>(j)));

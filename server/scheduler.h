@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -49,6 +50,9 @@ struct SchedulerOptions {
   std::chrono::seconds session_ttl{1800};
   int num_draft = 3;   // the verify lengths warm-up prepares
   bool warm_up = true;
+  // The backend's graph builds so far (runtime::GraphBuildCounter), read on the engine thread;
+  // empty: not counted. Those after start-up are one-time work inside live steps.
+  std::function<int64_t()> graph_builds;
   // false: no threads; tests drive RunIteration() and the output stage's Drain() themselves.
   bool threads = true;
 };
@@ -121,6 +125,7 @@ class Scheduler {
   std::condition_variable cv_;
   std::vector<std::shared_ptr<Request>> waiting_;
   bool stopping_ = false;
+  int64_t graph_builds_at_start_ = 0;  // options_.graph_builds after warm-up
   std::chrono::steady_clock::time_point drain_deadline_;
   int slots_in_use_ = 0;
   std::thread thread_;

@@ -479,5 +479,22 @@ TEST_CASE("many prompts at once all progress: none waits forever behind the othe
   for (auto& r : reqs) CHECK(h.Result(r).tokens == h.backend.Greedy(r->generation.prompt_ids, 10));
 }
 
+TEST_CASE("the live graph-build count starts after warm-up and follows each step") {
+  int64_t builds = 7;  // as if warm-up had built these
+  SchedulerOptions o;
+  o.max_num_seqs = 2;
+  o.graph_builds = [&builds] { return builds; };
+  Harness h(o);
+  CHECK(h.metrics.live_graph_builds_total == 0);
+  auto r = h.Submit(Prompt(5, 1), 3);
+  h.Track(r);
+  builds += 2;  // the next step built two graphs
+  h.Iterate();
+  CHECK(h.metrics.live_graph_builds_total == 2);
+  h.RunUntilDone();
+  CHECK(h.metrics.live_graph_builds_total == 2);
+  CHECK(h.metrics.Render().find("\nxlserve_live_graph_builds_total 2\n") != std::string::npos);
+}
+
 }  // namespace
 }  // namespace xlserve::server

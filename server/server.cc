@@ -54,7 +54,8 @@ class WithoutReflection final : public grpc::ServerBuilderOption {
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config_in,
                                                       std::shared_ptr<const ModelWeights> weights,
                                                       std::unique_ptr<Backend> backend,
-                                                      std::unique_ptr<Tokenizer> tokenizer) {
+                                                      std::unique_ptr<Tokenizer> tokenizer,
+                                                      std::function<int64_t()> graph_builds) {
   ServerConfig config = config_in;
   if (absl::Status st = ValidateServerConfig(config); !st.ok()) return st;
   if (config.model_name.empty()) config.model_name = std::filesystem::path(config.model).filename().string();
@@ -77,6 +78,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerConfig& config
   options.session_ttl = std::chrono::seconds(static_cast<int64_t>(config.session_ttl_s));
   options.num_draft = config.num_draft;
   options.warm_up = config.warm_up;
+  options.graph_builds = std::move(graph_builds);
   const ModelConfig& model = s->weights_->config;
   s->scheduler_ = std::make_unique<Scheduler>(s->backend_.get(), s->tokenizer_.get(), model, options, s->metrics_.get());
   if (absl::Status st = s->scheduler_->Start(); !st.ok()) return st;

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <atomic>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <thread>
 
@@ -28,10 +30,12 @@ struct Metrics;
 class Server {
  public:
   // Takes ownership of the backend and tokenizer (may be null). Binds both ports before returning.
+  // `graph_builds`: SchedulerOptions::graph_builds.
   static absl::StatusOr<std::unique_ptr<Server>> Start(const ServerConfig& config,
                                                        std::shared_ptr<const ModelWeights> weights,
                                                        std::unique_ptr<Backend> backend,
-                                                       std::unique_ptr<Tokenizer> tokenizer);
+                                                       std::unique_ptr<Tokenizer> tokenizer,
+                                                       std::function<int64_t()> graph_builds = {});
   ~Server();
 
   int port() const { return port_; }
