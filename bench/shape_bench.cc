@@ -6,16 +6,20 @@
 #include <cstdio>
 #include <functional>
 #include <map>
+#include <span>
 #include <thread>
 
+#include "bench/interleaved_timing.h"
 #include "engine/model/checkpoint_layout.h"
 #include "engine/util/dtype.h"
+#include "engine/warm_up.h"
 #include "base/status_macros.h"
 
 namespace xlserve::bench {
 namespace {
 
 constexpr int kPrefillRuns = 5;  // timed prefills per prompt length, after one untimed
+constexpr int kVerifyRounds = 5;  // blocks of plain and verify steps, taking turns
 
 // DESIGN §8: NX-AI's xlstm_large + mlstm_kernels (Triton), bf16 state, CUDA graphs, same H100.
 double ReferenceStepMs(int batch) {
@@ -62,15 +66,9 @@ struct StepTiming {
   nlohmann::json stages = nlohmann::json::object();
 };
 
-// Wall milliseconds per call of `step` after `warmups` untimed calls, and the stages of one more
-// call with events between them (the largest with its share).
-absl::StatusOr<StepTiming> TimeStep(const Accelerator& device, Backend* backend,
-                                    const std::function<absl::Status()>& step, int warmups, int steps) {
-  for (int w = 0; w < warmups; ++w) RETURN_IF_ERROR(step());
-  StepTiming t;
-  const auto start = std::chrono::steady_clock::now();
-  for (int s = 0; s < steps; ++s) RETURN_IF_ERROR(step());
-  t.step_ms = SecondsSince(start) / steps * 1e3;
+// The stages of one call of `step` with events between them, into `t` (the largest with its share).
+absl::Status ProfileOnce(const Accelerator& device, Backend* backend, const std::function<absl::Status()>& step,
+                         StepTiming* t) {
   RETURN_IF_ERROR(device.SetStageProfiling(backend, true));
   RETURN_IF_ERROR(step());
   RETURN_IF_ERROR(device.SetStageProfiling(backend, false));
@@ -78,12 +76,25 @@ absl::StatusOr<StepTiming> TimeStep(const Accelerator& device, Backend* backend,
   double total = 0;
   for (const auto& [name, ms] : stages) {
     total += ms;
-    t.stages[name] = ms;
+    t->stages[name] = ms;
   }
   if (!stages.empty() && total > 0) {
-    t.top_stage = stages[0].first;
-    t.top_share = stages[0].second / total;
+    t->top_stage = stages[0].first;
+    t->top_share = stages[0].second / total;
   }
+  return absl::OkStatus();
+}
+
+// Wall milliseconds per call of `step` after `warmups` untimed calls, and the stages of one more
+// call.
+absl::StatusOr<StepTiming> TimeStep(const Accelerator& device, Backend* backend,
+                                    const std::function<absl::Status()>& step, int warmups, int steps) {
+  for (int w = 0; w < warmups; ++w) RETURN_IF_ERROR(step());
+  StepTiming t;
+  const auto start = std::chrono::steady_clock::now();
+  for (int s = 0; s < steps; ++s) RETURN_IF_ERROR(step());
+  t.step_ms = SecondsSince(start) / steps * 1e3;
+  RETURN_IF_ERROR(ProfileOnce(device, backend, step, &t));
   return t;
 }
 
@@ -128,27 +139,48 @@ absl::StatusOr<StepTiming> MeasureMixed(const Accelerator& device, Backend* back
       3, steps);
 }
 
-// A speculative step of `length` tokens for each of `batch` sequences: a deferred greedy verify
-// pass with every row's argmax, then the commit of every token.
-absl::StatusOr<StepTiming> MeasureVerify(const Accelerator& device, Backend* backend, int batch, int length,
-                                         int steps) {
-  RETURN_IF_ERROR(backend->AllocateSlots(batch));
-  std::vector<int32_t> tokens(size_t(batch) * length);
-  std::vector<SequenceInput> seqs(batch);
-  std::vector<CommitInput> commits(batch);
+// Speculative steps of each of `lengths` tokens for `batch` sequences (slots [0, batch)): a
+// deferred greedy verify pass with every row's argmax, then the commit of every token; timed
+// interleaved with a plain greedy step of `batch` other sequences (slots [batch, 2 batch)), which
+// no pending commit touches. `stages` gets one profiled verify of each length.
+absl::StatusOr<InterleavedTiming> MeasureVerify(const Accelerator& device, Backend* backend, int batch,
+                                                std::span<const int> lengths, int steps,
+                                                std::vector<StepTiming>* stages) {
+  RETURN_IF_ERROR(backend->AllocateSlots(2 * batch));
+  const int max_len = *std::max_element(lengths.begin(), lengths.end());
+  std::vector<int32_t> tokens(size_t(batch) * max_len);
+  std::vector<SequenceInput> plain(batch);
   for (int i = 0; i < batch; ++i) {
-    for (int t = 0; t < length; ++t) tokens[size_t(i) * length + t] = 3 + i + t;
-    seqs[i] = SequenceInput{i, std::span<const int32_t>(&tokens[size_t(i) * length], length), true, false, true, true};
-    commits[i] = CommitInput{i, length};
+    for (int t = 0; t < max_len; ++t) tokens[size_t(i) * max_len + t] = 3 + i + t;
+    plain[i] = SequenceInput{batch + i, std::span<const int32_t>(&tokens[size_t(i) * max_len], 1), false};
+    plain[i].tokens_only = true;
+  }
+  std::vector<std::vector<SequenceInput>> verifies(lengths.size(), std::vector<SequenceInput>(batch));
+  std::vector<std::vector<CommitInput>> commits(lengths.size(), std::vector<CommitInput>(batch));
+  for (size_t k = 0; k < lengths.size(); ++k) {
+    for (int i = 0; i < batch; ++i) {
+      const std::span<const int32_t> run(&tokens[size_t(i) * max_len], lengths[k]);
+      verifies[k][i] = SequenceInput{i, run, true, false, true, true};
+      commits[k][i] = CommitInput{i, lengths[k]};
+    }
   }
   ForwardOutput out;
-  return TimeStep(
-      device, backend,
-      [&]() -> absl::Status {
-        RETURN_IF_ERROR(backend->Forward(seqs, &out));
-        return backend->Commit(commits);
-      },
-      2, steps);
+  std::vector<std::function<absl::Status()>> kinds;
+  for (size_t k = 0; k < lengths.size(); ++k) {
+    kinds.push_back([&, k]() -> absl::Status {
+      RETURN_IF_ERROR(backend->Forward(verifies[k], &out));
+      return backend->Commit(commits[k]);
+    });
+  }
+  const auto clock = [] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  };
+  ASSIGN_OR_RETURN(InterleavedTiming timing,
+                   TimeInterleaved([&] { return backend->Forward(plain, &out); }, kinds, 2, kVerifyRounds, steps,
+                                   clock));
+  stages->assign(lengths.size(), StepTiming{});
+  for (size_t k = 0; k < lengths.size(); ++k) RETURN_IF_ERROR(ProfileOnce(device, backend, kinds[k], &(*stages)[k]));
+  return timing;
 }
 
 }  // namespace
@@ -245,6 +277,17 @@ absl::Status AppendGemmChoices(const Accelerator& device, Backend* backend, cons
   return absl::OkStatus();
 }
 
+// ShapeBenchOptions::warm_up, with its progress lines on stderr.
+absl::Status WarmUpAsServer(Backend* backend, const ShapeBenchOptions& options) {
+  const int max_batch = *std::max_element(options.batch_sizes.begin(), options.batch_sizes.end());
+  RETURN_IF_ERROR(backend->AllocateSlots(max_batch));
+  const auto start = std::chrono::steady_clock::now();
+  RETURN_IF_ERROR(WarmUp(backend, WarmUpOptions{max_batch, std::max(max_batch, options.warm_up_step_tokens), 0},
+                         [](const std::string& line) { std::fprintf(stderr, "bench: %s\n", line.c_str()); }));
+  std::fprintf(stderr, "bench: warm-up done in %.1f s\n", SecondsSince(start));
+  return absl::OkStatus();
+}
+
 // The tables of one precision, appended to `rows` and `table`.
 absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const ModelWeights> weights,
                           const ShapeBenchOptions& options, Precision precision, nlohmann::json* rows,
@@ -256,6 +299,7 @@ absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const Model
   std::map<int, double> plain_step_ms;  // first state dtype, by batch
   for (DType state : options.state_dtypes) {
     ASSIGN_OR_RETURN(std::unique_ptr<Backend> backend, device.CreateBackend(weights, state, precision));
+    if (options.warm_up) RETURN_IF_ERROR(WarmUpAsServer(backend.get(), options));
     const double state_bytes = StateBytes(cfg, state);
     std::snprintf(line, sizeof(line),
                   "\ndecode, precision %s, %s state (%.1f MB per sequence): Forward() per greedy step, tokens (argmax "
@@ -292,32 +336,38 @@ absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const Model
     if (!options.verify_lengths.empty()) {
       std::snprintf(line, sizeof(line),
                     "\nspeculative verify, precision %s, %s state: deferred greedy pass of L tokens per sequence "
-                    "(argmax of all L rows to the host) + commit, vs a plain step\n%6s %9s",
-                    prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", "batch", "plain ms");
+                    "(argmax of all L rows to the host) + commit, vs a plain step; %d rounds of plain and verify "
+                    "blocks taking turns: median ms, median ratio and its range over rounds\n%6s %9s",
+                    prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", kVerifyRounds, "batch", "plain ms");
       *table += line;
       for (int len : options.verify_lengths) {
-        std::snprintf(line, sizeof(line), "   L=%d ms (ratio)", len);
+        std::snprintf(line, sizeof(line), " %26s", ("L=" + std::to_string(len) + " ms (ratio, range)").c_str());
         *table += line;
       }
       *table += "\n";
       for (int batch : options.batch_sizes) {
-        const double plain = plain_step_ms[batch];
-        std::snprintf(line, sizeof(line), "%6d %9.2f", batch, plain);
+        std::vector<StepTiming> stages;
+        ASSIGN_OR_RETURN(const InterleavedTiming v,
+                         MeasureVerify(device, backend.get(), batch, options.verify_lengths,
+                                       std::max(2, options.steps / 4), &stages));
+        std::snprintf(line, sizeof(line), "%6d %9.2f", batch, v.base_ms);
         *table += line;
-        for (int len : options.verify_lengths) {
-          ASSIGN_OR_RETURN(const StepTiming v, MeasureVerify(device, backend.get(), batch, len, std::max(3, options.steps / 2)));
-          const double ms = v.step_ms;
-          std::snprintf(line, sizeof(line), "   %7.2f (%5.2fx)", ms, ms / plain);
+        for (size_t k = 0; k < options.verify_lengths.size(); ++k) {
+          std::snprintf(line, sizeof(line), " %7.2f (%4.2fx, %4.2f-%4.2f)", v.ms[k], v.ratio[k], v.ratio_min[k],
+                        v.ratio_max[k]);
           *table += line;
           rows->push_back({{"kind", "verify"},
                            {"precision", prec},
                            {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
                            {"batch", batch},
-                           {"tokens_per_sequence", len},
-                           {"verify_commit_ms", ms},
-                           {"plain_step_ms", plain},
-                           {"cost_ratio", ms / plain},
-                           {"stage_ms", v.stages}});
+                           {"tokens_per_sequence", options.verify_lengths[k]},
+                           {"verify_commit_ms", v.ms[k]},
+                           {"plain_step_ms", v.base_ms},
+                           {"cost_ratio", v.ratio[k]},
+                           {"cost_ratio_min", v.ratio_min[k]},
+                           {"cost_ratio_max", v.ratio_max[k]},
+                           {"rounds", kVerifyRounds},
+                           {"stage_ms", stages[k].stages}});
         }
         *table += "\n";
       }

@@ -32,6 +32,12 @@ struct ShapeBenchOptions {
   // Speculative verify lengths L (1 + drafts) whose cost relative to a plain step is measured
   // at every batch size with the first state dtype; empty: none.
   std::vector<int> verify_lengths;
+  // Run a server's start-up warm-up (engine/warm_up.h) on each backend before measuring, for the
+  // largest batch and a step budget of warm_up_step_tokens rows (the server's default), so that
+  // whole passes settle the GEMM choices timing leaves open and the steps replay graphs, as
+  // they do in a server. Without it, each shape's first call times its GEMM candidates alone.
+  bool warm_up = false;
+  int warm_up_step_tokens = 512;
 };
 
 // Runs the measurements for each precision; returns one JSON object per row (with its
@@ -43,7 +49,8 @@ struct ShapeBenchOptions {
 // Prefill rows (first state dtype, batch 1): time to first token (median of 5) and the fraction of the tensor-core
 // roofline (2 x matrix parameters x tokens FLOPs at the measured GEMM rate).
 // Verify rows: a deferred greedy verify pass of L tokens per sequence (every row's argmax to
-// the host) plus the commit of all L, against a plain one-token step of the same batch.
+// the host) plus the commit of all L, against a plain one-token step of the same batch, the two
+// timed in blocks taking turns (bench/interleaved_timing.h).
 // Backends come from `device`, which also profiles their stages.
 absl::StatusOr<nlohmann::json> RunShapeBench(const Accelerator& device, std::shared_ptr<const ModelWeights> weights,
                                              const ShapeBenchOptions& options, std::string* table);
