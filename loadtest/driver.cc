@@ -100,6 +100,7 @@ LoadRun RunLoad(LoadClient& client, const std::vector<WorkloadRequest>& workload
 
   LoadRun run;
   Clock::time_point first_send = Clock::time_point::max(), last_end = Clock::time_point::min();
+  std::vector<RequestResult> warmups;
   for (int i = 0; i < total; ++i) {
     if (!sent[i]) {
       ++run.not_sent;
@@ -107,6 +108,7 @@ LoadRun RunLoad(LoadClient& client, const std::vector<WorkloadRequest>& workload
     }
     if (i < options.warmup) {
       ++run.warmup_sent;
+      warmups.push_back(std::move(results[i]));
       continue;
     }
     const RequestResult& r = results[i];
@@ -115,6 +117,7 @@ LoadRun RunLoad(LoadClient& client, const std::vector<WorkloadRequest>& workload
     run.measured.push_back(std::move(results[i]));
   }
   if (!run.measured.empty()) run.duration_s = std::chrono::duration<double>(last_end - first_send).count();
+  if (!options.rate) run.steady = ClosedLoopSteadyWindow(warmups, run.measured);
   return run;
 }
 

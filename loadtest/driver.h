@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "loadtest/load_client.h"
+#include "loadtest/stats.h"
 #include "loadtest/workload.h"
 
 namespace xlserve::loadtest {
@@ -27,6 +28,7 @@ struct LoadRun {
   int warmup_sent = 0;
   int not_sent = 0;   // cut by the duration limit
   double duration_s = 0;  // first measured send to last measured completion
+  std::optional<SteadyWindow> steady;  // closed loop only (ClosedLoopSteadyWindow)
 };
 
 // Sends `workload` (warm-up requests first) and returns when every sent request has ended:

@@ -63,6 +63,10 @@ TEST_CASE("closed loop keeps exactly `concurrency` requests in flight and leaves
   // 14 requests of 20 ms, three at a time: at least four rounds after the warm-up.
   CHECK(run.duration_s >= 0.06);
   CHECK(run.duration_s < 1.0);
+  // All three users busy from the warm-ups' end to the last send, inside the measured span.
+  REQUIRE(run.steady.has_value());
+  CHECK(run.steady->end > run.steady->begin);
+  CHECK(std::chrono::duration<double>(run.steady->end - run.steady->begin).count() < run.duration_s);
 }
 
 TEST_CASE("open loop sends at the offered rate whatever the latency") {
@@ -80,6 +84,7 @@ TEST_CASE("open loop sends at the offered rate whatever the latency") {
   // 40 arrivals at 100/s take ~0.4 s, plus the last request's 0.1 s; a closed loop of one would
   // need 4 s.
   CHECK(wall < 1.5);
+  CHECK_FALSE(run.steady.has_value());  // arrivals, not users: no span of all users busy
   auto seen = client.seen();
   std::sort(seen.begin(), seen.end());
   CHECK(seen == [] { std::vector<int> all(40); for (int i = 0; i < 40; ++i) all[i] = i; return all; }());

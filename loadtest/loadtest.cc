@@ -58,7 +58,7 @@ RunRecord RunOnce(LoadClient& client, const std::vector<WorkloadRequest>& worklo
   record.warmup_sent = run.warmup_sent;
   record.not_sent = run.not_sent;
   record.slo = config.slo;
-  record.stats = ComputeStats(run.measured, run.duration_s, config.slo);
+  record.stats = ComputeStats(run.measured, run.duration_s, config.slo, run.steady);
   return record;
 }
 

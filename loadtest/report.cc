@@ -37,6 +37,10 @@ std::string FormatTable(const RunRecord& run) {
   out += Format("  duration     %.2f s\n", s.duration_s);
   out += Format("  throughput   %.2f req/s, %.1f output tok/s (tokens: %ld prompt, %ld output)\n",
                 s.request_throughput, s.output_token_throughput, s.total_prompt_tokens, s.total_output_tokens);
+  if (s.steady_window_s > 0) {
+    out += Format("  steady       %.1f output tok/s over the %.2f s in which all %d users were busy\n",
+                  s.steady_output_token_throughput, s.steady_window_s, run.concurrency);
+  }
   out += Format("  goodput      %d/%d = %.1f%%, %.2f req/s (%s)\n", s.good, s.sent, 100 * s.goodput_fraction,
                 s.goodput_rate, SloText(run.slo).c_str());
   out += Format("  %-12s %10s %10s %10s %10s %8s\n", "latency ms", "mean", "p50", "p90", "p99", "n");
@@ -78,7 +82,12 @@ nlohmann::json RunToJson(const RunRecord& run) {
         {"not_sent", run.not_sent}}},
       {"duration_s", s.duration_s},
       {"tokens", {{"prompt", s.total_prompt_tokens}, {"output", s.total_output_tokens}}},
-      {"throughput", {{"requests_per_s", s.request_throughput}, {"output_tokens_per_s", s.output_token_throughput}}},
+      {"throughput",
+       {{"requests_per_s", s.request_throughput},
+        {"output_tokens_per_s", s.output_token_throughput},
+        {"steady_output_tokens_per_s",
+         s.steady_window_s > 0 ? nlohmann::json(s.steady_output_token_throughput) : nlohmann::json()},
+        {"steady_window_s", s.steady_window_s > 0 ? nlohmann::json(s.steady_window_s) : nlohmann::json()}}},
       {"ttft_ms", SummaryJson(s.ttft_ms)},
       {"tpot_ms", SummaryJson(s.tpot_ms)},
       {"itl_ms", SummaryJson(s.itl_ms)},

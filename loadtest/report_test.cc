@@ -83,6 +83,22 @@ TEST_CASE("the table and JSON carry the numbers and errors") {
   CHECK(j["errors"]["grpc UNAVAILABLE"] == 3);
   CHECK(j["goodput"]["slo_ttft_ms"] == 200);
   CHECK(j["goodput"]["slo_tpot_ms"].is_null());
+  CHECK(j["throughput"]["steady_output_tokens_per_s"].is_null());
+  CHECK(table.find("steady") == std::string::npos);
+}
+
+TEST_CASE("a closed loop's table and JSON carry the steady window's rate") {
+  RunRecord r = Record(4, 3.9, 120, 300);
+  r.rate.reset();
+  r.concurrency = 64;
+  r.stats.steady_output_token_throughput = 8123.4;
+  r.stats.steady_window_s = 31.5;
+  const std::string table = FormatTable(r);
+  CHECK(table.find("steady       8123.4 output tok/s over the 31.50 s in which all 64 users were busy") !=
+        std::string::npos);
+  const nlohmann::json j = RunToJson(r);
+  CHECK(j["throughput"]["steady_output_tokens_per_s"] == Approx(8123.4));
+  CHECK(j["throughput"]["steady_window_s"] == Approx(31.5));
 }
 
 }  // namespace

@@ -5,6 +5,13 @@
 #include <numeric>
 
 namespace xlserve::loadtest {
+namespace {
+
+Clock::duration SecondsAsDuration(double s) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(s));
+}
+
+}  // namespace
 
 double Percentile(const std::vector<double>& sorted, double q) {
   if (sorted.empty()) return 0;
@@ -44,7 +51,21 @@ bool MeetsSlo(const RequestResult& r, const Slo& slo) {
   return true;
 }
 
-RunStats ComputeStats(const std::vector<RequestResult>& results, double duration_s, const Slo& slo) {
+std::optional<SteadyWindow> ClosedLoopSteadyWindow(const std::vector<RequestResult>& warmups,
+                                                   const std::vector<RequestResult>& measured) {
+  if (measured.empty()) return std::nullopt;
+  SteadyWindow w{Clock::time_point::min(), Clock::time_point::min()};
+  for (const RequestResult& r : warmups) w.begin = std::max(w.begin, r.sent + SecondsAsDuration(r.e2e_s));
+  for (const RequestResult& r : measured) w.end = std::max(w.end, r.sent);
+  w.begin = std::max(w.begin, std::min_element(measured.begin(), measured.end(), [](const auto& a, const auto& b) {
+                                return a.sent < b.sent;
+                              })->sent);
+  if (w.end <= w.begin) return std::nullopt;
+  return w;
+}
+
+RunStats ComputeStats(const std::vector<RequestResult>& results, double duration_s, const Slo& slo,
+                      const std::optional<SteadyWindow>& steady) {
   RunStats s;
   s.sent = int(results.size());
   s.duration_s = duration_s;
@@ -74,6 +95,19 @@ RunStats ComputeStats(const std::vector<RequestResult>& results, double duration
     s.goodput_rate = s.good / duration_s;
   }
   s.goodput_fraction = s.sent > 0 ? double(s.good) / s.sent : 0;
+  if (steady) {
+    double tokens = 0;
+    for (const RequestResult& r : results) {
+      if (!r.ok || r.chunk_times.empty()) continue;
+      const double per_chunk = double(r.output_tokens) / double(r.chunk_times.size());
+      for (double t : r.chunk_times) {
+        const Clock::time_point at = r.sent + SecondsAsDuration(t);
+        if (at >= steady->begin && at <= steady->end) tokens += per_chunk;
+      }
+    }
+    s.steady_window_s = std::chrono::duration<double>(steady->end - steady->begin).count();
+    s.steady_output_token_throughput = tokens / s.steady_window_s;
+  }
   return s;
 }
 

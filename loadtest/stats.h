@@ -53,11 +53,29 @@ struct RunStats {
   int good = 0;
   double goodput_fraction = 0;
   double goodput_rate = 0;
+  // Closed loop: output tokens per second within the SteadyWindow, and its length; 0 without one.
+  double steady_output_token_throughput = 0;
+  double steady_window_s = 0;
 };
+
+// Closed loop: the span in which every user had a measured request in flight, from the end of
+// the last warm-up request (or the first measured send, if later) to the last send. Over the
+// whole run, the ramp (users still on their warm-up) and the drain (users out of requests) run
+// fewer requests at once than the concurrency asked, and weigh on its rate by their share of it.
+struct SteadyWindow {
+  Clock::time_point begin, end;
+};
+// Absent when there is no such span (no measured request, or the last send precedes the last
+// warm-up's end). Failed warm-up requests count by their end too.
+std::optional<SteadyWindow> ClosedLoopSteadyWindow(const std::vector<RequestResult>& warmups,
+                                                   const std::vector<RequestResult>& measured);
 
 // `duration_s` is the measured window (first send to last completion); rates are 0 when it is.
 // Latencies come from successful requests only; ITL pools the gaps between consecutive output
 // chunks of every request (a chunk may carry several tokens under speculative decoding).
-RunStats ComputeStats(const std::vector<RequestResult>& results, double duration_s, const Slo& slo);
+// `steady`: the successful requests' output chunks that arrived within it, each counted as its
+// request's share (output tokens / chunks), over its length.
+RunStats ComputeStats(const std::vector<RequestResult>& results, double duration_s, const Slo& slo,
+                      const std::optional<SteadyWindow>& steady = std::nullopt);
 
 }  // namespace xlserve::loadtest

@@ -102,5 +102,62 @@ TEST_CASE("run statistics: throughput, latency summaries and errors by key") {
   CHECK(empty.goodput_fraction == 0);
 }
 
+// `users` closed-loop users whose requests run back to back: user u starts at u * stagger
+// seconds; each request sends a token every second for `tokens` seconds.
+struct ClosedLoop {
+  std::vector<RequestResult> warmups, measured;
+};
+ClosedLoop Simulate(int users, double stagger, int tokens, int measured_each) {
+  const Clock::time_point t0{};
+  ClosedLoop run;
+  for (int u = 0; u < users; ++u) {
+    for (int i = 0; i <= measured_each; ++i) {
+      RequestResult r = Ok(1.0, tokens, 1.0);
+      r.sent = t0 + std::chrono::duration_cast<Clock::duration>(
+                        std::chrono::duration<double>(u * stagger + double(i) * tokens));
+      (i == 0 ? run.warmups : run.measured).push_back(r);
+    }
+  }
+  return run;
+}
+
+TEST_CASE("the steady window runs from the last warm-up's end to the last send") {
+  const ClosedLoop run = Simulate(4, 2.5, 10, 20);
+  const std::optional<SteadyWindow> w = ClosedLoopSteadyWindow(run.warmups, run.measured);
+  REQUIRE(w.has_value());
+  const auto at = [](Clock::time_point t) { return std::chrono::duration<double>(t.time_since_epoch()).count(); };
+  CHECK(at(w->begin) == Approx(17.5));  // the last user's warm-up: sent at 7.5, 10 s long
+  CHECK(at(w->end) == Approx(207.5));   // its last request: sent at 7.5 + 20 x 10
+  // Without warm-ups, from the first measured send.
+  const std::optional<SteadyWindow> cold = ClosedLoopSteadyWindow({}, run.measured);
+  REQUIRE(cold.has_value());
+  CHECK(at(cold->begin) == Approx(10));
+  // No span in which every user was busy: none.
+  CHECK_FALSE(ClosedLoopSteadyWindow(run.measured, run.warmups).has_value());
+  CHECK_FALSE(ClosedLoopSteadyWindow(run.warmups, {}).has_value());
+}
+
+TEST_CASE("within the steady window the output rate is every user's, without the ramp and the drain") {
+  const ClosedLoop run = Simulate(4, 2.5, 10, 20);
+  const std::optional<SteadyWindow> w = ClosedLoopSteadyWindow(run.warmups, run.measured);
+  // First measured send (10 s) to last end (7.5 + 21 x 10 s): 800 tokens in 207.5 s.
+  const RunStats s = ComputeStats(run.measured, 207.5, Slo{}, w);
+  CHECK(s.output_token_throughput == Approx(800 / 207.5));
+  CHECK(s.steady_window_s == Approx(190));
+  // Four users, a token a second each; a chunk on either edge of the window at most.
+  CHECK(s.steady_output_token_throughput == Approx(4.0).epsilon(4.0 / 190));
+  CHECK(s.steady_output_token_throughput > 1.02 * s.output_token_throughput);
+  // Chunks carrying several tokens count for their share.
+  ClosedLoop pairs = run;
+  for (RequestResult& r : pairs.measured) {
+    r.chunk_times.resize(5);
+    for (int c = 0; c < 5; ++c) r.chunk_times[c] = 2.0 * (c + 1);
+  }
+  CHECK(ComputeStats(pairs.measured, 207.5, Slo{}, w).steady_output_token_throughput ==
+        Approx(4.0).epsilon(8.0 / 190));
+  // No window, no steady rate.
+  CHECK(ComputeStats(run.measured, 207.5, Slo{}).steady_window_s == 0);
+}
+
 }  // namespace
 }  // namespace xlserve::loadtest
