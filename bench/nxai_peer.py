@@ -13,7 +13,8 @@ The GPU machine has torch and triton but no network, so the wheels travel with t
     bash bench/fetch_nxai_wheels.sh                # here, with PyPI reachable: fills .whl/
     pip install --no-index --no-deps .whl/*.whl    # there, or: pip install --no-index --no-deps
     python3 bench/nxai_peer.py --json nxai.json    #   --target .nxai .whl/*.whl; PYTHONPATH=.nxai
-Run it in the same session as the bench, so the two tables compare. The chunkwise kernel is
+Run it in the same session as the bench, then `xlserve bench --shape 7b --peer nxai.json` prints
+its figures beside xlserve's. The chunkwise kernel is
 first tried on one block in a child process; where it cannot run (a Triton compile that aborts),
 the measurement uses chunkwise--native_autograd and says so. Weights are random (the
 speed does not depend on them); nothing is downloaded at run time.

@@ -33,6 +33,24 @@ double ReferenceStepMs(int batch) {
   }
 }
 
+// The figure at `key`, or 0.
+double Lookup(const std::map<int, double>& figures, int key) {
+  const auto it = figures.find(key);
+  return it == figures.end() ? 0 : it->second;
+}
+
+// Two table cells: the other implementation's ms and how many times faster this one is ("-"
+// where there is no figure).
+std::string Versus(double other_ms, double ms) {
+  char cell[64];
+  if (other_ms > 0) {
+    std::snprintf(cell, sizeof(cell), "%12.2f %7.2fx", other_ms, other_ms / ms);
+  } else {
+    std::snprintf(cell, sizeof(cell), "%12s %8s", "-", "-");
+  }
+  return cell;
+}
+
 struct HostTensors {
   std::vector<std::vector<uint16_t>> buffers;
 };
@@ -306,28 +324,34 @@ absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const Model
                   "on the GPU) to the host included\n",
                   prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", state_bytes / 1e6);
     *table += line;
+    // Beside the same session's peer where given (its state is bf16), else DESIGN §8's reference.
+    const bool peer = options.peer.has_value();
     std::snprintf(line, sizeof(line), "%6s %9s %9s %9s %9s %12s %8s   %s\n", "batch", "step ms", "tok/s", "floor ms",
-                  "of floor", "ref step ms", "vs ref", "largest stage of a step (share)");
+                  "of floor", peer ? "peer ms" : "ref step ms", peer ? "vs peer" : "vs ref",
+                  "largest stage of a step (share)");
     *table += line;
     for (int batch : options.batch_sizes) {
       ASSIGN_OR_RETURN(StepTiming r, MeasureDecode(device, backend.get(), batch, options.steps));
       if (state == options.state_dtypes.front()) plain_step_ms[batch] = r.step_ms;
       const double floor_ms = (matrix_bytes + 2 * state_bytes * batch) / options.copy_bandwidth * 1e3;
       const double ref = ReferenceStepMs(batch);
-      std::snprintf(line, sizeof(line), "%6d %9.2f %9.0f %9.2f %8.0f%% %12.2f %7.2fx   %s (%.0f%%)\n", batch,
-                    r.step_ms, batch / r.step_ms * 1e3, floor_ms, 100 * floor_ms / r.step_ms, ref,
-                    ref > 0 ? ref / r.step_ms : 0.0, r.top_stage.c_str(), 100 * r.top_share);
+      const double other = peer ? (state == DType::kBF16 ? Lookup(options.peer->step_ms, batch) : 0) : ref;
+      std::snprintf(line, sizeof(line), "%6d %9.2f %9.0f %9.2f %8.0f%% %s   %s (%.0f%%)\n", batch, r.step_ms,
+                    batch / r.step_ms * 1e3, floor_ms, 100 * floor_ms / r.step_ms, Versus(other, r.step_ms).c_str(),
+                    r.top_stage.c_str(), 100 * r.top_share);
       *table += line;
-      rows->push_back({{"kind", "decode"},
-                       {"precision", prec},
-                       {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
-                       {"batch", batch},
-                       {"step_ms", r.step_ms},
-                       {"tokens_per_s", batch / r.step_ms * 1e3},
-                       {"floor_ms", floor_ms},
-                       {"fraction_of_floor", floor_ms / r.step_ms},
-                       {"reference_step_ms", ref},
-                       {"stage_ms", r.stages}});
+      nlohmann::json row = {{"kind", "decode"},
+                            {"precision", prec},
+                            {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                            {"batch", batch},
+                            {"step_ms", r.step_ms},
+                            {"tokens_per_s", batch / r.step_ms * 1e3},
+                            {"floor_ms", floor_ms},
+                            {"fraction_of_floor", floor_ms / r.step_ms},
+                            {"reference_step_ms", ref},
+                            {"stage_ms", r.stages}};
+      if (peer && other > 0) row["peer_step_ms"] = other;
+      rows->push_back(std::move(row));
     }
     if (state != options.state_dtypes.front()) {
       RETURN_IF_ERROR(AppendGemmChoices(device, backend.get(), prec, state, rows));
@@ -421,8 +445,8 @@ absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const Model
                   "(%.0f TFLOP/s measured)\n",
                   prec.c_str(), state == DType::kF32 ? "fp32" : "bf16", options.tensor_core_flops / 1e12);
     *table += line;
-    std::snprintf(line, sizeof(line), "%8s %10s %12s %12s %16s\n", "prompt", "TTFT ms", "roofline ms",
-                  "TFLOP/s", "of roofline");
+    std::snprintf(line, sizeof(line), "%8s %10s %12s %12s %16s%s\n", "prompt", "TTFT ms", "roofline ms",
+                  "TFLOP/s", "of roofline", options.peer ? "      peer ms  vs peer" : "");
     *table += line;
     RETURN_IF_ERROR(backend->AllocateSlots(1));
     for (int len : options.prompt_lengths) {
@@ -453,19 +477,23 @@ absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const Model
       const double flops = 2.0 * (MatrixParams(cfg) - double(cfg.vocab_size) * cfg.hidden_size) * len +
                            2.0 * cfg.vocab_size * cfg.hidden_size;
       const double roof_ms = flops / options.tensor_core_flops * 1e3;
-      std::snprintf(line, sizeof(line), "%8d %10.1f %12.1f %12.1f %15.1f%%   largest stage: %s (%.0f%%)\n", len, ms,
+      const double peer_ms = options.peer && state == DType::kBF16 ? Lookup(options.peer->ttft_ms, len) : 0;
+      std::snprintf(line, sizeof(line), "%8d %10.1f %12.1f %12.1f %15.1f%%%s   largest stage: %s (%.0f%%)\n", len, ms,
                     roof_ms, flops / (ms / 1e3) / 1e12, 100 * roof_ms / ms,
-                    stages.empty() ? "" : stages[0].first.c_str(), stages.empty() ? 0.0 : 100 * stages[0].second / ms);
+                    options.peer ? (" " + Versus(peer_ms, ms)).c_str() : "", stages.empty() ? "" : stages[0].first.c_str(),
+                    stages.empty() ? 0.0 : 100 * stages[0].second / ms);
       *table += line;
-      rows->push_back({{"kind", "prefill"},
-                       {"precision", prec},
-                       {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
-                       {"prompt_tokens", len},
-                       {"ttft_ms", ms},
-                       {"roofline_ms", roof_ms},
-                       {"tflops", flops / (ms / 1e3) / 1e12},
-                       {"fraction_of_roofline", roof_ms / ms},
-                       {"stage_ms", stage_ms}});
+      nlohmann::json row = {{"kind", "prefill"},
+                            {"precision", prec},
+                            {"state_dtype", state == DType::kF32 ? "f32" : "bf16"},
+                            {"prompt_tokens", len},
+                            {"ttft_ms", ms},
+                            {"roofline_ms", roof_ms},
+                            {"tflops", flops / (ms / 1e3) / 1e12},
+                            {"fraction_of_roofline", roof_ms / ms},
+                            {"stage_ms", stage_ms}};
+      if (peer_ms > 0) row["peer_ttft_ms"] = peer_ms;
+      rows->push_back(std::move(row));
     }
     RETURN_IF_ERROR(AppendGemmChoices(device, backend.get(), prec, state, rows));
   }

@@ -3,10 +3,12 @@
 // reference.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "bench/peer_figures.h"
 #include "engine/accelerator.h"
 #include "engine/model/model_weights.h"
 #include "engine/util/dtype.h"
@@ -38,6 +40,9 @@ struct ShapeBenchOptions {
   // they do in a server. Without it, each shape's first call times its GEMM candidates alone.
   bool warm_up = false;
   int warm_up_step_tokens = 512;
+  // Another implementation's figures from the same session (bench/nxai_peer.py): its decode
+  // steps and TTFTs beside the bf16-state rows, in place of DESIGN §8's stored reference.
+  std::optional<PeerFigures> peer;
 };
 
 // Runs the measurements for each precision; returns one JSON object per row (with its
@@ -45,7 +50,8 @@ struct ShapeBenchOptions {
 // Decode rows: Forward() wall time per greedy step (tokens_only: the tokens reach the host,
 // not the logits), the HBM
 // floor ((matrix bytes + 2 x state bytes x batch) / copy bandwidth), the fraction reached, the
-// reference step time, and the largest stage of one profiled step with its share.
+// peer's step (ShapeBenchOptions::peer) or else the stored reference, and the largest stage of
+// one profiled step with its share.
 // Prefill rows (first state dtype, batch 1): time to first token (median of 5) and the fraction of the tensor-core
 // roofline (2 x matrix parameters x tokens FLOPs at the measured GEMM rate).
 // Verify rows: a deferred greedy verify pass of L tokens per sequence (every row's argmax to

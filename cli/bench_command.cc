@@ -16,6 +16,7 @@
 #include "base/status_macros.h"
 #include "runtime/accelerators.h"
 #include "runtime/backend_factory.h"
+#include "bench/peer_figures.h"
 #include "bench/shape_bench.h"
 #include "bench/speculative_bench.h"
 #include "bench/tokenizer_bench.h"
@@ -46,6 +47,7 @@ struct BenchSettings {
   std::string record_acceptance;
   std::string acceptance;
   bool warm_up = false;
+  std::string peer;
 };
 
 // Settings that `serve` and `generate` have too are spelt as there.
@@ -88,6 +90,9 @@ const settings::SettingsTable<BenchSettings>& BenchSettingsTable() {
       {"warm_up", &B::warm_up,
        "with --shape 7b: run a server's start-up warm-up on each backend before measuring (whole passes settle "
        "the GEMM choices timing leaves open; steps replay graphs)"},
+      {"peer", &B::peer,
+       "with --shape 7b: another implementation's figures from this session on this GPU (bench/nxai_peer.py "
+       "--json FILE), shown beside the bf16-state decode steps and TTFTs"},
   };
   return table;
 }
@@ -299,6 +304,10 @@ absl::Status RunShape(const BenchSettings& f) {
   if (f.batch_sizes) options.batch_sizes = *f.batch_sizes;
   if (f.speculative) options.verify_lengths = {2, 3, 4, 5};
   options.warm_up = f.warm_up;
+  if (!f.peer.empty()) {
+    ASSIGN_OR_RETURN(options.peer, bench::ReadPeerFigures(f.peer));
+    std::fprintf(stderr, "bench: beside %s (%s)\n", options.peer->impl.c_str(), f.peer.c_str());
+  }
   std::fprintf(stderr, "bench: copy bandwidth %.0f GB/s, bf16 GEMM %.0f TFLOP/s; making xLSTM-7b with random bf16 "
                "weights ...\n", *bandwidth / 1e9, *gemm_flops / 1e12);
   std::string table;
@@ -306,11 +315,13 @@ absl::Status RunShape(const BenchSettings& f) {
       bench::RunShapeBench(*cuda, bench::RandomBf16Weights(bench::Xlstm7bConfig(), 1), options, &table);
   if (!rows.ok()) return rows.status();
   std::printf("xLSTM-7b shape, bf16 weights%s; measured here: copy bandwidth %.0f GB/s (read + write), bf16 "
-              "GEMM %.0f TFLOP/s\n%s", f.warm_up ? ", each backend warmed up as a server's" : "", *bandwidth / 1e9,
-              *gemm_flops / 1e12, table.c_str());
+              "GEMM %.0f TFLOP/s%s\n%s", f.warm_up ? ", each backend warmed up as a server's" : "", *bandwidth / 1e9,
+              *gemm_flops / 1e12, options.peer ? ("; peer (same session): " + options.peer->impl).c_str() : "",
+              table.c_str());
   if (f.json.empty()) return absl::OkStatus();
   return WriteJson(f.json, {{"shape", "7b"},
                             {"warm_up", f.warm_up},
+                            {"peer", options.peer ? nlohmann::json(options.peer->impl) : nlohmann::json()},
                             {"copy_bandwidth_bytes_per_s", *bandwidth},
                             {"bf16_gemm_flops", *gemm_flops},
                             {"rows", *rows}});
