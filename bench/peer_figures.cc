@@ -35,7 +35,9 @@ absl::StatusOr<PeerFigures> ReadPeerFigures(const std::string& path) {
     const std::string kind = row["kind"].get<std::string>();
     double key = 0, ms = 0;
     if (kind == "decode") {
-      if (!Positive(row, "batch", &key) || !Positive(row, "step_ms", &ms)) return bad("a decode row without batch and step_ms");
+      if (!Positive(row, "batch", &key) || !Positive(row, "step_ms", &ms)) {
+        return bad("a decode row without batch and step_ms");
+      }
       peer.step_ms[int(key)] = ms;
     } else if (kind == "prefill") {
       if (!Positive(row, "prompt_tokens", &key) || !Positive(row, "ttft_ms", &ms)) {

@@ -37,10 +37,12 @@ TEST_CASE("a peer file of another shape, a broken one or none is refused with th
   const auto code = [](const std::string& path) { return ReadPeerFigures(path).status().code(); };
   const auto message = [](const std::string& path) { return std::string(ReadPeerFigures(path).status().message()); };
   CHECK(code("/nonexistent/nxai.json") == absl::StatusCode::kNotFound);
-  const std::string tiny = Write("tiny.json", R"({"tiny": true, "rows": [{"kind": "decode", "batch": 1, "step_ms": 2}]})");
+  const std::string tiny =
+      Write("tiny.json", R"({"tiny": true, "rows": [{"kind": "decode", "batch": 1, "step_ms": 2}]})");
   CHECK(code(tiny) == absl::StatusCode::kInvalidArgument);
   CHECK(message(tiny).find("tiny shape") != std::string::npos);
-  const std::string f32 = Write("f32.json", R"({"state_dtype": "f32", "rows": [{"kind": "decode", "batch": 1, "step_ms": 2}]})");
+  const std::string f32 =
+      Write("f32.json", R"({"state_dtype": "f32", "rows": [{"kind": "decode", "batch": 1, "step_ms": 2}]})");
   CHECK(message(f32).find("not bf16") != std::string::npos);
   CHECK(message(Write("broken.json", "{\"rows\": [")).find("not a JSON object") != std::string::npos);
   CHECK(message(Write("empty.json", R"({"rows": [{"kind": "prefill", "prompt_tokens": 128, "ttft_ms": 9}]})"))

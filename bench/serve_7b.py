@@ -228,9 +228,10 @@ def served_limits(engine):
                                                                         gemm_ms(batch - 1 + PROMPT_TOKENS))
         bound = batch / bound_ms * 1e3
         target = 0.85 * batch / r["step_ms"] * 1e3
+        mixed_rows = batch - 1 + PROMPT_TOKENS
         line = (f"  c{batch} {prec}: physical bound {bound:.0f} tok/s (a pass {bound_ms:.2f} ms: HBM floor "
-                f"{r['floor_ms']:.2f} ms; {batch - 1 + PROMPT_TOKENS} rows' GEMMs {gemm_ms(batch - 1 + PROMPT_TOKENS):.2f} "
-                f"ms at the tensor-core rate)")
+                f"{r['floor_ms']:.2f} ms; {mixed_rows} rows' GEMMs {gemm_ms(mixed_rows):.2f} ms at the tensor-core "
+                f"rate)")
         if (prec, batch) in mixed:
             pass_ms = (1 - p) * r["step_ms"] + p * mixed[(prec, batch)]
             engine_rate = batch / pass_ms * 1e3 * OUTPUT_TOKENS / (OUTPUT_TOKENS + 1)

@@ -480,8 +480,8 @@ absl::Status RunPrecision(const Accelerator& device, std::shared_ptr<const Model
       const double peer_ms = options.peer && state == DType::kBF16 ? Lookup(options.peer->ttft_ms, len) : 0;
       std::snprintf(line, sizeof(line), "%8d %10.1f %12.1f %12.1f %15.1f%%%s   largest stage: %s (%.0f%%)\n", len, ms,
                     roof_ms, flops / (ms / 1e3) / 1e12, 100 * roof_ms / ms,
-                    options.peer ? (" " + Versus(peer_ms, ms)).c_str() : "", stages.empty() ? "" : stages[0].first.c_str(),
-                    stages.empty() ? 0.0 : 100 * stages[0].second / ms);
+                    options.peer ? (" " + Versus(peer_ms, ms)).c_str() : "",
+                    stages.empty() ? "" : stages[0].first.c_str(), stages.empty() ? 0.0 : 100 * stages[0].second / ms);
       *table += line;
       nlohmann::json row = {{"kind", "prefill"},
                             {"precision", prec},
