@@ -20,10 +20,10 @@
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16.
 // Launch: grid (ceil(dv / kCols), heads, num_seqs), block kTileThreads, the tiling of
 // mlstm_tile.cuh: wide tiles (16 column groups, 16 rows of C per thread at the 7B shape), or
-// narrow ones (4 groups, 4 rows) while the wide grid has no more blocks than the GPU has SMs:
-// there each SM ran one block, and a thread's serial work over 16 rows was the kernel's time
-// (H200, 7B shape, B = 1: the verify stage of L = 4 took 0.61-0.64 ms a pass narrow against
-// 0.84-0.89 wide). The tiling fixes the order of the sums, so a sequence's bits depend on it,
+// narrower ones (8 groups and 8 rows, or 4 and 4: LaunchVerify) while the wide grid has no more
+// blocks than the GPU has SMs: there each SM ran one block, and a thread's serial work over 16
+// rows was the kernel's time (H200, 7B shape, B = 1: the verify stage of L = 4 took 0.61-0.64
+// ms a pass narrow against 0.84-0.89 wide). The tiling fixes the order of the sums, so a sequence's bits depend on it,
 // as the GEMMs' do on the row count. The verified rows' v go to the store of deferred inputs
 // (MlstmParams::keep_v) for their commit. Each thread's rows of C0 are copied (cp.async) into
 // shared memory before the small loads (q̂, the pending keys and values, the factors); it keeps
@@ -249,15 +249,17 @@ cudaError_t LaunchVerifyTiles(const MlstmParams& p, cudaStream_t stream) {
   return allowed != cudaSuccess ? allowed : launched;
 }
 
-// Narrow tiles (kNarrowGroups column groups, a quarter of the rows per thread) when the wide
-// grid would leave most warp slots empty.
-constexpr int kNarrowGroups = 4;
+// The widest tiles whose grid still gives every SM a block: wide ones (16 column groups) when
+// they alone do, else 8 groups (half the rows a thread), else 4 (a quarter). Why 8 before 4: at
+// the 7B shape and batch 4, 4-group tiles made 512 blocks, two waves at two blocks an SM, and
+// verify + commit of L = 4 took 1.18x a plain step on the H200 against 1.09x at batch 2, whose
+// 256 blocks were one wave; 8 groups make 256 blocks there.
 template <typename T, int kL>
 cudaError_t LaunchVerify(const MlstmParams& p, cudaStream_t stream) {
-  using Wide = TileShape<T>;
-  const int64_t wide_blocks = int64_t(Wide::Tiles(p.dv)) * p.heads * p.num_seqs;
-  if (wide_blocks <= DeviceSmCount()) return LaunchVerifyTiles<T, kL, kNarrowGroups>(p, stream);
-  return LaunchVerifyTiles<T, kL, Wide::kGroups>(p, stream);
+  const int64_t sms = DeviceSmCount(), sequence_heads = int64_t(p.heads) * p.num_seqs;
+  if (TileShape<T>::Tiles(p.dv) * sequence_heads > sms) return LaunchVerifyTiles<T, kL, 16>(p, stream);
+  if (TileShape<T, 8>::Tiles(p.dv) * sequence_heads >= sms) return LaunchVerifyTiles<T, kL, 8>(p, stream);
+  return LaunchVerifyTiles<T, kL, 4>(p, stream);
 }
 
 }  // namespace

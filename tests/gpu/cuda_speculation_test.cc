@@ -213,16 +213,19 @@ void CheckSevenBVerifyAndFusedCommit(int copies) {
 
 TEST_CASE("7B-shaped verify and fused commit (dqk 256, dv 512) agree with the CPU and with a commit on its own") {
   // The verify, its prep and the commit kernels with their production tiling, verifies of 1 to
-  // 7 tokens (both templates). The verify's tiles depend on its grid: narrow ones (4 rows of C
-  // per thread) while the wide grid would not fill the SMs, wide ones (16 rows) beyond.
-  SECTION("few sequences: narrow tiles") { CheckSevenBVerifyAndFusedCommit(1); }
-  SECTION("a grid wider than the SMs: wide tiles") {
-    int device = 0, sms = 0;
-    REQUIRE(cudaGetDevice(&device) == cudaSuccess);
-    REQUIRE(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess);
-    // 4 column tiles of 128 a sequence (dv 512, 1 head), 6 sequences a group with the twins.
-    CheckSevenBVerifyAndFusedCommit(sms / 24 + 1);
+  // 7 tokens (both templates). The verify's tiles depend on its grid: wide ones (16 rows of C per
+  // thread) when they give every SM a block, else 8 rows when those do, else 4.
+  int device = 0, sms = 0;
+  REQUIRE(cudaGetDevice(&device) == cudaSuccess);
+  REQUIRE(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess);
+  // A group is 6 sequences with the twins; a sequence has 4 wide column tiles in bf16 (dv 512,
+  // 1 head), 8 in fp32, and twice as many of 8 rows.
+  SECTION("few sequences: 4 rows a thread") { CheckSevenBVerifyAndFusedCommit(1); }
+  SECTION("a grid that only tiles of 8 rows spread over every SM") {
+    CheckSevenBVerifyAndFusedCommit((sms + 95) / 96);  // fp32
+    CheckSevenBVerifyAndFusedCommit((sms + 47) / 48);  // bf16
   }
+  SECTION("a grid wider than the SMs: 16 rows a thread") { CheckSevenBVerifyAndFusedCommit(sms / 24 + 1); }
 }
 
 TEST_CASE("greedy speculation on the GPU gives exactly the tokens of plain decoding") {
