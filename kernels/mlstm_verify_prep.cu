@@ -8,6 +8,8 @@
 //    b_{As} = i_s Π_{s<u<=A} f_u, by CommitGateFactors as MlstmCommitKernel, and n, m advanced
 //    over its rows, n_t = f_t n_{t-1} + i_t k_t in MlstmNormalizer's: n (as the state type) and m
 //    are written to the state, so a fused commit leaves the bits of MlstmCommit + MlstmNormalizer.
+//    All of it but the records' writes runs before the wait for the kernel ahead (PDL): its
+//    inputs are the state and the pending rows, which no kernel of the pass writes earlier.
 // 2. From that state (n as stored, m): per verified token t <= L the decay a_t = Π_{u<=t} f_u,
 //    the weighted dots w_{ts} = b_{ts} q̂_t·k_s (s <= t), and the denominator
 //    max(|a_t q̂_t·n0 + Σ_s w_{ts}|, e^{-m_t}) + eps.
@@ -63,7 +65,47 @@ __global__ void __launch_bounds__(kThreads) MlstmVerifyPrepKernel(MlstmParams p)
     pend_key[t] = owns_n && t < pend ? p.pend_k[int64_t(pend_row0 + t) * p.pend_stride + int64_t(head) * p.dqk + tid]
                                      : 0.0f;
   }
+
+  // 1. The pending commit, still before the wait, so that its serial part runs while the kernel
+  // ahead finishes: factors and m by one thread, n by every thread, into the state (which only
+  // this layer's kernels of this pass touch, after this one). Its factors reach p.verify_coef
+  // only after the wait: the records are shared by the layers, and an earlier layer's verify may
+  // still read them until then.
+  __shared__ float commit_weight_s[kMaxVerifyTokens];
+  __shared__ float commit_decay_s;
+  if (pend > 0) {
+    // Gates to shared memory through the registers that loaded them (one row per thread).
+    __shared__ float pend_ig_s[kMaxVerifyTokens], pend_fg_s[kMaxVerifyTokens];
+    if (tid < pend) {
+      pend_ig_s[tid] = pend_ig;
+      pend_fg_s[tid] = pend_fg;
+    }
+    __syncthreads();
+    if (tid == 0) {
+      float m = m_state;
+      commit_decay_s = CommitGateFactors(pend_ig_s, pend_fg_s, pend, p.gate_cap, m, commit_weight_s, pend_f, pend_i);
+      *st.m = m;
+      m_committed = m;
+    }
+    __syncthreads();
+    if (owns_n) {
+#pragma unroll
+      for (int t = 0; t < kMaxVerifyTokens; ++t) {
+        if (t < pend) n = pend_f[t] * n + pend_i[t] * pend_key[t];
+      }
+      const T stored = FromFloat<T>(n);
+      st.n[tid] = stored;
+      n_s[tid] = ToFloat(stored);
+    }
+  } else {
+    if (owns_n) n_s[tid] = n;
+    if (tid == 0) m_committed = m_state;
+  }
   WaitForPriorKernels();
+  if (pend > 0 && tid == 0) {  // the values this thread wrote itself
+    coef[VerifyCoef::kCommitDecay] = commit_decay_s;
+    for (int t = 0; t < pend; ++t) coef[VerifyCoef::kCommitWeight + t] = commit_weight_s[t];
+  }
   if (tid < len) {
     const int64_t in_row = int64_t(row0 + tid) * p.proj_stride;
     ig_s[tid] = p.igate[in_row + head];
@@ -99,37 +141,6 @@ __global__ void __launch_bounds__(kThreads) MlstmVerifyPrepKernel(MlstmParams p)
     }
   }
 
-  // 1. The pending commit: factors and m by one thread, n by every thread.
-  if (pend > 0) {
-    // Gates to shared memory through the registers that loaded them (one row per thread).
-    __shared__ float pend_ig_s[kMaxVerifyTokens], pend_fg_s[kMaxVerifyTokens];
-    if (tid < pend) {
-      pend_ig_s[tid] = pend_ig;
-      pend_fg_s[tid] = pend_fg;
-    }
-    __syncthreads();
-    if (tid == 0) {
-      float m = m_state, weight[kMaxVerifyTokens];
-      coef[VerifyCoef::kCommitDecay] =
-          CommitGateFactors(pend_ig_s, pend_fg_s, pend, p.gate_cap, m, weight, pend_f, pend_i);
-      for (int t = 0; t < pend; ++t) coef[VerifyCoef::kCommitWeight + t] = weight[t];
-      *st.m = m;
-      m_committed = m;
-    }
-    __syncthreads();
-    if (owns_n) {
-#pragma unroll
-      for (int t = 0; t < kMaxVerifyTokens; ++t) {
-        if (t < pend) n = pend_f[t] * n + pend_i[t] * pend_key[t];
-      }
-      const T stored = FromFloat<T>(n);
-      st.n[tid] = stored;
-      n_s[tid] = ToFloat(stored);
-    }
-  } else {
-    if (owns_n) n_s[tid] = n;
-    if (tid == 0) m_committed = m_state;
-  }
   __syncthreads();
 
   // 2. The dots, then the verified rows' gate recurrence from the committed m.
