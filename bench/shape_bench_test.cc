@@ -70,7 +70,10 @@ TEST_CASE("the shape bench's tables on a fake accelerator, verify rows timed in 
   const auto rows = RunShapeBench(device, RandomBf16Weights(SmallConfig(), 1), SmallOptions(), &table);
   REQUIRE(rows.ok());
   CHECK(device.backends == 2);  // one a state dtype
-  CHECK(Rows(*rows, "decode").size() == 4);
+  const auto decode = Rows(*rows, "decode");
+  CHECK(decode.size() == 4);
+  for (const auto& d : decode) CHECK(d["eager_step_ms"].get<double>() > 0);
+  CHECK(table.find("eager ms") != std::string::npos);
   CHECK(Rows(*rows, "prefill").size() == 1);
   CHECK(Rows(*rows, "mixed").size() == 3);  // batch 3: 1 x 64, 1 x 128, 2 x 128
   const auto verify = Rows(*rows, "verify");
