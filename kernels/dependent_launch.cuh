@@ -103,9 +103,11 @@ cudaError_t AllowDynamicSmem(size_t bytes) {
   constexpr size_t kDefault = 48 * 1024;
   static std::atomic<size_t> allowed{[] {
     cudaFuncAttributes a{};
-    return cudaFuncGetAttributes(&a, kKernel) == cudaSuccess && a.sharedSizeBytes < kDefault
-               ? kDefault - a.sharedSizeBytes
-               : size_t{0};
+    if (cudaFuncGetAttributes(&a, kKernel) != cudaSuccess) {
+      cudaGetLastError();  // not left for a later launch's check to report; the opt-in below says
+      return size_t{0};
+    }
+    return a.sharedSizeBytes < kDefault ? kDefault - a.sharedSizeBytes : size_t{0};
   }()};
   size_t now = allowed.load(std::memory_order_relaxed);
   if (bytes <= now) return cudaSuccess;
