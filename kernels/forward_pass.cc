@@ -95,13 +95,24 @@ absl::Status ForwardPass::Enqueue(const ForwardPlan& plan, const PassBuffers& b)
     ASSIGN_OR_RETURN(heads, StartMtpHeads(plan.heads, b.ints + plan.heads_at, b, picked, z, sel));
     return absl::OkStatus();
   };
+  // Past the last block only the picked rows are read, unless the heads read its output: a
+  // prompt's other rows have advanced the state by then, and skip the block's out_proj and
+  // feed-forward (three quarters of its weights' products), which carry its rows into sel.
+  const bool heads_read_last = head_count > 0 && trunk_layers == cfg_.num_blocks;
+  const ReadRows read{b.idx.picked, picked, sel};
+  const bool trim = !heads_read_last && picked < rows;
   for (int l = 0; l < cfg_.num_blocks; ++l) {
     if (head_count > 0 && l == trunk_layers) RETURN_IF_ERROR(start_heads());
-    RETURN_IF_ERROR(RunBlock(dev_->blocks[l], l, rows, b.idx, &residual, x));
+    const bool last = l == cfg_.num_blocks - 1;
+    RETURN_IF_ERROR(RunBlock(dev_->blocks[l], l, rows, b.idx, &residual, x, trim && last ? &read : nullptr));
   }
-  if (head_count > 0 && trunk_layers == cfg_.num_blocks) RETURN_IF_ERROR(start_heads());
-  RETURN_IF_ERROR(FlushResidual(rows, &residual, x));
-  CUDA_RETURN_IF_ERROR(GatherRows(x, b.idx.picked, picked, d, sel, stream_));
+  if (heads_read_last) RETURN_IF_ERROR(start_heads());
+  if (trim) {
+    RETURN_IF_ERROR(FlushResidual(picked, &residual, sel));
+  } else {
+    RETURN_IF_ERROR(FlushResidual(rows, &residual, x));
+    CUDA_RETURN_IF_ERROR(GatherRows(x, b.idx.picked, picked, d, sel, stream_));
+  }
   if (heads.unembedded) {
     RETURN_IF_ERROR(UnembedRows(sel, 0, picked, b));
     return JoinMtpHeads(heads);
@@ -364,9 +375,9 @@ absl::Status ForwardPass::FlushResidual(int rows, PendingResidual* residual, flo
 }
 
 // x (rows of the residual stream) through one block; `residual`: in, the previous block's
-// pending product, folded in first; out, this block's.
+// pending product, folded in first; out, this block's (over read's rows, in read->x, when set).
 absl::Status ForwardPass::RunBlock(const DeviceBlock& w, int layer, int rows, const Indices& idx,
-                                   PendingResidual* residual, float* x) {
+                                   PendingResidual* residual, float* x, const ReadRows* read) {
   const int d = cfg_.hidden_size, heads = cfg_.num_heads, v = cfg_.v_dim(), ffn = cfg_.ffn_dim();
   const float norm_eps = static_cast<float>(cfg_.norm_eps);
   ASSIGN_OR_RETURN(float* xn, block_->xn.Get(size_t(rows) * d));
@@ -396,8 +407,15 @@ absl::Status ForwardPass::RunBlock(const DeviceBlock& w, int layer, int rows, co
   }
   const bool bf16_products = precision_ == Precision::kBf16 && w.proj.type == WeightType::kBF16;
   RETURN_IF_ERROR(RunMlstm(layer, rows, proj, h, idx, bf16_products));
+  const int32_t* src_rows = nullptr;  // the rows of h and proj that go on, when not all
+  if (read != nullptr) {
+    CUDA_RETURN_IF_ERROR(GatherRows(x, read->rows, read->count, d, read->x, stream_));
+    src_rows = read->rows;
+    rows = read->count;
+    x = read->x;
+  }
   // hg: [rows, heads * dv], normed per head and gated by sigmoid(o)
-  CUDA_RETURN_IF_ERROR(HeadNormGate(h, proj + cols_.o, cols_.width, w.mh_norm_w, w.mh_norm_b, rows, heads,
+  CUDA_RETURN_IF_ERROR(HeadNormGate(h, proj + cols_.o, cols_.width, src_rows, w.mh_norm_w, w.mh_norm_b, rows, heads,
                                     cfg_.v_head_dim(), norm_eps, Fp32InputFor(rows, w.out_proj, hg), bf16, stream_));
   RETURN_IF_ERROR(profiler_->Mark("head norm * sigmoid(o)", stream_));
   // A GEMM's combine rides along with the next pass over x or gu.

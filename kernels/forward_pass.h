@@ -159,8 +159,16 @@ class ForwardPass {
   // projection that took bf16 activations (the bf16 precision on bf16 weights).
   absl::Status RunMlstm(int layer, int rows, const float* proj, float* h, const Indices& idx, bool bf16_products);
   absl::Status FlushResidual(int rows, PendingResidual* residual, float* x);
+  // The rows of a block's output that anything reads, where fewer than all: the block's tail
+  // (head norm onwards) runs on them alone, into `x` (their residual stream, in their order).
+  struct ReadRows {
+    const int32_t* rows = nullptr;  // [count] of the block's rows
+    int count = 0;
+    float* x = nullptr;
+  };
+  // `read` null: every row goes on.
   absl::Status RunBlock(const DeviceBlock& w, int layer, int rows, const Indices& idx, PendingResidual* residual,
-                        float* x);
+                        float* x, const ReadRows* read = nullptr);
   // act [rows, ffn] = silu(up_gate(xn)) * up(xn) (and its bf16 form); returns the bf16 form the
   // down projection reads: `bf16`, or another buffer where the GEMM's epilogue wrote it.
   absl::StatusOr<Bf16Activation> UpSwiGlu(const DeviceBlock& w, const float* xn, const Bf16Activation& bf16, int rows,

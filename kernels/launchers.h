@@ -201,11 +201,13 @@ cudaError_t SwiGlu(const GemmPlanes& gu, const float* bias, bool interleaved, in
                    Bf16Activation bf16, cudaStream_t stream);
 
 // Per row and head over its head_dim values g of h: g <- LayerNorm(g) (biased variance, eps)
-// * w (+ b), then * sigmoid(o). h: [rows, heads * head_dim] (stride heads * head_dim); o: row
-// stride o_stride; w, b fp32 [heads * head_dim]. Writes out [rows, heads * head_dim] (unless
-// null) and `bf16` (unless its data is null).
-cudaError_t HeadNormGate(const float* h, const float* o, int64_t o_stride, const float* w, const float* b, int rows,
-                         int heads, int head_dim, float eps, float* out, Bf16Activation bf16, cudaStream_t stream);
+// * w (+ b), then * sigmoid(o). h: [.., heads * head_dim] (stride heads * head_dim); o: row
+// stride o_stride; w, b fp32 [heads * head_dim]. Output row r reads row src_rows[r] of h and o
+// (row r when src_rows is null). Writes out [rows, heads * head_dim] (unless null) and `bf16`
+// (unless its data is null).
+cudaError_t HeadNormGate(const float* h, const float* o, int64_t o_stride, const int32_t* src_rows, const float* w,
+                         const float* b, int rows, int heads, int head_dim, float eps, float* out, Bf16Activation bf16,
+                         cudaStream_t stream);
 
 // Where each head's recurrent state lives for one layer. The pool holds num_slots slots of
 // slot_elems elements of `type`; a head's C [dqk, dv] starts at c_offset + head * head_elems

@@ -15,7 +15,8 @@
 //               threads (at most 1024) holds the head's values and its o in registers as
 //               float4s, loaded together, so both reductions wait on one round of loads;
 //               otherwise block 128 over c, three passes. Matches transformers' xLSTM
-//               multihead_norm followed by sigmoid(ogate) * h.
+//               multihead_norm followed by sigmoid(ogate) * h. With src_rows, output row r
+//               reads h and o at row src_rows[r] (the rows a block's tail keeps).
 // x, h: fp32 [rows, width] row-major; w, b fp32. Both write the bf16 form of their output (the
 // split pair or bf16 alone, launchers.h) when a product with bf16 weights reads it next, and the
 // fp32 out unless it is null (when only that product reads it); the vector forms store 16 +
@@ -93,14 +94,17 @@ __global__ void RmsNormVec4Kernel(float4* x, const float4* t, int planes, const 
 // g * sigmoid(o).
 __device__ __forceinline__ float Gated(float g, float o) { return g / (1.0f + expf(-o)); }
 
-__global__ void HeadNormGateKernel(const float* h, const float* o, int64_t o_stride, const float* w, const float* b,
-                                   int heads, int head_dim, int64_t count, float eps, float* out, Bf16Activation bf16) {
+__global__ void HeadNormGateKernel(const float* h, const float* o, int64_t o_stride, const int32_t* src_rows,
+                                   const float* w, const float* b, int heads, int head_dim, int64_t count, float eps,
+                                   float* out, Bf16Activation bf16) {
   AllowDependentLaunch();
   WaitForPriorKernels();
   __shared__ float scratch[32];
   const int width = heads * head_dim;
-  const int64_t base = int64_t(blockIdx.x) * width + int64_t(blockIdx.y) * head_dim;
-  const float* orow = o + int64_t(blockIdx.x) * o_stride + int64_t(blockIdx.y) * head_dim;
+  const int64_t src = src_rows ? src_rows[blockIdx.x] : blockIdx.x;
+  const int64_t at = int64_t(blockIdx.x) * width + int64_t(blockIdx.y) * head_dim;
+  const int64_t base = src * width + int64_t(blockIdx.y) * head_dim;
+  const float* orow = o + src * o_stride + int64_t(blockIdx.y) * head_dim;
   float sum = 0;
   for (int c = threadIdx.x; c < head_dim; c += blockDim.x) sum += h[base + c];
   const float mean = BlockSum(sum, scratch) / head_dim;
@@ -111,7 +115,7 @@ __global__ void HeadNormGateKernel(const float* h, const float* o, int64_t o_str
     const int wi = blockIdx.y * head_dim + c;
     float v = (h[base + c] - mean) * inv * w[wi];
     if (b) v += b[wi];
-    StoreActivation(out, bf16, count, base + c, Gated(v, orow[c]));
+    StoreActivation(out, bf16, count, at + c, Gated(v, orow[c]));
   }
 }
 
@@ -121,14 +125,16 @@ __device__ __forceinline__ float Dot(float4 a, float4 b) { return a.x * b.x + a.
 // The vector form: the head's values and its o read once, together, into registers (kPer
 // float4s per thread), so the two reductions wait on one round of loads.
 template <int kPer>
-__global__ void HeadNormGateVec4Kernel(const float4* h, const float4* o, int64_t o_stride4, const float4* w,
-                                       const float4* b, int heads, int hd4, int64_t count, float eps, float* out,
-                                       Bf16Activation bf16) {
+__global__ void HeadNormGateVec4Kernel(const float4* h, const float4* o, int64_t o_stride4, const int32_t* src_rows,
+                                       const float4* w, const float4* b, int heads, int hd4, int64_t count, float eps,
+                                       float* out, Bf16Activation bf16) {
   AllowDependentLaunch();
   WaitForPriorKernels();
   __shared__ float scratch[32];
-  const int64_t base4 = (int64_t(blockIdx.x) * heads + blockIdx.y) * hd4;
-  const float4* orow = o + int64_t(blockIdx.x) * o_stride4 + int64_t(blockIdx.y) * hd4;
+  const int64_t src = src_rows ? src_rows[blockIdx.x] : blockIdx.x;
+  const int64_t at4 = (int64_t(blockIdx.x) * heads + blockIdx.y) * hd4;
+  const int64_t base4 = (src * heads + blockIdx.y) * hd4;
+  const float4* orow = o + src * o_stride4 + int64_t(blockIdx.y) * hd4;
   float4 v[kPer], og[kPer];
   float sum = 0;
 #pragma unroll
@@ -156,7 +162,7 @@ __global__ void HeadNormGateVec4Kernel(const float4* h, const float4* o, int64_t
     const float4 c = Sub(v[p], mean);
     const float4 r = make_float4(Gated(c.x * inv * wv.x + bv.x, og[p].x), Gated(c.y * inv * wv.y + bv.y, og[p].y),
                                  Gated(c.z * inv * wv.z + bv.z, og[p].z), Gated(c.w * inv * wv.w + bv.w, og[p].w));
-    StoreActivation4(out, bf16, count, (base4 + i) * 4, r);
+    StoreActivation4(out, bf16, count, (at4 + i) * 4, r);
   }
 }
 
@@ -211,8 +217,9 @@ cudaError_t ResidualRmsNorm(float* x, const GemmPlanes& t, const float* t_bias, 
   return LaunchRmsNorm<true>(x, t.t, t.planes, t_bias, w, b, rows, d, eps, out, bf16, stream);
 }
 
-cudaError_t HeadNormGate(const float* h, const float* o, int64_t o_stride, const float* w, const float* b, int rows,
-                         int heads, int head_dim, float eps, float* out, Bf16Activation bf16, cudaStream_t stream) {
+cudaError_t HeadNormGate(const float* h, const float* o, int64_t o_stride, const int32_t* src_rows, const float* w,
+                         const float* b, int rows, int heads, int head_dim, float eps, float* out, Bf16Activation bf16,
+                         cudaStream_t stream) {
   if (rows == 0) return cudaSuccess;
   const int64_t count = int64_t(rows) * heads * head_dim;
   const bool aligned = head_dim % 4 == 0 && o_stride % 4 == 0 && Aligned16(h) && Aligned16(o) && Aligned16(w) &&
@@ -220,13 +227,13 @@ cudaError_t HeadNormGate(const float* h, const float* o, int64_t o_stride, const
   if (aligned && LaunchByFloat4sPerThread(head_dim / 4, [&](auto per, int threads) {
         LaunchDependent(HeadNormGateVec4Kernel<decltype(per)::value>, dim3(rows, heads), threads, 0, stream,
                         reinterpret_cast<const float4*>(h), reinterpret_cast<const float4*>(o), o_stride / 4,
-                        reinterpret_cast<const float4*>(w), reinterpret_cast<const float4*>(b), heads, head_dim / 4,
+                        src_rows, reinterpret_cast<const float4*>(w), reinterpret_cast<const float4*>(b), heads, head_dim / 4,
                         count, eps, out, bf16);
       })) {
     return cudaGetLastError();
   }
-  LaunchDependent(HeadNormGateKernel, dim3(rows, heads), 128, 0, stream, h, o, o_stride, w, b, heads, head_dim, count,
-                  eps, out, bf16);
+  LaunchDependent(HeadNormGateKernel, dim3(rows, heads), 128, 0, stream, h, o, o_stride, src_rows, w, b, heads,
+                  head_dim, count, eps, out, bf16);
   return cudaGetLastError();
 }
 
