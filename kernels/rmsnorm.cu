@@ -227,8 +227,8 @@ cudaError_t HeadNormGate(const float* h, const float* o, int64_t o_stride, const
   if (aligned && LaunchByFloat4sPerThread(head_dim / 4, [&](auto per, int threads) {
         LaunchDependent(HeadNormGateVec4Kernel<decltype(per)::value>, dim3(rows, heads), threads, 0, stream,
                         reinterpret_cast<const float4*>(h), reinterpret_cast<const float4*>(o), o_stride / 4,
-                        src_rows, reinterpret_cast<const float4*>(w), reinterpret_cast<const float4*>(b), heads, head_dim / 4,
-                        count, eps, out, bf16);
+                        src_rows, reinterpret_cast<const float4*>(w), reinterpret_cast<const float4*>(b), heads,
+                        head_dim / 4, count, eps, out, bf16);
       })) {
     return cudaGetLastError();
   }

@@ -25,14 +25,12 @@
 namespace xlserve {
 namespace {
 
-// Both backends compute in fp32 (bf16 weights are exact in bf16 and the activations enter the
-// tensor cores as a hi+lo pair, ~2^-17 relative), so from the same state only the summation
-// order differs: ~1e-5 on logits of a few units; 1e-3 leaves room for long prompts. A bf16
-// state is rounded to 8 mantissa bits after every call, and on these tiny random models
-// (per-head norms over 8-64 values amplify cancellation) that moved decode logits by up to
-// 0.26 after a few steps; so bf16-state comparisons start the CPU from the GPU's rounded state
-// before each step, which makes them as tight as fp32 while still checking every kernel.
-constexpr double kTol = 1e-3;
+// Both backends compute in fp32 (testing::kExactTol says why it holds). A bf16 state is rounded
+// to 8 mantissa bits after every call, and on these tiny random models (per-head norms over
+// 8-64 values amplify cancellation) that moved decode logits by up to 0.26 after a few steps;
+// so bf16-state comparisons start the CPU from the GPU's rounded state before each step, which
+// makes them as tight as fp32 while still checking every kernel.
+constexpr double kTol = testing::kExactTol;
 // The bf16 precision against the CPU's bf16 precision: both round the same activations to bf16
 // before the products, but a value that the two summation orders leave on either side of a
 // bf16 rounding boundary rounds one way on the GPU and the other on the CPU, moving its
