@@ -48,6 +48,22 @@ def write_prompts(src_dir, path, count, chars, max_tokens):
     return len(prompts)
 
 
+ENGINE_COUNTERS = ("xlserve_engine_steps_total", "xlserve_engine_step_seconds_total",
+                   "xlserve_engine_loop_seconds_total", "xlserve_drafted_tokens_total",
+                   "xlserve_accepted_drafts_total")
+
+
+def engine_share(before, after):
+    """The engine's side of one loadtest (its warm-up requests included), from the server's
+    counters: passes, the mean pass, the engine thread's host work per pass, drafts per pass and
+    the share of drafts kept. Where `auto` trails `off`, these say whether it ran more passes,
+    dearer passes or more host work."""
+    passes, pass_s, loop_s, drafted, kept = (after.get(k, 0) - before.get(k, 0) for k in ENGINE_COUNTERS)
+    return {"passes": int(passes), "pass_ms": pass_s / passes * 1e3 if passes else 0.0,
+            "host_ms": (loop_s - pass_s) / passes * 1e3 if passes else 0.0,
+            "drafts_per_pass": drafted / passes if passes else 0.0, "kept": kept / drafted if drafted else 0.0}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--xlserve", default="dist/bin/xlserve")
@@ -71,7 +87,7 @@ def main():
     count = write_prompts(args.prompts_from, dataset, 256, args.prompt_chars, args.max_tokens)
     print(f"{count} held-out prompts from {args.prompts_from}", flush=True)
 
-    results, builds = {}, {}
+    results, builds, engine = {}, {}, {}
     for mode in modes:
         server = Server([args.xlserve, "serve", "--model", args.model, "--device", args.device, "--speculation", mode,
                          "--max-num-seqs", str(max(levels)), "--port", "0", "--metrics-port", "0"],
@@ -79,12 +95,14 @@ def main():
         try:
             for c in levels:
                 out = os.path.join(work, f"{mode}-c{c}.json")
+                before = server.metrics()
                 cmd = [args.xlserve, "loadtest", "--grpc", f"127.0.0.1:{server.port}", "--dataset", dataset,
                        "--concurrency", str(c), "--num-requests", str(c * args.requests_per_user),
                        "--warmup", str(c), "--temperature", "0", "--request-timeout-s", "300", "--json", out]
                 subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=900)
                 with open(out) as f:
                     results[(mode, c)] = json.load(f)
+                engine[(mode, c)] = engine_share(before, server.metrics())
                 r = results[(mode, c)]
                 print(f"  {mode} c{c}: {r['throughput']['output_tokens_per_s']:.0f} tok/s", flush=True)
             # Graphs built inside live steps are one-time work warm-up should have done.
@@ -96,13 +114,14 @@ def main():
     # steady: while every user had a request in flight (the loadtest's steady window), without the
     # ramp and drain that weigh on these short phases.
     lines = [f"{'concurrency':>11s} {'mode':>5s} {'tok/s':>9s} {'vs ' + base:>8s} {'steady':>9s} {'vs ' + base:>8s} "
-             f"{'tok/chunk':>10s} {'TPOT p50 ms':>12s} {'TTFT p50 ms':>12s} {'errors':>6s}"]
+             f"{'tok/chunk':>10s} {'TPOT p50 ms':>12s} {'TTFT p50 ms':>12s} {'errors':>6s} "
+             f"{'passes':>7s} {'pass ms':>8s} {'host ms':>8s} {'drafts/pass':>11s} {'kept':>5s}"]
     steady = lambda r: r["throughput"].get("steady_output_tokens_per_s") or 0.0
     for c in levels:
         ref = results[(base, c)]["throughput"]["output_tokens_per_s"]
         ref_steady = steady(results[(base, c)])
         for mode in modes:
-            r = results[(mode, c)]
+            r, e = results[(mode, c)], engine[(mode, c)]
             tps = r["throughput"]["output_tokens_per_s"]
             # Each request's first chunk, then one per inter-chunk gap.
             chunks = r["itl_ms"]["count"] + r["requests"]["succeeded"]
@@ -110,14 +129,18 @@ def main():
             vs_steady = f"{steady(r) / ref_steady:>7.2f}x" if ref_steady and steady(r) else f"{'-':>8s}"
             lines.append(f"{c:>11d} {mode:>5s} {tps:>9.0f} {tps / ref:>7.2f}x {steady(r):>9.0f} {vs_steady} "
                          f"{per_chunk:>10.2f} {r['tpot_ms']['p50']:>12.2f} {r['ttft_ms']['p50']:>12.1f} "
-                         f"{r['requests']['failed']:>6d}")
+                         f"{r['requests']['failed']:>6d} {e['passes']:>7d} {e['pass_ms']:>8.3f} {e['host_ms']:>8.3f} "
+                         f"{e['drafts_per_pass']:>11.2f} {e['kept']:>5.2f}")
     lines.append("graphs built inside live steps (xlserve_live_graph_builds_total): " +
                  ", ".join(f"{m} {builds[m]:.0f}" for m in modes))
+    lines.append("passes, pass ms, host ms, drafts/pass, kept: the engine's counters over each loadtest, its warm-up "
+                 "requests included (host ms: the engine thread's work per pass outside it)")
     print("\n".join(lines), flush=True)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"model": args.model, "device": args.device, "prompts": count,
-                       "runs": [{"mode": m, "concurrency": c, "result": results[(m, c)]} for m, c in results],
+                       "runs": [{"mode": m, "concurrency": c, "result": results[(m, c)], "engine": engine[(m, c)]}
+                                for m, c in results],
                        "live_graph_builds": builds},
                       f, indent=1)
 
