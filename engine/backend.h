@@ -192,7 +192,8 @@ class Backend {
   // where candidates timed alone within a few percent, warm-up runs passes with each.
   virtual std::vector<OpenChoice> OpenChoices() const { return {}; }
   // Runs candidate `candidate` of open choice `id` from the next Forward on; with
-  // `pass_seconds` (one per candidate: what a pass took with each) also settles the choice.
+  // `pass_seconds` (one per candidate: what a pass took with each) also settles the choice, and
+  // may close others that the candidate taken makes moot.
   virtual absl::Status TakeCandidate(int id, int candidate, std::span<const double> pass_seconds) {
     (void)candidate;
     (void)pass_seconds;

@@ -128,8 +128,12 @@ constexpr int kSettleRounds = 4;
 // again with each candidate, the candidates taking turns, and the fastest pass decides.
 absl::Status SettleOpenChoices(Backend* backend, Runner& run, std::span<const SequenceInput> batch, int slots,
                                const std::vector<OpenChoice>& before, Settled* settled) {
+  const auto listed = [](const std::vector<OpenChoice>& list, int id) {
+    return std::any_of(list.begin(), list.end(), [&](const OpenChoice& c) { return c.id == id; });
+  };
   for (const OpenChoice& choice : backend->OpenChoices()) {
-    if (std::any_of(before.begin(), before.end(), [&](const OpenChoice& b) { return b.id == choice.id; })) continue;
+    // Settling one choice may close another (the backend's to say): only the still open run.
+    if (listed(before, choice.id) || !listed(backend->OpenChoices(), choice.id)) continue;
     std::vector<double> seconds(choice.candidates, 1e30);
     for (int round = 0; round < kSettleRounds; ++round) {
       for (int c = 0; c < choice.candidates; ++c) {

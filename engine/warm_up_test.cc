@@ -86,6 +86,29 @@ TEST_CASE("warm-up judges an open choice only by a pass that runs its shape") {
   CHECK(sim.PassesOf(48) == plain.PassesOf(48) + 4 * 2);
 }
 
+TEST_CASE("warm-up passes over an open choice that settling another closed") {
+  // Two choices of the 64-row pass: settling the first on its candidate 1 closes the second (a
+  // SwiGLU epilogue taken makes its product's choice moot), which then gets no passes.
+  Simulated sim({{64, {0.004, 0.001}, /*closes=*/1}, {64, {0.001, 0.002}}});
+  REQUIRE(sim.WarmUp().ok());
+  const auto& states = sim.backend->choice_states;
+  CHECK(states[0].settled);
+  CHECK(states[0].taken == 1);
+  CHECK(states[1].settled);
+  CHECK(states[1].pass_seconds.empty());
+  CHECK(sim.backend->OpenChoices().empty());
+  CHECK(sim.PassesOf(64) == 1 + 4 * 2);
+  CHECK(std::count(sim.lines.begin(), sim.lines.end(),
+                   "warm-up: passes settled 1 choice(s) that timing left open; 1 overruled timing's pick") == 1);
+  // Settled on its first candidate, the first closes nothing: both get their passes.
+  Simulated kept({{64, {0.001, 0.004}, /*closes=*/1}, {64, {0.002, 0.001}}});
+  REQUIRE(kept.WarmUp().ok());
+  CHECK(kept.backend->choice_states[0].taken == 0);
+  CHECK(kept.backend->choice_states[1].taken == 1);
+  CHECK_FALSE(kept.backend->choice_states[1].pass_seconds.empty());
+  CHECK(kept.PassesOf(64) == 1 + 2 * 4 * 2);
+}
+
 TEST_CASE("warm-up settles the shapes of captured small steps by a ladder pass of as many rows") {
   // 4 rows: a decode step of batch 4 and a verify of 4 tokens, both captured as graphs; the
   // 4-row ladder pass opens the choice first and settles it on the fastest candidate.

@@ -149,6 +149,9 @@ std::string LtGemm::Label(const Plan& p) {
 std::string LtGemm::Label(const Option& o) {
   return o.stream.width > 0 ? StreamLabel(o.stream) : LtLabel(o.algo, o.slices);
 }
+void LtGemm::SettleProductOf(const std::tuple<int, int, int>& key) {
+  for (Open& o : open_) o.settled = o.settled || (o.key == key && !o.swiglu);
+}
 
 absl::Status LtGemm::Prepare(const void* w, int n, int k, const void* x, int cols, float* out, int slices,
                              bool timed, Plan* p, GemmChoice* record, std::vector<Option>* options,
@@ -279,9 +282,15 @@ absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const
 }
 
 std::vector<OpenChoice> LtGemm::OpenChoices() const {
+  // The SwiGLU epilogue's choices first: where a pass takes the epilogue, the product's choice of
+  // that shape closes unsettled (its plan never runs).
   std::vector<OpenChoice> open;
-  for (size_t i = 0; i < open_.size(); ++i) {
-    if (!open_[i].settled) open.push_back({static_cast<int>(i), static_cast<int>(open_[i].options.size())});
+  for (const bool swiglu : {true, false}) {
+    for (size_t i = 0; i < open_.size(); ++i) {
+      if (!open_[i].settled && open_[i].swiglu == swiglu) {
+        open.push_back({static_cast<int>(i), static_cast<int>(open_[i].options.size())});
+      }
+    }
   }
   return open;
 }
@@ -293,6 +302,19 @@ absl::Status LtGemm::TakeCandidate(int id, int candidate, std::span<const double
                                       std::to_string(candidate));
   }
   Open& o = open_[id];
+  if (o.swiglu) {
+    const StreamGemmConfig taken = o.options[candidate].stream;
+    swiglu_[o.key] = taken;
+    if (pass_seconds.empty()) return absl::OkStatus();
+    o.settled = true;
+    if (taken.width > 0) SettleProductOf(o.key);
+    GemmChoice& record = choices_[o.record];
+    record.chosen = o.labels[candidate];
+    for (size_t i = 0; i < o.options.size() && i < pass_seconds.size(); ++i) {
+      record.pass_ms.emplace_back(o.labels[i], 1e3 * pass_seconds[i]);
+    }
+    return absl::OkStatus();
+  }
   const auto [n, k, cols] = o.key;
   Plan taken;
   if (absl::Status st = Materialize(n, k, cols, o.options[candidate], &taken); !st.ok()) {
@@ -332,15 +354,21 @@ absl::StatusOr<StreamGemmConfig> LtGemm::SwiGluPlanFor(const void* w, int n, int
   }
   ASSIGN_OR_RETURN(const Plan* plan, PlanFor(w, n, k, x, cols, out, stream));
   GemmChoice record{n, k, cols, /*swiglu=*/true};
+  // Each option: the epilogue's configuration (width 0: the product, then the SwiGLU pass).
+  std::vector<std::pair<Option, std::string>> options;
   const std::string unfused = "the product (" + Label(*plan) + ") + the SwiGLU pass";
-  ASSIGN_OR_RETURN(float best_ms, TimeRuns(
-                                      [&] {
-                                        return Launch(*plan, w, n, k, x, cols, out, stream).ok() &&
-                                               SwiGlu(GemmPlanes{out, plan->k_slices}, epilogue.bias, true, cols, n / 2,
-                                                      epilogue.out, epilogue.bf16, stream) == cudaSuccess;
-                                      },
-                                      stream));
-  if (std::isfinite(best_ms)) record.candidates_ms.emplace_back(unfused, best_ms);
+  ASSIGN_OR_RETURN(const float unfused_ms, TimeRuns(
+                                               [&] {
+                                                 return Launch(*plan, w, n, k, x, cols, out, stream).ok() &&
+                                                        SwiGlu(GemmPlanes{out, plan->k_slices}, epilogue.bias, true,
+                                                               cols, n / 2, epilogue.out, epilogue.bf16,
+                                                               stream) == cudaSuccess;
+                                               },
+                                               stream));
+  if (std::isfinite(unfused_ms)) {
+    record.candidates_ms.emplace_back(unfused, unfused_ms);
+    options.push_back({Option{unfused_ms, 1, {}, {}}, unfused});
+  }
   for (const StreamGemmConfig& c : StreamGemmCandidates(n, k, cols, sms_)) {
     if (!StreamGemmSwiGluSupports(c, n, k, cols)) continue;
     ASSIGN_OR_RETURN(const float ms, TimeRuns(
@@ -350,17 +378,30 @@ absl::StatusOr<StreamGemmConfig> LtGemm::SwiGluPlanFor(const void* w, int n, int
                                          },
                                          stream));
     cudaGetLastError();  // a configuration that cannot launch here is skipped
-    if (std::isfinite(ms)) record.candidates_ms.emplace_back(SwiGluLabel(c), ms);
-    if (ms < best_ms) {
-      best_ms = ms;
-      chosen = c;
-    }
+    if (!std::isfinite(ms)) continue;
+    record.candidates_ms.emplace_back(SwiGluLabel(c), ms);
+    options.push_back({Option{ms, c.slices, {}, c}, SwiGluLabel(c)});
   }
-  record.chosen = chosen.width > 0 ? SwiGluLabel(chosen) : unfused;
-  if (chosen.width > 0) {
-    // The plain product's plan never runs beside the epilogue, so no pass could judge its
-    // candidates: its choice closes as timed.
-    for (Open& o : open_) o.settled = o.settled || o.key == key;
+  // Ties go to the product and its pass, as timed first.
+  std::stable_sort(options.begin(), options.end(),
+                   [](const auto& a, const auto& b) { return a.first.counted_ms < b.first.counted_ms; });
+  if (!options.empty()) chosen = options.front().first.stream;
+  record.chosen = options.empty() ? unfused : options.front().second;
+  size_t close = 1;
+  while (close < options.size() && close < kMaxOpenCandidates &&
+         options[close].first.counted_ms <= options.front().first.counted_ms * (1 + open_gap_)) {
+    ++close;
+  }
+  if (close > 1) {
+    Open o{key, {}, choices_.size()};
+    o.swiglu = true;
+    for (size_t i = 0; i < close; ++i) {
+      o.options.push_back(options[i].first);
+      o.labels.push_back(options[i].second);
+    }
+    open_.push_back(std::move(o));
+  } else if (chosen.width > 0) {
+    SettleProductOf(key);
   }
   choices_.push_back(std::move(record));
   swiglu_.emplace(key, chosen);

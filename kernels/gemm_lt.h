@@ -13,8 +13,10 @@
 //
 // The FFN's up projection may instead run with SwiGLU as StreamGemm's epilogue (RunSwiGlu), so
 // that its fp32 product [rows, 2 ffn] never reaches memory, where that timed faster than the
-// product plus the separate SwiGlu pass. The product's own choice is then closed as timed: its
-// plan never runs, so no pass could settle it.
+// product plus the separate SwiGlu pass. That choice stays open like any other where the two
+// timed within the open gap: timed alone, the pair does not pay the pass's extra launch. Its
+// open choice comes before the product's, and the product's closes, unsettled by any pass,
+// where the epilogue is taken: its plan never runs then.
 //
 // A timed shape may also run as k-slices: a strided batch of two GEMMs over the halves of k, or
 // StreamGemm's blocks over up to four runs of k (the weights still read once), whose partial
@@ -59,7 +61,8 @@ class LtGemm {
   // The FFN's up projection (n = 2 ffn rows interleaved as kSwiGluGroup says) followed by
   // SwiGLU: either StreamGemm with the SwiGLU epilogue, which writes the activation and leaves
   // `out` alone (returns 0), or Run into `out` (returns its k-slices) for the caller's SwiGlu
-  // pass. The first where, timed with its epilogue, it beat Run plus that pass (timing as Run's).
+  // pass. The first where, timed with its epilogue, it beat Run plus that pass (timing as Run's;
+  // within the open gap, warm-up's passes decide).
   absl::StatusOr<int> RunSwiGlu(const void* w, int n, int k, const void* x, int cols, float* out,
                                 const SwiGluEpilogue& epilogue, cudaStream_t stream);
   // The most k-slices Run may return for `cols` columns (out must hold that many products):
@@ -105,6 +108,10 @@ class LtGemm {
     std::vector<Option> options;    // the close candidates, timing's pick first
     size_t record;                  // its entry of choices_
     bool settled = false;
+    // RunSwiGlu's choice: options[i].stream is the epilogue's configuration, width 0 for the
+    // product (the shape's plan) followed by the SwiGLU pass; labels[i] its name as timed.
+    bool swiglu = false;
+    std::vector<std::string> labels;
   };
   // The descriptor and layouts of `slices` k-slices of the shape into p.
   absl::Status Describe(int n, int k, int cols, int slices, Plan* p);
@@ -121,6 +128,8 @@ class LtGemm {
   // The plan's or the candidate's name in GemmChoice.
   static std::string Label(const Plan& p);
   static std::string Label(const Option& o);
+  // Closes the product's open choice of `key`: beside the SwiGLU epilogue it never runs.
+  void SettleProductOf(const std::tuple<int, int, int>& key);
   // Times every StreamGemm configuration of the shape into `record` and `options`.
   absl::Status TryStream(const void* w, int n, int k, const void* x, int cols, float* out, GemmChoice* record,
                          std::vector<Option>* options, cudaStream_t stream);
@@ -139,7 +148,7 @@ class LtGemm {
   std::set<std::tuple<int, int, int>> timed_;        // the plans chosen by timing
   std::map<std::tuple<int, int, int>, StreamGemmConfig> swiglu_;  // RunSwiGlu's choice per (n, k, cols)
   std::vector<GemmChoice> choices_;
-  std::vector<Open> open_;  // one per timed shape at most, so bounded as choices_
+  std::vector<Open> open_;  // one per entry of choices_ at most, so bounded as choices_
   bool frozen_ = false;
   float open_gap_ = kDefaultOpenGap;
   bool stream_gemm_ = false;  // StreamGemm runs on this device

@@ -159,6 +159,10 @@ absl::Status FakeBackend::TakeCandidate(int id, int candidate, std::span<const d
   if (!pass_seconds.empty()) {
     c.settled = true;
     c.pass_seconds.assign(pass_seconds.begin(), pass_seconds.end());
+    const int closes = options_.choices[id].closes;
+    if (candidate != 0 && closes >= 0 && closes < static_cast<int>(choice_states.size())) {
+      choice_states[closes].settled = true;
+    }
   }
   return absl::OkStatus();
 }

@@ -44,6 +44,9 @@ struct FakeBackendOptions {
   struct Choice {
     int rows;
     std::vector<double> seconds;
+    // Another choice (its index) that settling this one on any candidate but its first closes
+    // unsettled, as the CUDA backend's SwiGLU epilogue closes its product's choice; -1: none.
+    int closes = -1;
   };
   std::vector<Choice> choices;
 };

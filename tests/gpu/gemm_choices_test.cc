@@ -123,6 +123,9 @@ TEST_CASE("every candidate of an open GEMM choice computes the pass, and warm-up
   }
   // The ladder's passes (8-32 rows) and the largest passes open shapes of their own.
   CHECK(settled >= 3);
+  // The SwiGLU epilogue's choice among them: a pass, not timing alone, decides whether it runs.
+  CHECK(std::any_of(choices->begin(), choices->end(),
+                    [](const GemmChoice& c) { return c.swiglu && c.pass_ms.size() >= 2; }));
   // Where the SwiGLU epilogue won, the plain product of that shape never runs: no pass settles it.
   for (const GemmChoice& fused : *choices) {
     if (!fused.swiglu || fused.chosen.find("with the SwiGLU epilogue") == std::string::npos) continue;
