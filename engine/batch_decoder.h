@@ -101,7 +101,7 @@ class BatchDecoder {
 
   // Whether a greedy `auto` request joining the sequences decoding now should decode plainly
   // from its prompt on (the caller then turns its speculation off): the shared draft length
-  // left speculation at a batch this size or smaller within the last kPlainVerdictSteps
+  // left speculation at a batch this size or smaller within the last plain_verdict_steps_
   // steps, or the batch it joins would leave at once (LeavesAtOnce). Its heads would only cost
   // (their prefill, and steps whose sequences differ in shape, which replay no graph) for
   // drafts the batch will not take.
@@ -164,9 +164,13 @@ class BatchDecoder {
   // each step's length.
   std::vector<int64_t> judged_total_, kept_total_;
   // The smallest batch at which greedy `auto` sequences left speculation, and the steps since;
-  // forgotten after kPlainVerdictSteps so that a later workload's acceptance is measured anew.
+  // forgotten after plain_verdict_steps_ so that a later workload's acceptance is measured anew.
+  // remeasuring_: since the last verdict aged, no step has either reached a verdict or drafted
+  // on enough evidence.
   std::optional<int> plain_from_batch_;
   int64_t steps_since_plain_verdict_ = 0;
+  int64_t plain_verdict_steps_;
+  bool remeasuring_ = false;
   std::map<int, std::unique_ptr<Sequence>> sequences_;
   // Reused across steps so a decode step allocates no vocabulary-sized buffers.
   ForwardOutput step_output_;

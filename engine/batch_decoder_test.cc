@@ -462,5 +462,71 @@ TEST_CASE("when a plain verdict ages, a newcomer gathers evidence of its own bef
   CHECK(r.tokens == backend.Greedy(other, 60));
 }
 
+TEST_CASE("a plain verdict that measuring anew confirms holds twice as long") {
+  // As above, a newcomer measures anew once the first verdict aged, and leaves again: the same
+  // workload, so the next verdict holds 8,192 steps, not 4,096, before newcomers measure again.
+  FirstDraftsWrong t(2);
+  FakeBackend& backend = t.backend;
+  BatchDecoder& decoder = t.decoder;
+  const int long_id = AddRequest(backend, decoder, 0, {2, 7, 1, 8, 2, 8}, 13000, SpeculationMode::kAuto);
+  for (int i = 0; i < 40; ++i) REQUIRE(decoder.Step().ok());
+  REQUIRE(decoder.result(long_id).heads_dropped);
+  for (int i = 0; i < 4100; ++i) REQUIRE(decoder.Step().ok());
+  REQUIRE_FALSE(decoder.JoinsPlain(t.greedy_auto));
+
+  const int new_id = AddRequest(backend, decoder, 1, {3, 1, 4, 1, 5}, 60, SpeculationMode::kAuto);
+  while (!decoder.finished(new_id)) REQUIRE(decoder.Step().ok());
+  const GenerationResult r = decoder.Remove(new_id);
+  REQUIRE(r.heads_dropped);
+  // Its verdict came at most 60 steps ago: 4,200 more pass the old lifetime, not the doubled one.
+  for (int i = 0; i < 4200; ++i) REQUIRE(decoder.Step().ok());
+  CHECK(decoder.JoinsPlain(t.greedy_auto));
+  for (int i = 0; i < 4100; ++i) REQUIRE(decoder.Step().ok());
+  REQUIRE_FALSE(decoder.finished(long_id));
+  CHECK_FALSE(decoder.JoinsPlain(t.greedy_auto));
+}
+
+TEST_CASE("drafting on evidence that it pays brings a plain verdict's lifetime back to 4,096 steps") {
+  // Verdict, measured anew and confirmed (8,192 steps from then on); then the workload changes:
+  // drafts come right, the next newcomer drafts on 32 judgments that say it pays, and when they
+  // turn wrong again the verdict that follows holds 4,096 steps.
+  bool drafts_right = false;
+  FakeBackendOptions o;
+  o.mtp_heads = 3;
+  o.wrong_draft = [&drafts_right](int, int head) { return !drafts_right && head == 1; };
+  FakeBackend backend(o);
+  REQUIRE(backend.AllocateSlots(2).ok());
+  BatchDecoder decoder(&backend);
+  decoder.SetStepCosts(Costs(1e-9, 0.3e-9));
+  GenerationRequest greedy_auto;
+  greedy_auto.speculation = SpeculationMode::kAuto;
+  greedy_auto.num_draft = 3;
+  const auto newcomer = [&](int tokens) {
+    const int id = AddRequest(backend, decoder, 1, {3, 1, 4, 1, 5}, tokens, SpeculationMode::kAuto);
+    while (!decoder.finished(id)) REQUIRE(decoder.Step().ok());
+    return decoder.Remove(id);
+  };
+  const auto steps = [&](int n) {
+    for (int i = 0; i < n; ++i) REQUIRE(decoder.Step().ok());
+  };
+  const int long_id = AddRequest(backend, decoder, 0, {2, 7, 1, 8, 2, 8}, 25000, SpeculationMode::kAuto);
+  steps(4140);
+  REQUIRE(newcomer(60).heads_dropped);
+  steps(8300);
+  REQUIRE_FALSE(decoder.JoinsPlain(greedy_auto));
+
+  drafts_right = true;
+  const GenerationResult kept = newcomer(200);
+  INFO("drafted " << kept.drafted_tokens << ", kept " << kept.accepted_drafts);
+  REQUIRE_FALSE(kept.heads_dropped);
+  REQUIRE(kept.accepted_drafts >= 32);
+  // The right drafts weigh in the long-run acceptance: wrong ones take a while to outweigh them.
+  drafts_right = false;
+  REQUIRE(newcomer(2000).heads_dropped);
+  steps(4200);
+  REQUIRE_FALSE(decoder.finished(long_id));
+  CHECK_FALSE(decoder.JoinsPlain(greedy_auto));
+}
+
 }  // namespace
 }  // namespace xlserve
