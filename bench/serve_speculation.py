@@ -50,18 +50,19 @@ def write_prompts(src_dir, path, count, chars, max_tokens):
 
 ENGINE_COUNTERS = ("xlserve_engine_steps_total", "xlserve_engine_step_seconds_total",
                    "xlserve_engine_loop_seconds_total", "xlserve_drafted_tokens_total",
-                   "xlserve_accepted_drafts_total")
+                   "xlserve_accepted_drafts_total", "xlserve_mixed_decode_steps_total")
 
 
 def engine_share(before, after):
     """The engine's side of one loadtest (its warm-up requests included), from the server's
-    counters: passes, the mean pass, the engine thread's host work per pass, drafts per pass and
-    the share of drafts kept. Where `auto` trails `off`, these say whether it ran more passes,
-    dearer passes or more host work."""
-    passes, pass_s, loop_s, drafted, kept = (after.get(k, 0) - before.get(k, 0) for k in ENGINE_COUNTERS)
+    counters: passes, the mean pass, the engine thread's host work per pass, drafts per pass, the
+    share of drafts kept, and the decode steps of mixed shapes (no graph replays them). Where
+    `auto` trails `off`, these say whether it ran more passes, dearer passes or more host work."""
+    passes, pass_s, loop_s, drafted, kept, mixed = (after.get(k, 0) - before.get(k, 0) for k in ENGINE_COUNTERS)
     return {"passes": int(passes), "pass_ms": pass_s / passes * 1e3 if passes else 0.0,
             "host_ms": (loop_s - pass_s) / passes * 1e3 if passes else 0.0,
-            "drafts_per_pass": drafted / passes if passes else 0.0, "kept": kept / drafted if drafted else 0.0}
+            "drafts_per_pass": drafted / passes if passes else 0.0, "kept": kept / drafted if drafted else 0.0,
+            "mixed": int(mixed)}
 
 
 def main():
@@ -115,7 +116,7 @@ def main():
     # ramp and drain that weigh on these short phases.
     lines = [f"{'concurrency':>11s} {'mode':>5s} {'tok/s':>9s} {'vs ' + base:>8s} {'steady':>9s} {'vs ' + base:>8s} "
              f"{'tok/chunk':>10s} {'TPOT p50 ms':>12s} {'TTFT p50 ms':>12s} {'errors':>6s} "
-             f"{'passes':>7s} {'pass ms':>8s} {'host ms':>8s} {'drafts/pass':>11s} {'kept':>5s}"]
+             f"{'passes':>7s} {'pass ms':>8s} {'host ms':>8s} {'drafts/pass':>11s} {'kept':>5s} {'mixed':>6s}"]
     steady = lambda r: r["throughput"].get("steady_output_tokens_per_s") or 0.0
     for c in levels:
         ref = results[(base, c)]["throughput"]["output_tokens_per_s"]
@@ -130,11 +131,12 @@ def main():
             lines.append(f"{c:>11d} {mode:>5s} {tps:>9.0f} {tps / ref:>7.2f}x {steady(r):>9.0f} {vs_steady} "
                          f"{per_chunk:>10.2f} {r['tpot_ms']['p50']:>12.2f} {r['ttft_ms']['p50']:>12.1f} "
                          f"{r['requests']['failed']:>6d} {e['passes']:>7d} {e['pass_ms']:>8.3f} {e['host_ms']:>8.3f} "
-                         f"{e['drafts_per_pass']:>11.2f} {e['kept']:>5.2f}")
+                         f"{e['drafts_per_pass']:>11.2f} {e['kept']:>5.2f} {e['mixed']:>6d}")
     lines.append("graphs built inside live steps (xlserve_live_graph_builds_total): " +
                  ", ".join(f"{m} {builds[m]:.0f}" for m in modes))
-    lines.append("passes, pass ms, host ms, drafts/pass, kept: the engine's counters over each loadtest, its warm-up "
-                 "requests included (host ms: the engine thread's work per pass outside it)")
+    lines.append("passes, pass ms, host ms, drafts/pass, kept, mixed: the engine's counters over each loadtest, its "
+                 "warm-up requests included (host ms: the engine thread's work per pass outside it; mixed: decode "
+                 "steps whose sequences differ in shape, which run eagerly)")
     print("\n".join(lines), flush=True)
     if args.json:
         with open(args.json, "w") as f:

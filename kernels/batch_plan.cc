@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <bit>
 
+#include "engine/step_shape.h"
+
 namespace xlserve::kernels {
 
 void Subset::Add(int first, int n, int slot, int32_t pend_row, int pend, int32_t keep_row, bool fresh_slot) {
@@ -68,26 +70,11 @@ Indices IndexPlan::Resolve(const int32_t* at, float* store) const {
   return idx;
 }
 
-namespace {
-
-bool IsGraphStep(std::span<const SequenceInput> batch, bool profiling) {
-  const SequenceInput& first = batch.front();
-  const size_t len = first.tokens.size();
-  bool graph = !profiling && (len == 1 || first.defer_commit);
-  for (const SequenceInput& s : batch) {
-    graph = graph && s.tokens_only && s.tokens.size() == len && s.all_logits == first.all_logits &&
-            s.mtp_heads == first.mtp_heads && s.defer_commit == first.defer_commit;
-  }
-  return graph;
-}
-
-}  // namespace
-
 ForwardPlan PlanForward(std::span<const SequenceInput> batch, int scratch_slot, bool tiled, bool profiling,
                         std::span<const uint8_t> fresh_slots, DeferredCommits* commits) {
   ForwardPlan plan;
   plan.seqs.assign(batch.begin(), batch.end());
-  plan.graph_step = IsGraphStep(batch, profiling);
+  plan.graph_step = !profiling && UniformDecodeStep(batch) && batch.front().tokens_only;
   const SequenceInput& first = batch.front();
   const int len = static_cast<int>(first.tokens.size());
   int bucket = 0;

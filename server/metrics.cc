@@ -68,6 +68,10 @@ std::string Metrics::Render() const {
               "Decode and verify steps since start-up that ran eagerly or were captured instead of replaying a "
               "CUDA graph (one-time work inside live steps; 0 without graphs).",
               live_graph_builds_total.load());
+  out.Counter("xlserve_mixed_decode_steps_total",
+              "Decode and verify steps whose sequences differ in shape (tokens, heads, logits): each runs eagerly "
+              "where other steps replay a CUDA graph.",
+              mixed_decode_steps_total.load());
   out.Counter("xlserve_engine_step_seconds_total", "Time in forward passes (host clock).",
               engine_step_seconds_total.load());
   out.Counter("xlserve_engine_loop_seconds_total",

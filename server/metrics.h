@@ -65,6 +65,8 @@ struct Metrics {
   // Decode and verify steps since start-up that ran eagerly or were captured instead of
   // replaying a graph (SchedulerOptions::graph_builds); warm-up should leave none to build.
   std::atomic<int64_t> live_graph_builds_total{0};
+  // Decode steps whose sequences differ in shape (engine/step_shape.h), which no graph replays.
+  std::atomic<int64_t> mixed_decode_steps_total{0};
 
   // The state store's figures as of the engine's last iteration.
   mutable std::mutex store_mu;

@@ -6,6 +6,7 @@
 #include <iterator>
 
 #include "base/status_macros.h"
+#include "engine/step_shape.h"
 #include "engine/warm_up.h"
 #include "spdlog/spdlog.h"
 
@@ -432,6 +433,7 @@ absl::Status Scheduler::Step() {
     prefilling.push_back(&seq);
   }
   if (batch_.empty()) return absl::OkStatus();
+  if (DecodeOnlyStep(batch_) && !UniformDecodeStep(batch_)) ++metrics_->mixed_decode_steps_total;
   const auto start = Clock::now();
   RETURN_IF_ERROR(backend_->Forward(batch_, &step_out_));
   const double seconds = SecondsSince(start);

@@ -277,6 +277,41 @@ TEST_CASE("speculative verify rows and prompt chunks share one pass, and the out
   CHECK(h.Result(plain).tokens == h.backend.Greedy(plain->generation.prompt_ids, 5));
 }
 
+TEST_CASE("decode steps that mix a verify with plain rows are counted, and uniform ones are not") {
+  SchedulerOptions o;
+  o.max_num_seqs = 2;
+  o.num_draft = 3;
+  FakeBackendOptions fake;
+  fake.mtp_heads = 3;
+  Harness h(o, fake);
+  // Two plain greedy requests: every decode step is two one-token rows alike.
+  auto a = h.Submit(Prompt(5, 1), 20), b = h.Submit(Prompt(6, 2), 20);
+  h.Track(a);
+  h.Track(b);
+  h.RunUntilDone();
+  CHECK(h.metrics.mixed_decode_steps_total == 0);
+
+  // A speculative request beside a plain one: while both decode, each step holds a verify of
+  // several tokens and a plain row.
+  auto spec = h.Make(Prompt(7, 3), 40);
+  spec->generation.speculation = SpeculationMode::kOn;
+  spec->generation.num_draft = 3;
+  REQUIRE(h.scheduler->Submit(spec).ok());
+  h.Track(spec);
+  auto plain = h.Submit(Prompt(6, 4), 40);
+  h.Track(plain);
+  const size_t before = h.backend.forwards.size();
+  h.RunUntilDone();
+  int64_t mixed = 0;
+  for (size_t i = before; i < h.backend.forwards.size(); ++i) {
+    const auto& rows = h.backend.forwards[i];
+    mixed += rows.size() == 2 && rows[0].defer != rows[1].defer && rows[0].tokens + rows[1].tokens > 2 &&
+             std::min(rows[0].tokens, rows[1].tokens) == 1;
+  }
+  CHECK(mixed > 0);
+  CHECK(h.metrics.mixed_decode_steps_total == mixed);
+}
+
 TEST_CASE("a session's next turn prefills only its new tokens and continues exactly") {
   SchedulerOptions o;
   o.max_num_seqs = 2;
