@@ -7,12 +7,14 @@ Run from the repository root with the binary built (or the GPU bundle unpacked):
     python3 bench/serve_speculation.py --xlserve dist/bin/xlserve --prompts-from DIR
 DIR holds source files the model never saw (e.g. an installed package such as networkx);
 prompts are ~--prompt-chars characters from the middle of each, whole lines, as the bench's.
-Prints one table (tokens a streamed chunk: a speculative step's tokens come as one chunk, the
-server's counterpart of the bench's tokens a step); --json keeps every loadtest result.
+Prints one table per run (tokens a streamed chunk: a speculative step's tokens come as one
+chunk, the server's counterpart of the bench's tokens a step) and, with --runs above 1, each
+mode's median ratio to `off` over the runs; --json keeps every loadtest result.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,8 +79,11 @@ def main():
     ap.add_argument("--prompt-chars", type=int, default=600)
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--work", default="", help="folder for prompts and logs (default: a temporary one)")
+    ap.add_argument("--runs", type=int, default=1, help="rounds of every mode, taking turns; the summary takes medians")
     ap.add_argument("--json", default="")
     args = ap.parse_args()
+    if args.runs < 1:
+        ap.error("--runs: at least 1")
 
     modes = args.modes.split(",")
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -89,28 +94,60 @@ def main():
     print(f"{count} held-out prompts from {args.prompts_from}", flush=True)
 
     results, builds, engine = {}, {}, {}
-    for mode in modes:
-        server = Server([args.xlserve, "serve", "--model", args.model, "--device", args.device, "--speculation", mode,
-                         "--max-num-seqs", str(max(levels)), "--port", "0", "--metrics-port", "0"],
-                        os.path.join(work, f"{mode}.log"))
-        try:
-            for c in levels:
-                out = os.path.join(work, f"{mode}-c{c}.json")
-                before = server.metrics()
-                cmd = [args.xlserve, "loadtest", "--grpc", f"127.0.0.1:{server.port}", "--dataset", dataset,
-                       "--concurrency", str(c), "--num-requests", str(c * args.requests_per_user),
-                       "--warmup", str(c), "--temperature", "0", "--request-timeout-s", "300", "--json", out]
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=900)
-                with open(out) as f:
-                    results[(mode, c)] = json.load(f)
-                engine[(mode, c)] = engine_share(before, server.metrics())
-                r = results[(mode, c)]
-                print(f"  {mode} c{c}: {r['throughput']['output_tokens_per_s']:.0f} tok/s", flush=True)
-            # Graphs built inside live steps are one-time work warm-up should have done.
-            builds[mode] = server.metrics().get("xlserve_live_graph_builds_total", 0)
-        finally:
-            server.stop()
+    # Runs take the modes in turn, each with a server of its own: two servers of one binary
+    # differ by more than a mode may gain (the shipped model, H100, concurrency 32: `off` made
+    # 150-184 k tok/s across calls), so a verdict wants the median over runs.
+    for run in range(args.runs):
+        for mode in modes:
+            tag = f"{mode}-r{run + 1}" if args.runs > 1 else mode
+            server = Server([args.xlserve, "serve", "--model", args.model, "--device", args.device, "--speculation",
+                             mode, "--max-num-seqs", str(max(levels)), "--port", "0", "--metrics-port", "0"],
+                            os.path.join(work, f"{tag}.log"))
+            try:
+                for c in levels:
+                    out = os.path.join(work, f"{tag}-c{c}.json")
+                    before = server.metrics()
+                    cmd = [args.xlserve, "loadtest", "--grpc", f"127.0.0.1:{server.port}", "--dataset", dataset,
+                           "--concurrency", str(c), "--num-requests", str(c * args.requests_per_user),
+                           "--warmup", str(c), "--temperature", "0", "--request-timeout-s", "300", "--json", out]
+                    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=900)
+                    with open(out) as f:
+                        results[(run, mode, c)] = json.load(f)
+                    engine[(run, mode, c)] = engine_share(before, server.metrics())
+                    r = results[(run, mode, c)]
+                    print(f"  run {run + 1}, {mode} c{c}: {r['throughput']['output_tokens_per_s']:.0f} tok/s", flush=True)
+                # Graphs built inside live steps are one-time work warm-up should have done.
+                builds[(run, mode)] = server.metrics().get("xlserve_live_graph_builds_total", 0)
+            finally:
+                server.stop()
 
+    base = modes[0]
+    lines = []
+    for run in range(args.runs):
+        if args.runs > 1:
+            lines.append(f"run {run + 1} of {args.runs}")
+        lines += run_table(run, modes, levels, results, engine, builds)
+    if args.runs > 1:
+        lines.append(f"over the {args.runs} runs: output tok/s against {base} of the same run, median [range]")
+        lines.append(f"{'concurrency':>11s} {'mode':>5s} {'median':>8s} {'range':>13s}")
+        for c in levels:
+            for mode in modes[1:]:
+                ratios = sorted(results[(run, mode, c)]["throughput"]["output_tokens_per_s"] /
+                                results[(run, base, c)]["throughput"]["output_tokens_per_s"] for run in range(args.runs))
+                lines.append(f"{c:>11d} {mode:>5s} {statistics.median(ratios):>7.2f}x "
+                             f"{ratios[0]:>6.2f}-{ratios[-1]:.2f}x")
+    print("\n".join(lines), flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"model": args.model, "device": args.device, "prompts": count,
+                       "runs": [{"run": run + 1, "mode": m, "concurrency": c, "result": results[(run, m, c)],
+                                 "engine": engine[(run, m, c)]} for run, m, c in results],
+                       "live_graph_builds": [{"run": run + 1, "mode": m, "builds": b} for (run, m), b in builds.items()]},
+                      f, indent=1)
+
+
+def run_table(run, modes, levels, results, engine, builds):
+    """One run's table: each mode against the first at every concurrency, with the engine's side."""
     base = modes[0]
     # steady: while every user had a request in flight (the loadtest's steady window), without the
     # ramp and drain that weigh on these short phases.
@@ -119,10 +156,10 @@ def main():
              f"{'passes':>7s} {'pass ms':>8s} {'host ms':>8s} {'drafts/pass':>11s} {'kept':>5s} {'mixed':>6s}"]
     steady = lambda r: r["throughput"].get("steady_output_tokens_per_s") or 0.0
     for c in levels:
-        ref = results[(base, c)]["throughput"]["output_tokens_per_s"]
-        ref_steady = steady(results[(base, c)])
+        ref = results[(run, base, c)]["throughput"]["output_tokens_per_s"]
+        ref_steady = steady(results[(run, base, c)])
         for mode in modes:
-            r, e = results[(mode, c)], engine[(mode, c)]
+            r, e = results[(run, mode, c)], engine[(run, mode, c)]
             tps = r["throughput"]["output_tokens_per_s"]
             # Each request's first chunk, then one per inter-chunk gap.
             chunks = r["itl_ms"]["count"] + r["requests"]["succeeded"]
@@ -133,19 +170,11 @@ def main():
                          f"{r['requests']['failed']:>6d} {e['passes']:>7d} {e['pass_ms']:>8.3f} {e['host_ms']:>8.3f} "
                          f"{e['drafts_per_pass']:>11.2f} {e['kept']:>5.2f} {e['mixed']:>6d}")
     lines.append("graphs built inside live steps (xlserve_live_graph_builds_total): " +
-                 ", ".join(f"{m} {builds[m]:.0f}" for m in modes))
+                 ", ".join(f"{m} {builds[(run, m)]:.0f}" for m in modes))
     lines.append("passes, pass ms, host ms, drafts/pass, kept, mixed: the engine's counters over each loadtest, its "
                  "warm-up requests included (host ms: the engine thread's work per pass outside it; mixed: decode "
                  "steps whose sequences differ in shape, which run eagerly)")
-    print("\n".join(lines), flush=True)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"model": args.model, "device": args.device, "prompts": count,
-                       "runs": [{"mode": m, "concurrency": c, "result": results[(m, c)], "engine": engine[(m, c)]}
-                                for m, c in results],
-                       "live_graph_builds": builds},
-                      f, indent=1)
-
+    return lines
 
 if __name__ == "__main__":
     sys.exit(main())
