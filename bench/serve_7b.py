@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 
-from served import Server
+from served import Server, engine_share
 
 VOCAB = 50304  # xLSTM-7b; --model takes the vocabulary from its config.json
 
@@ -87,15 +87,6 @@ def loadtest(xl, server, out, *args, background=False):
         return json.load(f)
 
 
-def engine_share(server, before):
-    """A scenario's passes since `before` (Server.engine_times): their number, the mean pass and
-    the engine thread's own host time per pass, in ms."""
-    steps, step_s, loop_s = (now - then for now, then in zip(server.engine_times(), before))
-    if steps <= 0:
-        return {"passes": 0}
-    return {"passes": int(steps), "pass_ms": 1e3 * step_s / steps, "host_ms": 1e3 * (loop_s - step_s) / steps}
-
-
 def run_mode(xl, model, work, name, extra, data):
     print(f"== cache {name}: starting the server", flush=True)
     started = time.time()
@@ -113,10 +104,10 @@ def run_mode(xl, model, work, name, extra, data):
                 # A first round per client unmeasured, then ROUNDS measured: the window runs from the
                 # first measured send to the last end, so its ramp and drain weigh 1 / ROUNDS.
                 clients = int(c[1:])
-                before = server.engine_times()
+                before = server.metrics()
                 res[c] = loadtest(xl, server, p(c), "--concurrency", clients, "--num-requests",
                                   clients * (ROUNDS + 1), "--warmup", clients, "--seed", seed, *common)
-                res[c]["engine"] = engine_share(server, before)
+                res[c]["engine"] = engine_share(before, server.metrics())
         if "long" in SCENARIOS:
             streams = ["--concurrency", 31, "--num-requests", 62, "--warmup", 0, "--prompt-tokens", 128,
                        "--max-tokens", 256]

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 
-from served import Server
+from served import Server, engine_share
 
 
 def write_prompts(src_dir, path, count, chars, max_tokens):
@@ -50,21 +50,18 @@ def write_prompts(src_dir, path, count, chars, max_tokens):
     return len(prompts)
 
 
-ENGINE_COUNTERS = ("xlserve_engine_steps_total", "xlserve_engine_step_seconds_total",
-                   "xlserve_engine_loop_seconds_total", "xlserve_drafted_tokens_total",
-                   "xlserve_accepted_drafts_total", "xlserve_mixed_decode_steps_total")
-
-
-def engine_share(before, after):
+def speculation_share(before, after):
     """The engine's side of one loadtest (its warm-up requests included), from the server's
-    counters: passes, the mean pass, the engine thread's host work per pass, drafts per pass, the
-    share of drafts kept, and the decode steps of mixed shapes (no graph replays them). Where
-    `auto` trails `off`, these say whether it ran more passes, dearer passes or more host work."""
-    passes, pass_s, loop_s, drafted, kept, mixed = (after.get(k, 0) - before.get(k, 0) for k in ENGINE_COUNTERS)
-    return {"passes": int(passes), "pass_ms": pass_s / passes * 1e3 if passes else 0.0,
-            "host_ms": (loop_s - pass_s) / passes * 1e3 if passes else 0.0,
-            "drafts_per_pass": drafted / passes if passes else 0.0, "kept": kept / drafted if drafted else 0.0,
-            "mixed": int(mixed)}
+    counters: served.engine_share's passes, mean pass and host work per pass, then drafts per
+    pass, the share of drafts kept, and the decode steps of mixed shapes (no graph replays them).
+    Where `auto` trails `off`, these say whether it ran more passes, dearer passes or more host
+    work."""
+    share = engine_share(before, after)
+    drafted, kept, mixed = (after.get(k, 0) - before.get(k, 0) for k in (
+        "xlserve_drafted_tokens_total", "xlserve_accepted_drafts_total", "xlserve_mixed_decode_steps_total"))
+    passes = share["passes"]
+    return {"pass_ms": 0.0, "host_ms": 0.0, **share, "drafts_per_pass": drafted / passes if passes else 0.0,
+            "kept": kept / drafted if drafted else 0.0, "mixed": int(mixed)}
 
 
 def main():
@@ -113,7 +110,7 @@ def main():
                     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=900)
                     with open(out) as f:
                         results[(run, mode, c)] = json.load(f)
-                    engine[(run, mode, c)] = engine_share(before, server.metrics())
+                    engine[(run, mode, c)] = speculation_share(before, server.metrics())
                     r = results[(run, mode, c)]
                     print(f"  run {run + 1}, {mode} c{c}: {r['throughput']['output_tokens_per_s']:.0f} tok/s", flush=True)
                 # Graphs built inside live steps are one-time work warm-up should have done.
@@ -127,6 +124,9 @@ def main():
         if args.runs > 1:
             lines.append(f"run {run + 1} of {args.runs}")
         lines += run_table(run, modes, levels, results, engine, builds)
+    lines.append("passes, pass ms, host ms, drafts/pass, kept, mixed: the engine's counters over each loadtest, its "
+                 "warm-up requests included (host ms: the engine thread's work per pass outside it; mixed: decode "
+                 "steps whose sequences differ in shape, which run eagerly)")
     if args.runs > 1:
         lines.append(f"over the {args.runs} runs: output tok/s against {base} of the same run, median [range]")
         lines.append(f"{'concurrency':>11s} {'mode':>5s} {'median':>8s} {'range':>13s}")
@@ -171,10 +171,8 @@ def run_table(run, modes, levels, results, engine, builds):
                          f"{e['drafts_per_pass']:>11.2f} {e['kept']:>5.2f} {e['mixed']:>6d}")
     lines.append("graphs built inside live steps (xlserve_live_graph_builds_total): " +
                  ", ".join(f"{m} {builds[(run, m)]:.0f}" for m in modes))
-    lines.append("passes, pass ms, host ms, drafts/pass, kept, mixed: the engine's counters over each loadtest, its "
-                 "warm-up requests included (host ms: the engine thread's work per pass outside it; mixed: decode "
-                 "steps whose sequences differ in shape, which run eagerly)")
     return lines
+
 
 if __name__ == "__main__":
     sys.exit(main())

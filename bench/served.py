@@ -28,12 +28,6 @@ class Server:
                     out[name] = float(value)
             return out
 
-    def engine_times(self):
-        """(passes, seconds in passes, engine-thread seconds in iterations with a pass) so far."""
-        m = self.metrics()
-        return (m.get("xlserve_engine_steps_total", 0), m.get("xlserve_engine_step_seconds_total", 0),
-                m.get("xlserve_engine_loop_seconds_total", 0))
-
     def rss_gib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             kb = next(int(l.split()[1]) for l in f if l.startswith("VmRSS"))
@@ -44,3 +38,13 @@ class Server:
         self.proc.wait(timeout=60)
         self.proc.stdout.close()
         self.log.close()
+
+
+def engine_share(before, after):
+    """The passes between two readings of Server.metrics(): their number, the mean pass and the
+    engine thread's own host time per pass, in ms."""
+    steps, step_s, loop_s = (after.get(k, 0) - before.get(k, 0) for k in (
+        "xlserve_engine_steps_total", "xlserve_engine_step_seconds_total", "xlserve_engine_loop_seconds_total"))
+    if steps <= 0:
+        return {"passes": 0}
+    return {"passes": int(steps), "pass_ms": 1e3 * step_s / steps, "host_ms": 1e3 * (loop_s - step_s) / steps}
