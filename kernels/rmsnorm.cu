@@ -17,6 +17,8 @@
 //               otherwise block 128 over c, three passes. Matches transformers' xLSTM
 //               multihead_norm followed by sigmoid(ogate) * h. With src_rows, output row r
 //               reads h and o at row src_rows[r] (the rows a block's tail keeps).
+// Both vector forms load their weights (w, b) before waiting for the kernel ahead
+// (dependent_launch.cuh): at batch 1 the block's reduction is the pass's critical path.
 // x, h: fp32 [rows, width] row-major; w, b fp32. Both write the bf16 form of their output (the
 // split pair or bf16 alone, launchers.h) when a product with bf16 weights reads it next, and the
 // fp32 out unless it is null (when only that product reads it); the vector forms store 16 +
@@ -30,6 +32,29 @@
 
 namespace xlserve::kernels {
 namespace {
+
+// A vector kernel's weights for its kPer float4s: early (before the wait) while they fit in
+// registers beside the row at 1024 threads; kPer = 4 loads each where it is used, as spilling
+// would cost more than the wait.
+template <int kPer>
+constexpr bool kEarlyWeights = kPer <= 2;
+
+__device__ __forceinline__ void LoadWeight(const float4* w, const float4* b, int64_t at, float4* wv, float4* bv) {
+  *wv = w[at];
+  *bv = b ? b[at] : make_float4(0, 0, 0, 0);
+}
+
+// Weights [base, base + n4) of this thread's kPer float4s; zeros past n4.
+template <int kPer>
+__device__ __forceinline__ void LoadWeights(const float4* w, const float4* b, int64_t base, int n4, float4 (&wv)[kPer],
+                                            float4 (&bv)[kPer]) {
+#pragma unroll
+  for (int p = 0; p < kPer; ++p) {
+    const int i = threadIdx.x + p * blockDim.x;
+    wv[p] = bv[p] = make_float4(0, 0, 0, 0);
+    if (i < n4) LoadWeight(w, b, base + i, &wv[p], &bv[p]);
+  }
+}
 
 // kResidual: x[r] += the GEMM's planes t (+ t_bias) first, written back (ResidualRmsNorm).
 template <bool kResidual>
@@ -57,9 +82,13 @@ __global__ void RmsNormKernel(float* x, const float* t, int planes, const float*
 }
 
 template <int kPer, bool kResidual>
-__global__ void RmsNormVec4Kernel(float4* x, const float4* t, int planes, const float4* t_bias, const float4* w,
+__global__ void __launch_bounds__(1024, 1) RmsNormVec4Kernel(float4* x, const float4* t, int planes, const float4* t_bias, const float4* w,
                                   const float4* b, int d4, int64_t count, float eps, float* out, Bf16Activation bf16) {
   AllowDependentLaunch();
+  // No kernel writes the norm's weights: where registers allow, their loads leave before the wait
+  // (dependent_launch.cuh) instead of after the reduction, on the critical path.
+  float4 wv[kPer], bv[kPer];
+  if constexpr (kEarlyWeights<kPer>) LoadWeights<kPer>(w, b, 0, d4, wv, bv);
   WaitForPriorKernels();
   __shared__ float scratch[32];
   float4* xr = x + int64_t(blockIdx.x) * d4;
@@ -83,10 +112,9 @@ __global__ void RmsNormVec4Kernel(float4* x, const float4* t, int planes, const 
   for (int p = 0; p < kPer; ++p) {
     const int i = threadIdx.x + p * blockDim.x;
     if (i >= d4) continue;
-    const float4 wv = w[i];
-    const float4 bv = b ? b[i] : make_float4(0, 0, 0, 0);
-    const float4 o = make_float4(v[p].x * scale * wv.x + bv.x, v[p].y * scale * wv.y + bv.y,
-                                 v[p].z * scale * wv.z + bv.z, v[p].w * scale * wv.w + bv.w);
+    if constexpr (!kEarlyWeights<kPer>) LoadWeight(w, b, i, &wv[p], &bv[p]);
+    const float4 o = make_float4(v[p].x * scale * wv[p].x + bv[p].x, v[p].y * scale * wv[p].y + bv[p].y,
+                                 v[p].z * scale * wv[p].z + bv[p].z, v[p].w * scale * wv[p].w + bv[p].w);
     StoreActivation4(out, bf16, count, (int64_t(blockIdx.x) * d4 + i) * 4, o);
   }
 }
@@ -125,10 +153,13 @@ __device__ __forceinline__ float Dot(float4 a, float4 b) { return a.x * b.x + a.
 // The vector form: the head's values and its o read once, together, into registers (kPer
 // float4s per thread), so the two reductions wait on one round of loads.
 template <int kPer>
-__global__ void HeadNormGateVec4Kernel(const float4* h, const float4* o, int64_t o_stride4, const int32_t* src_rows,
+__global__ void __launch_bounds__(1024, 1) HeadNormGateVec4Kernel(const float4* h, const float4* o, int64_t o_stride4, const int32_t* src_rows,
                                        const float4* w, const float4* b, int heads, int hd4, int64_t count, float eps,
                                        float* out, Bf16Activation bf16) {
   AllowDependentLaunch();
+  // The weights before the wait where registers allow, as RmsNormVec4Kernel's.
+  float4 wv[kPer], bv[kPer];
+  if constexpr (kEarlyWeights<kPer>) LoadWeights<kPer>(w, b, blockIdx.y * hd4, hd4, wv, bv);
   WaitForPriorKernels();
   __shared__ float scratch[32];
   const int64_t src = src_rows ? src_rows[blockIdx.x] : blockIdx.x;
@@ -156,12 +187,11 @@ __global__ void HeadNormGateVec4Kernel(const float4* h, const float4* o, int64_t
   for (int p = 0; p < kPer; ++p) {
     const int i = threadIdx.x + p * blockDim.x;
     if (i >= hd4) continue;
-    const int wi = blockIdx.y * hd4 + i;
-    const float4 wv = w[wi];
-    const float4 bv = b ? b[wi] : make_float4(0, 0, 0, 0);
+    if constexpr (!kEarlyWeights<kPer>) LoadWeight(w, b, blockIdx.y * hd4 + i, &wv[p], &bv[p]);
     const float4 c = Sub(v[p], mean);
-    const float4 r = make_float4(Gated(c.x * inv * wv.x + bv.x, og[p].x), Gated(c.y * inv * wv.y + bv.y, og[p].y),
-                                 Gated(c.z * inv * wv.z + bv.z, og[p].z), Gated(c.w * inv * wv.w + bv.w, og[p].w));
+    const float4 r =
+        make_float4(Gated(c.x * inv * wv[p].x + bv[p].x, og[p].x), Gated(c.y * inv * wv[p].y + bv[p].y, og[p].y),
+                    Gated(c.z * inv * wv[p].z + bv[p].z, og[p].z), Gated(c.w * inv * wv[p].w + bv[p].w, og[p].w));
     StoreActivation4(out, bf16, count, (at4 + i) * 4, r);
   }
 }
