@@ -25,6 +25,14 @@ constexpr float kSliceGain = 0.9f;
 constexpr float kPlaneBytesPerMs = 3e9f;
 // The most candidates an open choice keeps (timing's pick and its closest runner-ups).
 constexpr size_t kMaxOpenCandidates = 3;
+// How many of `count` candidates sorted by time, `ms(i)` each, stay open: the fastest and those
+// within `gap` of it, at most kMaxOpenCandidates.
+template <typename Ms>
+size_t OpenCount(size_t count, float gap, const Ms& ms) {
+  size_t close = 1;
+  while (close < count && close < kMaxOpenCandidates && ms(close) <= ms(0) * (1 + gap)) ++close;
+  return close;
+}
 
 // The time in ms of kTimedRuns calls of run() after one untimed call; infinity when one fails.
 template <typename Run>
@@ -267,11 +275,7 @@ absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const
     record.chosen = Label(plan);
     // Candidates within the open gap of the fastest: timing each alone cannot tell them apart
     // reliably, so warm-up's passes decide (TakeCandidate).
-    size_t close = 1;
-    while (close < options.size() && close < kMaxOpenCandidates &&
-           options[close].counted_ms <= options.front().counted_ms * (1 + open_gap_)) {
-      ++close;
-    }
+    const size_t close = OpenCount(options.size(), open_gap_, [&](size_t i) { return options[i].counted_ms; });
     if (close > 1) {
       options.resize(close);
       open_.push_back({key, std::move(options), choices_.size()});
@@ -303,33 +307,26 @@ absl::Status LtGemm::TakeCandidate(int id, int candidate, std::span<const double
   }
   Open& o = open_[id];
   if (o.swiglu) {
-    const StreamGemmConfig taken = o.options[candidate].stream;
-    swiglu_[o.key] = taken;
-    if (pass_seconds.empty()) return absl::OkStatus();
-    o.settled = true;
-    if (taken.width > 0) SettleProductOf(o.key);
-    GemmChoice& record = choices_[o.record];
-    record.chosen = o.labels[candidate];
-    for (size_t i = 0; i < o.options.size() && i < pass_seconds.size(); ++i) {
-      record.pass_ms.emplace_back(o.labels[i], 1e3 * pass_seconds[i]);
+    swiglu_[o.key] = o.options[candidate].stream;
+  } else {
+    const auto [n, k, cols] = o.key;
+    Plan taken;
+    if (absl::Status st = Materialize(n, k, cols, o.options[candidate], &taken); !st.ok()) {
+      Destroy(&taken);
+      return st;
     }
-    return absl::OkStatus();
+    Plan& current = plans_.at(o.key);
+    Destroy(&current);
+    current = taken;
   }
-  const auto [n, k, cols] = o.key;
-  Plan taken;
-  if (absl::Status st = Materialize(n, k, cols, o.options[candidate], &taken); !st.ok()) {
-    Destroy(&taken);
-    return st;
-  }
-  Plan& current = plans_.at(o.key);
-  Destroy(&current);
-  current = taken;
   if (pass_seconds.empty()) return absl::OkStatus();
   o.settled = true;
+  if (o.swiglu && o.options[candidate].stream.width > 0) SettleProductOf(o.key);
+  const auto label = [&](size_t i) { return o.swiglu ? o.labels[i] : Label(o.options[i]); };
   GemmChoice& record = choices_[o.record];
-  record.chosen = Label(o.options[candidate]);
+  record.chosen = label(candidate);
   for (size_t i = 0; i < o.options.size() && i < pass_seconds.size(); ++i) {
-    record.pass_ms.emplace_back(Label(o.options[i]), 1e3 * pass_seconds[i]);
+    record.pass_ms.emplace_back(label(i), 1e3 * pass_seconds[i]);
   }
   return absl::OkStatus();
 }
@@ -387,11 +384,7 @@ absl::StatusOr<StreamGemmConfig> LtGemm::SwiGluPlanFor(const void* w, int n, int
                    [](const auto& a, const auto& b) { return a.first.counted_ms < b.first.counted_ms; });
   if (!options.empty()) chosen = options.front().first.stream;
   record.chosen = options.empty() ? unfused : options.front().second;
-  size_t close = 1;
-  while (close < options.size() && close < kMaxOpenCandidates &&
-         options[close].first.counted_ms <= options.front().first.counted_ms * (1 + open_gap_)) {
-    ++close;
-  }
+  const size_t close = OpenCount(options.size(), open_gap_, [&](size_t i) { return options[i].first.counted_ms; });
   if (close > 1) {
     Open o{key, {}, choices_.size()};
     o.swiglu = true;
