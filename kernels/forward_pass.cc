@@ -520,6 +520,11 @@ absl::StatusOr<GemmPlanes> ForwardPass::LinearUncombined(const float* x, const B
   // rows columns (cuBLAS's view), in one or two slices of k.
   const int forms = x_bf16.pair ? 2 : 1, cols = forms * rows;
   ASSIGN_OR_RETURN(float* t, block_->gemm_planes.Get(size_t(cols) * lt_->MaxKSlices(cols) * n));
+  if (forms == 1 && !accumulate) {
+    // One plane with the bias is y itself: the GEMM writes it there where its plan allows.
+    ASSIGN_OR_RETURN(const int slices, lt_->RunWhole(w.data, n, k, x_bf16.data, cols, bias, y, t, stream_));
+    return slices == 0 ? GemmPlanes{} : GemmPlanes{t, slices};
+  }
   ASSIGN_OR_RETURN(const int slices, lt_->Run(w.data, n, k, x_bf16.data, cols, t, stream_));
   return GemmPlanes{t, forms * slices};
 }

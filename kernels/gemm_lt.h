@@ -58,6 +58,13 @@ class LtGemm {
   // most MaxKSlices(cols)); x and w bf16 row-major, fp32 accumulation. Timing a new shape
   // synchronises `stream`.
   absl::StatusOr<int> Run(const void* w, int n, int k, const void* x, int cols, float* out, cudaStream_t stream);
+  // y [cols, n] fp32 = x · wᵀ + bias (nullable, [n]) where the shape's plan runs as one k-slice
+  // that adds the bias itself (StreamGemm's store, cuBLASLt's bias epilogue): returns 0 then and
+  // leaves `out` alone, saving the caller's pass that would add up the plane. Otherwise as Run
+  // into `out`. The bits are those of Run followed by CombineSplit, except where cuBLASLt takes
+  // the epilogue only with another algorithm than an untimed plan's (Plan::biased_algo).
+  absl::StatusOr<int> RunWhole(const void* w, int n, int k, const void* x, int cols, const float* bias, float* y,
+                               float* out, cudaStream_t stream);
   // The FFN's up projection (n = 2 ffn rows interleaved as kSwiGluGroup says) followed by
   // SwiGLU: either StreamGemm with the SwiGLU epilogue, which writes the activation and leaves
   // `out` alone (returns 0), or Run into `out` (returns its k-slices) for the caller's SwiGlu
@@ -95,6 +102,14 @@ class LtGemm {
     cublasLtMatmulAlgo_t algo{};
     int k_slices = 1;
     StreamGemmConfig stream;  // width > 0: StreamGemm instead of cuBLASLt
+    // The heuristic's first algorithm, untimed (not a timed or borrowed choice).
+    bool heuristic = false;
+    // desc with the bias epilogue and its algorithm, made on first use: algo where cuBLASLt
+    // takes the epilogue with it, else for a heuristic plan the heuristic's first for the
+    // epilogue; null where neither.
+    cublasLtMatmulDesc_t biased = nullptr;
+    cublasLtMatmulAlgo_t biased_algo{};
+    bool biased_tried = false;
   };
   // A timed candidate: its time as counted (k-slices priced as said above) and what Plan it makes.
   struct Option {
@@ -135,6 +150,8 @@ class LtGemm {
                          std::vector<Option>* options, cudaStream_t stream);
   absl::StatusOr<Plan*> PlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
                                 cudaStream_t stream);
+  // p's descriptor with the bias epilogue (Plan::biased), made on first use.
+  cublasLtMatmulDesc_t BiasedDesc(Plan* p);
   // Runs plan p (planned for the shape) on `stream`.
   absl::Status Launch(const Plan& p, const void* w, int n, int k, const void* x, int cols, float* out,
                       cudaStream_t stream);

@@ -136,14 +136,18 @@ __global__ void __launch_bounds__(StreamShape<W, G>::kThreads, 1)
     }
     return;
   }
+  // The plain form's bias (one k-slice only) is added as CombineSplit adds it to one plane.
   float* o = out + int64_t(slice) * cols * n;
 #pragma unroll
   for (int j = 0; j < W / 8; ++j) {
     const int col = blockIdx.x * W + 8 * j + 2 * (lane % 4);
     if (col >= n) continue;
-    if (row < cols) *reinterpret_cast<float2*>(o + int64_t(row) * n + col) = make_float2(d[4 * j], d[4 * j + 1]);
+    const float2 b = epilogue.bias ? *reinterpret_cast<const float2*>(epilogue.bias + col) : make_float2(0.0f, 0.0f);
+    if (row < cols) {
+      *reinterpret_cast<float2*>(o + int64_t(row) * n + col) = make_float2(d[4 * j] + b.x, d[4 * j + 1] + b.y);
+    }
     if (row + 8 < cols) {
-      *reinterpret_cast<float2*>(o + int64_t(row + 8) * n + col) = make_float2(d[4 * j + 2], d[4 * j + 3]);
+      *reinterpret_cast<float2*>(o + int64_t(row + 8) * n + col) = make_float2(d[4 * j + 2] + b.x, d[4 * j + 3] + b.y);
     }
   }
 #endif
@@ -246,17 +250,18 @@ bool StreamGemmRuns(StreamGemmConfig c, int n, int k, int cols) {
          std::end(kStreamGemmWidths);
 }
 
-cudaError_t StreamGemm(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols, float* out,
-                       cudaStream_t stream) {
-  if (!StreamGemmRuns(c, n, k, cols)) return cudaErrorInvalidValue;
-  if (c.narrow) return StreamGemmNarrow(c, w, n, k, x, cols, out, stream);
-  const SwiGluEpilogue none;
+cudaError_t StreamGemm(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols, const float* bias,
+                       float* out, cudaStream_t stream) {
+  if (!StreamGemmRuns(c, n, k, cols) || (bias != nullptr && c.slices != 1)) return cudaErrorInvalidValue;
+  if (c.narrow) return StreamGemmNarrow(c, w, n, k, x, cols, bias, out, stream);
+  // The plain form reads only the epilogue's bias.
+  const SwiGluEpilogue plain{bias};
   switch (c.width) {
-    case 64: return LaunchWidth<64, false>(w, n, k, x, cols, out, c.slices, none, stream);
-    case 96: return LaunchWidth<96, false>(w, n, k, x, cols, out, c.slices, none, stream);
-    case 128: return LaunchWidth<128, false>(w, n, k, x, cols, out, c.slices, none, stream);
-    case 168: return LaunchWidth<168, false>(w, n, k, x, cols, out, c.slices, none, stream);
-    case 176: return LaunchWidth<176, false>(w, n, k, x, cols, out, c.slices, none, stream);
+    case 64: return LaunchWidth<64, false>(w, n, k, x, cols, out, c.slices, plain, stream);
+    case 96: return LaunchWidth<96, false>(w, n, k, x, cols, out, c.slices, plain, stream);
+    case 128: return LaunchWidth<128, false>(w, n, k, x, cols, out, c.slices, plain, stream);
+    case 168: return LaunchWidth<168, false>(w, n, k, x, cols, out, c.slices, plain, stream);
+    case 176: return LaunchWidth<176, false>(w, n, k, x, cols, out, c.slices, plain, stream);
     default: return cudaErrorInvalidValue;
   }
 }

@@ -179,6 +179,7 @@ __global__ void __launch_bounds__(kThreads) StreamGemmNarrowKernel(const __grid_
     }
     return;
   }
+  // The plain form's bias (one k-slice only) is added as CombineSplit adds it to one plane.
   float* o = out + int64_t(slice) * cols * n;
 #pragma unroll
   for (int m = 0; m < MT; ++m) {
@@ -186,7 +187,7 @@ __global__ void __launch_bounds__(kThreads) StreamGemmNarrowKernel(const __grid_
     for (int i = 0; i < N / 2; ++i) {
       const int j = blockIdx.x * MT * 64 + m * 64 + warp * 16 + lane / 4 + 8 * (i / 2 % 2);
       const int c = 8 * (i / 4) + 2 * (lane % 4) + i % 2;
-      if (j < n && c < cols) o[int64_t(c) * n + j] = d[m][i];
+      if (j < n && c < cols) o[int64_t(c) * n + j] = epilogue.bias ? d[m][i] + epilogue.bias[j] : d[m][i];
     }
   }
 #endif
@@ -234,9 +235,9 @@ cudaError_t LaunchRows(StreamGemmConfig c, const void* w, int n, int k, const vo
 
 }  // namespace
 
-cudaError_t StreamGemmNarrow(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols, float* out,
-                             cudaStream_t stream) {
-  return LaunchRows<false>(c, w, n, k, x, cols, out, SwiGluEpilogue{}, stream);
+cudaError_t StreamGemmNarrow(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols,
+                             const float* bias, float* out, cudaStream_t stream) {
+  return LaunchRows<false>(c, w, n, k, x, cols, out, SwiGluEpilogue{bias}, stream);
 }
 
 cudaError_t StreamGemmNarrowSwiGlu(StreamGemmConfig c, const void* w, int n, int k, const void* x, int cols,

@@ -65,11 +65,13 @@ bool StreamGemmSupports(int n, int k, int cols);
 std::vector<StreamGemmConfig> StreamGemmCandidates(int n, int k, int cols, int sms);
 // Whether `config` computes the shape (StreamGemm refuses the others).
 bool StreamGemmRuns(StreamGemmConfig config, int n, int k, int cols);
-cudaError_t StreamGemm(StreamGemmConfig config, const void* w, int n, int k, const void* x, int cols, float* out,
-                       cudaStream_t stream);
+// With `bias` ([n] fp32; one k-slice only) the plane holds the product plus the bias, the bits
+// of CombineSplit over the plane with that bias.
+cudaError_t StreamGemm(StreamGemmConfig config, const void* w, int n, int k, const void* x, int cols, const float* bias,
+                       float* out, cudaStream_t stream);
 // StreamGemm's narrow configurations, unchecked (StreamGemm checks, then calls it).
-cudaError_t StreamGemmNarrow(StreamGemmConfig config, const void* w, int n, int k, const void* x, int cols, float* out,
-                             cudaStream_t stream);
+cudaError_t StreamGemmNarrow(StreamGemmConfig config, const void* w, int n, int k, const void* x, int cols,
+                             const float* bias, float* out, cudaStream_t stream);
 
 // The FFN's up projection stores its weight rows as up_gate and up interleaved in groups of
 // kSwiGluGroup (rows 16 q .. 16 q + 7: up_gate rows 8 q ..; rows 16 q + 8 .. + 15: up rows 8 q ..)

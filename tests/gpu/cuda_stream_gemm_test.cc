@@ -50,7 +50,7 @@ void CheckShape(int n, int k, int cols, StreamGemmConfig config, std::mt19937& r
   REQUIRE(cudaMemcpy(dx.data, x.data(), x.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess);
   REQUIRE(cudaMemcpy(dw.data, w.data(), w.size() * 2, cudaMemcpyHostToDevice) == cudaSuccess);
   REQUIRE(cudaMemset(dout.data, 0xFF, (planes + guard) * sizeof(float)) == cudaSuccess);  // NaN
-  REQUIRE(kernels::StreamGemm(config, dw.data, n, k, dx.data, cols, dout.data, nullptr) == cudaSuccess);
+  REQUIRE(kernels::StreamGemm(config, dw.data, n, k, dx.data, cols, nullptr, dout.data, nullptr) == cudaSuccess);
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
   std::vector<float> out(planes + guard);
   REQUIRE(cudaMemcpy(out.data(), dout.data, out.size() * sizeof(float), cudaMemcpyDeviceToHost) == cudaSuccess);
@@ -163,7 +163,7 @@ void CheckSwiGlu(int ffn, int k, int cols, StreamGemmConfig config, bool bias, b
   const float* bias_ptr = bias ? dbias.data : nullptr;
   const kernels::SwiGluEpilogue fused{bias_ptr, fp32_out ? out.data : nullptr, {act.data, false}};
   REQUIRE(kernels::StreamGemmSwiGlu(config, dw.data, n, k, dx.data, cols, fused, nullptr) == cudaSuccess);
-  REQUIRE(kernels::StreamGemm(config, dw.data, n, k, dx.data, cols, plane.data, nullptr) == cudaSuccess);
+  REQUIRE(kernels::StreamGemm(config, dw.data, n, k, dx.data, cols, nullptr, plane.data, nullptr) == cudaSuccess);
   REQUIRE(kernels::SwiGlu(kernels::GemmPlanes{plane.data, config.slices}, bias_ptr, true, cols, ffn, ref_out.data,
                           {ref_act.data, false}, nullptr) == cudaSuccess);
   REQUIRE(cudaDeviceSynchronize() == cudaSuccess);
@@ -254,18 +254,18 @@ TEST_CASE("the stream GEMM refuses shapes and configurations it does not compute
   REQUIRE(kernels::StreamGemmAvailable());
   DeviceBuffer<__nv_bfloat16> x(200 * 128), w(256 * 128);
   DeviceBuffer<float> out(4 * 200 * 256);
-  CHECK(kernels::StreamGemm({96, 1}, w.data, 256, 128, x.data, 193, out.data, nullptr) == cudaErrorInvalidValue);
-  CHECK(kernels::StreamGemm({96, 1}, w.data, 255, 128, x.data, 64, out.data, nullptr) == cudaErrorInvalidValue);
-  CHECK(kernels::StreamGemm({96, 1}, w.data, 256, 60, x.data, 64, out.data, nullptr) == cudaErrorInvalidValue);
-  CHECK(kernels::StreamGemm({96, 3}, w.data, 256, 128, x.data, 64, out.data, nullptr) == cudaErrorInvalidValue);
-  CHECK(kernels::StreamGemm({100, 1}, w.data, 256, 128, x.data, 64, out.data, nullptr) == cudaErrorInvalidValue);
+  CHECK(kernels::StreamGemm({96, 1}, w.data, 256, 128, x.data, 193, nullptr, out.data, nullptr) == cudaErrorInvalidValue);
+  CHECK(kernels::StreamGemm({96, 1}, w.data, 255, 128, x.data, 64, nullptr, out.data, nullptr) == cudaErrorInvalidValue);
+  CHECK(kernels::StreamGemm({96, 1}, w.data, 256, 60, x.data, 64, nullptr, out.data, nullptr) == cudaErrorInvalidValue);
+  CHECK(kernels::StreamGemm({96, 3}, w.data, 256, 128, x.data, 64, nullptr, out.data, nullptr) == cudaErrorInvalidValue);
+  CHECK(kernels::StreamGemm({100, 1}, w.data, 256, 128, x.data, 64, nullptr, out.data, nullptr) == cudaErrorInvalidValue);
   CHECK(kernels::StreamGemmCandidates(256, 128, 193, 132).empty());
   // The narrow kernel: at most 32 rows, and only its own tilings.
-  CHECK(kernels::StreamGemm({64, 1, true, 8}, w.data, 256, 128, x.data, 33, out.data, nullptr) ==
+  CHECK(kernels::StreamGemm({64, 1, true, 8}, w.data, 256, 128, x.data, 33, nullptr, out.data, nullptr) ==
         cudaErrorInvalidValue);
-  CHECK(kernels::StreamGemm({64, 1, true, 6}, w.data, 256, 128, x.data, 8, out.data, nullptr) ==
+  CHECK(kernels::StreamGemm({64, 1, true, 6}, w.data, 256, 128, x.data, 8, nullptr, out.data, nullptr) ==
         cudaErrorInvalidValue);
-  CHECK(kernels::StreamGemm({96, 1, true, 8}, w.data, 256, 128, x.data, 8, out.data, nullptr) ==
+  CHECK(kernels::StreamGemm({96, 1, true, 8}, w.data, 256, 128, x.data, 8, nullptr, out.data, nullptr) ==
         cudaErrorInvalidValue);
   CHECK_FALSE(kernels::StreamGemmRuns({64, 1, true, 8}, 256, 128, 33));
   CHECK(kernels::StreamGemmRuns({64, 1, true, 8}, 256, 128, 32));
