@@ -8,6 +8,7 @@
 
 #include "base/status_macros.h"
 #include "kernels/cuda_check.h"
+#include "kernels/open_candidates.h"
 
 namespace xlserve::kernels {
 namespace {
@@ -23,16 +24,10 @@ constexpr float kSliceGain = 0.9f;
 // where kSliceGain would charge a tenth of the product a plane: an extra plane is priced instead
 // by its bytes, written once and read once at about 3 TB/s (bytes per ms).
 constexpr float kPlaneBytesPerMs = 3e9f;
-// The most candidates an open choice keeps (timing's pick and its closest runner-ups).
+// The most candidates an open choice keeps (timing's pick and its closest runner-ups), and the
+// wider gap within which the fastest StreamGemm stays open besides (open_candidates.h says why).
 constexpr size_t kMaxOpenCandidates = 3;
-// How many of `count` candidates sorted by time, `ms(i)` each, stay open: the fastest and those
-// within `gap` of it, at most kMaxOpenCandidates.
-template <typename Ms>
-size_t OpenCount(size_t count, float gap, const Ms& ms) {
-  size_t close = 1;
-  while (close < count && close < kMaxOpenCandidates && ms(close) <= ms(0) * (1 + gap)) ++close;
-  return close;
-}
+constexpr float kStreamOpenGap = 0.15f;
 
 // The time in ms of kTimedRuns calls of run() after one untimed call; infinity when one fails.
 template <typename Run>
@@ -235,6 +230,17 @@ int LtGemm::MaxKSlices(int cols) const {
   return cols <= kTunedMaxCols ? 2 : 1;
 }
 
+template <typename Entry, typename OptionOf>
+std::vector<size_t> LtGemm::OpenOf(const std::vector<Entry>& options, const OptionOf& option) const {
+  std::vector<float> ms;
+  std::vector<bool> stream;
+  for (const Entry& e : options) {
+    ms.push_back(option(e).counted_ms);
+    stream.push_back(option(e).stream.width > 0);
+  }
+  return OpenCandidates(ms, stream, open_gap_, std::max(open_gap_, kStreamOpenGap), kMaxOpenCandidates);
+}
+
 absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
                                               cudaStream_t stream) {
   const auto key = std::make_tuple(n, k, cols);
@@ -277,10 +283,11 @@ absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const
     record.chosen = Label(plan);
     // Candidates within the open gap of the fastest: timing each alone cannot tell them apart
     // reliably, so warm-up's passes decide (TakeCandidate).
-    const size_t close = OpenCount(options.size(), open_gap_, [&](size_t i) { return options[i].counted_ms; });
-    if (close > 1) {
-      options.resize(close);
-      open_.push_back({key, std::move(options), choices_.size()});
+    const std::vector<size_t> open = OpenOf(options, [](const Option& o) { return o; });
+    if (open.size() > 1) {
+      std::vector<Option> kept;
+      for (size_t i : open) kept.push_back(options[i]);
+      open_.push_back({key, std::move(kept), choices_.size()});
     }
     choices_.push_back(std::move(record));
   }
@@ -386,11 +393,11 @@ absl::StatusOr<StreamGemmConfig> LtGemm::SwiGluPlanFor(const void* w, int n, int
                    [](const auto& a, const auto& b) { return a.first.counted_ms < b.first.counted_ms; });
   if (!options.empty()) chosen = options.front().first.stream;
   record.chosen = options.empty() ? unfused : options.front().second;
-  const size_t close = OpenCount(options.size(), open_gap_, [&](size_t i) { return options[i].first.counted_ms; });
-  if (close > 1) {
+  const std::vector<size_t> open = OpenOf(options, [](const auto& o) { return o.first; });
+  if (open.size() > 1) {
     Open o{key, {}, choices_.size()};
     o.swiglu = true;
-    for (size_t i = 0; i < close; ++i) {
+    for (size_t i : open) {
       o.options.push_back(options[i].first);
       o.labels.push_back(options[i].second);
     }

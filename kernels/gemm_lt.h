@@ -8,8 +8,9 @@
 // weights faster, and on sm_90 StreamGemm's tilings (up to kStreamGemmMaxCols rows) start
 // their weight stream before the kernel ahead ends. Shapes with more rows (prefill) take the
 // heuristic's first choice untimed. Where runner-ups time within the open gap of the fastest,
-// the choice stays open until warm-up's passes settle it (TakeCandidate); otherwise it is fixed
-// per shape for the life of the object.
+// or the fastest StreamGemm within a wider one (open_candidates.h), the choice stays open until
+// warm-up's passes settle it (TakeCandidate); otherwise it is fixed per shape for the life of
+// the object.
 //
 // The FFN's up projection may instead run with SwiGLU as StreamGemm's epilogue (RunSwiGlu), so
 // that its fp32 product [rows, 2 ffn] never reaches memory, where that timed faster than the
@@ -143,6 +144,10 @@ class LtGemm {
   // The plan's or the candidate's name in GemmChoice.
   static std::string Label(const Plan& p);
   static std::string Label(const Option& o);
+  // The candidates of `options` (sorted by counted time; option(e) the Option of entry e) that
+  // stay open (OpenCandidates), as indices.
+  template <typename Entry, typename OptionOf>
+  std::vector<size_t> OpenOf(const std::vector<Entry>& options, const OptionOf& option) const;
   // Closes the product's open choice of `key`: beside the SwiGLU epilogue it never runs.
   void SettleProductOf(const std::tuple<int, int, int>& key);
   // Times every StreamGemm configuration of the shape into `record` and `options`.
