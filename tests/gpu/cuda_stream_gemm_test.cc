@@ -18,20 +18,13 @@
 #include <vector>
 
 #include "kernels/launchers.h"
+#include "tests/gpu/device_buffer.h"
 
 namespace xlserve {
 namespace {
 
 using kernels::StreamGemmConfig;
-
-template <typename T>
-struct DeviceBuffer {
-  explicit DeviceBuffer(size_t count) {
-    REQUIRE(cudaMalloc(reinterpret_cast<void**>(&data), count * sizeof(T)) == cudaSuccess);
-  }
-  ~DeviceBuffer() { cudaFree(data); }
-  T* data = nullptr;
-};
+using testing::DeviceBuffer;
 
 std::vector<__nv_bfloat16> RandomBf16(size_t count, std::mt19937& rng) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);

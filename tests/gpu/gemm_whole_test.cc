@@ -16,20 +16,13 @@
 
 #include "kernels/gemm_lt.h"
 #include "kernels/launchers.h"
+#include "tests/gpu/device_buffer.h"
 
 namespace xlserve {
 namespace {
 
 using kernels::StreamGemmConfig;
-
-template <typename T>
-struct DeviceBuffer {
-  explicit DeviceBuffer(size_t count) {
-    REQUIRE(cudaMalloc(reinterpret_cast<void**>(&data), count * sizeof(T)) == cudaSuccess);
-  }
-  ~DeviceBuffer() { cudaFree(data); }
-  T* data = nullptr;
-};
+using testing::DeviceBuffer;
 
 // Device copies of random bf16 x [cols, k], w [n, k] and an fp32 bias [n].
 struct Operands {
