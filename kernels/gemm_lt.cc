@@ -72,6 +72,23 @@ std::string StreamLabel(const StreamGemmConfig& c) {
 }
 std::string SwiGluLabel(const StreamGemmConfig& c) { return StreamLabel(c) + " with the SwiGLU epilogue"; }
 
+// A descriptor of this class's products (fp32 compute and output, w transposed) with `epilogue`.
+absl::Status CreateProductDesc(cublasLtEpilogue_t epilogue, cublasLtMatmulDesc_t* desc) {
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t trans = CUBLAS_OP_T, no_trans = CUBLAS_OP_N;
+  if (cublasLtMatmulDescSetAttribute(*desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof(trans)) !=
+          CUBLAS_STATUS_SUCCESS ||
+      cublasLtMatmulDescSetAttribute(*desc, CUBLASLT_MATMUL_DESC_TRANSB, &no_trans, sizeof(no_trans)) !=
+          CUBLAS_STATUS_SUCCESS ||
+      cublasLtMatmulDescSetAttribute(*desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)) !=
+          CUBLAS_STATUS_SUCCESS) {
+    cublasLtMatmulDescDestroy(*desc);
+    *desc = nullptr;
+    return absl::InternalError("cuBLASLt refused a product descriptor's attributes");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<LtGemm>> LtGemm::Create() {
@@ -105,11 +122,7 @@ absl::Status LtGemm::Describe(int n, int k, int cols, int slices, Plan* p) {
   const int ks = k / slices;
   // Column-major view: D [n, cols] = op(A) B with A = w as k x n (transposed), B = x as k x cols;
   // slice s starts s * ks into each row of w and x, and s * n * cols into out.
-  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-  const cublasOperation_t trans = CUBLAS_OP_T, no_trans = CUBLAS_OP_N;
-  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof(trans)));
-  CUBLAS_RETURN_IF_ERROR(
-      cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &no_trans, sizeof(no_trans)));
+  RETURN_IF_ERROR(CreateProductDesc(CUBLASLT_EPILOGUE_DEFAULT, &p->desc));
   CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_16BF, ks, n, k));
   CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_16BF, ks, cols, k));
   CUBLAS_RETURN_IF_ERROR(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, n, cols, n));
@@ -137,14 +150,31 @@ bool LtGemm::Borrow(const Plan& donor, int n, int k, int cols, Plan* p) {
     p->k_slices = donor.k_slices;
     return true;
   }
-  if (!Describe(n, k, cols, donor.k_slices, p).ok()) return false;
-  cublasLtMatmulHeuristicResult_t check{};
-  if (cublasLtMatmulAlgoCheck(handle_, p->desc, p->a, p->b, p->c, p->c, &donor.algo, &check) != CUBLAS_STATUS_SUCCESS ||
-      check.workspaceSize > kWorkspaceBytes) {
-    return false;
-  }
+  if (!Describe(n, k, cols, donor.k_slices, p).ok() || !Accepts(p->desc, *p, donor.algo)) return false;
   p->algo = donor.algo;
   return true;
+}
+
+bool LtGemm::Accepts(cublasLtMatmulDesc_t desc, const Plan& p, const cublasLtMatmulAlgo_t& algo) const {
+  cublasLtMatmulHeuristicResult_t check{};
+  return cublasLtMatmulAlgoCheck(handle_, desc, p.a, p.b, p.c, p.c, &algo, &check) == CUBLAS_STATUS_SUCCESS &&
+         check.workspaceSize <= kWorkspaceBytes;
+}
+
+int LtGemm::Heuristic(cublasLtMatmulDesc_t desc, const Plan& p, int max,
+                      cublasLtMatmulHeuristicResult_t* results) const {
+  cublasLtMatmulPreference_t pref = nullptr;
+  if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return 0;
+  const size_t ws = kWorkspaceBytes;
+  int found = 0;
+  if (cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)) !=
+          CUBLAS_STATUS_SUCCESS ||
+      cublasLtMatmulAlgoGetHeuristic(handle_, desc, p.a, p.b, p.c, p.c, pref, max, results, &found) !=
+          CUBLAS_STATUS_SUCCESS) {
+    found = 0;
+  }
+  cublasLtMatmulPreferenceDestroy(pref);
+  return found;
 }
 
 std::string LtGemm::Label(const Plan& p) {
@@ -161,17 +191,9 @@ absl::Status LtGemm::Prepare(const void* w, int n, int k, const void* x, int col
                              bool timed, Plan* p, GemmChoice* record, std::vector<Option>* options,
                              cudaStream_t stream) {
   RETURN_IF_ERROR(Describe(n, k, cols, slices, p));
-  cublasLtMatmulPreference_t pref = nullptr;
-  CUBLAS_RETURN_IF_ERROR(cublasLtMatmulPreferenceCreate(&pref));
-  const size_t ws = kWorkspaceBytes;
-  CUBLAS_RETURN_IF_ERROR(
-      cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
   std::vector<cublasLtMatmulHeuristicResult_t> results(kCandidates);
-  int found = 0;
-  const cublasStatus_t heur = cublasLtMatmulAlgoGetHeuristic(handle_, p->desc, p->a, p->b, p->c, p->c, pref,
-                                                             kCandidates, results.data(), &found);
-  cublasLtMatmulPreferenceDestroy(pref);
-  if (heur != CUBLAS_STATUS_SUCCESS || found == 0) {
+  const int found = Heuristic(p->desc, *p, kCandidates, results.data());
+  if (found == 0) {
     return absl::InternalError("cuBLASLt has no algorithm for a " + std::to_string(n) + " x " + std::to_string(k) +
                                " bf16 GEMM over " + std::to_string(cols) + " columns in " + std::to_string(slices) +
                                " k-slice(s)");
@@ -200,7 +222,8 @@ absl::Status LtGemm::TryStream(const void* w, int n, int k, const void* x, int c
                                std::vector<Option>* options, cudaStream_t stream) {
   for (const StreamGemmConfig& c : StreamGemmCandidates(n, k, cols, sms_)) {
     ASSIGN_OR_RETURN(const float ms,
-                     TimeRuns([&] { return StreamGemm(c, w, n, k, x, cols, nullptr, out, stream) == cudaSuccess; }, stream));
+                     TimeRuns([&] { return StreamGemm(c, w, n, k, x, cols, nullptr, out, stream) == cudaSuccess; },
+                              stream));
     cudaGetLastError();  // a configuration that cannot launch here is skipped
     if (!std::isfinite(ms)) continue;
     record->candidates_ms.emplace_back(StreamLabel(c), ms);
@@ -283,7 +306,7 @@ absl::StatusOr<LtGemm::Plan*> LtGemm::PlanFor(const void* w, int n, int k, const
     record.chosen = Label(plan);
     // Candidates within the open gap of the fastest: timing each alone cannot tell them apart
     // reliably, so warm-up's passes decide (TakeCandidate).
-    const std::vector<size_t> open = OpenOf(options, [](const Option& o) { return o; });
+    const std::vector<size_t> open = OpenOf(options, [](const Option& o) -> const Option& { return o; });
     if (open.size() > 1) {
       std::vector<Option> kept;
       for (size_t i : open) kept.push_back(options[i]);
@@ -365,7 +388,7 @@ absl::StatusOr<StreamGemmConfig> LtGemm::SwiGluPlanFor(const void* w, int n, int
   const std::string unfused = "the product (" + Label(*plan) + ") + the SwiGLU pass";
   ASSIGN_OR_RETURN(const float unfused_ms, TimeRuns(
                                                [&] {
-                                                 return Launch(*plan, w, n, k, x, cols, out, stream).ok() &&
+                                                 return Launch(*plan, w, n, k, x, cols, nullptr, out, stream).ok() &&
                                                         SwiGlu(GemmPlanes{out, plan->k_slices}, epilogue.bias, true,
                                                                cols, n / 2, epilogue.out, epilogue.bf16,
                                                                stream) == cudaSuccess;
@@ -393,7 +416,7 @@ absl::StatusOr<StreamGemmConfig> LtGemm::SwiGluPlanFor(const void* w, int n, int
                    [](const auto& a, const auto& b) { return a.first.counted_ms < b.first.counted_ms; });
   if (!options.empty()) chosen = options.front().first.stream;
   record.chosen = options.empty() ? unfused : options.front().second;
-  const std::vector<size_t> open = OpenOf(options, [](const auto& o) { return o.first; });
+  const std::vector<size_t> open = OpenOf(options, [](const auto& o) -> const Option& { return o.first; });
   if (open.size() > 1) {
     Open o{key, {}, choices_.size()};
     o.swiglu = true;
@@ -418,14 +441,22 @@ absl::StatusOr<int> LtGemm::RunSwiGlu(const void* w, int n, int k, const void* x
   return 0;
 }
 
-absl::Status LtGemm::Launch(const Plan& p, const void* w, int n, int k, const void* x, int cols, float* out,
-                            cudaStream_t stream) {
+absl::Status LtGemm::Launch(const Plan& p, const void* w, int n, int k, const void* x, int cols, const float* bias,
+                            float* out, cudaStream_t stream) {
   if (p.stream.width > 0) {
-    CUDA_RETURN_IF_ERROR(StreamGemm(p.stream, w, n, k, x, cols, nullptr, out, stream));
+    CUDA_RETURN_IF_ERROR(StreamGemm(p.stream, w, n, k, x, cols, bias, out, stream));
     return absl::OkStatus();
   }
+  cublasLtMatmulDesc_t desc = p.desc;
+  const cublasLtMatmulAlgo_t* algo = &p.algo;
+  if (bias != nullptr) {
+    desc = p.biased;
+    algo = &p.biased_algo;
+    CUBLAS_RETURN_IF_ERROR(
+        cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  }
   const float alpha = 1.0f, beta = 0.0f;
-  CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, p.desc, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, &p.algo,
+  CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, desc, &alpha, w, p.a, x, p.b, &beta, out, p.c, out, p.c, algo,
                                         workspace_, kWorkspaceBytes, stream));
   return absl::OkStatus();
 }
@@ -433,73 +464,37 @@ absl::Status LtGemm::Launch(const Plan& p, const void* w, int n, int k, const vo
 absl::StatusOr<int> LtGemm::Run(const void* w, int n, int k, const void* x, int cols, float* out,
                                 cudaStream_t stream) {
   ASSIGN_OR_RETURN(const Plan* plan, PlanFor(w, n, k, x, cols, out, stream));
-  RETURN_IF_ERROR(Launch(*plan, w, n, k, x, cols, out, stream));
+  RETURN_IF_ERROR(Launch(*plan, w, n, k, x, cols, nullptr, out, stream));
   return plan->k_slices;
 }
 
 cublasLtMatmulDesc_t LtGemm::BiasedDesc(Plan* p) {
   if (p->biased_tried) return p->biased;
   p->biased_tried = true;
-  cublasLtMatmulDesc_t d = nullptr;
-  const cublasOperation_t trans = CUBLAS_OP_T, no_trans = CUBLAS_OP_N;
-  const cublasLtEpilogue_t bias = CUBLASLT_EPILOGUE_BIAS;
-  // The bias vector's type defaults to D's (fp32).
-  if (cublasLtMatmulDescCreate(&d, CUBLAS_COMPUTE_32F, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS ||
-      cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_TRANSA, &trans, sizeof(trans)) != CUBLAS_STATUS_SUCCESS ||
-      cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_TRANSB, &no_trans, sizeof(no_trans)) !=
-          CUBLAS_STATUS_SUCCESS ||
-      cublasLtMatmulDescSetAttribute(d, CUBLASLT_MATMUL_DESC_EPILOGUE, &bias, sizeof(bias)) != CUBLAS_STATUS_SUCCESS) {
-    if (d != nullptr) cublasLtMatmulDescDestroy(d);
-    return nullptr;
-  }
-  cublasLtMatmulHeuristicResult_t found{};
-  bool ok = cublasLtMatmulAlgoCheck(handle_, d, p->a, p->b, p->c, p->c, &p->algo, &found) == CUBLAS_STATUS_SUCCESS &&
-            found.workspaceSize <= kWorkspaceBytes;
+  cublasLtMatmulDesc_t desc = nullptr;
+  if (!CreateProductDesc(CUBLASLT_EPILOGUE_BIAS, &desc).ok()) return nullptr;  // the bias's type: D's, fp32
+  bool ok = Accepts(desc, *p, p->algo);
   if (ok) {
     p->biased_algo = p->algo;
   } else if (p->heuristic) {
     // Timing never chose this plan's algorithm, so the heuristic may as well choose for the
     // epilogue (the 7B q|k|v|o|gates product over 2,048 rows on an H100 needs this).
-    cublasLtMatmulPreference_t pref = nullptr;
-    const size_t ws = kWorkspaceBytes;
-    int count = 0;
-    ok = cublasLtMatmulPreferenceCreate(&pref) == CUBLAS_STATUS_SUCCESS &&
-         cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)) ==
-             CUBLAS_STATUS_SUCCESS &&
-         cublasLtMatmulAlgoGetHeuristic(handle_, d, p->a, p->b, p->c, p->c, pref, 1, &found, &count) ==
-             CUBLAS_STATUS_SUCCESS &&
-         count > 0;
-    if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
-    if (ok) p->biased_algo = found.algo;
+    cublasLtMatmulHeuristicResult_t first{};
+    ok = Heuristic(desc, *p, 1, &first) > 0;
+    if (ok) p->biased_algo = first.algo;
   }
-  if (!ok) cublasLtMatmulDescDestroy(d);
-  p->biased = ok ? d : nullptr;
+  if (!ok) cublasLtMatmulDescDestroy(desc);
+  p->biased = ok ? desc : nullptr;
   return p->biased;
 }
 
 absl::StatusOr<int> LtGemm::RunWhole(const void* w, int n, int k, const void* x, int cols, const float* bias,
                                      float* y, float* out, cudaStream_t stream) {
   ASSIGN_OR_RETURN(Plan* plan, PlanFor(w, n, k, x, cols, out, stream));
-  if (plan->k_slices == 1) {
-    if (plan->stream.width > 0) {
-      CUDA_RETURN_IF_ERROR(StreamGemm(plan->stream, w, n, k, x, cols, bias, y, stream));
-      return 0;
-    }
-    if (bias == nullptr) {
-      RETURN_IF_ERROR(Launch(*plan, w, n, k, x, cols, y, stream));
-      return 0;
-    }
-    if (cublasLtMatmulDesc_t desc = BiasedDesc(plan)) {
-      const float alpha = 1.0f, beta = 0.0f;
-      CUBLAS_RETURN_IF_ERROR(
-          cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
-      CUBLAS_RETURN_IF_ERROR(cublasLtMatmul(handle_, desc, &alpha, w, plan->a, x, plan->b, &beta, y, plan->c, y,
-                                            plan->c, &plan->biased_algo, workspace_, kWorkspaceBytes, stream));
-      return 0;
-    }
-  }
-  RETURN_IF_ERROR(Launch(*plan, w, n, k, x, cols, out, stream));
-  return plan->k_slices;
+  const bool whole =
+      plan->k_slices == 1 && (bias == nullptr || plan->stream.width > 0 || BiasedDesc(plan) != nullptr);
+  RETURN_IF_ERROR(Launch(*plan, w, n, k, x, cols, whole ? bias : nullptr, whole ? y : out, stream));
+  return whole ? 0 : plan->k_slices;
 }
 
 }  // namespace xlserve::kernels

@@ -157,9 +157,15 @@ class LtGemm {
                                 cudaStream_t stream);
   // p's descriptor with the bias epilogue (Plan::biased), made on first use.
   cublasLtMatmulDesc_t BiasedDesc(Plan* p);
-  // Runs plan p (planned for the shape) on `stream`.
-  absl::Status Launch(const Plan& p, const void* w, int n, int k, const void* x, int cols, float* out,
-                      cudaStream_t stream);
+  // Whether cuBLASLt runs `algo` for desc over p's layouts within the workspace.
+  bool Accepts(cublasLtMatmulDesc_t desc, const Plan& p, const cublasLtMatmulAlgo_t& algo) const;
+  // Up to `max` of cuBLASLt's heuristic's algorithms for desc over p's layouts within the
+  // workspace, best first, into results; how many (0 where it has none).
+  int Heuristic(cublasLtMatmulDesc_t desc, const Plan& p, int max, cublasLtMatmulHeuristicResult_t* results) const;
+  // Runs plan p (planned for the shape) on `stream`; with `bias` (one k-slice, and for cuBLASLt
+  // a BiasedDesc) the output is the product plus the bias.
+  absl::Status Launch(const Plan& p, const void* w, int n, int k, const void* x, int cols, const float* bias,
+                      float* out, cudaStream_t stream);
   // RunSwiGlu's choice for the shape: the epilogue's configuration, width 0 for Run + SwiGlu.
   absl::StatusOr<StreamGemmConfig> SwiGluPlanFor(const void* w, int n, int k, const void* x, int cols, float* out,
                                                  const SwiGluEpilogue& epilogue, cudaStream_t stream);

@@ -82,8 +82,9 @@ __global__ void RmsNormKernel(float* x, const float* t, int planes, const float*
 }
 
 template <int kPer, bool kResidual>
-__global__ void __launch_bounds__(1024, 1) RmsNormVec4Kernel(float4* x, const float4* t, int planes, const float4* t_bias, const float4* w,
-                                  const float4* b, int d4, int64_t count, float eps, float* out, Bf16Activation bf16) {
+__global__ void __launch_bounds__(1024, 1)
+    RmsNormVec4Kernel(float4* x, const float4* t, int planes, const float4* t_bias, const float4* w, const float4* b,
+                      int d4, int64_t count, float eps, float* out, Bf16Activation bf16) {
   AllowDependentLaunch();
   // No kernel writes the norm's weights: where registers allow, their loads leave before the wait
   // (dependent_launch.cuh) instead of after the reduction, on the critical path.
@@ -153,9 +154,10 @@ __device__ __forceinline__ float Dot(float4 a, float4 b) { return a.x * b.x + a.
 // The vector form: the head's values and its o read once, together, into registers (kPer
 // float4s per thread), so the two reductions wait on one round of loads.
 template <int kPer>
-__global__ void __launch_bounds__(1024, 1) HeadNormGateVec4Kernel(const float4* h, const float4* o, int64_t o_stride4, const int32_t* src_rows,
-                                       const float4* w, const float4* b, int heads, int hd4, int64_t count, float eps,
-                                       float* out, Bf16Activation bf16) {
+__global__ void __launch_bounds__(1024, 1)
+    HeadNormGateVec4Kernel(const float4* h, const float4* o, int64_t o_stride4, const int32_t* src_rows,
+                           const float4* w, const float4* b, int heads, int hd4, int64_t count, float eps, float* out,
+                           Bf16Activation bf16) {
   AllowDependentLaunch();
   // The weights before the wait where registers allow, as RmsNormVec4Kernel's.
   float4 wv[kPer], bv[kPer];

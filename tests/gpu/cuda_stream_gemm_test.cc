@@ -247,11 +247,15 @@ TEST_CASE("the stream GEMM refuses shapes and configurations it does not compute
   REQUIRE(kernels::StreamGemmAvailable());
   DeviceBuffer<__nv_bfloat16> x(200 * 128), w(256 * 128);
   DeviceBuffer<float> out(4 * 200 * 256);
-  CHECK(kernels::StreamGemm({96, 1}, w.data, 256, 128, x.data, 193, nullptr, out.data, nullptr) == cudaErrorInvalidValue);
-  CHECK(kernels::StreamGemm({96, 1}, w.data, 255, 128, x.data, 64, nullptr, out.data, nullptr) == cudaErrorInvalidValue);
+  CHECK(kernels::StreamGemm({96, 1}, w.data, 256, 128, x.data, 193, nullptr, out.data, nullptr) ==
+        cudaErrorInvalidValue);
+  CHECK(kernels::StreamGemm({96, 1}, w.data, 255, 128, x.data, 64, nullptr, out.data, nullptr) ==
+        cudaErrorInvalidValue);
   CHECK(kernels::StreamGemm({96, 1}, w.data, 256, 60, x.data, 64, nullptr, out.data, nullptr) == cudaErrorInvalidValue);
-  CHECK(kernels::StreamGemm({96, 3}, w.data, 256, 128, x.data, 64, nullptr, out.data, nullptr) == cudaErrorInvalidValue);
-  CHECK(kernels::StreamGemm({100, 1}, w.data, 256, 128, x.data, 64, nullptr, out.data, nullptr) == cudaErrorInvalidValue);
+  CHECK(kernels::StreamGemm({96, 3}, w.data, 256, 128, x.data, 64, nullptr, out.data, nullptr) ==
+        cudaErrorInvalidValue);
+  CHECK(kernels::StreamGemm({100, 1}, w.data, 256, 128, x.data, 64, nullptr, out.data, nullptr) ==
+        cudaErrorInvalidValue);
   CHECK(kernels::StreamGemmCandidates(256, 128, 193, 132).empty());
   // The narrow kernel: at most 32 rows, and only its own tilings.
   CHECK(kernels::StreamGemm({64, 1, true, 8}, w.data, 256, 128, x.data, 33, nullptr, out.data, nullptr) ==

@@ -136,7 +136,8 @@ TEST_CASE("a GEMM run whole gives the bits of its planes followed by CombineSpli
   // Timed shapes (the stream kernels' rows where they run, then cuBLASLt's), and an untimed one
   // (past the timed rows: the heuristic's first algorithm, one k-slice).
   // The 7B shape's q|k|v|o|gates projection over a long prompt's rows last.
-  const int shapes[][3] = {{1000, 1024, 4}, {1000, 1024, 100}, {1000, 1024, 300}, {1000, 1024, 600}, {12304, 4096, 2048}};
+  const int shapes[][3] = {
+      {1000, 1024, 4}, {1000, 1024, 100}, {1000, 1024, 300}, {1000, 1024, 600}, {12304, 4096, 2048}};
   for (const auto& [n, k, cols] : shapes) {
     const bool direct = CheckRunWhole(lt->get(), n, k, cols, rng);
     bool one_slice = true;
