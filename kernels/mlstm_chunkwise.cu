@@ -22,13 +22,14 @@
 //     each chunk, into the carry of the next chunk (or, at a sequence's last, the state);
 //   MlstmChunkOutputKernel for all later chunks in one launch, each from its carry: the
 //     chunks' outputs do not wait for each other, and fill the GPU where one chunk's cannot.
-//   MlstmChunkOutputKernel: grid (num_seqs, heads, ceil(dv / 32) x chunks): the h of all of a
-//     chunk's tokens for 32 columns, 8 warps of 32 tokens x 16 columns (2 x 2 mma tiles, 3xTF32, or
+//   MlstmChunkOutputKernel: grid (num_seqs, heads, ceil(dv / 64) x chunks): the h of all of a
+//     chunk's tokens for 64 columns, 8 warps of 32 tokens x 32 columns (2 x 4 mma tiles, 3xTF32, or
 //     bf16 pairs with p.bf16_products; chunk_mma.cuh). Operands stream through shared memory in
-//     slices of 32 along the sum, each loaded into registers while the previous slice is
-//     multiplied: q [128][32] with C [32][32] and n over dqk (Q̂ C and q̂·n), then P [128][32]
-//     with v [32][32] over the keys (P V and Σ_s P_ts). Fp32 slices, strides 36 and 40
-//     (conflict-free fragments); 49 KB.
+//     slices of 32 along the sum, each staged while the previous slice is multiplied (A by
+//     cp.async, B through registers): q [128][32], weighted by a_t / sqrt(dqk), with C [32][64]
+//     and n over dqk (a_t Q̂ C and a_t q̂·n), then P [128][32] with v [32][64] over the keys
+//     (P V and Σ_s P_ts), into one accumulator. Fp32 slices, strides 36 and 72 (conflict-free
+//     fragments); 57 KB.
 //   MlstmChunkUpdateKernel: grid (num_seqs, heads x ceil(dqk / 128), ceil(dv / 32)): C' for 128
 //     rows x 32 columns, chunk after chunk, Kᵀ (e ⊙ V) over each chunk's tokens (k [128][128]
 //     and e ⊙ v [128][32], all staged at once by cp.async; 89 KB), 8 warps of 32 rows x 16
@@ -53,33 +54,25 @@ namespace xlserve::kernels {
 namespace {
 
 constexpr int kSlice = 32;            // k of one staged operand slice (dqk rows, or keys)
-constexpr int kCols = 32;             // columns of C (of h) per block
+constexpr int kCols = 32;             // columns of C per update block
+constexpr int kOutCols = 64;          // columns of h per output block
 constexpr int kAStride = kSlice + 4;  // [row][k] operand rows: ≡ 4 (mod 32), conflict-free fragments
 constexpr int kBStride = kCols + 8;   // [k][col] operand rows: ≡ 8 (mod 32)
+constexpr int kOutBStride = kOutCols + 8;
 constexpr int kUpdateRows = 128;      // rows of C per update block
 constexpr int kKStride = kUpdateRows + 8;
 constexpr int kSliceLoads = kChunk * kSlice / 4 / kChunkThreads;  // float4 pieces per thread of a 128 x 32 slice
-static_assert(kCols * kSlice == 4 * kChunkThreads && kUpdateRows == kChunk, "one float4 of B per thread");
+constexpr int kOutBLoads = kSlice * kOutCols / 4 / kChunkThreads;  // float4 pieces per thread of a B slice
+static_assert(kUpdateRows == kChunk && kOutBLoads * 4 * kChunkThreads == kSlice * kOutCols, "");
 static_assert(kChunk == 128 && kChunkThreads == 256, "the warp layouts below: four 32-row groups x two column halves");
 
-// Output blocks: A slices [kChunk][kAStride] and B slices [kSlice][kBStride], double-buffered, then n's
-// slices [2][kSlice] and the denominator per token.
-constexpr size_t kOutputSmemFloats = 2 * (kChunk * kAStride + kSlice * kBStride) + 2 * kSlice + kChunk;
+// Output blocks: A slices [kChunk][kAStride] and B slices [kSlice][kOutBStride], double-buffered, then n's
+// slices [2][kSlice], the denominator and q's weight per token.
+constexpr size_t kOutputSmemFloats = 2 * (kChunk * kAStride + kSlice * kOutBStride) + 2 * kSlice + 2 * kChunk;
 // Update blocks: the whole chunk's k [kChunk][kKStride] and e ⊙ v [kChunk][kBStride], and e.
 constexpr size_t kUpdateSmemFloats = kChunk * (kKStride + kBStride + 1);
 
 __device__ __forceinline__ void Store4(float* dst, float4 v) { *reinterpret_cast<float4*>(dst) = v; }
-// A thread's share of a staged slice: piece tid + kChunkThreads e is row piece / kRowPieces,
-// values 4 (piece % kRowPieces) .. + 3, into dst with row stride `stride`.
-template <int kRowPieces>
-__device__ __forceinline__ void StorePieces(float* dst, int stride, const float4 (&pieces)[kSliceLoads]) {
-#pragma unroll
-  for (int e = 0; e < kSliceLoads; ++e) {
-    const int piece = threadIdx.x + kChunkThreads * e;
-    Store4(dst + piece / kRowPieces * stride + 4 * (piece % kRowPieces), pieces[e]);
-  }
-}
-
 // Where chunk c of a sequence reads C and n from, and where it writes them: the state at the
 // sequence's first chunk and last chunk, fp32 carries ([dqk, dv] C, then n [dqk]) in between,
 // one per chunk boundary, so that the outputs of later chunks can read theirs after the
@@ -133,79 +126,104 @@ __device__ ChunkState<T> ChunkStateOf(const MlstmParams& p, int seq, int head, i
   return s;
 }
 
-// Outputs of chunk first_chunk + blockIdx.z / (column tiles) for the kCols columns of column
+// Outputs of chunk first_chunk + blockIdx.z / (column tiles) for the kOutCols columns of column
 // tile blockIdx.z % (column tiles) of one head, all the chunk's tokens. Warp w: tokens 32 (w / 2)
-// .. + 31, columns 16 (w % 2) .. + 15, as 2 x 2 mma tiles. Slices, each staged one ahead in
-// registers while the previous one is multiplied: first the dqk rows of Q̂ C, 32 at a time (q
+// .. + 31, columns 32 (w % 2) .. + 31, as 2 x 4 mma tiles. Slices, each staged one ahead (A by
+// cp.async, B in registers) while the previous one is multiplied: first the dqk rows of Q̂ C, 32 at a time (q
 // [tokens][32], C [32][cols], n), then the chunk's keys of P V, 32 at a time (P [tokens][32], v
-// [32][cols]); a warp skips key slices past its tokens (P is zero there).
+// [32][cols]); a warp skips key slices past its tokens (P is zero there). The q rows are stored
+// already scaled by a_t / sqrt(dqk), so that one accumulator takes both sums and q̂·n comes out
+// weighted as the denominator wants it.
+// Why 64 columns: the A slices (q, P: 16 KB each) are the same for every column tile, and with
+// 32 columns a block read them for 4 KB of B; Nsight Compute on the 7B shape's 512-token prompt
+// (H100) timed this kernel at 44.9 µs of the stage's 112 beside 42.9 for the updates.
 template <typename T, Products kP>
 __global__ void __launch_bounds__(kChunkThreads, 2) MlstmChunkOutputKernel(MlstmParams p, int first_chunk) {
   AllowDependentLaunch();
   WaitForPriorKernels();
   extern __shared__ float4 smem4[];
   float* smem = reinterpret_cast<float*>(smem4);
-  const int col_tiles = (p.dv + kCols - 1) / kCols;
+  const int col_tiles = (p.dv + kOutCols - 1) / kOutCols;
   const int seq = blockIdx.x, head = blockIdx.y, chunk = first_chunk + blockIdx.z / col_tiles;
-  const int j0 = blockIdx.z % col_tiles * kCols;
+  const int j0 = blockIdx.z % col_tiles * kOutCols;
   const int begin = p.seq_row_begin[seq], end = SeqRowEnd(p, seq);
   const int cs = begin + chunk * kChunk;
   if (cs >= end) return;
-  const int len = min(kChunk, end - cs), width = min(kCols, p.dv - j0);
+  const int len = min(kChunk, end - cs), width = min(kOutCols, p.dv - j0);
   const int inter_slices = (p.dqk + kSlice - 1) / kSlice, slices = inter_slices + (len + kSlice - 1) / kSlice;
   // From a reset's zero state, Q̂ C and q̂·n are zero: only the key slices run.
   const int first_slice = StartsFromZero(p, seq, chunk) ? inter_slices : 0;
-  // Buffer s & 1 of each: A slices [2][kChunk][kAStride], B slices [2][kSlice][kBStride], n [2][kSlice].
+  // Buffer s & 1 of each: A slices [2][kChunk][kAStride], B slices [2][kSlice][kOutBStride], n [2][kSlice].
   const auto a_buf = [&](int s) { return smem + (s & 1) * kChunk * kAStride; };
-  const auto b_buf = [&](int s) { return smem + 2 * kChunk * kAStride + (s & 1) * kSlice * kBStride; };
-  float* n_buf = smem + 2 * (kChunk * kAStride + kSlice * kBStride);
+  const auto b_buf = [&](int s) { return smem + 2 * kChunk * kAStride + (s & 1) * kSlice * kOutBStride; };
+  float* n_buf = smem + 2 * (kChunk * kAStride + kSlice * kOutBStride);
   float* den = n_buf + 2 * kSlice;  // [kChunk]
   const ChunkState<T> st = ChunkStateOf<T>(p, seq, head, begin, end, cs);
-  const int tid = threadIdx.x, b_row = tid / (kCols / 4), b_col = 4 * (tid % (kCols / 4));
+  const int tid = threadIdx.x;
+  const float scale = rsqrtf(static_cast<float>(p.dqk));
+  // The weight a_t / sqrt(dqk) of each token's q row.
+  float* q_weight = den + kChunk;  // [kChunk]
+  if (first_slice == 0 && tid < kChunk) q_weight[tid] = tid < len ? GateRecord(p, cs + tid, head)[kGateA] * scale : 0.0f;
+  __syncthreads();
 
-  // Slice s into registers: A pieces (row, 4 k) at tid + kChunkThreads e, one B piece, n.
-  float4 a_reg[kSliceLoads], b_reg;
+  // Slice s: A by cp.async into its buffer (q [tokens][32] or P [tokens][32]), B (C or v
+  // [32][cols]; C may be the bf16 state) and n into registers, stored once A has landed.
+  float4 b_reg[kOutBLoads];
   float n_reg = 0.0f;
   const auto load = [&](int s) {
     if (s < inter_slices) {
       const int i0 = s * kSlice;
+      StageBlock(a_buf(s), kAStride, p.q + int64_t(cs) * p.proj_stride + int64_t(head) * p.dqk + i0, p.proj_stride,
+                 kChunk, kSlice, len, p.dqk - i0);
+      CommitStaged();
 #pragma unroll
-      for (int e = 0; e < kSliceLoads; ++e) {
-        const int piece = tid + kChunkThreads * e, t = piece / (kSlice / 4), c = 4 * (piece % (kSlice / 4));
-        a_reg[e] = t < len ? Load4(p.q + int64_t(cs + t) * p.proj_stride + int64_t(head) * p.dqk + i0 + c,
-                                   p.dqk - i0 - c)
-                           : make_float4(0, 0, 0, 0);
+      for (int e = 0; e < kOutBLoads; ++e) {
+        const int piece = tid + kChunkThreads * e, i = i0 + piece / (kOutCols / 4), c = 4 * (piece % (kOutCols / 4));
+        b_reg[e] = i < p.dqk ? (st.first ? Load4(st.state.c + int64_t(i) * p.dv + j0 + c, width - c)
+                                         : Load4(st.in + int64_t(i) * p.dv + j0 + c, width - c))
+                             : make_float4(0, 0, 0, 0);
       }
-      const int i = i0 + b_row;
-      b_reg = i < p.dqk ? (st.first ? Load4(st.state.c + int64_t(i) * p.dv + j0 + b_col, width - b_col)
-                                    : Load4(st.in + int64_t(i) * p.dv + j0 + b_col, width - b_col))
-                        : make_float4(0, 0, 0, 0);
       if (tid < kSlice) n_reg = i0 + tid < p.dqk ? st.N(i0 + tid) : 0.0f;
     } else {
       const int k0 = (s - inter_slices) * kSlice;
+      StageBlock(a_buf(s), kAStride, p.chunk_p + (int64_t(cs) * p.heads + head) * kChunk + k0,
+                 int64_t(p.heads) * kChunk, kChunk, kSlice, len, len - k0);
+      CommitStaged();
 #pragma unroll
-      for (int e = 0; e < kSliceLoads; ++e) {
-        const int piece = tid + kChunkThreads * e, t = piece / (kSlice / 4), c = 4 * (piece % (kSlice / 4));
-        a_reg[e] = t < len ? Load4(p.chunk_p + (int64_t(cs + t) * p.heads + head) * kChunk + k0 + c, len - k0 - c)
-                           : make_float4(0, 0, 0, 0);
+      for (int e = 0; e < kOutBLoads; ++e) {
+        const int piece = tid + kChunkThreads * e, key = k0 + piece / (kOutCols / 4), c = 4 * (piece % (kOutCols / 4));
+        b_reg[e] = key < len ? Load4(p.v + int64_t(cs + key) * p.proj_stride + int64_t(head) * p.dv + j0 + c, width - c)
+                             : make_float4(0, 0, 0, 0);
       }
-      const int key = k0 + b_row;
-      b_reg = key < len ? Load4(p.v + int64_t(cs + key) * p.proj_stride + int64_t(head) * p.dv + j0 + b_col,
-                                width - b_col)
-                        : make_float4(0, 0, 0, 0);
     }
   };
+  // After load(s): this thread's A pieces (StageBlock's pieces tid + kChunkThreads e) have
+  // landed; q's are weighted in place.
   const auto store = [&](int s) {
-    StorePieces<kSlice / 4>(a_buf(s), kAStride, a_reg);
-    Store4(b_buf(s) + b_row * kBStride + b_col, b_reg);
+    WaitStaged();
+    if (s < inter_slices) {
+#pragma unroll
+      for (int e = 0; e < kSliceLoads; ++e) {
+        const int piece = tid + kChunkThreads * e;
+        float4* a4 = reinterpret_cast<float4*>(a_buf(s) + piece / (kSlice / 4) * kAStride + 4 * (piece % (kSlice / 4)));
+        const float4 v = *a4;
+        const float w = q_weight[piece / (kSlice / 4)];
+        *a4 = make_float4(v.x * w, v.y * w, v.z * w, v.w * w);
+      }
+    }
+#pragma unroll
+    for (int e = 0; e < kOutBLoads; ++e) {
+      const int piece = tid + kChunkThreads * e;
+      Store4(b_buf(s) + piece / (kOutCols / 4) * kOutBStride + 4 * (piece % (kOutCols / 4)), b_reg[e]);
+    }
     if (tid < kSlice) n_buf[(s & 1) * kSlice + tid] = n_reg;
   };
 
   const int warp = tid / 32, lane = tid % 32, g = lane / 4, t4 = lane % 4;
-  const int tg = warp / 2, c0 = 16 * (warp % 2);
+  const int tg = warp / 2, c0 = 32 * (warp % 2);
   // Per-token sums beside the products: thread tid takes token tid / 2, half tid % 2 of a slice.
   const int sum_t = tid / 2, sum_k = (kSlice / 2) * (tid % 2);
-  float inter[2][2][4] = {}, intra[2][2][4] = {}, qn_part = 0.0f, p_part = 0.0f;
+  float acc[2][4][4] = {}, qn_part = 0.0f, p_part = 0.0f;
   load(first_slice);
   store(first_slice);
   for (int s = first_slice; s < slices; ++s) {
@@ -214,16 +232,16 @@ __global__ void __launch_bounds__(kChunkThreads, 2) MlstmChunkOutputKernel(Mlstm
     const float* a = a_buf(s);
     const float* b = b_buf(s);
     const float* a_lane = a + (32 * tg + g) * kAStride + t4;
-    const float* b_lane = b + t4 * kBStride + c0 + g;
+    const float* b_lane = b + t4 * kOutBStride + c0 + g;
     if (s < inter_slices) {
-      if (32 * tg < len) WarpTileSlice32<kP, 2, 2, kAStride, kBStride, false>(inter, a_lane, b_lane);
+      if (32 * tg < len) WarpTileSlice32<kP, 2, 4, kAStride, kOutBStride, false>(acc, a_lane, b_lane);
       const float* nn = n_buf + (s & 1) * kSlice;
 #pragma unroll
       for (int k = 0; k < kSlice / 2; ++k) qn_part += a[sum_t * kAStride + sum_k + k] * nn[sum_k + k];
     } else {
       const int ks = s - inter_slices;
       if (ks <= tg && 32 * tg < len) {
-        WarpTileSlice32<kP, 2, 2, kAStride, kBStride, false>(intra, a_lane, b_lane);
+        WarpTileSlice32<kP, 2, 4, kAStride, kOutBStride, false>(acc, a_lane, b_lane);
       }
       if (ks <= sum_t / kSlice) {  // key tiles past a token's own were never written
 #pragma unroll
@@ -232,12 +250,10 @@ __global__ void __launch_bounds__(kChunkThreads, 2) MlstmChunkOutputKernel(Mlstm
     }
     if (s + 1 < slices) store(s + 1);
   }
-  const float scale = rsqrtf(static_cast<float>(p.dqk));
   qn_part += __shfl_xor_sync(0xffffffffu, qn_part, 1);
   p_part += __shfl_xor_sync(0xffffffffu, p_part, 1);
   if (tid % 2 == 0 && sum_t < len) {
-    const float* gr = GateRecord(p, cs + sum_t, head);
-    den[sum_t] = fmaxf(fabsf(gr[kGateA] * qn_part * scale + p_part), expf(-gr[kGateM])) + p.eps;
+    den[sum_t] = fmaxf(fabsf(qn_part + p_part), expf(-GateRecord(p, cs + sum_t, head)[kGateM])) + p.eps;
   }
   __syncthreads();
 #pragma unroll
@@ -246,12 +262,12 @@ __global__ void __launch_bounds__(kChunkThreads, 2) MlstmChunkOutputKernel(Mlstm
     for (int e = 0; e < 4; ++e) {
       const int t = 32 * tg + FragRow(mt, e);
       if (t >= len) continue;
-      const float a_t = GateRecord(p, cs + t, head)[kGateA] * scale, d = den[t];
+      const float d = den[t];
       float* h = p.h + int64_t(cs + t) * p.heads * p.dv + int64_t(head) * p.dv + j0;
 #pragma unroll
-      for (int nt = 0; nt < 2; ++nt) {
+      for (int nt = 0; nt < 4; ++nt) {
         const int jl = c0 + FragCol(nt, e);
-        if (jl < width) h[jl] = (a_t * inter[mt][nt][e] + intra[mt][nt][e]) / d;
+        if (jl < width) h[jl] = acc[mt][nt][e] / d;
       }
     }
   }
@@ -377,12 +393,13 @@ cudaError_t LaunchChunks(const MlstmParams& p, int max_tokens, cudaStream_t stre
   if (e == cudaSuccess) e = AllowDynamicSmem<MlstmChunkUpdateKernel<T, kP>>(up_smem);
   if (e != cudaSuccess) return e;
   const int col_tiles = (p.dv + kCols - 1) / kCols, row_tiles = (p.dqk + kUpdateRows - 1) / kUpdateRows;
+  const int out_tiles = (p.dv + kOutCols - 1) / kOutCols;
   const int chunks = (max_tokens + kChunk - 1) / kChunk;
   // Chunk 0's outputs first where they read a state, which the last chunk's update overwrites;
   // from zero states they read nothing and join the others.
   const int first_late = p.all_fresh ? 0 : 1;
   if (first_late == 1) {
-    e = LaunchDependent(MlstmChunkOutputKernel<T, kP>, dim3(p.num_seqs, p.heads, col_tiles), kChunkThreads, out_smem,
+    e = LaunchDependent(MlstmChunkOutputKernel<T, kP>, dim3(p.num_seqs, p.heads, out_tiles), kChunkThreads, out_smem,
                         stream, p, 0);
   }
   if (e == cudaSuccess) {
@@ -391,7 +408,7 @@ cudaError_t LaunchChunks(const MlstmParams& p, int max_tokens, cudaStream_t stre
   }
   // Then the outputs of every later chunk in one launch, each from its own carry.
   if (e == cudaSuccess && chunks > first_late) {
-    e = LaunchDependent(MlstmChunkOutputKernel<T, kP>, dim3(p.num_seqs, p.heads, col_tiles * (chunks - first_late)),
+    e = LaunchDependent(MlstmChunkOutputKernel<T, kP>, dim3(p.num_seqs, p.heads, out_tiles * (chunks - first_late)),
                         kChunkThreads, out_smem, stream, p, first_late);
   }
   if (e != cudaSuccess) return e;
