@@ -163,7 +163,9 @@ __global__ void __launch_bounds__(kChunkThreads, 2) MlstmChunkOutputKernel(Mlstm
   const float scale = rsqrtf(static_cast<float>(p.dqk));
   // The weight a_t / sqrt(dqk) of each token's q row.
   float* q_weight = den + kChunk;  // [kChunk]
-  if (first_slice == 0 && tid < kChunk) q_weight[tid] = tid < len ? GateRecord(p, cs + tid, head)[kGateA] * scale : 0.0f;
+  if (first_slice == 0 && tid < kChunk) {
+    q_weight[tid] = tid < len ? GateRecord(p, cs + tid, head)[kGateA] * scale : 0.0f;
+  }
   __syncthreads();
 
   // Slice s: A by cp.async into its buffer (q [tokens][32] or P [tokens][32]), B (C or v
