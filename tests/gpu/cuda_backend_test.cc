@@ -262,6 +262,16 @@ TEST_CASE("CUDA agrees with the CPU reference on mixed batches, and batching cha
   }
 }
 
+// A prompt of nine chunks: the gates kernel scans 8 chunks at once (mlstm_chunk_prep.cu) and carries the
+// stabiliser from one round to the next, which shorter prompts never reach.
+TEST_CASE("a prompt longer than one round of the chunk gate scan agrees with the CPU reference") {
+  auto weights = LoadModelWeights("tests/golden/models/f32_heads4_wide");
+  REQUIRE(weights.ok());
+  for (DType state : {DType::kF32, DType::kBF16}) {
+    CompareWithCpu(*weights, state, Precision::kExact, "nine chunks", 1100);
+  }
+}
+
 // The serving step: decode rows beside new prompts of one chunk from reset slots. There the
 // prompts' blocks run inside the step kernel's launch (mlstm_fresh_chunk.cuh, MlstmStepBesideFresh),
 // so the step after reads the states they wrote. The 7B-shaped head (dqk 256, dv 512) has the
