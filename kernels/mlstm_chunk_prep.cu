@@ -57,11 +57,9 @@ constexpr int kGateThreads = kGateChunks * kChunk;
 __global__ void __launch_bounds__(kGateThreads) MlstmChunkGatesKernel(MlstmParams p) {
   AllowDependentLaunch();
   WaitForPriorKernels();
-  __shared__ float warp_b[kGateThreads / 32], warp_max[kGateThreads / 32];
   __shared__ float last_b[kGateChunks], last_max[kGateChunks], chunk_m[kGateChunks + 1];
   const int seq = blockIdx.x, head = blockIdx.y, tid = threadIdx.x;
-  const int lane = tid % 32, warp = tid / 32, in_chunk = tid % kChunk, group = tid / kChunk;
-  const int first_warp = group * kGateWarps;
+  const int in_chunk = tid % kChunk, group = tid / kChunk;
   const int begin = p.seq_row_begin[seq], end = SeqRowEnd(p, seq);
   if (tid == 0) chunk_m[kGateChunks] = *HeadStabiliser(p.state, p.seq_slot[seq], head);
   for (int round = begin; round < end; round += kGateThreads) {
@@ -71,20 +69,10 @@ __global__ void __launch_bounds__(kGateThreads) MlstmChunkGatesKernel(MlstmParam
     const LogGates lg = live ? MlstmLogGates(RawGate(p, p.igate, row, end, head), RawGate(p, p.fgate, row, end, head),
                                              p.gate_cap)
                              : LogGates{-INFINITY, 0.0f};
-    float b = WarpInclusiveScan<false>(lg.lf);
-    if (lane == 31) warp_b[warp] = b;
-    __syncthreads();  // also: the previous round's chunk_m is read
-    float carry = 0.0f;  // summed as ScanChunkGates sums it
-    for (int w = first_warp; w < warp; ++w) carry += warp_b[w];
-    b += carry;
-    const float ig_minus_b = live ? lg.ig - b : -INFINITY;
-    float run_max = WarpInclusiveScan<true>(ig_minus_b);
-    if (lane == 31) warp_max[warp] = run_max;
-    __syncthreads();
-    for (int w = first_warp; w < warp; ++w) run_max = fmaxf(run_max, warp_max[w]);
-    if (in_chunk == len - 1) {
-      last_b[group] = b;
-      last_max[group] = run_max;
+    const GateScan scan = ScanGates<kGateWarps, kGateChunks>(lg, live, len);
+    if (in_chunk == 0) {  // the chunk's last b and R, for the chain below
+      last_b[group] = scan.b_last;
+      last_max[group] = scan.max_last;
     }
     __syncthreads();
     if (tid == 0) {  // chunk_m[c]: the stabiliser entering chunk c of the round; [kGateChunks] after it
@@ -96,11 +84,7 @@ __global__ void __launch_bounds__(kGateThreads) MlstmChunkGatesKernel(MlstmParam
       chunk_m[kGateChunks] = m;
     }
     __syncthreads();
-    if (live) {
-      const float m = chunk_m[group], b_last = last_b[group];
-      const ChunkScan sc{b, ig_minus_b, b + fmaxf(m, run_max), b_last, b_last + fmaxf(m, last_max[group])};
-      WriteGateRecord(p, row, head, sc, m, in_chunk == 0);
-    }
+    if (live) WriteGateRecord(p, row, head, scan.From(chunk_m[group]), chunk_m[group], in_chunk == 0);
   }
 }
 

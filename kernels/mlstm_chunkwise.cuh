@@ -90,37 +90,51 @@ __device__ __forceinline__ float WarpInclusiveScan(float v) {
   return v;
 }
 
-// One chunk's gate scan, thread t taking row t (len rows live, from the stabiliser m before the
-// chunk): b and the running maximum of ĩ - b as warp scans plus the earlier warps' totals. All
-// kWarps warps of the block call it (threads past len pass live = false); its shared memory is
-// free again when it returns.
+// One chunk's gate scan, thread t taking row t (len rows live): b and the running maximum R_t of
+// ĩ - b as warp scans plus the chunk's earlier warps' totals. Neither depends on the stabiliser
+// m before the chunk, which only From(m) applies. With kChunks > 1 the block's warps scan
+// kChunks consecutive chunks of kWarps warps each (row t % (32 kWarps) of chunk t / (32 kWarps),
+// len that chunk's). Every warp of the block calls it (threads past len pass live = false); its
+// shared memory is free again when it returns.
 struct ChunkScan {
   float b, ig_minus_b, m_t;  // this thread's row
   float b_last, m_next;      // the chunk's last row: b, and the stabiliser after the chunk
 };
-template <int kWarps>
-__device__ __forceinline__ ChunkScan ScanChunkGates(LogGates lg, bool live, int len, float m) {
-  __shared__ float warp_b[kWarps], warp_max[kWarps], last[2];
+struct GateScan {
+  float b, ig_minus_b, run_max;  // this thread's row
+  float b_last, max_last;        // the chunk's last row
+  __device__ ChunkScan From(float m) const {
+    return {b, ig_minus_b, b + fmaxf(m, run_max), b_last, b_last + fmaxf(m, max_last)};
+  }
+};
+template <int kWarps, int kChunks = 1>
+__device__ __forceinline__ GateScan ScanGates(LogGates lg, bool live, int len) {
+  __shared__ float warp_b[kChunks * kWarps], warp_max[kChunks * kWarps], last[2 * kChunks];
   const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const int chunk = kChunks == 1 ? 0 : warp / kWarps, first = chunk * kWarps;
   float b = WarpInclusiveScan<false>(lg.lf);
   if (lane == 31) warp_b[warp] = b;
   __syncthreads();
   float carry = 0.0f;
-  for (int w = 0; w < warp; ++w) carry += warp_b[w];
+  for (int w = first; w < warp; ++w) carry += warp_b[w];
   b += carry;
   const float ig_minus_b = live ? lg.ig - b : -INFINITY;
   float run_max = WarpInclusiveScan<true>(ig_minus_b);
   if (lane == 31) warp_max[warp] = run_max;
   __syncthreads();
-  for (int w = 0; w < warp; ++w) run_max = fmaxf(run_max, warp_max[w]);
-  if (tid == len - 1) {
-    last[0] = b;
-    last[1] = run_max;
+  for (int w = first; w < warp; ++w) run_max = fmaxf(run_max, warp_max[w]);
+  if (tid - 32 * first == len - 1) {
+    last[2 * chunk] = b;
+    last[2 * chunk + 1] = run_max;
   }
   __syncthreads();
-  ChunkScan sc{b, ig_minus_b, b + fmaxf(m, run_max), last[0], last[0] + fmaxf(m, last[1])};
+  const GateScan sc{b, ig_minus_b, run_max, last[2 * chunk], last[2 * chunk + 1]};
   __syncthreads();  // warp_b, warp_max and last are rewritten by the next scan
   return sc;
+}
+template <int kWarps>
+__device__ __forceinline__ ChunkScan ScanChunkGates(LogGates lg, bool live, int len, float m) {
+  return ScanGates<kWarps>(lg, live, len).From(m);
 }
 
 // launch(T{}, std::integral_constant<Products, kP>{}) for p's state type T and products kP.
