@@ -107,6 +107,10 @@ absl::Status ForwardPass::Enqueue(const ForwardPlan& plan, const PassBuffers& b)
     RETURN_IF_ERROR(RunBlock(dev_->blocks[l], l, rows, b.idx, &residual, x, trim && last ? &read : nullptr));
   }
   if (heads_read_last) RETURN_IF_ERROR(start_heads());
+  if (nm_forked_) {
+    nm_forked_ = false;
+    RETURN_IF_ERROR(nm_side_.Join(stream_));
+  }
   if (trim) {
     RETURN_IF_ERROR(FlushResidual(picked, &residual, sel));
   } else {
@@ -322,8 +326,10 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
   // kernel's launch, spread among its blocks, instead of a chain of their own that waited for
   // SMs behind the step's (mlstm_step.cu says why).
   if (idx.single.count > 0 && idx.multi.count > 0 && MlstmFreshChunkApplies(multi, idx.multi.max_tokens)) {
-    CUDA_RETURN_IF_ERROR(MlstmStepBesideFresh(single, multi, idx.multi.max_tokens, stream_));
-    return profiler_->Mark("mlstm step + new prompts", stream_);
+    bool left = false;
+    CUDA_RETURN_IF_ERROR(MlstmStepBesideFresh(single, multi, idx.multi.max_tokens, &left, stream_));
+    RETURN_IF_ERROR(profiler_->Mark("mlstm step + new prompts", stream_));
+    return left ? AdvanceNmBeside(single, "mlstm step + new prompts") : absl::OkStatus();
   }
   // Other mixed steps: the prompts' chunkwise kernels, latency-bound on few blocks, run on a side
   // stream beside the decode rows' bandwidth-bound step kernel (in turn while stages are timed).
@@ -349,10 +355,27 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
     }
   }
   if (idx.single.count > 0) {
-    CUDA_RETURN_IF_ERROR(MlstmStep(single, stream_));
+    bool left = false;
+    CUDA_RETURN_IF_ERROR(MlstmStepLeavingNm(single, &left, stream_));
     RETURN_IF_ERROR(profiler_->Mark("mlstm step", stream_));
+    if (left) RETURN_IF_ERROR(AdvanceNmBeside(single, "mlstm step"));
   }
   if (overlap) RETURN_IF_ERROR(side_.Join(stream_));
+  return absl::OkStatus();
+}
+
+// The normaliser of a step past one wave (MlstmStepLeavingNm) on a side stream: nothing else in
+// the pass reads this layer's n and m, so it runs beside the layer's remaining kernels instead
+// of between the step and the head norm, on their critical path; the pass's stream joins it at
+// the pass's end. In turn, on the pass's stream, while stages are timed (as part of `stage`).
+absl::Status ForwardPass::AdvanceNmBeside(const MlstmParams& step, const char* stage) {
+  if (profiler_->on) {
+    CUDA_RETURN_IF_ERROR(MlstmNormalizer(step, stream_));
+    return profiler_->Mark(stage, stream_);
+  }
+  ASSIGN_OR_RETURN(const cudaStream_t side, nm_side_.Fork(stream_));
+  CUDA_RETURN_IF_ERROR(MlstmNormalizer(step, side));
+  nm_forked_ = true;
   return absl::OkStatus();
 }
 

@@ -158,6 +158,7 @@ class ForwardPass {
   // bf16_products: the chunkwise products in bf16 pairs, as where q, k and v came from a
   // projection that took bf16 activations (the bf16 precision on bf16 weights).
   absl::Status RunMlstm(int layer, int rows, const float* proj, float* h, const Indices& idx, bool bf16_products);
+  absl::Status AdvanceNmBeside(const MlstmParams& step, const char* stage);
   absl::Status FlushResidual(int rows, PendingResidual* residual, float* x);
   // The rows of a block's output that anything reads, where fewer than all: the block's tail
   // (head norm onwards) runs on them alone, into `x` (their residual stream, in their order).
@@ -196,6 +197,9 @@ class ForwardPass {
   // The buffers RunBlock and what it calls use: scratch_.trunk, or a side head's while it runs.
   BlockScratch* block_ = &scratch_.trunk;
   SideStream side_;  // the prompts' mLSTM of a mixed step
+  // The normalisers of steps past one wave (AdvanceNmBeside), joined at the pass's end.
+  SideStream nm_side_;
+  bool nm_forked_ = false;
   // The heads when they run side by side (StartMtpHeads): a stream and buffers each, the buffers
   // counted in scratch_.moves.
   struct HeadLane {

@@ -101,9 +101,6 @@ __device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 
-// Advances n and m of every (sequence, head) over the sequence's rows and writes them to the
-// state; grid (num_seqs, heads), one block each. Launch after the C kernel of the same layer.
-cudaError_t MlstmNormalizer(const MlstmParams& p, cudaStream_t stream);
 
 // launch(float{}) or launch(__nv_bfloat16{}) by the state's storage type.
 template <typename Launch>

@@ -10,8 +10,9 @@
 // n' and m' where a head's column tiles fit one thread-block cluster (StepWritesNm): every tile
 // advances a private n' for its denominator, arrives at the cluster barrier once it has read n
 // and m, and the first tile writes n' and m' after the barrier, so no tile reads them
-// half-written. Otherwise MlstmNormalizer writes them afterwards (mlstm_common.cuh). The bits
-// are the normaliser's: the same arithmetic on the same values.
+// half-written. Otherwise MlstmNormalizer writes them afterwards (mlstm_common.cuh), launched
+// by MlstmStep or, from MlstmStepLeavingNm, by the caller. The bits are the normaliser's: the
+// same arithmetic on the same values.
 // Shapes/layout: q, k, v, gates are column slices of [rows, proj_stride] fp32; h [rows,
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16, rows of C 16-byte aligned.
 // Launch: grid (ceil(dv / kCols), heads, num_seqs), block kTileThreads, clusters of a head's
@@ -260,6 +261,13 @@ bool MlstmStepSupports(int dqk, int dv, StateType type) {
 }
 
 cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream) {
+  bool nm_left = false;
+  const cudaError_t e = MlstmStepLeavingNm(p, &nm_left, stream);
+  return e == cudaSuccess && nm_left ? MlstmNormalizer(p, stream) : e;
+}
+
+cudaError_t MlstmStepLeavingNm(const MlstmParams& p, bool* nm_left, cudaStream_t stream) {
+  *nm_left = false;
   if (p.num_seqs == 0) return cudaSuccess;
   if (!MlstmStepSupports(p.dqk, p.dv, p.state.type)) return cudaErrorInvalidValue;
   if (StepWritesNm(p)) {
@@ -267,14 +275,16 @@ cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream) {
       return LaunchStep<decltype(state), Products::k3xTf32, false, true>(p, NoFresh{}, stream);
     });
   }
-  return LaunchByStateTypeThenNormalize(p, stream, [&](auto state) {
+  *nm_left = true;
+  return LaunchByStateType(p, [&](auto state) {
     return LaunchStep<decltype(state), Products::k3xTf32, false>(p, NoFresh{}, stream);
   });
 }
 
-cudaError_t MlstmStepBesideFresh(const MlstmParams& p, const MlstmParams& fresh, int fresh_max_tokens,
+cudaError_t MlstmStepBesideFresh(const MlstmParams& p, const MlstmParams& fresh, int fresh_max_tokens, bool* nm_left,
                                  cudaStream_t stream) {
-  if (fresh.num_seqs == 0) return MlstmStep(p, stream);
+  *nm_left = false;
+  if (fresh.num_seqs == 0) return MlstmStepLeavingNm(p, nm_left, stream);
   if (p.num_seqs == 0 || !MlstmStepSupports(p.dqk, p.dv, p.state.type) ||
       !MlstmFreshChunkApplies(fresh, fresh_max_tokens) || fresh.h == nullptr || fresh.seq_defer != nullptr ||
       fresh.state.type != p.state.type) {
@@ -295,7 +305,8 @@ cudaError_t MlstmStepBesideFresh(const MlstmParams& p, const MlstmParams& fresh,
     return fresh.bf16_products ? LaunchStep<T, Products::kBf16Pair, true>(p, beside, stream)
                                : LaunchStep<T, Products::k3xTf32, true>(p, beside, stream);
   };
-  return writes_nm ? LaunchByStateType(p, launch) : LaunchByStateTypeThenNormalize(p, stream, launch);
+  *nm_left = !writes_nm;
+  return LaunchByStateType(p, launch);
 }
 
 }  // namespace xlserve::kernels

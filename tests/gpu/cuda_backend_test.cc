@@ -382,6 +382,58 @@ TEST_CASE("7B-shaped heads agree with the CPU reference in a decode grid of seve
   CHECK(state_diff <= 4 * prompt_state_diff + kTol);
 }
 
+// The same grid with a bf16 state, where the CPU keeps fp32 states: before each step the CPU
+// takes the GPU's states, and after it each state the GPU wrote, n and m included, must be the
+// CPU's own step rounded to bf16 (bf16's unit roundoff, 2^-8, of each value at StateDiff's
+// scale), where an n or m left unadvanced is off by the step's whole change. The normaliser
+// runs on a side stream there (MlstmStepLeavingNm); the second step has a new prompt beside the
+// decode rows, whose blocks join the step's launch (MlstmStepBesideFresh).
+TEST_CASE("7B-shaped heads with a bf16 state advance n and m in a decode grid of several waves") {
+  constexpr int kSeqs = 64;
+  auto weights = testing::SevenBHeadModel(9);
+  const int vocab = weights->config.vocab_size;
+  auto gpu = Cuda(weights, kSeqs, DType::kBF16, Precision::kExact);
+  auto cpu = Cpu(weights, kSeqs, Precision::kExact);
+  std::mt19937 rng(17);
+  std::vector<std::vector<int32_t>> prompts(kSeqs);
+  std::vector<SequenceInput> batch;
+  for (int i = 0; i < kSeqs; ++i) {
+    prompts[i].resize(1 + i % 5);
+    for (auto& t : prompts[i]) t = static_cast<int32_t>(rng() % vocab);
+    batch.push_back({i, prompts[i], true});
+  }
+  ForwardOutput g, c;
+  REQUIRE(gpu->Forward(batch, &g).ok());
+  std::vector<float> st(gpu->state_layout().slot_floats());
+  std::vector<int32_t> next(kSeqs);
+  double decode_diff = 0, state_diff = 0;
+  std::vector<int32_t> new_prompt(20);
+  for (auto& t : new_prompt) t = static_cast<int32_t>(rng() % vocab);
+  for (int step = 0; step < 3; ++step) {
+    std::vector<SequenceInput> decode;
+    for (int i = 0; i < kSeqs; ++i) {
+      if (step == 1 && i == kSeqs - 1) {
+        REQUIRE(gpu->ResetSlot(i).ok());
+        REQUIRE(cpu->ResetSlot(i).ok());
+        decode.push_back({i, new_prompt, true});
+        continue;
+      }
+      REQUIRE(gpu->ReadSlot(i, st).ok());
+      REQUIRE(cpu->WriteSlot(i, st).ok());
+      next[i] = static_cast<int32_t>((step * 13 + i * 3) % vocab);
+      decode.push_back({i, std::span<const int32_t>(&next[i], 1), false});
+    }
+    REQUIRE(gpu->Forward(decode, &g).ok());
+    REQUIRE(cpu->Forward(decode, &c).ok());
+    decode_diff = std::max(decode_diff, MaxAbsDiff(g.logits, c.logits));
+    state_diff = std::max(state_diff, StateDiff(*gpu, *cpu, batch));
+  }
+  std::printf("7b-head, %d sequences, bf16 state: decode %.3g; states after each step %.3g\n", kSeqs, decode_diff,
+              state_diff);
+  CHECK(decode_diff <= kTol);
+  CHECK(state_diff <= 1.0 / 256 + kTol);
+}
+
 // Prompts of 9 to 192 rows take the weight GEMMs of StreamGemm's range, where warm-up timing
 // usually gives the FFN's up projection the SwiGLU epilogue (the bits of the epilogue itself are
 // cuda_stream_gemm_test's); here the pass around it: the activation's own buffer, the down
