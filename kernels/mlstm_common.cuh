@@ -6,7 +6,8 @@
 // across blocks, and every block needs q·n' for the denominator. If one of them wrote n' and
 // m' back while another block of the same head had yet to read n and m, the second would read
 // the new values. So the C kernels only read n and m (each block advances a private copy in
-// the same arithmetic), and MlstmNormalizer, ordered after them on the stream, writes them.
+// the same arithmetic), and MlstmNormalizer, ordered after them (on their stream, or past one
+// wave of the step on a side stream forked after it), writes them.
 // The plain step is the exception where a head's blocks form one cluster: a cluster barrier
 // orders their reads before the write (mlstm_step.cu).
 #pragma once
