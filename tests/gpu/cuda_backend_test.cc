@@ -339,6 +339,19 @@ TEST_CASE("7B-shaped heads (dqk 256, dv 512) agree with the CPU reference") {
   }
 }
 
+// Random prompts on slots 0 .. seqs - 1, sequence i of 1 + i % max_len tokens (held in prompts).
+std::vector<SequenceInput> PromptsOnSlots(int seqs, int max_len, int vocab, std::mt19937& rng,
+                                          std::vector<std::vector<int32_t>>* prompts) {
+  prompts->assign(seqs, {});
+  std::vector<SequenceInput> batch;
+  for (int i = 0; i < seqs; ++i) {
+    (*prompts)[i].resize(1 + i % max_len);
+    for (auto& t : (*prompts)[i]) t = static_cast<int32_t>(rng() % vocab);
+    batch.push_back({i, (*prompts)[i], true});
+  }
+  return batch;
+}
+
 // The step kernel forms clusters and writes n and m itself only in a grid of one wave (two
 // blocks an SM); past that the normaliser writes them after it. 64 sequences of the 7B head's 8
 // fp32 column tiles are 512 blocks, more than one wave on any GPU of up to 256 SMs (the H200 has
@@ -351,13 +364,8 @@ TEST_CASE("7B-shaped heads agree with the CPU reference in a decode grid of seve
   auto gpu = Cuda(weights, kSeqs, DType::kF32, Precision::kExact);
   auto cpu = Cpu(weights, kSeqs, Precision::kExact);
   std::mt19937 rng(13);
-  std::vector<std::vector<int32_t>> prompts(kSeqs);
-  std::vector<SequenceInput> batch;
-  for (int i = 0; i < kSeqs; ++i) {
-    prompts[i].resize(1 + i % 9);
-    for (auto& t : prompts[i]) t = static_cast<int32_t>(rng() % vocab);
-    batch.push_back({i, prompts[i], true});
-  }
+  std::vector<std::vector<int32_t>> prompts;
+  const std::vector<SequenceInput> batch = PromptsOnSlots(kSeqs, 9, vocab, rng, &prompts);
   ForwardOutput g, c;
   REQUIRE(gpu->Forward(batch, &g).ok());
   REQUIRE(cpu->Forward(batch, &c).ok());
@@ -395,13 +403,8 @@ TEST_CASE("7B-shaped heads with a bf16 state advance n and m in a decode grid of
   auto gpu = Cuda(weights, kSeqs, DType::kBF16, Precision::kExact);
   auto cpu = Cpu(weights, kSeqs, Precision::kExact);
   std::mt19937 rng(17);
-  std::vector<std::vector<int32_t>> prompts(kSeqs);
-  std::vector<SequenceInput> batch;
-  for (int i = 0; i < kSeqs; ++i) {
-    prompts[i].resize(1 + i % 5);
-    for (auto& t : prompts[i]) t = static_cast<int32_t>(rng() % vocab);
-    batch.push_back({i, prompts[i], true});
-  }
+  std::vector<std::vector<int32_t>> prompts;
+  const std::vector<SequenceInput> batch = PromptsOnSlots(kSeqs, 5, vocab, rng, &prompts);
   ForwardOutput g, c;
   REQUIRE(gpu->Forward(batch, &g).ok());
   std::vector<float> st(gpu->state_layout().slot_floats());
