@@ -356,7 +356,7 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
   }
   if (idx.single.count > 0) {
     bool left = false;
-    CUDA_RETURN_IF_ERROR(MlstmStepLeavingNm(single, &left, stream_));
+    CUDA_RETURN_IF_ERROR(MlstmStep(single, &left, stream_));
     RETURN_IF_ERROR(profiler_->Mark("mlstm step", stream_));
     if (left) RETURN_IF_ERROR(AdvanceNmBeside(single, "mlstm step"));
   }
@@ -364,7 +364,7 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
   return absl::OkStatus();
 }
 
-// The normaliser of a step past one wave (MlstmStepLeavingNm) on a side stream: nothing else in
+// The normaliser of a step past one wave (MlstmStep's nm_left) on a side stream: nothing else in
 // the pass reads this layer's n and m, so it runs beside the layer's remaining kernels instead
 // of between the step and the head norm, on their critical path; the pass's stream joins it at
 // the pass's end. In turn, on the pass's stream, while stages are timed (as part of `stage`).

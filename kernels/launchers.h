@@ -292,17 +292,15 @@ struct MlstmParams {
 };
 
 // Every sequence has exactly one row (row s is sequence s): the decode step, bandwidth-bound.
-// Needs MlstmStepSupports(dqk, dv, type).
+// Needs MlstmStepSupports(dqk, dv, type). Where its kernel cannot write n and m itself (a grid
+// of more than one wave, mlstm_step.cu) it leaves them and sets *nm_left: the caller launches
+// MlstmNormalizer(p) after it, on whichever stream (mlstm_common.cuh).
 bool MlstmStepSupports(int dqk, int dv, StateType type);
-cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream);
+cudaError_t MlstmStep(const MlstmParams& p, bool* nm_left, cudaStream_t stream);
 // Advances n and m of every (sequence, head) over the sequence's rows and writes them to the
 // state; grid (num_seqs, heads), one block each. Launch after the C kernel of the same layer
 // (mlstm_common.cuh says why it is a kernel of its own).
 cudaError_t MlstmNormalizer(const MlstmParams& p, cudaStream_t stream);
-// MlstmStep, except that where it would launch MlstmNormalizer after its kernel (a grid of more
-// than one wave, mlstm_step.cu) it leaves n and m unwritten and sets *nm_left: the caller
-// launches MlstmNormalizer(p) after it, on whichever stream (mlstm_common.cuh).
-cudaError_t MlstmStepLeavingNm(const MlstmParams& p, bool* nm_left, cudaStream_t stream);
 
 // Any number of tokens per sequence, one at a time with C held in registers (prefill, and
 // verify or commit where the tiled kernels below do not apply). With h null it only advances
@@ -325,7 +323,7 @@ cudaError_t MlstmChunkwise(const MlstmParams& p, int max_tokens, cudaStream_t st
 // kChunkTokens tokens (mlstm_fresh_chunk.cuh), as one launch of independent blocks that needs
 // none of the chunkwise scratch. MlstmStepBesideFresh runs those blocks inside the step kernel's
 // launch for `step`, spread among its own (both subsets of one layer, disjoint slots), leaving
-// the step's n and m as MlstmStepLeavingNm does (*nm_left).
+// the step's n and m as MlstmStep does (*nm_left).
 bool MlstmFreshChunkApplies(const MlstmParams& p, int max_tokens);
 cudaError_t MlstmFreshChunk(const MlstmParams& p, int max_tokens, cudaStream_t stream);
 cudaError_t MlstmStepBesideFresh(const MlstmParams& step, const MlstmParams& fresh, int fresh_max_tokens,

@@ -102,7 +102,6 @@ __device__ __forceinline__ __nv_bfloat16 FromFloat<__nv_bfloat16>(float v) {
   return __float2bfloat16_rn(v);
 }
 
-
 // launch(float{}) or launch(__nv_bfloat16{}) by the state's storage type.
 template <typename Launch>
 cudaError_t LaunchByStateType(const MlstmParams& p, Launch&& launch) {

@@ -11,8 +11,8 @@
 // advances a private n' for its denominator, arrives at the cluster barrier once it has read n
 // and m, and the first tile writes n' and m' after the barrier, so no tile reads them
 // half-written. Otherwise MlstmNormalizer writes them afterwards (mlstm_common.cuh), launched
-// by MlstmStep or, from MlstmStepLeavingNm, by the caller. The bits are the normaliser's: the
-// same arithmetic on the same values.
+// by the caller (*nm_left). The bits are the normaliser's: the same arithmetic on the same
+// values.
 // Shapes/layout: q, k, v, gates are column slices of [rows, proj_stride] fp32; h [rows,
 // heads*dv] fp32; the state pool of MlstmStateRef in fp32 or bf16, rows of C 16-byte aligned.
 // Launch: grid (ceil(dv / kCols), heads, num_seqs), block kTileThreads, clusters of a head's
@@ -260,13 +260,7 @@ bool MlstmStepSupports(int dqk, int dv, StateType type) {
   return dqk <= row_groups * kTileMaxRows && dv % vec == 0;
 }
 
-cudaError_t MlstmStep(const MlstmParams& p, cudaStream_t stream) {
-  bool nm_left = false;
-  const cudaError_t e = MlstmStepLeavingNm(p, &nm_left, stream);
-  return e == cudaSuccess && nm_left ? MlstmNormalizer(p, stream) : e;
-}
-
-cudaError_t MlstmStepLeavingNm(const MlstmParams& p, bool* nm_left, cudaStream_t stream) {
+cudaError_t MlstmStep(const MlstmParams& p, bool* nm_left, cudaStream_t stream) {
   *nm_left = false;
   if (p.num_seqs == 0) return cudaSuccess;
   if (!MlstmStepSupports(p.dqk, p.dv, p.state.type)) return cudaErrorInvalidValue;
@@ -284,7 +278,7 @@ cudaError_t MlstmStepLeavingNm(const MlstmParams& p, bool* nm_left, cudaStream_t
 cudaError_t MlstmStepBesideFresh(const MlstmParams& p, const MlstmParams& fresh, int fresh_max_tokens, bool* nm_left,
                                  cudaStream_t stream) {
   *nm_left = false;
-  if (fresh.num_seqs == 0) return MlstmStepLeavingNm(p, nm_left, stream);
+  if (fresh.num_seqs == 0) return MlstmStep(p, nm_left, stream);
   if (p.num_seqs == 0 || !MlstmStepSupports(p.dqk, p.dv, p.state.type) ||
       !MlstmFreshChunkApplies(fresh, fresh_max_tokens) || fresh.h == nullptr || fresh.seq_defer != nullptr ||
       fresh.state.type != p.state.type) {

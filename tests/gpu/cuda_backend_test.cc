@@ -394,7 +394,7 @@ TEST_CASE("7B-shaped heads agree with the CPU reference in a decode grid of seve
 // takes the GPU's states, and after it each state the GPU wrote, n and m included, must be the
 // CPU's own step rounded to bf16 (bf16's unit roundoff, 2^-8, of each value at StateDiff's
 // scale), where an n or m left unadvanced is off by the step's whole change. The normaliser
-// runs on a side stream there (MlstmStepLeavingNm); the second step has a new prompt beside the
+// runs on a side stream there (MlstmStep's nm_left); the second step has a new prompt beside the
 // decode rows, whose blocks join the step's launch (MlstmStepBesideFresh).
 TEST_CASE("7B-shaped heads with a bf16 state advance n and m in a decode grid of several waves") {
   constexpr int kSeqs = 64;
