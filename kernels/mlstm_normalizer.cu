@@ -45,6 +45,8 @@ __global__ void __launch_bounds__(kThreads) MlstmNormalizerKernel(MlstmParams p)
     const int i = threadIdx.x + r * kThreads;
     if (i < p.dqk) st.n[i] = FromFloat<T>(n[r]);
   }
+  // Every warp read m before it is overwritten (a deferred sequence's whole block returned).
+  __syncthreads();
   if (threadIdx.x == 0) *st.m = m;
 }
 
