@@ -25,11 +25,14 @@ if [ "$have_cuda" -eq 1 ]; then
   fi
 fi
 
+# Each phase's heading says when it starts, so that a slow run shows where its time went.
+phase() { printf '== %s (at %d:%02d)\n' "$1" $((SECONDS / 60)) $((SECONDS % 60)); }
+
 log="$(mktemp /tmp/xlserve-test.XXXXXX)"
 # A Bazel server started outside the namespace would keep seeing the toolkit: stop it first,
 # and stop the one started inside before leaving it.
 bazel shutdown
-echo "== CPU-only build and tests (--config=cpu${hide:+, CUDA toolkit hidden})"
+phase "CPU-only build and tests (--config=cpu${hide:+, CUDA toolkit hidden})"
 set +e
 "${hide[@]}" bash -c '
   set -o pipefail
@@ -44,7 +47,7 @@ set -e
 testlogs="$(cat "$log.testlogs" 2>/dev/null || true)"
 
 if [ "$rc" -eq 0 ] && [ "$have_cuda" -eq 1 ]; then
-  echo "== CUDA build (--config=cuda: kernels, the CUDA backend, GPU tests compiled, not run)"
+  phase "CUDA build (--config=cuda: kernels, the CUDA backend, GPU tests compiled, not run)"
   bazel build --config=cuda //... || rc=$?
 fi
 
@@ -52,7 +55,7 @@ fi
 # from these packages to the CUDA backend (cli/ reaches it through runtime/ by design, which the
 # second query confirms, so that the first cannot pass on an empty graph).
 if [ "$rc" -eq 0 ]; then
-  echo "== dependency paths to kernels/"
+  phase "dependency paths to kernels/"
   q() { bazel query --noimplicit_deps --noshow_progress "$1" 2>/dev/null; }
   reach="$(q 'deps(kind("cc_library|cc_binary", //engine/... + //server/... + //gateway/... + //tools/...))
               intersect (//kernels/... + //runtime/... + //third_party:cuda)')" || rc=1
@@ -71,20 +74,20 @@ fi
 # ASan + UBSan (clang; .bazelrc) over every CPU test but the four longest end-to-end suites,
 # which the full run covers (README "Sanitizers and fuzzing"); then each fuzz target for 30 s
 # on the same build.
-echo "== bazel test --config=asan (ASan + UBSan)"
+phase "bazel test --config=asan (ASan + UBSan)"
 set +e
 bazel test --config=asan --test_tag_filters=-gpu --build_tests_only -- //... -//tests/server:server_test \
   -//tests/cli:tokenizer_parity_test -//tests/loadtest:loadtest_test -//tests/deploy:deploy_test 2>&1 |
   tee -a /tmp/xlserve-test.$$.log
 asan_rc=${PIPESTATUS[0]}
-echo "== fuzz smoke (30 s per target)"
+phase "fuzz smoke (30 s per target)"
 scripts/fuzz.sh --time 30
 fuzz_rc=$?
 set -e
 
 # Each Catch2 binary's own summary (of the targets this run tested: the test-log folder keeps
 # those of targets since removed), then one closing line for the whole run.
-echo "== Catch2 summaries"
+phase "Catch2 summaries"
 [ -d "$testlogs" ] && grep -oE "^//[^ ]+ +(\(cached\) +)?(PASSED|FAILED)" "$log" | awk '{print $1}' | sort | while read -r label; do
   target="${label#//}"
   tlog="$testlogs/${target/://}/test.log"
@@ -94,6 +97,7 @@ done
 passed=$(grep -cE "^//.* PASSED in" "$log" || true)
 failed=$(grep -cE "^//.* (FAILED|TIMEOUT|NO STATUS|INCOMPLETE)" "$log" || true)
 rm -f "$log" "$log.testlogs"
+phase "done"
 echo "${passed} passed, ${failed} failed"
 if [ "$rc" -ne 0 ] || [ "$asan_rc" -ne 0 ] || [ "$fuzz_rc" -ne 0 ] || [ "$failed" -ne 0 ] || [ "$passed" -eq 0 ]; then
   exit 1
