@@ -28,6 +28,9 @@ if [ "${#targets[@]}" -eq 0 ]; then
            openai_body_fuzz chat_template_fuzz)
 fi
 command -v clang >/dev/null || { echo "fuzz: clang is needed (apt-get install clang)" >&2; exit 1; }
+# One target a core at a time: libFuzzer runs on one thread, so each keeps its full time.
+jobs="${FUZZ_JOBS:-$(nproc)}"
+[[ "$jobs" =~ ^[1-9][0-9]*$ ]] || { echo "fuzz: FUZZ_JOBS must be a positive count, got '$jobs'" >&2; exit 2; }
 
 labels=()
 for t in "${targets[@]}"; do labels+=("//fuzz:$t"); done
@@ -36,8 +39,6 @@ bin="$(bazel info --config=fuzz bazel-bin 2>/dev/null)/fuzz"
 
 work="${FUZZ_WORK_DIR:-$(mktemp -d /tmp/xlserve-fuzz.XXXXXX)}"
 echo "fuzz: ${seconds} s per target$([ "$runs" -ge 0 ] && echo " or $runs executions"); new inputs and any reproducer under $work"
-# One target a core at a time: libFuzzer runs on one thread, so each keeps its full time.
-jobs="${FUZZ_JOBS:-$(nproc)}"
 fuzz_one() {
   local t=$1 dict=() max_len=4096 rc=0
   mkdir -p "$work/$t/corpus" "$work/$t/artifacts"
