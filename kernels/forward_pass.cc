@@ -366,8 +366,8 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
 
 // The normaliser of a step past one wave (MlstmStep's nm_left) on a side stream: nothing else in
 // the pass reads this layer's n and m, so it runs beside the layer's remaining kernels instead
-// of between the step and the head norm, on their critical path; the pass's stream joins it at
-// the pass's end. In turn, on the pass's stream, while stages are timed (as part of `stage`).
+// of between the step and the head norm, on their critical path; the pass's stream joins it after
+// the last block. In turn, on the pass's stream, while stages are timed (as part of `stage`).
 absl::Status ForwardPass::AdvanceNmBeside(const MlstmParams& step, const char* stage) {
   if (profiler_->on) {
     CUDA_RETURN_IF_ERROR(MlstmNormalizer(step, stream_));
