@@ -116,9 +116,10 @@ double StateDiff(const Backend& a, const Backend& b, const std::vector<SequenceI
 
 // Prefill of prompts of mixed lengths in one batch, then decode steps of the whole batch:
 // CUDA against the CPU reference; and each decode step against each sequence alone on a second
-// CUDA backend that starts from the same states.
+// CUDA backend that starts from the same states. reset_all: every prompt from a reset slot, so
+// that prompts of at most one chunk (long_prompt <= 128) take the fresh-chunk kernel alone.
 void CompareWithCpu(std::shared_ptr<const ModelWeights> weights, DType state, Precision precision,
-                    const std::string& name, int long_prompt) {
+                    const std::string& name, int long_prompt, bool reset_all = false) {
   const int vocab = weights->config.vocab_size;
   const bool fp32_weights = weights->blocks[0].q_w.dtype == DType::kF32;
   std::mt19937 rng(7);
@@ -139,7 +140,7 @@ void CompareWithCpu(std::shared_ptr<const ModelWeights> weights, DType state, Pr
   for (size_t i = 0; i < prompts.size(); ++i) batch.push_back({static_cast<int>(2 * i), prompts[i], true});
   // Half the prompts start from a reset (the chunkwise kernels then skip reading the zero
   // state), half from a slot that was never reset (its state read like any other).
-  for (size_t i = 0; i < batch.size(); i += 2) REQUIRE(gpu->ResetSlot(batch[i].slot).ok());
+  for (size_t i = 0; i < batch.size(); i += reset_all ? 1 : 2) REQUIRE(gpu->ResetSlot(batch[i].slot).ok());
   ForwardOutput g, c, e;
   REQUIRE(gpu->Forward(batch, &g).ok());
   REQUIRE(cpu->Forward(batch, &c).ok());
@@ -336,6 +337,18 @@ TEST_CASE("7B-shaped heads (dqk 256, dv 512) agree with the CPU reference") {
   auto weights = testing::SevenBHeadModel(3);
   for (Precision precision : {Precision::kExact, Precision::kBf16}) {
     for (DType state : {DType::kF32, DType::kBF16}) CompareWithCpu(weights, state, precision, "7b-head random", 300);
+  }
+}
+
+// New prompts alone, each of at most one chunk, take the fresh-chunk kernel (mlstm_fresh_chunk.cu):
+// at this shape 2 x 8 update tiles of 64 columns a head in bf16 pairs, 2 x 16 of 32 in 3xTF32.
+// The decode steps and the second chunk after the prompts read the states it wrote.
+TEST_CASE("7B-shaped heads agree with the CPU reference when new prompts come alone") {
+  auto weights = testing::SevenBHeadModel(5);
+  for (Precision precision : {Precision::kExact, Precision::kBf16}) {
+    for (DType state : {DType::kF32, DType::kBF16}) {
+      CompareWithCpu(weights, state, precision, "7b-head new prompts", 128, true);
+    }
   }
 }
 
