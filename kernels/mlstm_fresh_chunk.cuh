@@ -19,14 +19,16 @@
 //     cp.async one slice ahead), 8 warps of 32 tokens x 16 keys; then P into shared memory and
 //     h = P V over the keys in slices of 32 (v [32][128], one slice ahead), 8 warps of 32 tokens
 //     x 16 columns; mma tiles as in chunk_mma.cuh (3xTF32 or bf16 pairs, p.bf16_products).
-//   update blocks, one per 128 rows x 32 columns of C (the chain's update tile): the chunk's
-//     tokens in halves of 64 (k [64][128] and v [64][32] staged at once, v scaled by e in
-//     place), 8 warps of 32 rows x 16 columns; the first column tile writes n, and the block of
-//     the first row and column tile writes m.
-// At the 7B shape (8 heads, dqk 256, dv 512) that is 384 blocks a prompt, each a few µs of
-// latency-bound work. Fewer, longer blocks (all of h's columns per output block, 64-column
-// update tiles: 160 a prompt) measured slower inside the step kernel's launch (H200, 63 decode
-// rows + a 128-token prompt: 8.76 ms a pass, against 8.55-8.61 with these, in another call).
+//   update blocks, one per 128 rows x W columns of C (W = 32 beside a step, kUpCols; 64 for
+//     new prompts alone, kWideUpCols): the chunk's tokens in halves of 64 (k [64][128] and
+//     v [64][W] staged at once, v scaled by e in place), 8 warps of 32 rows x W / 2 columns;
+//     the first column tile writes n, and the block of the first row and column tile writes m.
+// At the 7B shape (8 heads, dqk 256, dv 512) that is 384 blocks a prompt beside a step, each a
+// few µs of latency-bound work. Fewer, longer blocks (all of h's columns per output block,
+// 64-column update tiles: 160 a prompt) measured slower inside the step kernel's launch (H200,
+// 63 decode rows + a 128-token prompt: 8.76 ms a pass, against 8.55-8.61 with these, in another
+// call). Alone, 384 blocks at two an SM are two rounds on 132 SMs, each as long as the slowest
+// output block; 64-column update tiles make them 256, one round.
 // Shapes/layout as for MlstmChunkwise (launchers.h). Fp32 accumulation; no atomics.
 #pragma once
 
@@ -42,17 +44,19 @@ namespace fresh_chunk {
 
 constexpr int kRows = kTile;              // tokens of an output block
 constexpr int kCols = 128;                // columns of h of an output block
-constexpr int kUpRows = 128, kUpCols = 32;  // the tile of C of an update block
+constexpr int kUpRows = 128, kUpCols = 32;  // the tile of C of an update block (beside a step)
+constexpr int kWideUpCols = 64;              // the same for new prompts alone (MlstmFreshChunk)
 constexpr int kHalf = 64;                 // tokens an update block stages at once
 constexpr int kQS = kTile + 4;            // [token][32] slices of q and k: ≡ 4 (mod 32)
 constexpr int kPS = kChunk + 4;           // P [kRows][kPS]: ≡ 4
 constexpr int kVS = kCols + 8;            // v [key][kVS]: ≡ 8
 constexpr int kKS = kUpRows + 8;          // update k [token][kKS]: ≡ 8
-constexpr int kUVS = kUpCols + 8;         // update v [token][kUVS]: ≡ 8
+template <int kW>
+constexpr int kUVS = kW + 8;              // update v [token][kUVS<kW>]: ≡ 8
 constexpr int kScoreBuf = (kRows + kChunk) * kQS;  // one q slice and one k slice
 static_assert(2 * kTile * kVS <= 2 * kScoreBuf, "the P V slices reuse the score slices' space");
 constexpr int kOutFloats = 2 * kScoreBuf + kRows * kPS + kRows;  // slices, P, denominators
-constexpr int kUpFloats = kHalf * (kKS + kUVS);
+constexpr int kUpFloats = kHalf * (kKS + kUVS<kWideUpCols>);
 constexpr int kGateAt = kOutFloats > kUpFloats ? kOutFloats : kUpFloats;  // b, ĩ - b, m_t or e
 constexpr int kSmemFloats = kGateAt + 3 * kChunk;
 
@@ -76,13 +80,14 @@ __device__ __forceinline__ void PipelineSlices(int count, Stage&& stage, Use&& u
   }
 }
 
-// Blocks per head: output tiles of `row_tiles` x ceil(dv / kCols), then update tiles.
+// Blocks per head: output tiles of `row_tiles` x ceil(dv / kCols), then update tiles of
+// `up_width` columns.
 struct Tiles {
   int out_cols, outs, up_cols, ups;
-  __host__ __device__ Tiles(int row_tiles, int dqk, int dv)
+  __host__ __device__ Tiles(int row_tiles, int dqk, int dv, int up_width)
       : out_cols((dv + kCols - 1) / kCols),
         outs(row_tiles * out_cols),
-        up_cols((dv + kUpCols - 1) / kUpCols),
+        up_cols((dv + up_width - 1) / up_width),
         ups(((dqk + kUpRows - 1) / kUpRows) * up_cols) {}
   __host__ __device__ int PerHead() const { return outs + ups; }
 };
@@ -198,33 +203,35 @@ __device__ __forceinline__ void OutputTile(const MlstmParams& p, int begin, int 
   }
 }
 
-template <typename T, Products kP>
+// kW columns of C: 8 warps of 32 rows x kW / 2 columns.
+template <typename T, Products kP, int kW>
 __device__ __forceinline__ void UpdateTile(const MlstmParams& p, int seq, int begin, int len, int head, int it,
                                            int jt, float* smem) {
-  const int i0 = it * kUpRows, j0 = jt * kUpCols;
-  const int rows = min(kUpRows, p.dqk - i0), width = min(kUpCols, p.dv - j0);
+  constexpr int kNT = kW / 16, kVStride = kUVS<kW>;  // n8 tiles a warp
+  const int i0 = it * kUpRows, j0 = jt * kW;
+  const int rows = min(kUpRows, p.dqk - i0), width = min(kW, p.dv - j0);
   float* g = smem + kGateAt;
   const float* e_tok = g + 2 * kChunk;
   const float m_next = ScanFreshGates(p, begin, len, head, g, true);
   float* k_s = smem;                   // [kHalf][kKS]
-  float* v_s = k_s + kHalf * kKS;      // [kHalf][kUVS], then e ⊙ v
+  float* v_s = k_s + kHalf * kKS;      // [kHalf][kVStride], then e ⊙ v
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32, gq = lane / 4, t4 = lane % 4;
-  const int r0 = 32 * (warp / 2), c0 = 16 * (warp % 2);
+  const int r0 = 32 * (warp / 2), c0 = (kW / 2) * (warp % 2);
   const bool advance_n = jt == 0 && tid < rows;
-  float acc[2][2][4] = {}, n_acc = 0.0f;
+  float acc[2][kNT][4] = {}, n_acc = 0.0f;
   for (int h0 = 0; h0 < len; h0 += kHalf) {
     const int hl = min(kHalf, len - h0), pad = kTile * ((hl + kTile - 1) / kTile);
     __syncthreads();  // the gates are in place; the previous half is read
     StageBlock(k_s, kKS, p.k + int64_t(begin + h0) * p.proj_stride + int64_t(head) * p.dqk + i0, p.proj_stride, pad,
                kUpRows, hl, rows);
-    StageBlock(v_s, kUVS, p.v + int64_t(begin + h0) * p.proj_stride + int64_t(head) * p.dv + j0, p.proj_stride, pad,
-               kUpCols, hl, width);
+    StageBlock(v_s, kVStride, p.v + int64_t(begin + h0) * p.proj_stride + int64_t(head) * p.dv + j0, p.proj_stride, pad,
+               kW, hl, width);
     CommitStaged();
     WaitStaged();
     __syncthreads();
-    for (int piece = tid; piece < pad * (kUpCols / 4); piece += kFreshThreads) {
-      const int t = piece / (kUpCols / 4);
-      float4* v4 = reinterpret_cast<float4*>(v_s + t * kUVS + 4 * (piece % (kUpCols / 4)));
+    for (int piece = tid; piece < pad * (kW / 4); piece += kFreshThreads) {
+      const int t = piece / (kW / 4);
+      float4* v4 = reinterpret_cast<float4*>(v_s + t * kVStride + 4 * (piece % (kW / 4)));
       const float ev = h0 + t < len ? e_tok[h0 + t] : 0.0f;
       const float4 v = *v4;
       *v4 = make_float4(ev * v.x, ev * v.y, ev * v.z, ev * v.w);
@@ -234,15 +241,15 @@ __device__ __forceinline__ void UpdateTile(const MlstmParams& p, int seq, int be
     }
     __syncthreads();
     for (int s = 0; s < pad / kTile; ++s) {
-      WarpTileSlice32<kP, 2, 2, kKS, kUVS, true>(acc, k_s + (kTile * s + t4) * kKS + r0 + gq,
-                                                 v_s + (kTile * s + t4) * kUVS + c0 + gq);
+      WarpTileSlice32<kP, 2, kNT, kKS, kVStride, true>(acc, k_s + (kTile * s + t4) * kKS + r0 + gq,
+                                                  v_s + (kTile * s + t4) * kVStride + c0 + gq);
     }
   }
   const HeadState<T> st = HeadStateOf<T>(p.state, p.seq_slot[seq], head, p.dqk, p.dv);
 #pragma unroll
   for (int mt = 0; mt < 2; ++mt) {
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
+    for (int nt = 0; nt < kNT; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int il = r0 + FragRow(mt, e), jl = c0 + FragCol(nt, e);
@@ -256,19 +263,20 @@ __device__ __forceinline__ void UpdateTile(const MlstmParams& p, int seq, int be
 
 }  // namespace fresh_chunk
 
-// Blocks of a launch over p's sequences, each at most kChunk tokens (max_tokens the longest).
-inline int FreshChunkBlocks(const MlstmParams& p, int max_tokens) {
-  const fresh_chunk::Tiles tiles((max_tokens + kTile - 1) / kTile, p.dqk, p.dv);
+// Blocks of a launch over p's sequences, each at most kChunk tokens (max_tokens the longest),
+// with update tiles of up_width columns (fresh_chunk::kUpCols or kWideUpCols).
+inline int FreshChunkBlocks(const MlstmParams& p, int max_tokens, int up_width = fresh_chunk::kUpCols) {
+  const fresh_chunk::Tiles tiles((max_tokens + kTile - 1) / kTile, p.dqk, p.dv, up_width);
   return p.num_seqs * p.heads * tiles.PerHead();
 }
 constexpr size_t FreshChunkSmemBytes() { return fresh_chunk::kSmemFloats * sizeof(float); }
 
 // Block `block` (< FreshChunkBlocks) of the launch, kFreshThreads threads, with `smem` its
 // FreshChunkSmemBytes() of dynamic shared memory. Returns at a block-uniform point only.
-template <typename T, Products kP>
+template <typename T, Products kP, int kUpWidth = fresh_chunk::kUpCols>
 __device__ __forceinline__ void FreshChunkBlock(const MlstmParams& p, int max_tokens, int block, float* smem) {
   using namespace fresh_chunk;
-  const Tiles tiles((max_tokens + kTile - 1) / kTile, p.dqk, p.dv);
+  const Tiles tiles((max_tokens + kTile - 1) / kTile, p.dqk, p.dv, kUpWidth);
   const int per_seq = p.heads * tiles.PerHead();
   const int seq = block / per_seq, in_seq = block % per_seq;
   const int head = in_seq / tiles.PerHead(), tile = in_seq % tiles.PerHead();
@@ -278,7 +286,7 @@ __device__ __forceinline__ void FreshChunkBlock(const MlstmParams& p, int max_to
     OutputTile<kP>(p, begin, len, head, tile / tiles.out_cols, tile % tiles.out_cols, smem);
   } else {
     const int u = tile - tiles.outs;
-    UpdateTile<T, kP>(p, seq, begin, len, head, u / tiles.up_cols, u % tiles.up_cols, smem);
+    UpdateTile<T, kP, kUpWidth>(p, seq, begin, len, head, u / tiles.up_cols, u % tiles.up_cols, smem);
   }
 }
 
