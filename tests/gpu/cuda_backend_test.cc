@@ -172,8 +172,8 @@ void CompareWithCpu(std::shared_ptr<const ModelWeights> weights, DType state, Pr
   auto cpu_exact = bf16 ? Cpu(weights, 16, Precision::kExact) : nullptr;
   std::vector<SequenceInput> batch;
   for (size_t i = 0; i < prompts.size(); ++i) batch.push_back({static_cast<int>(2 * i), prompts[i], true});
-  // Half the prompts start from a reset (the chunkwise kernels then skip reading the zero
-  // state), half from a slot that was never reset (its state read like any other).
+  // Half the prompts (all with reset_all) start from a reset (the chunkwise kernels then skip
+  // reading the zero state), the rest from a slot that was never reset (its state read like any other).
   for (size_t i = 0; i < batch.size(); i += reset_all ? 1 : 2) REQUIRE(gpu->ResetSlot(batch[i].slot).ok());
   ForwardOutput g, c, e;
   REQUIRE(gpu->Forward(batch, &g).ok());
