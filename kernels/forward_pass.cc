@@ -366,8 +366,10 @@ absl::Status ForwardPass::RunMlstm(int layer, int rows, const float* proj, float
 
 // The normaliser of a step past one wave (MlstmStep's nm_left) on a side stream: nothing else in
 // the pass reads this layer's n and m, so it runs beside the layer's remaining kernels instead
-// of between the step and the head norm, on their critical path; the pass's stream joins it after
-// the last block. In turn, on the pass's stream, while stages are timed (as part of `stage`).
+// of between the step and the head norm, on their critical path. It reads k and the gates from
+// the block's projection, so the pass's stream joins it before the next block overwrites that
+// (RunBlock), and after the last. In turn, on the pass's stream, while stages are timed (as part
+// of `stage`).
 absl::Status ForwardPass::AdvanceNmBeside(const MlstmParams& step, const char* stage) {
   if (profiler_->on) {
     CUDA_RETURN_IF_ERROR(MlstmNormalizer(step, stream_));
@@ -409,6 +411,10 @@ absl::Status ForwardPass::RunBlock(const DeviceBlock& w, int layer, int rows, co
   ASSIGN_OR_RETURN(float* h, block_->h.Get(size_t(rows) * v));
   ASSIGN_OR_RETURN(float* hg, block_->hg.Get(size_t(rows) * v));
   ASSIGN_OR_RETURN(float* act, block_->act.Get(size_t(rows) * ffn));
+  // A normaliser forked beside an earlier block may still read that block's k and gates in `proj`,
+  // which this block's projection overwrites. Joined before the norm rather than the GEMM, whose
+  // weight stages load before its wait; it has had the rest of its own block to run beside.
+  if (nm_forked_) RETURN_IF_ERROR(nm_side_.Join(stream_));
 
   // mLSTM sub-layer: x += out_proj(sigmoid(o) * MultiHeadNorm(mLSTM(q, k, v, ĩ, f̃))).
   if (residual->t.t != nullptr) {

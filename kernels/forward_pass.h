@@ -197,7 +197,8 @@ class ForwardPass {
   // The buffers RunBlock and what it calls use: scratch_.trunk, or a side head's while it runs.
   BlockScratch* block_ = &scratch_.trunk;
   SideStream side_;  // the prompts' mLSTM of a mixed step
-  // The normalisers of steps past one wave (AdvanceNmBeside), joined after the last block.
+  // The normalisers of steps past one wave (AdvanceNmBeside), joined before the next block and
+  // after the last.
   SideStream nm_side_;
   bool nm_forked_ = false;
   // The heads when they run side by side (StartMtpHeads): a stream and buffers each, the buffers
